@@ -1,0 +1,90 @@
+"""A forces-only ASE calculator around a trained denoiser (DESIGN.md section 6).
+
+``forces = kT * eps_hat / sigma`` (= ``kT * g / sigma^2``), eV/Angstrom, with kT and sigma taken
+from the model (they belong to its training data and are never guessed here).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import List, Optional, Union
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+
+from .checkpoint import load_model
+from .data import check_atoms, collate, to_frame
+from .model import DenoiserMACE
+
+_WHY_NO_ENERGY = (
+    "a denoiser learns forces (the score of the Boltzmann density) from coordinates alone, "
+    "not an energy; DenoiseCalculator implements only 'forces'"
+)
+
+
+class DenoiseCalculator(Calculator):
+    """ASE calculator exposing the forces of a trained denoiser (eV/Angstrom), nothing else.
+
+    Parameters
+    ----------
+    model:
+        a :class:`~ase_denoise.model.DenoiserMACE` or a path to a model file.
+    device:
+        torch device for the forward pass (default ``"cpu"``).
+    dtype:
+        ``torch.float32`` or ``torch.float64`` for the forward pass (default: the model's own).
+    """
+
+    implemented_properties: List[str] = ["forces"]  # our own list: never share ASE's class attribute
+
+    def __init__(
+        self,
+        model: Union[DenoiserMACE, str, os.PathLike],
+        device: Union[str, torch.device] = "cpu",
+        dtype: Optional[torch.dtype] = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(model, DenoiserMACE):
+            model = load_model(model)
+        self.device = torch.device(device)
+        self.dtype = dtype or next(model.parameters()).dtype
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.implemented_properties = list(self.implemented_properties)
+
+    @classmethod
+    def from_file(cls, path: Union[str, os.PathLike], **kwargs) -> "DenoiseCalculator":
+        """Load a model file (safetensors; never unpickled) and wrap it."""
+        return cls(load_model(path), **kwargs)
+
+    @property
+    def noise_std(self) -> float:
+        """sigma of the model, Angstrom."""
+        return self.model.noise_std
+
+    @property
+    def temperature_K(self) -> float:
+        """Temperature of the training data, K."""
+        return self.model.temperature_K
+
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        if name not in self.implemented_properties:
+            raise PropertyNotImplementedError(f"{name!r} is not available: {_WHY_NO_ENERGY}")
+        return super().get_property(name, atoms, allow_calculation)
+
+    def check_structure(self, atoms: Atoms) -> None:
+        """Raise ``ase_denoise.data.DataError`` if ``atoms`` does not fit the model."""
+        cfg = self.model.config
+        check_atoms(atoms, atomic_numbers=cfg.atomic_numbers, pbc=cfg.pbc, r_max=cfg.r_max)
+
+    def calculate(self, atoms=None, properties=("forces",), system_changes=all_changes):
+        Calculator.calculate(self, atoms, properties, system_changes)
+        self.check_structure(self.atoms)
+        cfg = self.model.config
+        frame = to_frame(self.atoms, cfg.atomic_numbers)
+        data = collate([frame.positions], [frame], len(cfg.atomic_numbers), cfg.r_max, self.dtype, self.device)
+        with torch.no_grad():
+            forces = self.model.forces(data)
+        self.results["forces"] = forces.detach().to("cpu", torch.float64).numpy()

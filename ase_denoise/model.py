@@ -1,0 +1,236 @@
+"""The denoiser: MACE's own blocks with an equivariant per-atom vector head.
+
+Parametrisation (the one place it is defined, DESIGN.md section 1):
+
+* the network sees noisy positions ``x = r + N`` with ``N ~ Normal(0, sigma^2)`` per component,
+* it predicts the *unit-variance* target ``eps_hat ~ -N / sigma`` (see :func:`denoising_target`),
+* so the Tweedie score estimate is ``g = sigma * eps_hat = sigma^2 grad log rho_sigma``,
+* and the forces are ``F_hat = kT * g / sigma^2 = kT * eps_hat / sigma`` in eV/Angstrom
+  (see :func:`forces_from_output`), with ``kT = ase.units.kB * temperature_K``.
+
+Two heads (``ModelConfig.head``):
+
+``"edge"`` (default)
+    MACE trunk whose last layer keeps only scalars (as MACE does for energies). The head is a
+    symmetric pairwise vector field ``v_i = 1/avg_num_neighbors * sum_j w_ij * (r_i - r_j)/|r_i - r_j|``
+    with ``w_ij = MLP(s_i + s_j, s_i * s_j, radial(|r_ij|)) * envelope(|r_ij|)`` where ``s`` are the
+    scalar features of every layer. ``w_ij = w_ji`` so the predicted forces obey Newton's third law:
+    the net force on a structure is exactly zero (as it is for the true score of any
+    translation-invariant density).
+``"vector"``
+    MACE trunk that keeps ``1o`` features through every layer (as ``AtomicDipolesMACE`` does); each
+    layer has a linear readout to ``1x1o`` and the per-layer vectors are summed.
+
+Batch format (MACE's conventions): ``positions`` [n_nodes, 3], ``node_attrs`` one-hot
+[n_nodes, n_elements], ``edge_index`` [2, n_edges] as (sender, receiver), ``shifts`` [n_edges, 3]
+(Cartesian, Angstrom) so that ``vector = positions[receiver] - positions[sender] + shifts``,
+``batch`` [n_nodes] and ``ptr`` [n_graphs + 1].
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Dict, List
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from mace.modules.blocks import (  # noqa: E402  (mace must be imported before e3nn)
+        EquivariantProductBasisBlock,
+        LinearNodeEmbeddingBlock,
+        LinearReadoutBlock,
+        RadialEmbeddingBlock,
+        RealAgnosticInteractionBlock,
+        RealAgnosticResidualInteractionBlock,
+    )
+    from mace.modules.utils import get_edge_vectors_and_lengths
+    from e3nn import o3
+
+
+def denoising_target(noise: torch.Tensor, noise_std: float) -> torch.Tensor:
+    """Training target for a noise draw ``noise`` (Angstrom): ``-noise / sigma`` (unit variance)."""
+    return -noise / noise_std
+
+
+def forces_from_output(eps_hat: torch.Tensor, noise_std: float, kT: float) -> torch.Tensor:
+    """Forces in eV/Angstrom from the network output: ``kT * eps_hat / sigma``.
+
+    Equivalent to ``kT * g / sigma^2`` for the Tweedie output ``g = sigma * eps_hat`` (Angstrom).
+    """
+    return eps_hat * (kT / noise_std)
+
+
+def hidden_irreps(num_channels: int, max_L: int) -> o3.Irreps:
+    """MACE's hidden irreps ``Cx0e + Cx1o + Cx2e + ...`` up to ``max_L``."""
+    return o3.Irreps(" + ".join(f"{num_channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(max_L + 1)))
+
+
+class EdgeVectorHead(nn.Module):
+    """Symmetric pairwise vector head: ``v_i = sum_j w_ij unit(r_i - r_j) / avg_num_neighbors``.
+
+    Inputs: per-node scalars ``s`` [n_nodes, n_scalars], radial features [n_edges, num_bessel],
+    envelope [n_edges, 1], unit vectors [n_edges, 3] (pointing sender -> receiver), edge_index.
+    Output: [n_nodes, 3]. ``w_ij`` depends on ``s_i + s_j`` and ``s_i * s_j``, so ``w_ij = w_ji``.
+    """
+
+    def __init__(self, n_scalars: int, num_bessel: int, hidden: List[int], avg_num_neighbors: float):
+        super().__init__()
+        sizes = [2 * n_scalars + num_bessel] + list(hidden) + [1]
+        layers: List[nn.Module] = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(nn.SiLU())
+        self.mlp = nn.Sequential(*layers)
+        self.avg_num_neighbors = float(avg_num_neighbors)
+
+    def forward(
+        self,
+        scalars: torch.Tensor,  # [n_nodes, n_scalars]
+        radial: torch.Tensor,  # [n_edges, num_bessel]
+        envelope: torch.Tensor,  # [n_edges, 1]
+        unit_vectors: torch.Tensor,  # [n_edges, 3]
+        edge_index: torch.Tensor,  # [2, n_edges]
+    ) -> torch.Tensor:
+        sender, receiver = edge_index[0], edge_index[1]
+        s_i, s_j = scalars[receiver], scalars[sender]
+        w = self.mlp(torch.cat([s_i + s_j, s_i * s_j, radial], dim=-1)) * envelope  # [n_edges, 1]
+        out = torch.zeros(scalars.shape[0], 3, dtype=unit_vectors.dtype, device=unit_vectors.device)
+        out.index_add_(0, receiver, w * unit_vectors)
+        return out / self.avg_num_neighbors  # [n_nodes, 3]
+
+
+class DenoiserMACE(nn.Module):
+    """MACE backbone + vector noise head; ``forward`` returns ``eps_hat`` [n_nodes, 3] (unitless).
+
+    Use :meth:`forces` for eV/Angstrom. Build in float32 (default) and convert with
+    ``model.to(torch.float64)``; construction never touches torch's global default dtype.
+    Module names (``node_embedding``, ``radial_embedding``, ``spherical_harmonics``,
+    ``interactions``, ``products``) match ``mace.modules.MACE`` so backbone tensors transfer.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        n_elements = len(config.atomic_numbers)
+        C = config.num_channels
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.int64))
+            node_attr_irreps = o3.Irreps(f"{n_elements}x0e")
+            node_feats_irreps = o3.Irreps(f"{C}x0e")
+            hidden = hidden_irreps(C, config.max_L)
+            sh_irreps = o3.Irreps.spherical_harmonics(config.max_ell)
+            interaction_irreps = (sh_irreps * C).sort()[0].simplify()
+
+            self.node_embedding = LinearNodeEmbeddingBlock(irreps_in=node_attr_irreps, irreps_out=node_feats_irreps)
+            self.radial_embedding = RadialEmbeddingBlock(
+                r_max=config.r_max, num_bessel=config.num_bessel, num_polynomial_cutoff=config.num_polynomial_cutoff
+            )
+            edge_feats_irreps = o3.Irreps(f"{self.radial_embedding.out_dim}x0e")
+            self.spherical_harmonics = o3.SphericalHarmonics(sh_irreps, normalize=True, normalization="component")
+
+            self.interactions = nn.ModuleList()
+            self.products = nn.ModuleList()
+            self.vector_readouts = nn.ModuleList()
+            self.layer_irreps: List[o3.Irreps] = []
+            in_irreps = node_feats_irreps
+            for layer in range(config.num_interactions):
+                last = layer == config.num_interactions - 1
+                # MACE keeps only scalars after its last layer; the vector head needs 1o there.
+                out_irreps = o3.Irreps(f"{C}x0e") if (last and config.head == "edge") else hidden
+                cls = RealAgnosticInteractionBlock if layer == 0 else RealAgnosticResidualInteractionBlock
+                inter = cls(
+                    node_attrs_irreps=node_attr_irreps,
+                    node_feats_irreps=in_irreps,
+                    edge_attrs_irreps=sh_irreps,
+                    edge_feats_irreps=edge_feats_irreps,
+                    target_irreps=interaction_irreps,
+                    hidden_irreps=out_irreps,
+                    avg_num_neighbors=config.avg_num_neighbors,
+                    radial_MLP=list(config.radial_mlp),
+                )
+                self.interactions.append(inter)
+                self.products.append(
+                    EquivariantProductBasisBlock(
+                        node_feats_irreps=inter.target_irreps,
+                        target_irreps=out_irreps,
+                        correlation=config.correlation,
+                        num_elements=n_elements,
+                        use_sc=layer > 0,
+                    )
+                )
+                if config.head == "vector":
+                    self.vector_readouts.append(LinearReadoutBlock(out_irreps, o3.Irreps("1x1o")))
+                self.layer_irreps.append(out_irreps)
+                in_irreps = out_irreps
+
+            if config.head == "edge":
+                self.edge_head = EdgeVectorHead(
+                    n_scalars=C * config.num_interactions,
+                    num_bessel=config.num_bessel,
+                    hidden=config.edge_mlp,
+                    avg_num_neighbors=config.avg_num_neighbors,
+                )
+
+    @property
+    def noise_std(self) -> float:
+        """sigma, Angstrom."""
+        return float(self.config.noise_std)
+
+    @property
+    def temperature_K(self) -> float:
+        return float(self.config.temperature_K)
+
+    @property
+    def kT(self) -> float:
+        """k_B T of the training data, eV."""
+        return self.config.kT
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return ``eps_hat`` [n_nodes, 3], the predicted ``-noise/sigma`` (unitless)."""
+        node_attrs = data["node_attrs"]
+        edge_index = data["edge_index"]
+        vectors, lengths = get_edge_vectors_and_lengths(
+            positions=data["positions"], edge_index=edge_index, shifts=data["shifts"]
+        )  # [n_edges, 3], [n_edges, 1]
+        node_feats = self.node_embedding(node_attrs)  # [n_nodes, C]
+        edge_attrs = self.spherical_harmonics(vectors)  # [n_edges, (max_ell+1)^2]
+        edge_feats, _ = self.radial_embedding(lengths, node_attrs, edge_index, self.atomic_numbers)  # [n_edges, num_bessel]
+
+        C = self.config.num_channels
+        scalars: List[torch.Tensor] = []
+        out = torch.zeros_like(data["positions"])
+        for layer, (interaction, product) in enumerate(zip(self.interactions, self.products)):
+            node_feats, sc = interaction(
+                node_attrs=node_attrs,
+                node_feats=node_feats,
+                edge_attrs=edge_attrs,
+                edge_feats=edge_feats,
+                edge_index=edge_index,
+                first_layer=(layer == 0),
+            )
+            node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)  # [n_nodes, irreps]
+            if self.config.head == "vector":
+                out = out + self.vector_readouts[layer](node_feats)  # [n_nodes, 3]
+            else:
+                scalars.append(node_feats[:, :C])  # the Cx0e block comes first
+        if self.config.head == "edge":
+            envelope = self.radial_embedding.cutoff_fn(lengths)  # [n_edges, 1]
+            out = self.edge_head(torch.cat(scalars, dim=-1), edge_feats, envelope, vectors / lengths, edge_index)
+        return out
+
+    def forces(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forces in eV/Angstrom, ``kT * eps_hat / sigma`` (DESIGN.md section 1)."""
+        return forces_from_output(self(data), self.noise_std, self.kT)
+
+
+def build_model(config: ModelConfig, dtype: torch.dtype = torch.float32) -> DenoiserMACE:
+    """Build a :class:`DenoiserMACE` in ``dtype`` without touching torch's global default dtype."""
+    model = DenoiserMACE(config)
+    return model.to(dtype)

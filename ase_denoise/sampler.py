@@ -1,0 +1,121 @@
+"""The duplication sampler: where the noise is drawn (DESIGN.md section 3).
+
+Every epoch visits each training frame ``n_duplicates`` times in a shuffled order; every visit gets
+an independent Gaussian noise draw ``N ~ Normal(0, noise_std^2)`` per atom and Cartesian component.
+All randomness derives from ``(seed, epoch, batch index)`` through numpy's ``SeedSequence``, so
+noise is fresh each epoch, a run is reproducible from its seed, and a run interrupted in the middle of
+an epoch resumes with exactly the batches and noise it would have seen.
+
+Data-parallel training shards *frames* before duplication (``rank``/``world_size``): all copies of a
+frame stay on one rank.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Sequence, Tuple
+
+import numpy as np
+
+from .data import Frame, wrap_into_cell
+
+_VALIDATION_STREAM = 2**31 - 1  # a stream id no training epoch uses
+
+
+def split_frames(n_frames: int, valid_fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Split frame indices into (train, valid) *by frame*; duplicates never straddle the split."""
+    if n_frames < 1:
+        raise ValueError("no frames to split")
+    order = np.random.default_rng([seed, _VALIDATION_STREAM, 0]).permutation(n_frames)
+    n_valid = int(round(valid_fraction * n_frames))
+    if valid_fraction > 0 and n_frames >= 2:
+        n_valid = min(max(n_valid, 1), n_frames - 1)
+    else:
+        n_valid = 0
+    return np.sort(order[n_valid:]), np.sort(order[:n_valid])
+
+
+def draw_noise(rng: np.random.Generator, n_atoms: int, noise_std: float) -> np.ndarray:
+    """One noise draw, [n_atoms, 3] Angstrom, i.i.d. Normal(0, noise_std^2) per component."""
+    return rng.normal(0.0, noise_std, size=(n_atoms, 3))
+
+
+def noisy_positions(frame: Frame, noise: np.ndarray) -> np.ndarray:
+    """``x = r + N``, wrapped back into the cell along periodic axes (no rescaling)."""
+    return wrap_into_cell(frame.positions + noise, frame.cell, frame.pbc)
+
+
+@dataclass
+class NoisyBatch:
+    frame_ids: List[int]  # indices into the frame list
+    noise: List[np.ndarray]  # [n_atoms_k, 3] each, Angstrom
+    positions: List[np.ndarray]  # noisy, wrapped positions
+
+
+class DuplicationSampler:
+    """Yields noisy batches for one epoch; restartable from ``(seed, epoch, start_batch)``.
+
+    ``frame_ids``: the training frames (indices into ``frames``). ``batch_size``: noisy copies per
+    batch. ``rank``/``world_size``: frames are sharded before duplication.
+    """
+
+    def __init__(
+        self,
+        frames: Sequence[Frame],
+        frame_ids: Sequence[int],
+        n_duplicates: int,
+        noise_std: float,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if n_duplicates < 1:
+            raise ValueError(f"n_duplicates={n_duplicates}: each frame needs at least one noise draw per epoch")
+        if noise_std <= 0:
+            raise ValueError(f"noise_std={noise_std} Angstrom must be > 0")
+        self.frames = frames
+        self.frame_ids = np.asarray(frame_ids, dtype=np.int64)[rank::world_size]
+        if len(self.frame_ids) == 0:
+            raise ValueError("no training frames on this rank")
+        self.n_duplicates = int(n_duplicates)
+        self.noise_std = float(noise_std)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.rank = int(rank)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return -(-len(self.frame_ids) * self.n_duplicates // self.batch_size)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Frame ids of one epoch: each training frame ``n_duplicates`` times, shuffled."""
+        rng = np.random.default_rng([self.seed, epoch, self.rank, 0])
+        return rng.permutation(np.repeat(self.frame_ids, self.n_duplicates))
+
+    def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[NoisyBatch]:
+        order = self.epoch_order(epoch)
+        for b in range(start_batch, len(self)):
+            ids = order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
+            rng = np.random.default_rng([self.seed, epoch, self.rank, 1, b])
+            noise = [draw_noise(rng, self.frames[i].n_atoms, self.noise_std) for i in ids]
+            yield NoisyBatch(ids, noise, [noisy_positions(self.frames[i], n) for i, n in zip(ids, noise)])
+
+
+def validation_batches(
+    frames: Sequence[Frame],
+    frame_ids: Sequence[int],
+    n_duplicates: int,
+    noise_std: float,
+    batch_size: int,
+    seed: int,
+) -> List[NoisyBatch]:
+    """Fixed validation noise: drawn once from the seed, identical for every epoch."""
+    rng = np.random.default_rng([seed, _VALIDATION_STREAM, 1])
+    ids = np.repeat(np.asarray(frame_ids, dtype=np.int64), n_duplicates).tolist()
+    batches = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        noise = [draw_noise(rng, frames[i].n_atoms, noise_std) for i in chunk]
+        batches.append(NoisyBatch(chunk, noise, [noisy_positions(frames[i], n) for i, n in zip(chunk, noise)]))
+    return batches

@@ -1,0 +1,386 @@
+"""Training a denoiser: noisy frames in, ``-noise/sigma`` out (DESIGN.md sections 1 and 3).
+
+The loss is the mean squared error between the network output ``eps_hat`` and the unit-variance
+target ``-N/sigma`` (:func:`ase_denoise.model.denoising_target`); even a perfect model leaves about
+1 per component. Model selection uses the denoising loss on *fixed* validation noise. When frames
+carry reference forces, each epoch also reports the force error of ``kT * eps_hat / sigma`` at the
+clean validation positions against them: that is the figure that matters.
+
+Output directory layout::
+
+    best.safetensors      EMA weights of the epoch with the lowest validation loss
+    last.safetensors      EMA weights after the last completed epoch
+    training_state.pt     everything needed to resume (tensors and plain numbers only)
+    log.csv               one row per epoch
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from .analysis import force_metrics
+from .checkpoint import atomic_write, load_model, save_model
+from .config import ModelConfig, TrainConfig
+from .data import (
+    DataError,
+    Frame,
+    average_num_neighbors,
+    check_atoms,
+    collate,
+    data_pbc,
+    data_temperature,
+    read_frames,
+    to_frame,
+)
+from .model import DenoiserMACE, build_model, denoising_target
+from .sampler import DuplicationSampler, NoisyBatch, split_frames, validation_batches
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "training_state.pt"
+LOG_COLUMNS = [
+    "epoch", "step", "lr", "train_loss", "valid_loss",
+    "force_rmse", "force_relative_rmse", "force_cosine", "elapsed_s",
+]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    model: DenoiserMACE  # best (EMA) weights, eval mode
+    best_path: str
+    last_path: str
+    history: List[Dict[str, float]] = field(default_factory=list)
+    stopped: str = "epochs"  # "epochs" | "early_stopping" | "time_budget"
+
+
+def prepare_data(
+    frames,
+    *,
+    noise_std: float,
+    temperature_K: Optional[float] = None,
+    **model_options: Any,
+) -> tuple[ModelConfig, List[Frame]]:
+    """Check frames and derive the model config (element table, pbc, temperature, avg neighbours).
+
+    ``frames``: a path ASE can read, a list of ``Atoms`` or pymatgen structures.
+    ``model_options``: any other :class:`ModelConfig` field (``r_max``, ``num_channels``, ``head``...).
+    """
+    atoms_list: List[Atoms] = read_frames(frames)
+    temperature_K = data_temperature(atoms_list, temperature_K)
+    pbc = data_pbc(atoms_list)
+    r_max = float(model_options.get("r_max", ModelConfig.r_max))
+    for i, atoms in enumerate(atoms_list):
+        check_atoms(atoms, r_max=r_max, what=f"frame {i}")
+    numbers = sorted({int(z) for a in atoms_list for z in a.numbers})
+    options = dict(model_options)
+    options.pop("avg_num_neighbors", None)
+    config = ModelConfig(atomic_numbers=numbers, noise_std=noise_std, temperature_K=temperature_K, pbc=pbc, **options)
+    converted = [to_frame(a, config.atomic_numbers) for a in atoms_list]
+    config.avg_num_neighbors = float(model_options.get("avg_num_neighbors") or average_num_neighbors(converted, r_max))
+    return config, converted
+
+
+def _lr_lambda(cfg: TrainConfig, total_steps: int):
+    def fn(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+        if cfg.lr_schedule == "constant":
+            return warm
+        progress = min(1.0, step / max(total_steps, 1))
+        return warm * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+    return fn
+
+
+class Trainer:
+    """Owns the model, optimiser, EMA, sampler and the files in ``output_dir``."""
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        frames: Sequence[Frame],
+        output_dir: str,
+        train_config: Optional[TrainConfig] = None,
+        *,
+        progress: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.cfg = train_config or TrainConfig()
+        self.model_config = model_config
+        self.frames = list(frames)
+        self.output_dir = os.fspath(output_dir)
+        self.progress = progress
+        self.rank, self.world_size = rank, world_size
+        self.dtype = torch.float64 if self.cfg.dtype == "float64" else torch.float32
+        self.train_ids, self.valid_ids = split_frames(len(self.frames), self.cfg.valid_fraction, self.cfg.seed)
+        self.sampler = DuplicationSampler(
+            self.frames, self.train_ids, self.cfg.n_duplicates, model_config.noise_std,
+            self.cfg.batch_size, self.cfg.seed, rank=rank, world_size=world_size,
+        )
+        self.valid_batches = validation_batches(
+            self.frames, self.valid_ids, self.cfg.valid_duplicates, model_config.noise_std,
+            self.cfg.batch_size, self.cfg.seed,
+        )
+        torch.manual_seed(self.cfg.seed)
+        self.model = build_model(model_config, dtype=self.dtype)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.total_steps = self.cfg.epochs * len(self.sampler)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.total_steps))
+        self.ema = None
+        if self.cfg.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay), use_buffers=True)
+        self.epoch = 0  # next epoch to run
+        self.batch = 0  # next batch within that epoch
+        self.step = 0
+        self.best_valid = math.inf
+        self.epochs_since_best = 0
+        self.elapsed_s = 0.0
+        self.history: List[Dict[str, float]] = []
+        self._running: List[float] = []
+
+    # ------------------------------------------------------------------ files
+    @property
+    def best_path(self) -> str:
+        return os.path.join(self.output_dir, "best.safetensors")
+
+    @property
+    def last_path(self) -> str:
+        return os.path.join(self.output_dir, "last.safetensors")
+
+    @property
+    def state_path(self) -> str:
+        return os.path.join(self.output_dir, STATE_FILE)
+
+    def eval_model(self) -> DenoiserMACE:
+        """The weights used for validation and saving (EMA if enabled)."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
+    def training_summary(self) -> Dict[str, Any]:
+        sizes = [f.n_atoms for f in self.frames]
+        return {
+            "n_frames": len(self.frames),
+            "n_train_frames": int(len(self.train_ids)),
+            "n_valid_frames": int(len(self.valid_ids)),
+            "atoms_per_frame": [int(min(sizes)), int(max(sizes))],
+            "temperature_K": self.model_config.temperature_K,
+            "noise_std": self.model_config.noise_std,
+            "train_config": self.cfg.to_dict(),
+            "epochs_completed": self.epoch,
+            "steps": self.step,
+        }
+
+    def save_state(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "best_valid": self.best_valid,
+            "epochs_since_best": self.epochs_since_best,
+            "elapsed_s": self.elapsed_s,
+            "history": self.history,
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.cfg.to_dict(),
+        }
+        atomic_write(self.state_path, lambda tmp: torch.save(state, tmp), overwrite=True)
+
+    def load_state(self) -> None:
+        """Resume from ``training_state.pt`` (read with ``weights_only=True``: no code runs)."""
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        if state["model_config"] != self.model_config.to_dict():
+            raise TrainingError(
+                f"{self.state_path} was written for a different model/data configuration; "
+                "resume with the same data and options, or use a new output directory"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        for key in ("epoch", "batch", "step", "best_valid", "epochs_since_best", "elapsed_s", "history"):
+            setattr(self, key, state[key])
+        logger.info("resumed from %s at epoch %d batch %d", self.state_path, self.epoch, self.batch)
+
+    # ------------------------------------------------------------------ steps
+    def _collate(self, batch: NoisyBatch) -> Dict[str, torch.Tensor]:
+        frames = [self.frames[i] for i in batch.frame_ids]
+        return collate(batch.positions, frames, len(self.model_config.atomic_numbers), self.model_config.r_max, self.dtype)
+
+    def train_step(self, batch: NoisyBatch) -> float:
+        self.model.train()
+        data = self._collate(batch)
+        target = denoising_target(torch.as_tensor(np.concatenate(batch.noise), dtype=self.dtype), self.model_config.noise_std)
+        loss = torch.mean((self.model(data) - target) ** 2)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"non-finite training loss ({loss.item()}) at epoch {self.epoch} step {self.step}; "
+                f"the last good checkpoint is kept in {self.output_dir} (try a lower learning rate)"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self.step += 1
+        return float(loss.item())
+
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        model = self.eval_model().eval()
+        out: Dict[str, float] = {}
+        if self.valid_batches:
+            sq, n = 0.0, 0
+            for batch in self.valid_batches:
+                target = denoising_target(torch.as_tensor(np.concatenate(batch.noise), dtype=self.dtype), self.model_config.noise_std)
+                sq += float(torch.sum((model(self._collate(batch)) - target) ** 2))
+                n += target.numel()
+            out["valid_loss"] = sq / n
+        with_ref = [i for i in self.valid_ids if self.frames[i].ref_forces is not None]
+        if with_ref:
+            pred, ref = evaluate_forces(model, [self.frames[i] for i in with_ref], self.cfg.batch_size)
+            m = force_metrics(pred, ref)
+            out.update(force_rmse=m["rmse"], force_relative_rmse=m["relative_rmse"], force_cosine=m["cosine"])
+        return out
+
+    # ------------------------------------------------------------------ loop
+    def fit(self, resume: bool = False) -> TrainResult:
+        os.makedirs(self.output_dir, exist_ok=True)
+        if resume:
+            if not os.path.exists(self.state_path):
+                raise FileNotFoundError(f"cannot resume: {self.state_path} does not exist")
+            self.load_state()
+        elif os.path.exists(self.state_path):
+            raise FileExistsError(
+                f"{self.output_dir} already holds a training run ({STATE_FILE}); resume it or choose a new directory"
+            )
+        budget_s = self.cfg.max_minutes * 60.0 if self.cfg.max_minutes else math.inf
+        stopped = "epochs"
+        start = time.perf_counter() - self.elapsed_s
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
+        try:
+            while self.epoch < self.cfg.epochs:
+                for batch in self.sampler.epoch(self.epoch, start_batch=self.batch):
+                    loss = self.train_step(batch)
+                    self.batch += 1
+                    self._running.append(loss)
+                    self.elapsed_s = time.perf_counter() - start
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(epoch=self.epoch, loss=f"{np.mean(self._running[-50:]):.4f}")
+                    if self.elapsed_s > budget_s:
+                        break
+                if self.batch < len(self.sampler):  # time budget spent mid-epoch
+                    stopped = "time_budget"
+                    break
+                if self._end_epoch():
+                    stopped = "early_stopping"
+                    break
+        except KeyboardInterrupt:
+            self.save_state()
+            logger.warning("interrupted: state saved to %s; resume to continue", self.state_path)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        self.save_state()
+        if not os.path.exists(self.best_path):  # stopped before the first epoch ended
+            save_model(self.eval_model(), self.best_path, training=self.training_summary(), overwrite=True)
+        return TrainResult(load_model(self.best_path), self.best_path, self.last_path, self.history, stopped)
+
+    def _end_epoch(self) -> bool:
+        """Validate, log, checkpoint; return True when early stopping triggers."""
+        metrics = self.validate()
+        row = {
+            "epoch": self.epoch, "step": self.step, "lr": self.scheduler.get_last_lr()[0],
+            "train_loss": float(np.mean(self._running)) if self._running else float("nan"),
+            "elapsed_s": self.elapsed_s, **metrics,
+        }
+        self.history.append(row)
+        self._running = []
+        self.epoch += 1
+        self.batch = 0
+        summary = self.training_summary()
+        valid = metrics.get("valid_loss", row["train_loss"])
+        improved = valid < self.best_valid
+        if improved:
+            self.best_valid, self.epochs_since_best = valid, 0
+            save_model(self.eval_model(), self.best_path, training=summary, metrics=row, overwrite=True)
+        else:
+            self.epochs_since_best += 1
+        save_model(self.eval_model(), self.last_path, training=summary, metrics=row, overwrite=True)
+        self._write_log()
+        self.save_state()
+        logger.info("epoch %d: %s", row["epoch"], {k: round(v, 5) for k, v in row.items() if isinstance(v, float)})
+        return bool(self.cfg.patience) and self.epochs_since_best >= self.cfg.patience
+
+    def _write_log(self) -> None:
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+                w.writeheader()
+                for row in self.history:
+                    w.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
+
+        atomic_write(os.path.join(self.output_dir, "log.csv"), write, overwrite=True)
+
+
+@torch.no_grad()
+def evaluate_forces(model: DenoiserMACE, frames: Sequence[Frame], batch_size: int = 8):
+    """Predicted forces (eV/A) at the clean positions of ``frames`` and their reference forces."""
+    model.eval()
+    dtype = next(model.parameters()).dtype
+    pred, ref = [], []
+    for start in range(0, len(frames), batch_size):
+        chunk = frames[start : start + batch_size]
+        data = collate([f.positions for f in chunk], chunk, len(model.config.atomic_numbers), model.config.r_max, dtype)
+        pred.append(model.forces(data).double().cpu().numpy())
+        ref.extend(f.ref_forces for f in chunk)
+    return np.concatenate(pred), np.concatenate(ref)
+
+
+def train(
+    frames,
+    output_dir: str,
+    *,
+    noise_std: float,
+    temperature_K: Optional[float] = None,
+    train_config: Optional[TrainConfig] = None,
+    resume: bool = False,
+    progress: bool = False,
+    **model_options: Any,
+) -> TrainResult:
+    """Train a denoiser on equilibrium ``frames`` sampled at ``temperature_K`` (K).
+
+    ``noise_std``: sigma in Angstrom. ``train_config``: :class:`TrainConfig` (``n_duplicates``,
+    epochs, ...). ``model_options``: :class:`ModelConfig` fields (``r_max``, ``head``, ...).
+    Returns a :class:`TrainResult` whose ``model`` holds the best EMA weights.
+    """
+    config, converted = prepare_data(frames, noise_std=noise_std, temperature_K=temperature_K, **model_options)
+    trainer = Trainer(config, converted, output_dir, train_config, progress=progress)
+    return trainer.fit(resume=resume)
