@@ -1,0 +1,51 @@
+# ase_denoise developer targets.
+#
+#   make venv    create .venv and install the package (idempotent, stamp-file driven)
+#   make test    run the test suite (pass extra pytest options with PYTEST_ARGS="...")
+#   make demo    run the end-to-end demo into demo_output/
+#   make clean   remove build/test/demo artefacts (keeps .venv)
+#   make distclean   clean, and remove .venv too
+#
+# torch is installed FIRST and pinned: this machine carries the CPU wheel of
+# torch 2.13.0 on local disk (pip finds it via its configured find-links), while
+# an unpinned torch from PyPI is a CUDA build of several GB.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := venv
+
+PYTHON      ?= python3
+VENV        := .venv
+VENV_PY     := $(VENV)/bin/python
+STAMP       := $(VENV)/.ase_denoise-installed
+TORCH_SPEC  ?= torch==2.13.0
+# Extra tools the tutorial tests need (executing notebooks / jupytext scripts).
+EXTRA_PKGS  := nbformat nbclient ipykernel jupytext
+PYTEST_ARGS ?=
+DEMO_OUTPUT ?= demo_output
+
+.PHONY: venv test demo clean distclean
+
+venv: $(STAMP)
+
+# torch is named again in the second install so the resolver can never swap it
+# for another build while resolving the project's dependencies.
+$(STAMP): pyproject.toml
+	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --upgrade pip
+	$(VENV_PY) -m pip install "$(TORCH_SPEC)"
+	$(VENV_PY) -m pip install "$(TORCH_SPEC)" -e ".[dev]" $(EXTRA_PKGS)
+	@touch $@
+
+test: venv
+	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+
+demo: venv
+	OMP_NUM_THREADS=1 $(VENV)/bin/ase-denoise demo --output $(DEMO_OUTPUT)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .hypothesis $(DEMO_OUTPUT)
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,282 @@
+"""Force metrics, radial distribution functions and plots.
+
+Units: forces in eV/Angstrom, distances in Angstrom; ``g(r)`` is dimensionless.
+Plots use matplotlib's Agg canvas locally (no global backend change) and are saved as PNG.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_numbers
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+ArrayOrList = Union[np.ndarray, Sequence[np.ndarray]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Force metrics
+# --------------------------------------------------------------------------------------------------
+def _as_force_array(forces: ArrayOrList, name: str) -> np.ndarray:
+    if isinstance(forces, np.ndarray):
+        arr = np.asarray(forces, dtype=np.float64)
+    else:
+        parts = [np.asarray(f, dtype=np.float64) for f in forces]
+        if not parts:
+            raise ValueError(f"{name} is empty")
+        if any(p.ndim != 2 or p.shape[1] != 3 for p in parts):
+            raise ValueError(f"{name}: every array must have shape (n, 3), got {[p.shape for p in parts][:5]}")
+        arr = np.concatenate(parts, axis=0)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (n, 3), got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def _safe_cosine(dot: np.ndarray, norm_a: np.ndarray, norm_b: np.ndarray) -> np.ndarray:
+    denom = norm_a * norm_b
+    return np.divide(dot, denom, out=np.zeros_like(dot, dtype=np.float64), where=denom > 0)
+
+
+def force_metrics(pred: ArrayOrList, ref: ArrayOrList) -> Dict[str, float]:
+    """Compare predicted with reference forces (eV/Angstrom).
+
+    ``pred`` and ``ref``: arrays ``(n, 3)`` or lists of them (one per frame), concatenated.
+
+    Returns a dict:
+        ``rmse``, ``mae``: over all Cartesian components, eV/Angstrom;
+        ``relative_rmse``: ``rmse / rms(ref)`` (1 for a zero prediction);
+        ``cosine``: cosine similarity of the two flattened vectors;
+        ``mean_cosine_per_atom``: mean over atoms of the cosine between ``pred_i`` and ``ref_i``;
+        ``slope``: least-squares slope of pred against ref through the origin, ``<p.r>/<r.r>``;
+        ``n``: number of atoms.
+    A cosine whose vectors include a zero vector counts as 0.
+
+    Raises:
+        ValueError: shapes differ, inputs are empty, or contain NaN/inf.
+    """
+    p = _as_force_array(pred, "pred")
+    r = _as_force_array(ref, "ref")
+    if p.shape != r.shape:
+        raise ValueError(f"pred and ref shapes differ: {p.shape} vs {r.shape}")
+    diff = p - r
+    rms_ref = float(np.sqrt(np.mean(r**2)))
+    rmse = float(np.sqrt(np.mean(diff**2)))
+    ref_sq = float(np.sum(r**2))
+    per_atom = _safe_cosine(np.sum(p * r, axis=1), np.linalg.norm(p, axis=1), np.linalg.norm(r, axis=1))
+    return {
+        "rmse": rmse,
+        "mae": float(np.mean(np.abs(diff))),
+        "relative_rmse": rmse / rms_ref if rms_ref > 0 else float("inf"),
+        "cosine": float(_safe_cosine(np.array(np.sum(p * r)), np.array(np.linalg.norm(p)), np.array(np.linalg.norm(r)))),
+        "mean_cosine_per_atom": float(np.mean(per_atom)),
+        "slope": float(np.sum(p * r) / ref_sq) if ref_sq > 0 else float("nan"),
+        "n": int(p.shape[0]),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Radial distribution function
+# --------------------------------------------------------------------------------------------------
+def _box_heights(atoms: Atoms) -> np.ndarray:
+    cell = atoms.cell.array
+    volume = abs(np.linalg.det(cell))
+    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
+
+
+def _species_mask(atoms: Atoms, symbol: str) -> np.ndarray:
+    if symbol not in atomic_numbers:
+        raise ValueError(f"unknown element {symbol!r}")
+    return atoms.numbers == atomic_numbers[symbol]
+
+
+def rdf(
+    frames: Union[Atoms, Sequence[Atoms]],
+    r_max: float,
+    n_bins: int = 100,
+    elements: Optional[Tuple[str, str]] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Radial distribution function of periodic frames, averaged over frames.
+
+    ``g(r) = <n_AB(r)> / (N_A * (N_B - delta_AB) / V * 4 pi r^2 dr)``, where ``n_AB(r)`` counts
+    ordered pairs (i of element A, j of element B, j != i, all periodic images) at distance r.
+    With the ``N_B - delta_AB`` normalisation, uniformly random points give ``g = 1`` exactly in
+    expectation. ``elements=("Li", "Cl")`` restricts to that pair; ``None`` uses all atoms.
+
+    Args:
+        frames: one frame or a list, fully periodic with a cell.
+        r_max: largest distance, Angstrom; at most half the shortest box height.
+        n_bins: number of bins on ``[0, r_max]``.
+        elements: optional pair of chemical symbols.
+
+    Returns:
+        ``(r_centers, g)``: bin centres (Angstrom) and ``g`` (dimensionless), each ``(n_bins,)``.
+    """
+    from matscipy.neighbours import neighbour_list
+
+    if isinstance(frames, Atoms):
+        frames = [frames]
+    if len(frames) == 0:
+        raise ValueError("rdf needs at least one frame")
+    if r_max <= 0 or n_bins < 1:
+        raise ValueError(f"need r_max > 0 (Angstrom) and n_bins >= 1, got {r_max}, {n_bins}")
+    edges = np.linspace(0.0, r_max, n_bins + 1)
+    shell = 4.0 / 3.0 * np.pi * (edges[1:] ** 3 - edges[:-1] ** 3)
+    g_sum = np.zeros(n_bins)
+    used = 0
+    for index, atoms in enumerate(frames):
+        if not np.all(atoms.pbc) or atoms.cell.rank < 3:
+            raise ValueError(
+                f"rdf needs fully periodic frames with a 3D cell; frame {index} has pbc={atoms.pbc.tolist()} "
+                f"and a cell of rank {atoms.cell.rank}"
+            )
+        half = 0.5 * float(np.min(_box_heights(atoms)))
+        if r_max > half + 1e-12:
+            raise ValueError(
+                f"r_max={r_max} A exceeds half the shortest box height ({half:.4f} A) of frame {index}: "
+                "beyond it the spherical shells are not fully sampled by one box"
+            )
+        if elements is None:
+            mask_a = mask_b = np.ones(len(atoms), dtype=bool)
+            same = True
+        else:
+            mask_a, mask_b = _species_mask(atoms, elements[0]), _species_mask(atoms, elements[1])
+            same = elements[0] == elements[1]
+        n_a, n_b = int(mask_a.sum()), int(mask_b.sum())
+        n_partners = n_b - (1 if same else 0)
+        if n_a == 0 or n_partners <= 0:
+            logger.warning("rdf: frame %d has no %s pairs; skipped", index, elements)
+            continue
+        i, j, d = neighbour_list("ijd", atoms, r_max)
+        keep = mask_a[i] & mask_b[j]
+        counts, _ = np.histogram(d[keep], bins=edges)
+        density_b = n_partners / atoms.get_volume()
+        g_sum += counts / (n_a * density_b * shell)
+        used += 1
+    if used == 0:
+        raise ValueError(f"rdf: no frame contains the element pair {elements}")
+    return 0.5 * (edges[1:] + edges[:-1]), g_sum / used
+
+
+def rdf_difference(g1: np.ndarray, g2: np.ndarray, r: Optional[np.ndarray] = None) -> Dict[str, float]:
+    """Distance between two RDFs on the same bins.
+
+    Returns ``rms`` (root mean square of ``g1 - g2`` over bins) and ``max_abs``; with the bin
+    centres ``r`` (Angstrom) also ``r_at_max_abs`` (Angstrom).
+    """
+    a, b = np.asarray(g1, dtype=np.float64), np.asarray(g2, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"g1 and g2 must be 1D arrays of the same non-zero length, got {a.shape} and {b.shape}")
+    diff = a - b
+    out = {"rms": float(np.sqrt(np.mean(diff**2))), "max_abs": float(np.max(np.abs(diff)))}
+    if r is not None:
+        r = np.asarray(r, dtype=np.float64)
+        if r.shape != a.shape:
+            raise ValueError(f"r has shape {r.shape}, g has {a.shape}")
+        out["r_at_max_abs"] = float(r[int(np.argmax(np.abs(diff)))])
+    return out
+
+
+def first_peak(r: np.ndarray, g: np.ndarray) -> Tuple[float, float]:
+    """Position (Angstrom) and height of the first peak of ``g(r)``.
+
+    The first peak is the maximum of the first stretch where ``g > 1`` (the first coordination
+    shell); if ``g`` never exceeds 1, the global maximum. The position is refined by a parabola
+    through the maximal bin and its two neighbours (sub-bin accuracy); the height is the
+    maximal bin's value.
+    """
+    r, g = np.asarray(r, dtype=np.float64), np.asarray(g, dtype=np.float64)
+    if r.shape != g.shape or r.ndim != 1 or r.size == 0:
+        raise ValueError(f"r and g must be 1D arrays of the same non-zero length, got {r.shape} and {g.shape}")
+    above = np.flatnonzero(g > 1.0)
+    if above.size == 0:
+        k = int(np.argmax(g))
+    else:
+        start = int(above[0])
+        below_after = np.flatnonzero(g[start:] <= 1.0)
+        stop = start + int(below_after[0]) if below_after.size else g.size
+        k = start + int(np.argmax(g[start:stop]))
+    position = float(r[k])
+    if 0 < k < g.size - 1:
+        y0, y1, y2 = g[k - 1], g[k], g[k + 1]
+        curvature = y0 - 2.0 * y1 + y2
+        if curvature < 0:
+            shift = 0.5 * (y0 - y2) / curvature  # in bins, within [-0.5, 0.5]
+            position = float(r[k] + shift * (r[k + 1] - r[k - 1]) / 2.0)
+    return position, float(g[k])
+
+
+# --------------------------------------------------------------------------------------------------
+# Plots
+# --------------------------------------------------------------------------------------------------
+def _new_figure(size: Tuple[float, float]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=120)
+    logger.info("wrote plot %s", path)
+    return path
+
+
+def plot_force_parity(pred: ArrayOrList, ref: ArrayOrList, path: PathLike, title: str = "Force parity") -> Path:
+    """Scatter predicted against reference force components (eV/Angstrom) with the y = x line.
+
+    The legend carries RMSE, relative RMSE, cosine and slope from :func:`force_metrics`.
+    Saves a PNG at ``path`` and returns it.
+    """
+    m = force_metrics(pred, ref)
+    p, r = _as_force_array(pred, "pred"), _as_force_array(ref, "ref")
+    fig = _new_figure((5.0, 5.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for axis, label in enumerate("xyz"):
+        ax.scatter(r[:, axis], p[:, axis], s=4, alpha=0.5, label=f"F_{label}", rasterized=True)
+    lim = float(max(np.max(np.abs(p)), np.max(np.abs(r)))) * 1.05 or 1.0
+    ax.plot([-lim, lim], [-lim, lim], "k--", lw=1,
+            label=f"y = x\nRMSE {m['rmse']:.3g} eV/A (rel {m['relative_rmse']:.3f})\n"
+                  f"cosine {m['cosine']:.3f}, slope {m['slope']:.3f}, {m['n']} atoms")
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("reference force (eV/Å)")
+    ax.set_ylabel("predicted force (eV/Å)")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_rdf(
+    curves: Mapping[str, Tuple[np.ndarray, np.ndarray]], path: PathLike, title: str = "Radial distribution function"
+) -> Path:
+    """Plot ``g(r)`` curves, ``{label: (r in Angstrom, g)}``, on one axis; saves a PNG and returns its path."""
+    if not curves:
+        raise ValueError("plot_rdf needs at least one curve")
+    fig = _new_figure((6.0, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    for label, (r, g) in curves.items():
+        ax.plot(np.asarray(r), np.asarray(g), label=label, lw=1.5)
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("r (Å)")
+    ax.set_ylabel("g(r)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,186 @@
+"""Command line: ``ase-denoise train | md | eval | demo``. Printing and progress bars live here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+
+log = logging.getLogger("ase_denoise.cli")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (MACE hyperparameters)")
+    g.add_argument("--head", choices=["edge", "vector"], default="edge", help="vector head (default: edge)")
+    g.add_argument("--r-max", type=float, default=5.0, help="cutoff, Angstrom (default 5.0)")
+    g.add_argument("--channels", type=int, default=16, help="MACE channels (default 16)")
+    g.add_argument("--max-ell", type=int, default=2, help="spherical harmonics degree (default 2)")
+    g.add_argument("--max-L", type=int, default=1, help="hidden irreps max L (default 1)")
+    g.add_argument("--correlation", type=int, default=2, help="MACE body order - 1 (default 2)")
+    g.add_argument("--interactions", type=int, default=2, help="message-passing layers (default 2)")
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    return dict(
+        head=args.head, r_max=args.r_max, num_channels=args.channels, max_ell=args.max_ell,
+        max_L=args.max_L, correlation=args.correlation, num_interactions=args.interactions,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ase-denoise", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a denoiser on equilibrium frames")
+    p.add_argument("--data", required=True, help="frames, any file ASE can read (e.g. extxyz)")
+    p.add_argument("--temperature-K", type=float, default=None, help="temperature of the data, K (or info['temperature_K'])")
+    p.add_argument("--noise-std", type=float, required=True, help="sigma, Angstrom")
+    p.add_argument("--duplicates", type=int, default=4, help="noise draws per frame per epoch (default 4)")
+    p.add_argument("--output", required=True, help="model file to write (.safetensors)")
+    p.add_argument("--run-dir", default=None, help="checkpoints/log directory (default: OUTPUT.run)")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget; resumable")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--valid-fraction", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    _add_model_options(p)
+
+    p = sub.add_parser("md", help="run Langevin MD with a denoiser")
+    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--structure", required=True, help="starting structure, any file ASE can read (last frame used)")
+    p.add_argument("--temperature-K", type=float, required=True)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--timestep-fs", type=float, default=5.0)
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    p.add_argument("--interval", type=int, default=10, help="write/log every N steps")
+    p.add_argument("--output", required=True, help="trajectory file (.traj or .extxyz)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("eval", help="force error of a denoiser against reference forces in frames")
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--parity", default=None, help="write a force parity plot (PNG) here")
+
+    p = sub.add_parser("demo", help="LJ argon end to end: data, training, force recovery, MD, RDF")
+    p.add_argument("--output", default="demo_output", help="directory for data, model and plots")
+    p.add_argument("--minutes", type=float, default=7.0, help="training budget (default 7)")
+    p.add_argument("--md-steps", type=int, default=1000)
+    p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (~1 min)")
+    return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .checkpoint import load_model, save_model
+    from .config import TrainConfig
+    from .training import train
+
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
+    run_dir = args.run_dir or args.output + ".run"
+    cfg = TrainConfig(
+        n_duplicates=args.duplicates, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        valid_fraction=args.valid_fraction, patience=args.patience, max_minutes=args.max_minutes,
+        seed=args.seed, dtype=args.dtype,
+    )
+    t0 = time.perf_counter()
+    try:
+        result = train(
+            args.data, run_dir, noise_std=args.noise_std, temperature_K=args.temperature_K, train_config=cfg,
+            resume=args.resume, progress=True, **_model_options(args),
+        )
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; resume with the same command plus --resume (state in {run_dir})", file=sys.stderr)
+        return 130
+    best = load_model(result.best_path)
+    meta = best.metadata  # type: ignore[attr-defined]
+    save_model(best, args.output, training=meta["training"], metrics=meta["metrics"], overwrite=args.overwrite)
+    print(f"trained in {time.perf_counter() - t0:.0f} s ({result.stopped}); model written to {args.output}")
+    if result.history:
+        print("best epoch:", json.dumps({k: round(v, 5) for k, v in meta["metrics"].items()}))
+    return 0
+
+
+def cmd_md(args: argparse.Namespace) -> int:
+    import ase.io
+
+    from .calculator import DenoiseCalculator
+    from .md import run_langevin
+
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
+    atoms = ase.io.read(args.structure, index=-1)
+    atoms.calc = DenoiseCalculator.from_file(args.model)
+    stats = run_langevin(
+        atoms, temperature_K=args.temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
+        friction_per_fs=args.friction, trajectory=args.output, interval=args.interval, seed=args.seed,
+        progress=True,
+    )
+    print(json.dumps(stats, indent=1))
+    print(f"trajectory written to {args.output}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .analysis import force_metrics, plot_force_parity
+    from .checkpoint import load_model
+    from .data import check_atoms, read_frames, to_frame
+    from .training import evaluate_forces
+
+    model = load_model(args.model)
+    atoms_list = read_frames(args.data)
+    cfg = model.config
+    for i, a in enumerate(atoms_list):
+        check_atoms(a, atomic_numbers=cfg.atomic_numbers, pbc=cfg.pbc, r_max=cfg.r_max, what=f"frame {i}")
+    frames = [to_frame(a, cfg.atomic_numbers) for a in atoms_list]
+    missing = sum(f.ref_forces is None for f in frames)
+    if missing:
+        print(f"error: {missing} of {len(frames)} frames carry no reference forces "
+              "(arrays['ref_forces'] or calculator forces); nothing to compare against", file=sys.stderr)
+        return 2
+    pred, ref = evaluate_forces(model, frames)
+    metrics = force_metrics(pred, ref)
+    print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}, indent=1))
+    if args.parity:
+        print("parity plot:", plot_force_parity(pred, ref, args.parity, title=os.path.basename(args.model)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.output, minutes=args.minutes, md_steps=args.md_steps, quick=args.quick, progress=True)
+    print("\n=== ase_denoise demo: Lennard-Jones argon, 94.4 K ===")
+    for key, value in summary.items():
+        print(f"{key:>28}: {value}")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "demo": cmd_demo}
+    try:
+        return commands[args.command](args)
+    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,425 @@
+"""ASE dynamics and relaxation with a forces-only calculator.
+
+A denoiser learns forces, not energies: its calculator implements only
+``"forces"`` and ``get_potential_energy()`` raises ASE's
+``PropertyNotImplementedError``. What that means for ASE's tools (measured with
+ASE 3.29, see ``tests/test_md_tools.py``):
+
+Works unchanged
+    Every MD integrator: ``VelocityVerlet``, ``Langevin``, ``Bussi``,
+    ``Andersen``, ``NoseHooverChainNVT``, ``NVTBerendsen``. Their steps use forces
+    and momenta only.
+
+    ``ase.io.Trajectory``, as ``trajectory=`` of a dynamics object or attached
+    by hand: the writer asks the calculator for each property with
+    ``allow_calculation=False`` and skips the ones it does not implement, so
+    frames store positions, momenta and forces. Reading a frame back gives a
+    ``SinglePointCalculator`` with forces only (no energy).
+
+Fails
+    ``MDLogger``, hence any MD created with ``logfile=...``: it logs Epot and
+    Etot. Use :class:`ForcesOnlyMDLogger` and pass no ``logfile`` to the
+    integrator::
+
+        dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.01 / units.fs)
+        with ForcesOnlyMDLogger(dyn, atoms, "md.log") as logger:
+            dyn.attach(logger, interval=10)
+            dyn.run(1000)
+
+    Every ASE optimizer, even with ``logfile=None``: ``Optimizer.log`` fetches
+    the energy at step 0 whether or not it writes anything. On top of that the
+    *step* of some optimizers needs energies (line searches, trust radius or
+    downhill checks): ``BFGSLineSearch``, ``LBFGSLineSearch``,
+    ``LBFGS(use_line_search=True)``, ``FIRE(downhill_check=True)``, ``GPMin``,
+    ``GoodOldQuasiNewton``, ``PreconLBFGS``, ``PreconFIRE`` (Armijo line
+    search), ``SciPyFminCG``/``SciPyFminBFGS``/``SciPyFmin``/``SciPyFminPowell``,
+    ``BasinHopping`` and ``MinimaHopping``.
+
+    Forces-only steps: ``FIRE`` (default ``downhill_check=False``), ``FIRE2``,
+    ``BFGS``, ``LBFGS`` without line search, ``MDMin`` (also ``RFO`` and
+    ``ODE12r``, which are not wrapped here; :class:`ForcesOnlyLogMixin` makes
+    them usable). This module exports the first five with a ``log()`` that
+    reports fmax only:
+    :class:`ForcesOnlyFIRE`, :class:`ForcesOnlyFIRE2`, :class:`ForcesOnlyBFGS`,
+    :class:`ForcesOnlyLBFGS`, :class:`ForcesOnlyMDMin`, and the one-liner
+    :func:`relax`.
+
+Relaxing on learned forces stops where the *smoothed* forces vanish: with a
+denoiser trained at noise level sigma this is the minimum of the
+sigma-smoothed free energy, close to but not exactly the minimum of U
+(DESIGN.md section 1).
+
+Units: ASE throughout. Time in ps in logs, energies in eV, temperature in K,
+forces and fmax in eV/Angstrom, lengths in Angstrom.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from typing import IO, Any, Dict, Optional, Type, Union
+
+import numpy as np
+from ase import Atoms, units
+from ase.optimize import BFGS, FIRE, FIRE2, LBFGS, MDMin
+from ase.optimize.optimize import Optimizer
+from ase.parallel import world
+from ase.utils import IOContext
+
+__all__ = [
+    "ForcesOnlyMDLogger",
+    "ForcesOnlyLogMixin",
+    "ForcesOnlyFIRE",
+    "ForcesOnlyFIRE2",
+    "ForcesOnlyBFGS",
+    "ForcesOnlyLBFGS",
+    "ForcesOnlyMDMin",
+    "FORCES_ONLY_OPTIMIZERS",
+    "max_force",
+    "min_pair_distance",
+    "relax",
+    "run_langevin",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def max_force(forces: np.ndarray) -> float:
+    """Largest per-atom force norm, ``max_i |F_i|``.
+
+    ``forces``: array reshapeable to (n, 3), eV/Angstrom (a filter's generalised
+    forces work too). Returns eV/Angstrom; 0.0 for an empty array.
+    """
+    f = np.asarray(forces, dtype=float).reshape(-1, 3)
+    if len(f) == 0:
+        return 0.0
+    return float(np.sqrt((f * f).sum(axis=1).max()))
+
+
+class ForcesOnlyMDLogger(IOContext):
+    """MD logger that never asks for an energy; a drop-in for ``ase.md.MDLogger``.
+
+    Columns: ``Time[ps]`` (only when ``dyn`` has ``get_time()``), kinetic energy
+    ``Ekin[eV]`` (``Ekin/N[eV]`` with ``peratom=True``), temperature ``T[K]``
+    (``atoms.get_temperature()``, which counts 3N degrees of freedom minus
+    constraints) and ``Fmax[eV/A]``, the largest per-atom force norm of the
+    (constrained) forces. The potential energy is not available from a
+    forces-only calculator, so there is no Epot/Etot column.
+
+    Parameters
+    ----------
+    dyn:
+        The ASE dynamics object (only a weak reference is kept), or ``None`` to
+        log without a time column.
+    atoms:
+        The atoms being propagated (must have a calculator giving forces).
+    logfile:
+        File name, open file object, or ``"-"`` for standard output.
+    header:
+        Write a header line first.
+    mode:
+        How a named ``logfile`` is opened (``"a"`` appends, ``"w"`` truncates).
+    peratom:
+        Log the kinetic energy per atom.
+
+    Use it exactly like ``MDLogger``: ``dyn.attach(logger, interval=10)``. It is a
+    context manager; ``close()`` closes a file it opened.
+    """
+
+    def __init__(
+        self,
+        dyn: Any,
+        atoms: Atoms,
+        logfile: Union[IO, str],
+        header: bool = True,
+        mode: str = "a",
+        peratom: bool = False,
+        comm=world,
+    ):
+        self.dyn = weakref.proxy(dyn) if hasattr(dyn, "get_time") else None
+        self.atoms = atoms
+        self.peratom = peratom
+        self.logfile = self.openfile(file=logfile, mode=mode, comm=comm)
+        natoms = atoms.get_global_number_of_atoms()
+        if self.dyn is not None:
+            self.hdr = "%-10s " % ("Time[ps]",)
+            self.fmt = "%-10.4f "
+        else:
+            self.hdr = ""
+            self.fmt = ""
+        ekin_name = "Ekin/N[eV]" if peratom else "Ekin[eV]"
+        digits = 4 if (peratom or natoms <= 100) else 3 if natoms <= 1000 else 2
+        self.hdr += "%12s %9s %12s" % (ekin_name, "T[K]", "Fmax[eV/A]")
+        self.fmt += "%%12.%df %%9.2f %%12.5f\n" % digits
+        if header:
+            self.logfile.write(self.hdr + "\n")
+            self.logfile.flush()
+
+    def __del__(self):
+        self.close()
+
+    def __call__(self) -> None:
+        """Write one line for the current state of ``atoms``."""
+        ekin = self.atoms.get_kinetic_energy()
+        temp = self.atoms.get_temperature()
+        fmax = max_force(self.atoms.get_forces())
+        if self.peratom:
+            ekin /= self.atoms.get_global_number_of_atoms()
+        dat: tuple = ()
+        if self.dyn is not None:
+            dat = (self.dyn.get_time() / (1000 * units.fs),)
+        dat += (ekin, temp, fmax)
+        self.logfile.write(self.fmt % dat)
+        self.logfile.flush()
+
+
+class ForcesOnlyLogMixin:
+    """Replace ``Optimizer.log`` by one that reports fmax only, never energies.
+
+    Put it first in the bases of an ASE optimizer whose ``step()`` uses forces
+    only (``class MyOpt(ForcesOnlyLogMixin, RFO)``). Log line: optimizer name,
+    step number, wall-clock time and ``fmax`` (eV/Angstrom), the largest
+    per-atom norm of the (generalised) forces that the convergence test uses.
+    """
+
+    def log(self, *args: Any, **kwargs: Any) -> None:  # signature differs across ASE versions
+        fmax = max_force(self.atoms.get_forces())
+        if self.logfile is None:
+            return
+        name = self.__class__.__name__
+        if self.nsteps == 0:
+            self.logfile.write("%s  %4s %8s %15s\n" % (" " * len(name), "Step", "Time", "fmax[eV/A]"))
+        t = time.localtime()
+        self.logfile.write("%s:  %3d %02d:%02d:%02d %15.6f\n" % (name, self.nsteps, t[3], t[4], t[5], fmax))
+
+
+class ForcesOnlyFIRE(ForcesOnlyLogMixin, FIRE):
+    """ASE ``FIRE`` for forces-only calculators.
+
+    ``downhill_check=True`` compares energies between steps and is refused.
+    All other arguments are FIRE's (``dt``, ``maxstep`` in Angstrom, ...).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        if kwargs.get("downhill_check", False):
+            raise ValueError("FIRE's downhill_check needs potential energies; a forces-only calculator has none")
+        kwargs["downhill_check"] = False
+        super().__init__(*args, **kwargs)
+
+
+class ForcesOnlyFIRE2(ForcesOnlyLogMixin, FIRE2):
+    """ASE ``FIRE2`` (its step uses forces only) with an energy-free log."""
+
+
+class ForcesOnlyBFGS(ForcesOnlyLogMixin, BFGS):
+    """ASE ``BFGS`` (Hessian update from forces and positions, no line search)
+    with an energy-free log. ``maxstep`` in Angstrom."""
+
+
+class ForcesOnlyLBFGS(ForcesOnlyLogMixin, LBFGS):
+    """ASE ``LBFGS`` without line search, with an energy-free log.
+
+    ``use_line_search=True`` evaluates energies and is refused.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        if kwargs.get("use_line_search", False):
+            raise ValueError("LBFGS's line search needs potential energies; a forces-only calculator has none")
+        kwargs["use_line_search"] = False
+        super().__init__(*args, **kwargs)
+
+
+class ForcesOnlyMDMin(ForcesOnlyLogMixin, MDMin):
+    """ASE ``MDMin`` (damped MD, forces only) with an energy-free log."""
+
+
+FORCES_ONLY_OPTIMIZERS: Dict[str, Type[Optimizer]] = {
+    "FIRE": ForcesOnlyFIRE,
+    "FIRE2": ForcesOnlyFIRE2,
+    "BFGS": ForcesOnlyBFGS,
+    "LBFGS": ForcesOnlyLBFGS,
+    "MDMIN": ForcesOnlyMDMin,
+}
+
+
+def _optimizer_class(optimizer: Union[str, Type[Optimizer]]) -> Type[Optimizer]:
+    if isinstance(optimizer, str):
+        try:
+            return FORCES_ONLY_OPTIMIZERS[optimizer.upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown optimizer {optimizer!r}; choose one of {sorted(FORCES_ONLY_OPTIMIZERS)} "
+                "(the others need potential energies)"
+            ) from None
+    if isinstance(optimizer, type) and issubclass(optimizer, ForcesOnlyLogMixin) and issubclass(optimizer, Optimizer):
+        return optimizer
+    raise TypeError(
+        f"optimizer must be a name in {sorted(FORCES_ONLY_OPTIMIZERS)} or an Optimizer subclass using "
+        f"ForcesOnlyLogMixin, not {optimizer!r}"
+    )
+
+
+def relax(
+    atoms: Atoms,
+    fmax: float = 0.05,
+    steps: int = 1000,
+    optimizer: Union[str, Type[Optimizer]] = "FIRE",
+    logfile: Optional[Union[IO, str]] = None,
+    trajectory: Optional[str] = None,
+    **optimizer_kwargs: Any,
+) -> bool:
+    """Relax ``atoms`` in place using forces only; return whether it converged.
+
+    Parameters
+    ----------
+    atoms:
+        Atoms (or an ASE filter) with a calculator attached; whatever calculator
+        the user set is used, only its forces are requested.
+    fmax:
+        Convergence threshold on the largest per-atom force norm, eV/Angstrom.
+    steps:
+        Maximum number of optimizer steps.
+    optimizer:
+        ``"FIRE"`` (default, robust far from a minimum), ``"FIRE2"``, ``"BFGS"``
+        (fast near a minimum), ``"LBFGS"`` or ``"MDMin"`` (case-insensitive), or a
+        class built with :class:`ForcesOnlyLogMixin`.
+    logfile:
+        ``None`` for no log, a file name, an open file, or ``"-"`` for stdout.
+    trajectory:
+        Optional ``.traj`` file name; every step is written (positions, forces).
+    **optimizer_kwargs:
+        Passed to the optimizer (e.g. ``maxstep`` in Angstrom).
+
+    Returns
+    -------
+    bool
+        ``True`` if max |F| < ``fmax`` was reached within ``steps`` steps.
+    """
+    if getattr(getattr(atoms, "atoms", atoms), "calc", None) is None:
+        raise ValueError("relax: atoms has no calculator attached")
+    if fmax <= 0:
+        raise ValueError(f"relax: fmax must be > 0 eV/A, got {fmax}")
+    if steps < 0:
+        raise ValueError(f"relax: steps must be >= 0, got {steps}")
+    cls = _optimizer_class(optimizer)
+    with cls(atoms, logfile=logfile, trajectory=trajectory, **optimizer_kwargs) as opt:
+        converged = bool(opt.run(fmax=fmax, steps=steps))
+        nsteps = opt.nsteps
+    final = max_force(atoms.get_forces())
+    if converged:
+        logger.info("relax(%s): converged in %d steps, fmax %.4g eV/A", cls.__name__, nsteps, final)
+    else:
+        logger.warning(
+            "relax(%s): not converged after %d steps, fmax %.4g eV/A > %.4g", cls.__name__, nsteps, final, fmax
+        )
+    return converged
+
+
+def min_pair_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
+    """Closest approach of any two atoms (Angstrom), periodic images included; inf if none within ``cutoff``."""
+    from matscipy.neighbours import neighbour_list
+
+    if atoms.pbc.any():
+        d = neighbour_list("d", atoms, cutoff)
+    else:
+        diff = atoms.positions[:, None] - atoms.positions[None]
+        d = np.sqrt((diff**2).sum(-1))[np.triu_indices(len(atoms), 1)]
+    return float(d.min()) if len(d) else float("inf")
+
+
+def run_langevin(
+    atoms: Atoms,
+    *,
+    temperature_K: float,
+    steps: int,
+    timestep_fs: float = 5.0,
+    friction_per_fs: float = 0.01,
+    trajectory: Optional[str] = None,
+    interval: int = 10,
+    seed: int = 0,
+    logfile: Optional[str] = None,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> Dict[str, Any]:
+    """Langevin MD with any forces-only calculator attached to ``atoms`` (modified in place).
+
+    Velocities start from Maxwell-Boltzmann at ``temperature_K`` (seeded). Every ``interval``
+    steps the frame is written to ``trajectory`` (any ASE format; written to a temporary file and
+    renamed at the end, so an existing file is never half-overwritten; refused if it exists unless
+    ``overwrite``) and logged with :class:`ForcesOnlyMDLogger` to ``logfile``.
+    Raises ``RuntimeError`` if a force becomes non-finite.
+
+    Returns ``steps``, ``wall_s``, ``steps_per_second``, ``ns_per_day``, ``mean_temperature_K``,
+    ``min_distance`` (Angstrom, over the sampled frames) and ``max_force`` (eV/Angstrom).
+    """
+    import os
+
+    import ase.io
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    if trajectory is not None and os.path.exists(trajectory) and not overwrite:
+        raise FileExistsError(f"{trajectory!r} exists; refusing to overwrite it (pass overwrite=True)")
+    if steps < 0 or interval < 1 or timestep_fs <= 0 or temperature_K <= 0:
+        raise ValueError(
+            f"need steps >= 0, interval >= 1, timestep_fs > 0, temperature_K > 0; got {steps}, {interval}, "
+            f"{timestep_fs}, {temperature_K}"
+        )
+    rng = np.random.default_rng(seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    dyn = Langevin(
+        atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
+        rng=rng, fixcm=False,
+    )
+    snapshots = []
+    stats = {"temperature": [], "min_distance": [], "max_force": []}
+
+    def observe() -> None:
+        forces = atoms.get_forces()
+        if not np.all(np.isfinite(forces)):
+            raise RuntimeError(f"non-finite force at MD step {dyn.nsteps}")
+        stats["temperature"].append(atoms.get_temperature())
+        stats["min_distance"].append(min_pair_distance(atoms))
+        stats["max_force"].append(max_force(forces))
+        if trajectory is not None:
+            from ase.calculators.singlepoint import SinglePointCalculator
+
+            snap = atoms.copy()
+            snap.calc = SinglePointCalculator(snap, forces=forces.copy())
+            snapshots.append(snap)
+
+    dyn.attach(observe, interval=interval)
+    md_logger = None
+    if logfile is not None:
+        md_logger = ForcesOnlyMDLogger(dyn, atoms, logfile, mode="w")
+        dyn.attach(md_logger, interval=interval)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=steps, desc="MD", unit="step", dynamic_ncols=True)
+        dyn.attach(lambda: bar.update(1), interval=1)
+    t0 = time.perf_counter()
+    try:
+        dyn.run(steps)
+    finally:
+        wall = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        if md_logger is not None:
+            md_logger.close()
+        if trajectory is not None and snapshots:
+            directory = os.path.dirname(os.path.abspath(trajectory))
+            tmp = os.path.join(directory, ".tmp-" + os.path.basename(trajectory))
+            ase.io.write(tmp, snapshots, format=ase.io.formats.filetype(trajectory, read=False))
+            os.replace(tmp, trajectory)
+    return {
+        "steps": steps,
+        "wall_s": wall,
+        "steps_per_second": steps / wall if wall > 0 else float("inf"),
+        "ns_per_day": steps * timestep_fs * 1e-6 / wall * 86400 if wall > 0 else float("inf"),
+        "mean_temperature_K": float(np.mean(stats["temperature"])) if stats["temperature"] else float("nan"),
+        "min_distance": float(np.min(stats["min_distance"])) if stats["min_distance"] else float("nan"),
+        "max_force": float(np.max(stats["max_force"])) if stats["max_force"] else float("nan"),
+    }

@@ -1,0 +1,377 @@
+"""Reference Boltzmann systems whose TRUE forces are known, kept for evaluation only.
+
+Convention used by the whole library: every frame is an :class:`ase.Atoms` with
+
+* ``atoms.arrays["ref_forces"]``: true forces, float64 ``(n, 3)``, eV/Angstrom;
+* ``atoms.info["temperature_K"]``: the sampling temperature (float, K).
+
+Both survive an extxyz round trip (:func:`write_frames` / :func:`read_frames`).
+A denoiser never sees ``ref_forces`` during training; they are only compared with its predictions.
+
+Systems
+    * :func:`sample_harmonic_dimer`: two atoms with ``U = k/2 (d - d0)^2``, sampled exactly
+      (DESIGN.md section 2).
+    * :func:`lj_argon_frames`: a 108-atom Lennard-Jones argon liquid near its triple point,
+      sampled with Langevin MD and the pair potential returned by :func:`lj_argon_calculator`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+from ase import Atoms, units
+from ase.build import bulk
+from ase.calculators.calculator import Calculator
+from ase.data import atomic_masses, atomic_numbers
+from ase.io import read, write
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+#: Lennard-Jones well depth for argon, eV (about 120 K * k_B).
+ARGON_EPSILON_EV = 0.0104
+#: Lennard-Jones diameter for argon, Angstrom.
+ARGON_SIGMA_A = 3.40
+#: Pair cutoff, Angstrom (2.5 sigma); the energy is shifted to zero there.
+ARGON_CUTOFF_A = 2.5 * ARGON_SIGMA_A
+#: Liquid argon density near the triple point, g/cm^3.
+ARGON_LIQUID_DENSITY_G_CM3 = 1.374
+
+# Bump when the sampling procedure changes, so old cache files are not reused.
+_CACHE_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Harmonic dimer
+# --------------------------------------------------------------------------------------------------
+def harmonic_dimer_forces(positions: np.ndarray, k: float, d0: float) -> np.ndarray:
+    """Forces of ``U = k/2 (d - d0)^2`` on two atoms.
+
+    Args:
+        positions: ``(2, 3)`` Cartesian positions, Angstrom.
+        k: spring constant, eV/Angstrom^2.
+        d0: rest length, Angstrom.
+
+    Returns:
+        ``(2, 3)`` float64 forces, eV/Angstrom. Atom 1 feels ``-k (d - d0) b/d`` with
+        ``b = r1 - r0``; atom 0 feels the opposite force.
+    """
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.shape != (2, 3):
+        raise ValueError(f"harmonic dimer needs positions of shape (2, 3), got {pos.shape}")
+    bond = pos[1] - pos[0]
+    d = float(np.linalg.norm(bond))
+    if d == 0.0:
+        raise ValueError("harmonic dimer: the two atoms coincide, the bond direction is undefined")
+    f1 = -k * (d - d0) * bond / d
+    return np.stack([-f1, f1])
+
+
+def _sample_bond_lengths(n: int, k: float, d0: float, kT: float, rng: np.random.Generator) -> np.ndarray:
+    """Exact draws from ``p(d) ∝ d^2 exp(-k (d - d0)^2 / (2 kT))`` on ``d > 0``.
+
+    Rejection sampling with a Gaussian proposal ``N(m, s^2)``, ``s^2 = kT/k``, centred on the mode
+    ``m = (d0 + sqrt(d0^2 + 8 s^2)) / 2``. The ratio target/proposal is ``∝ d^2 exp(-d (m - d0)/s^2)``,
+    bounded on ``d > 0`` with its maximum at ``d = 2 s^2 / (m - d0) = m``; accepting with probability
+    ``ratio(d)/ratio(m)`` (and rejecting ``d <= 0``) is exact.
+    """
+    s2 = kT / k
+    s = np.sqrt(s2)
+    m = 0.5 * (d0 + np.sqrt(d0 * d0 + 8.0 * s2))
+    delta = m - d0  # > 0 always
+
+    def log_ratio(d: np.ndarray) -> np.ndarray:
+        return 2.0 * np.log(d) - d * delta / s2
+
+    log_max = 2.0 * np.log(m) - m * delta / s2
+    out = np.empty(0)
+    while out.size < n:
+        batch = max(2 * (n - out.size), 64)
+        d = rng.normal(m, s, size=batch)
+        d = d[d > 0.0]
+        accept = np.log(rng.random(d.size)) < log_ratio(d) - log_max
+        out = np.concatenate([out, d[accept]])
+    return out[:n]
+
+
+def sample_harmonic_dimer(
+    n_frames: int,
+    k: float = 5.0,
+    d0: float = 1.5,
+    temperature_K: float = 300.0,
+    symbol: str = "H",
+    seed: int = 0,
+    box: Optional[float] = None,
+) -> List[Atoms]:
+    """Exact Boltzmann samples of a harmonic dimer in Cartesian coordinates.
+
+    ``U = k/2 (d - d0)^2``; the Cartesian density ``exp(-U/kT)`` makes the bond length density
+    ``∝ d^2 exp(-k (d - d0)^2 / (2 kT))`` (sampled exactly by rejection) and the bond direction
+    uniform on the sphere. ``kT = ase.units.kB * temperature_K``.
+
+    Args:
+        n_frames: number of independent frames.
+        k: spring constant, eV/Angstrom^2.
+        d0: rest length, Angstrom.
+        temperature_K: temperature, K.
+        symbol: chemical symbol of both atoms.
+        seed: seed of the numpy Generator.
+        box: if given (Angstrom), the bond midpoint (the centre of mass) is uniform in
+            ``[0, box)^3``; otherwise it is at the origin.
+
+    Returns:
+        Non-periodic frames (pbc False, no cell) with ``arrays["ref_forces"]`` (eV/Angstrom) and
+        ``info["temperature_K"]``.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    if k <= 0 or d0 <= 0 or temperature_K <= 0:
+        raise ValueError(f"need k > 0 (eV/A^2), d0 > 0 (A), temperature_K > 0 (K); got {k}, {d0}, {temperature_K}")
+    rng = np.random.default_rng(seed)
+    kT = units.kB * temperature_K
+    d = _sample_bond_lengths(n_frames, k, d0, kT, rng)
+    direction = rng.normal(size=(n_frames, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    centre = rng.uniform(0.0, box, size=(n_frames, 3)) if box is not None else np.zeros((n_frames, 3))
+    frames = []
+    for i in range(n_frames):
+        half = 0.5 * d[i] * direction[i]
+        atoms = Atoms([symbol, symbol], positions=np.stack([centre[i] - half, centre[i] + half]), pbc=False)
+        atoms.arrays["ref_forces"] = harmonic_dimer_forces(atoms.positions, k, d0)
+        atoms.info["temperature_K"] = float(temperature_K)
+        frames.append(atoms)
+    logger.info("sampled %d harmonic dimer frames (k=%g eV/A^2, d0=%g A, T=%g K)", n_frames, k, d0, temperature_K)
+    return frames
+
+
+# --------------------------------------------------------------------------------------------------
+# Lennard-Jones argon
+# --------------------------------------------------------------------------------------------------
+def lj_argon_calculator() -> Calculator:
+    """The Lennard-Jones argon pair potential used for sampling AND for the true forces.
+
+    ``U = sum_pairs 4 eps [(sig/r)^12 - (sig/r)^6] - U(rc)`` for ``r < rc``: eps = 0.0104 eV,
+    sig = 3.40 Angstrom, rc = 2.5 sig = 8.5 Angstrom, energy shifted to zero at the cutoff (forces are the
+    exact gradient of this energy; the force jumps by ~1e-4 eV/Angstrom at rc). matscipy's vectorised
+    ``PairPotential`` + ``LennardJonesCut`` (about 1 ms for energy and forces of 108 atoms; it agrees
+    with ``ase.calculators.lj.LennardJones(smooth=False)`` to machine precision, which is 2x slower).
+    Returns a fresh ASE calculator (energy eV, forces eV/Angstrom).
+    """
+    from matscipy.calculators.pair_potential import LennardJonesCut, PairPotential
+
+    z = atomic_numbers["Ar"]
+    return PairPotential({(z, z): LennardJonesCut(ARGON_EPSILON_EV, ARGON_SIGMA_A, ARGON_CUTOFF_A)})
+
+
+def _check_cutoff(atoms: Atoms) -> None:
+    if not all(atoms.pbc):
+        return
+    cell = atoms.cell.array
+    volume = abs(np.linalg.det(cell))
+    heights = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
+    if ARGON_CUTOFF_A > 0.5 * min(heights):
+        raise ValueError(
+            f"LJ cutoff {ARGON_CUTOFF_A:.3f} A exceeds half the shortest box height {0.5 * min(heights):.3f} A: "
+            "the box is too small (atoms would interact with several images of one neighbour)"
+        )
+
+
+def lj_argon_forces(atoms: Atoms) -> np.ndarray:
+    """True Lennard-Jones argon forces (eV/Angstrom, float64 ``(n, 3)``) of a copy of ``atoms``.
+
+    Uses :func:`lj_argon_calculator`; ``atoms`` itself is not modified. Every atom must be argon.
+    """
+    if not np.all(atoms.numbers == atomic_numbers["Ar"]):
+        raise ValueError("lj_argon_forces: every atom must be Ar")
+    _check_cutoff(atoms)
+    work = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    work.calc = lj_argon_calculator()
+    return np.array(work.get_forces(), dtype=np.float64)
+
+
+def _argon_lattice_constant(density_g_cm3: float) -> float:
+    """fcc lattice constant (Angstrom) for a mass density in g/cm^3 (4 atoms per cubic cell)."""
+    mass_g = atomic_masses[atomic_numbers["Ar"]] * units._amu * 1e3
+    number_density_A3 = density_g_cm3 / mass_g * 1e-24  # atoms per Angstrom^3
+    return float((4.0 / number_density_A3) ** (1.0 / 3.0))
+
+
+def _cache_name(**params) -> str:
+    parts = [f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}" for key, value in params.items()]
+    return "lj_argon_" + "_".join(parts) + f"_v{_CACHE_VERSION}.extxyz"
+
+
+def lj_argon_frames(
+    n_frames: int = 200,
+    temperature_K: float = 94.4,
+    n_cells: int = 3,
+    seed: int = 0,
+    cache_dir: Optional[PathLike] = None,
+    *,
+    stride: int = 100,
+    timestep_fs: float = 10.0,
+    friction_per_fs: float = 0.01,
+    melt_temperature_K: float = 300.0,
+    melt_steps: int = 300,
+    equilibration_steps: int = 1000,
+    density_g_cm3: float = ARGON_LIQUID_DENSITY_G_CM3,
+    progress: bool = False,
+) -> List[Atoms]:
+    """Decorrelated frames of Lennard-Jones liquid argon near its triple point.
+
+    System: fcc ``n_cells^3`` cubic cells (108 atoms for 3), periodic cubic box at ``density_g_cm3``
+    (1.374 g/cm^3: 0.0207 atoms/Angstrom^3, box 17.34 Angstrom for 108 atoms), potential of
+    :func:`lj_argon_calculator` (the 8.5 Angstrom cutoff must fit in half the box: ``n_cells >= 3``).
+
+    Sampling: ASE Langevin MD (``fixcm=False``, so all 3N degrees of freedom are thermalised; the
+    ``rng`` is a seeded numpy Generator, so runs are reproducible) with ``timestep_fs`` (10 fs, about
+    0.005 LJ time units; 2.5 and 10 fs gave the same mean potential energy, -0.0517 eV/atom, within
+    2e-4 eV/atom, and the same configurational temperature, 93.5 +- 0.5 K vs 93.7 +- 0.9 K) and
+    ``friction_per_fs`` (0.01/fs). The fcc crystal is melted at ``melt_temperature_K`` (300 K) for
+    ``melt_steps`` (3 ps; the fcc order parameter is at its liquid value after ~2.5 ps), then
+    equilibrated at ``temperature_K`` for ``equilibration_steps`` (10 ps), then one frame is kept
+    every ``stride`` steps (1 ps: force autocorrelation is < 0.05 after 0.2 ps and the
+    potential-energy integrated autocorrelation time is ~0.4 ps).
+
+    Cost: about 1.1 ms per MD step (1 thread); 200 frames with the defaults (21300 steps) took
+    about 24 s on a 2-core machine (measured, OMP_NUM_THREADS=1).
+
+    Caching: with ``cache_dir`` (created if missing), frames are stored in an extxyz file whose name
+    encodes every parameter; a later call with the same arguments reads it instead of simulating.
+    The file is written atomically (temporary file + ``os.replace``), and the returned frames are
+    always the ones read back from it, so first and later calls return identical frames (extxyz
+    keeps 8 decimals: 1e-8 Angstrom, 1e-8 eV/Angstrom).
+
+    Returns:
+        Frames (positions wrapped into the cell, pbc True) with ``arrays["ref_forces"]``
+        (eV/Angstrom), ``info["temperature_K"]`` (K), ``info["ref_energy"]`` (eV) and the MD momenta
+        (``atoms.get_temperature()`` gives each frame's kinetic temperature).
+    """
+    if n_frames < 1 or stride < 1 or melt_steps < 0 or equilibration_steps < 0:
+        raise ValueError("need n_frames >= 1, stride >= 1, melt_steps >= 0, equilibration_steps >= 0")
+    if temperature_K <= 0 or melt_temperature_K <= 0 or timestep_fs <= 0 or friction_per_fs <= 0:
+        raise ValueError("temperatures (K), timestep_fs and friction_per_fs (1/fs) must be positive")
+
+    cache_path: Optional[Path] = None
+    if cache_dir is not None:
+        name = _cache_name(
+            n=n_frames, T=float(temperature_K), cells=n_cells, seed=seed, stride=stride, dt=float(timestep_fs),
+            fric=float(friction_per_fs), meltT=float(melt_temperature_K), melt=melt_steps,
+            eq=equilibration_steps, rho=float(density_g_cm3),
+        )
+        cache_path = Path(cache_dir) / name
+        if cache_path.is_file():
+            frames = read_frames(cache_path)
+            if len(frames) == n_frames:
+                logger.info("loaded %d LJ argon frames from cache %s", n_frames, cache_path)
+                return frames
+            logger.warning("cache %s holds %d frames, expected %d: resampling", cache_path, len(frames), n_frames)
+
+    a = _argon_lattice_constant(density_g_cm3)
+    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat(n_cells)
+    _check_cutoff(atoms)
+    atoms.calc = lj_argon_calculator()
+    rng = np.random.default_rng(seed)
+    masses = atoms.get_masses()[:, None]
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * np.sqrt(masses * units.kB * melt_temperature_K))
+
+    from ase.md.langevin import Langevin
+
+    dyn = Langevin(
+        atoms, timestep_fs * units.fs, temperature_K=melt_temperature_K,
+        friction=friction_per_fs / units.fs, fixcm=False, rng=rng,
+    )
+    start = time.perf_counter()
+    logger.info(
+        "LJ argon: %d atoms, box %.3f A, melting %d steps at %g K, equilibrating %d steps at %g K",
+        len(atoms), atoms.cell[0, 0], melt_steps, melt_temperature_K, equilibration_steps, temperature_K,
+    )
+    dyn.run(melt_steps)
+    dyn.set_temperature(temperature_K=temperature_K)
+    dyn.run(equilibration_steps)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_frames, desc="LJ argon frames", unit="frame")
+    frames: List[Atoms] = []
+    log_every = max(1, n_frames // 10)
+    for i in range(n_frames):
+        dyn.run(stride)
+        frame = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+        frame.set_momenta(atoms.get_momenta())
+        frame.wrap()
+        frame.arrays["ref_forces"] = np.array(atoms.get_forces(), dtype=np.float64)
+        frame.info["temperature_K"] = float(temperature_K)
+        frame.info["ref_energy"] = float(atoms.get_potential_energy())
+        frames.append(frame)
+        if bar is not None:
+            bar.update(1)
+        if (i + 1) % log_every == 0 or i + 1 == n_frames:
+            logger.info("LJ argon: %d/%d frames (%.1f s)", i + 1, n_frames, time.perf_counter() - start)
+    if bar is not None:
+        bar.close()
+
+    if cache_path is not None:
+        write_frames(frames, cache_path)
+        logger.info("wrote %d LJ argon frames to cache %s", n_frames, cache_path)
+        return read_frames(cache_path)
+    return frames
+
+
+# --------------------------------------------------------------------------------------------------
+# I/O and small helpers
+# --------------------------------------------------------------------------------------------------
+def write_frames(frames: Sequence[Atoms], path: PathLike) -> Path:
+    """Write frames to an extxyz file atomically (temporary file + ``os.replace``); returns the path."""
+    path = Path(path)
+    if len(frames) == 0:
+        raise ValueError(f"refusing to write an empty frame list to {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            write(handle, list(frames), format="extxyz")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_frames(path: PathLike) -> List[Atoms]:
+    """Read every frame of an extxyz file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is empty or is not readable as extxyz (the message names the path).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no frame file at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"frame file {path} is empty")
+    try:
+        frames = read(path, index=":", format="extxyz")
+    except Exception as exc:  # ase raises many types for malformed files
+        raise ValueError(f"could not read {path} as extxyz: {exc}") from exc
+    if not isinstance(frames, list) or len(frames) == 0:
+        raise ValueError(f"frame file {path} holds no frames")
+    return frames
+
+
+def rms_force(frames: Sequence[Atoms]) -> float:
+    """RMS of the reference forces over all Cartesian components of all frames, eV/Angstrom."""
+    if len(frames) == 0:
+        raise ValueError("rms_force needs at least one frame")
+    forces = np.concatenate([np.asarray(a.arrays["ref_forces"], dtype=np.float64).ravel() for a in frames])
+    return float(np.sqrt(np.mean(forces**2)))

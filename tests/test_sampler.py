@@ -1,0 +1,114 @@
+"""Duplication sampler (DESIGN.md section 3)."""
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from ase_denoise.data import to_frame
+from ase_denoise.sampler import DuplicationSampler, split_frames, validation_batches
+
+
+@pytest.fixture(scope="module")
+def frames():
+    out = []
+    for i in range(10):
+        a = bulk("Ar", "fcc", a=5.3, cubic=True)
+        a.rattle(0.1, seed=i)
+        out.append(to_frame(a, [18]))
+    return out
+
+
+def sampler(frames, seed=0, n_dup=3, batch=4, ids=range(10), **kw):
+    return DuplicationSampler(frames, list(ids), n_dup, 0.1, batch, seed, **kw)
+
+
+def collect(s, epoch, start=0):
+    ids, noise = [], []
+    for b in s.epoch(epoch, start_batch=start):
+        ids += b.frame_ids
+        noise += b.noise
+    return ids, noise
+
+
+def test_each_frame_visited_n_duplicates_times_with_independent_noise(frames):
+    ids, noise = collect(sampler(frames), 0)
+    assert sorted(ids) == sorted(list(range(10)) * 3)
+    for f in range(10):
+        draws = [n for i, n in zip(ids, noise) if i == f]
+        assert len(draws) == 3
+        # independent draws: pairwise distinct and uncorrelated
+        for a in range(3):
+            for b in range(a + 1, 3):
+                assert not np.allclose(draws[a], draws[b])
+    allnoise = np.concatenate(noise)
+    assert abs(allnoise.std() - 0.1) < 0.01 and abs(allnoise.mean()) < 0.01
+
+
+def test_noise_is_gaussian_with_the_stated_std(frames):
+    s = DuplicationSampler(frames, range(10), 50, 0.07, 8, seed=1)
+    x = np.concatenate(collect(s, 0)[1]).ravel()
+    assert abs(x.std() - 0.07) / 0.07 < 0.02
+    # Gaussian fourth moment: E[x^4] = 3 sigma^4
+    assert abs(np.mean(x**4) / x.var() ** 2 - 3.0) < 0.15
+
+
+def test_noise_is_fresh_each_epoch_and_reproducible(frames):
+    s = sampler(frames)
+    ids0, noise0 = collect(s, 0)
+    ids1, noise1 = collect(s, 1)
+    assert ids0 != ids1  # reshuffled
+    first0 = [n for i, n in zip(ids0, noise0) if i == 0]
+    first1 = [n for i, n in zip(ids1, noise1) if i == 0]
+    assert not any(np.allclose(a, b) for a in first0 for b in first1)
+    ids0b, noise0b = collect(sampler(frames), 0)  # a new sampler with the same seed
+    assert ids0 == ids0b and all(np.array_equal(a, b) for a, b in zip(noise0, noise0b))
+    ids0c, noise0c = collect(sampler(frames, seed=5), 0)
+    assert not all(np.array_equal(a, b) for a, b in zip(noise0, noise0c))
+
+
+def test_restart_mid_epoch_gives_the_same_batches(frames):
+    s = sampler(frames)
+    batches = list(s.epoch(2))
+    resumed = list(s.epoch(2, start_batch=3))
+    assert len(resumed) == len(batches) - 3
+    for a, b in zip(batches[3:], resumed):
+        assert a.frame_ids == b.frame_ids
+        assert all(np.array_equal(x, y) for x, y in zip(a.noise, b.noise))
+
+
+def test_noisy_positions_are_r_plus_noise_wrapped(frames):
+    b = next(iter(sampler(frames).epoch(0)))
+    for fid, noise, pos in zip(b.frame_ids, b.noise, b.positions):
+        f = frames[fid]
+        frac = np.linalg.solve(f.cell.T, pos.T).T
+        assert np.all((frac >= 0) & (frac < 1 + 1e-12))
+        delta = pos - (f.positions + noise)  # differs only by lattice vectors
+        k = np.linalg.solve(f.cell.T, delta.T).T
+        assert np.allclose(k, np.round(k), atol=1e-9)
+
+
+def test_split_is_by_frame_and_validation_noise_is_fixed(frames):
+    train, valid = split_frames(10, 0.3, seed=0)
+    assert len(valid) == 3 and set(train).isdisjoint(valid) and set(train) | set(valid) == set(range(10))
+    assert np.array_equal(split_frames(10, 0.3, seed=0)[1], valid)
+    s = sampler(frames, ids=train)
+    seen = {i for e in range(3) for i in collect(s, e)[0]}
+    assert seen == set(train)  # no validation frame is ever trained on
+    v1 = validation_batches(frames, valid, 2, 0.1, 4, seed=0)
+    v2 = validation_batches(frames, valid, 2, 0.1, 4, seed=0)
+    assert all(np.array_equal(a, b) for x, y in zip(v1, v2) for a, b in zip(x.noise, y.noise))
+    assert sorted(i for b in v1 for i in b.frame_ids) == sorted(list(valid) * 2)
+
+
+def test_frames_are_sharded_before_duplication(frames):
+    ranks = [sampler(frames, rank=r, world_size=2) for r in range(2)]
+    seen = [set(collect(s, 0)[0]) for s in ranks]
+    assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(10))
+
+
+@pytest.mark.parametrize("kw,msg", [({"n_duplicates": 0}, "n_duplicates"), ({"noise_std": 0.0}, "noise_std")])
+def test_bad_settings_are_refused(frames, kw, msg):
+    args = dict(frames=frames, frame_ids=range(10), n_duplicates=2, noise_std=0.1, batch_size=4, seed=0)
+    args.update(kw)
+    with pytest.raises(ValueError, match=msg):
+        DuplicationSampler(**args)
