@@ -7,28 +7,36 @@ O(sigma^2) smoothing bias. The result is a forces-only ASE calculator.
 
 __version__ = "0.1.0"
 
-from .calculator import DenoiseCalculator  # noqa: E402
-from .checkpoint import CheckpointError, load_model, read_metadata, save_model  # noqa: E402
-from .config import ModelConfig, TrainConfig  # noqa: E402
-from .data import DataError, read_frames  # noqa: E402
-from .md import relax, run_langevin  # noqa: E402
-from .model import DenoiserMACE, build_model  # noqa: E402
-from .training import TrainResult, train  # noqa: E402
+_EXPORTS = {
+    "DenoiseCalculator": "calculator",
+    "CheckpointError": "checkpoint",
+    "load_model": "checkpoint",
+    "read_metadata": "checkpoint",
+    "save_model": "checkpoint",
+    "ModelConfig": "config",
+    "TrainConfig": "config",
+    "DataError": "data",
+    "read_frames": "data",
+    "relax": "md",
+    "run_langevin": "md",
+    "DenoiserMACE": "model",
+    "build_model": "model",
+    "TrainResult": "training",
+    "train": "training",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "DenoiseCalculator",
-    "DenoiserMACE",
-    "ModelConfig",
-    "TrainConfig",
-    "TrainResult",
-    "CheckpointError",
-    "DataError",
-    "build_model",
-    "load_model",
-    "read_frames",
-    "read_metadata",
-    "relax",
-    "run_langevin",
-    "save_model",
-    "train",
-]
+
+def __getattr__(name: str):
+    """Import on first use: ``import ase_denoise`` stays cheap (torch and mace load lazily)."""
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ase_denoise' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -82,14 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sig(value):
+    """Floats to 5 significant digits for printing (``round(v, 5)`` turns 3e-6 eV/A into 0.0)."""
+    return float(f"{value:.5g}") if isinstance(value, float) else value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .checkpoint import load_model, save_model
     from .config import TrainConfig
-    from .training import train
+    from .training import TrainingError, train
 
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
     run_dir = args.run_dir or args.output + ".run"
+    # the model is written after training: make its directory now, not fail once training is done
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     cfg = TrainConfig(
         n_duplicates=args.duplicates, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         valid_fraction=args.valid_fraction, patience=args.patience, max_minutes=args.max_minutes,
@@ -104,29 +111,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with the same command plus --resume (state in {run_dir})", file=sys.stderr)
         return 130
+    except TrainingError as exc:  # e.g. --resume with other options, or a non-finite loss
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     best = load_model(result.best_path)
     meta = best.metadata  # type: ignore[attr-defined]
     save_model(best, args.output, training=meta["training"], metrics=meta["metrics"], overwrite=args.overwrite)
     print(f"trained in {time.perf_counter() - t0:.0f} s ({result.stopped}); model written to {args.output}")
     if result.history:
-        print("best epoch:", json.dumps({k: round(v, 5) for k, v in meta["metrics"].items()}))
+        print("best epoch:", json.dumps({k: _sig(v) for k, v in meta["metrics"].items()}))
     return 0
 
 
 def cmd_md(args: argparse.Namespace) -> int:
-    import ase.io
-
     from .calculator import DenoiseCalculator
+    from .data import read_frames
     from .md import run_langevin
 
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
-    atoms = ase.io.read(args.structure, index=-1)
+    atoms = read_frames(args.structure, index="-1")[-1]
     atoms.calc = DenoiseCalculator.from_file(args.model)
     stats = run_langevin(
         atoms, temperature_K=args.temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
         friction_per_fs=args.friction, trajectory=args.output, interval=args.interval, seed=args.seed,
-        progress=True,
+        progress=True, overwrite=args.overwrite,
     )
     print(json.dumps(stats, indent=1))
     print(f"trajectory written to {args.output}")
@@ -152,7 +161,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     pred, ref = evaluate_forces(model, frames)
     metrics = force_metrics(pred, ref)
-    print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in metrics.items()}, indent=1))
+    print(json.dumps({k: _sig(v) for k, v in metrics.items()}, indent=1))
     if args.parity:
         print("parity plot:", plot_force_parity(pred, ref, args.parity, title=os.path.basename(args.model)))
     return 0

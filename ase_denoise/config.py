@@ -125,7 +125,7 @@ class TrainConfig:
     (0 disables). ``lr_schedule``: "cosine" or "constant" (after ``warmup_steps``).
     ``valid_fraction``: fraction of *frames* held out (split by frame, never by duplicate).
     ``patience``: epochs without validation improvement before early stopping (0 disables).
-    ``max_minutes``: wall-clock budget; training stops cleanly (and is resumable) when it is spent.
+    ``max_minutes``: wall-clock budget of one call to fit(); training stops cleanly (resumable) when spent.
     ``valid_duplicates``: fixed noise draws per validation frame (seeded once).
     """
 

@@ -357,7 +357,13 @@ def run_langevin(
 
     import ase.io
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    try:  # ASE >= 3.28
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:  # older ASE
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+        def thermalize_momenta(atoms, temperature_K, rng):
+            thermalize_momenta(atoms, temperature_K, rng=rng)
 
     if trajectory is not None and os.path.exists(trajectory) and not overwrite:
         raise FileExistsError(f"{trajectory!r} exists; refusing to overwrite it (pass overwrite=True)")
@@ -367,7 +373,7 @@ def run_langevin(
             f"{timestep_fs}, {temperature_K}"
         )
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    thermalize_momenta(atoms, temperature_K, rng=rng)
     dyn = Langevin(
         atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
         rng=rng, fixcm=False,
@@ -399,7 +405,7 @@ def run_langevin(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc="MD", unit="step", dynamic_ncols=True)
-        dyn.attach(lambda: bar.update(1), interval=1)
+        dyn.attach(lambda: bar.update(1) if dyn.nsteps > 0 else None, interval=1)
     t0 = time.perf_counter()
     try:
         dyn.run(steps)

@@ -54,6 +54,10 @@ LOG_COLUMNS = [
 ]
 
 
+# Settings that define the split and the noise stream: a resumed run must keep them.
+RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype")
+
+
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
@@ -211,6 +215,22 @@ class Trainer:
                 f"{self.state_path} was written for a different model/data configuration; "
                 "resume with the same data and options, or use a new output directory"
             )
+        saved = TrainConfig.from_dict(state["train_config"]).to_dict()
+        now = self.cfg.to_dict()
+        changed = [k for k in RESUME_FROZEN if saved[k] != now[k]]
+        if changed:
+            raise TrainingError(
+                f"cannot resume {self.state_path} with different {', '.join(changed)} "
+                f"(was {[saved[k] for k in changed]}, now {[now[k] for k in changed]}): these fix the "
+                "train/validation split and the noise stream; resume with the original values or start a new run"
+            )
+        if saved["epochs"] != now["epochs"]:
+            logger.warning(
+                "resuming with epochs=%d instead of %d: the learning-rate schedule is recomputed for the new total",
+                now["epochs"], saved["epochs"],
+            )
+        if saved["lr"] != now["lr"]:
+            logger.warning("resuming: lr=%g is ignored, the saved optimiser state (lr=%g) continues", now["lr"], saved["lr"])
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -275,9 +295,10 @@ class Trainer:
             raise FileExistsError(
                 f"{self.output_dir} already holds a training run ({STATE_FILE}); resume it or choose a new directory"
             )
-        budget_s = self.cfg.max_minutes * 60.0 if self.cfg.max_minutes else math.inf
+        budget_s = self.cfg.max_minutes * 60.0 if self.cfg.max_minutes else math.inf  # per call of fit()
         stopped = "epochs"
-        start = time.perf_counter() - self.elapsed_s
+        call_start = time.perf_counter()
+        start = call_start - self.elapsed_s
         bar = None
         if self.progress:
             from tqdm.auto import tqdm
@@ -293,7 +314,7 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(epoch=self.epoch, loss=f"{np.mean(self._running[-50:]):.4f}")
-                    if self.elapsed_s > budget_s:
+                    if time.perf_counter() - call_start > budget_s:
                         break
                 if self.batch < len(self.sampler):  # time budget spent mid-epoch
                     stopped = "time_budget"

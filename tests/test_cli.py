@@ -1,0 +1,404 @@
+"""End-to-end tests of the console entry point ``ase-denoise`` (``ase_denoise.cli.main``).
+
+``main(argv)`` runs in-process with real files: harmonic dimer frames (DESIGN.md section 2) written
+to extxyz, tiny MACE settings, a few epochs. One test runs the installed console script through a
+subprocess to prove it exists. Every error path checks the exit code (2) and that the message on
+stderr names the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Tuple
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+
+from ase_denoise import DenoiseCalculator, load_model
+from ase_denoise.cli import main
+from ase_denoise.reference import sample_harmonic_dimer
+
+TEMPERATURE_K = 300.0
+NOISE_STD = 0.1
+N_FRAMES = 48
+TINY = [
+    "--channels", "4", "--max-ell", "1", "--max-L", "0", "--correlation", "1",
+    "--interactions", "1", "--r-max", "3.0", "--batch-size", "32",
+]
+
+
+def run_cli(argv: List[str]) -> Tuple[int, str, str]:
+    """``main(argv)`` with stdout/stderr captured; returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def train_argv(data, output, *extra, epochs: int = 1) -> List[str]:
+    return ["train", "--data", data, "--noise-std", NOISE_STD, "--output", output, "--epochs", epochs, *TINY, *extra]
+
+
+def read_log(run_dir) -> List[dict]:
+    with open(Path(run_dir) / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def first_json(text: str) -> dict:
+    """The JSON object at the start of ``text`` (the CLI prints more lines after it)."""
+    obj, _ = json.JSONDecoder().raw_decode(text.lstrip())
+    return obj
+
+
+# --------------------------------------------------------------------------------------------------
+# shared data and one trained model
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """extxyz files: dimer frames with reference forces, the same without, a single start structure."""
+    d = tmp_path_factory.mktemp("cli_data")
+    frames = sample_harmonic_dimer(N_FRAMES, temperature_K=TEMPERATURE_K, seed=0)
+    ase.io.write(d / "dimer.extxyz", frames, format="extxyz")
+    bare = [a.copy() for a in frames]
+    for a in bare:
+        del a.arrays["ref_forces"]
+    ase.io.write(d / "noref.extxyz", bare, format="extxyz")
+    start = sample_harmonic_dimer(1, temperature_K=TEMPERATURE_K, seed=7)[0]
+    assert not start.pbc.any()
+    ase.io.write(d / "start.extxyz", start, format="extxyz")
+    (d / "unknown.zzz").write_text("this is not a structure file\n")
+    return {
+        "dir": d,
+        "frames": d / "dimer.extxyz",
+        "noref": d / "noref.extxyz",
+        "start": d / "start.extxyz",
+        "unknown": d / "unknown.zzz",
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    """One ``train`` run (1 epoch); later tests only read its files."""
+    d = tmp_path_factory.mktemp("cli_trained")
+    model = d / "dimer.safetensors"
+    code, out, err = run_cli(train_argv(data["frames"], model))
+    assert code == 0, err
+    return {"model": model, "run_dir": Path(str(model) + ".run"), "stdout": out}
+
+
+# --------------------------------------------------------------------------------------------------
+# console script
+# --------------------------------------------------------------------------------------------------
+def test_console_script_help():
+    script = shutil.which("ase-denoise", path=os.path.dirname(sys.executable))
+    assert script is not None, "the ase-denoise console script is not installed next to the interpreter"
+    proc = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    for command in ("train", "md", "eval", "demo"):
+        assert command in proc.stdout
+
+
+def test_no_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([])
+    assert exc.value.code == 2
+    assert "usage" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------------
+def test_train_writes_model_and_run_dir(trained):
+    model_path, run_dir = trained["model"], trained["run_dir"]
+    assert str(model_path) in trained["stdout"]  # the printed output names the model file
+    with open(model_path, "rb") as fh:
+        header_len = int.from_bytes(fh.read(8), "little")
+        assert fh.read(1) == b"{" and 0 < header_len < os.path.getsize(model_path)  # safetensors header
+    model = load_model(model_path)
+    cfg = model.config
+    assert cfg.temperature_K == pytest.approx(TEMPERATURE_K)  # taken from the frames' info
+    assert cfg.noise_std == pytest.approx(NOISE_STD)
+    assert cfg.atomic_numbers == [1]
+    assert tuple(cfg.pbc) == (False, False, False)
+    assert (cfg.num_channels, cfg.max_ell, cfg.max_L, cfg.correlation, cfg.num_interactions, cfg.r_max) == (
+        4, 1, 0, 1, 1, 3.0,
+    )
+    assert model.metadata["training"]["n_frames"] == N_FRAMES
+    assert model.metadata["training"]["epochs_completed"] == 1
+    for name in ("log.csv", "best.safetensors", "last.safetensors", "training_state.pt"):
+        assert (run_dir / name).is_file(), name
+    rows = read_log(run_dir)
+    assert len(rows) == 1 and rows[0]["epoch"] == "0"
+    assert math.isfinite(float(rows[0]["train_loss"])) and math.isfinite(float(rows[0]["valid_loss"]))
+    # the printed best-epoch figures are the logged ones, to 5 significant digits (the lr is ~1e-5 here)
+    printed = first_json(trained["stdout"].split("best epoch:", 1)[1])
+    for key in ("lr", "train_loss", "valid_loss", "force_rmse", "force_cosine"):
+        assert printed[key] == pytest.approx(float(rows[0][key]), rel=1e-4), key
+    # the written model holds the best-epoch weights of the run
+    best = load_model(run_dir / "best.safetensors")
+    for key, value in best.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_train_temperature_contradicting_frames_fails(data, tmp_path):
+    output = tmp_path / "m.safetensors"
+    code, out, err = run_cli(train_argv(data["frames"], output, "--temperature-K", "250"))
+    assert code == 2
+    assert "250" in err and "300" in err and "temperature" in err
+    assert not output.exists()
+
+
+def test_train_refuses_existing_output_unless_overwrite(data, tmp_path):
+    output = tmp_path / "m.safetensors"
+    precious = b"an earlier model, not to be touched\n"
+    output.write_bytes(precious)
+    code, out, err = run_cli(train_argv(data["frames"], output))
+    assert code == 2
+    assert str(output) in err and "--overwrite" in err
+    assert output.read_bytes() == precious
+    assert not Path(str(output) + ".run").exists()  # refused before any training
+
+    code, out, err = run_cli(train_argv(data["frames"], output, "--overwrite"))
+    assert code == 0, err
+    assert load_model(output).config.noise_std == pytest.approx(NOISE_STD)
+
+
+def test_train_creates_missing_output_directory(data, tmp_path):
+    # with an explicit --run-dir elsewhere, a missing output directory must not fail after training
+    output = tmp_path / "models" / "m.safetensors"
+    code, out, err = run_cli(train_argv(data["frames"], output, "--run-dir", tmp_path / "runs" / "a"))
+    assert code == 0, err
+    assert load_model(output).config.temperature_K == pytest.approx(TEMPERATURE_K)
+
+
+def test_train_resume_continues_the_run(data, tmp_path):
+    output = tmp_path / "m.safetensors"
+    run_dir = Path(str(output) + ".run")
+    code, _, err = run_cli(train_argv(data["frames"], output))
+    assert code == 0, err
+    first = read_log(run_dir)
+    assert len(first) == 1
+
+    # a second plain run on the same run dir is refused (even with --overwrite): resume it instead
+    before = output.read_bytes()
+    code, _, err = run_cli(train_argv(data["frames"], output, "--overwrite"))
+    assert code == 2 and "already holds a training run" in err
+    assert output.read_bytes() == before
+
+    # resuming with other model options is refused with a clean message, the run is left alone
+    code, _, err = run_cli(train_argv(data["frames"], output, "--resume", "--overwrite", "--channels", "8"))
+    assert code == 2
+    assert "different model/data configuration" in err and "Traceback" not in err
+    assert read_log(run_dir) == first
+
+    code, out, err = run_cli(train_argv(data["frames"], output, "--resume", "--overwrite", epochs=2))
+    assert code == 0, err
+    rows = read_log(run_dir)
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert rows[0] == first[0]  # the first epoch is kept as it was, not retrained
+    assert int(rows[1]["step"]) == 2 * int(rows[0]["step"])  # the step counter continues
+    state = torch.load(run_dir / "training_state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 2 and state["step"] == int(rows[1]["step"])
+    assert len(state["history"]) == 2
+    meta = load_model(output).metadata
+    assert meta["training"]["epochs_completed"] == 2
+    assert str(output) in out
+
+    # resuming a finished run trains nothing more and still writes the model
+    code, _, err = run_cli(train_argv(data["frames"], output, "--resume", "--overwrite", epochs=2))
+    assert code == 0, err
+    assert len(read_log(run_dir)) == 2
+
+
+def test_train_resume_with_another_split_is_refused(data, tmp_path):
+    output = tmp_path / "m.safetensors"
+    assert run_cli(train_argv(data["frames"], output))[0] == 0
+    code, _, err = run_cli(train_argv(data["frames"], output, "--resume", "--overwrite", "--seed", "5", epochs=2))
+    assert code == 2 and "seed" in err
+
+
+def test_train_resume_without_state_fails(data, tmp_path):
+    output = tmp_path / "m.safetensors"
+    code, _, err = run_cli(train_argv(data["frames"], output, "--resume"))
+    assert code == 2
+    assert "cannot resume" in err and "training_state.pt" in err
+    assert not output.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# eval
+# --------------------------------------------------------------------------------------------------
+def test_eval_prints_force_metrics_and_parity_plot(trained, data, tmp_path):
+    parity = tmp_path / "parity.png"
+    code, out, err = run_cli(["eval", "--model", trained["model"], "--data", data["frames"], "--parity", parity])
+    assert code == 0, err
+    metrics = first_json(out)
+    for key in ("rmse", "relative_rmse", "cosine"):
+        assert math.isfinite(metrics[key]), key
+    assert -1.0 <= metrics["cosine"] <= 1.0
+    assert parity.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(parity) in out
+
+    # the printed numbers are the model's: recompute them through the ASE calculator
+    calc = DenoiseCalculator.from_file(trained["model"])
+    pred, ref = [], []
+    for atoms in ase.io.read(data["frames"], index=":"):
+        ref.append(atoms.arrays["ref_forces"].copy())
+        atoms.calc = calc
+        pred.append(atoms.get_forces())
+    pred, ref = np.concatenate(pred), np.concatenate(ref)
+    rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
+    assert metrics["rmse"] == pytest.approx(rmse, rel=1e-3)
+    assert metrics["relative_rmse"] == pytest.approx(rmse / float(np.sqrt(np.mean(ref**2))), rel=1e-3)
+
+
+def test_eval_without_reference_forces_fails(trained, data):
+    code, out, err = run_cli(["eval", "--model", trained["model"], "--data", data["noref"]])
+    assert code == 2
+    assert "reference forces" in err and f"{N_FRAMES} of {N_FRAMES}" in err
+    assert out == ""
+
+
+def test_eval_foreign_element_fails(trained, tmp_path):
+    he = sample_harmonic_dimer(3, symbol="He", seed=1)
+    path = tmp_path / "he.extxyz"
+    ase.io.write(path, he, format="extxyz")
+    code, _, err = run_cli(["eval", "--model", trained["model"], "--data", path])
+    assert code == 2
+    assert "He" in err and "element" in err
+
+
+# --------------------------------------------------------------------------------------------------
+# md
+# --------------------------------------------------------------------------------------------------
+def test_md_writes_trajectory_and_refuses_overwrite(trained, data, tmp_path):
+    traj = tmp_path / "md.traj"
+    argv = [
+        "md", "--model", trained["model"], "--structure", data["start"], "--temperature-K", TEMPERATURE_K,
+        "--steps", "20", "--interval", "5", "--timestep-fs", "1.0", "--output", traj,
+    ]
+    code, out, err = run_cli(argv)
+    assert code == 0, err
+    stats = first_json(out)
+    assert stats["steps"] == 20 and math.isfinite(stats["min_distance"])
+    assert str(traj) in out
+    frames = ase.io.read(traj, index=":")
+    assert len(frames) == 20 // 5 + 1  # step 0 and every 5th step
+    start = ase.io.read(data["start"])
+    for atoms in frames:
+        assert len(atoms) == 2 and list(atoms.symbols) == ["H", "H"]
+        assert np.all(np.isfinite(atoms.positions))
+        assert not atoms.pbc.any()
+        assert np.all(np.isfinite(atoms.get_forces()))
+    np.testing.assert_allclose(frames[0].positions, start.positions)
+    assert not np.allclose(frames[-1].positions, start.positions)  # it moved
+
+    before = traj.read_bytes()
+    code, out, err = run_cli(argv)
+    assert code == 2
+    assert str(traj) in err and "--overwrite" in err
+    assert traj.read_bytes() == before
+
+    code, out, err = run_cli([*argv, "--overwrite", "--seed", "1"])
+    assert code == 0, err
+    assert len(ase.io.read(traj, index=":")) == 5
+
+
+@pytest.mark.parametrize("kind", ["missing", "unknown"])
+def test_md_bad_structure_file(trained, data, tmp_path, kind):
+    structure = tmp_path / "nothere.xyz" if kind == "missing" else data["unknown"]
+    traj = tmp_path / "md.traj"
+    code, _, err = run_cli([
+        "md", "--model", trained["model"], "--structure", structure, "--temperature-K", "300",
+        "--steps", "5", "--output", traj,
+    ])
+    assert code == 2
+    assert str(structure) in err and "Traceback" not in err
+    assert not traj.exists()
+
+
+# --------------------------------------------------------------------------------------------------
+# demo
+# --------------------------------------------------------------------------------------------------
+def test_demo_quick_end_to_end(tmp_path):
+    out_dir = tmp_path / "demo"
+    t0 = time.perf_counter()
+    code, out, err = run_cli(["demo", "--quick", "--output", out_dir])
+    wall = time.perf_counter() - t0
+    assert code == 0, err
+    print(f"demo --quick wall time: {wall:.1f} s")
+    for name in ("force_parity.png", "rdf.png"):
+        assert (out_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert "=== ase_denoise demo" in out
+    for key in summary:
+        assert key in out, key  # every figure is printed
+    for key in ("held-out force cosine", "held-out relative RMSE", "MD steps/s"):
+        assert math.isfinite(float(summary[key])), key
+    model = load_model(summary["model"])
+    assert Path(summary["model"]).parent == out_dir
+    assert model.config.temperature_K == pytest.approx(94.4)
+    assert model.config.atomic_numbers == [18] and all(model.config.pbc)
+    md = ase.io.read(out_dir / "md.traj", index=":")
+    assert len(md) == 100 // 10 + 1
+    assert all(len(a) == 108 and np.all(np.isfinite(a.positions)) for a in md)
+
+    # running it again in the same directory reuses the cached data and the finished run
+    code, out, err = run_cli(["demo", "--quick", "--output", out_dir])
+    assert code == 0, err
+    assert json.loads((out_dir / "summary.json").read_text())["training frames"] == summary["training frames"]
+
+
+# --------------------------------------------------------------------------------------------------
+# bad input through the CLI
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing_data", ["does not exist", "nothere.extxyz"]),
+        ("unknown_format", ["could not read", "unknown.zzz"]),
+        ("zero_noise", ["noise_std", "> 0"]),
+        ("negative_noise", ["noise_std", "> 0"]),
+        ("zero_duplicates", ["n_duplicates", "at least one"]),
+    ],
+)
+def test_train_bad_input(data, tmp_path, capsys, case, expected):
+    output = tmp_path / "m.safetensors"
+    source = {"missing_data": tmp_path / "nothere.extxyz", "unknown_format": data["unknown"]}.get(case, data["frames"])
+    argv = [str(a) for a in train_argv(source, output)]
+    if case == "zero_noise":
+        argv[argv.index("--noise-std") + 1] = "0"
+    elif case == "negative_noise":
+        argv[argv.index("--noise-std") + 1] = "-0.1"
+    elif case == "zero_duplicates":
+        argv += ["--duplicates", "0"]
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err.startswith("error: ")
+    for phrase in expected:
+        assert phrase in captured.err, (phrase, captured.err)
+    assert not output.exists()
+    assert not Path(str(output) + ".run").exists()
+
+
+def test_eval_missing_model_file(data, tmp_path, capsys):
+    missing = tmp_path / "nope.safetensors"
+    assert main(["eval", "--model", str(missing), "--data", str(data["frames"])]) == 2
+    err = capsys.readouterr().err
+    assert str(missing) in err and "does not exist" in err
