@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 TEMPERATURE_K = 94.4
 NOISE_STD = 0.03  # Angstrom; from a sigma scan (0.1, 0.05, 0.03 A), see README
-MODEL_OPTIONS = dict(head="edge", r_max=5.0, num_channels=16, max_ell=2, max_L=1, correlation=2, num_interactions=2)
+MODEL_OPTIONS = dict(head="vector", r_max=5.0, num_channels=16, max_ell=2, max_L=1, correlation=2, num_interactions=2)
 
 
 def noised_copies(frames, noise_std: float, seed: int = 0):

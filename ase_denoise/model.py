@@ -10,16 +10,16 @@ Parametrisation (the one place it is defined, DESIGN.md section 1):
 
 Two heads (``ModelConfig.head``):
 
-``"edge"`` (default)
+``"vector"`` (default)
+    MACE trunk that keeps ``1o`` features through every layer (as ``AtomicDipolesMACE`` does); each
+    layer has a linear readout to ``1x1o`` and the per-layer vectors are summed.
+``"edge"``
     MACE trunk whose last layer keeps only scalars (as MACE does for energies). The head is a
     symmetric pairwise vector field ``v_i = 1/avg_num_neighbors * sum_j w_ij * (r_i - r_j)/|r_i - r_j|``
     with ``w_ij = MLP(s_i + s_j, s_i * s_j, radial(|r_ij|)) * envelope(|r_ij|)`` where ``s`` are the
     scalar features of every layer. ``w_ij = w_ji`` so the predicted forces obey Newton's third law:
     the net force on a structure is exactly zero (as it is for the true score of any
     translation-invariant density).
-``"vector"``
-    MACE trunk that keeps ``1o`` features through every layer (as ``AtomicDipolesMACE`` does); each
-    layer has a linear readout to ``1x1o`` and the per-layer vectors are summed.
 
 Batch format (MACE's conventions): ``positions`` [n_nodes, 3], ``node_attrs`` one-hot
 [n_nodes, n_elements], ``edge_index`` [2, n_edges] as (sender, receiver), ``shifts`` [n_edges, 3]
