@@ -15,7 +15,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
 from .checkpoint import load_model
-from .data import check_atoms, collate, to_frame
+from .data import SkinNeighbourList, check_atoms, collate, to_frame
 from .model import DenoiserMACE
 
 _WHY_NO_ENERGY = (
@@ -35,6 +35,9 @@ class DenoiseCalculator(Calculator):
         torch device for the forward pass (default ``"cpu"``).
     dtype:
         ``torch.float32`` or ``torch.float64`` for the forward pass (default: the model's own).
+    skin:
+        Verlet skin, Angstrom: the neighbour list (cutoff ``r_max + skin``) is reused until an atom
+        has moved more than ``skin / 2``; results equal a fresh list's. ``0`` rebuilds every call.
     """
 
     implemented_properties: List[str] = ["forces"]  # our own list: never share ASE's class attribute
@@ -44,6 +47,7 @@ class DenoiseCalculator(Calculator):
         model: Union[DenoiserMACE, str, os.PathLike],
         device: Union[str, torch.device] = "cpu",
         dtype: Optional[torch.dtype] = None,
+        skin: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -53,11 +57,27 @@ class DenoiseCalculator(Calculator):
         self.dtype = dtype or next(model.parameters()).dtype
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.implemented_properties = list(self.implemented_properties)
+        # Verlet list: rebuilt only when an atom moved more than skin/2 (DESIGN.md section 4)
+        self.neighbours = SkinNeighbourList(model.config.r_max, skin)
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], **kwargs) -> "DenoiseCalculator":
         """Load a model file (safetensors; never unpickled) and wrap it."""
         return cls(load_model(path), **kwargs)
+
+    @classmethod
+    def from_zoo(
+        cls, name: str, *, models_dir: Optional[Union[str, os.PathLike]] = None, **kwargs
+    ) -> "DenoiseCalculator":
+        """Wrap the zoo model ``name`` (:func:`ase_denoise.zoo.list_models`).
+
+        The file's sha256 is checked against the registry before loading (a mismatch is refused);
+        nothing is downloaded. ``models_dir``: another zoo directory (default: the shipped one).
+        Other keyword arguments go to the constructor (``device``, ``dtype``).
+        """
+        from .zoo import load_zoo_model
+
+        return cls(load_zoo_model(name, models_dir), **kwargs)
 
     @property
     def noise_std(self) -> float:
@@ -84,7 +104,10 @@ class DenoiseCalculator(Calculator):
         self.check_structure(self.atoms)
         cfg = self.model.config
         frame = to_frame(self.atoms, cfg.atomic_numbers)
-        data = collate([frame.positions], [frame], len(cfg.atomic_numbers), cfg.r_max, self.dtype, self.device)
+        data = collate(
+            [frame.positions], [frame], len(cfg.atomic_numbers), cfg.r_max, self.dtype, self.device,
+            neighbour_lists=[self.neighbours],
+        )
         with torch.no_grad():
             forces = self.model.forces(data)
         self.results["forces"] = forces.detach().to("cpu", torch.float64).numpy()

@@ -197,6 +197,60 @@ def neighbour_graph(
     return np.stack((sender[keep], receiver[keep])), unit_shifts[keep]
 
 
+class SkinNeighbourList:
+    """A Verlet-style neighbour list (DESIGN.md section 4).
+
+    Built with cutoff ``cutoff + skin`` and reused, filtered to ``cutoff``, until some atom has moved
+    more than ``skin / 2`` from where the list was built (or the cell, periodicity or atom count
+    changed). Because MACE's envelope is exactly zero beyond ``r_max`` and messages are divided by a
+    fixed ``avg_num_neighbors``, the result equals a fresh list's up to the order of the edges.
+    Positions must not be wrapped between calls (a wrapped atom looks like a large move and triggers
+    a rebuild, which is correct but slower).
+    """
+
+    def __init__(self, cutoff: float, skin: float):
+        if skin < 0:
+            raise ValueError(f"skin={skin} Angstrom must be >= 0")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.n_builds = 0
+        self._ref: Optional[Tuple[np.ndarray, np.ndarray, Tuple[bool, ...]]] = None
+        self._edge_index = np.zeros((2, 0), dtype=np.int64)
+        self._shifts = np.zeros((0, 3))
+
+    def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> bool:
+        if self._ref is None:
+            return True
+        ref_pos, ref_cell, ref_pbc = self._ref
+        if ref_pos.shape != positions.shape or tuple(pbc) != ref_pbc or not np.array_equal(ref_cell, cell):
+            return True
+        displacement = np.sqrt(((positions - ref_pos) ** 2).sum(axis=1)).max(initial=0.0)
+        return bool(2.0 * displacement > self.skin)
+
+    def edges(
+        self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], update: bool = True
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """``edge_index`` [2, n_edges] and Cartesian ``shifts`` [n_edges, 3] of pairs within the cutoff.
+
+        ``update=False`` keeps the stored list (and its reference positions) even when a rebuild is
+        needed: that one call gets a fresh list (used for noisy copies of one clean frame).
+        """
+        positions = np.asarray(positions, dtype=np.float64)
+        cell = np.asarray(cell, dtype=np.float64)
+        pbc = tuple(bool(p) for p in pbc)
+        if self.needs_rebuild(positions, cell, pbc):
+            self.n_builds += 1
+            if not update:
+                edge_index, unit_shifts = neighbour_graph(positions, cell, pbc, self.cutoff)
+                return edge_index, unit_shifts @ cell
+            edge_index, unit_shifts = neighbour_graph(positions, cell, pbc, self.cutoff + self.skin)
+            self._edge_index, self._shifts = edge_index, unit_shifts @ cell
+            self._ref = (positions.copy(), cell.copy(), pbc)
+        sender, receiver = self._edge_index
+        vectors = positions[receiver] - positions[sender] + self._shifts
+        keep = (vectors**2).sum(axis=1) < self.cutoff**2
+        return self._edge_index[:, keep], self._shifts[keep]
+
+
 @dataclass
 class Frame:
     """A clean frame in the arrays the model needs (float64 numpy, Angstrom)."""
@@ -227,15 +281,6 @@ def to_frame(atoms: Atoms, atomic_numbers: Sequence[int]) -> Frame:
     )
 
 
-def wrap_into_cell(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> np.ndarray:
-    """Wrap positions back into the cell along periodic axes (never rescale coordinates)."""
-    if not any(pbc):
-        return positions
-    from ase.geometry import wrap_positions
-
-    return wrap_positions(positions, cell, pbc=pbc, eps=0.0)
-
-
 def collate(
     positions: Sequence[np.ndarray],
     frames: Sequence[Frame],
@@ -243,17 +288,27 @@ def collate(
     cutoff: float,
     dtype: torch.dtype,
     device: Union[str, torch.device] = "cpu",
+    neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
+    update_lists: bool = True,
 ) -> Dict[str, torch.Tensor]:
-    """Batch graphs for the (possibly noisy) ``positions`` of ``frames`` (MACE's batch format)."""
+    """Batch graphs for the (possibly noisy) ``positions`` of ``frames`` (MACE's batch format).
+
+    ``neighbour_lists``: one :class:`SkinNeighbourList` per item to reuse (its cutoff must be
+    ``cutoff``; ``update_lists`` is passed on as ``update``); without them each graph gets a fresh list.
+    """
     pos_list, attr_list, edge_list, shift_list, batch_list = [], [], [], [], []
     ptr = [0]
     offset = 0
     for g, (pos, frame) in enumerate(zip(positions, frames)):
-        edge_index, unit_shifts = neighbour_graph(pos, frame.cell, frame.pbc, cutoff)
+        if neighbour_lists is None:
+            edge_index, unit_shifts = neighbour_graph(pos, frame.cell, frame.pbc, cutoff)
+            shifts = unit_shifts @ frame.cell
+        else:
+            edge_index, shifts = neighbour_lists[g].edges(pos, frame.cell, frame.pbc, update=update_lists)
         pos_list.append(pos)
         attr_list.append(frame.species)
         edge_list.append(edge_index + offset)
-        shift_list.append(unit_shifts @ frame.cell)
+        shift_list.append(shifts)
         batch_list.append(np.full(len(pos), g, dtype=np.int64))
         offset += len(pos)
         ptr.append(offset)

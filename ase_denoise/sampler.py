@@ -17,7 +17,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from .data import Frame, wrap_into_cell
+from .data import Frame
 
 _VALIDATION_STREAM = 2**31 - 1  # a stream id no training epoch uses
 
@@ -41,8 +41,14 @@ def draw_noise(rng: np.random.Generator, n_atoms: int, noise_std: float) -> np.n
 
 
 def noisy_positions(frame: Frame, noise: np.ndarray) -> np.ndarray:
-    """``x = r + N``, wrapped back into the cell along periodic axes (no rescaling)."""
-    return wrap_into_cell(frame.positions + noise, frame.cell, frame.pbc)
+    """``x = r + N`` (Angstrom), never rescaled.
+
+    Deliberately *not* wrapped back into the cell: the model sees only edge vectors, which carry
+    their periodic-image shifts, so a wrapped and an unwrapped ``x`` give identical outputs
+    (tested); unwrapped, every noisy copy of a frame can reuse the frame's one skin neighbour list
+    (DESIGN.md section 4), whereas a wrapped atom would look like a jump of a lattice vector.
+    """
+    return frame.positions + noise
 
 
 @dataclass

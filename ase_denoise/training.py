@@ -34,6 +34,7 @@ from .config import ModelConfig, TrainConfig
 from .data import (
     DataError,
     Frame,
+    SkinNeighbourList,
     average_num_neighbors,
     check_atoms,
     collate,
@@ -98,6 +99,12 @@ def prepare_data(
     return config, converted
 
 
+def neighbour_skin(noise_std: float) -> float:
+    """Skin (Angstrom) of the per-frame neighbour lists: noisy copies reuse a frame's list unless an
+    atom moved more than skin/2 = max(0.25 A, 5 sigma) (then that copy gets a fresh list)."""
+    return max(0.5, 10.0 * noise_std)
+
+
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
     def fn(step: int) -> float:
         warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
@@ -122,7 +129,12 @@ class Trainer:
         progress: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        initial_model: Optional[DenoiserMACE] = None,
     ):
+        """``initial_model``: start from these weights instead of a fresh initialisation (e.g. a model
+        from :func:`ase_denoise.mace_adapter.denoiser_from_mace`). Its architecture (every
+        :class:`ModelConfig` field but ``noise_std``, ``temperature_K`` and ``pbc``) must equal
+        ``model_config``'s. A resumed run continues from its saved state instead."""
         self.cfg = train_config or TrainConfig()
         self.model_config = model_config
         self.frames = list(frames)
@@ -139,8 +151,15 @@ class Trainer:
             self.frames, self.valid_ids, self.cfg.valid_duplicates, model_config.noise_std,
             self.cfg.batch_size, self.cfg.seed,
         )
+        # one skin list per clean frame serves all its noisy copies (DESIGN.md section 4)
+        self.neighbour_lists = [SkinNeighbourList(model_config.r_max, neighbour_skin(model_config.noise_std)) for _ in self.frames]
+        for frame, nl in zip(self.frames, self.neighbour_lists):
+            nl.edges(frame.positions, frame.cell, frame.pbc)
         torch.manual_seed(self.cfg.seed)
         self.model = build_model(model_config, dtype=self.dtype)
+        self.initial_weights: Optional[Dict[str, Any]] = None
+        if initial_model is not None:
+            self._load_initial(initial_model)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.total_steps = self.cfg.epochs * len(self.sampler)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.total_steps))
@@ -157,6 +176,20 @@ class Trainer:
         self.elapsed_s = 0.0
         self.history: List[Dict[str, float]] = []
         self._running: List[float] = []
+
+    def _load_initial(self, initial_model: DenoiserMACE) -> None:
+        free = ("noise_std", "temperature_K", "pbc")
+        ours = {k: v for k, v in self.model_config.to_dict().items() if k not in free}
+        theirs = {k: v for k, v in initial_model.config.to_dict().items() if k not in free}
+        differ = sorted(k for k in ours if ours[k] != theirs.get(k))
+        if differ:
+            raise ValueError(
+                f"initial_model's architecture differs from model_config in {differ} "
+                f"(initial {[theirs.get(k) for k in differ]}, config {[ours[k] for k in differ]})"
+            )
+        self.model.load_state_dict(initial_model.state_dict(), strict=True)  # cast to the training dtype
+        self.initial_weights = dict(getattr(initial_model, "provenance", None) or {"initialised_from": "given model"})
+        logger.info("training starts from given weights: %s", self.initial_weights)
 
     # ------------------------------------------------------------------ files
     @property
@@ -187,6 +220,7 @@ class Trainer:
             "train_config": self.cfg.to_dict(),
             "epochs_completed": self.epoch,
             "steps": self.step,
+            **({"initial_weights": self.initial_weights} if self.initial_weights else {}),
         }
 
     def save_state(self) -> None:
@@ -243,7 +277,11 @@ class Trainer:
     # ------------------------------------------------------------------ steps
     def _collate(self, batch: NoisyBatch) -> Dict[str, torch.Tensor]:
         frames = [self.frames[i] for i in batch.frame_ids]
-        return collate(batch.positions, frames, len(self.model_config.atomic_numbers), self.model_config.r_max, self.dtype)
+        lists = [self.neighbour_lists[i] for i in batch.frame_ids]
+        return collate(
+            batch.positions, frames, len(self.model_config.atomic_numbers), self.model_config.r_max, self.dtype,
+            neighbour_lists=lists, update_lists=False,
+        )
 
     def train_step(self, batch: NoisyBatch) -> float:
         self.model.train()

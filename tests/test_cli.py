@@ -34,7 +34,7 @@ TEMPERATURE_K = 300.0
 NOISE_STD = 0.1
 N_FRAMES = 48
 TINY = [
-    "--channels", "4", "--max-ell", "1", "--max-L", "0", "--correlation", "1",
+    "--channels", "4", "--max-ell", "1", "--max-L", "0", "--head", "edge", "--correlation", "1",
     "--interactions", "1", "--r-max", "3.0", "--batch-size", "32",
 ]
 
