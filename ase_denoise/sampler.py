@@ -7,7 +7,8 @@ noise is fresh each epoch, a run is reproducible from its seed, and a run interr
 an epoch resumes with exactly the batches and noise it would have seen.
 
 Data-parallel training shards *frames* before duplication (``rank``/``world_size``): all copies of a
-frame stay on one rank.
+frame stay on one rank, and the noise of rank r is drawn from ``(seed, epoch, r, batch)``. Shards are
+made equal by dropping the last ``n_frames % world_size`` training frames.
 """
 
 from __future__ import annotations
@@ -55,7 +56,15 @@ def noisy_positions(frame: Frame, noise: np.ndarray) -> np.ndarray:
 class NoisyBatch:
     frame_ids: List[int]  # indices into the frame list
     noise: List[np.ndarray]  # [n_atoms_k, 3] each, Angstrom
-    positions: List[np.ndarray]  # noisy, wrapped positions
+    positions: List[np.ndarray]  # noisy positions r + N
+
+    @staticmethod
+    def concat(batches: Sequence["NoisyBatch"]) -> "NoisyBatch":
+        """One batch holding all of ``batches`` (e.g. the union of the ranks' batches of one step)."""
+        return NoisyBatch(
+            [i for b in batches for i in b.frame_ids], [n for b in batches for n in b.noise],
+            [p for b in batches for p in b.positions],
+        )
 
 
 class DuplicationSampler:
@@ -81,7 +90,10 @@ class DuplicationSampler:
         if noise_std <= 0:
             raise ValueError(f"noise_std={noise_std} Angstrom must be > 0")
         self.frames = frames
-        self.frame_ids = np.asarray(frame_ids, dtype=np.int64)[rank::world_size]
+        ids = np.asarray(frame_ids, dtype=np.int64)
+        if world_size > 1:  # equal shards, so every rank runs the same number of batches
+            ids = ids[: len(ids) - len(ids) % world_size]
+        self.frame_ids = ids[rank::world_size]
         if len(self.frame_ids) == 0:
             raise ValueError("no training frames on this rank")
         self.n_duplicates = int(n_duplicates)

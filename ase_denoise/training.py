@@ -22,7 +22,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -129,18 +129,30 @@ class Trainer:
         progress: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        device: Union[str, torch.device] = "cpu",
         initial_model: Optional[DenoiserMACE] = None,
     ):
         """``initial_model``: start from these weights instead of a fresh initialisation (e.g. a model
         from :func:`ase_denoise.mace_adapter.denoiser_from_mace`). Its architecture (every
         :class:`ModelConfig` field but ``noise_std``, ``temperature_K`` and ``pbc``) must equal
-        ``model_config``'s. A resumed run continues from its saved state instead."""
+        ``model_config``'s. A resumed run continues from its saved state instead.
+
+        Data-parallel training: start one process per device (e.g. with ``torchrun``), initialise
+        ``torch.distributed`` and pass ``rank``/``world_size``. Frames are sharded before duplication;
+        gradients are summed across ranks so that a step equals a single-process step on the union
+        of the ranks' batches (the loss is the mean over all atoms of that union). Rank 0 writes files.
+        """
         self.cfg = train_config or TrainConfig()
         self.model_config = model_config
         self.frames = list(frames)
         self.output_dir = os.fspath(output_dir)
         self.progress = progress
         self.rank, self.world_size = rank, world_size
+        self.distributed = world_size > 1
+        if self.distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise RuntimeError(f"world_size={world_size} needs torch.distributed to be initialised (e.g. run under torchrun)")
+        self.is_main = rank == 0
+        self.device = torch.device(device)
         self.dtype = torch.float64 if self.cfg.dtype == "float64" else torch.float32
         self.train_ids, self.valid_ids = split_frames(len(self.frames), self.cfg.valid_fraction, self.cfg.seed)
         self.sampler = DuplicationSampler(
@@ -160,6 +172,7 @@ class Trainer:
         self.initial_weights: Optional[Dict[str, Any]] = None
         if initial_model is not None:
             self._load_initial(initial_model)
+        self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.total_steps = self.cfg.epochs * len(self.sampler)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.total_steps))
@@ -280,21 +293,38 @@ class Trainer:
         lists = [self.neighbour_lists[i] for i in batch.frame_ids]
         return collate(
             batch.positions, frames, len(self.model_config.atomic_numbers), self.model_config.r_max, self.dtype,
-            neighbour_lists=lists, update_lists=False,
+            self.device, neighbour_lists=lists, update_lists=False,
         )
 
+    def _target(self, batch: NoisyBatch) -> torch.Tensor:
+        noise = torch.as_tensor(np.concatenate(batch.noise), dtype=self.dtype, device=self.device)
+        return denoising_target(noise, self.model_config.noise_std)
+
+    def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            torch.distributed.all_reduce(tensor)
+        return tensor
+
     def train_step(self, batch: NoisyBatch) -> float:
+        """One optimiser step; returns the loss (mean squared error per component, over all ranks)."""
         self.model.train()
-        data = self._collate(batch)
-        target = denoising_target(torch.as_tensor(np.concatenate(batch.noise), dtype=self.dtype), self.model_config.noise_std)
-        loss = torch.mean((self.model(data) - target) ** 2)
-        if not torch.isfinite(loss):
+        target = self._target(batch)
+        squared = torch.sum((self.model(self._collate(batch)) - target) ** 2)
+        count = self._all_reduce(torch.tensor(float(target.numel()), dtype=self.dtype, device=self.device))
+        loss = squared / count
+        global_loss = float(self._all_reduce(loss.detach().clone()))
+        if not math.isfinite(global_loss):
             raise TrainingError(
-                f"non-finite training loss ({loss.item()}) at epoch {self.epoch} step {self.step}; "
+                f"non-finite training loss ({global_loss}) at epoch {self.epoch} step {self.step}; "
                 f"the last good checkpoint is kept in {self.output_dir} (try a lower learning rate)"
             )
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=False)
         loss.backward()
+        if self.distributed:  # sum: the gradient of the mean over the union of the ranks' batches
+            for p in self.model.parameters():
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                torch.distributed.all_reduce(p.grad)
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
@@ -302,7 +332,7 @@ class Trainer:
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
-        return float(loss.item())
+        return global_loss
 
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
@@ -311,13 +341,13 @@ class Trainer:
         if self.valid_batches:
             sq, n = 0.0, 0
             for batch in self.valid_batches:
-                target = denoising_target(torch.as_tensor(np.concatenate(batch.noise), dtype=self.dtype), self.model_config.noise_std)
+                target = self._target(batch)
                 sq += float(torch.sum((model(self._collate(batch)) - target) ** 2))
                 n += target.numel()
             out["valid_loss"] = sq / n
         with_ref = [i for i in self.valid_ids if self.frames[i].ref_forces is not None]
         if with_ref:
-            pred, ref = evaluate_forces(model, [self.frames[i] for i in with_ref], self.cfg.batch_size)
+            pred, ref = evaluate_forces(model, [self.frames[i] for i in with_ref], self.cfg.batch_size, self.device)
             m = force_metrics(pred, ref)
             out.update(force_rmse=m["rmse"], force_relative_rmse=m["relative_rmse"], force_cosine=m["cosine"])
         return out
@@ -338,7 +368,7 @@ class Trainer:
         call_start = time.perf_counter()
         start = call_start - self.elapsed_s
         bar = None
-        if self.progress:
+        if self.progress and self.is_main:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
@@ -352,7 +382,7 @@ class Trainer:
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(epoch=self.epoch, loss=f"{np.mean(self._running[-50:]):.4f}")
-                    if time.perf_counter() - call_start > budget_s:
+                    if self._agree(time.perf_counter() - call_start > budget_s):
                         break
                 if self.batch < len(self.sampler):  # time budget spent mid-epoch
                     stopped = "time_budget"
@@ -361,15 +391,16 @@ class Trainer:
                     stopped = "early_stopping"
                     break
         except KeyboardInterrupt:
-            self.save_state()
+            self._save_state_if_main()
             logger.warning("interrupted: state saved to %s; resume to continue", self.state_path)
             raise
         finally:
             if bar is not None:
                 bar.close()
-        self.save_state()
-        if not os.path.exists(self.best_path):  # stopped before the first epoch ended
+        self._save_state_if_main()
+        if self.is_main and not os.path.exists(self.best_path):  # stopped before the first epoch ended
             save_model(self.eval_model(), self.best_path, training=self.training_summary(), overwrite=True)
+        self._barrier()
         return TrainResult(load_model(self.best_path), self.best_path, self.last_path, self.history, stopped)
 
     def _end_epoch(self) -> bool:
@@ -389,14 +420,32 @@ class Trainer:
         improved = valid < self.best_valid
         if improved:
             self.best_valid, self.epochs_since_best = valid, 0
-            save_model(self.eval_model(), self.best_path, training=summary, metrics=row, overwrite=True)
         else:
             self.epochs_since_best += 1
-        save_model(self.eval_model(), self.last_path, training=summary, metrics=row, overwrite=True)
-        self._write_log()
-        self.save_state()
+        if self.is_main:
+            if improved:
+                save_model(self.eval_model(), self.best_path, training=summary, metrics=row, overwrite=True)
+            save_model(self.eval_model(), self.last_path, training=summary, metrics=row, overwrite=True)
+            self._write_log()
+            self.save_state()
         logger.info("epoch %d: %s", row["epoch"], {k: round(v, 5) for k, v in row.items() if isinstance(v, float)})
         return bool(self.cfg.patience) and self.epochs_since_best >= self.cfg.patience
+
+    def _agree(self, flag: bool) -> bool:
+        """Rank 0's decision, on every rank (so all ranks stop at the same step)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([int(flag)], device=self.device)
+        torch.distributed.broadcast(t, 0)
+        return bool(t.item())
+
+    def _barrier(self) -> None:
+        if self.distributed:
+            torch.distributed.barrier()
+
+    def _save_state_if_main(self) -> None:
+        if self.is_main:
+            self.save_state()
 
     def _write_log(self) -> None:
         def write(tmp: str) -> None:
@@ -410,14 +459,16 @@ class Trainer:
 
 
 @torch.no_grad()
-def evaluate_forces(model: DenoiserMACE, frames: Sequence[Frame], batch_size: int = 8):
+def evaluate_forces(
+    model: DenoiserMACE, frames: Sequence[Frame], batch_size: int = 8, device: Union[str, torch.device] = "cpu"
+):
     """Predicted forces (eV/A) at the clean positions of ``frames`` and their reference forces."""
     model.eval()
     dtype = next(model.parameters()).dtype
     pred, ref = [], []
     for start in range(0, len(frames), batch_size):
         chunk = frames[start : start + batch_size]
-        data = collate([f.positions for f in chunk], chunk, len(model.config.atomic_numbers), model.config.r_max, dtype)
+        data = collate([f.positions for f in chunk], chunk, len(model.config.atomic_numbers), model.config.r_max, dtype, device)
         pred.append(model.forces(data).double().cpu().numpy())
         ref.extend(f.ref_forces for f in chunk)
     return np.concatenate(pred), np.concatenate(ref)
@@ -432,14 +483,22 @@ def train(
     train_config: Optional[TrainConfig] = None,
     resume: bool = False,
     progress: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+    device: Union[str, torch.device] = "cpu",
+    initial_model: Optional[DenoiserMACE] = None,
     **model_options: Any,
 ) -> TrainResult:
     """Train a denoiser on equilibrium ``frames`` sampled at ``temperature_K`` (K).
 
     ``noise_std``: sigma in Angstrom. ``train_config``: :class:`TrainConfig` (``n_duplicates``,
     epochs, ...). ``model_options``: :class:`ModelConfig` fields (``r_max``, ``head``, ...).
+    ``rank``/``world_size``/``device``/``initial_model``: see :class:`Trainer`.
     Returns a :class:`TrainResult` whose ``model`` holds the best EMA weights.
     """
     config, converted = prepare_data(frames, noise_std=noise_std, temperature_K=temperature_K, **model_options)
-    trainer = Trainer(config, converted, output_dir, train_config, progress=progress)
+    trainer = Trainer(
+        config, converted, output_dir, train_config, progress=progress, rank=rank, world_size=world_size,
+        device=device, initial_model=initial_model,
+    )
     return trainer.fit(resume=resume)
