@@ -23,6 +23,13 @@ _EXPORTS = {
     "build_model": "model",
     "TrainResult": "training",
     "train": "training",
+    "ChecksumError": "zoo",
+    "ZooError": "zoo",
+    "list_models": "zoo",
+    "model_info": "zoo",
+    "frames_to_structures": "interop",
+    "structures_to_frames": "interop",
+    "trajectory_to_frames": "interop",
 }
 __all__ = sorted(_EXPORTS)
 

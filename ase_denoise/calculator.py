@@ -24,6 +24,32 @@ _WHY_NO_ENERGY = (
 )
 
 
+def far_atoms_into_cell(atoms: Atoms) -> Atoms:
+    """``atoms``, or a copy in which every atom more than one cell length outside its periodic cell
+    is moved back into the cell by whole lattice vectors (periodic directions only).
+
+    In MD, atoms of a liquid diffuse out of the cell (ASE's integrators never wrap positions); the
+    forces do not change under lattice translations of an atom (edge vectors carry their image
+    shifts), so such atoms are accepted. Moving the far ones back keeps float32 edge vectors precise;
+    atoms within one cell length stay where they are, so the Verlet list is not rebuilt every time
+    an atom crosses a cell face. A structure with a non-finite or singular cell or non-finite
+    positions is returned unchanged (``check_atoms`` names the problem).
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    if not pbc.any() or len(atoms) == 0:
+        return atoms
+    cell, pos = atoms.cell.array, atoms.positions
+    if not (np.all(np.isfinite(cell)) and np.all(np.isfinite(pos))) or abs(np.linalg.det(cell)) < 1e-9:
+        return atoms
+    frac = np.linalg.solve(cell.T, pos.T).T
+    far = np.any(((frac < -1.0) | (frac > 2.0)) & pbc, axis=1)
+    if not far.any():
+        return atoms
+    moved = atoms.copy()
+    moved.positions[far] = pos[far] - np.where(pbc, np.floor(frac[far]), 0.0) @ cell
+    return moved
+
+
 class DenoiseCalculator(Calculator):
     """ASE calculator exposing the forces of a trained denoiser (eV/Angstrom), nothing else.
 
@@ -95,15 +121,19 @@ class DenoiseCalculator(Calculator):
         return super().get_property(name, atoms, allow_calculation)
 
     def check_structure(self, atoms: Atoms) -> None:
-        """Raise ``ase_denoise.data.DataError`` if ``atoms`` does not fit the model."""
+        """Raise ``ase_denoise.data.DataError`` if ``atoms`` does not fit the model.
+
+        Atoms outside a periodic cell are fine (MD never wraps): see :func:`far_atoms_into_cell`.
+        """
         cfg = self.model.config
-        check_atoms(atoms, atomic_numbers=cfg.atomic_numbers, pbc=cfg.pbc, r_max=cfg.r_max)
+        check_atoms(far_atoms_into_cell(atoms), atomic_numbers=cfg.atomic_numbers, pbc=cfg.pbc, r_max=cfg.r_max)
 
     def calculate(self, atoms=None, properties=("forces",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
-        self.check_structure(self.atoms)
+        atoms = far_atoms_into_cell(self.atoms)
+        self.check_structure(atoms)
         cfg = self.model.config
-        frame = to_frame(self.atoms, cfg.atomic_numbers)
+        frame = to_frame(atoms, cfg.atomic_numbers)
         data = collate(
             [frame.positions], [frame], len(cfg.atomic_numbers), cfg.r_max, self.dtype, self.device,
             neighbour_lists=[self.neighbours],

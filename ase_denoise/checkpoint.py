@@ -54,7 +54,8 @@ def atomic_write(path: PathLike, write: Callable[[str], None], overwrite: bool) 
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not exist")
+        why = "is a file, not a directory" if os.path.exists(directory) else "does not exist"
+        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} {why}")
     if not os.access(directory, os.W_OK):
         raise PermissionError(f"cannot write {path!r}: directory {directory!r} is not writable")
     if os.path.exists(path) and not overwrite:
@@ -63,6 +64,8 @@ def atomic_write(path: PathLike, write: Callable[[str], None], overwrite: bool) 
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as fh:  # on disk before the rename: a power cut cannot leave an empty file
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -160,14 +163,25 @@ def _open(path: PathLike, read_tensors: bool):
 
 
 def load_model(
-    path: PathLike, *, dtype: Optional[torch.dtype] = None, device: Union[str, torch.device] = "cpu"
+    name_or_path: PathLike,
+    *,
+    dtype: Optional[torch.dtype] = None,
+    device: Union[str, torch.device] = "cpu",
+    models_dir: Optional[PathLike] = None,
 ) -> DenoiserMACE:
-    """Load a model file written by :func:`save_model`.
+    """Load a model file written by :func:`save_model`, or a zoo model by name.
 
+    ``name_or_path``: an existing file is loaded as given; otherwise a name from the model zoo
+    (:func:`ase_denoise.zoo.list_models`, looked up in ``models_dir`` or the shipped zoo), whose size
+    and sha256 are checked against the registry first (:class:`ase_denoise.zoo.ChecksumError` on a
+    mismatch, :class:`ase_denoise.zoo.ZooError` listing the available names for an unknown one).
     ``dtype``: convert to this dtype (default: the dtype it was saved in). The returned model is in
     eval mode and carries the file's metadata as ``model.metadata``. Raises :class:`CheckpointError`
     for pickled, corrupt, foreign, newer-format or mismatched files.
     """
+    from .zoo import resolve
+
+    path = resolve(name_or_path, models_dir)
     meta, tensors = _open(path, read_tensors=True)
     try:
         config = ModelConfig.from_dict(meta["model_config"])

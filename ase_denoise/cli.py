@@ -1,4 +1,4 @@
-"""Command line: ``ase-denoise train | md | eval | demo``. Printing and progress bars live here."""
+"""Command line: ``ase-denoise train | md | eval | demo | models``. Printing and progress bars live here."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ log = logging.getLogger("ase_denoise.cli")
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (MACE hyperparameters)")
-    g.add_argument("--head", choices=["edge", "vector"], default="edge", help="vector head (default: edge)")
+    g.add_argument("--head", choices=["vector", "edge"], default="vector", help="vector head (default: vector)")
     g.add_argument("--r-max", type=float, default=5.0, help="cutoff, Angstrom (default 5.0)")
     g.add_argument("--channels", type=int, default=16, help="MACE channels (default 16)")
     g.add_argument("--max-ell", type=int, default=2, help="spherical harmonics degree (default 2)")
@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu); under "
+                   "torchrun each process takes cuda:LOCAL_RANK")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     _add_model_options(p)
@@ -77,14 +79,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="LJ argon end to end: data, training, force recovery, MD, RDF")
     p.add_argument("--output", default="demo_output", help="directory for data, model and plots")
     p.add_argument("--minutes", type=float, default=7.0, help="training budget (default 7)")
-    p.add_argument("--md-steps", type=int, default=1000)
+    p.add_argument("--md-steps", type=int, default=4000, help="Langevin steps of 10 fs (default 4000)")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (~1 min)")
+
+    p = sub.add_parser("models", help="the model zoo: list, show a model card, verify checksums")
+    p.add_argument("--models-dir", default=None,
+                   help="zoo directory (default: $ASE_DENOISE_MODELS_DIR or the shipped models)")
+    msub = p.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="names, sizes and summaries of the shipped models")
+    q = msub.add_parser("show", help="registry entry and model card of one model")
+    q.add_argument("name")
+    msub.add_parser("verify", help="check every model's sha256 and that it loads (exit 1 if one fails)")
     return parser
 
 
 def _sig(value):
     """Floats to 5 significant digits for printing (``round(v, 5)`` turns 3e-6 eV/A into 0.0)."""
     return float(f"{value:.5g}") if isinstance(value, float) else value
+
+
+def _distributed_setup(device: str):
+    """Under ``torchrun`` (WORLD_SIZE > 1): join the process group; returns (rank, world_size, device).
+
+    Backend ``nccl`` with one GPU per process when ``device`` is ``cuda``, else ``gloo`` on the CPU.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return 0, 1, device
+    import torch
+    import torch.distributed as dist
+
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(local_rank)
+        device = f"cuda:{local_rank}"
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return rank, world_size, device
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -102,11 +133,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction, patience=args.patience, max_minutes=args.max_minutes,
         seed=args.seed, dtype=args.dtype,
     )
+    rank, world_size, device = _distributed_setup(args.device)
     t0 = time.perf_counter()
     try:
         result = train(
             args.data, run_dir, noise_std=args.noise_std, temperature_K=args.temperature_K, train_config=cfg,
-            resume=args.resume, progress=True, **_model_options(args),
+            resume=args.resume, progress=True, rank=rank, world_size=world_size, device=device,
+            **_model_options(args),
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with the same command plus --resume (state in {run_dir})", file=sys.stderr)
@@ -114,6 +147,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingError as exc:  # e.g. --resume with other options, or a non-finite loss
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if rank != 0:
+        return 0
     best = load_model(result.best_path)
     meta = best.metadata  # type: ignore[attr-defined]
     save_model(best, args.output, training=meta["training"], metrics=meta["metrics"], overwrite=args.overwrite)
@@ -177,13 +212,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    if args.models_command == "list":
+        root = zoo.zoo_dir(args.models_dir)
+        entries = zoo.read_registry(args.models_dir)
+        print(f"models in {root}:")
+        width = max([len(n) for n in entries] + [4])
+        for name in sorted(entries):
+            e = entries[name]
+            print(f"  {name:<{width}}  {e.size_bytes / 1e6:6.2f} MB  {e.summary}")
+        if not entries:
+            print("  (none)")
+        return 0
+    if args.models_command == "show":
+        entry = zoo.model_info(args.name, args.models_dir)
+        print(json.dumps(entry.to_dict(), indent=1))
+        print()
+        print(zoo.card_text(args.name, args.models_dir))
+        return 0
+    # verify
+    results = zoo.verify_models(args.models_dir, load=True)
+    for name, ok, message in results:
+        print(f"{'OK  ' if ok else 'FAIL'} {name}: {message}")
+    failed = [name for name, ok, _ in results if not ok]
+    if failed:
+        print(f"error: {len(failed)} of {len(results)} model(s) failed verification: {', '.join(failed)}",
+              file=sys.stderr)
+        return 1
+    print(f"all {len(results)} model(s) verified")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "demo": cmd_demo}
+    commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "demo": cmd_demo, "models": cmd_models}
     try:
         return commands[args.command](args)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:

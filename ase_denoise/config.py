@@ -6,6 +6,7 @@ Units: Angstrom for lengths (``r_max``, ``noise_std``), Kelvin for ``temperature
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -73,12 +74,12 @@ class ModelConfig:
         bad = [z for z in self.atomic_numbers if not 0 < z < len(chemical_symbols)]
         if bad:
             _fail("atomic_numbers", bad, "not atomic numbers of real elements")
-        if not self.noise_std > 0:
-            _fail("noise_std", self.noise_std, "the noise standard deviation (Angstrom) must be > 0")
-        if not self.temperature_K > 0:
-            _fail("temperature_K", self.temperature_K, "the temperature (K) must be > 0")
-        if not self.r_max > 0:
-            _fail("r_max", self.r_max, "the cutoff (Angstrom) must be > 0")
+        if not (self.noise_std > 0 and math.isfinite(self.noise_std)):
+            _fail("noise_std", self.noise_std, "the noise standard deviation (Angstrom) must be finite and > 0")
+        if not (self.temperature_K > 0 and math.isfinite(self.temperature_K)):
+            _fail("temperature_K", self.temperature_K, "the temperature (K) must be finite and > 0")
+        if not (self.r_max > 0 and math.isfinite(self.r_max)):
+            _fail("r_max", self.r_max, "the cutoff (Angstrom) must be finite and > 0")
         if self.head not in HEADS:
             _fail("head", self.head, f"choose one of {HEADS}")
         for name in ("num_channels", "num_interactions", "correlation", "num_bessel"):

@@ -77,6 +77,8 @@ def check_atoms(
         )
     if atoms.pbc.any():
         cell = atoms.cell.array
+        if not np.all(np.isfinite(cell)):
+            raise DataError(f"{what} is periodic but its cell has non-finite (NaN or inf) entries: {cell.tolist()}")
         if abs(np.linalg.det(cell)) < 1e-9:
             raise DataError(f"{what} is periodic but its cell has zero volume: {cell.tolist()}")
         heights = cell_heights(cell)
@@ -88,7 +90,7 @@ def check_atoms(
                     f"are below the model cutoff r_max={r_max} along axes {small}"
                 )
         frac = np.linalg.solve(cell.T, pos.T).T
-        far = np.nonzero(np.any((frac < -1.0) | (frac > 2.0), axis=1) & np.any(atoms.pbc))[0]
+        far = np.nonzero(np.any(((frac < -1.0) | (frac > 2.0)) & atoms.pbc, axis=1))[0]  # periodic axes only
         if len(far):
             raise DataError(
                 f"{what}: atoms {far[:10].tolist()} lie more than one cell length outside the periodic cell "
@@ -122,7 +124,10 @@ def read_frames(source: Union[PathLike, Atoms, Iterable], index: str = ":") -> L
         try:
             frames = ase.io.read(path, index=index)
         except Exception as exc:  # ASE raises many types for unreadable files
-            raise DataError(f"could not read frames from {path!r}: {type(exc).__name__}: {exc}") from exc
+            if os.path.isfile(path) and os.path.getsize(path) == 0:
+                raise DataError(f"data file {path!r} is empty (0 bytes): no frames") from exc
+            why = "unknown or unsupported file format, " if type(exc).__name__ == "UnknownFileTypeError" else ""
+            raise DataError(f"could not read frames from {path!r}: {why}{type(exc).__name__}: {exc}") from exc
         if isinstance(frames, Atoms):
             frames = [frames]
     else:

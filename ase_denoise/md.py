@@ -363,10 +363,29 @@ def run_langevin(
         from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
         def thermalize_momenta(atoms, temperature_K, rng):
-            thermalize_momenta(atoms, temperature_K, rng=rng)
+            MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
 
     if trajectory is not None and os.path.exists(trajectory) and not overwrite:
         raise FileExistsError(f"{trajectory!r} exists; refusing to overwrite it (pass overwrite=True)")
+    traj_format = None
+    if trajectory is not None:  # fail now, not after the whole run
+        traj_dir = os.path.dirname(os.path.abspath(trajectory))
+        if not os.path.isdir(traj_dir):
+            raise FileNotFoundError(
+                f"cannot write trajectory {trajectory!r}: directory {traj_dir!r} "
+                + ("is a file, not a directory" if os.path.exists(traj_dir) else "does not exist")
+            )
+        if not os.access(traj_dir, os.W_OK):
+            raise PermissionError(f"cannot write trajectory {trajectory!r}: directory {traj_dir!r} is not writable")
+        try:
+            traj_format = ase.io.formats.filetype(trajectory, read=False)
+            if not ase.io.formats.get_ioformat(traj_format).can_write:
+                raise ValueError(f"ASE cannot write {traj_format!r}")
+        except Exception as exc:
+            raise ValueError(
+                f"cannot write trajectory {trajectory!r}: unknown file format ({type(exc).__name__}: {exc}); "
+                "use e.g. .traj or .extxyz"
+            ) from exc
     if steps < 0 or interval < 1 or timestep_fs <= 0 or temperature_K <= 0:
         raise ValueError(
             f"need steps >= 0, interval >= 1, timestep_fs > 0, temperature_K > 0; got {steps}, {interval}, "
@@ -416,10 +435,10 @@ def run_langevin(
         if md_logger is not None:
             md_logger.close()
         if trajectory is not None and snapshots:
-            directory = os.path.dirname(os.path.abspath(trajectory))
-            tmp = os.path.join(directory, ".tmp-" + os.path.basename(trajectory))
-            ase.io.write(tmp, snapshots, format=ase.io.formats.filetype(trajectory, read=False))
-            os.replace(tmp, trajectory)
+            from .checkpoint import atomic_write
+
+            # temp file + rename (no half-written file, no temp file left behind)
+            atomic_write(trajectory, lambda tmp: ase.io.write(tmp, snapshots, format=traj_format), overwrite)
     return {
         "steps": steps,
         "wall_s": wall,

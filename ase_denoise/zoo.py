@@ -1,0 +1,310 @@
+"""The model zoo: small denoisers trained by the project's own scripts, loaded by name.
+
+Layout of a zoo directory (the repository's ``models/``, shipped inside the wheel as
+``ase_denoise/_models``)::
+
+    registry.json             {"format": "ase_denoise.zoo", "format_version": 1, "models": [ENTRY, ...]}
+    <name>/<name>.safetensors the weights (an ordinary ase_denoise model file)
+    <name>/README.md          the model card: data, settings, measured figures, command, sha256
+
+An ENTRY has ``name``, ``file`` and ``card`` (paths relative to the zoo directory), ``sha256``,
+``size_bytes``, ``summary`` and, for information, ``temperature_K`` (K), ``noise_std`` (Angstrom)
+and the ``command`` that reproduces the model.
+
+Which zoo directory is used, first match wins:
+
+1. the ``models_dir`` argument of the functions below;
+2. the environment variable ``ASE_DENOISE_MODELS_DIR``;
+3. ``_models`` inside the installed package (a built wheel);
+4. ``models/`` next to the package directory (a source checkout or an editable install).
+
+Nothing here touches the network. A file is loaded only after its size and sha256 match the
+registry; a mismatch raises :class:`ChecksumError` naming the file, the expected and the actual
+value. Loading itself goes through :func:`ase_denoise.checkpoint.load_model` (safetensors only,
+never unpickled).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+if TYPE_CHECKING:  # torch and mace load lazily: listing the zoo stays cheap
+    import torch
+
+    from .model import DenoiserMACE
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+
+REGISTRY_FILE = "registry.json"
+REGISTRY_FORMAT = "ase_denoise.zoo"
+REGISTRY_VERSION = 1
+#: environment variable naming a zoo directory to use instead of the shipped one
+ENV_MODELS_DIR = "ASE_DENOISE_MODELS_DIR"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class ZooError(ValueError):
+    """A zoo problem: unknown model name, missing or malformed registry, missing model file."""
+
+
+class ChecksumError(ZooError):
+    """A zoo file whose size or sha256 differs from the registry: it is refused, not loaded."""
+
+
+@dataclass
+class ModelEntry:
+    """One registry entry. Paths are relative to the zoo directory; sizes in bytes."""
+
+    name: str
+    file: str
+    sha256: str
+    size_bytes: int
+    summary: str
+    card: str
+    temperature_K: Optional[float] = None
+    noise_std: Optional[float] = None
+    command: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "ModelEntry":
+        known = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in d]
+        if missing:
+            raise ZooError(f"registry entry {d.get('name', d)!r} lacks required keys {missing}")
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ----------------------------------------------------------------------------------------------
+# Locating and reading the registry
+# ----------------------------------------------------------------------------------------------
+def default_models_dirs() -> List[Path]:
+    """Candidate zoo directories in search order (the first that holds a registry is used)."""
+    candidates = []
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env:
+        candidates.append(Path(env))
+    candidates.append(_PACKAGE_DIR / "_models")  # inside an installed wheel
+    candidates.append(_PACKAGE_DIR.parent / "models")  # source checkout / editable install
+    return candidates
+
+
+def zoo_dir(models_dir: Optional[PathLike] = None) -> Path:
+    """The zoo directory in use (see the module docstring for the search order)."""
+    if models_dir is not None:
+        path = Path(models_dir)
+        if not (path / REGISTRY_FILE).is_file():
+            raise ZooError(f"no model registry in {str(path)!r} ({REGISTRY_FILE} is missing)")
+        return path
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env:  # an explicit choice is never silently replaced by another directory
+        return zoo_dir(env)
+    for path in default_models_dirs():
+        if (path / REGISTRY_FILE).is_file():
+            return path
+    raise ZooError(
+        "no model zoo found: looked for " + ", ".join(repr(str(p / REGISTRY_FILE)) for p in default_models_dirs())
+        + f"; set {ENV_MODELS_DIR} or pass models_dir"
+    )
+
+
+def read_registry(models_dir: Optional[PathLike] = None) -> Dict[str, ModelEntry]:
+    """Registry entries by name. Raises :class:`ZooError` for a missing or malformed registry."""
+    root = zoo_dir(models_dir)
+    path = root / REGISTRY_FILE
+    try:
+        with open(path) as fh:
+            raw = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise ZooError(f"model registry {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(raw, dict) or raw.get("format") != REGISTRY_FORMAT:
+        raise ZooError(f"{str(path)!r} is not an ase_denoise model registry (format must be {REGISTRY_FORMAT!r})")
+    version = raw.get("format_version")
+    if not isinstance(version, int) or version > REGISTRY_VERSION:
+        raise ZooError(
+            f"{str(path)!r} has registry format_version {version!r}; this ase_denoise reads <= {REGISTRY_VERSION}"
+        )
+    entries: Dict[str, ModelEntry] = {}
+    for item in raw.get("models", []):
+        entry = ModelEntry.from_dict(item)
+        if entry.name in entries:
+            raise ZooError(f"{str(path)!r} lists the model name {entry.name!r} twice")
+        entries[entry.name] = entry
+    return entries
+
+
+def list_models(models_dir: Optional[PathLike] = None) -> List[str]:
+    """Names of the models in the zoo, sorted. Nothing is downloaded or loaded."""
+    return sorted(read_registry(models_dir))
+
+
+def model_info(name: str, models_dir: Optional[PathLike] = None) -> ModelEntry:
+    """The registry entry of ``name``; :class:`ZooError` listing the available names if unknown."""
+    entries = read_registry(models_dir)
+    if name not in entries:
+        available = ", ".join(sorted(entries)) or "(none)"
+        raise ZooError(f"unknown model name {name!r}; available models: {available}")
+    return entries[name]
+
+
+def _inside(root: Path, relative: str, what: str) -> Path:
+    """``root / relative``, refusing absolute paths and paths that leave ``root``."""
+    path = (root / relative).resolve()
+    if Path(relative).is_absolute() or not path.is_relative_to(root.resolve()):
+        raise ZooError(f"registry {what} path {relative!r} points outside the zoo directory {str(root)!r}")
+    return path
+
+
+def card_text(name: str, models_dir: Optional[PathLike] = None) -> str:
+    """The model card (Markdown) of ``name``."""
+    entry = model_info(name, models_dir)
+    path = _inside(zoo_dir(models_dir), entry.card, "card")
+    if not path.is_file():
+        raise ZooError(f"model card {str(path)!r} of {name!r} is missing")
+    return path.read_text()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checking files
+# ----------------------------------------------------------------------------------------------
+def sha256_file(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_bytes), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verified_path(name: str, models_dir: Optional[PathLike] = None) -> Path:
+    """Path of the weights of ``name`` after checking its size and sha256 against the registry.
+
+    Raises :class:`ZooError` (unknown name, missing file) or :class:`ChecksumError` (a changed file).
+    """
+    entry = model_info(name, models_dir)
+    path = _inside(zoo_dir(models_dir), entry.file, "file")
+    if not path.is_file():
+        raise ZooError(f"model file {str(path)!r} of {name!r} is missing from the zoo")
+    size = path.stat().st_size
+    if size != entry.size_bytes:
+        raise ChecksumError(
+            f"refusing to load {str(path)!r}: its size does not match the registry (expected "
+            f"{entry.size_bytes} bytes, actual {size} bytes); the file was modified or truncated"
+        )
+    actual = sha256_file(path)
+    if actual != entry.sha256:
+        raise ChecksumError(
+            f"refusing to load {str(path)!r}: sha256 mismatch with the registry (expected {entry.sha256}, "
+            f"actual {actual}); the file was modified or corrupted"
+        )
+    return path
+
+
+def looks_like_path(name_or_path: PathLike) -> bool:
+    """True for arguments that are meant as file paths rather than zoo names."""
+    if not isinstance(name_or_path, str):
+        return True  # os.PathLike
+    return os.sep in name_or_path or (os.altsep or os.sep) in name_or_path or name_or_path.endswith(
+        (".safetensors", ".pt", ".pth", ".model", ".ckpt")
+    )
+
+
+def resolve(name_or_path: PathLike, models_dir: Optional[PathLike] = None) -> Path:
+    """The file to load for ``name_or_path``: an existing file as given, else a verified zoo model.
+
+    Raises ``FileNotFoundError`` for a path-like argument that does not exist, :class:`ZooError`
+    for an unknown name (the message lists the available names) and :class:`ChecksumError` for a
+    zoo file that does not match the registry.
+    """
+    if os.path.isfile(name_or_path):
+        return Path(name_or_path)
+    if looks_like_path(name_or_path):
+        raise FileNotFoundError(f"model file {os.fspath(name_or_path)!r} does not exist")
+    name = str(name_or_path)
+    try:
+        names = list_models(models_dir)
+    except ZooError as exc:
+        raise FileNotFoundError(f"model file {name!r} does not exist, and it is not a zoo name: {exc}") from exc
+    if name not in names:
+        raise ZooError(
+            f"unknown model name {name!r} (and no file of that name exists); available models: "
+            + (", ".join(names) or "(none)")
+        )
+    return verified_path(name, models_dir)
+
+
+def load_zoo_model(
+    name: str,
+    models_dir: Optional[PathLike] = None,
+    *,
+    dtype: Optional["torch.dtype"] = None,
+    device: Union[str, "torch.device"] = "cpu",
+) -> "DenoiserMACE":
+    """Load the zoo model ``name`` (sha256-checked, safetensors only; no network)."""
+    from .checkpoint import load_model
+
+    path = verified_path(name, models_dir)
+    logger.info("loading zoo model %r from %s", name, path)
+    return load_model(path, dtype=dtype, device=device)
+
+
+def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> List[Tuple[str, bool, str]]:
+    """Check every registry entry: the file exists, size and sha256 match and (``load``) it loads.
+
+    Returns ``(name, ok, message)`` per model; never raises for a bad model file.
+    """
+    from .checkpoint import CheckpointError, load_model
+
+    results: List[Tuple[str, bool, str]] = []
+    for name in list_models(models_dir):
+        try:
+            path = verified_path(name, models_dir)
+            message = f"sha256 ok ({path.name})"
+            if load:
+                model = load_model(path)
+                message += f", loads ({model.config.symbols}, T={model.temperature_K} K, sigma={model.noise_std} A)"
+            results.append((name, True, message))
+        except (ZooError, CheckpointError, OSError) as exc:
+            results.append((name, False, str(exc)))
+    return results
+
+
+# ----------------------------------------------------------------------------------------------
+# Writing (benchmarks/train_zoo.py)
+# ----------------------------------------------------------------------------------------------
+def update_registry(entry: ModelEntry, models_dir: PathLike) -> Path:
+    """Add or replace ``entry`` in ``models_dir/registry.json`` (created if missing), atomically."""
+    root = Path(models_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / REGISTRY_FILE
+    entries = read_registry(root) if path.is_file() else {}
+    entries[entry.name] = entry
+    data = {
+        "format": REGISTRY_FORMAT,
+        "format_version": REGISTRY_VERSION,
+        "models": [entries[k].to_dict() for k in sorted(entries)],
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=REGISTRY_FILE, dir=root)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
