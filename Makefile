@@ -20,7 +20,7 @@ VENV_PY     := $(VENV)/bin/python
 STAMP       := $(VENV)/.ase_denoise-installed
 TORCH_SPEC  ?= torch==2.13.0
 # Extra tools the tutorial tests need (executing notebooks / jupytext scripts).
-EXTRA_PKGS  := nbformat nbclient ipykernel jupytext
+EXTRA_PKGS  := nbformat nbclient ipykernel jupytext setuptools wheel
 PYTEST_ARGS ?=
 DEMO_OUTPUT ?= demo_output
 

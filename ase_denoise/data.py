@@ -253,7 +253,7 @@ class SkinNeighbourList:
         sender, receiver = self._edge_index
         vectors = positions[receiver] - positions[sender] + self._shifts
         keep = (vectors**2).sum(axis=1) < self.cutoff**2
-        return self._edge_index[:, keep], self._shifts[keep]
+        return np.ascontiguousarray(self._edge_index[:, keep]), self._shifts[keep]
 
 
 @dataclass
