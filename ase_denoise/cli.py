@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valid-fraction", type=float, default=0.1)
     p.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--loss", choices=["denoising", "force_matching", "hybrid"], default="denoising",
+                   help="denoising (coordinates only, default); force_matching (labels only: per-atom forces "
+                        "in the data, noise-std then only sets the output scale); hybrid (both)")
+    p.add_argument("--force-weight", type=float, default=1.0, help="weight of the force term in --loss hybrid")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu); under "
                    "torchrun each process takes cuda:LOCAL_RANK")
@@ -131,7 +135,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         n_duplicates=args.duplicates, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         valid_fraction=args.valid_fraction, patience=args.patience, max_minutes=args.max_minutes,
-        seed=args.seed, dtype=args.dtype,
+        seed=args.seed, dtype=args.dtype, loss=args.loss, force_weight=args.force_weight,
     )
     rank, world_size, device = _distributed_setup(args.device)
     t0 = time.perf_counter()

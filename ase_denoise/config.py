@@ -14,6 +14,7 @@ from ase.data import chemical_symbols
 from ase.units import kB
 
 HEADS = ("edge", "vector")
+LOSSES = ("denoising", "force_matching", "hybrid")
 
 
 def _fail(name: str, value: Any, why: str) -> None:
@@ -129,6 +130,12 @@ class TrainConfig:
     ``patience``: epochs without validation improvement before early stopping (0 disables).
     ``max_minutes``: wall-clock budget of one call to fit(); training stops cleanly (resumable) when spent.
     ``valid_duplicates``: fixed noise draws per validation frame (seeded once).
+    ``loss``: "denoising" (default: noisy coordinates in, ``-N/sigma`` out; needs no labels),
+    "force_matching" (clean coordinates in, per-atom force labels out: the force-trained baseline
+    with the same architecture; every training frame needs forces) or "hybrid" (the denoising term
+    plus ``force_weight`` times the force term of the frames that carry labels). The force term is the
+    mean squared error of ``kT * eps / sigma`` against the labels in units of ``kT / sigma``
+    (``(eps - sigma * F / kT)^2``), so a model of any mode is used the same way (see training.py).
     """
 
     n_duplicates: int = 4
@@ -146,6 +153,8 @@ class TrainConfig:
     seed: int = 0
     grad_clip: float = 10.0
     dtype: str = "float32"
+    loss: str = "denoising"
+    force_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if int(self.n_duplicates) < 1:
@@ -166,6 +175,10 @@ class TrainConfig:
             _fail("valid_duplicates", self.valid_duplicates, "must be >= 1")
         if self.dtype not in ("float32", "float64"):
             _fail("dtype", self.dtype, "choose 'float32' or 'float64'")
+        if self.loss not in LOSSES:
+            _fail("loss", self.loss, f"choose one of {', '.join(LOSSES)}")
+        if not (math.isfinite(self.force_weight) and self.force_weight >= 0):
+            _fail("force_weight", self.force_weight, "must be a finite number >= 0")
         if self.max_minutes is not None and not self.max_minutes > 0:
             _fail("max_minutes", self.max_minutes, "must be > 0")
 

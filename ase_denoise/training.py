@@ -6,6 +6,19 @@ target ``-N/sigma`` (:func:`ase_denoise.model.denoising_target`); even a perfect
 carry reference forces, each epoch also reports the force error of ``kT * eps_hat / sigma`` at the
 clean validation positions against them: that is the figure that matters.
 
+Two other losses (``TrainConfig.loss``) use force labels instead of, or besides, the coordinates:
+
+* ``"force_matching"``: the same network on *clean* coordinates, trained so that
+  ``kT * eps_hat / sigma`` matches the per-atom labels ``F``: target ``sigma * F / kT``
+  (:func:`force_target`). ``noise_std`` then only fixes the output scale; no noise is drawn. With
+  instantaneous forces of a fine-grained system as labels this is the classic force-matching
+  coarse-grained model (its optimum is the mean force).
+* ``"hybrid"``: ``denoising + force_weight * force term``; each batch's frames that carry labels add
+  their clean coordinates to the forward pass for the force term.
+
+Both terms are per-component mean squared errors in units where the denoising target has unit
+variance; model selection uses the same combination on the validation frames.
+
 Output directory layout::
 
     best.safetensors      EMA weights of the epoch with the lowest validation loss
@@ -56,7 +69,7 @@ LOG_COLUMNS = [
 
 
 # Settings that define the split and the noise stream: a resumed run must keep them.
-RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype")
+RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype", "loss", "force_weight")
 
 
 class TrainingError(RuntimeError):
@@ -97,6 +110,12 @@ def prepare_data(
     converted = [to_frame(a, config.atomic_numbers) for a in atoms_list]
     config.avg_num_neighbors = float(model_options.get("avg_num_neighbors") or average_num_neighbors(converted, r_max))
     return config, converted
+
+
+def force_target(forces: torch.Tensor, noise_std: float, kT: float) -> torch.Tensor:
+    """Force-matching target ``sigma * F / kT`` for labels ``F`` (eV/A): the output ``eps`` for which
+    :func:`ase_denoise.model.forces_from_output` (``kT * eps / sigma``) returns ``F``."""
+    return forces * (noise_std / kT)
 
 
 def neighbour_skin(noise_std: float) -> float:
@@ -155,12 +174,15 @@ class Trainer:
         self.device = torch.device(device)
         self.dtype = torch.float64 if self.cfg.dtype == "float64" else torch.float32
         self.train_ids, self.valid_ids = split_frames(len(self.frames), self.cfg.valid_fraction, self.cfg.seed)
+        self._check_labels()
         self.sampler = DuplicationSampler(
             self.frames, self.train_ids, self.cfg.n_duplicates, model_config.noise_std,
             self.cfg.batch_size, self.cfg.seed, rank=rank, world_size=world_size,
         )
+        # force matching sees clean coordinates: one copy of each validation frame is enough
+        valid_copies = 1 if self.cfg.loss == "force_matching" else self.cfg.valid_duplicates
         self.valid_batches = validation_batches(
-            self.frames, self.valid_ids, self.cfg.valid_duplicates, model_config.noise_std,
+            self.frames, self.valid_ids, valid_copies, model_config.noise_std,
             self.cfg.batch_size, self.cfg.seed,
         )
         # one skin list per clean frame serves all its noisy copies (DESIGN.md section 4)
@@ -189,6 +211,17 @@ class Trainer:
         self.elapsed_s = 0.0
         self.history: List[Dict[str, float]] = []
         self._running: List[float] = []
+
+    def _check_labels(self) -> None:
+        """Force-matching needs a label on every frame; hybrid on at least one training frame."""
+        unlabelled = [i for i, f in enumerate(self.frames) if f.ref_forces is None]
+        if self.cfg.loss == "force_matching" and unlabelled:
+            raise DataError(
+                f"loss='force_matching' needs per-atom force labels on every frame, but {len(unlabelled)} frames "
+                f"(e.g. {unlabelled[:5]}) have none (atoms.arrays['ref_forces'] or calculator forces, eV/A)"
+            )
+        if self.cfg.loss == "hybrid" and all(self.frames[i].ref_forces is None for i in self.train_ids):
+            raise DataError("loss='hybrid' needs force labels on some training frames, but none has any")
 
     def _load_initial(self, initial_model: DenoiserMACE) -> None:
         free = ("noise_std", "temperature_K", "pbc")
@@ -300,6 +333,44 @@ class Trainer:
         noise = torch.as_tensor(np.concatenate(batch.noise), dtype=self.dtype, device=self.device)
         return denoising_target(noise, self.model_config.noise_std)
 
+    def _loss_terms(self, model: DenoiserMACE, batch: NoisyBatch) -> Dict[str, tuple]:
+        """Squared-error sums and component counts of this rank's share of the batch, per loss term:
+        ``{"denoising": (sum, n), "forces": (sum, n)}`` (the terms the configured loss uses)."""
+        mode = self.cfg.loss
+        ids = batch.frame_ids
+        if mode == "force_matching":  # clean coordinates only
+            positions, frame_ids, labelled = [], [], list(dict.fromkeys(ids))
+        else:
+            positions, frame_ids = list(batch.positions), list(ids)
+            labelled = [i for i in dict.fromkeys(ids) if self.frames[i].ref_forces is not None] if mode == "hybrid" else []
+        positions += [self.frames[i].positions for i in labelled]
+        frame_ids += labelled
+        data = self._collate(NoisyBatch(frame_ids, [], positions))
+        out = model(data)
+        terms: Dict[str, tuple] = {}
+        n_noisy = sum(len(p) for p in positions[: len(positions) - len(labelled)])
+        if mode != "force_matching":
+            target = self._target(batch)
+            terms["denoising"] = (torch.sum((out[:n_noisy] - target) ** 2), float(target.numel()))
+        if mode != "denoising":
+            labels = torch.as_tensor(np.concatenate([self.frames[i].ref_forces for i in labelled]) if labelled else np.zeros((0, 3)),
+                                     dtype=self.dtype, device=self.device)
+            target = force_target(labels, self.model_config.noise_std, self.model_config.kT)
+            terms["forces"] = (torch.sum((out[n_noisy:] - target) ** 2), float(target.numel()))
+        return terms
+
+    def _combine(self, terms: Dict[str, tuple]) -> torch.Tensor:
+        """The loss: per-term means over all ranks' components, the force term times ``force_weight``
+        in hybrid mode. A term with no components anywhere contributes nothing."""
+        loss = torch.zeros((), dtype=self.dtype, device=self.device)
+        for name, (squared, count) in terms.items():
+            total = float(self._all_reduce(torch.tensor(count, dtype=self.dtype, device=self.device)))
+            if total == 0:
+                continue
+            weight = self.cfg.force_weight if (name == "forces" and self.cfg.loss == "hybrid") else 1.0
+            loss = loss + weight * squared / total
+        return loss
+
     def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.distributed:
             torch.distributed.all_reduce(tensor)
@@ -308,10 +379,7 @@ class Trainer:
     def train_step(self, batch: NoisyBatch) -> float:
         """One optimiser step; returns the loss (mean squared error per component, over all ranks)."""
         self.model.train()
-        target = self._target(batch)
-        squared = torch.sum((self.model(self._collate(batch)) - target) ** 2)
-        count = self._all_reduce(torch.tensor(float(target.numel()), dtype=self.dtype, device=self.device))
-        loss = squared / count
+        loss = self._combine(self._loss_terms(self.model, batch))
         global_loss = float(self._all_reduce(loss.detach().clone()))
         if not math.isfinite(global_loss):
             raise TrainingError(
@@ -339,12 +407,17 @@ class Trainer:
         model = self.eval_model().eval()
         out: Dict[str, float] = {}
         if self.valid_batches:
-            sq, n = 0.0, 0
+            sums: Dict[str, List[float]] = {}
             for batch in self.valid_batches:
-                target = self._target(batch)
-                sq += float(torch.sum((model(self._collate(batch)) - target) ** 2))
-                n += target.numel()
-            out["valid_loss"] = sq / n
+                for name, (squared, count) in self._loss_terms(model, batch).items():
+                    acc = sums.setdefault(name, [0.0, 0.0])
+                    acc[0] += float(squared)
+                    acc[1] += count
+            means = {name: sq / n for name, (sq, n) in sums.items() if n > 0}
+            weight = self.cfg.force_weight if self.cfg.loss == "hybrid" else 1.0
+            out["valid_loss"] = means.get("denoising", 0.0) + weight * means.get("forces", 0.0)
+            if self.cfg.loss == "hybrid":
+                out.update({f"valid_{name}_loss": v for name, v in means.items()})
         with_ref = [i for i in self.valid_ids if self.frames[i].ref_forces is not None]
         if with_ref:
             pred, ref = evaluate_forces(model, [self.frames[i] for i in with_ref], self.cfg.batch_size, self.device)

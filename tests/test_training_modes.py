@@ -1,0 +1,113 @@
+"""Force matching and the hybrid loss (TrainConfig.loss): targets, label checks, exact reductions,
+and force recovery from labels on the Lennard-Jones liquid."""
+
+import numpy as np
+import pytest
+import torch
+
+from ase_denoise import DataError, TrainConfig
+from ase_denoise.analysis import force_metrics
+from ase_denoise.data import reference_forces, to_frame
+from ase_denoise.model import forces_from_output
+from ase_denoise.reference import lj_argon_frames, sample_harmonic_dimer
+from ase_denoise.training import Trainer, TrainingError, evaluate_forces, force_target, prepare_data
+
+TINY = dict(head="edge", r_max=3.0, num_channels=4, max_L=0, max_ell=1, num_interactions=1, correlation=1,
+            radial_mlp=[8], edge_mlp=[8])
+
+
+@pytest.fixture(scope="module")
+def dimers():
+    return sample_harmonic_dimer(48, k=2.0, d0=1.5, temperature_K=300.0, seed=5)
+
+
+def unlabelled(atoms):
+    atoms = atoms.copy()  # copy() drops the calculator
+    del atoms.arrays["ref_forces"]
+    return atoms
+
+
+def trainer(frames, out, **kw):
+    config, converted = prepare_data(frames, noise_std=0.1, **TINY)
+    cfg = TrainConfig(**{**dict(n_duplicates=2, epochs=2, batch_size=8, seed=1, dtype="float64"), **kw})
+    return Trainer(config, converted, str(out), cfg)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_force_target_inverts_the_force_scale(dtype):
+    forces = torch.randn(7, 3, dtype=dtype)
+    eps = force_target(forces, noise_std=0.26, kT=0.02585)
+    tol = 1e-6 if dtype == torch.float32 else 1e-14
+    assert torch.allclose(forces_from_output(eps, 0.26, 0.02585), forces, rtol=tol, atol=tol)
+
+
+def test_force_matching_needs_labels_on_every_frame(dimers, tmp_path):
+    frames = [unlabelled(a) for a in dimers]
+    with pytest.raises(DataError, match="force_matching.*48 frames"):
+        trainer(frames, tmp_path / "fm", loss="force_matching")
+    with pytest.raises(DataError, match="hybrid.*none has any"):
+        trainer(frames, tmp_path / "hy", loss="hybrid")
+    with pytest.raises(ValueError, match="loss"):
+        TrainConfig(loss="contrastive")
+    with pytest.raises(ValueError, match="force_weight"):
+        TrainConfig(force_weight=float("nan"))
+
+
+def test_force_matching_loss_is_the_scaled_force_error(dimers, tmp_path):
+    """The force term is mean |kT*eps/sigma - F|^2 / (kT/sigma)^2 over the clean frames of the batch."""
+    tr = trainer(dimers, tmp_path, loss="force_matching")
+    batch = next(tr.sampler.epoch(0))
+    terms = tr._loss_terms(tr.model, batch)
+    assert set(terms) == {"forces"}
+    ids = list(dict.fromkeys(batch.frame_ids))
+    pred, ref = evaluate_forces(tr.model, [tr.frames[i] for i in ids], batch_size=len(ids))
+    scale = tr.model_config.kT / tr.model_config.noise_std
+    expected = np.sum((pred - ref) ** 2) / scale**2
+    squared, count = terms["forces"]
+    assert count == ref.size
+    assert float(squared.detach()) == pytest.approx(expected, rel=1e-10)
+
+
+def test_hybrid_with_zero_force_weight_trains_exactly_like_denoising(dimers, tmp_path):
+    """The force term's graphs ride along in the forward pass; with weight 0 they change nothing."""
+    a = trainer(dimers, tmp_path / "dn").fit().model
+    b = trainer(dimers, tmp_path / "hy", loss="hybrid", force_weight=0.0).fit().model
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(pa, pb, rtol=0, atol=1e-12), name
+    c = trainer(dimers, tmp_path / "hy1", loss="hybrid", force_weight=1.0).fit().model
+    assert any(not torch.allclose(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def test_hybrid_uses_only_frames_with_labels(dimers, tmp_path):
+    frames = [a if i % 2 else unlabelled(a) for i, a in enumerate(dimers)]  # even frames lose their labels
+    tr = trainer(frames, tmp_path, loss="hybrid", force_weight=0.5)
+    batch = next(tr.sampler.epoch(0))
+    terms = tr._loss_terms(tr.model, batch)
+    labelled = [i for i in dict.fromkeys(batch.frame_ids) if i % 2]
+    assert terms["denoising"][1] == 3 * sum(len(p) for p in batch.positions)
+    assert terms["forces"][1] == 3 * 2 * len(labelled)
+    row = tr.fit().history[-1]
+    assert row["valid_loss"] == pytest.approx(row["valid_denoising_loss"] + 0.5 * row["valid_forces_loss"])
+
+
+def test_resume_refuses_another_loss(dimers, tmp_path):
+    trainer(dimers, tmp_path, loss="force_matching").fit()
+    with pytest.raises(TrainingError, match="loss"):
+        trainer(dimers, tmp_path, loss="denoising", epochs=3).fit(resume=True)
+
+
+def test_force_matching_recovers_lennard_jones_forces(tmp_path):
+    """Exact LJ forces as labels: force matching with the denoiser's architecture reaches cosine > 0.98
+    and relative RMSE < 0.2 on frames of an independent run in ~8 s (measured 0.996 / 0.092, slope
+    0.997). EMA 0.9: with ~200 steps the default 0.99 average still remembers the initial weights."""
+    frames = lj_argon_frames(30, cache_dir=tmp_path, seed=0, stride=40, equilibration_steps=500)
+    test = lj_argon_frames(4, cache_dir=tmp_path, seed=1, stride=40, equilibration_steps=500)
+    assert all(reference_forces(a) is not None for a in frames)
+    config, converted = prepare_data(frames, noise_std=0.05, r_max=5.0, num_channels=8, max_ell=2, correlation=2)
+    cfg = TrainConfig(loss="force_matching", n_duplicates=1, epochs=16, batch_size=2, lr=5e-3, seed=0, ema_decay=0.9)
+    result = Trainer(config, converted, str(tmp_path / "run"), cfg).fit()
+    pred, ref = evaluate_forces(result.model, [to_frame(a, config.atomic_numbers) for a in test])
+    m = force_metrics(pred, ref)
+    assert m["cosine"] > 0.98, m
+    assert m["relative_rmse"] < 0.2, m
+    assert 0.85 < m["slope"] < 1.1, m
