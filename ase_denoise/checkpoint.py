@@ -110,6 +110,17 @@ def read_metadata(path: PathLike) -> Dict[str, Any]:
     return meta
 
 
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    """safetensors layout: u64 little-endian header length N, then N bytes of JSON starting with '{'.
+
+    Checked before the pickle magic: a header length whose low byte is 0x80 (a pickle's first
+    byte) is legitimate, and such a file must not be mistaken for a pickle."""
+    if len(head) < 9:
+        return False
+    n = int.from_bytes(head[:8], "little")
+    return head[8:9] == b"{" and 8 + n <= size
+
+
 def _open(path: PathLike, read_tensors: bool):
     from safetensors import safe_open
 
@@ -117,8 +128,10 @@ def _open(path: PathLike, read_tensors: bool):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if head.startswith(_ZIP_MAGIC) or head[:1] in _PICKLE_MAGIC:
+        head = fh.read(9)
+    if not _looks_like_safetensors(head, os.path.getsize(path)) and (
+        head.startswith(_ZIP_MAGIC) or head[:1] in _PICKLE_MAGIC
+    ):
         raise CheckpointError(
             f"{path!r} is a pickle (torch.save) file, not an ase_denoise model; refusing to load it because "
             "unpickling can execute arbitrary code from the file"

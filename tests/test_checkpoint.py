@@ -129,3 +129,20 @@ def test_missing_file_and_directory(model, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         save_model(model, tmp_path / "no_dir" / "m.safetensors")
     assert not os.path.exists(tmp_path / "no_dir")
+
+
+def test_header_length_starting_with_the_pickle_byte_loads(model, tmp_path):
+    """Regression: a safetensors header of length 0x..80 starts the file with b'\\x80', a pickle's
+    first byte. Found when a hybrid-loss run's metadata happened to have that length; such a file is
+    a valid model and must load, while real pickles (above) stay refused."""
+    for pad in range(0, 512):
+        path = tmp_path / f"pad{pad}.safetensors"
+        save_model(model, path, metrics={"pad": "x" * pad})
+        if open(path, "rb").read(1) == b"\x80":
+            break
+        path.unlink()
+    else:
+        pytest.fail("no padding gave a header length with low byte 0x80")
+    loaded = load_model(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value.to(loaded.state_dict()[key].dtype)), key

@@ -1,0 +1,500 @@
+#!/usr/bin/env python
+"""The coarse-grained LiCl study: denoising vs force matching, duplication, noise level.
+
+One command regenerates every number and plot of ``benchmarks/licl/README.md`` from the committed
+data set ``licl_cg_300K.npz`` (made by ``make_data.py``)::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/study.py --jobs 2
+
+Steps (each skipped when its output exists, so an interrupted study resumes where it stopped):
+
+1. ``reference``: ion-ion RDFs (Li-Li, Li-Cl, Cl-Cl) of the all-atom run, with block-averaged
+   standard errors (5 blocks) -> ``reference_rdf.npz`` / ``reference_rdf.png`` (committed).
+2. one training run per entry of :data:`RUNS` (``runs/licl/<name>/``, resumable), then CG Langevin
+   MD at 300 K through ASE with the learned calculator, then RDFs and stability figures ->
+   ``results/<name>.json``.
+3. ``report``: ``results.md`` (the table) and the RDF plots ``rdf_*.png``, ``rdf_error_*.png``.
+
+Data split: the last 200 frames (200 ps) are the test set for force errors; "all frames" means the
+other 1800; "500 frames" means 500 of them evenly spaced over the same 1.8 ns.
+``--publish`` copies the best denoiser to ``models/licl-cg-300K/`` with its card.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+from ase import Atoms  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DATA = HERE / "licl_cg_300K.npz"
+REFERENCE = HERE / "reference_rdf.npz"
+RESULTS = HERE / "results"
+OUT = HERE
+PAIRS = (("Li", "Li"), ("Li", "Cl"), ("Cl", "Cl"))
+RUNS_DIR = REPO / "runs" / "licl"
+N_TEST = int(os.environ.get("LICL_N_TEST", 200))
+N_BLOCKS = 5
+BIN_WIDTH = 0.1  # Angstrom
+TEMPERATURE_K = 300.0
+MODEL = dict(r_max=7.0, num_channels=16, max_ell=2, correlation=2, head="vector")
+DENOISE_EPOCHS = 30  # at 500 frames; every run sees each frame epochs * n_duplicates times
+
+# name -> settings. "frames": 500 or "all"; loss: denoising | force_matching | hybrid.
+RUNS: Dict[str, Dict[str, Any]] = {
+    **{f"dn-k{k}": dict(loss="denoising", frames=500, noise_std=0.26, n_duplicates=k, epochs=DENOISE_EPOCHS)
+       for k in (1, 2, 4, 8)},
+    **{f"dn-s{s:.2f}": dict(loss="denoising", frames=500, noise_std=s, n_duplicates=4, epochs=DENOISE_EPOCHS)
+       for s in (0.1, 0.2, 0.3, 0.4)},
+    # force matching: same architecture and the same number of optimiser steps as dn-k4
+    "fm-500": dict(loss="force_matching", frames=500, noise_std=0.26, n_duplicates=1, epochs=4 * DENOISE_EPOCHS),
+    "fm-all": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
+                   epochs=round(4 * DENOISE_EPOCHS * 500 / 1800)),
+    "hybrid-w0.1": dict(loss="hybrid", frames=500, noise_std=0.26, n_duplicates=4, epochs=DENOISE_EPOCHS, force_weight=0.1),
+    "hybrid-w1": dict(loss="hybrid", frames=500, noise_std=0.26, n_duplicates=4, epochs=DENOISE_EPOCHS, force_weight=1.0),
+}
+STUDIES = {
+    "duplicates": ["dn-k1", "dn-k2", "dn-k4", "dn-k8"],
+    "sigma": ["dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
+    "force_matching": ["fm-500", "fm-all", "dn-k4", "hybrid-w0.1", "hybrid-w1"],
+}
+MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=20.0, interval=10)
+QUICK = dict(frames_cap=40, epochs=1, equilibration_ps=0.05, production_ps=0.2)
+
+logger = logging.getLogger("licl")
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
+def load_frames(path: Path = None) -> List[Atoms]:
+    """All frames of the data set as periodic ``Atoms`` (wrapped) with ``arrays['ref_forces']`` (eV/A)
+    and ``info['temperature_K']``."""
+    d = np.load(DATA if path is None else path)
+    frames = []
+    for pos, frc in zip(d["positions"], d["forces"]):
+        atoms = Atoms(numbers=d["numbers"], positions=pos.astype(np.float64), cell=d["cell"], pbc=True)
+        atoms.wrap()
+        atoms.arrays["ref_forces"] = frc.astype(np.float64)
+        atoms.info["temperature_K"] = float(d["temperature_K"])
+        frames.append(atoms)
+    return frames
+
+
+def split(frames: List[Atoms], which) -> List[Atoms]:
+    pool = frames[: len(frames) - N_TEST]
+    if which == "all":
+        return pool
+    idx = np.unique(np.linspace(0, len(pool) - 1, int(which)).round().astype(int))
+    return [pool[i] for i in idx]
+
+
+def rdf_r_max(atoms: Atoms) -> float:
+    return float(np.floor(0.5 * atoms.cell.lengths().min() / BIN_WIDTH) * BIN_WIDTH)
+
+
+def rdfs(frames: List[Atoms], r_max: float) -> Dict[str, np.ndarray]:
+    from ase_denoise.analysis import rdf
+
+    n_bins = int(round(r_max / BIN_WIDTH))
+    out = {}
+    for a, b in PAIRS:
+        r, g = rdf(frames, r_max, n_bins=n_bins, elements=(a, b))
+        out[f"{a}-{b}"] = g
+    out["r"] = r
+    return out
+
+
+def make_reference() -> Dict[str, np.ndarray]:
+    """Reference RDFs of all frames with block standard errors; cached in reference_rdf.npz."""
+    if REFERENCE.exists():
+        return dict(np.load(REFERENCE))
+    frames = load_frames()
+    r_max = rdf_r_max(frames[0])
+    full = rdfs(frames, r_max)
+    def chunks(n):
+        edges = np.linspace(0, len(frames), n + 1).round().astype(int)
+        return [frames[a:b] for a, b in zip(edges[:-1], edges[1:])]
+
+    blocks = [rdfs(chunk, r_max) for chunk in chunks(N_BLOCKS)]
+    halves = [rdfs(chunk, r_max) for chunk in chunks(2)]
+    out = {"r": full["r"]}
+    for a, b in PAIRS:
+        key = f"{a}-{b}"
+        out[key] = full[key]
+        out[f"{key}_err"] = np.std([blk[key] for blk in blocks], axis=0, ddof=1) / np.sqrt(N_BLOCKS)
+        # RMS difference between the two halves of the reference: the noise floor of "RDF error"
+        out[f"{key}_half_rms"] = np.array(np.sqrt(np.mean((halves[0][key] - halves[1][key]) ** 2)))
+    np.savez(REFERENCE, **out)
+    plot_rdfs(out, {}, OUT / "reference_rdf.png", "all-atom reference (ions of LiCl/TIP3P, 300 K)")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# one run: train, MD, measure
+# ----------------------------------------------------------------------------------------------
+def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, quick: bool):
+    from ase_denoise import TrainConfig, load_model, train
+
+    data = split(frames, spec["frames"])
+    epochs = spec["epochs"]
+    if quick:
+        data, epochs = data[: QUICK["frames_cap"]], QUICK["epochs"]
+    model_path, last_path = work / "best.safetensors", work / "last.safetensors"
+    state = work / "training_state.pt"
+    cfg = TrainConfig(
+        loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
+        force_weight=spec.get("force_weight", 1.0), seed=0, valid_fraction=0.1,
+    )
+    t0 = time.perf_counter()
+    done = last_path.exists() and load_model(last_path).metadata["training"]["epochs_completed"] >= epochs
+    if not done:
+        train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
+              resume=state.exists(), progress=True, **MODEL)
+    last = load_model(last_path).metadata
+    return load_model(model_path), len(data), last
+
+
+def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
+    """CG Langevin MD at 300 K with ASE; stops early if a force is non-finite or two ions come within
+    1 A (the ions' closest approach in the all-atom reference is ~1.9 A): the run 'blew up'."""
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from ase_denoise import DenoiseCalculator
+    from ase_denoise.md import min_pair_distance
+
+    md = dict(MD)
+    if quick:
+        md.update(equilibration_ps=QUICK["equilibration_ps"], production_ps=QUICK["production_ps"])
+    atoms = start.copy()
+    atoms.calc = DenoiseCalculator(model)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=TEMPERATURE_K, rng=np.random.default_rng(seed))
+    dyn = Langevin(atoms, md["timestep_fs"] * units.fs, temperature_K=TEMPERATURE_K,
+                   friction=md["friction_per_fs"] / units.fs, rng=np.random.default_rng(seed + 1))
+    n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
+    n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
+    sampled: List[Atoms] = []
+    closest = [np.inf]
+    temps = []
+    status = {"blew_up": False, "non_finite_force": False}
+
+    def observe():
+        d = min_pair_distance(atoms, cutoff=4.0)
+        closest[0] = min(closest[0], d)
+        if dyn.nsteps > n_equil:
+            sampled.append(atoms.copy())
+            temps.append(atoms.get_temperature())
+        if d < 1.0:
+            status["blew_up"] = True
+            raise StopIteration
+
+    dyn.attach(observe, interval=md["interval"])
+    t0 = time.perf_counter()
+    try:
+        dyn.run(n_equil + n_prod)
+    except StopIteration:
+        pass
+    except RuntimeError as exc:  # the calculator refuses non-finite positions/forces
+        status["non_finite_force"] = True
+        status["blew_up"] = True
+        status["error"] = str(exc)[:200]
+    wall = time.perf_counter() - t0
+    f = atoms.calc.results.get("forces")
+    if f is not None and not np.all(np.isfinite(f)):
+        status["non_finite_force"] = status["blew_up"] = True
+    return dict(
+        frames=sampled, wall_s=wall, steps=int(dyn.nsteps), steps_per_s=dyn.nsteps / max(wall, 1e-9),
+        simulated_ps=dyn.nsteps * md["timestep_fs"] / 1000, closest_approach_A=float(closest[0]),
+        mean_temperature_K=float(np.mean(temps)) if temps else float("nan"), **status,
+    )
+
+
+def force_errors(model, test: List[Atoms]) -> Dict[str, float]:
+    from ase_denoise.analysis import force_metrics
+    from ase_denoise.data import to_frame
+    from ase_denoise.training import evaluate_forces
+
+    pred, ref = evaluate_forces(model, [to_frame(a, model.config.atomic_numbers) for a in test])
+    m = force_metrics(pred, ref)
+    return {"force_rmse_vs_labels": m["rmse"], "force_cosine_vs_labels": m["cosine"], "force_slope_vs_labels": m["slope"]}
+
+
+def rdf_figures(ref: Dict[str, np.ndarray], g: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    from ase_denoise.analysis import first_peak
+
+    out: Dict[str, Any] = {}
+    rms = []
+    for a, b in PAIRS:
+        key = f"{a}-{b}"
+        diff = float(np.sqrt(np.mean((g[key] - ref[key]) ** 2)))
+        rms.append(diff)
+        (pr, ph), (qr, qh) = first_peak(ref["r"], g[key]), first_peak(ref["r"], ref[key])
+        out[key] = dict(rms=diff, peak_r=pr, peak_g=ph, ref_peak_r=qr, ref_peak_g=qh)
+    out["rms_mean"] = float(np.mean(rms))
+    return out
+
+
+def do_run(name: str, quick: bool = False) -> Dict[str, Any]:
+    from ase_denoise.md import min_pair_distance
+
+    RESULTS.mkdir(exist_ok=True)
+    out_json = RESULTS / f"{name}{'-quick' if quick else ''}.json"
+    if out_json.exists():
+        return json.loads(out_json.read_text())
+    spec = RUNS[name]
+    ref = make_reference()
+    frames = load_frames()
+    work = RUNS_DIR / (name + ("-quick" if quick else ""))
+    t0 = time.perf_counter()
+    model, n_frames, last = train_run(name, spec, frames, work, quick)
+    train_wall = time.perf_counter() - t0
+    train_meta = last.get("training", {})
+    test = frames[-N_TEST:]
+    errors = force_errors(model, test[:40] if quick else test)
+    md = run_md(model, test[-1], quick)
+    sampled = md.pop("frames")
+    result: Dict[str, Any] = dict(
+        name=name, spec=spec, n_frames=n_frames, quick=quick,
+        train_wall_s_this_call=train_wall, epochs_completed=train_meta.get("epochs_completed"),
+        train_steps=train_meta.get("steps"), train_elapsed_s=(last.get("metrics") or {}).get("elapsed_s"),
+        best_epoch=(model.metadata.get("metrics") or {}).get("epoch"), box_A=float(frames[0].cell[0, 0]),
+        **errors, md=md,
+        reference_closest_approach_A=float(min(min_pair_distance(a, 4.0) for a in frames[::10])),
+    )
+    if sampled and not md["blew_up"]:
+        g = rdfs(sampled, float(ref["r"][-1] + BIN_WIDTH / 2))
+        result["rdf"] = rdf_figures(ref, g)
+        np.savez(RESULTS / f"{name}{'-quick' if quick else ''}_rdf.npz", **g)
+    out_json.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+# ----------------------------------------------------------------------------------------------
+def plot_rdfs(ref, curves: Dict[str, Dict[str, np.ndarray]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), sharex=True)
+    for ax, (a, b) in zip(axes, PAIRS):
+        key = f"{a}-{b}"
+        r = ref["r"]
+        ax.fill_between(r, ref[key] - 2 * ref[f"{key}_err"], ref[key] + 2 * ref[f"{key}_err"], color="0.75", lw=0)
+        ax.plot(r, ref[key], "k-", lw=1.5, label="all-atom reference (±2 s.e.)")
+        for label, g in curves.items():
+            ax.plot(r, g[key], lw=1.1, label=label)
+        ax.set_title(key)
+        ax.set_xlabel("r (Å)")
+        ax.set_xlim(1.5, r[-1])
+    axes[0].set_ylabel("g(r)")
+    axes[-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _fmt(x, d=3):
+    return "—" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.{d}f}"
+
+
+def report(quick: bool = False) -> str:
+    ref = make_reference()
+    suffix = "-quick" if quick else ""
+    results = {}
+    for name in RUNS:
+        p = RESULTS / f"{name}{suffix}.json"
+        if p.exists():
+            results[name] = json.loads(p.read_text())
+    floor = np.mean([float(ref[f"{a}-{b}_half_rms"]) for a, b in PAIRS])
+    lines = [
+        f"Noise floor: RMS difference between the two halves (1 ns each) of the reference, mean over pairs = {floor:.3f}.",
+        "",
+        "| run | loss | frames | sigma (A) | k | RDF RMS Li-Li / Li-Cl / Cl-Cl | mean | Li-Cl peak r (A) / g | closest approach (A) | blew up | force RMSE vs labels (eV/A) | train (s) | MD (s, steps/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    q = ref["Li-Cl"]
+    from ase_denoise.analysis import first_peak
+
+    pr, ph = first_peak(ref["r"], q)
+    lines.insert(2, f"Reference Li-Cl first peak: r = {pr:.2f} A, g = {ph:.2f}.")
+    lines.insert(3, "")
+    for name, res in results.items():
+        spec, md, rdf = res["spec"], res["md"], res.get("rdf")
+        rms = " / ".join(_fmt(rdf[f"{a}-{b}"]["rms"]) for a, b in PAIRS) if rdf else "—"
+        peak = f"{rdf['Li-Cl']['peak_r']:.2f} / {rdf['Li-Cl']['peak_g']:.2f}" if rdf else "—"
+        lines.append(
+            f"| {name} | {spec['loss']}{' w=' + str(spec['force_weight']) if spec['loss'] == 'hybrid' else ''} | {res['n_frames']} "
+            f"| {spec['noise_std']} | {spec['n_duplicates']} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {peak} "
+            f"| {_fmt(md['closest_approach_A'], 2)} | {'yes' if md['blew_up'] else 'no'} | {_fmt(res['force_rmse_vs_labels'])} "
+            f"| {_fmt(res['train_elapsed_s'], 0)} | {md['wall_s']:.0f}, {md['steps_per_s']:.0f} |"
+        )
+    table = "\n".join(lines)
+    (OUT / f"results{suffix}.md").write_text(table + "\n")
+    for study, names in STUDIES.items():
+        curves = {}
+        for n in names:
+            p = RESULTS / f"{n}{suffix}_rdf.npz"
+            if p.exists():
+                curves[n] = dict(np.load(p))
+        if curves:
+            plot_rdfs(ref, curves, OUT / f"rdf_{study}{suffix}.png", f"CG MD RDFs: {study} study")
+    _plot_errors(results, OUT / f"rdf_error{suffix}.png")
+    return table
+
+
+def _plot_errors(results: Dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, study, key, label in ((axes[0], "duplicates", "n_duplicates", "n_duplicates k"),
+                                  (axes[1], "sigma", "noise_std", "sigma (Å)")):
+        pts = [(results[n]["spec"][key], results[n]["rdf"]["rms_mean"]) for n in STUDIES[study]
+               if n in results and results[n].get("rdf")]
+        if pts:
+            x, y = zip(*sorted(pts))
+            ax.plot(x, y, "o-", label="denoising, 500 frames")
+        for n, style in (("fm-all", "k--"), ("fm-500", "k:")):
+            if n in results and results[n].get("rdf"):
+                ax.axhline(results[n]["rdf"]["rms_mean"], ls=style[1:], color="k", label=f"force matching, {n[3:]} frames")
+        ax.set_xlabel(label)
+        ax.set_ylabel("RDF RMS error (mean over pairs)")
+        if key == "n_duplicates":
+            ax.set_xscale("log", base=2)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# zoo
+# ----------------------------------------------------------------------------------------------
+def publish(name: str, zoo_name: str = "licl-cg-300K") -> Path:
+    """Copy run ``name``'s model into ``models/<zoo_name>/``, write its card and registry entry."""
+    import shutil
+
+    from ase_denoise.checkpoint import load_model
+    from ase_denoise.zoo import ModelEntry, sha256_file, update_registry
+
+    res = json.loads((RESULTS / f"{name}.json").read_text())
+    src = RUNS_DIR / name / "best.safetensors"
+    model = load_model(src)
+    dest_dir = REPO / "models" / zoo_name
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{zoo_name}.safetensors"
+    shutil.copyfile(src, dest)
+    os.chmod(dest, 0o644)
+    c = model.config
+    rdf = res["rdf"]
+    card = f"""# {zoo_name}
+
+Coarse-grained LiCl solution (ions only, 24 Li+ and 24 Cl- in a {res.get('box_A', 0) or load_frames()[0].cell[0, 0]:.2f} A
+cubic box, about 2.5 M) at 300 K. A denoiser trained on ion coordinates alone: {res['n_frames']} frames of
+all-atom OpenMM MD (TIP3P water, Joung-Cheatham ions), sigma {c.noise_std} A, n_duplicates
+{res['spec']['n_duplicates']}, {res['epochs_completed']} epochs. Forces = kT * output / sigma with kT at
+{c.temperature_K} K (stored in the file). It is the run `{name}` of the study in
+`benchmarks/licl/README.md` (the denoiser with the lowest RDF error there).
+
+| figure | value |
+| --- | --- |
+| RDF RMS error vs all-atom reference, Li-Li / Li-Cl / Cl-Cl | {rdf['Li-Li']['rms']:.3f} / {rdf['Li-Cl']['rms']:.3f} / {rdf['Cl-Cl']['rms']:.3f} |
+| Li-Cl first peak (model vs reference) | {rdf['Li-Cl']['peak_r']:.2f} A, g {rdf['Li-Cl']['peak_g']:.2f} vs {rdf['Li-Cl']['ref_peak_r']:.2f} A, g {rdf['Li-Cl']['ref_peak_g']:.2f} |
+| closest ion-ion approach in {res['md']['simulated_ps']:.0f} ps of CG MD | {res['md']['closest_approach_A']:.2f} A |
+| MD speed (ASE Langevin, 1 fs, 48 ions, 1 CPU thread) | {res['md']['steps_per_s']:.0f} steps/s |
+
+Architecture: vector head, r_max {c.r_max} A, {c.num_channels} channels, max_ell {c.max_ell},
+correlation {c.correlation}, {c.num_interactions} interactions. Use it at 300 K in the same box
+density: the CG potential is a potential of mean force of this state point, not a transferable model.
+
+    from ase_denoise import DenoiseCalculator
+    atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")
+
+Reproduce: `OMP_NUM_THREADS=1 python benchmarks/licl/study.py --only {name} --publish {name}`.
+"""
+    (dest_dir / "README.md").write_text(card)
+    entry = ModelEntry(
+        name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha256_file(dest),
+        size_bytes=dest.stat().st_size,
+        summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, sigma {c.noise_std} A",
+        card=f"{zoo_name}/README.md", temperature_K=c.temperature_K, noise_std=c.noise_std,
+        command=f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/study.py --only {name} --publish {name}",
+    )
+    update_registry(entry, REPO / "models")
+    return dest
+
+
+def main(argv=None) -> int:
+    global DATA, REFERENCE, RESULTS, OUT, RUNS_DIR
+    parser = argparse.ArgumentParser(description="LiCl CG study: denoising vs force matching")
+    parser.add_argument("--only", nargs="*", default=None, help="run only these runs (default: all)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each, 1 thread)")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--publish", default=None, help="copy this run's model into the zoo as licl-cg-300K")
+    parser.add_argument("--data", default=str(DATA), help="data set (default: the committed licl_cg_300K.npz)")
+    parser.add_argument("--out-dir", default=str(HERE), help="where reference, results and plots go (default: here)")
+    parser.add_argument("--runs-dir", default=str(RUNS_DIR), help="training runs (default: runs/licl)")
+    args = parser.parse_args(argv)
+    DATA, OUT, RUNS_DIR = Path(args.data), Path(args.out_dir), Path(args.runs_dir)
+    REFERENCE, RESULTS = OUT / "reference_rdf.npz", OUT / "results"
+    OUT.mkdir(parents=True, exist_ok=True)
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    names = args.only if args.only is not None else list(RUNS)
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
+    make_reference()
+    if not args.report_only:
+        if args.jobs > 1 and len(names) > 1:
+            pending = list(names)
+            procs: List[subprocess.Popen] = []
+            while pending or procs:
+                while pending and len(procs) < args.jobs:
+                    n = pending.pop(0)
+                    cmd = [sys.executable, __file__, "--only", n, "--no-report", "--data", str(DATA),
+                           "--out-dir", str(OUT), "--runs-dir", str(RUNS_DIR)] + (["--quick"] if args.quick else [])
+                    log = open(RUNS_DIR / f"{n}{'-quick' if args.quick else ''}.log", "w")
+                    procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
+                time.sleep(2)
+                for p in list(procs):
+                    if p.poll() is not None:
+                        procs.remove(p)
+                        if p.returncode:
+                            print(f"run {p.args[3]} failed (rc {p.returncode}); see {RUNS_DIR}/{p.args[3]}.log")
+        else:
+            for n in names:
+                t0 = time.perf_counter()
+                res = do_run(n, quick=args.quick)
+                print(f"{n}: RDF RMS {res.get('rdf', {}).get('rms_mean', float('nan')):.3f}, "
+                      f"blew up {res['md']['blew_up']}, {time.perf_counter() - t0:.0f} s")
+    if not args.no_report:
+        print(report(quick=args.quick))
+    if args.publish:
+        print("published", publish(args.publish))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
