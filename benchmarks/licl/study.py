@@ -69,7 +69,7 @@ STUDIES = {
     "sigma": ["dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
     "force_matching": ["fm-500", "fm-all", "dn-k4", "hybrid-w0.1", "hybrid-w1"],
 }
-MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=20.0, interval=10)
+MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
 QUICK = dict(frames_cap=40, epochs=1, equilibration_ps=0.05, production_ps=0.2)
 
 logger = logging.getLogger("licl")
@@ -171,7 +171,10 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
     1 A (the ions' closest approach in the all-atom reference is ~1.9 A): the run 'blew up'."""
     from ase import units
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    try:  # ASE >= 3.28
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
     from ase_denoise import DenoiseCalculator
     from ase_denoise.md import min_pair_distance
@@ -181,9 +184,9 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
         md.update(equilibration_ps=QUICK["equilibration_ps"], production_ps=QUICK["production_ps"])
     atoms = start.copy()
     atoms.calc = DenoiseCalculator(model)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=TEMPERATURE_K, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K=TEMPERATURE_K, rng=np.random.default_rng(seed))
     dyn = Langevin(atoms, md["timestep_fs"] * units.fs, temperature_K=TEMPERATURE_K,
-                   friction=md["friction_per_fs"] / units.fs, rng=np.random.default_rng(seed + 1))
+                   friction=md["friction_per_fs"] / units.fs, rng=np.random.default_rng(seed + 1), fixcm=False)
     n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
     n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
     sampled: List[Atoms] = []
@@ -389,7 +392,7 @@ def _plot_errors(results: Dict[str, Any], path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # zoo
 # ----------------------------------------------------------------------------------------------
-def publish(name: str, zoo_name: str = "licl-cg-300K") -> Path:
+def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO / "models") -> Path:
     """Copy run ``name``'s model into ``models/<zoo_name>/``, write its card and registry entry."""
     import shutil
 
@@ -399,47 +402,92 @@ def publish(name: str, zoo_name: str = "licl-cg-300K") -> Path:
     res = json.loads((RESULTS / f"{name}.json").read_text())
     src = RUNS_DIR / name / "best.safetensors"
     model = load_model(src)
-    dest_dir = REPO / "models" / zoo_name
+    dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{zoo_name}.safetensors"
     shutil.copyfile(src, dest)
     os.chmod(dest, 0o644)
+    shutil.copyfile(REFERENCE, dest_dir / "reference_rdf.npz")  # for the tutorial's RDF overlay
+    os.chmod(dest_dir / "reference_rdf.npz", 0o644)
+    import ase.io
+
+    start = load_frames()[-1].copy()  # a test-set frame: the start of CG MD in the tutorial
+    del start.arrays["ref_forces"]
+    ase.io.write(dest_dir / "start.extxyz", start)
+    os.chmod(dest_dir / "start.extxyz", 0o644)
     c = model.config
     rdf = res["rdf"]
+    box = res.get("box_A") or float(load_frames()[0].cell[0, 0])
+    sha = sha256_file(dest)
+    n_params = sum(p.numel() for p in model.parameters())
+    cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/study.py --only {name} --publish {name}"
     card = f"""# {zoo_name}
 
-Coarse-grained LiCl solution (ions only, 24 Li+ and 24 Cl- in a {res.get('box_A', 0) or load_frames()[0].cell[0, 0]:.2f} A
-cubic box, about 2.5 M) at 300 K. A denoiser trained on ion coordinates alone: {res['n_frames']} frames of
-all-atom OpenMM MD (TIP3P water, Joung-Cheatham ions), sigma {c.noise_std} A, n_duplicates
-{res['spec']['n_duplicates']}, {res['epochs_completed']} epochs. Forces = kT * output / sigma with kT at
-{c.temperature_K} K (stored in the file). It is the run `{name}` of the study in
-`benchmarks/licl/README.md` (the denoiser with the lowest RDF error there).
+Coarse-grained LiCl solution at 300 K: the 48 ions of 24 LiCl in water (about 2.5 M), water
+integrated out; vector head, sigma {c.noise_std} A. A denoiser trained on **ion coordinates alone**;
+`DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean force on each ion, `kT * output / sigma^2`
+in eV/Angstrom (forces only: no energy, no stress).
+
+```python
+from ase_denoise import DenoiseCalculator
+atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")   # sha256-checked, no network
+```
+
+It is the run `{name}` of the study in `benchmarks/licl/README.md`, chosen as the denoiser with the
+lowest RDF error there. Use it at the state point it was trained at (300 K, this box and
+concentration): a CG force field is a potential of mean force of one state point.
+
+## Training data
+
+- {res['n_frames']} frames (evenly spaced over the first 1.8 ns) of all-atom OpenMM MD of 24 Li+, 24 Cl- and
+  460 TIP3P waters (Joung-Cheatham ions) in a cubic box of {box:.3f} Angstrom, NVT at 300 K after NPT
+  equilibration (`benchmarks/licl/make_data.py`, data set `benchmarks/licl/licl_cg_300K.npz`).
+- The denoiser saw ion positions only; the force labels in the data set were not used.
+- Temperature: **{c.temperature_K} K** (kT = {c.kT:.6f} eV).
+
+## Settings
+
+- noise_std (sigma): **{c.noise_std} Angstrom**; n_duplicates: **{res['spec']['n_duplicates']}**.
+- Training: {res['epochs_completed']} epochs, batch size 8, AdamW lr 0.005 with cosine schedule, EMA 0.99,
+  10% of frames held out for validation, seed 0, float32; weights of the epoch with the lowest validation
+  loss (epoch {res.get('best_epoch')}); {res['train_elapsed_s'] / 60:.1f} min of training on one CPU thread.
+- Architecture: MACE backbone, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels},
+  max_ell={c.max_ell}, max_L={c.max_L}, correlation={c.correlation}, num_interactions={c.num_interactions};
+  element table {list(c.atomic_numbers)}; {n_params} parameters.
+
+## Measured figures
+
+CG Langevin MD through ASE (300 K, 1 fs, friction 0.01/fs, {res['md']['simulated_ps']:.0f} ps from a test-set
+frame), ion-ion RDFs against the all-atom reference (2 ns), bins of 0.1 A up to half the box:
 
 | figure | value |
 | --- | --- |
-| RDF RMS error vs all-atom reference, Li-Li / Li-Cl / Cl-Cl | {rdf['Li-Li']['rms']:.3f} / {rdf['Li-Cl']['rms']:.3f} / {rdf['Cl-Cl']['rms']:.3f} |
-| Li-Cl first peak (model vs reference) | {rdf['Li-Cl']['peak_r']:.2f} A, g {rdf['Li-Cl']['peak_g']:.2f} vs {rdf['Li-Cl']['ref_peak_r']:.2f} A, g {rdf['Li-Cl']['ref_peak_g']:.2f} |
-| closest ion-ion approach in {res['md']['simulated_ps']:.0f} ps of CG MD | {res['md']['closest_approach_A']:.2f} A |
-| MD speed (ASE Langevin, 1 fs, 48 ions, 1 CPU thread) | {res['md']['steps_per_s']:.0f} steps/s |
+| RDF RMS difference Li-Li / Li-Cl / Cl-Cl | {rdf['Li-Li']['rms']:.3f} / {rdf['Li-Cl']['rms']:.3f} / {rdf['Cl-Cl']['rms']:.3f} |
+| Li-Cl first peak, model (r Angstrom, g) | {rdf['Li-Cl']['peak_r']:.2f}, {rdf['Li-Cl']['peak_g']:.2f} |
+| Li-Cl first peak, reference (r Angstrom, g) | {rdf['Li-Cl']['ref_peak_r']:.2f}, {rdf['Li-Cl']['ref_peak_g']:.2f} |
+| closest ion-ion approach during MD | {res['md']['closest_approach_A']:.2f} Angstrom |
+| force RMSE vs instantaneous labels (200 test frames; a mean force cannot reach 0) | {res['force_rmse_vs_labels']:.3f} eV/Angstrom |
+| MD speed (48 ions, one CPU thread) | {res['md']['steps_per_s']:.0f} steps/s |
 
-Architecture: vector head, r_max {c.r_max} A, {c.num_channels} channels, max_ell {c.max_ell},
-correlation {c.correlation}, {c.num_interactions} interactions. Use it at 300 K in the same box
-density: the CG potential is a potential of mean force of this state point, not a transferable model.
+`reference_rdf.npz` next to the weights holds the all-atom RDFs (`r`, `Li-Li`, `Li-Cl`, `Cl-Cl`, block
+standard errors `*_err`) and `start.extxyz` a starting configuration (a test-set frame); the tutorial
+`tutorials/07_licl_cg.ipynb` runs CG MD from it and overlays the RDFs.
 
-    from ase_denoise import DenoiseCalculator
-    atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")
+## Reproduce
 
-Reproduce: `OMP_NUM_THREADS=1 python benchmarks/licl/study.py --only {name} --publish {name}`.
+    {cmd}
+
+sha256 of the shipped file: `{sha}`
 """
     (dest_dir / "README.md").write_text(card)
     entry = ModelEntry(
-        name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha256_file(dest),
+        name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha,
         size_bytes=dest.stat().st_size,
         summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, sigma {c.noise_std} A",
         card=f"{zoo_name}/README.md", temperature_K=c.temperature_K, noise_std=c.noise_std,
-        command=f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/study.py --only {name} --publish {name}",
+        command=cmd,
     )
-    update_registry(entry, REPO / "models")
+    update_registry(entry, models_dir)
     return dest
 
 
@@ -452,6 +500,7 @@ def main(argv=None) -> int:
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--publish", default=None, help="copy this run's model into the zoo as licl-cg-300K")
+    parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
     parser.add_argument("--data", default=str(DATA), help="data set (default: the committed licl_cg_300K.npz)")
     parser.add_argument("--out-dir", default=str(HERE), help="where reference, results and plots go (default: here)")
     parser.add_argument("--runs-dir", default=str(RUNS_DIR), help="training runs (default: runs/licl)")
@@ -492,7 +541,7 @@ def main(argv=None) -> int:
     if not args.no_report:
         print(report(quick=args.quick))
     if args.publish:
-        print("published", publish(args.publish))
+        print("published", publish(args.publish, models_dir=Path(args.models_dir)))
     return 0
 
 

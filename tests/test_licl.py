@@ -1,0 +1,83 @@
+"""The committed LiCl data set (benchmarks/licl), its reference RDFs, and the study pipeline."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ase_denoise.analysis import first_peak
+from ase_denoise.zoo import card_text, model_info, verify_models
+
+REPO = Path(__file__).resolve().parent.parent
+LICL = REPO / "benchmarks" / "licl"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("licl_study", LICL / "study.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["licl_study"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def frames(study):
+    return study.load_frames(LICL / "licl_cg_300K.npz")
+
+
+def test_data_set_is_what_it_says(frames):
+    d = np.load(LICL / "licl_cg_300K.npz")
+    meta = json.loads(str(d["metadata"]))
+    assert len(frames) == meta["frames_saved"] == 2000
+    assert float(d["temperature_K"]) == 300.0 and meta["temperature_K"] == 300.0
+    atoms = frames[0]
+    assert atoms.get_chemical_symbols().count("Li") == 24 and atoms.get_chemical_symbols().count("Cl") == 24
+    assert np.allclose(atoms.cell.array, np.eye(3) * atoms.cell[0, 0]) and 23.0 < atoms.cell[0, 0] < 27.0
+    # 24 ion pairs at about 2.5 mol/L
+    molar = 24 / (atoms.get_volume() * 1e-27) / 6.02214076e23
+    assert 2.2 < molar < 2.9, molar
+    forces = np.stack([a.arrays["ref_forces"] for a in frames])
+    assert np.all(np.isfinite(forces))
+    rms = np.sqrt(np.mean(forces**2))
+    assert 0.1 < rms < 2.0, rms  # instantaneous ion forces in water, eV/A
+    assert all(a.info["temperature_K"] == 300.0 for a in frames[:5])
+
+
+def test_reference_rdfs_match_the_data(study, frames):
+    ref = dict(np.load(LICL / "reference_rdf.npz"))
+    again = study.rdfs(frames[::4], float(ref["r"][-1] + study.BIN_WIDTH / 2))
+    for key in ("Li-Li", "Li-Cl", "Cl-Cl"):
+        assert ref[key].shape == ref[f"{key}_err"].shape == ref["r"].shape
+        # a quarter of the frames: equal within a few block errors on average
+        assert np.sqrt(np.mean((again[key] - ref[key]) ** 2)) < 4 * np.sqrt(np.mean(ref[f"{key}_err"] ** 2)) + 0.02
+    r, g = first_peak(ref["r"], ref["Li-Cl"])
+    assert 2.1 < r < 2.5 and g > 3  # Li-Cl contact ion pairs of the Joung-Cheatham ions
+    assert ref["r"][-1] <= 0.5 * frames[0].cell[0, 0]
+
+
+def test_study_pipeline_quick(study, tmp_path):
+    """--quick: every stage of the study (train, CG MD through ASE, RDFs, table, plots) on the real data."""
+    rc = study.main(["--quick", "--only", "dn-k1", "fm-500", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+                     "--data", str(LICL / "licl_cg_300K.npz")])
+    assert rc == 0
+    table = (tmp_path / "results-quick.md").read_text()
+    assert "| dn-k1 | denoising |" in table and "| fm-500 | force_matching |" in table
+    result = json.loads((tmp_path / "results" / "dn-k1-quick.json").read_text())
+    assert result["md"]["steps"] > 0 and np.isfinite(result["force_rmse_vs_labels"])
+    for name in ("reference_rdf.png", "rdf_duplicates-quick.png", "rdf_force_matching-quick.png"):
+        assert (tmp_path / name).stat().st_size > 1000, name
+
+    # --publish: weights, card, reference RDFs and a start frame land in a zoo that verifies
+    zoo = tmp_path / "zoo"
+    study.publish("dn-k1-quick", models_dir=zoo)
+    (name, ok, why), = verify_models(zoo)
+    assert name == "licl-cg-300K" and ok, why
+    entry = model_info(name, zoo)
+    card = card_text(name, zoo)
+    for needed in (entry.sha256, entry.command, "noise_std", "n_duplicates", "Temperature", "Architecture", "RDF RMS"):
+        assert needed in card, needed
+    assert (zoo / name / "reference_rdf.npz").exists() and (zoo / name / "start.extxyz").exists()
