@@ -33,6 +33,7 @@ import csv
 import logging
 import math
 import os
+import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -289,7 +290,13 @@ class Trainer:
 
     def load_state(self) -> None:
         """Resume from ``training_state.pt`` (read with ``weights_only=True``: no code runs)."""
-        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+            raise TrainingError(
+                f"{self.state_path} is not a readable ase_denoise training state (corrupt, truncated, or "
+                f"holding objects other than tensors and plain numbers; nothing in it was executed): {exc}"
+            ) from exc
         if state["model_config"] != self.model_config.to_dict():
             raise TrainingError(
                 f"{self.state_path} was written for a different model/data configuration; "
@@ -566,9 +573,14 @@ def train(
 
     ``noise_std``: sigma in Angstrom. ``train_config``: :class:`TrainConfig` (``n_duplicates``,
     epochs, ...). ``model_options``: :class:`ModelConfig` fields (``r_max``, ``head``, ...).
-    ``rank``/``world_size``/``device``/``initial_model``: see :class:`Trainer`.
+    ``rank``/``world_size``/``device``/``initial_model``: see :class:`Trainer`; with ``initial_model``
+    the architecture (and ``avg_num_neighbors``) defaults to that model's.
     Returns a :class:`TrainResult` whose ``model`` holds the best EMA weights.
     """
+    if initial_model is not None:  # its architecture (incl. avg_num_neighbors) unless overridden
+        free = ("atomic_numbers", "noise_std", "temperature_K", "pbc")
+        inherited = {k: v for k, v in initial_model.config.to_dict().items() if k not in free}
+        model_options = {**inherited, **model_options}
     config, converted = prepare_data(frames, noise_std=noise_std, temperature_K=temperature_K, **model_options)
     trainer = Trainer(
         config, converted, output_dir, train_config, progress=progress, rank=rank, world_size=world_size,

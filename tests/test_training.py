@@ -131,3 +131,17 @@ def test_lennard_jones_forces_are_recovered(tmp_path):
     assert m["cosine"] > 0.95, m
     assert m["relative_rmse"] < 0.55, m
     assert 0.45 < m["slope"] < 1.05, m  # smoothing and under-training shrink forces; nothing inflates them
+
+
+def test_train_from_an_initial_model_inherits_its_architecture(dimers, tmp_path):
+    """train(initial_model=m) takes m's architecture, avg_num_neighbors included (it used to rebuild
+    avg_num_neighbors from the data and refuse m), and starts from m's weights."""
+    first = make_trainer(dimers, tmp_path / "a").fit().model
+    from ase_denoise import train
+
+    cfg = TrainConfig(n_duplicates=1, epochs=1, batch_size=16, seed=7, dtype="float64", lr=1e-12, ema_decay=0.0,
+                      warmup_steps=1)
+    again = train(dimers[:32], str(tmp_path / "b"), noise_std=0.1, train_config=cfg, initial_model=first).model
+    assert again.config.avg_num_neighbors == first.config.avg_num_neighbors
+    for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.allclose(a.to(b.dtype), b, atol=1e-9), name  # lr 1e-12: still the initial weights
