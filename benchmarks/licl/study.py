@@ -166,6 +166,10 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
     return load_model(model_path), len(data), last
 
 
+class _BlewUp(Exception):
+    """Two ions closer than 1 A: stop the MD (not StopIteration: ASE's run() is a generator)."""
+
+
 def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
     """CG Langevin MD at 300 K with ASE; stops early if a force is non-finite or two ions come within
     1 A (the ions' closest approach in the all-atom reference is ~1.9 A): the run 'blew up'."""
@@ -202,13 +206,13 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
             temps.append(atoms.get_temperature())
         if d < 1.0:
             status["blew_up"] = True
-            raise StopIteration
+            raise _BlewUp
 
     dyn.attach(observe, interval=md["interval"])
     t0 = time.perf_counter()
     try:
         dyn.run(n_equil + n_prod)
-    except StopIteration:
+    except _BlewUp:
         pass
     except RuntimeError as exc:  # the calculator refuses non-finite positions/forces
         status["non_finite_force"] = True
