@@ -70,6 +70,7 @@ STUDIES = {
     "force_matching": ["fm-500", "fm-all", "dn-k4", "hybrid-w0.1", "hybrid-w1"],
 }
 MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
+STABILITY_PS = 10.0
 QUICK = dict(frames_cap=40, epochs=1, equilibration_ps=0.05, production_ps=0.2)
 
 logger = logging.getLogger("licl")
@@ -170,9 +171,10 @@ class _BlewUp(Exception):
     """Two ions closer than 1 A: stop the MD (not StopIteration: ASE's run() is a generator)."""
 
 
-def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
+def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float = None,
+           equilibration_ps: float = None) -> Dict[str, Any]:
     """CG Langevin MD at 300 K with ASE; stops early if a force is non-finite or two ions come within
-    1 A (the ions' closest approach in the all-atom reference is ~1.9 A): the run 'blew up'."""
+    1 A (the ions' closest approach in the all-atom reference is 2.1 A): the run 'blew up'."""
     from ase import units
     from ase.md.langevin import Langevin
     try:  # ASE >= 3.28
@@ -186,6 +188,10 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
     md = dict(MD)
     if quick:
         md.update(equilibration_ps=QUICK["equilibration_ps"], production_ps=QUICK["production_ps"])
+    if production_ps is not None:
+        md["production_ps"] = production_ps if not quick else QUICK["production_ps"]
+    if equilibration_ps is not None:
+        md["equilibration_ps"] = equilibration_ps
     atoms = start.copy()
     atoms.calc = DenoiseCalculator(model)
     thermalize_momenta(atoms, temperature_K=TEMPERATURE_K, rng=np.random.default_rng(seed))
@@ -273,12 +279,21 @@ def do_run(name: str, quick: bool = False) -> Dict[str, Any]:
     errors = force_errors(model, test[:40] if quick else test)
     md = run_md(model, test[-1], quick)
     sampled = md.pop("frames")
+    # stability replicas: other seeds and start frames, 10 ps each (RDFs come from the main run only)
+    replicas = [run_md(model, test[-1 - 50 * i], quick, seed=10 * i, production_ps=STABILITY_PS, equilibration_ps=0.0)
+                for i in (1, 2)]
+    stability = dict(
+        runs=1 + len(replicas), blew_up=int(md["blew_up"]) + sum(int(r["blew_up"]) for r in replicas),
+        closest_approach_A=float(min([md["closest_approach_A"]] + [r["closest_approach_A"] for r in replicas])),
+        simulated_ps=float(md["simulated_ps"] + sum(r["simulated_ps"] for r in replicas)),
+        non_finite_force=bool(md["non_finite_force"] or any(r["non_finite_force"] for r in replicas)),
+    )
     result: Dict[str, Any] = dict(
         name=name, spec=spec, n_frames=n_frames, quick=quick,
         train_wall_s_this_call=train_wall, epochs_completed=train_meta.get("epochs_completed"),
         train_steps=train_meta.get("steps"), train_elapsed_s=(last.get("metrics") or {}).get("elapsed_s"),
         best_epoch=(model.metadata.get("metrics") or {}).get("epoch"), box_A=float(frames[0].cell[0, 0]),
-        **errors, md=md,
+        **errors, md=md, stability=stability,
         reference_closest_approach_A=float(min(min_pair_distance(a, 4.0) for a in frames[::10])),
     )
     if sampled and not md["blew_up"]:
@@ -305,7 +320,10 @@ def plot_rdfs(ref, curves: Dict[str, Dict[str, np.ndarray]], path: Path, title: 
         ax.fill_between(r, ref[key] - 2 * ref[f"{key}_err"], ref[key] + 2 * ref[f"{key}_err"], color="0.75", lw=0)
         ax.plot(r, ref[key], "k-", lw=1.5, label="all-atom reference (±2 s.e.)")
         for label, g in curves.items():
-            ax.plot(r, g[key], lw=1.1, label=label)
+            if label.startswith("noised"):  # rho_sigma: what a perfect denoiser's MD samples
+                ax.plot(r, g[key], "k:", lw=1.3, label=label)
+            else:
+                ax.plot(r, g[key], lw=1.1, label=label)
         ax.set_title(key)
         ax.set_xlabel("r (Å)")
         ax.set_xlim(1.5, r[-1])
@@ -315,6 +333,27 @@ def plot_rdfs(ref, curves: Dict[str, Dict[str, np.ndarray]], path: Path, title: 
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def noised_reference(noise_std: float) -> Dict[str, np.ndarray]:
+    """RDFs of the reference frames with Gaussian noise of std ``noise_std`` added to every ion: the
+    structure of rho_sigma, which MD with a perfect sigma-denoiser's forces samples (DESIGN.md s1).
+    The model-vs-this difference is the learning error; this-vs-reference is the smoothing bias."""
+    path = RESULTS / f"noised_reference_s{noise_std:.2f}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    ref = make_reference()
+    rng = np.random.default_rng(12345)
+    noisy = []
+    for atoms in load_frames()[::2]:
+        a = atoms.copy()
+        a.positions += rng.normal(0.0, noise_std, a.positions.shape)
+        a.wrap()
+        noisy.append(a)
+    g = rdfs(noisy, float(ref["r"][-1] + BIN_WIDTH / 2))
+    RESULTS.mkdir(exist_ok=True)
+    np.savez(path, **g)
+    return g
 
 
 def _fmt(x, d=3):
@@ -333,8 +372,8 @@ def report(quick: bool = False) -> str:
     lines = [
         f"Noise floor: RMS difference between the two halves (1 ns each) of the reference, mean over pairs = {floor:.3f}.",
         "",
-        "| run | loss | frames | sigma (A) | k | RDF RMS Li-Li / Li-Cl / Cl-Cl | mean | Li-Cl peak r (A) / g | closest approach (A) | blew up | force RMSE vs labels (eV/A) | train (s) | MD (s, steps/s) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| run | loss | frames | sigma (A) | k | RDF RMS Li-Li / Li-Cl / Cl-Cl | mean | mean vs noised ref. | Li-Cl peak r (A) / g | closest approach (A) | runs blown up | force RMSE vs labels (eV/A) | train (s) | MD (s, steps/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     q = ref["Li-Cl"]
     from ase_denoise.analysis import first_peak
@@ -344,12 +383,19 @@ def report(quick: bool = False) -> str:
     lines.insert(3, "")
     for name, res in results.items():
         spec, md, rdf = res["spec"], res["md"], res.get("rdf")
+        stab = res.get("stability") or dict(runs=1, blew_up=int(md["blew_up"]), closest_approach_A=md["closest_approach_A"])
         rms = " / ".join(_fmt(rdf[f"{a}-{b}"]["rms"]) for a, b in PAIRS) if rdf else "—"
         peak = f"{rdf['Li-Cl']['peak_r']:.2f} / {rdf['Li-Cl']['peak_g']:.2f}" if rdf else "—"
+        vs_noised = "—"
+        g_path = RESULTS / f"{name}{suffix}_rdf.npz"
+        if rdf and g_path.exists():
+            g, gn = np.load(g_path), noised_reference(spec["noise_std"])
+            vs_noised = _fmt(float(np.mean([np.sqrt(np.mean((g[f"{a}-{b}"] - gn[f"{a}-{b}"]) ** 2)) for a, b in PAIRS])))
+            res["rdf"]["rms_mean_vs_noised"] = float(vs_noised)
         lines.append(
             f"| {name} | {spec['loss']}{' w=' + str(spec['force_weight']) if spec['loss'] == 'hybrid' else ''} | {res['n_frames']} "
-            f"| {spec['noise_std']} | {spec['n_duplicates']} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {peak} "
-            f"| {_fmt(md['closest_approach_A'], 2)} | {'yes' if md['blew_up'] else 'no'} | {_fmt(res['force_rmse_vs_labels'])} "
+            f"| {spec['noise_std']} | {spec['n_duplicates']} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {vs_noised} | {peak} "
+            f"| {_fmt(stab['closest_approach_A'], 2)} | {stab['blew_up']}/{stab['runs']} | {_fmt(res['force_rmse_vs_labels'])} "
             f"| {_fmt(res['train_elapsed_s'], 0)} | {md['wall_s']:.0f}, {md['steps_per_s']:.0f} |"
         )
     table = "\n".join(lines)
@@ -360,6 +406,8 @@ def report(quick: bool = False) -> str:
             p = RESULTS / f"{n}{suffix}_rdf.npz"
             if p.exists():
                 curves[n] = dict(np.load(p))
+        if curves and study != "sigma":
+            curves["noised reference, sigma 0.26 (rho_sigma)"] = noised_reference(0.26)
         if curves:
             plot_rdfs(ref, curves, OUT / f"rdf_{study}{suffix}.png", f"CG MD RDFs: {study} study")
     _plot_errors(results, OUT / f"rdf_error{suffix}.png")
@@ -396,6 +444,20 @@ def _plot_errors(results: Dict[str, Any], path: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # zoo
 # ----------------------------------------------------------------------------------------------
+def best_denoiser() -> str:
+    """The pure-denoising run (coordinates only) with the lowest mean RDF error that did not blow up."""
+    scores = {}
+    for name, spec in RUNS.items():
+        p = RESULTS / f"{name}.json"
+        if spec["loss"] == "denoising" and p.exists():
+            res = json.loads(p.read_text())
+            if res.get("rdf") and not res["md"]["blew_up"]:
+                scores[name] = res["rdf"]["rms_mean"]
+    if not scores:
+        raise SystemExit("no finished denoising run to publish")
+    return min(scores, key=scores.get)
+
+
 def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO / "models") -> Path:
     """Copy run ``name``'s model into ``models/<zoo_name>/``, write its card and registry entry."""
     import shutil
@@ -424,7 +486,7 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     box = res.get("box_A") or float(load_frames()[0].cell[0, 0])
     sha = sha256_file(dest)
     n_params = sum(p.numel() for p in model.parameters())
-    cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/study.py --only {name} --publish {name}"
+    cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/study.py --publish {name}"
     card = f"""# {zoo_name}
 
 Coarse-grained LiCl solution at 300 K: the 48 ions of 24 LiCl in water (about 2.5 M), water
@@ -503,7 +565,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--publish", default=None, help="copy this run's model into the zoo as licl-cg-300K")
+    parser.add_argument("--publish", default=None,
+                        help="copy this run's model (or 'best': the denoiser with the lowest RDF error) into the zoo as licl-cg-300K")
     parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
     parser.add_argument("--data", default=str(DATA), help="data set (default: the committed licl_cg_300K.npz)")
     parser.add_argument("--out-dir", default=str(HERE), help="where reference, results and plots go (default: here)")
@@ -545,7 +608,8 @@ def main(argv=None) -> int:
     if not args.no_report:
         print(report(quick=args.quick))
     if args.publish:
-        print("published", publish(args.publish, models_dir=Path(args.models_dir)))
+        name = best_denoiser() if args.publish == "best" else args.publish
+        print("published", name, "as licl-cg-300K:", publish(name, models_dir=Path(args.models_dir)))
     return 0
 
 
