@@ -56,7 +56,10 @@ RUNS: Dict[str, Dict[str, Any]] = {
     **{f"dn-k{k}": dict(loss="denoising", frames=500, noise_std=0.26, n_duplicates=k, epochs=DENOISE_EPOCHS)
        for k in (1, 2, 4, 8)},
     **{f"dn-s{s:.2f}": dict(loss="denoising", frames=500, noise_std=s, n_duplicates=4, epochs=DENOISE_EPOCHS)
-       for s in (0.1, 0.2, 0.3, 0.4)},
+       for s in (0.05, 0.1, 0.2, 0.3, 0.4)},
+    # the duplication study again at sigma 0.1 A (at 0.26 A most runs blow up; see README.md)
+    **{f"dn-s0.10-k{k}": dict(loss="denoising", frames=500, noise_std=0.1, n_duplicates=k, epochs=DENOISE_EPOCHS)
+       for k in (1, 2, 8)},
     # force matching: same architecture and the same number of optimiser steps as dn-k4
     "fm-500": dict(loss="force_matching", frames=500, noise_std=0.26, n_duplicates=1, epochs=4 * DENOISE_EPOCHS),
     "fm-all": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
@@ -66,7 +69,8 @@ RUNS: Dict[str, Dict[str, Any]] = {
 }
 STUDIES = {
     "duplicates": ["dn-k1", "dn-k2", "dn-k4", "dn-k8"],
-    "sigma": ["dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
+    "duplicates_s0.10": ["dn-s0.10-k1", "dn-s0.10-k2", "dn-s0.10", "dn-s0.10-k8"],
+    "sigma": ["dn-s0.05", "dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
     "force_matching": ["fm-500", "fm-all", "dn-k4", "hybrid-w0.1", "hybrid-w1"],
 }
 MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
@@ -407,7 +411,8 @@ def report(quick: bool = False) -> str:
             if p.exists():
                 curves[n] = dict(np.load(p))
         if curves and study != "sigma":
-            curves["noised reference, sigma 0.26 (rho_sigma)"] = noised_reference(0.26)
+            sig = 0.1 if study.endswith("s0.10") else 0.26
+            curves[f"noised reference, sigma {sig} (rho_sigma)"] = noised_reference(sig)
         if curves:
             plot_rdfs(ref, curves, OUT / f"rdf_{study}{suffix}.png", f"CG MD RDFs: {study} study")
     _plot_errors(results, OUT / f"rdf_error{suffix}.png")
@@ -421,13 +426,15 @@ def _plot_errors(results: Dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, study, key, label in ((axes[0], "duplicates", "n_duplicates", "n_duplicates k"),
-                                  (axes[1], "sigma", "noise_std", "sigma (Å)")):
-        pts = [(results[n]["spec"][key], results[n]["rdf"]["rms_mean"]) for n in STUDIES[study]
-               if n in results and results[n].get("rdf")]
-        if pts:
-            x, y = zip(*sorted(pts))
-            ax.plot(x, y, "o-", label="denoising, 500 frames")
+    panels = ((axes[0], [("duplicates", "sigma 0.26 A"), ("duplicates_s0.10", "sigma 0.1 A")], "n_duplicates", "n_duplicates k"),
+              (axes[1], [("sigma", "k = 4")], "noise_std", "sigma (Å)"))
+    for ax, studies, key, label in panels:
+        for study, what in studies:
+            pts = [(results[n]["spec"][key], results[n]["rdf"]["rms_mean"]) for n in STUDIES[study]
+                   if n in results and results[n].get("rdf")]
+            if pts:
+                x, y = zip(*sorted(pts))
+                ax.plot(x, y, "o-", label=f"denoising, 500 frames, {what} (blown-up runs omitted)")
         for n, style in (("fm-all", "k--"), ("fm-500", "k:")):
             if n in results and results[n].get("rdf"):
                 ax.axhline(results[n]["rdf"]["rms_mean"], ls=style[1:], color="k", label=f"force matching, {n[3:]} frames")
