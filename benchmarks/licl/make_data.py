@@ -2,7 +2,7 @@
 
 This makes the coarse-grained data set of the LiCl study (``benchmarks/licl/README.md``):
 
-1. 24 Li+ and 24 Cl- in a cubic box of TIP3P water (about 2.5 M), Joung-Cheatham ion parameters
+1. 24 Li+ and 24 Cl- in a cubic box of TIP3P water (2.5 M as built, 2.7 M after NPT), Joung-Cheatham ion parameters
    for TIP3P as shipped with OpenMM (``amber14/tip3p.xml``), PME, rigid water.
 2. Minimise, equilibrate at 300 K and 1 bar (Monte Carlo barostat), then fix the box at the mean
    equilibrated volume and run NVT production (Langevin middle integrator).
