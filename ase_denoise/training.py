@@ -344,18 +344,15 @@ class Trainer:
         """Squared-error sums and component counts of this rank's share of the batch, per loss term:
         ``{"denoising": (sum, n), "forces": (sum, n)}`` (the terms the configured loss uses)."""
         mode = self.cfg.loss
-        ids = batch.frame_ids
-        if mode == "force_matching":  # clean coordinates only
-            positions, frame_ids, labelled = [], [], list(dict.fromkeys(ids))
-        else:
-            positions, frame_ids = list(batch.positions), list(ids)
-            labelled = [i for i in dict.fromkeys(ids) if self.frames[i].ref_forces is not None] if mode == "hybrid" else []
-        positions += [self.frames[i].positions for i in labelled]
-        frame_ids += labelled
-        data = self._collate(NoisyBatch(frame_ids, [], positions))
-        out = model(data)
+        # noisy copies (denoising term) first, then the clean frames with labels (force term)
+        noisy_ids = [] if mode == "force_matching" else list(batch.frame_ids)
+        noisy_pos = [] if mode == "force_matching" else list(batch.positions)
+        labelled = [] if mode == "denoising" else [
+            i for i in dict.fromkeys(batch.frame_ids) if self.frames[i].ref_forces is not None
+        ]
+        n_noisy = sum(len(p) for p in noisy_pos)
+        out = model(self._collate(NoisyBatch(noisy_ids + labelled, [], noisy_pos + [self.frames[i].positions for i in labelled])))
         terms: Dict[str, tuple] = {}
-        n_noisy = sum(len(p) for p in positions[: len(positions) - len(labelled)])
         if mode != "force_matching":
             target = self._target(batch)
             terms["denoising"] = (torch.sum((out[:n_noisy] - target) ** 2), float(target.numel()))
@@ -366,6 +363,10 @@ class Trainer:
             terms["forces"] = (torch.sum((out[n_noisy:] - target) ** 2), float(target.numel()))
         return terms
 
+    def _term_weight(self, name: str) -> float:
+        """``force_weight`` for the force term of the hybrid loss, 1 otherwise."""
+        return self.cfg.force_weight if (name == "forces" and self.cfg.loss == "hybrid") else 1.0
+
     def _combine(self, terms: Dict[str, tuple]) -> torch.Tensor:
         """The loss: per-term means over all ranks' components, the force term times ``force_weight``
         in hybrid mode. A term with no components anywhere contributes nothing."""
@@ -374,8 +375,7 @@ class Trainer:
             total = float(self._all_reduce(torch.tensor(count, dtype=self.dtype, device=self.device)))
             if total == 0:
                 continue
-            weight = self.cfg.force_weight if (name == "forces" and self.cfg.loss == "hybrid") else 1.0
-            loss = loss + weight * squared / total
+            loss = loss + self._term_weight(name) * squared / total
         return loss
 
     def _all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -421,8 +421,7 @@ class Trainer:
                     acc[0] += float(squared)
                     acc[1] += count
             means = {name: sq / n for name, (sq, n) in sums.items() if n > 0}
-            weight = self.cfg.force_weight if self.cfg.loss == "hybrid" else 1.0
-            out["valid_loss"] = means.get("denoising", 0.0) + weight * means.get("forces", 0.0)
+            out["valid_loss"] = sum(self._term_weight(name) * v for name, v in means.items())
             if self.cfg.loss == "hybrid":
                 out.update({f"valid_{name}_loss": v for name, v in means.items()})
         with_ref = [i for i in self.valid_ids if self.frames[i].ref_forces is not None]

@@ -38,10 +38,9 @@ from ase_denoise.md import run_langevin
 from ase_denoise.reference import sample_harmonic_dimer
 from ase_denoise.training import Trainer, TrainingError, prepare_data
 
+from _helpers import TINY, rewrite_metadata
+
 R_MAX = 4.5
-# the smallest sensible dimer model for training-path cases (as in tests/test_training.py)
-TINY = dict(head="edge", r_max=3.0, num_channels=4, max_L=0, max_ell=1, num_interactions=1, correlation=1,
-            radial_mlp=[8], edge_mlp=[8])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -102,17 +101,6 @@ def run_cli(argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli_main([str(a) for a in argv])
     return code, out.getvalue(), err.getvalue()
-
-
-def _rewrite_metadata(src, dst, **changes):
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(src), "pt") as fh:
-        meta = dict(fh.metadata())
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    meta.update(changes)
-    save_file(tensors, str(dst), metadata=meta)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,7 +312,7 @@ def test_empty_checkpoint_file(tmp_path):
 
 def test_newer_format_checkpoint(model_file, tmp_path):
     path = tmp_path / "future.safetensors"
-    _rewrite_metadata(model_file, path, format_version=str(FORMAT_VERSION + 1))
+    rewrite_metadata(model_file, path, format_version=str(FORMAT_VERSION + 1))
     with pytest.raises(CheckpointError, match=rf"model format version {FORMAT_VERSION + 1}, newer than .*upgrade ase_denoise"):
         load_model(path)
 
@@ -342,14 +330,14 @@ def test_model_element_table_mismatch_on_load(model_file, tmp_path):
     cfg = load_model(model_file).config.to_dict()
     cfg["atomic_numbers"] = [18, 36]  # the config claims Ar and Kr; the weights were made for Ar alone
     path = tmp_path / "mismatch.safetensors"
-    _rewrite_metadata(model_file, path, model_config=json.dumps(cfg))
+    rewrite_metadata(model_file, path, model_config=json.dumps(cfg))
     with pytest.raises(CheckpointError, match="weights do not match the architecture in its own config"):
         load_model(path)
 
 
 def test_checkpoint_with_malformed_config(model_file, tmp_path):
     path = tmp_path / "bad_config.safetensors"
-    _rewrite_metadata(model_file, path, model_config="{not json")
+    rewrite_metadata(model_file, path, model_config="{not json")
     with pytest.raises(CheckpointError, match="missing or malformed JSON metadata"):
         load_model(path)
 
@@ -358,7 +346,7 @@ def test_checkpoint_with_an_invalid_setting(model_file, tmp_path):
     cfg = load_model(model_file).config.to_dict()
     cfg["noise_std"] = -0.05
     path = tmp_path / "negative_sigma.safetensors"
-    _rewrite_metadata(model_file, path, model_config=json.dumps(cfg))
+    rewrite_metadata(model_file, path, model_config=json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"invalid model_config: invalid noise_std=-0.05"):
         load_model(path)
 

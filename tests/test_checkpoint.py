@@ -12,6 +12,8 @@ from ase.build import bulk
 from ase_denoise import CheckpointError, DenoiseCalculator, ModelConfig, build_model, load_model, save_model
 from ase_denoise.checkpoint import FORMAT_VERSION
 
+from _helpers import rewrite_metadata
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -96,20 +98,9 @@ def test_foreign_safetensors_file(tmp_path):
         load_model(path)
 
 
-def _rewrite_metadata(src, dst, **changes):
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(src), "pt") as fh:
-        meta = dict(fh.metadata())
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    meta.update(changes)
-    save_file(tensors, str(dst), metadata=meta)
-
-
 def test_newer_format_version_is_refused(model, tmp_path):
     save_model(model, tmp_path / "m.safetensors")
-    _rewrite_metadata(tmp_path / "m.safetensors", tmp_path / "new.safetensors", format_version=str(FORMAT_VERSION + 1))
+    rewrite_metadata(tmp_path / "m.safetensors", tmp_path / "new.safetensors", format_version=str(FORMAT_VERSION + 1))
     with pytest.raises(CheckpointError, match="newer"):
         load_model(tmp_path / "new.safetensors")
 
@@ -118,7 +109,7 @@ def test_weights_that_do_not_match_the_config_are_refused(model, tmp_path):
     save_model(model, tmp_path / "m.safetensors")
     cfg = model.config.to_dict()
     cfg["atomic_numbers"] = [18, 36]  # element table of a different model
-    _rewrite_metadata(tmp_path / "m.safetensors", tmp_path / "bad.safetensors", model_config=json.dumps(cfg))
+    rewrite_metadata(tmp_path / "m.safetensors", tmp_path / "bad.safetensors", model_config=json.dumps(cfg))
     with pytest.raises(CheckpointError, match="do not match"):
         load_model(tmp_path / "bad.safetensors")
 

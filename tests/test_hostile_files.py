@@ -39,8 +39,7 @@ from ase_denoise.reference import sample_harmonic_dimer
 from ase_denoise.training import STATE_FILE, Trainer, TrainingError, prepare_data
 from ase_denoise.zoo import ENV_MODELS_DIR, REGISTRY_FILE, REGISTRY_FORMAT, REGISTRY_VERSION, ZooError
 
-TINY = dict(head="edge", r_max=3.0, num_channels=4, max_L=0, max_ell=1, num_interactions=1, correlation=1,
-            radial_mlp=[8], edge_mlp=[8])
+from _helpers import TINY
 
 
 class Payload:

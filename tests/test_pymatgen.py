@@ -25,9 +25,10 @@ from ase_denoise import (
 )
 from ase_denoise.interop import atoms_to_structure, frames_to_trajectory
 
+from _helpers import TINY as _TINY
+
 T = 300.0
-TINY = dict(head="edge", r_max=3.5, num_channels=4, max_L=0, max_ell=1, num_interactions=1, correlation=1,
-            radial_mlp=[8], edge_mlp=[8])
+TINY = {**_TINY, "r_max": 3.5}
 
 
 def nacl_frames(n: int, seed: int = 0, forces: bool = True):

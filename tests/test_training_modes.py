@@ -12,8 +12,7 @@ from ase_denoise.model import forces_from_output
 from ase_denoise.reference import lj_argon_frames, sample_harmonic_dimer
 from ase_denoise.training import Trainer, TrainingError, evaluate_forces, force_target, prepare_data
 
-TINY = dict(head="edge", r_max=3.0, num_channels=4, max_L=0, max_ell=1, num_interactions=1, correlation=1,
-            radial_mlp=[8], edge_mlp=[8])
+from _helpers import TINY
 
 
 @pytest.fixture(scope="module")

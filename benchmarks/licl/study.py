@@ -22,6 +22,7 @@ other 1800; "500 frames" means 500 of them evenly spaced over the same 1.8 ns.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -86,8 +87,13 @@ logger = logging.getLogger("licl")
 # ----------------------------------------------------------------------------------------------
 def load_frames(path: Path = None) -> List[Atoms]:
     """All frames of the data set as periodic ``Atoms`` (wrapped) with ``arrays['ref_forces']`` (eV/A)
-    and ``info['temperature_K']``."""
-    d = np.load(DATA if path is None else path)
+    and ``info['temperature_K']``. Read once per process (callers must not modify them)."""
+    return _read_frames(Path(DATA if path is None else path).resolve())
+
+
+@functools.lru_cache(maxsize=2)
+def _read_frames(path: Path) -> List[Atoms]:
+    d = np.load(path)
     frames = []
     for pos, frc in zip(d["positions"], d["forces"]):
         atoms = Atoms(numbers=d["numbers"], positions=pos.astype(np.float64), cell=d["cell"], pbc=True)
