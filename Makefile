@@ -1,7 +1,8 @@
 # ase_denoise developer targets.
 #
 #   make venv    create .venv and install the package (idempotent, stamp-file driven)
-#   make test    run the test suite (pass extra pytest options with PYTEST_ARGS="...")
+#   make test    run the whole test suite, slow tests included (extra pytest options: PYTEST_ARGS="...")
+#   make test-quick  the test suite without the tests marked slow (pytest -m "not slow")
 #   make demo    run the end-to-end demo into demo_output/
 #   make clean   remove build/test/demo artefacts (keeps .venv)
 #   make distclean   clean, and remove .venv too
@@ -24,7 +25,7 @@ EXTRA_PKGS  := nbformat nbclient ipykernel jupytext setuptools wheel
 PYTEST_ARGS ?=
 DEMO_OUTPUT ?= demo_output
 
-.PHONY: venv test demo clean distclean
+.PHONY: venv test test-quick demo clean distclean
 
 venv: $(STAMP)
 
@@ -39,6 +40,9 @@ $(STAMP): pyproject.toml
 
 test: venv
 	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+
+test-quick: venv
+	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 demo: venv
 	OMP_NUM_THREADS=1 $(VENV)/bin/ase-denoise demo --output $(DEMO_OUTPUT)

@@ -1,53 +1,30 @@
-"""A forces-only ASE calculator around a trained denoiser (DESIGN.md section 6).
+"""A forces-only ASE calculator around a trained denoiser (docs/design.md, "Calculator contract").
 
 ``forces = kT * eps_hat / sigma`` (= ``kT * g / sigma^2``), eV/Angstrom, with kT and sigma taken
-from the model (they belong to its training data and are never guessed here).
+from the model (they belong to its training data and are never guessed here); the scaling itself
+is :func:`ase_denoise.model.forces_from_output`, reached through :func:`ase_denoise.inference.predict`.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-from typing import List, Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .checkpoint import load_model
-from .data import SkinNeighbourList, check_atoms, collate, to_frame
+from .inference import evaluation_levels, predict, structure_frame
 from .model import DenoiserMACE
+from .neighbours import SkinNeighbourList
+from .zoo import load_model
 
 _WHY_NO_ENERGY = (
     "a denoiser learns forces (the score of the Boltzmann density) from coordinates alone, "
     "not an energy; DenoiseCalculator implements only 'forces'"
 )
-
-
-def far_atoms_into_cell(atoms: Atoms) -> Atoms:
-    """``atoms``, or a copy in which every atom more than one cell length outside its periodic cell
-    is moved back into the cell by whole lattice vectors (periodic directions only).
-
-    In MD, atoms of a liquid diffuse out of the cell (ASE's integrators never wrap positions); the
-    forces do not change under lattice translations of an atom (edge vectors carry their image
-    shifts), so such atoms are accepted. Moving the far ones back keeps float32 edge vectors precise;
-    atoms within one cell length stay where they are, so the Verlet list is not rebuilt every time
-    an atom crosses a cell face. A structure with a non-finite or singular cell or non-finite
-    positions is returned unchanged (``check_atoms`` names the problem).
-    """
-    pbc = np.asarray(atoms.pbc, dtype=bool)
-    if not pbc.any() or len(atoms) == 0:
-        return atoms
-    cell, pos = atoms.cell.array, atoms.positions
-    if not (np.all(np.isfinite(cell)) and np.all(np.isfinite(pos))) or abs(np.linalg.det(cell)) < 1e-9:
-        return atoms
-    frac = np.linalg.solve(cell.T, pos.T).T
-    far = np.any(((frac < -1.0) | (frac > 2.0)) & pbc, axis=1)
-    if not far.any():
-        return atoms
-    moved = atoms.copy()
-    moved.positions[far] = pos[far] - np.where(pbc, np.floor(frac[far]), 0.0) @ cell
-    return moved
 
 
 class DenoiseCalculator(Calculator):
@@ -56,7 +33,7 @@ class DenoiseCalculator(Calculator):
     Parameters
     ----------
     model:
-        a :class:`~ase_denoise.model.DenoiserMACE` or a path to a model file.
+        a :class:`~ase_denoise.model.DenoiserMACE`, a model file or a zoo name (:func:`ase_denoise.zoo.load_model`).
     device:
         torch device for the forward pass (default ``"cpu"``).
     dtype:
@@ -64,6 +41,13 @@ class DenoiseCalculator(Calculator):
     skin:
         Verlet skin, Angstrom: the neighbour list (cutoff ``r_max + skin``) is reused until an atom
         has moved more than ``skin / 2``; results equal a fresh list's. ``0`` rebuilds every call.
+    noise_std:
+        for a model trained at several noise levels: ``None`` (default) returns the forces corrected
+        to sigma -> 0 (all levels in one batched forward, extrapolated in sigma^2,
+        :mod:`ase_denoise.inference`); a trained level (Angstrom) returns that level's smoothed forces.
+    exclude_priors:
+        kinds of the model's priors to leave out (e.g. ``("coulomb_dsf",)`` when the MD engine
+        computes the identical term itself); all priors are added by default.
     """
 
     implemented_properties: List[str] = ["forces"]  # our own list: never share ASE's class attribute
@@ -74,22 +58,35 @@ class DenoiseCalculator(Calculator):
         device: Union[str, torch.device] = "cpu",
         dtype: Optional[torch.dtype] = None,
         skin: float = 1.0,
+        noise_std: Optional[float] = None,
+        exclude_priors: Sequence[str] = (),
         **kwargs,
     ):
         super().__init__(**kwargs)
         if not isinstance(model, DenoiserMACE):
             model = load_model(model)
+        evaluation_levels(model, noise_std)  # refuses a level the model was not trained at
+        unknown = sorted(set(exclude_priors) - {p.kind for p in model.priors})
+        if unknown:
+            raise ValueError(f"exclude_priors={unknown}: the model has no such prior (it has {[p.kind for p in model.priors]})")
+        self.noise_std = noise_std
+        self.exclude_priors = tuple(exclude_priors)
         self.device = torch.device(device)
-        self.dtype = dtype or next(model.parameters()).dtype
+        parameter = next(model.parameters())
+        self.dtype = dtype or parameter.dtype
+        if (self.dtype, self.device) != (parameter.dtype, parameter.device):  # never convert the caller's model
+            model = copy.deepcopy(model)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.implemented_properties = list(self.implemented_properties)
-        # Verlet list: rebuilt only when an atom moved more than skin/2 (DESIGN.md section 4)
+        # Verlet list: rebuilt only when an atom moved more than skin/2 (ase_denoise.neighbours)
         self.neighbours = SkinNeighbourList(model.config.r_max, skin)
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], **kwargs) -> "DenoiseCalculator":
         """Load a model file (safetensors; never unpickled) and wrap it."""
-        return cls(load_model(path), **kwargs)
+        from .checkpoint import load_model_file
+
+        return cls(load_model_file(path), **kwargs)
 
     @classmethod
     def from_zoo(
@@ -106,9 +103,9 @@ class DenoiseCalculator(Calculator):
         return cls(load_zoo_model(name, models_dir), **kwargs)
 
     @property
-    def noise_std(self) -> float:
-        """sigma of the model, Angstrom."""
-        return self.model.noise_std
+    def noise_levels(self):
+        """The model's trained noise level(s) sigma, Angstrom."""
+        return self.model.noise_levels
 
     @property
     def temperature_K(self) -> float:
@@ -123,21 +120,15 @@ class DenoiseCalculator(Calculator):
     def check_structure(self, atoms: Atoms) -> None:
         """Raise ``ase_denoise.data.DataError`` if ``atoms`` does not fit the model.
 
-        Atoms outside a periodic cell are fine (MD never wraps): see :func:`far_atoms_into_cell`.
+        Atoms outside a periodic cell are fine (MD never wraps): see
+        :func:`ase_denoise.inference.structure_frame`.
         """
-        cfg = self.model.config
-        check_atoms(far_atoms_into_cell(atoms), atomic_numbers=cfg.atomic_numbers, pbc=cfg.pbc, r_max=cfg.r_max)
+        structure_frame(atoms, self.model)
 
     def calculate(self, atoms=None, properties=("forces",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
-        atoms = far_atoms_into_cell(self.atoms)
-        self.check_structure(atoms)
-        cfg = self.model.config
-        frame = to_frame(atoms, cfg.atomic_numbers)
-        data = collate(
-            [frame.positions], [frame], len(cfg.atomic_numbers), cfg.r_max, self.dtype, self.device,
+        frame = structure_frame(self.atoms, self.model)
+        self.results["forces"] = predict(
+            self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
             neighbour_lists=[self.neighbours],
         )
-        with torch.no_grad():
-            forces = self.model.forces(data)
-        self.results["forces"] = forces.detach().to("cpu", torch.float64).numpy()

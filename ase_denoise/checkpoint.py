@@ -1,14 +1,21 @@
-"""Model files: one self-describing safetensors file, weights plus JSON metadata (DESIGN.md s7).
+"""Model files: one self-describing safetensors file, weights plus JSON metadata.
 
-Layout: the tensors are the model's ``state_dict``; the safetensors header metadata holds
+Layout (docs/checkpoint.md): the tensors are the model's ``state_dict``; the safetensors header
+metadata holds
 
 * ``format`` = ``"ase_denoise.model"`` and ``format_version`` (an integer, :data:`FORMAT_VERSION`),
-* ``model_config``: JSON of :class:`~ase_denoise.config.ModelConfig` (architecture, element table,
-  ``r_max``, ``noise_std``, ``temperature_K``, ``pbc``),
+* ``model_config``: JSON of :class:`~ase_denoise.config.ModelConfig` (the architecture: element
+  table, ``r_max``, MACE hyperparameters, head),
+* ``physics``: JSON of :class:`~ase_denoise.config.PhysicsConfig` (``temperature_K``,
+  ``noise_std`` levels, ``pbc``),
 * ``library_version``, and JSON ``training`` (data summary, training settings) and ``metrics``.
 
 Loading parses JSON and reads raw tensors only: nothing from the file is ever unpickled or executed.
-Older format versions are brought up to date by the small functions in :data:`UPGRADES`.
+Older format versions are brought up to date by the small functions in :data:`UPGRADES` (one per
+version step); frozen files of every old version are test fixtures (``tests/fixtures/``).
+
+This module reads and writes files by path; names from the model zoo are resolved by
+:func:`ase_denoise.zoo.load_model`.
 """
 
 from __future__ import annotations
@@ -16,24 +23,39 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from typing import Any, Callable, Dict, Optional, Union
 
 import torch
 
 from . import __version__
-from .config import ModelConfig
+from .config import ModelConfig, PhysicsConfig
+from .files import atomic_write
 from .model import DenoiserMACE, build_model
 
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "ase_denoise.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 PathLike = Union[str, os.PathLike]
 
-# version -> function(metadata) returning the metadata of version + 1
-UPGRADES: Dict[int, Callable[[Dict[str, str]], Dict[str, str]]] = {}
+
+def _upgrade_1_to_2(raw: Dict[str, str]) -> Dict[str, str]:
+    """Format 1 kept the physics (``noise_std``, ``temperature_K``, ``pbc``) inside ``model_config``;
+    format 2 moves it to ``physics``, with ``noise_std`` a list of levels. Weights are unchanged."""
+    config = json.loads(raw["model_config"])
+    physics = {
+        "temperature_K": config.pop("temperature_K"),
+        "noise_std": [config.pop("noise_std")],
+        "pbc": config.pop("pbc", [False, False, False]),
+    }
+    raw["model_config"] = json.dumps(config, sort_keys=True)
+    raw["physics"] = json.dumps(physics, sort_keys=True)
+    return raw
+
+
+# version -> function(raw metadata) returning the raw metadata of version + 1
+UPGRADES: Dict[int, Callable[[Dict[str, str]], Dict[str, str]]] = {1: _upgrade_1_to_2}
 
 
 class CheckpointError(ValueError):
@@ -42,35 +64,6 @@ class CheckpointError(ValueError):
 
 _PICKLE_MAGIC = (b"\x80",)  # pickle protocol 2+
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (holds a pickle)
-
-
-def atomic_write(path: PathLike, write: Callable[[str], None], overwrite: bool) -> str:
-    """Call ``write(tmp_path)`` then move the result to ``path`` in one rename.
-
-    An interruption leaves ``path`` as it was. Raises ``FileExistsError`` if ``path`` exists and
-    ``overwrite`` is false, and ``FileNotFoundError``/``PermissionError`` naming the directory if it
-    is missing or not writable.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        why = "is a file, not a directory" if os.path.exists(directory) else "does not exist"
-        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} {why}")
-    if not os.access(directory, os.W_OK):
-        raise PermissionError(f"cannot write {path!r}: directory {directory!r} is not writable")
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path!r} already exists; refusing to overwrite it (pass overwrite=True)")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as fh:  # on disk before the rename: a power cut cannot leave an empty file
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def save_model(
@@ -90,6 +83,7 @@ def save_model(
         "format_version": str(FORMAT_VERSION),
         "library_version": __version__,
         "model_config": json.dumps(model.config.to_dict(), sort_keys=True),
+        "physics": json.dumps(model.physics.to_dict(), sort_keys=True),
         "training": json.dumps(training or {}, sort_keys=True, default=_json_default),
         "metrics": json.dumps(metrics or {}, sort_keys=True, default=_json_default),
     }
@@ -158,56 +152,51 @@ def _open(path: PathLike, read_tensors: bool):
             f"{path!r} has model format version {version}, newer than this ase_denoise "
             f"{__version__} understands (<= {FORMAT_VERSION}); upgrade ase_denoise"
         )
-    while version < FORMAT_VERSION:
-        raw = UPGRADES[version](dict(raw))
-        version += 1
-        raw["format_version"] = str(version)
     try:
+        while version < FORMAT_VERSION:
+            raw = UPGRADES[version](dict(raw))
+            version += 1
+            raw["format_version"] = str(version)
         meta: Dict[str, Any] = {
             "format_version": version,
             "library_version": raw.get("library_version"),
             "model_config": json.loads(raw["model_config"]),
+            "physics": json.loads(raw["physics"]),
             "training": json.loads(raw.get("training", "{}")),
             "metrics": json.loads(raw.get("metrics", "{}")),
         }
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path!r} has missing or malformed JSON metadata: {exc}") from exc
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path!r} has missing or malformed JSON metadata: {exc!r}") from exc
     return meta, tensors
 
 
-def load_model(
-    name_or_path: PathLike,
+def load_model_file(
+    path: PathLike,
     *,
     dtype: Optional[torch.dtype] = None,
     device: Union[str, torch.device] = "cpu",
-    models_dir: Optional[PathLike] = None,
 ) -> DenoiserMACE:
-    """Load a model file written by :func:`save_model`, or a zoo model by name.
+    """Load a model file written by :func:`save_model` (any older format version is upgraded).
 
-    ``name_or_path``: an existing file is loaded as given; otherwise a name from the model zoo
-    (:func:`ase_denoise.zoo.list_models`, looked up in ``models_dir`` or the shipped zoo), whose size
-    and sha256 are checked against the registry first (:class:`ase_denoise.zoo.ChecksumError` on a
-    mismatch, :class:`ase_denoise.zoo.ZooError` listing the available names for an unknown one).
     ``dtype``: convert to this dtype (default: the dtype it was saved in). The returned model is in
     eval mode and carries the file's metadata as ``model.metadata``. Raises :class:`CheckpointError`
-    for pickled, corrupt, foreign, newer-format or mismatched files.
+    for pickled, corrupt, foreign, newer-format or mismatched files and ``FileNotFoundError`` for a
+    missing one. To load a zoo model by name use :func:`ase_denoise.zoo.load_model`.
     """
-    from .zoo import resolve
-
-    path = resolve(name_or_path, models_dir)
     meta, tensors = _open(path, read_tensors=True)
     try:
         config = ModelConfig.from_dict(meta["model_config"])
+        physics = PhysicsConfig.from_dict(meta["physics"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{os.fspath(path)!r} has an invalid model_config: {exc}") from exc
+        raise CheckpointError(f"{os.fspath(path)!r} has an invalid configuration: {exc}") from exc
     saved_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
-    model = build_model(config, dtype=saved_dtype)
+    model = build_model(config, physics, dtype=saved_dtype)
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(
             f"{os.fspath(path)!r}: weights do not match the architecture in its own config: {exc}"
         ) from exc
-    model.metadata = meta  # type: ignore[attr-defined]
+    model.metadata = meta
     model.to(device=device, dtype=dtype or saved_dtype)
     return model.eval()

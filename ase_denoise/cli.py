@@ -10,27 +10,9 @@ import sys
 import time
 from typing import List, Optional
 
-import numpy as np
+from .config import ModelConfig, PhysicsConfig, TrainConfig, add_arguments, options_from_args
 
 log = logging.getLogger("ase_denoise.cli")
-
-
-def _add_model_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("model (MACE hyperparameters)")
-    g.add_argument("--head", choices=["vector", "edge"], default="vector", help="vector head (default: vector)")
-    g.add_argument("--r-max", type=float, default=5.0, help="cutoff, Angstrom (default 5.0)")
-    g.add_argument("--channels", type=int, default=16, help="MACE channels (default 16)")
-    g.add_argument("--max-ell", type=int, default=2, help="spherical harmonics degree (default 2)")
-    g.add_argument("--max-L", type=int, default=1, help="hidden irreps max L (default 1)")
-    g.add_argument("--correlation", type=int, default=2, help="MACE body order - 1 (default 2)")
-    g.add_argument("--interactions", type=int, default=2, help="message-passing layers (default 2)")
-
-
-def _model_options(args: argparse.Namespace) -> dict:
-    return dict(
-        head=args.head, r_max=args.r_max, num_channels=args.channels, max_ell=args.max_ell,
-        max_L=args.max_L, correlation=args.correlation, num_interactions=args.interactions,
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,31 +22,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a denoiser on equilibrium frames")
     p.add_argument("--data", required=True, help="frames, any file ASE can read (e.g. extxyz)")
-    p.add_argument("--temperature-K", type=float, default=None, help="temperature of the data, K (or info['temperature_K'])")
-    p.add_argument("--noise-std", type=float, required=True, help="sigma, Angstrom")
-    p.add_argument("--duplicates", type=int, default=4, help="noise draws per frame per epoch (default 4)")
     p.add_argument("--output", required=True, help="model file to write (.safetensors)")
     p.add_argument("--run-dir", default=None, help="checkpoints/log directory (default: OUTPUT.run)")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget; resumable")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--lr", type=float, default=5e-3)
-    p.add_argument("--valid-fraction", type=float, default=0.1)
-    p.add_argument("--patience", type=int, default=0, help="early stopping after N epochs without improvement")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--loss", choices=["denoising", "force_matching", "hybrid"], default="denoising",
-                   help="denoising (coordinates only, default); force_matching (labels only: per-atom forces "
-                        "in the data, noise-std then only sets the output scale); hybrid (both)")
-    p.add_argument("--force-weight", type=float, default=1.0, help="weight of the force term in --loss hybrid")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu); under "
                    "torchrun each process takes cuda:LOCAL_RANK")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    _add_model_options(p)
+    # options and defaults come from the dataclasses (ase_denoise.config): one definition each
+    physics = p.add_argument_group("physics of the data")
+    add_arguments(physics, PhysicsConfig, noise_std={
+        "required": True, "nargs": "+", "type": str, "metavar": "SIGMA",
+        "help": "noise standard deviation sigma, Angstrom: one level, several (a ladder: forces are then "
+                "corrected to sigma -> 0), or 'auto' (a ladder derived from the data, reasoning printed)",
+    })
+    physics.add_argument(
+        "--prior", action="append", default=[], metavar="SPEC",
+        help="add a prior (repeatable): 'wall' (repulsive wall below each pair's closest approach in the data) "
+             "or 'coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10' (DSF Coulomb, charges in e; learned as a residual)",
+    )
+    add_arguments(p.add_argument_group("training"), TrainConfig)
+    add_arguments(p.add_argument_group("model (MACE hyperparameters)"), ModelConfig, r_max={
+        "type": str, "help": "MACE cutoff, Angstrom, or 'auto' (the data's first coordination shells)",
+    })
 
     p = sub.add_parser("md", help="run Langevin MD with a denoiser")
-    p.add_argument("--model", required=True, help="model file")
+    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--noise-std", type=float, default=None,
+                   help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
     p.add_argument("--structure", required=True, help="starting structure, any file ASE can read (last frame used)")
     p.add_argument("--temperature-K", type=float, required=True)
     p.add_argument("--steps", type=int, required=True)
@@ -76,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("eval", help="force error of a denoiser against reference forces in frames")
-    p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True)
+    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--data", required=True, help="frames with per-atom force labels, any file ASE can read")
+    p.add_argument("--noise-std", type=float, default=None,
+                   help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
     p.add_argument("--parity", default=None, help="write a force parity plot (PNG) here")
 
     p = sub.add_parser("demo", help="LJ argon end to end: data, training, force recovery, MD, RDF")
@@ -122,9 +108,41 @@ def _distributed_setup(device: str):
     return rank, world_size, device
 
 
+def _noise_std_arg(values: List[str]):
+    """``['auto']`` -> ``'auto'``; otherwise the levels as floats (Angstrom)."""
+    if values == ["auto"]:
+        return "auto"
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--noise-std {' '.join(values)}: give sigma values in Angstrom or the single word 'auto'") from None
+
+
+def _prior_arg(spec: str):
+    """``wall`` or ``coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10`` -> a prior (or 'repulsive_wall')."""
+    from ase.data import atomic_numbers
+
+    from .priors import DSFCoulomb
+
+    if spec == "wall":
+        return "repulsive_wall"
+    kind, _, rest = spec.partition(":")
+    if kind != "coulomb" or not rest:
+        raise ValueError(f"--prior {spec!r}: use 'wall' or 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]'")
+    values = dict(item.split("=", 1) for item in rest.split(",") if "=" in item)
+    settings = {k: float(values.pop(k)) for k in ("eps", "alpha", "cutoff") if k in values}
+    unknown = [k for k in values if k not in atomic_numbers]
+    if unknown or "eps" not in settings:
+        raise ValueError(f"--prior {spec!r}: unknown element(s) {unknown} or missing eps=<relative permittivity>")
+    return DSFCoulomb(
+        {atomic_numbers[k]: float(v) for k, v in values.items()}, settings["eps"],
+        alpha=settings.get("alpha", 0.2), r_cut=settings.get("cutoff", 10.0),
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .checkpoint import load_model, save_model
-    from .config import TrainConfig
+    from .checkpoint import load_model_file, save_model
+    from .data import read_frames
     from .training import TrainingError, train
 
     if os.path.exists(args.output) and not args.overwrite:
@@ -132,18 +150,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or args.output + ".run"
     # the model is written after training: make its directory now, not fail once training is done
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    cfg = TrainConfig(
-        n_duplicates=args.duplicates, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        valid_fraction=args.valid_fraction, patience=args.patience, max_minutes=args.max_minutes,
-        seed=args.seed, dtype=args.dtype, loss=args.loss, force_weight=args.force_weight,
-    )
+    cfg = TrainConfig(**options_from_args(args, TrainConfig))
+    model_options = options_from_args(args, ModelConfig)
+    if "r_max" in model_options and model_options["r_max"] != "auto":
+        model_options["r_max"] = float(model_options["r_max"])
+    noise_std = _noise_std_arg(args.noise_std)
+    priors = [_prior_arg(spec) for spec in args.prior]
+    frames = read_frames(args.data)
     rank, world_size, device = _distributed_setup(args.device)
+    if noise_std == "auto" or model_options.get("r_max") == "auto":
+        from .suggest import suggest_settings
+
+        suggestion = suggest_settings(frames)
+        if rank == 0:
+            print("settings from the data:")
+            for line in suggestion.reasoning:
+                print("  " + line)
+        if noise_std == "auto":
+            noise_std = list(suggestion.noise_std)
+        if model_options.get("r_max") == "auto":
+            model_options["r_max"] = suggestion.r_max
     t0 = time.perf_counter()
     try:
         result = train(
-            args.data, run_dir, noise_std=args.noise_std, temperature_K=args.temperature_K, train_config=cfg,
-            resume=args.resume, progress=True, rank=rank, world_size=world_size, device=device,
-            **_model_options(args),
+            frames, run_dir, noise_std=noise_std, temperature_K=args.temperature_K, train_config=cfg,
+            priors=priors, resume=args.resume, progress=True, rank=rank, world_size=world_size, device=device,
+            **model_options,
         )
     except KeyboardInterrupt:
         print(f"\ninterrupted; resume with the same command plus --resume (state in {run_dir})", file=sys.stderr)
@@ -153,8 +185,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     if rank != 0:
         return 0
-    best = load_model(result.best_path)
-    meta = best.metadata  # type: ignore[attr-defined]
+    best = load_model_file(result.best_path)
+    meta = best.metadata
     save_model(best, args.output, training=meta["training"], metrics=meta["metrics"], overwrite=args.overwrite)
     print(f"trained in {time.perf_counter() - t0:.0f} s ({result.stopped}); model written to {args.output}")
     if result.history:
@@ -170,35 +202,33 @@ def cmd_md(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
     atoms = read_frames(args.structure, index="-1")[-1]
-    atoms.calc = DenoiseCalculator.from_file(args.model)
+    atoms.calc = DenoiseCalculator(args.model, noise_std=args.noise_std)
     stats = run_langevin(
         atoms, temperature_K=args.temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
         friction_per_fs=args.friction, trajectory=args.output, interval=args.interval, seed=args.seed,
         progress=True, overwrite=args.overwrite,
     )
     print(json.dumps(stats, indent=1))
+    if stats["stopped"]:
+        print(f"warning: MD stopped early: {stats['stopped']}", file=sys.stderr)
     print(f"trajectory written to {args.output}")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .analysis import force_metrics, plot_force_parity
-    from .checkpoint import load_model
-    from .data import check_atoms, read_frames, to_frame
-    from .training import evaluate_forces
+    from .data import read_frames
+    from .inference import evaluate_forces, structure_frame
+    from .zoo import load_model
 
     model = load_model(args.model)
-    atoms_list = read_frames(args.data)
-    cfg = model.config
-    for i, a in enumerate(atoms_list):
-        check_atoms(a, atomic_numbers=cfg.atomic_numbers, pbc=cfg.pbc, r_max=cfg.r_max, what=f"frame {i}")
-    frames = [to_frame(a, cfg.atomic_numbers) for a in atoms_list]
+    frames = [structure_frame(a, model, what=f"frame {i}") for i, a in enumerate(read_frames(args.data))]
     missing = sum(f.ref_forces is None for f in frames)
     if missing:
         print(f"error: {missing} of {len(frames)} frames carry no reference forces "
               "(arrays['ref_forces'] or calculator forces); nothing to compare against", file=sys.stderr)
         return 2
-    pred, ref = evaluate_forces(model, frames)
+    pred, ref = evaluate_forces(model, frames, noise_std=args.noise_std)
     metrics = force_metrics(pred, ref)
     print(json.dumps({k: _sig(v) for k, v in metrics.items()}, indent=1))
     if args.parity:

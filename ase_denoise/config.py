@@ -1,70 +1,111 @@
-"""Configuration dataclasses, saved as JSON next to the weights.
+"""Configuration dataclasses, saved as JSON with the weights.
+
+Three kinds of settings, kept apart because they change for different reasons:
+
+* :class:`ModelConfig` - the architecture: what is needed to rebuild the network and load its
+  weights (element table, cutoff, MACE hyperparameters, head).
+* :class:`PhysicsConfig` - the physics of the training data: temperature, noise level(s) sigma,
+  periodicity. It decides how the network's output becomes forces (``kT`` and ``sigma``).
+* :class:`TrainConfig` - how the weights were fitted (provenance; not needed to use a model).
+
+Each field's default is defined once, here; the command line builds its options from the fields'
+``metadata`` (:func:`add_arguments`), so library and CLI defaults cannot disagree. ``from_dict``
+refuses unknown keys in all three (one rule: a key this version does not know is a file from a
+newer version or a typo, and silently dropping it would change the meaning of the file).
 
 Units: Angstrom for lengths (``r_max``, ``noise_std``), Kelvin for ``temperature_K``.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from ase.data import chemical_symbols
 from ase.units import kB
 
 HEADS = ("edge", "vector")
-LOSSES = ("denoising", "force_matching", "hybrid")
+LOSSES = ("denoising", "force_matching", "hybrid", "mixed")
+
+T = TypeVar("T")
 
 
 def _fail(name: str, value: Any, why: str) -> None:
     raise ValueError(f"invalid {name}={value!r}: {why}")
 
 
+def _cli(flag: str, help: str, **argparse_kw: Any) -> Dict[str, Any]:
+    """Field metadata: the field becomes the command-line option ``flag``."""
+    return {"cli": flag, "help": help, **argparse_kw}
+
+
+class _Dictable:
+    """``to_dict`` / ``from_dict`` with one rule for unknown keys: refuse them."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls: Type[T], d: Dict[str, Any]) -> T:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown {cls.__name__} keys {unknown} (known: {sorted(known)}); "
+                "is this file from a newer ase_denoise?"
+            )
+        return cls(**d)
+
+
 @dataclass
-class ModelConfig:
-    """Everything needed to rebuild a denoiser and turn its output into forces.
+class ModelConfig(_Dictable):
+    """The architecture: everything needed to rebuild a denoiser and load its weights.
 
-    Architecture
-        ``atomic_numbers``: the element table (sorted, unique); any other element is refused.
-        ``r_max`` (Angstrom): MACE cutoff. ``num_channels``, ``max_L`` (hidden irreps),
-        ``max_ell`` (spherical harmonics), ``num_interactions``,
-        ``correlation``, ``num_bessel``, ``num_polynomial_cutoff``, ``radial_mlp``: MACE's own
-        hyperparameters with MACE's meaning. ``avg_num_neighbors``: fixed message normaliser,
-        measured on the training data.
-        ``head``: ``"vector"`` (default) keeps ``1o`` features through every layer and sums a
-        per-layer linear ``1x1o`` readout. ``"edge"`` is a symmetric pairwise head on a scalar last
-        layer, ``v_i = sum_j w(s_i, s_j, |r_ij|) r_ij/|r_ij|`` with ``w`` symmetric in i and j, so its
-        forces obey Newton's third law exactly (net force zero). At the default sizes the vector head
-        was both faster and more accurate on LJ argon (README, "Model and heads").
-        ``edge_mlp``: hidden sizes of the edge head's weight network.
-
-    Physics (DESIGN.md section 1)
-        ``noise_std`` (sigma, Angstrom) and ``temperature_K`` (of the training data):
-        forces = kT * output / sigma^2 with kT = ase.units.kB * temperature_K (eV).
-        ``pbc``: the periodicity of the training data; the calculator refuses other periodicity.
+    ``atomic_numbers``: the element table (sorted, unique); any other element is refused.
+    ``r_max`` (Angstrom): MACE cutoff. ``num_channels``, ``max_L`` (hidden irreps), ``max_ell``
+    (spherical harmonics), ``num_interactions``, ``correlation``, ``num_bessel``,
+    ``num_polynomial_cutoff``, ``radial_mlp``: MACE's own hyperparameters with MACE's meaning.
+    ``avg_num_neighbors``: fixed message normaliser, measured on the training data.
+    ``head``: ``"vector"`` (default) keeps ``1o`` features through every layer and sums a per-layer
+    linear ``1x1o`` readout. ``"edge"`` is a symmetric pairwise head on a scalar last layer,
+    ``v_i = sum_j w(s_i, s_j, |r_ij|) r_ij/|r_ij|`` with ``w`` symmetric in i and j, so its forces
+    obey Newton's third law exactly (net force zero). ``edge_mlp``: hidden sizes of the edge head's
+    weight network.
     """
 
     atomic_numbers: List[int]
-    noise_std: float
-    temperature_K: float
-    r_max: float = 5.0
-    num_channels: int = 16
-    max_L: int = 1
-    max_ell: int = 2
-    num_interactions: int = 2
-    correlation: int = 2
-    num_bessel: int = 8
-    num_polynomial_cutoff: int = 5
-    radial_mlp: List[int] = field(default_factory=lambda: [64, 64, 64])
+    r_max: float = field(default=5.0, metadata=_cli("--r-max", "MACE cutoff, Angstrom", type=float))
+    num_channels: int = field(default=16, metadata=_cli("--channels", "MACE channels", type=int))
+    max_L: int = field(default=1, metadata=_cli("--max-L", "largest L of the hidden irreps", type=int))
+    max_ell: int = field(default=2, metadata=_cli("--max-ell", "spherical harmonics degree", type=int))
+    num_interactions: int = field(default=2, metadata=_cli("--interactions", "message-passing layers", type=int))
+    correlation: int = field(default=2, metadata=_cli("--correlation", "MACE body order - 1", type=int))
+    num_bessel: int = field(default=8, metadata=_cli("--num-bessel", "radial Bessel functions", type=int))
+    num_polynomial_cutoff: int = field(
+        default=5, metadata=_cli("--num-polynomial-cutoff", "order of the radial envelope", type=int)
+    )
+    radial_mlp: List[int] = field(
+        default_factory=lambda: [64, 64, 64],
+        metadata=_cli("--radial-mlp", "hidden sizes of the radial MLP", type=int, nargs="+"),
+    )
     avg_num_neighbors: float = 10.0
-    head: str = "vector"
-    edge_mlp: List[int] = field(default_factory=lambda: [64, 64])
-    pbc: Tuple[bool, bool, bool] = (False, False, False)
+    head: str = field(default="vector", metadata=_cli("--head", "output head", choices=HEADS))
+    edge_mlp: List[int] = field(
+        default_factory=lambda: [64, 64],
+        metadata=_cli("--edge-mlp", "hidden sizes of the edge head's weight MLP", type=int, nargs="+"),
+    )
+    noise_embedding: int = field(
+        default=0,
+        metadata=_cli("--noise-embedding", "degree in log sigma of the noise conditioning (several levels; "
+                      "0 with one level; default with several: min(levels - 1, 2))", type=int),
+    )
 
     def __post_init__(self) -> None:
         self.atomic_numbers = sorted({int(z) for z in self.atomic_numbers})
-        self.pbc = tuple(bool(p) for p in self.pbc)  # type: ignore[assignment]
         self.radial_mlp = [int(x) for x in self.radial_mlp]
         self.edge_mlp = [int(x) for x in self.edge_mlp]
         self.validate()
@@ -75,10 +116,6 @@ class ModelConfig:
         bad = [z for z in self.atomic_numbers if not 0 < z < len(chemical_symbols)]
         if bad:
             _fail("atomic_numbers", bad, "not atomic numbers of real elements")
-        if not (self.noise_std > 0 and math.isfinite(self.noise_std)):
-            _fail("noise_std", self.noise_std, "the noise standard deviation (Angstrom) must be finite and > 0")
-        if not (self.temperature_K > 0 and math.isfinite(self.temperature_K)):
-            _fail("temperature_K", self.temperature_K, "the temperature (K) must be finite and > 0")
         if not (self.r_max > 0 and math.isfinite(self.r_max)):
             _fail("r_max", self.r_max, "the cutoff (Angstrom) must be finite and > 0")
         if self.head not in HEADS:
@@ -90,71 +127,126 @@ class ModelConfig:
             _fail("max_ell/max_L", (self.max_ell, self.max_L), "need max_ell >= 1 and max_L >= 0")
         if self.head == "vector" and self.max_L < 1:
             _fail("max_L", self.max_L, "the 'vector' head needs max_L >= 1 (1o features)")
-        if not self.avg_num_neighbors > 0:
-            _fail("avg_num_neighbors", self.avg_num_neighbors, "must be > 0")
+        if int(self.noise_embedding) < 0:
+            _fail("noise_embedding", self.noise_embedding, "must be >= 0")
+        if not (self.avg_num_neighbors > 0 and math.isfinite(self.avg_num_neighbors)):
+            _fail("avg_num_neighbors", self.avg_num_neighbors, "must be finite and > 0")
+
+    @property
+    def symbols(self) -> List[str]:
+        return [chemical_symbols[z] for z in self.atomic_numbers]
+
+
+@dataclass
+class PhysicsConfig(_Dictable):
+    """The physics of the training data, which turns the network's output into forces.
+
+    ``temperature_K``: temperature of the Boltzmann ensemble the frames were sampled from, K.
+    ``kT = ase.units.kB * temperature_K`` (eV) scales every force; it is never guessed.
+    ``noise_std``: the noise level(s) sigma, Angstrom (a float is stored as a one-element tuple,
+    several are sorted). forces = ``kT * eps_hat / sigma`` (docs/design.md, "The estimator").
+    ``pbc``: the periodicity of the training data; the calculator refuses other periodicity.
+    ``priors``: pair terms added to the network's forces, in their JSON form
+    (:mod:`ase_denoise.priors`: a repulsive wall below the data's closest approaches, screened
+    Coulomb); the network was trained on the residual of those marked ``in_residual``.
+    """
+
+    temperature_K: float = field(
+        metadata=_cli("--temperature-K", "temperature of the data, K (default: the frames' info['temperature_K'])",
+                      type=float)
+    )
+    noise_std: Tuple[float, ...] = field(
+        metadata=_cli("--noise-std", "noise standard deviation sigma, Angstrom", type=float)
+    )
+    pbc: Tuple[bool, bool, bool] = (False, False, False)
+    priors: List[Dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        levels = (self.noise_std,) if isinstance(self.noise_std, (int, float)) else tuple(self.noise_std)
+        self.noise_std = tuple(sorted(float(s) for s in levels))
+        self.temperature_K = float(self.temperature_K)
+        self.pbc = tuple(bool(p) for p in self.pbc)  # type: ignore[assignment]
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.noise_std:
+            _fail("noise_std", self.noise_std, "give at least one noise level (Angstrom)")
+        for s in self.noise_std:
+            if not (s > 0 and math.isfinite(s)):
+                _fail("noise_std", s, "a noise standard deviation (Angstrom) must be finite and > 0")
+        if len(set(self.noise_std)) != len(self.noise_std):
+            _fail("noise_std", self.noise_std, "the noise levels must differ")
+        if not (self.temperature_K > 0 and math.isfinite(self.temperature_K)):
+            _fail("temperature_K", self.temperature_K, "the temperature (K) must be finite and > 0")
         if len(self.pbc) != 3:
             _fail("pbc", self.pbc, "needs three booleans")
+        from .priors import prior_from_dict
+
+        for prior in self.priors:
+            prior_from_dict(prior)  # refuses unknown kinds and bad parameters
 
     @property
     def kT(self) -> float:
         """k_B * temperature_K, in eV."""
         return float(kB * self.temperature_K)
 
-    @property
-    def symbols(self) -> List[str]:
-        return [chemical_symbols[z] for z in self.atomic_numbers]
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["pbc"] = list(self.pbc)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown model config keys {unknown}; is this file from a newer ase_denoise?")
-        return cls(**d)
-
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Dictable):
     """Training settings (saved with the checkpoint for provenance).
 
-    ``n_duplicates``: independent noise draws of every training frame per epoch (DESIGN.md s3).
-    ``batch_size``: noisy samples (frame copies) per optimiser step.
-    ``lr``, ``weight_decay``: AdamW. ``ema_decay``: exponential moving average of the weights
-    (0 disables). ``lr_schedule``: "cosine" or "constant" (after ``warmup_steps``).
+    ``n_duplicates``: independent noise draws of every training frame per epoch
+    (docs/design.md, "Duplication sampler"). ``batch_size``: noisy samples (frame copies) per
+    optimiser step. ``lr``, ``weight_decay``: AdamW. ``ema_decay``: exponential moving average of
+    the weights (0 disables). ``lr_schedule``: "cosine" or "constant" (after ``warmup_steps``).
     ``valid_fraction``: fraction of *frames* held out (split by frame, never by duplicate).
     ``patience``: epochs without validation improvement before early stopping (0 disables).
     ``max_minutes``: wall-clock budget of one call to fit(); training stops cleanly (resumable) when spent.
     ``valid_duplicates``: fixed noise draws per validation frame (seeded once).
-    ``loss``: "denoising" (default: noisy coordinates in, ``-N/sigma`` out; needs no labels),
-    "force_matching" (clean coordinates in, per-atom force labels out: the force-trained baseline
-    with the same architecture; every training frame needs forces) or "hybrid" (the denoising term
-    plus ``force_weight`` times the force term of the frames that carry labels). The force term is the
-    mean squared error of ``kT * eps / sigma`` against the labels in units of ``kT / sigma``
-    (``(eps - sigma * F / kT)^2``), so a model of any mode is used the same way (see training.py).
+    ``loss``: what the network learns from (:mod:`ase_denoise.losses`): "denoising" (noisy
+    coordinates in, ``-N/sigma`` out; needs no labels), "force_matching" (clean coordinates in,
+    per-atom force labels out; every training frame needs forces) or "hybrid" (the denoising term
+    plus ``force_weight`` times the force term of the frames that carry labels) or "mixed" (noisy
+    coordinates in; where a frame has force labels the target mixes them with the noise,
+    variance-optimally: :class:`ase_denoise.losses.LabelMixing`).
     """
 
-    n_duplicates: int = 4
-    epochs: int = 100
-    batch_size: int = 8
-    lr: float = 5e-3
-    weight_decay: float = 1e-6
-    ema_decay: float = 0.99
-    lr_schedule: str = "cosine"
-    warmup_steps: int = 20
-    valid_fraction: float = 0.1
-    valid_duplicates: int = 4
-    patience: int = 0
-    max_minutes: Optional[float] = None
-    seed: int = 0
-    grad_clip: float = 10.0
-    dtype: str = "float32"
-    loss: str = "denoising"
-    force_weight: float = 1.0
+    n_duplicates: int = field(default=4, metadata=_cli("--duplicates", "noise draws per frame per epoch", type=int))
+    epochs: int = field(default=50, metadata=_cli("--epochs", "epochs (passes over the training frames)", type=int))
+    batch_size: int = field(default=4, metadata=_cli("--batch-size", "noisy frame copies per step", type=int))
+    lr: float = field(default=5e-3, metadata=_cli("--lr", "AdamW learning rate", type=float))
+    weight_decay: float = field(default=1e-6, metadata=_cli("--weight-decay", "AdamW weight decay", type=float))
+    ema_decay: float = field(
+        default=0.99, metadata=_cli("--ema-decay", "decay of the weights' moving average (0: off)", type=float)
+    )
+    lr_schedule: str = field(
+        default="cosine", metadata=_cli("--lr-schedule", "learning-rate schedule", choices=("cosine", "constant"))
+    )
+    warmup_steps: int = field(default=20, metadata=_cli("--warmup-steps", "linear warm-up steps", type=int))
+    valid_fraction: float = field(
+        default=0.1, metadata=_cli("--valid-fraction", "fraction of frames held out for validation", type=float)
+    )
+    valid_duplicates: int = field(
+        default=4, metadata=_cli("--valid-duplicates", "fixed noise draws per validation frame", type=int)
+    )
+    patience: int = field(
+        default=0, metadata=_cli("--patience", "early stopping after N epochs without improvement (0: off)", type=int)
+    )
+    max_minutes: Optional[float] = field(
+        default=None, metadata=_cli("--max-minutes", "wall-clock budget of this call, minutes; resumable", type=float)
+    )
+    seed: int = field(default=0, metadata=_cli("--seed", "seed of the split, the noise and the weights", type=int))
+    grad_clip: float = field(default=10.0, metadata=_cli("--grad-clip", "gradient norm clip (0: off)", type=float))
+    dtype: str = field(default="float32", metadata=_cli("--dtype", "training precision", choices=("float32", "float64")))
+    loss: str = field(
+        default="denoising",
+        metadata=_cli("--loss", "denoising (coordinates only); force_matching (per-atom force labels in the data; "
+                      "noise-std then only sets the output scale); hybrid (denoising + force_weight x force "
+                      "matching); mixed (noisy coordinates, labels mixed into the target)", choices=LOSSES),
+    )
+    force_weight: float = field(
+        default=1.0, metadata=_cli("--force-weight", "weight of the force term in --loss hybrid", type=float)
+    )
 
     def __post_init__(self) -> None:
         if int(self.n_duplicates) < 1:
@@ -182,10 +274,44 @@ class TrainConfig:
         if self.max_minutes is not None and not self.max_minutes > 0:
             _fail("max_minutes", self.max_minutes, "must be > 0")
 
-    def to_dict(self) -> Dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+# ----------------------------------------------------------------------------------------------
+# Command-line options generated from the dataclasses
+# ----------------------------------------------------------------------------------------------
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def cli_fields(cls: type, skip: Sequence[str] = ()) -> List[dataclasses.Field]:
+    """The fields of ``cls`` that are command-line options (those with ``metadata['cli']``)."""
+    return [f for f in dataclasses.fields(cls) if "cli" in f.metadata and f.name not in skip]
+
+
+def add_arguments(
+    parser: Union[argparse.ArgumentParser, Any], cls: type, skip: Sequence[str] = (), **overrides: Dict[str, Any]
+) -> None:
+    """Add one option per CLI field of ``cls`` to ``parser`` (a parser or argument group).
+
+    The option's default is ``None`` (= not given, the dataclass default applies); the help text
+    shows the dataclass default. ``overrides``: per field name, argparse keywords to replace.
+    """
+    for f in cli_fields(cls, skip):
+        kw = {k: v for k, v in f.metadata.items() if k != "cli"}
+        kw.update(overrides.get(f.name, {}))
+        default = _default(f)
+        shown = "" if default is dataclasses.MISSING else f" (default: {default})"
+        kw["help"] = kw["help"] + shown
+        parser.add_argument(f.metadata["cli"], dest=f.name, default=None, **kw)
+
+
+def options_from_args(args: argparse.Namespace, cls: type, skip: Sequence[str] = ()) -> Dict[str, Any]:
+    """``{field: value}`` for the CLI fields of ``cls`` that were given on the command line."""
+    return {f.name: getattr(args, f.name) for f in cli_fields(cls, skip) if getattr(args, f.name, None) is not None}
+
+
+def field_names(cls: type) -> List[str]:
+    return [f.name for f in dataclasses.fields(cls)]

@@ -1,12 +1,14 @@
-"""Frames in, graphs out: reading and checking data, neighbour lists, batching.
+"""Frames in, graphs out: reading and checking data, deriving a model's settings from it, batching.
 
-A *frame* is an equilibrium snapshot (``ase.Atoms``). Reference forces, when a frame has them,
-are kept for evaluation only: ``atoms.arrays["ref_forces"]`` or, failing that, forces stored by a
-single-point calculator (e.g. read from an extxyz file). The sampling temperature may be given per
-frame in ``atoms.info["temperature_K"]``; a data set must have a single temperature.
+A *frame* is an equilibrium snapshot (``ase.Atoms``). Per-atom force labels, when a frame has them,
+are ``atoms.arrays["ref_forces"]`` or, failing that, forces stored by a single-point calculator
+(e.g. read from an extxyz file): the ``force_matching`` and ``hybrid`` losses train on them, and
+validation and ``ase-denoise eval`` compare predictions with them; the ``denoising`` loss never
+sees them. The sampling temperature may be given per frame in ``atoms.info["temperature_K"]``; a
+data set must have a single temperature.
 
-Neighbour lists come from matscipy (what MACE itself uses) and follow MACE's convention:
-``edge_index = (sender, receiver)`` and ``vector = r[receiver] - r[sender] + shift``.
+Graphs follow MACE's batch format (see :mod:`ase_denoise.model`); neighbour lists come from
+:mod:`ase_denoise.neighbours`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from ase import Atoms
 from ase.data import chemical_symbols
-from matscipy.neighbours import neighbour_list
+
+from .config import ModelConfig, PhysicsConfig
+from .neighbours import SkinNeighbourList, average_num_neighbors, cell_heights, neighbour_graph
 
 logger = logging.getLogger(__name__)
 
@@ -31,13 +35,6 @@ class DataError(ValueError):
     """Raised for input data the library cannot use; the message names the problem."""
 
 
-def cell_heights(cell: np.ndarray) -> np.ndarray:
-    """Perpendicular heights of a cell (Angstrom): volume / area of the opposite face."""
-    cell = np.asarray(cell, dtype=float)
-    volume = abs(np.linalg.det(cell))
-    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
-
-
 def check_atoms(
     atoms: Atoms,
     *,
@@ -45,12 +42,14 @@ def check_atoms(
     pbc: Optional[Sequence[bool]] = None,
     r_max: Optional[float] = None,
     what: str = "structure",
+    far_atoms_ok: bool = False,
 ) -> None:
     """Raise :class:`DataError` with a precise message if ``atoms`` cannot be fed to a model.
 
     Checks: at least two atoms; finite positions; elements in ``atomic_numbers``; periodicity equal
-    to ``pbc``; a periodic cell with non-zero volume, every periodic height >= ``r_max`` and no atom
-    far outside it.
+    to ``pbc``; a periodic cell with finite entries and non-zero volume, every periodic height >=
+    ``r_max`` and (unless ``far_atoms_ok``: the calculator moves such atoms back itself) no atom more
+    than one cell length outside it.
     """
     if not isinstance(atoms, Atoms):
         raise DataError(f"{what}: expected ase.Atoms, got {type(atoms).__name__}")
@@ -89,8 +88,9 @@ def check_atoms(
                     f"{what}: periodic cell too small, heights {np.round(heights, 3).tolist()} Angstrom "
                     f"are below the model cutoff r_max={r_max} along axes {small}"
                 )
-        frac = np.linalg.solve(cell.T, pos.T).T
-        far = np.nonzero(np.any(((frac < -1.0) | (frac > 2.0)) & atoms.pbc, axis=1))[0]  # periodic axes only
+        if far_atoms_ok:
+            return
+        far = np.nonzero(far_from_cell(atoms.cell.scaled_positions(pos), atoms.pbc))[0]
         if len(far):
             raise DataError(
                 f"{what}: atoms {far[:10].tolist()} lie more than one cell length outside the periodic cell "
@@ -98,8 +98,13 @@ def check_atoms(
             )
 
 
+def far_from_cell(scaled_positions: np.ndarray, pbc: Sequence[bool]) -> np.ndarray:
+    """[n] mask of atoms more than one cell length outside the cell along a periodic axis."""
+    return np.any(((scaled_positions < -1.0) | (scaled_positions > 2.0)) & np.asarray(pbc, dtype=bool), axis=1)
+
+
 def reference_forces(atoms: Atoms) -> Optional[np.ndarray]:
-    """True forces (eV/Angstrom) stored with a frame, for evaluation only; ``None`` if absent."""
+    """Per-atom force labels (eV/Angstrom) stored with a frame; ``None`` if absent."""
     if "ref_forces" in atoms.arrays:
         return np.asarray(atoms.arrays["ref_forces"], dtype=np.float64)
     calc = atoms.calc
@@ -180,82 +185,6 @@ def data_pbc(frames: Sequence[Atoms]) -> Tuple[bool, bool, bool]:
     return next(iter(kinds))  # type: ignore[return-value]
 
 
-def neighbour_graph(
-    positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], cutoff: float
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Edges within ``cutoff`` (Angstrom): ``edge_index`` [2, n_edges] (sender, receiver) and the
-    integer cell shifts [n_edges, 3]; ``vector = r[receiver] - r[sender] + shifts @ cell``.
-
-    Non-periodic directions get a box large enough that no image is within the cutoff (as MACE does).
-    """
-    positions = np.asarray(positions, dtype=np.float64)
-    pbc = tuple(bool(p) for p in pbc)
-    cell = np.array(cell, dtype=np.float64, copy=True)
-    if not all(pbc):
-        span = np.max(np.abs(positions)) + 1.0
-        for axis in range(3):
-            if not pbc[axis]:
-                cell[axis] = 0.0
-                cell[axis, axis] = span * 5.0 * cutoff + 1.0
-    sender, receiver, unit_shifts = neighbour_list("ijS", pbc=pbc, cell=cell, positions=positions, cutoff=cutoff)
-    keep = ~((sender == receiver) & np.all(unit_shifts == 0, axis=1))
-    return np.stack((sender[keep], receiver[keep])), unit_shifts[keep]
-
-
-class SkinNeighbourList:
-    """A Verlet-style neighbour list (DESIGN.md section 4).
-
-    Built with cutoff ``cutoff + skin`` and reused, filtered to ``cutoff``, until some atom has moved
-    more than ``skin / 2`` from where the list was built (or the cell, periodicity or atom count
-    changed). Because MACE's envelope is exactly zero beyond ``r_max`` and messages are divided by a
-    fixed ``avg_num_neighbors``, the result equals a fresh list's up to the order of the edges.
-    Positions must not be wrapped between calls (a wrapped atom looks like a large move and triggers
-    a rebuild, which is correct but slower).
-    """
-
-    def __init__(self, cutoff: float, skin: float):
-        if skin < 0:
-            raise ValueError(f"skin={skin} Angstrom must be >= 0")
-        self.cutoff, self.skin = float(cutoff), float(skin)
-        self.n_builds = 0
-        self._ref: Optional[Tuple[np.ndarray, np.ndarray, Tuple[bool, ...]]] = None
-        self._edge_index = np.zeros((2, 0), dtype=np.int64)
-        self._shifts = np.zeros((0, 3))
-
-    def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> bool:
-        if self._ref is None:
-            return True
-        ref_pos, ref_cell, ref_pbc = self._ref
-        if ref_pos.shape != positions.shape or tuple(pbc) != ref_pbc or not np.array_equal(ref_cell, cell):
-            return True
-        displacement = np.sqrt(((positions - ref_pos) ** 2).sum(axis=1)).max(initial=0.0)
-        return bool(2.0 * displacement > self.skin)
-
-    def edges(
-        self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], update: bool = True
-    ) -> Tuple[np.ndarray, np.ndarray]:
-        """``edge_index`` [2, n_edges] and Cartesian ``shifts`` [n_edges, 3] of pairs within the cutoff.
-
-        ``update=False`` keeps the stored list (and its reference positions) even when a rebuild is
-        needed: that one call gets a fresh list (used for noisy copies of one clean frame).
-        """
-        positions = np.asarray(positions, dtype=np.float64)
-        cell = np.asarray(cell, dtype=np.float64)
-        pbc = tuple(bool(p) for p in pbc)
-        if self.needs_rebuild(positions, cell, pbc):
-            self.n_builds += 1
-            if not update:
-                edge_index, unit_shifts = neighbour_graph(positions, cell, pbc, self.cutoff)
-                return edge_index, unit_shifts @ cell
-            edge_index, unit_shifts = neighbour_graph(positions, cell, pbc, self.cutoff + self.skin)
-            self._edge_index, self._shifts = edge_index, unit_shifts @ cell
-            self._ref = (positions.copy(), cell.copy(), pbc)
-        sender, receiver = self._edge_index
-        vectors = positions[receiver] - positions[sender] + self._shifts
-        keep = (vectors**2).sum(axis=1) < self.cutoff**2
-        return np.ascontiguousarray(self._edge_index[:, keep]), self._shifts[keep]
-
-
 @dataclass
 class Frame:
     """A clean frame in the arrays the model needs (float64 numpy, Angstrom)."""
@@ -264,7 +193,7 @@ class Frame:
     species: np.ndarray  # [n] index into the element table
     cell: np.ndarray  # [3, 3]
     pbc: Tuple[bool, bool, bool]
-    ref_forces: Optional[np.ndarray] = None  # [n, 3] eV/Angstrom, evaluation only
+    ref_forces: Optional[np.ndarray] = None  # [n, 3] eV/Angstrom: force labels, if the frame has them
 
     @property
     def n_atoms(self) -> int:
@@ -295,11 +224,14 @@ def collate(
     device: Union[str, torch.device] = "cpu",
     neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
     update_lists: bool = True,
+    noise_std: Optional[Sequence[float]] = None,
 ) -> Dict[str, torch.Tensor]:
     """Batch graphs for the (possibly noisy) ``positions`` of ``frames`` (MACE's batch format).
 
     ``neighbour_lists``: one :class:`SkinNeighbourList` per item to reuse (its cutoff must be
     ``cutoff``; ``update_lists`` is passed on as ``update``); without them each graph gets a fresh list.
+    ``noise_std``: the noise level (Angstrom) each graph is evaluated at, stored as
+    ``data["noise_std"]`` [n_graphs]; a model with a single level needs none.
     """
     pos_list, attr_list, edge_list, shift_list, batch_list = [], [], [], [], []
     ptr = [0]
@@ -325,14 +257,94 @@ def collate(
         "shifts": torch.as_tensor(np.concatenate(shift_list), dtype=dtype, device=device),
         "batch": torch.as_tensor(np.concatenate(batch_list), device=device),
         "ptr": torch.as_tensor(ptr, dtype=torch.int64, device=device),
+        **({} if noise_std is None else {"noise_std": torch.as_tensor(list(noise_std), dtype=dtype, device=device)}),
     }
 
 
-def average_num_neighbors(frames: Sequence[Frame], cutoff: float) -> float:
-    """Mean number of neighbours within ``cutoff`` over the atoms of ``frames`` (MACE's normaliser)."""
-    edges = atoms = 0
-    for f in frames:
-        edge_index, _ = neighbour_graph(f.positions, f.cell, f.pbc, cutoff)
-        edges += edge_index.shape[1]
-        atoms += f.n_atoms
-    return max(edges / max(atoms, 1), 1.0)
+def prepare_data(
+    frames,
+    *,
+    noise_std: Union[None, str, float, Sequence[float]],
+    temperature_K: Optional[float] = None,
+    atomic_numbers: Optional[Sequence[int]] = None,
+    default_temperature_K: Optional[float] = None,
+    priors: Sequence[Any] = (),
+    initial_model: Any = None,
+    **model_options: Any,
+) -> Tuple[ModelConfig, PhysicsConfig, List[Frame]]:
+    """Check frames and derive a model's settings from them.
+
+    ``frames``: a path ASE can read, a list of ``Atoms`` or pymatgen structures.
+    ``noise_std``: sigma (Angstrom), one level or several (a ladder: the model takes sigma as an
+    input and ``ModelConfig.noise_embedding`` defaults to ``min(levels - 1, 2)``), or ``"auto"``:
+    the ladder :func:`ase_denoise.suggest.suggest_settings` derives from the frames.
+    ``temperature_K``: K, else the frames' ``info["temperature_K"]`` (one temperature per data set),
+    else ``default_temperature_K`` (a model being fine-tuned passes its own). ``atomic_numbers``: the
+    element table to use (a model being fine-tuned keeps its own: every element of the frames must be
+    in it); default: the elements of the frames. ``priors``: :class:`ase_denoise.priors.Prior`
+    objects, or ``"repulsive_wall"`` for a wall fitted to the frames' closest approaches
+    (:func:`ase_denoise.priors.fit_repulsive_wall`). ``model_options``: any other
+    :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
+    ``avg_num_neighbors`` is measured on the frames unless given.
+
+    ``initial_model``: a :class:`~ase_denoise.model.DenoiserMACE` to fine-tune. Its architecture is
+    inherited, element table and ``avg_num_neighbors`` included (its weights depend on them; every
+    element of the frames must be in its table); ``noise_std`` defaults to its levels (``None``) and
+    the temperature, failing the frames', to its own.
+
+    Returns the architecture, the physics (temperature, noise levels, the frames' periodicity,
+    priors) and the frames converted for training.
+    """
+    from .priors import Prior, fit_repulsive_wall
+
+    if initial_model is not None:
+        inherited = initial_model.config.to_dict()
+        atomic_numbers = inherited.pop("atomic_numbers")
+        model_options = {**inherited, **model_options}
+        noise_std = initial_model.noise_levels if noise_std is None else noise_std
+        default_temperature_K = initial_model.temperature_K
+    if noise_std is None:
+        raise ValueError("noise_std (sigma, Angstrom) is needed")
+
+    atoms_list: List[Atoms] = read_frames(frames)
+    stated = any("temperature_K" in a.info for a in atoms_list)
+    if temperature_K is None and not stated:
+        temperature_K = default_temperature_K
+    temperature_K = data_temperature(atoms_list, temperature_K)
+    pbc = data_pbc(atoms_list)
+    model_options = dict(model_options)
+    if (isinstance(noise_std, str) and noise_std == "auto") or model_options.get("r_max") == "auto":
+        from .suggest import suggest_settings
+
+        suggestion = suggest_settings(atoms_list)
+        for line in suggestion.reasoning:
+            logger.info("suggested settings: %s", line)
+        if isinstance(noise_std, str):
+            noise_std = suggestion.noise_std
+        if model_options.get("r_max") == "auto":
+            model_options["r_max"] = suggestion.r_max
+    if isinstance(noise_std, str):
+        raise ValueError(f"noise_std={noise_std!r}: give sigma in Angstrom (one or several levels) or 'auto'")
+    levels = (noise_std,) if isinstance(noise_std, (int, float)) else tuple(noise_std)
+    if len(levels) > 1 and not model_options.get("noise_embedding"):
+        model_options["noise_embedding"] = min(len(levels) - 1, 2)
+    r_max = float(model_options.get("r_max", ModelConfig.r_max))
+    for i, atoms in enumerate(atoms_list):
+        check_atoms(atoms, r_max=r_max, what=f"frame {i}", atomic_numbers=atomic_numbers)
+    numbers = sorted({int(z) for a in atoms_list for z in a.numbers}) if atomic_numbers is None else list(atomic_numbers)
+    options = dict(model_options)
+    avg = options.pop("avg_num_neighbors", None)
+    config = ModelConfig(atomic_numbers=numbers, **options)
+    converted = [to_frame(a, config.atomic_numbers) for a in atoms_list]
+    config.avg_num_neighbors = float(avg or average_num_neighbors(converted, r_max))
+    kT = PhysicsConfig(temperature_K=temperature_K, noise_std=levels).kT
+    fitted = []
+    for prior in priors:
+        if isinstance(prior, str) and prior == "repulsive_wall":
+            prior = fit_repulsive_wall(atoms_list, kT)
+        if not isinstance(prior, Prior):
+            raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects or 'repulsive_wall'")
+        logger.info("prior: %s", prior.describe())
+        fitted.append(prior.to_dict())
+    physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted)
+    return config, physics, converted

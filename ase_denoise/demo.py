@@ -5,7 +5,7 @@
 3. Compare ``kT * output / sigma^2`` with the true LJ forces on frames from an independent run.
 4. Run Langevin MD with the :class:`~ase_denoise.calculator.DenoiseCalculator` and compare its RDF
    with the reference RDF and with the reference RDF of noised frames (``rho_sigma``, which is what
-   MD with the smoothed forces samples, DESIGN.md section 1).
+   MD with the smoothed forces samples, docs/design.md).
 5. Save the force parity and RDF plots as PNG files.
 """
 
@@ -22,19 +22,8 @@ logger = logging.getLogger(__name__)
 
 TEMPERATURE_K = 94.4
 NOISE_STD = 0.03  # Angstrom; from a sigma scan (0.1, 0.05, 0.03 A), see README
-MODEL_OPTIONS = dict(head="vector", r_max=5.0, num_channels=16, max_ell=2, max_L=1, correlation=2, num_interactions=2)
-
-
-def noised_copies(frames, noise_std: float, seed: int = 0):
-    """Copies of ``frames`` with Gaussian noise of ``noise_std`` (Angstrom) added: samples of rho_sigma."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for a in frames:
-        b = a.copy()
-        b.positions = b.positions + rng.normal(0.0, noise_std, size=b.positions.shape)
-        b.wrap()
-        out.append(b)
-    return out
+#: the quick smoke test's model: smaller than ModelConfig's defaults (which the full demo uses)
+QUICK_MODEL_OPTIONS = dict(num_channels=8, max_ell=1, correlation=1)
 
 
 def run_demo(
@@ -53,9 +42,11 @@ def run_demo(
     from .checkpoint import save_model
     from .config import TrainConfig
     from .data import to_frame
+    from .inference import evaluate_forces
     from .md import run_langevin
     from .reference import lj_argon_frames
-    from .training import STATE_FILE, evaluate_forces, train
+    from .sampler import noised_copies
+    from .training import STATE_FILE, train
 
     t_start = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
@@ -70,11 +61,8 @@ def run_demo(
     test_frames = lj_argon_frames(n_test, TEMPERATURE_K, cache_dir=data_dir, seed=1, progress=progress, **sample_kw)
     t_data = time.perf_counter() - t_start
 
-    train_cfg = TrainConfig(
-        n_duplicates=4, epochs=2 if quick else 40, batch_size=4, lr=5e-3, valid_fraction=0.1,
-        max_minutes=0.3 if quick else minutes, seed=0,
-    )
-    options = dict(MODEL_OPTIONS, num_channels=8, max_ell=1, correlation=1) if quick else MODEL_OPTIONS
+    train_cfg = TrainConfig(epochs=2 if quick else 40, max_minutes=0.3 if quick else minutes, seed=0)
+    options = QUICK_MODEL_OPTIONS if quick else {}
     resume = os.path.exists(os.path.join(run_dir, STATE_FILE))
     t0 = time.perf_counter()
     result = train(
@@ -84,7 +72,7 @@ def run_demo(
     t_train = time.perf_counter() - t0
     model = result.model
     model_path = os.path.join(output_dir, "lj-argon-demo.safetensors")
-    save_model(model, model_path, training=model.metadata["training"], metrics=model.metadata["metrics"], overwrite=True)  # type: ignore[attr-defined]
+    save_model(model, model_path, training=model.metadata["training"], metrics=model.metadata["metrics"], overwrite=True)
 
     test = [to_frame(a, model.config.atomic_numbers) for a in test_frames]
     pred, ref = evaluate_forces(model, test)

@@ -7,8 +7,8 @@ module names. :func:`denoiser_from_mace` reads MACE's architecture hyperparamete
 builds the matching :class:`~ase_denoise.config.ModelConfig`, copies every backbone tensor whose
 name, shape and owning e3nn module (class and irreps) match, and leaves the rest -- the noise head
 above all -- at a fresh, seeded initialisation. The :class:`TransferReport` lists what was copied,
-what was not, and why. :func:`finetune` then trains the result by denoising with the ordinary
-:class:`~ase_denoise.training.Trainer`.
+what was not, and why. Fine-tuning is ordinary training started from the result:
+``ase_denoise.train(frames, run_dir, initial_model=model)`` (one fine-tuning path for any model).
 
 What cannot carry over, by construction:
 
@@ -22,7 +22,7 @@ What cannot carry over, by construction:
   default ``--interaction_first``, and then that ``skip_tp`` (other shape) stays fresh, as the report says.
 
 Units: ``noise_std`` and ``r_max`` in Angstrom, ``temperature_K`` in K (forces in eV/Angstrom are
-``kT * output / noise_std^2``, DESIGN.md section 1).
+``kT * eps_hat / noise_std``, docs/design.md).
 
 Security: a ``.model`` file is a pickled Python object; unpickling runs code stored in the file.
 :func:`load_mace_model` refuses it unless ``trust_pickle=True`` is passed, and the refusal happens
@@ -36,18 +36,15 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
+from ._mace import host_environment_kept, o3
 from .checkpoint import CheckpointError
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, PhysicsConfig
 from .model import DenoiserMACE, build_model, hidden_irreps
-
-if TYPE_CHECKING:
-    from .data import Frame
-    from .training import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +180,7 @@ def load_mace_model(path: PathLike, *, trust_pickle: bool = False, map_location:
                     "'.model' file written next to it by mace's training"
                 )
     logger.warning("unpickling %s (trust_pickle=True): this runs code stored in the file", path)
-    with warnings.catch_warnings():
+    with host_environment_kept(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import mace.modules  # noqa: F401  (the pickle references mace classes)
 
@@ -232,25 +229,22 @@ def _standard_hidden(irreps: Any, channels: int, max_L: int) -> bool:
 def mace_model_config(
     mace_model: nn.Module,
     *,
-    noise_std: float,
-    temperature_K: float,
     head: str = "edge",
     **options: Any,
 ) -> Tuple[ModelConfig, List[str]]:
-    """The :class:`ModelConfig` matching ``mace_model``'s backbone, and notes on what differs.
+    """The :class:`ModelConfig` (architecture) matching ``mace_model``'s backbone, and notes on what
+    differs.
 
     Read off the module: ``atomic_numbers``, ``r_max`` (Angstrom, from the radial cutoff),
     ``num_bessel``, ``num_polynomial_cutoff``, ``max_ell`` (spherical harmonics), ``num_channels`` and
     ``max_L`` (hidden irreps of the first layer), ``num_interactions``, ``correlation``, ``radial_mlp``,
-    ``avg_num_neighbors``. ``noise_std`` (Angstrom) and ``temperature_K`` (K) are the denoiser's;
-    ``head`` and ``options`` (``edge_mlp``, ``pbc``) set the rest. Raises :class:`MaceAdapterError`
-    for modules that are not MACE or use features the denoiser's backbone cannot represent.
+    ``avg_num_neighbors``. ``head`` and ``options`` (``edge_mlp``) set the rest. Raises
+    :class:`MaceAdapterError` for modules that are not MACE or use features the denoiser's backbone
+    cannot represent.
     """
-    from e3nn import o3
-
     _check_is_mace(mace_model)
     notes: List[str] = []
-    forbidden = sorted(set(options) - {"edge_mlp", "pbc"})
+    forbidden = sorted(set(options) - {"edge_mlp"})
     if forbidden:
         raise TypeError(f"options {forbidden} are read from the MACE model and cannot be overridden")
 
@@ -326,8 +320,6 @@ def mace_model_config(
 
     config = ModelConfig(
         atomic_numbers=numbers,
-        noise_std=noise_std,
-        temperature_K=temperature_K,
         r_max=_shortest_float(radial.cutoff_fn.r_max),
         num_channels=channels,
         max_L=max_L,
@@ -475,12 +467,14 @@ def denoiser_from_mace(
             ``1o`` features, so its tensors of other shapes stay fresh).
         trust_pickle: allow unpickling a ``.model`` file (runs code from the file).
         edge_mlp: hidden sizes of the edge head (default: ModelConfig's).
-        pbc: periodicity recorded in the config (``finetune`` replaces it by the data's).
+        pbc: periodicity recorded with the model (training replaces it by the data's).
         dtype: dtype of the returned denoiser; default MACE's (the copy is bit-identical in MACE's
             dtype and converted afterwards if ``dtype`` differs).
         seed: seeds the fresh tensors (same seed and architecture -> same fresh weights as a
             from-scratch :class:`~ase_denoise.training.Trainer` with that seed); ``None`` uses
             torch's global generator. The global generator is left untouched otherwise.
+
+    Fine-tune the result with ``ase_denoise.train(frames, run_dir, initial_model=model)``.
 
     Returns:
         ``(model, report)``: the denoiser in eval mode (``model.provenance`` describes the source)
@@ -495,24 +489,16 @@ def denoiser_from_mace(
     options: Dict[str, Any] = {}
     if edge_mlp is not None:
         options["edge_mlp"] = list(edge_mlp)
-    if pbc is not None:
-        options["pbc"] = tuple(pbc)
-    config, notes = mace_model_config(
-        mace_model, noise_std=noise_std, temperature_K=temperature_K, head=head, **options
-    )
+    config, notes = mace_model_config(mace_model, head=head, **options)
+    physics = PhysicsConfig(temperature_K=temperature_K, noise_std=noise_std, pbc=tuple(pbc or (False,) * 3))
     source_dtype = next((p.dtype for p in mace_model.parameters() if p.is_floating_point()), torch.float32)
-    if seed is None:
-        model = build_model(config, dtype=source_dtype)
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = build_model(config, dtype=source_dtype)
+    model = build_model(config, physics, dtype=source_dtype, seed=seed)
     report = transfer_backbone(mace_model, model, source_name=source_name)  # bit-exact in MACE's dtype
     report.notes = notes + report.notes
     if dtype is not None and dtype != source_dtype:
         model.to(dtype)
         report.notes.append(f"denoiser converted from MACE's {source_dtype} to {dtype} after the transfer")
-    model.provenance = {  # type: ignore[attr-defined]
+    model.provenance = {
         "initialised_from": "mace",
         "source": source_name,
         "source_class": type(mace_model).__name__,
@@ -530,63 +516,3 @@ def denoiser_from_mace(
     for note in report.notes:
         logger.info("MACE transfer: %s", note)
     return model.eval(), report
-
-
-# --------------------------------------------------------------------------------------------------
-# Fine-tuning
-# --------------------------------------------------------------------------------------------------
-def finetune_data(
-    model: DenoiserMACE,
-    frames: Union[PathLike, Iterable[Any]],
-    *,
-    noise_std: Optional[float] = None,
-    temperature_K: Optional[float] = None,
-) -> Tuple[ModelConfig, List[Frame]]:
-    """The training config and converted frames for fine-tuning ``model`` on ``frames``.
-
-    The architecture, element table and ``avg_num_neighbors`` stay the model's (its weights depend on
-    them); the periodicity comes from the data; ``noise_std`` (Angstrom) and ``temperature_K`` (K)
-    default to the model's (frames stating ``info["temperature_K"]`` must agree). Every element of
-    the frames must be in the model's element table (:class:`~ase_denoise.data.DataError` otherwise).
-    """
-    from .data import check_atoms, data_pbc, data_temperature, read_frames, to_frame
-
-    atoms_list = read_frames(frames)
-    temperature = data_temperature(
-        atoms_list, temperature_K if temperature_K is not None else model.config.temperature_K
-    )
-    for i, atoms in enumerate(atoms_list):
-        check_atoms(atoms, atomic_numbers=model.config.atomic_numbers, r_max=model.config.r_max, what=f"frame {i}")
-    config = dataclasses.replace(
-        model.config,
-        noise_std=float(noise_std if noise_std is not None else model.config.noise_std),
-        temperature_K=temperature,
-        pbc=data_pbc(atoms_list),
-    )
-    return config, [to_frame(a, config.atomic_numbers) for a in atoms_list]
-
-
-def finetune(
-    model: DenoiserMACE,
-    frames: Union[PathLike, Iterable[Any]],
-    output_dir: PathLike,
-    *,
-    train_config: Optional[TrainConfig] = None,
-    noise_std: Optional[float] = None,
-    temperature_K: Optional[float] = None,
-    resume: bool = False,
-    progress: bool = False,
-) -> TrainResult:
-    """Train ``model`` (e.g. from :func:`denoiser_from_mace`) further by denoising ``frames``.
-
-    Data and config as in :func:`finetune_data`; training exactly like
-    :func:`ase_denoise.training.train` (same :class:`~ase_denoise.config.TrainConfig`, output files,
-    resumable), except that it starts from ``model``'s weights. ``noise_std`` in Angstrom,
-    ``temperature_K`` in K. Returns the :class:`~ase_denoise.training.TrainResult`; the checkpoint's
-    training summary records ``initial_weights`` (the model's provenance).
-    """
-    from .training import Trainer
-
-    config, converted = finetune_data(model, frames, noise_std=noise_std, temperature_K=temperature_K)
-    trainer = Trainer(config, converted, os.fspath(output_dir), train_config, progress=progress, initial_model=model)
-    return trainer.fit(resume=resume)

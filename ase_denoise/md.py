@@ -47,7 +47,7 @@ Fails
 Relaxing on learned forces stops where the *smoothed* forces vanish: with a
 denoiser trained at noise level sigma this is the minimum of the
 sigma-smoothed free energy, close to but not exactly the minimum of U
-(DESIGN.md section 1).
+(docs/design.md, "The estimator").
 
 Units: ASE throughout. Time in ps in logs, energies in eV, temperature in K,
 forces and fmax in eV/Angstrom, lengths in Angstrom.
@@ -55,10 +55,11 @@ forces and fmax in eV/Angstrom, lengths in Angstrom.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import weakref
-from typing import IO, Any, Dict, Optional, Type, Union
+from typing import IO, Any, Callable, Dict, Optional, Sequence, Type, Union
 
 import numpy as np
 from ase import Atoms, units
@@ -80,6 +81,7 @@ __all__ = [
     "min_pair_distance",
     "relax",
     "run_langevin",
+    "TrajectoryWriteError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -328,6 +330,61 @@ def min_pair_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
     return float(d.min()) if len(d) else float("inf")
 
 
+#: an observer is called every ``interval`` MD steps with the atoms and the step number
+Observer = Callable[[Atoms, int], None]
+#: a stop hook returns ``None`` to go on, or a reason (str) to end the run cleanly
+StopHook = Callable[[Atoms, int], Optional[str]]
+
+
+def _trajectory_format(trajectory: str) -> str:
+    """ASE's name of the file format of ``trajectory``; refuses formats ASE cannot write or that
+    hold a single frame. Called before the run, so it fails now, not after the whole run."""
+    import ase.io.formats
+
+    try:
+        fmt = ase.io.formats.filetype(trajectory, read=False)
+        io = ase.io.formats.get_ioformat(fmt)
+        if not io.can_write:
+            raise ValueError(f"ASE cannot write {fmt!r}")
+        if io.single and fmt != "traj":
+            raise ValueError(f"the {fmt!r} format holds a single frame")
+    except Exception as exc:
+        raise ValueError(
+            f"cannot write trajectory {trajectory!r}: unknown or unsuitable file format ({type(exc).__name__}: {exc}); "
+            "use e.g. .traj or .extxyz"
+        ) from exc
+    return fmt
+
+
+class _TrajectoryStream:
+    """Appends frames to an open trajectory file as MD runs (nothing is held in memory)."""
+
+    def __init__(self, path: str, fmt: str):
+        import ase.io
+
+        self.fmt = fmt
+        if fmt == "traj":
+            self.handle = ase.io.Trajectory(path, "w")
+        else:
+            self.handle = open(path, "w")
+
+    def write(self, atoms: Atoms) -> None:
+        import ase.io
+
+        if self.fmt == "traj":
+            self.handle.write(atoms)
+        else:
+            ase.io.write(self.handle, atoms, format=self.fmt)
+            self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class TrajectoryWriteError(OSError):
+    """Writing the trajectory failed (e.g. the disk is full); an existing file was kept."""
+
+
 def run_langevin(
     atoms: Atoms,
     *,
@@ -341,79 +398,105 @@ def run_langevin(
     logfile: Optional[str] = None,
     progress: bool = False,
     overwrite: bool = False,
+    observers: Sequence[Observer] = (),
+    stop: Optional[StopHook] = None,
+    min_distance_stop: Optional[float] = None,
+    thermalize: bool = True,
+    distance_cutoff: float = 6.0,
 ) -> Dict[str, Any]:
     """Langevin MD with any forces-only calculator attached to ``atoms`` (modified in place).
 
-    Velocities start from Maxwell-Boltzmann at ``temperature_K`` (seeded). Every ``interval``
-    steps the frame is written to ``trajectory`` (any ASE format; written to a temporary file and
-    renamed at the end, so an existing file is never half-overwritten; refused if it exists unless
-    ``overwrite``) and logged with :class:`ForcesOnlyMDLogger` to ``logfile``.
-    Raises ``RuntimeError`` if a force becomes non-finite.
+    ASE's ``Langevin`` with ``fixcm=False`` (all 3N degrees of freedom thermalised, so the centre of
+    mass is not held still and ``Stationary`` would be wrong here). Velocities start from
+    Maxwell-Boltzmann at ``temperature_K`` (ASE's ``thermalize_momenta``, seeded;
+    ``thermalize=False`` keeps the atoms' momenta, e.g. to continue a run). Every step the forces are
+    checked: a non-finite force ends the run cleanly, with ``stopped`` saying so. Every ``interval``
+    steps (and at step 0):
 
-    Returns ``steps``, ``wall_s``, ``steps_per_second``, ``ns_per_day``, ``mean_temperature_K``,
-    ``min_distance`` (Angstrom, over the sampled frames) and ``max_force`` (eV/Angstrom).
+    * the temperature, the closest approach of two atoms (Angstrom, periodic images included, pairs
+      within ``distance_cutoff``; ``inf`` if none) and the largest force are recorded;
+    * the frame (positions, momenta, forces) is appended to ``trajectory`` (any multi-frame format
+      ASE writes). It is streamed to a temporary file as the run goes and renamed at the end, so an
+      existing file is never half-overwritten (refused if it exists unless ``overwrite``); if the
+      run fails the frames up to the failure are kept, if *writing* fails an old file is kept;
+    * a line is logged with :class:`ForcesOnlyMDLogger` to ``logfile``;
+    * each of ``observers`` is called as ``observer(atoms, step)``;
+    * ``stop(atoms, step)`` may return a reason to end the run early, and ``min_distance_stop``
+      (Angstrom) ends it when two atoms come closer (an MD collapse): the run then ends cleanly and
+      the result says why in ``stopped``.
+
+    Returns ``steps`` (done), ``wall_s``, ``steps_per_second``, ``ns_per_day``,
+    ``mean_temperature_K``, ``min_distance`` (Angstrom, over the observed steps),
+    ``min_distance_step``, ``max_force`` (eV/Angstrom) and ``stopped`` (``None`` or the reason).
     """
-    import os
-
-    import ase.io
     from ase.md.langevin import Langevin
-    try:  # ASE >= 3.28
+
+    try:  # ASE >= 3.28 (3.29 deprecates MaxwellBoltzmannDistribution in its favour)
         from ase.md.velocitydistribution import thermalize_momenta
     except ImportError:  # older ASE
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
-        def thermalize_momenta(atoms, temperature_K, rng):
-            MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
+    from .files import atomic_output, check_writable
 
-    if trajectory is not None and os.path.exists(trajectory) and not overwrite:
-        raise FileExistsError(f"{trajectory!r} exists; refusing to overwrite it (pass overwrite=True)")
-    traj_format = None
-    if trajectory is not None:  # fail now, not after the whole run
-        traj_dir = os.path.dirname(os.path.abspath(trajectory))
-        if not os.path.isdir(traj_dir):
-            raise FileNotFoundError(
-                f"cannot write trajectory {trajectory!r}: directory {traj_dir!r} "
-                + ("is a file, not a directory" if os.path.exists(traj_dir) else "does not exist")
-            )
-        if not os.access(traj_dir, os.W_OK):
-            raise PermissionError(f"cannot write trajectory {trajectory!r}: directory {traj_dir!r} is not writable")
-        try:
-            traj_format = ase.io.formats.filetype(trajectory, read=False)
-            if not ase.io.formats.get_ioformat(traj_format).can_write:
-                raise ValueError(f"ASE cannot write {traj_format!r}")
-        except Exception as exc:
-            raise ValueError(
-                f"cannot write trajectory {trajectory!r}: unknown file format ({type(exc).__name__}: {exc}); "
-                "use e.g. .traj or .extxyz"
-            ) from exc
     if steps < 0 or interval < 1 or timestep_fs <= 0 or temperature_K <= 0:
         raise ValueError(
             f"need steps >= 0, interval >= 1, timestep_fs > 0, temperature_K > 0; got {steps}, {interval}, "
             f"{timestep_fs}, {temperature_K}"
         )
+    traj_format = None
+    if trajectory is not None:  # fail now, not after the whole run
+        check_writable(trajectory, overwrite)
+        traj_format = _trajectory_format(trajectory)
     rng = np.random.default_rng(seed)
-    thermalize_momenta(atoms, temperature_K, rng=rng)
+    if thermalize:
+        thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
     dyn = Langevin(
         atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=friction_per_fs / units.fs,
         rng=rng, fixcm=False,
     )
-    snapshots = []
-    stats = {"temperature": [], "min_distance": [], "max_force": []}
+    stats: Dict[str, list] = {"temperature": [], "min_distance": [], "max_force": []}
+    closest = {"d": float("inf"), "step": -1}
+    stopped: Dict[str, Optional[str]] = {"reason": None}
+    stream: Optional[_TrajectoryStream] = None
+
+    class _Stop(Exception):
+        pass
+
+    def check_forces() -> None:  # every step; the forces are cached, so this costs little
+        if not np.all(np.isfinite(atoms.get_forces())):
+            stopped["reason"] = f"non-finite force at MD step {int(dyn.nsteps)}"
+            raise _Stop
 
     def observe() -> None:
+        step = int(dyn.nsteps)
         forces = atoms.get_forces()
-        if not np.all(np.isfinite(forces)):
-            raise RuntimeError(f"non-finite force at MD step {dyn.nsteps}")
+        d = min_pair_distance(atoms, cutoff=distance_cutoff)
+        if d < closest["d"]:
+            closest.update(d=d, step=step)
         stats["temperature"].append(atoms.get_temperature())
-        stats["min_distance"].append(min_pair_distance(atoms))
+        stats["min_distance"].append(d)
         stats["max_force"].append(max_force(forces))
-        if trajectory is not None:
+        if stream is not None:
             from ase.calculators.singlepoint import SinglePointCalculator
 
             snap = atoms.copy()
             snap.calc = SinglePointCalculator(snap, forces=forces.copy())
-            snapshots.append(snap)
+            try:
+                stream.write(snap)
+            except OSError as exc:
+                raise TrajectoryWriteError(exc.errno, f"writing trajectory {trajectory!r} failed: {exc}") from exc
+        for observer in observers:
+            observer(atoms, step)
+        reason = None
+        if min_distance_stop is not None and d < min_distance_stop:
+            reason = f"atoms {d:.3f} A apart at step {step} (< {min_distance_stop} A)"
+        elif stop is not None:
+            reason = stop(atoms, step)
+        if reason:
+            stopped["reason"] = reason
+            raise _Stop
 
+    dyn.attach(check_forces, interval=1)
     dyn.attach(observe, interval=interval)
     md_logger = None
     if logfile is not None:
@@ -425,26 +508,38 @@ def run_langevin(
 
         bar = tqdm(total=steps, desc="MD", unit="step", dynamic_ncols=True)
         dyn.attach(lambda: bar.update(1) if dyn.nsteps > 0 else None, interval=1)
+
+    def keep_partial(exc: BaseException) -> bool:  # frames up to an MD failure, but not a failed write
+        return not isinstance(exc, TrajectoryWriteError)
+
+    output = atomic_output(trajectory, overwrite, keep_partial) if trajectory is not None else contextlib.nullcontext()
     t0 = time.perf_counter()
     try:
-        dyn.run(steps)
+        with output as tmp:
+            if tmp is not None:
+                stream = _TrajectoryStream(tmp, traj_format)  # type: ignore[arg-type]
+            try:
+                dyn.run(steps)
+            except _Stop:
+                logger.warning("MD stopped early: %s", stopped["reason"])
+            finally:
+                if stream is not None:
+                    stream.close()
     finally:
         wall = time.perf_counter() - t0
         if bar is not None:
             bar.close()
         if md_logger is not None:
             md_logger.close()
-        if trajectory is not None and snapshots:
-            from .checkpoint import atomic_write
-
-            # temp file + rename (no half-written file, no temp file left behind)
-            atomic_write(trajectory, lambda tmp: ase.io.write(tmp, snapshots, format=traj_format), overwrite)
+    done = int(dyn.nsteps)
     return {
-        "steps": steps,
+        "steps": done,
         "wall_s": wall,
-        "steps_per_second": steps / wall if wall > 0 else float("inf"),
-        "ns_per_day": steps * timestep_fs * 1e-6 / wall * 86400 if wall > 0 else float("inf"),
+        "steps_per_second": done / wall if wall > 0 else float("inf"),
+        "ns_per_day": done * timestep_fs * 1e-6 / wall * 86400 if wall > 0 else float("inf"),
         "mean_temperature_K": float(np.mean(stats["temperature"])) if stats["temperature"] else float("nan"),
-        "min_distance": float(np.min(stats["min_distance"])) if stats["min_distance"] else float("nan"),
+        "min_distance": float(closest["d"]) if stats["min_distance"] else float("nan"),
+        "min_distance_step": int(closest["step"]),
         "max_force": float(np.max(stats["max_force"])) if stats["max_force"] else float("nan"),
+        "stopped": stopped["reason"],
     }

@@ -1,12 +1,13 @@
 """The denoiser: MACE's own blocks with an equivariant per-atom vector head.
 
-Parametrisation (the one place it is defined, DESIGN.md section 1):
+Parametrisation (where sigma and kT enter the forces; docs/design.md, "The estimator"):
 
-* the network sees noisy positions ``x = r + N`` with ``N ~ Normal(0, sigma^2)`` per component,
-* it predicts the *unit-variance* target ``eps_hat ~ -N / sigma`` (see :func:`denoising_target`),
+* the network sees noisy positions ``x = r + N`` with ``N ~ Normal(0, sigma^2)`` per component
+  (drawn in :mod:`ase_denoise.sampler`),
+* it predicts the *unit-variance* target ``eps_hat ~ -N / sigma`` (:mod:`ase_denoise.losses`),
 * so the Tweedie score estimate is ``g = sigma * eps_hat = sigma^2 grad log rho_sigma``,
 * and the forces are ``F_hat = kT * g / sigma^2 = kT * eps_hat / sigma`` in eV/Angstrom
-  (see :func:`forces_from_output`), with ``kT = ase.units.kB * temperature_K``.
+  (:func:`forces_from_output`), with ``kT = ase.units.kB * temperature_K``.
 
 Two heads (``ModelConfig.head``):
 
@@ -21,45 +22,41 @@ Two heads (``ModelConfig.head``):
     the net force on a structure is exactly zero (as it is for the true score of any
     translation-invariant density).
 
-Batch format (MACE's conventions): ``positions`` [n_nodes, 3], ``node_attrs`` one-hot
-[n_nodes, n_elements], ``edge_index`` [2, n_edges] as (sender, receiver), ``shifts`` [n_edges, 3]
-(Cartesian, Angstrom) so that ``vector = positions[receiver] - positions[sender] + shifts``,
-``batch`` [n_nodes] and ``ptr`` [n_graphs + 1].
+Batch format (MACE's conventions, built by :func:`ase_denoise.data.collate`): ``positions``
+[n_nodes, 3], ``node_attrs`` one-hot [n_nodes, n_elements], ``edge_index`` [2, n_edges] as
+(sender, receiver), ``shifts`` [n_edges, 3] (Cartesian, Angstrom) so that
+``vector = positions[receiver] - positions[sender] + shifts``, ``batch`` [n_nodes], ``ptr``
+[n_graphs + 1] and ``noise_std`` [n_graphs] (Angstrom: the noise level each graph is evaluated at).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
-from .config import ModelConfig
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    from mace.modules.blocks import (  # noqa: E402  (mace must be imported before e3nn)
-        EquivariantProductBasisBlock,
-        LinearNodeEmbeddingBlock,
-        LinearReadoutBlock,
-        RadialEmbeddingBlock,
-        RealAgnosticInteractionBlock,
-        RealAgnosticResidualInteractionBlock,
-    )
-    from mace.modules.utils import get_edge_vectors_and_lengths
-    from e3nn import o3
+from ._mace import (
+    EquivariantProductBasisBlock,
+    LinearNodeEmbeddingBlock,
+    LinearReadoutBlock,
+    RadialEmbeddingBlock,
+    RealAgnosticInteractionBlock,
+    RealAgnosticResidualInteractionBlock,
+    get_edge_vectors_and_lengths,
+    o3,
+)
+from .config import ModelConfig, PhysicsConfig
+from .priors import Prior, prior_from_dict
 
 
-def denoising_target(noise: torch.Tensor, noise_std: float) -> torch.Tensor:
-    """Training target for a noise draw ``noise`` (Angstrom): ``-noise / sigma`` (unit variance)."""
-    return -noise / noise_std
-
-
-def forces_from_output(eps_hat: torch.Tensor, noise_std: float, kT: float) -> torch.Tensor:
+def forces_from_output(eps_hat: torch.Tensor, noise_std: Any, kT: float) -> torch.Tensor:
     """Forces in eV/Angstrom from the network output: ``kT * eps_hat / sigma``.
 
     Equivalent to ``kT * g / sigma^2`` for the Tweedie output ``g = sigma * eps_hat`` (Angstrom).
+    ``noise_std``: sigma in Angstrom, a number or a tensor broadcastable to ``eps_hat`` (per node).
     """
     return eps_hat * (kT / noise_std)
 
@@ -107,101 +104,147 @@ class EdgeVectorHead(nn.Module):
 class DenoiserMACE(nn.Module):
     """MACE backbone + vector noise head; ``forward`` returns ``eps_hat`` [n_nodes, 3] (unitless).
 
+    ``config``: the architecture (:class:`~ase_denoise.config.ModelConfig`); ``physics``: the
+    temperature and noise level(s) of the training data (:class:`~ase_denoise.config.PhysicsConfig`).
     Use :meth:`forces` for eV/Angstrom. Build in float32 (default) and convert with
     ``model.to(torch.float64)``; construction never touches torch's global default dtype.
     Module names (``node_embedding``, ``radial_embedding``, ``spherical_harmonics``,
     ``interactions``, ``products``) match ``mace.modules.MACE`` so backbone tensors transfer.
+
+    ``metadata``: what the model file said (:func:`ase_denoise.checkpoint.load_model` fills it);
+    ``provenance``: where the weights came from (e.g. a MACE model, :mod:`ase_denoise.mace_adapter`).
     """
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, physics: PhysicsConfig):
         super().__init__()
         config.validate()
-        self.config = config
-        n_elements = len(config.atomic_numbers)
-        C = config.num_channels
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.int64))
-            node_attr_irreps = o3.Irreps(f"{n_elements}x0e")
-            node_feats_irreps = o3.Irreps(f"{C}x0e")
-            hidden = hidden_irreps(C, config.max_L)
-            sh_irreps = o3.Irreps.spherical_harmonics(config.max_ell)
-            interaction_irreps = (sh_irreps * C).sort()[0].simplify()
-
-            self.node_embedding = LinearNodeEmbeddingBlock(irreps_in=node_attr_irreps, irreps_out=node_feats_irreps)
-            self.radial_embedding = RadialEmbeddingBlock(
-                r_max=config.r_max, num_bessel=config.num_bessel, num_polynomial_cutoff=config.num_polynomial_cutoff
+        physics.validate()
+        if len(physics.noise_std) > 1 and config.noise_embedding < 1:
+            raise ValueError(
+                f"a model for several noise levels {physics.noise_std} A needs sigma as an input: "
+                "ModelConfig.noise_embedding must be >= 1"
             )
-            edge_feats_irreps = o3.Irreps(f"{self.radial_embedding.out_dim}x0e")
-            self.spherical_harmonics = o3.SphericalHarmonics(sh_irreps, normalize=True, normalization="component")
+        self.config = config
+        self.physics = physics
+        self.metadata: Dict[str, Any] = {}
+        self.provenance: Dict[str, Any] = {}
+        self.priors: List[Prior] = [prior_from_dict(d) for d in physics.priors]
+        with warnings.catch_warnings():  # e3nn/mace emit ~45 TorchScript warnings per build
+            warnings.simplefilter("ignore")
+            self._build_blocks(config)
 
-            self.interactions = nn.ModuleList()
-            self.products = nn.ModuleList()
-            self.vector_readouts = nn.ModuleList()
-            self.layer_irreps: List[o3.Irreps] = []
-            in_irreps = node_feats_irreps
-            for layer in range(config.num_interactions):
-                last = layer == config.num_interactions - 1
-                # MACE keeps only scalars after its last layer; the vector head needs 1o there.
-                out_irreps = o3.Irreps(f"{C}x0e") if (last and config.head == "edge") else hidden
-                cls = RealAgnosticInteractionBlock if layer == 0 else RealAgnosticResidualInteractionBlock
-                inter = cls(
-                    node_attrs_irreps=node_attr_irreps,
-                    node_feats_irreps=in_irreps,
-                    edge_attrs_irreps=sh_irreps,
-                    edge_feats_irreps=edge_feats_irreps,
-                    target_irreps=interaction_irreps,
-                    hidden_irreps=out_irreps,
-                    avg_num_neighbors=config.avg_num_neighbors,
-                    radial_MLP=list(config.radial_mlp),
-                )
-                self.interactions.append(inter)
-                self.products.append(
-                    EquivariantProductBasisBlock(
-                        node_feats_irreps=inter.target_irreps,
-                        target_irreps=out_irreps,
-                        correlation=config.correlation,
-                        num_elements=n_elements,
-                        use_sc=layer > 0,
-                    )
-                )
-                if config.head == "vector":
-                    self.vector_readouts.append(LinearReadoutBlock(out_irreps, o3.Irreps("1x1o")))
-                self.layer_irreps.append(out_irreps)
-                in_irreps = out_irreps
+    def _build_blocks(self, config: ModelConfig) -> None:
+        n_elements = len(config.atomic_numbers) * (config.noise_embedding + 1)  # node_attrs width
+        C = config.num_channels
+        self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.int64))
+        node_attr_irreps = o3.Irreps(f"{n_elements}x0e")
+        node_feats_irreps = o3.Irreps(f"{C}x0e")
+        hidden = hidden_irreps(C, config.max_L)
+        sh_irreps = o3.Irreps.spherical_harmonics(config.max_ell)
+        interaction_irreps = (sh_irreps * C).sort()[0].simplify()
 
-            if config.head == "edge":
-                self.edge_head = EdgeVectorHead(
-                    n_scalars=C * config.num_interactions,
-                    num_bessel=config.num_bessel,
-                    hidden=config.edge_mlp,
-                    avg_num_neighbors=config.avg_num_neighbors,
+        self.node_embedding = LinearNodeEmbeddingBlock(irreps_in=node_attr_irreps, irreps_out=node_feats_irreps)
+        self.radial_embedding = RadialEmbeddingBlock(
+            r_max=config.r_max, num_bessel=config.num_bessel, num_polynomial_cutoff=config.num_polynomial_cutoff
+        )
+        edge_feats_irreps = o3.Irreps(f"{self.radial_embedding.out_dim}x0e")
+        self.spherical_harmonics = o3.SphericalHarmonics(sh_irreps, normalize=True, normalization="component")
+
+        self.interactions = nn.ModuleList()
+        self.products = nn.ModuleList()
+        self.vector_readouts = nn.ModuleList()
+        self.layer_irreps: List[o3.Irreps] = []
+        in_irreps = node_feats_irreps
+        for layer in range(config.num_interactions):
+            last = layer == config.num_interactions - 1
+            # MACE keeps only scalars after its last layer; the vector head needs 1o there.
+            out_irreps = o3.Irreps(f"{C}x0e") if (last and config.head == "edge") else hidden
+            cls = RealAgnosticInteractionBlock if layer == 0 else RealAgnosticResidualInteractionBlock
+            inter = cls(
+                node_attrs_irreps=node_attr_irreps,
+                node_feats_irreps=in_irreps,
+                edge_attrs_irreps=sh_irreps,
+                edge_feats_irreps=edge_feats_irreps,
+                target_irreps=interaction_irreps,
+                hidden_irreps=out_irreps,
+                avg_num_neighbors=config.avg_num_neighbors,
+                radial_MLP=list(config.radial_mlp),
+            )
+            self.interactions.append(inter)
+            self.products.append(
+                EquivariantProductBasisBlock(
+                    node_feats_irreps=inter.target_irreps,
+                    target_irreps=out_irreps,
+                    correlation=config.correlation,
+                    num_elements=n_elements,
+                    use_sc=layer > 0,
                 )
+            )
+            if config.head == "vector":
+                self.vector_readouts.append(LinearReadoutBlock(out_irreps, o3.Irreps("1x1o")))
+            self.layer_irreps.append(out_irreps)
+            in_irreps = out_irreps
+
+        if config.head == "edge":
+            self.edge_head = EdgeVectorHead(
+                n_scalars=C * config.num_interactions,
+                num_bessel=config.num_bessel,
+                hidden=config.edge_mlp,
+                avg_num_neighbors=config.avg_num_neighbors,
+            )
 
     @property
-    def noise_std(self) -> float:
-        """sigma, Angstrom."""
-        return float(self.config.noise_std)
+    def noise_levels(self) -> Tuple[float, ...]:
+        """The trained noise level(s) sigma, Angstrom, ascending."""
+        return tuple(self.physics.noise_std)
 
     @property
     def temperature_K(self) -> float:
-        return float(self.config.temperature_K)
+        """Temperature of the training data, K."""
+        return float(self.physics.temperature_K)
 
     @property
     def kT(self) -> float:
         """k_B T of the training data, eV."""
-        return self.config.kT
+        return self.physics.kT
+
+    @property
+    def noise_reference(self) -> float:
+        """sigma_ref, Angstrom: the geometric mean of the trained levels (the level itself for one)."""
+        levels = self.noise_levels
+        return float(math.exp(sum(math.log(s) for s in levels) / len(levels)))
+
+    def noise_coordinate(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``u = log(sigma / sigma_ref) / log(sigma_max / sigma_min)``: about -0.5 .. 0.5 over the ladder."""
+        levels = self.noise_levels
+        span = math.log(levels[-1] / levels[0]) if len(levels) > 1 else 1.0
+        return torch.log(sigma / self.noise_reference) / span
+
+    def conditioned_attrs(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``node_attrs`` [n_nodes, n_elements * (p + 1)]: the element one-hot times ``(1, u, ..., u^p)``
+        (the noise conditioning, ``ModelConfig.noise_embedding = p``); the plain one-hot for p = 0."""
+        one_hot = data["node_attrs"]  # [n_nodes, n_elements]
+        p = self.config.noise_embedding
+        if p == 0:
+            return one_hot
+        u = self.noise_coordinate(self.node_noise_std(data))  # [n_nodes, 1]
+        powers = torch.cat([torch.ones_like(u)] + [u**j for j in range(1, p + 1)], dim=-1)  # [n_nodes, p + 1]
+        return (one_hot.unsqueeze(-1) * powers.unsqueeze(1)).reshape(one_hot.shape[0], -1)
 
     def forward(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Return ``eps_hat`` [n_nodes, 3], the predicted ``-noise/sigma`` (unitless)."""
-        node_attrs = data["node_attrs"]
+        """Return ``eps_hat`` [n_nodes, 3], the predicted ``-noise/sigma`` (unitless).
+
+        A multi-level model scales its last sum by ``sigma / sigma_ref``: the unit-variance output is
+        ``sigma * grad log rho_sigma``, so the network itself only has to represent
+        ``sigma_ref * grad log rho_sigma``, which changes slowly with sigma."""
+        node_attrs = self.conditioned_attrs(data)
         edge_index = data["edge_index"]
         vectors, lengths = get_edge_vectors_and_lengths(
             positions=data["positions"], edge_index=edge_index, shifts=data["shifts"]
         )  # [n_edges, 3], [n_edges, 1]
         node_feats = self.node_embedding(node_attrs)  # [n_nodes, C]
         edge_attrs = self.spherical_harmonics(vectors)  # [n_edges, (max_ell+1)^2]
-        edge_feats, _ = self.radial_embedding(lengths, node_attrs, edge_index, self.atomic_numbers)  # [n_edges, num_bessel]
+        edge_feats, _ = self.radial_embedding(lengths, data["node_attrs"], edge_index, self.atomic_numbers)  # [n_edges, num_bessel]
 
         C = self.config.num_channels
         scalars: List[torch.Tensor] = []
@@ -223,14 +266,40 @@ class DenoiserMACE(nn.Module):
         if self.config.head == "edge":
             envelope = self.radial_embedding.cutoff_fn(lengths)  # [n_edges, 1]
             out = self.edge_head(torch.cat(scalars, dim=-1), edge_feats, envelope, vectors / lengths, edge_index)
+        if self.config.noise_embedding:
+            out = out * (self.node_noise_std(data) / self.noise_reference)
         return out
 
+    def node_noise_std(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """sigma of every node [n_nodes, 1], Angstrom, from the per-graph ``data["noise_std"]``
+        (a model trained at a single level needs no ``data["noise_std"]``: it is that level)."""
+        if "noise_std" not in data:
+            if len(self.noise_levels) > 1:
+                raise ValueError(
+                    f"this model was trained at several noise levels {self.noise_levels} A: "
+                    "data['noise_std'] must say which level each graph is evaluated at"
+                )
+            return torch.full_like(data["positions"][:, :1], self.noise_levels[0])
+        return data["noise_std"][data["batch"]].unsqueeze(-1)
+
     def forces(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Forces in eV/Angstrom, ``kT * eps_hat / sigma`` (DESIGN.md section 1)."""
-        return forces_from_output(self(data), self.noise_std, self.kT)
+        """Forces in eV/Angstrom [n_nodes, 3], ``kT * eps_hat / sigma`` at each graph's noise level."""
+        if "noise_std" not in data:  # one level: the scale is one number (bit-identical to format 1)
+            self.node_noise_std(data)  # refuses a multi-level model
+            return forces_from_output(self(data), self.noise_levels[0], self.kT)
+        return forces_from_output(self(data), self.node_noise_std(data), self.kT)
 
 
-def build_model(config: ModelConfig, dtype: torch.dtype = torch.float32) -> DenoiserMACE:
-    """Build a :class:`DenoiserMACE` in ``dtype`` without touching torch's global default dtype."""
-    model = DenoiserMACE(config)
-    return model.to(dtype)
+def build_model(
+    config: ModelConfig, physics: PhysicsConfig, dtype: torch.dtype = torch.float32, seed: Optional[int] = None
+) -> DenoiserMACE:
+    """Build a :class:`DenoiserMACE` in ``dtype`` without touching torch's global default dtype.
+
+    ``seed``: initialise the weights from this seed without touching torch's global generator
+    (``None``: draw from the global generator, as ``nn.Module`` does).
+    """
+    if seed is None:
+        return DenoiserMACE(config, physics).to(dtype)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return DenoiserMACE(config, physics).to(dtype)

@@ -5,12 +5,16 @@ Convention used by the whole library: every frame is an :class:`ase.Atoms` with
 * ``atoms.arrays["ref_forces"]``: true forces, float64 ``(n, 3)``, eV/Angstrom;
 * ``atoms.info["temperature_K"]``: the sampling temperature (float, K).
 
-Both survive an extxyz round trip (:func:`write_frames` / :func:`read_frames`).
-A denoiser never sees ``ref_forces`` during training; they are only compared with its predictions.
+Both survive an extxyz round trip (``ase.io.write`` / :func:`ase_denoise.data.read_frames`).
+A denoiser trained with the ``denoising`` loss never sees ``ref_forces``; they are compared with
+its predictions.
 
 Systems
     * :func:`sample_harmonic_dimer`: two atoms with ``U = k/2 (d - d0)^2``, sampled exactly
-      (DESIGN.md section 2).
+      (docs/design.md, "Exact check: a harmonic bond").
+    * :func:`sample_bond_dimer`: two atoms bound by any bond potential (e.g. :func:`morse_bond`),
+      sampled exactly on a fine grid; :func:`smoothed_bond_force` gives their exact sigma-smoothed
+      force by quadrature.
     * :func:`lj_argon_frames`: a 108-atom Lennard-Jones argon liquid near its triple point,
       sampled with Langevin MD and the pair potential returned by :func:`lj_argon_calculator`.
 """
@@ -19,17 +23,20 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
+import ase.io
 import numpy as np
 from ase import Atoms, units
 from ase.build import bulk
 from ase.calculators.calculator import Calculator
 from ase.data import atomic_masses, atomic_numbers
-from ase.io import read, write
+
+from .data import read_frames
+from .neighbours import cell_heights
+from .files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +159,88 @@ def sample_harmonic_dimer(
 
 
 # --------------------------------------------------------------------------------------------------
+# Any bond potential: Morse, exact smoothed forces
+# --------------------------------------------------------------------------------------------------
+def morse_bond(D: float = 1.0, a: float = 1.0, d0: float = 1.5):
+    """Morse bond ``U(d) = D (1 - exp(-a (d - d0)))^2`` and its force ``-dU/dd``, as two functions of
+    the bond length (Angstrom; ``D`` in eV, ``a`` in 1/Angstrom). Stiffness at the minimum: ``2 D a^2``."""
+
+    def energy(d):
+        return D * (1.0 - np.exp(-a * (np.asarray(d) - d0))) ** 2
+
+    def force(d):
+        e = np.exp(-a * (np.asarray(d) - d0))
+        return -2.0 * D * a * e * (1.0 - e)
+
+    return energy, force
+
+
+def _bond_grid(bond_energy, kT: float, d_max: float, n: int = 200_001):
+    d = np.linspace(1e-4, d_max, n)
+    log_p = 2.0 * np.log(d) - bond_energy(d) / kT
+    return d, np.exp(log_p - log_p.max())
+
+
+def sample_bond_dimer(
+    n_frames: int,
+    bond_energy,
+    bond_force,
+    temperature_K: float = 300.0,
+    d_max: float = 6.0,
+    symbol: str = "H",
+    seed: int = 0,
+) -> List[Atoms]:
+    """Boltzmann samples of two atoms bound by ``bond_energy(d)`` (eV), in Cartesian coordinates.
+
+    The bond length has the density ``∝ d^2 exp(-U(d)/kT)`` on ``(0, d_max]``, sampled by inverse
+    transform on a grid of 200001 points (exact to the grid's 3e-5 A resolution); the bond direction
+    is uniform on the sphere and the midpoint at the origin. ``bond_force(d)`` (``-dU/dd``, eV/A)
+    gives ``arrays["ref_forces"]``; ``info["temperature_K"]`` is set. Non-periodic frames.
+    """
+    kT = units.kB * temperature_K
+    rng = np.random.default_rng(seed)
+    grid, p = _bond_grid(bond_energy, kT, d_max)
+    cdf = np.cumsum(p)
+    d = np.interp(rng.random(n_frames) * cdf[-1], cdf, grid)
+    direction = rng.normal(size=(n_frames, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    frames = []
+    for i in range(n_frames):
+        half = 0.5 * d[i] * direction[i]
+        atoms = Atoms([symbol, symbol], positions=np.stack([-half, half]), pbc=False)
+        f1 = bond_force(d[i]) * direction[i]  # on atom 1, along the bond
+        atoms.arrays["ref_forces"] = np.stack([-f1, f1])
+        atoms.info["temperature_K"] = float(temperature_K)
+        frames.append(atoms)
+    return frames
+
+
+def smoothed_bond_force(bond_energy, dist, noise_std: float, kT: float, d_max: float = 6.0) -> np.ndarray:
+    """The exact sigma-smoothed force along the bond (eV/A, on the second atom) of a dimer bound by
+    ``bond_energy`` with both atoms noised (std ``noise_std`` per component), at bond lengths ``dist``.
+
+    The bond vector's Cartesian density ``f(|b|) = exp(-U(|b|)/kT)`` blurred with an isotropic
+    Gaussian of variance ``v = 2 sigma^2`` is, at distance ``d``,
+    ``rho_sigma(d) ∝ (1/d) ∫ R f(R) [G(d - R) - G(d + R)] dR`` with ``G(x) = exp(-x^2 / 2v)``, and
+    the force is ``kT d log rho_sigma / dd``: one integral on a grid, no expansion in sigma.
+    ``noise_std = 0`` returns ``-dU/dd`` by the same quadrature's limit (a finite difference).
+    """
+    dist = np.asarray(dist, dtype=float)
+    if noise_std == 0:
+        h = 1e-6
+        return -(bond_energy(dist + h) - bond_energy(dist - h)) / (2 * h)
+    v = 2.0 * noise_std**2
+    R, _ = _bond_grid(lambda r: bond_energy(r), kT, d_max, n=20_001)
+    log_w = np.log(R) - bond_energy(R) / kT
+    w = np.exp(log_w - log_w.max())
+    x1, x2 = dist[:, None] - R, dist[:, None] + R
+    g1, g2 = np.exp(-(x1**2) / (2 * v)), np.exp(-(x2**2) / (2 * v))
+    density = np.trapezoid(w * (g1 - g2), R, axis=1)
+    derivative = np.trapezoid(w * (-x1 * g1 + x2 * g2) / v, R, axis=1)
+    return kT * (derivative / density - 1.0 / dist)
+
+
+# --------------------------------------------------------------------------------------------------
 # Lennard-Jones argon
 # --------------------------------------------------------------------------------------------------
 def lj_argon_calculator() -> Calculator:
@@ -173,9 +262,7 @@ def lj_argon_calculator() -> Calculator:
 def _check_cutoff(atoms: Atoms) -> None:
     if not all(atoms.pbc):
         return
-    cell = atoms.cell.array
-    volume = abs(np.linalg.det(cell))
-    heights = [volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)]
+    heights = cell_heights(atoms.cell)
     if ARGON_CUTOFF_A > 0.5 * min(heights):
         raise ValueError(
             f"LJ cutoff {ARGON_CUTOFF_A:.3f} A exceeds half the shortest box height {0.5 * min(heights):.3f} A: "
@@ -278,11 +365,15 @@ def lj_argon_frames(
     atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat(n_cells)
     _check_cutoff(atoms)
     atoms.calc = lj_argon_calculator()
-    rng = np.random.default_rng(seed)
-    masses = atoms.get_masses()[:, None]
-    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * np.sqrt(masses * units.kB * melt_temperature_K))
-
     from ase.md.langevin import Langevin
+
+    try:  # ASE >= 3.28 (3.29 deprecates MaxwellBoltzmannDistribution in its favour)
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:  # older ASE
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
+
+    rng = np.random.default_rng(seed)
+    thermalize_momenta(atoms, temperature_K=melt_temperature_K, rng=rng)
 
     dyn = Langevin(
         atoms, timestep_fs * units.fs, temperature_K=melt_temperature_K,
@@ -321,54 +412,16 @@ def lj_argon_frames(
         bar.close()
 
     if cache_path is not None:
-        write_frames(frames, cache_path)
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(cache_path, lambda tmp: ase.io.write(tmp, frames, format="extxyz"), overwrite=True)
         logger.info("wrote %d LJ argon frames to cache %s", n_frames, cache_path)
         return read_frames(cache_path)
     return frames
 
 
 # --------------------------------------------------------------------------------------------------
-# I/O and small helpers
+# Small helpers
 # --------------------------------------------------------------------------------------------------
-def write_frames(frames: Sequence[Atoms], path: PathLike) -> Path:
-    """Write frames to an extxyz file atomically (temporary file + ``os.replace``); returns the path."""
-    path = Path(path)
-    if len(frames) == 0:
-        raise ValueError(f"refusing to write an empty frame list to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            write(handle, list(frames), format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def read_frames(path: PathLike) -> List[Atoms]:
-    """Read every frame of an extxyz file.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: the file is empty or is not readable as extxyz (the message names the path).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no frame file at {path}")
-    if path.stat().st_size == 0:
-        raise ValueError(f"frame file {path} is empty")
-    try:
-        frames = read(path, index=":", format="extxyz")
-    except Exception as exc:  # ase raises many types for malformed files
-        raise ValueError(f"could not read {path} as extxyz: {exc}") from exc
-    if not isinstance(frames, list) or len(frames) == 0:
-        raise ValueError(f"frame file {path} holds no frames")
-    return frames
-
-
 def rms_force(frames: Sequence[Atoms]) -> float:
     """RMS of the reference forces over all Cartesian components of all frames, eV/Angstrom."""
     if len(frames) == 0:

@@ -1,23 +1,11 @@
-"""Training a denoiser: noisy frames in, ``-noise/sigma`` out (DESIGN.md sections 1 and 3).
+"""Training a denoiser: noisy frames in, ``-noise/sigma`` out (docs/design.md).
 
-The loss is the mean squared error between the network output ``eps_hat`` and the unit-variance
-target ``-N/sigma`` (:func:`ase_denoise.model.denoising_target`); even a perfect model leaves about
-1 per component. Model selection uses the denoising loss on *fixed* validation noise. When frames
-carry reference forces, each epoch also reports the force error of ``kT * eps_hat / sigma`` at the
-clean validation positions against them: that is the figure that matters.
-
-Two other losses (``TrainConfig.loss``) use force labels instead of, or besides, the coordinates:
-
-* ``"force_matching"``: the same network on *clean* coordinates, trained so that
-  ``kT * eps_hat / sigma`` matches the per-atom labels ``F``: target ``sigma * F / kT``
-  (:func:`force_target`). ``noise_std`` then only fixes the output scale; no noise is drawn. With
-  instantaneous forces of a fine-grained system as labels this is the classic force-matching
-  coarse-grained model (its optimum is the mean force).
-* ``"hybrid"``: ``denoising + force_weight * force term``; each batch's frames that carry labels add
-  their clean coordinates to the forward pass for the force term.
-
-Both terms are per-component mean squared errors in units where the denoising target has unit
-variance; model selection uses the same combination on the validation frames.
+The network and its loss terms are defined elsewhere (:mod:`ase_denoise.model`,
+:mod:`ase_denoise.losses`), the noise is drawn in :mod:`ase_denoise.sampler`; this module owns the
+loop: AdamW, the learning-rate schedule, an EMA of the weights, validation on *fixed* noise, early
+stopping, a wall-clock budget, checkpoints, resuming to bit-identical weights, and data-parallel
+training. When validation frames carry force labels, each epoch also reports the force error of
+``kT * eps_hat / sigma`` at their clean positions: that is the figure that matters.
 
 Output directory layout::
 
@@ -40,24 +28,17 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from ase import Atoms
 
 from .analysis import force_metrics
-from .checkpoint import atomic_write, load_model, save_model
-from .config import ModelConfig, TrainConfig
-from .data import (
-    DataError,
-    Frame,
-    SkinNeighbourList,
-    average_num_neighbors,
-    check_atoms,
-    collate,
-    data_pbc,
-    data_temperature,
-    read_frames,
-    to_frame,
-)
-from .model import DenoiserMACE, build_model, denoising_target
+from .checkpoint import load_model_file, save_model
+from .config import ModelConfig, PhysicsConfig, TrainConfig
+from .data import DataError, Frame, collate, prepare_data
+from .files import atomic_write
+from .inference import evaluate_forces
+from .losses import LabelMixing, Residual, loss_inputs, squared_errors, term_weight
+from .model import DenoiserMACE, build_model
+from .neighbours import SkinNeighbourList, training_skin
+from .priors import prior_from_dict, total_forces
 from .sampler import DuplicationSampler, NoisyBatch, split_frames, validation_batches
 
 logger = logging.getLogger(__name__)
@@ -86,45 +67,6 @@ class TrainResult:
     stopped: str = "epochs"  # "epochs" | "early_stopping" | "time_budget"
 
 
-def prepare_data(
-    frames,
-    *,
-    noise_std: float,
-    temperature_K: Optional[float] = None,
-    **model_options: Any,
-) -> tuple[ModelConfig, List[Frame]]:
-    """Check frames and derive the model config (element table, pbc, temperature, avg neighbours).
-
-    ``frames``: a path ASE can read, a list of ``Atoms`` or pymatgen structures.
-    ``model_options``: any other :class:`ModelConfig` field (``r_max``, ``num_channels``, ``head``...).
-    """
-    atoms_list: List[Atoms] = read_frames(frames)
-    temperature_K = data_temperature(atoms_list, temperature_K)
-    pbc = data_pbc(atoms_list)
-    r_max = float(model_options.get("r_max", ModelConfig.r_max))
-    for i, atoms in enumerate(atoms_list):
-        check_atoms(atoms, r_max=r_max, what=f"frame {i}")
-    numbers = sorted({int(z) for a in atoms_list for z in a.numbers})
-    options = dict(model_options)
-    options.pop("avg_num_neighbors", None)
-    config = ModelConfig(atomic_numbers=numbers, noise_std=noise_std, temperature_K=temperature_K, pbc=pbc, **options)
-    converted = [to_frame(a, config.atomic_numbers) for a in atoms_list]
-    config.avg_num_neighbors = float(model_options.get("avg_num_neighbors") or average_num_neighbors(converted, r_max))
-    return config, converted
-
-
-def force_target(forces: torch.Tensor, noise_std: float, kT: float) -> torch.Tensor:
-    """Force-matching target ``sigma * F / kT`` for labels ``F`` (eV/A): the output ``eps`` for which
-    :func:`ase_denoise.model.forces_from_output` (``kT * eps / sigma``) returns ``F``."""
-    return forces * (noise_std / kT)
-
-
-def neighbour_skin(noise_std: float) -> float:
-    """Skin (Angstrom) of the per-frame neighbour lists: noisy copies reuse a frame's list unless an
-    atom moved more than skin/2 = max(0.25 A, 5 sigma) (then that copy gets a fresh list)."""
-    return max(0.5, 10.0 * noise_std)
-
-
 def _lr_lambda(cfg: TrainConfig, total_steps: int):
     def fn(step: int) -> float:
         warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
@@ -142,6 +84,7 @@ class Trainer:
     def __init__(
         self,
         model_config: ModelConfig,
+        physics: PhysicsConfig,
         frames: Sequence[Frame],
         output_dir: str,
         train_config: Optional[TrainConfig] = None,
@@ -152,10 +95,12 @@ class Trainer:
         device: Union[str, torch.device] = "cpu",
         initial_model: Optional[DenoiserMACE] = None,
     ):
-        """``initial_model``: start from these weights instead of a fresh initialisation (e.g. a model
-        from :func:`ase_denoise.mace_adapter.denoiser_from_mace`). Its architecture (every
-        :class:`ModelConfig` field but ``noise_std``, ``temperature_K`` and ``pbc``) must equal
-        ``model_config``'s. A resumed run continues from its saved state instead.
+        """``model_config``/``physics``/``frames``: as :func:`ase_denoise.data.prepare_data` returns them.
+
+        ``initial_model``: start from these weights instead of a fresh initialisation (fine-tuning,
+        e.g. a model from :func:`ase_denoise.mace_adapter.denoiser_from_mace`). Its architecture
+        (:class:`ModelConfig`, element table included) must equal ``model_config``; its physics may
+        differ. A resumed run continues from its saved state instead.
 
         Data-parallel training: start one process per device (e.g. with ``torchrun``), initialise
         ``torch.distributed`` and pass ``rank``/``world_size``. Frames are sharded before duplication;
@@ -164,6 +109,7 @@ class Trainer:
         """
         self.cfg = train_config or TrainConfig()
         self.model_config = model_config
+        self.physics = physics
         self.frames = list(frames)
         self.output_dir = os.fspath(output_dir)
         self.progress = progress
@@ -177,21 +123,33 @@ class Trainer:
         self.train_ids, self.valid_ids = split_frames(len(self.frames), self.cfg.valid_fraction, self.cfg.seed)
         self._check_labels()
         self.sampler = DuplicationSampler(
-            self.frames, self.train_ids, self.cfg.n_duplicates, model_config.noise_std,
+            self.frames, self.train_ids, self.cfg.n_duplicates, physics.noise_std,
             self.cfg.batch_size, self.cfg.seed, rank=rank, world_size=world_size,
         )
         # force matching sees clean coordinates: one copy of each validation frame is enough
         valid_copies = 1 if self.cfg.loss == "force_matching" else self.cfg.valid_duplicates
         self.valid_batches = validation_batches(
-            self.frames, self.valid_ids, valid_copies, model_config.noise_std,
-            self.cfg.batch_size, self.cfg.seed,
+            self.frames, self.valid_ids, valid_copies, physics.noise_std, self.cfg.batch_size, self.cfg.seed,
         )
-        # one skin list per clean frame serves all its noisy copies (DESIGN.md section 4)
-        self.neighbour_lists = [SkinNeighbourList(model_config.r_max, neighbour_skin(model_config.noise_std)) for _ in self.frames]
+        # priors acting where data are: the network learns the residual (ase_denoise.losses)
+        residual_priors = [p for p in (prior_from_dict(d) for d in physics.priors) if p.in_residual]
+        numbers = np.asarray(model_config.atomic_numbers)
+        self.residual: Optional[Residual] = None
+        if residual_priors:
+            self.residual = lambda f, pos: total_forces(residual_priors, numbers[f.species], pos, f.cell, f.pbc)
+        self.mixing: Optional[LabelMixing] = None
+        if self.cfg.loss == "mixed":
+            self.mixing = LabelMixing.from_frames([self.frames[i] for i in self.train_ids], physics.kT, self.residual)
+            logger.info("label mixing: mean squared force component per species %s (eV/A)^2; weight of the "
+                        "force label at each level %s", self.mixing.second_moment,
+                        {s: {k: round(float(self.mixing.weight(np.array([k]), s)[0, 0]), 3)
+                             for k in self.mixing.second_moment} for s in physics.noise_std})
+        # one skin list per clean frame serves all its noisy copies (ase_denoise.neighbours)
+        skin = training_skin(max(physics.noise_std))
+        self.neighbour_lists = [SkinNeighbourList(model_config.r_max, skin) for _ in self.frames]
         for frame, nl in zip(self.frames, self.neighbour_lists):
             nl.edges(frame.positions, frame.cell, frame.pbc)
-        torch.manual_seed(self.cfg.seed)
-        self.model = build_model(model_config, dtype=self.dtype)
+        self.model = build_model(model_config, physics, dtype=self.dtype, seed=self.cfg.seed)
         self.initial_weights: Optional[Dict[str, Any]] = None
         if initial_model is not None:
             self._load_initial(initial_model)
@@ -214,20 +172,24 @@ class Trainer:
         self._running: List[float] = []
 
     def _check_labels(self) -> None:
-        """Force-matching needs a label on every frame; hybrid on at least one training frame."""
+        """Force-matching needs a label on every frame (and one noise level: it has no noise); hybrid
+        and mixed need labels on at least one training frame."""
+        if self.cfg.loss == "force_matching" and len(self.physics.noise_std) > 1:
+            raise ValueError(
+                f"loss='force_matching' sees clean coordinates: give one noise_std (the output scale), "
+                f"not a ladder {self.physics.noise_std}"
+            )
         unlabelled = [i for i, f in enumerate(self.frames) if f.ref_forces is None]
         if self.cfg.loss == "force_matching" and unlabelled:
             raise DataError(
                 f"loss='force_matching' needs per-atom force labels on every frame, but {len(unlabelled)} frames "
                 f"(e.g. {unlabelled[:5]}) have none (atoms.arrays['ref_forces'] or calculator forces, eV/A)"
             )
-        if self.cfg.loss == "hybrid" and all(self.frames[i].ref_forces is None for i in self.train_ids):
-            raise DataError("loss='hybrid' needs force labels on some training frames, but none has any")
+        if self.cfg.loss in ("hybrid", "mixed") and all(self.frames[i].ref_forces is None for i in self.train_ids):
+            raise DataError(f"loss={self.cfg.loss!r} needs force labels on some training frames, but none has any")
 
     def _load_initial(self, initial_model: DenoiserMACE) -> None:
-        free = ("noise_std", "temperature_K", "pbc")
-        ours = {k: v for k, v in self.model_config.to_dict().items() if k not in free}
-        theirs = {k: v for k, v in initial_model.config.to_dict().items() if k not in free}
+        ours, theirs = self.model_config.to_dict(), initial_model.config.to_dict()
         differ = sorted(k for k in ours if ours[k] != theirs.get(k))
         if differ:
             raise ValueError(
@@ -235,7 +197,7 @@ class Trainer:
                 f"(initial {[theirs.get(k) for k in differ]}, config {[ours[k] for k in differ]})"
             )
         self.model.load_state_dict(initial_model.state_dict(), strict=True)  # cast to the training dtype
-        self.initial_weights = dict(getattr(initial_model, "provenance", None) or {"initialised_from": "given model"})
+        self.initial_weights = dict(initial_model.provenance or {"initialised_from": "given model"})
         logger.info("training starts from given weights: %s", self.initial_weights)
 
     # ------------------------------------------------------------------ files
@@ -262,8 +224,8 @@ class Trainer:
             "n_train_frames": int(len(self.train_ids)),
             "n_valid_frames": int(len(self.valid_ids)),
             "atoms_per_frame": [int(min(sizes)), int(max(sizes))],
-            "temperature_K": self.model_config.temperature_K,
-            "noise_std": self.model_config.noise_std,
+            "temperature_K": self.physics.temperature_K,
+            "noise_std": list(self.physics.noise_std),
             "train_config": self.cfg.to_dict(),
             "epochs_completed": self.epoch,
             "steps": self.step,
@@ -284,6 +246,7 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "history": self.history,
             "model_config": self.model_config.to_dict(),
+            "physics": self.physics.to_dict(),
             "train_config": self.cfg.to_dict(),
         }
         atomic_write(self.state_path, lambda tmp: torch.save(state, tmp), overwrite=True)
@@ -297,7 +260,7 @@ class Trainer:
                 f"{self.state_path} is not a readable ase_denoise training state (corrupt, truncated, or "
                 f"holding objects other than tensors and plain numbers; nothing in it was executed): {exc}"
             ) from exc
-        if state["model_config"] != self.model_config.to_dict():
+        if state["model_config"] != self.model_config.to_dict() or state.get("physics") != self.physics.to_dict():
             raise TrainingError(
                 f"{self.state_path} was written for a different model/data configuration; "
                 "resume with the same data and options, or use a new output directory"
@@ -328,48 +291,24 @@ class Trainer:
         logger.info("resumed from %s at epoch %d batch %d", self.state_path, self.epoch, self.batch)
 
     # ------------------------------------------------------------------ steps
-    def _collate(self, batch: NoisyBatch) -> Dict[str, torch.Tensor]:
-        frames = [self.frames[i] for i in batch.frame_ids]
-        lists = [self.neighbour_lists[i] for i in batch.frame_ids]
-        return collate(
-            batch.positions, frames, len(self.model_config.atomic_numbers), self.model_config.r_max, self.dtype,
-            self.device, neighbour_lists=lists, update_lists=False,
-        )
-
-    def _target(self, batch: NoisyBatch) -> torch.Tensor:
-        noise = torch.as_tensor(np.concatenate(batch.noise), dtype=self.dtype, device=self.device)
-        return denoising_target(noise, self.model_config.noise_std)
-
     def _loss_terms(self, model: DenoiserMACE, batch: NoisyBatch) -> Dict[str, tuple]:
-        """Squared-error sums and component counts of this rank's share of the batch, per loss term:
-        ``{"denoising": (sum, n), "forces": (sum, n)}`` (the terms the configured loss uses)."""
-        mode = self.cfg.loss
-        # noisy copies (denoising term) first, then the clean frames with labels (force term)
-        noisy_ids = [] if mode == "force_matching" else list(batch.frame_ids)
-        noisy_pos = [] if mode == "force_matching" else list(batch.positions)
-        labelled = [] if mode == "denoising" else [
-            i for i in dict.fromkeys(batch.frame_ids) if self.frames[i].ref_forces is not None
-        ]
-        n_noisy = sum(len(p) for p in noisy_pos)
-        out = model(self._collate(NoisyBatch(noisy_ids + labelled, [], noisy_pos + [self.frames[i].positions for i in labelled])))
-        terms: Dict[str, tuple] = {}
-        if mode != "force_matching":
-            target = self._target(batch)
-            terms["denoising"] = (torch.sum((out[:n_noisy] - target) ** 2), float(target.numel()))
-        if mode != "denoising":
-            labels = torch.as_tensor(np.concatenate([self.frames[i].ref_forces for i in labelled]) if labelled else np.zeros((0, 3)),
-                                     dtype=self.dtype, device=self.device)
-            target = force_target(labels, self.model_config.noise_std, self.model_config.kT)
-            terms["forces"] = (torch.sum((out[n_noisy:] - target) ** 2), float(target.numel()))
-        return terms
+        """Squared-error sums and component counts of this rank's share of the batch, per loss term
+        (:mod:`ase_denoise.losses`), from one forward pass."""
+        inputs = loss_inputs(self.cfg.loss, batch, self.frames, self.physics.kT, self.residual, self.mixing)
+        data = collate(
+            inputs.positions, [self.frames[i] for i in inputs.frame_ids], len(self.model_config.atomic_numbers),
+            self.model_config.r_max, self.dtype, self.device,
+            neighbour_lists=[self.neighbour_lists[i] for i in inputs.frame_ids], update_lists=False,
+            noise_std=inputs.noise_std if len(self.physics.noise_std) > 1 else None,
+        )
+        return squared_errors(model(data), inputs)
 
     def _term_weight(self, name: str) -> float:
-        """``force_weight`` for the force term of the hybrid loss, 1 otherwise."""
-        return self.cfg.force_weight if (name == "forces" and self.cfg.loss == "hybrid") else 1.0
+        return term_weight(self.cfg.loss, name, self.cfg.force_weight)
 
     def _combine(self, terms: Dict[str, tuple]) -> torch.Tensor:
-        """The loss: per-term means over all ranks' components, the force term times ``force_weight``
-        in hybrid mode. A term with no components anywhere contributes nothing."""
+        """The loss: per-term means over all ranks' components, weighted (:func:`term_weight`).
+        A term with no components anywhere contributes nothing."""
         loss = torch.zeros((), dtype=self.dtype, device=self.device)
         for name, (squared, count) in terms.items():
             total = float(self._all_reduce(torch.tensor(count, dtype=self.dtype, device=self.device)))
@@ -480,7 +419,7 @@ class Trainer:
         if self.is_main and not os.path.exists(self.best_path):  # stopped before the first epoch ended
             save_model(self.eval_model(), self.best_path, training=self.training_summary(), overwrite=True)
         self._barrier()
-        return TrainResult(load_model(self.best_path), self.best_path, self.last_path, self.history, stopped)
+        return TrainResult(load_model_file(self.best_path), self.best_path, self.last_path, self.history, stopped)
 
     def _end_epoch(self) -> bool:
         """Validate, log, checkpoint; return True when early stopping triggers."""
@@ -537,29 +476,14 @@ class Trainer:
         atomic_write(os.path.join(self.output_dir, "log.csv"), write, overwrite=True)
 
 
-@torch.no_grad()
-def evaluate_forces(
-    model: DenoiserMACE, frames: Sequence[Frame], batch_size: int = 8, device: Union[str, torch.device] = "cpu"
-):
-    """Predicted forces (eV/A) at the clean positions of ``frames`` and their reference forces."""
-    model.eval()
-    dtype = next(model.parameters()).dtype
-    pred, ref = [], []
-    for start in range(0, len(frames), batch_size):
-        chunk = frames[start : start + batch_size]
-        data = collate([f.positions for f in chunk], chunk, len(model.config.atomic_numbers), model.config.r_max, dtype, device)
-        pred.append(model.forces(data).double().cpu().numpy())
-        ref.extend(f.ref_forces for f in chunk)
-    return np.concatenate(pred), np.concatenate(ref)
-
-
 def train(
     frames,
     output_dir: str,
     *,
-    noise_std: float,
+    noise_std: Optional[Union[str, float, Sequence[float]]] = None,
     temperature_K: Optional[float] = None,
     train_config: Optional[TrainConfig] = None,
+    priors: Sequence[Any] = (),
     resume: bool = False,
     progress: bool = False,
     rank: int = 0,
@@ -570,19 +494,26 @@ def train(
 ) -> TrainResult:
     """Train a denoiser on equilibrium ``frames`` sampled at ``temperature_K`` (K).
 
-    ``noise_std``: sigma in Angstrom. ``train_config``: :class:`TrainConfig` (``n_duplicates``,
-    epochs, ...). ``model_options``: :class:`ModelConfig` fields (``r_max``, ``head``, ...).
-    ``rank``/``world_size``/``device``/``initial_model``: see :class:`Trainer`; with ``initial_model``
-    the architecture (and ``avg_num_neighbors``) defaults to that model's.
+    ``noise_std``: sigma in Angstrom, a ladder of several levels (the model then takes sigma as an
+    input and its calculator returns forces corrected to sigma -> 0), or ``"auto"``
+    (:func:`ase_denoise.suggest.suggest_settings`). ``train_config``: :class:`TrainConfig`
+    (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects or
+    ``"repulsive_wall"`` (fitted to the frames). ``model_options``: :class:`ModelConfig` fields
+    (``r_max``, which may be ``"auto"``, ``head``, ...). ``rank``/``world_size``/``device``: see
+    :class:`Trainer`.
+
+    Fine-tuning: with ``initial_model`` training starts from its weights. The architecture is the
+    model's, element table and ``avg_num_neighbors`` included (its weights depend on them): every
+    element of ``frames`` must be in its table, and ``model_options`` may not change it.
+    ``noise_std`` defaults to the model's; ``temperature_K`` to the frames' (else the model's).
     Returns a :class:`TrainResult` whose ``model`` holds the best EMA weights.
     """
-    if initial_model is not None:  # its architecture (incl. avg_num_neighbors) unless overridden
-        free = ("atomic_numbers", "noise_std", "temperature_K", "pbc")
-        inherited = {k: v for k, v in initial_model.config.to_dict().items() if k not in free}
-        model_options = {**inherited, **model_options}
-    config, converted = prepare_data(frames, noise_std=noise_std, temperature_K=temperature_K, **model_options)
+    config, physics, converted = prepare_data(
+        frames, noise_std=noise_std, temperature_K=temperature_K, priors=priors, initial_model=initial_model,
+        **model_options,
+    )
     trainer = Trainer(
-        config, converted, output_dir, train_config, progress=progress, rank=rank, world_size=world_size,
-        device=device, initial_model=initial_model,
+        config, physics, converted, output_dir, train_config, progress=progress, rank=rank,
+        world_size=world_size, device=device, initial_model=initial_model,
     )
     return trainer.fit(resume=resume)

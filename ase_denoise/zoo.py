@@ -20,8 +20,9 @@ Which zoo directory is used, first match wins:
 
 Nothing here touches the network. A file is loaded only after its size and sha256 match the
 registry; a mismatch raises :class:`ChecksumError` naming the file, the expected and the actual
-value. Loading itself goes through :func:`ase_denoise.checkpoint.load_model` (safetensors only,
-never unpickled).
+value. Loading itself goes through :func:`ase_denoise.checkpoint.load_model_file` (safetensors
+only, never unpickled). :func:`load_model` is the one entry point that takes either a file path or
+a zoo name.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
+
+from .files import atomic_write
 
 if TYPE_CHECKING:  # torch and mace load lazily: listing the zoo stays cheap
     import torch
@@ -246,6 +248,28 @@ def resolve(name_or_path: PathLike, models_dir: Optional[PathLike] = None) -> Pa
     return verified_path(name, models_dir)
 
 
+def load_model(
+    name_or_path: PathLike,
+    *,
+    dtype: Optional["torch.dtype"] = None,
+    device: Union[str, "torch.device"] = "cpu",
+    models_dir: Optional[PathLike] = None,
+) -> "DenoiserMACE":
+    """Load a model file, or a zoo model by name.
+
+    ``name_or_path``: an existing file is loaded as given; otherwise a name from the model zoo
+    (:func:`list_models`, looked up in ``models_dir`` or the shipped zoo), whose size and sha256 are
+    checked against the registry first (:class:`ChecksumError` on a mismatch, :class:`ZooError`
+    listing the available names for an unknown one). ``dtype``: convert to this dtype (default: the
+    dtype it was saved in). The returned model is in eval mode and carries the file's metadata as
+    ``model.metadata``. Raises :class:`~ase_denoise.checkpoint.CheckpointError` for pickled, corrupt,
+    foreign, newer-format or mismatched files.
+    """
+    from .checkpoint import load_model_file
+
+    return load_model_file(resolve(name_or_path, models_dir), dtype=dtype, device=device)
+
+
 def load_zoo_model(
     name: str,
     models_dir: Optional[PathLike] = None,
@@ -254,11 +278,11 @@ def load_zoo_model(
     device: Union[str, "torch.device"] = "cpu",
 ) -> "DenoiserMACE":
     """Load the zoo model ``name`` (sha256-checked, safetensors only; no network)."""
-    from .checkpoint import load_model
+    from .checkpoint import load_model_file
 
     path = verified_path(name, models_dir)
     logger.info("loading zoo model %r from %s", name, path)
-    return load_model(path, dtype=dtype, device=device)
+    return load_model_file(path, dtype=dtype, device=device)
 
 
 def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> List[Tuple[str, bool, str]]:
@@ -266,7 +290,7 @@ def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> L
 
     Returns ``(name, ok, message)`` per model; never raises for a bad model file.
     """
-    from .checkpoint import CheckpointError, load_model
+    from .checkpoint import CheckpointError, load_model_file
 
     results: List[Tuple[str, bool, str]] = []
     for name in list_models(models_dir):
@@ -274,8 +298,9 @@ def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> L
             path = verified_path(name, models_dir)
             message = f"sha256 ok ({path.name})"
             if load:
-                model = load_model(path)
-                message += f", loads ({model.config.symbols}, T={model.temperature_K} K, sigma={model.noise_std} A)"
+                model = load_model_file(path)
+                levels = ", ".join(f"{s:g}" for s in model.noise_levels)
+                message += f", loads ({model.config.symbols}, T={model.temperature_K} K, sigma={levels} A)"
             results.append((name, True, message))
         except (ZooError, CheckpointError, OSError) as exc:
             results.append((name, False, str(exc)))
@@ -297,14 +322,11 @@ def update_registry(entry: ModelEntry, models_dir: PathLike) -> Path:
         "format_version": REGISTRY_VERSION,
         "models": [entries[k].to_dict() for k in sorted(entries)],
     }
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=REGISTRY_FILE, dir=root)
-    try:
-        with os.fdopen(fd, "w") as fh:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
             json.dump(data, fh, indent=2)
             fh.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    atomic_write(path, write, overwrite=True)
     return path

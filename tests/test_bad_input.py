@@ -6,8 +6,6 @@ offending value, element, file or setting). Tiny models only: the whole file run
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -24,71 +22,45 @@ from ase_denoise import (
     DataError,
     DenoiseCalculator,
     ModelConfig,
+    PhysicsConfig,
     TrainConfig,
     ZooError,
-    build_model,
     load_model,
     read_frames,
     save_model,
 )
 from ase_denoise.checkpoint import FORMAT_VERSION
-from ase_denoise.cli import main as cli_main
-from ase_denoise.data import data_pbc, data_temperature
+from ase_denoise.data import data_pbc, data_temperature, prepare_data
 from ase_denoise.md import run_langevin
-from ase_denoise.reference import sample_harmonic_dimer
-from ase_denoise.training import Trainer, TrainingError, prepare_data
+from ase_denoise.training import Trainer, TrainingError
 
-from _helpers import TINY, rewrite_metadata
+from _helpers import TINY, TINY_CLI, rewrite_metadata, run_cli
 
-R_MAX = 4.5
-
-
-# --------------------------------------------------------------------------------------------------
-# fixtures
-# --------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def model():
-    """A tiny periodic argon model (element table ['Ar'], r_max 4.5 A)."""
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        atomic_numbers=[18], noise_std=0.05, temperature_K=94.4, r_max=R_MAX, num_channels=4, max_ell=1,
-        max_L=1, correlation=1, num_interactions=1, radial_mlp=[8], pbc=(True, True, True), avg_num_neighbors=12.0,
-    )
-    return build_model(cfg, torch.float64)
-
-
-@pytest.fixture(scope="module")
-def model_file(model, tmp_path_factory):
-    path = tmp_path_factory.mktemp("bad_model") / "argon.safetensors"
-    save_model(model, path)
-    return path
+# The shared fixtures (conftest.py): ``argon_model`` (periodic, element table ['Ar'], r_max 4.5 A),
+# ``argon_model_file``, ``argon`` (32 Ar atoms in a periodic 10.52 A box) and ``dimers`` (16 H2
+# frames at 300 K with force labels).
 
 
 @pytest.fixture
-def calc(model):
-    return DenoiseCalculator(model)
+def model(argon_model):
+    return argon_model
 
 
 @pytest.fixture
-def argon():
-    """32 Ar atoms in a periodic 10.52 A box (taller than the cutoff)."""
-    atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
-    atoms.rattle(0.05, seed=0)
-    return atoms
+def model_file(argon_model_file):
+    return argon_model_file
+
+
+@pytest.fixture
+def calc(argon_model):
+    return DenoiseCalculator(argon_model)
 
 
 @pytest.fixture(scope="module")
-def dimers():
-    """Non-periodic H2 frames at 300 K (info['temperature_K'] set) with reference forces."""
-    return sample_harmonic_dimer(16, k=2.0, d0=1.5, temperature_K=300.0, seed=3)
-
-
-@pytest.fixture(scope="module")
-def finished_run(dimers, tmp_path_factory):
+def finished_run(shared_dimers, tmp_path_factory):
     """A finished one-epoch training run (its directory holds training_state.pt)."""
     out = tmp_path_factory.mktemp("bad_run")
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
-    Trainer(config, frames, str(out), _train_config()).fit()
+    trainer(shared_dimers, out).fit()
     return out
 
 
@@ -96,11 +68,9 @@ def _train_config(**kw) -> TrainConfig:
     return TrainConfig(**{**dict(n_duplicates=1, epochs=1, batch_size=16, seed=7, dtype="float64"), **kw})
 
 
-def run_cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli_main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+def trainer(frames, out, model_options=TINY, **kw) -> Trainer:
+    config, physics, converted = prepare_data(frames, noise_std=0.1, **model_options)
+    return Trainer(config, physics, converted, str(out), _train_config(**kw))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -262,7 +232,7 @@ def test_a_bad_frame_in_a_data_set_is_named(dimers):
 # --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sigma", [0.0, -0.1, float("nan"), float("inf")], ids=["zero", "negative", "nan", "inf"])
 def test_noise_std_not_positive(dimers, sigma):
-    with pytest.raises(ValueError, match=rf"invalid noise_std={re.escape(repr(sigma))}: the noise standard deviation"):
+    with pytest.raises(ValueError, match=rf"invalid noise_std={re.escape(repr(sigma))}: a noise standard deviation \(Angstrom\) must be finite and > 0"):
         prepare_data(dimers[:4], noise_std=sigma, **TINY)
 
 
@@ -281,9 +251,18 @@ def test_temperature_not_positive_for_training(dimers, T):
         data_temperature(bare, T)
 
 
-def test_temperature_not_positive_in_a_model_config():
+def test_temperature_not_positive_in_a_physics_config():
     with pytest.raises(ValueError, match=r"invalid temperature_K=-1.0: the temperature \(K\) must be finite and > 0"):
-        ModelConfig(atomic_numbers=[18], noise_std=0.05, temperature_K=-1.0)
+        PhysicsConfig(noise_std=0.05, temperature_K=-1.0)
+
+
+def test_model_config_refuses_an_empty_element_table_and_a_bad_cutoff():
+    with pytest.raises(ValueError, match="element table is empty"):
+        ModelConfig(atomic_numbers=[])
+    with pytest.raises(ValueError, match=r"invalid r_max=0.0: the cutoff"):
+        ModelConfig(atomic_numbers=[18], r_max=0.0)
+    with pytest.raises(ValueError, match=r"'vector' head needs max_L >= 1"):
+        ModelConfig(atomic_numbers=[18], head="vector", max_L=0)
 
 
 def test_temperature_not_positive_for_md(calc, argon):
@@ -343,12 +322,24 @@ def test_checkpoint_with_malformed_config(model_file, tmp_path):
 
 
 def test_checkpoint_with_an_invalid_setting(model_file, tmp_path):
-    cfg = load_model(model_file).config.to_dict()
-    cfg["noise_std"] = -0.05
+    physics = load_model(model_file).physics.to_dict()
+    physics["noise_std"] = [-0.05]
     path = tmp_path / "negative_sigma.safetensors"
-    rewrite_metadata(model_file, path, model_config=json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"invalid model_config: invalid noise_std=-0.05"):
+    rewrite_metadata(model_file, path, physics=json.dumps(physics))
+    with pytest.raises(CheckpointError, match=r"invalid configuration: invalid noise_std=-0.05"):
         load_model(path)
+
+
+def test_checkpoint_without_physics(model_file, tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(model_file), "pt") as fh:
+        meta = {k: v for k, v in fh.metadata().items() if k != "physics"}
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    save_file(tensors, str(tmp_path / "m.safetensors"), metadata=meta)
+    with pytest.raises(CheckpointError, match="missing or malformed JSON metadata.*physics"):
+        load_model(tmp_path / "m.safetensors")
 
 
 def test_missing_model_file(tmp_path):
@@ -415,14 +406,14 @@ def test_output_file_exists(model, tmp_path):
 def test_md_trajectory_in_a_missing_directory_fails_before_the_run(calc, argon, tmp_path):
     argon.calc = calc
     start = argon.positions.copy()
-    with pytest.raises(FileNotFoundError, match=r"cannot write trajectory .*directory .*gone' does not exist"):
+    with pytest.raises(FileNotFoundError, match=r"cannot write .*md.traj': directory .*gone' does not exist"):
         run_langevin(argon, temperature_K=94.4, steps=5, trajectory=str(tmp_path / "gone" / "md.traj"))
     np.testing.assert_array_equal(argon.positions, start)  # refused before a single step
 
 
 def test_md_trajectory_in_an_unknown_format(calc, argon, tmp_path):
     argon.calc = calc
-    with pytest.raises(ValueError, match=r"cannot write trajectory .*md.zzz': unknown file format"):
+    with pytest.raises(ValueError, match=r"cannot write trajectory .*md.zzz': unknown or unsuitable file format"):
         run_langevin(argon, temperature_K=94.4, steps=5, trajectory=str(tmp_path / "md.zzz"))
 
 
@@ -449,35 +440,35 @@ def test_cli_train_output_under_a_regular_file(dimers, tmp_path):
 # resuming training
 # --------------------------------------------------------------------------------------------------
 def test_resume_with_a_different_training_config(dimers, finished_run):
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
-    trainer = Trainer(config, frames, str(finished_run), _train_config(seed=8, epochs=2))
     with pytest.raises(TrainingError, match=r"cannot resume .*training_state.pt with different seed \(was \[7\], now \[8\]\)"):
-        trainer.fit(resume=True)
+        trainer(dimers, finished_run, seed=8, epochs=2).fit(resume=True)
 
 
 def test_resume_with_a_different_model_config(dimers, finished_run):
-    config, frames = prepare_data(dimers, noise_std=0.1, **{**TINY, "r_max": 3.5})
-    trainer = Trainer(config, frames, str(finished_run), _train_config(epochs=2))
     with pytest.raises(TrainingError, match="was written for a different model/data configuration"):
-        trainer.fit(resume=True)
+        trainer(dimers, finished_run, model_options={**TINY, "r_max": 3.5}, epochs=2).fit(resume=True)
+
+
+def test_resume_with_a_different_noise_level(dimers, finished_run):
+    config, physics, frames = prepare_data(dimers, noise_std=0.2, **TINY)
+    other = Trainer(config, physics, frames, str(finished_run), _train_config(epochs=2))
+    with pytest.raises(TrainingError, match="was written for a different model/data configuration"):
+        other.fit(resume=True)
 
 
 def test_resume_without_saved_state(dimers, tmp_path):
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
     with pytest.raises(FileNotFoundError, match=r"cannot resume: .*training_state.pt does not exist"):
-        Trainer(config, frames, str(tmp_path / "fresh"), _train_config()).fit(resume=True)
+        trainer(dimers, tmp_path / "fresh").fit(resume=True)
 
 
 def test_new_run_into_a_directory_holding_a_run(dimers, finished_run):
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
     with pytest.raises(FileExistsError, match=r"already holds a training run \(training_state.pt\); resume it"):
-        Trainer(config, frames, str(finished_run), _train_config()).fit()
+        trainer(dimers, finished_run).fit()
 
 
 def test_cli_resume_with_a_different_config(dimers, tmp_path):
     ase.io.write(tmp_path / "d.extxyz", dimers, format="extxyz")
-    tiny = ["--channels", 4, "--max-ell", 1, "--max-L", 0, "--head", "edge", "--correlation", 1,
-            "--interactions", 1, "--r-max", 3.0, "--batch-size", 16, "--epochs", 1]
+    tiny = [*TINY_CLI, "--batch-size", 16, "--epochs", 1]
     base = ["train", "--data", tmp_path / "d.extxyz", "--noise-std", 0.1, "--output", tmp_path / "m.safetensors", *tiny]
     code, _, err = run_cli(base)
     assert code == 0, err
@@ -491,10 +482,9 @@ def test_diverging_learning_rate_stops_with_a_clear_message(dimers, tmp_path):
     """A learning rate that blows the weights up: training stops at the first non-finite loss, names
     it, and writes no model with non-finite weights (tests/test_training.py checks that an earlier
     good checkpoint survives such a stop)."""
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
-    trainer = Trainer(config, frames, str(tmp_path / "run"), _train_config(lr=1e30, epochs=3, batch_size=4))
+    diverging = trainer(dimers, tmp_path / "run", lr=1e30, epochs=3, batch_size=4)
     with pytest.raises(TrainingError, match=r"non-finite training loss \((nan|inf)\) at epoch 0 .*try a lower learning rate"):
-        trainer.fit()
+        diverging.fit()
     for name in ("best.safetensors", "last.safetensors"):
         path = tmp_path / "run" / name
         if path.exists():

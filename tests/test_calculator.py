@@ -1,4 +1,4 @@
-"""The forces-only ASE calculator (DESIGN.md section 6)."""
+"""The forces-only ASE calculator (docs/design.md, "Calculator contract")."""
 
 import numpy as np
 import pytest
@@ -9,76 +9,74 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from ase.md.langevin import Langevin
 from ase.units import fs, kB
 
-from ase_denoise import DataError, DenoiseCalculator, ModelConfig, build_model
+from ase_denoise import DataError, DenoiseCalculator, build_model
+from ase_denoise.inference import predict, structure_frame
 from ase_denoise.testing import model_output
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        atomic_numbers=[18], noise_std=0.05, temperature_K=94.4, r_max=4.5, num_channels=8, max_ell=2,
-        correlation=2, pbc=(True, True, True), avg_num_neighbors=12.0,
-    )
-    return build_model(cfg, torch.float64)
-
-
-@pytest.fixture
-def argon():
-    atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
-    atoms.rattle(0.1, seed=0)
-    return atoms
-
-
-def test_forces_shape_dtype_and_units(model, argon):
-    argon.calc = DenoiseCalculator(model)
+def test_forces_shape_dtype_and_units(argon_model, argon):
+    argon.calc = DenoiseCalculator(argon_model)
     forces = argon.get_forces()
     assert forces.shape == (len(argon), 3) and forces.dtype == np.float64
     # units: eV/A = kB[eV/K] * T[K] * eps_hat / sigma[A]
-    expected = kB * 94.4 * model_output(model, argon) / 0.05
+    expected = kB * 94.4 * model_output(argon_model, argon) / 0.05
     np.testing.assert_allclose(forces, expected, rtol=1e-12, atol=0)
     assert np.abs(forces).max() > 0
+    assert argon.calc.noise_levels == (0.05,) and argon.calc.temperature_K == 94.4
 
 
-def test_float32_calculator_agrees_with_float64(model, argon):
-    f64 = DenoiseCalculator(model).get_forces(argon)
-    f32 = DenoiseCalculator(build_model(model.config, torch.float64), dtype=torch.float32)
-    f32.model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()})
+def test_calculator_and_predict_are_one_path(argon_model, argon):
+    """The calculator, predict() and batching give the same forces (one structure -> forces path)."""
+    frame = structure_frame(argon, argon_model)
+    single = predict(argon_model, [frame])
+    moved = argon.copy()
+    moved.positions[0] += 0.1
+    both = predict(argon_model, [frame, structure_frame(moved, argon_model)], batch_size=2)
+    np.testing.assert_allclose(both[: len(argon)], single, rtol=0, atol=1e-13)
+    assert not np.allclose(both[len(argon):], single)
+    np.testing.assert_allclose(DenoiseCalculator(argon_model).get_forces(argon), single, rtol=0, atol=1e-13)
+    eps = predict(argon_model, [frame], output="eps_hat")
+    np.testing.assert_allclose(single, argon_model.kT * eps / 0.05, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="output"):
+        predict(argon_model, [frame], output="energy")
+
+
+def test_float32_calculator_agrees_with_float64(argon_model, argon):
+    f64 = DenoiseCalculator(argon_model).get_forces(argon)
+    copy = build_model(argon_model.config, argon_model.physics, torch.float64)
+    copy.load_state_dict(argon_model.state_dict())
+    f32 = DenoiseCalculator(copy, dtype=torch.float32)  # converts the copy, not the shared model
+    assert next(f32.model.parameters()).dtype == torch.float32
     assert f32.get_forces(argon).dtype == np.float64
     np.testing.assert_allclose(f32.get_forces(argon), f64, atol=1e-4 * np.abs(f64).max())
 
 
-def test_energy_and_stress_raise_with_a_reason(model, argon):
-    argon.calc = DenoiseCalculator(model)
+def test_energy_and_stress_raise_with_a_reason(argon_model, argon):
+    argon.calc = DenoiseCalculator(argon_model)
     for getter in (argon.get_potential_energy, argon.get_stress, argon.get_total_energy):
         with pytest.raises(PropertyNotImplementedError, match="forces"):
             getter()
 
 
-def test_does_not_touch_ase_class_attributes(model):
+def test_does_not_touch_ase_class_attributes(argon_model):
     before = list(Calculator.implemented_properties)
-    calc = DenoiseCalculator(model)
+    calc = DenoiseCalculator(argon_model)
     calc.implemented_properties.append("energy")  # instance copy, not the class list
     assert DenoiseCalculator.implemented_properties == ["forces"]
     assert Calculator.implemented_properties == before
 
 
-def test_unknown_element_is_named(model, argon):
+def test_check_structure_names_the_problem_without_computing(argon_model, argon):
+    calc = DenoiseCalculator(argon_model)
+    calc.check_structure(argon)  # fine
     argon.numbers[3] = 54  # Xe
-    argon.calc = DenoiseCalculator(model)
     with pytest.raises(DataError, match=r"\['Xe'\].*\['Ar'\]"):
-        argon.get_forces()
+        calc.check_structure(argon)
+    assert calc.results == {}
 
 
-def test_nan_positions_are_refused(model, argon):
-    argon.positions[5, 1] = np.nan
-    argon.calc = DenoiseCalculator(model)
-    with pytest.raises(DataError, match="non-finite"):
-        argon.get_forces()
-
-
-def test_periodicity_and_small_cells_are_refused(model, argon):
-    calc = DenoiseCalculator(model)
+def test_periodicity_and_small_cells_are_refused(argon_model):
+    calc = DenoiseCalculator(argon_model)
     dimer = Atoms("Ar2", positions=[[0, 0, 0], [3.8, 0, 0]])
     with pytest.raises(DataError, match="periodicity"):
         calc.get_forces(dimer)
@@ -89,15 +87,46 @@ def test_periodicity_and_small_cells_are_refused(model, argon):
         calc.get_forces(tiny)
 
 
-def test_langevin_100_steps_stay_finite(model, argon):
-    argon.calc = DenoiseCalculator(model)
+def test_langevin_100_steps_stay_finite(argon_model, argon):
+    argon.calc = DenoiseCalculator(argon_model)
     dyn = Langevin(argon, 5 * fs, temperature_K=94.4, friction=0.01 / fs, rng=np.random.default_rng(0), fixcm=False)
     dyn.run(100)
     assert np.all(np.isfinite(argon.positions)) and np.all(np.isfinite(argon.get_forces()))
 
 
-def test_results_are_recomputed_when_positions_change(model, argon):
-    argon.calc = DenoiseCalculator(model)
+def test_results_are_recomputed_when_positions_change(argon_model, argon):
+    argon.calc = DenoiseCalculator(argon_model)
     f1 = argon.get_forces().copy()
     argon.positions[0] += 0.2
     assert not np.allclose(argon.get_forces(), f1)
+
+
+def test_model_file_and_zoo_name_are_accepted(argon_model, argon_model_file, argon, zoo_argon, monkeypatch):
+    monkeypatch.delenv("ASE_DENOISE_MODELS_DIR", raising=False)  # the shipped zoo
+    np.testing.assert_array_equal(
+        DenoiseCalculator(str(argon_model_file)).get_forces(argon), DenoiseCalculator(argon_model).get_forces(argon)
+    )
+    box = bulk("Ar", "fcc", a=5.78, cubic=True).repeat(2)  # the zoo model's cutoff is 5 A
+    calc = DenoiseCalculator("lj-argon-94K")
+    assert calc.noise_levels == zoo_argon.noise_levels == (0.03,) and calc.temperature_K == 94.4
+    np.testing.assert_array_equal(calc.get_forces(box), DenoiseCalculator(zoo_argon).get_forces(box))
+
+
+def test_structure_frame_moves_only_far_atoms_back_by_lattice_vectors(argon_model, argon):
+    """MD never wraps positions: atoms more than one cell length outside the periodic cell are moved
+    back by whole lattice vectors (keeps float32 edge vectors precise), atoms just outside stay put
+    (so a Verlet list is not rebuilt whenever an atom crosses a face); the forces are unchanged."""
+    cell = argon.cell.array
+    moved = argon.copy()
+    moved.positions[2] += 5 * cell[0] - 3 * cell[2]  # far out
+    moved.positions[9] += cell[1]  # just outside (less than one cell length)
+    frame = structure_frame(moved, argon_model)
+    scaled = np.linalg.solve(cell.T, frame.positions[2])
+    assert np.all((0 <= scaled) & (scaled < 1))  # back inside the cell...
+    shift = np.linalg.solve(cell.T, frame.positions[2] - moved.positions[2])
+    np.testing.assert_allclose(shift, np.round(shift), rtol=0, atol=1e-12)  # ...by whole lattice vectors
+    np.testing.assert_array_equal(frame.positions[9], moved.positions[9])
+    np.testing.assert_array_equal(np.delete(frame.positions, 2, axis=0), np.delete(moved.positions, 2, axis=0))
+    assert np.array_equal(moved.positions[2], argon.positions[2] + 5 * cell[0] - 3 * cell[2])  # input untouched
+    np.testing.assert_allclose(predict(argon_model, [frame]), predict(argon_model, [structure_frame(argon, argon_model)]),
+                               rtol=0, atol=1e-10)

@@ -1,139 +1,171 @@
-"""Model files: safetensors + JSON, never unpickled (DESIGN.md section 7)."""
+"""Model files: safetensors + JSON, never unpickled (docs/checkpoint.md), and their format versions.
+
+Format 1 kept the physics (temperature, noise level, periodicity) inside ``model_config``; format 2
+stores it separately as ``physics``. Frozen format-1 files in ``tests/fixtures/format_v1/``, with the
+forces the format-1 code computed (``expected_forces.npz``), must load through the upgrade and give
+bit-identical forces. Errors of broken files are tested in ``test_bad_input.py``, pickles and
+interrupted writes in ``test_hostile_files.py``.
+"""
 
 import json
-import os
-import pickle
+from pathlib import Path
 
+import ase.io
 import numpy as np
 import pytest
 import torch
-from ase.build import bulk
+from safetensors import safe_open
 
-from ase_denoise import CheckpointError, DenoiseCalculator, ModelConfig, build_model, load_model, save_model
+from ase_denoise import (
+    CheckpointError,
+    DenoiseCalculator,
+    ModelConfig,
+    PhysicsConfig,
+    TrainConfig,
+    build_model,
+    load_model_file,
+    read_metadata,
+    save_model,
+)
 from ase_denoise.checkpoint import FORMAT_VERSION
 
 from _helpers import rewrite_metadata
 
+V1 = Path(__file__).parent / "fixtures" / "format_v1"
+# fixture name in expected_forces.npz: (model file, structure file, what the format-1 file said)
+V1_CASES = {
+    "vector_periodic": ("vector_periodic_v1.safetensors", "argon.extxyz",
+                        dict(head="vector", temperature_K=94.4, noise_std=0.05, pbc=[True] * 3, dtype=torch.float64)),
+    "edge_molecule": ("edge_molecule_v1.safetensors", "molecule.extxyz",
+                      dict(head="edge", temperature_K=300.0, noise_std=0.02, pbc=[False] * 3, dtype=torch.float32)),
+}
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(1)
-    cfg = ModelConfig(atomic_numbers=[18], noise_std=0.05, temperature_K=94.4, r_max=4.5, num_channels=8,
-                      max_ell=2, correlation=2, pbc=(True, True, True), avg_num_neighbors=12.3)
-    return build_model(cfg, torch.float64)
 
-
-@pytest.fixture
-def argon():
-    a = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
-    a.rattle(0.1, seed=2)
-    return a
+def raw_metadata(path) -> dict:
+    with safe_open(str(path), "pt") as fh:
+        return dict(fh.metadata())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_save_then_load_gives_identical_forces(model, argon, tmp_path, dtype):
-    m = build_model(model.config, dtype)
-    m.load_state_dict(model.state_dict())
+def test_save_then_load_gives_identical_forces(argon_model, argon, tmp_path, dtype):
+    m = build_model(argon_model.config, argon_model.physics, dtype)
+    m.load_state_dict(argon_model.state_dict())
     path = tmp_path / "m.safetensors"
     save_model(m, path, training={"n_frames": 7}, metrics={"force_cosine": 0.9})
-    loaded = load_model(path)
+    loaded = load_model_file(path)
     assert next(loaded.parameters()).dtype == dtype
-    assert loaded.config == m.config
-    assert loaded.metadata["training"]["n_frames"] == 7 and loaded.metadata["format_version"] == FORMAT_VERSION
+    assert loaded.config == m.config and loaded.physics == m.physics
+    assert loaded.metadata["training"]["n_frames"] == 7 and loaded.metadata["format_version"] == FORMAT_VERSION == 2
     np.testing.assert_array_equal(DenoiseCalculator(m).get_forces(argon), DenoiseCalculator(loaded).get_forces(argon))
-    assert np.array_equal(
-        DenoiseCalculator.from_file(path).get_forces(argon), DenoiseCalculator(str(path)).get_forces(argon)
-    )
 
 
-def test_existing_file_is_not_overwritten(model, tmp_path):
-    path = tmp_path / "m.safetensors"
-    path.write_bytes(b"precious")
-    with pytest.raises(FileExistsError):
-        save_model(model, path)
-    assert path.read_bytes() == b"precious"
-    save_model(model, path, overwrite=True)
-    assert load_model(path).config == model.config
+def test_every_way_of_loading_a_file_gives_the_same_model(argon_model, argon_model_file, argon):
+    forces = DenoiseCalculator(argon_model).get_forces(argon)
+    np.testing.assert_array_equal(DenoiseCalculator.from_file(argon_model_file).get_forces(argon), forces)
+    np.testing.assert_array_equal(DenoiseCalculator(str(argon_model_file)).get_forces(argon), forces)
+    as32 = load_model_file(argon_model_file, dtype=torch.float32)  # converted on loading
+    assert next(as32.parameters()).dtype == torch.float32
+    np.testing.assert_allclose(DenoiseCalculator(as32).get_forces(argon), forces, rtol=0, atol=1e-4 * np.abs(forces).max())
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))  # would create the marker file if unpickled
-
-
-@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
-def test_pickle_is_refused_without_being_executed(tmp_path, writer):
-    marker = tmp_path / "pwned"
-    path = tmp_path / "evil.safetensors"
-    if writer == "pickle":
-        path.write_bytes(pickle.dumps(_Payload(str(marker))))
-    else:
-        torch.save({"x": _Payload(str(marker))}, path)
-    assert not marker.exists()
-    with pytest.raises(CheckpointError, match="pickle"):
-        load_model(path)
-    with pytest.raises(CheckpointError, match="pickle"):
-        DenoiseCalculator.from_file(path)
-    assert not marker.exists()
-
-
-def test_truncated_file(model, tmp_path):
-    path = tmp_path / "m.safetensors"
-    save_model(model, path)
-    data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated, corrupt or foreign"):
-        load_model(path)
-
-
-def test_foreign_safetensors_file(tmp_path):
-    from safetensors.torch import save_file
-
-    path = tmp_path / "foreign.safetensors"
-    save_file({"w": torch.zeros(3)}, str(path), metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match="not an ase_denoise model"):
-        load_model(path)
-
-
-def test_newer_format_version_is_refused(model, tmp_path):
-    save_model(model, tmp_path / "m.safetensors")
-    rewrite_metadata(tmp_path / "m.safetensors", tmp_path / "new.safetensors", format_version=str(FORMAT_VERSION + 1))
-    with pytest.raises(CheckpointError, match="newer"):
-        load_model(tmp_path / "new.safetensors")
-
-
-def test_weights_that_do_not_match_the_config_are_refused(model, tmp_path):
-    save_model(model, tmp_path / "m.safetensors")
-    cfg = model.config.to_dict()
-    cfg["atomic_numbers"] = [18, 36]  # element table of a different model
-    rewrite_metadata(tmp_path / "m.safetensors", tmp_path / "bad.safetensors", model_config=json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="do not match"):
-        load_model(tmp_path / "bad.safetensors")
-
-
-def test_missing_file_and_directory(model, tmp_path):
-    with pytest.raises(FileNotFoundError):
-        load_model(tmp_path / "nope.safetensors")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        save_model(model, tmp_path / "no_dir" / "m.safetensors")
-    assert not os.path.exists(tmp_path / "no_dir")
-
-
-def test_header_length_starting_with_the_pickle_byte_loads(model, tmp_path):
+def test_header_length_starting_with_the_pickle_byte_loads(argon_model, tmp_path):
     """Regression: a safetensors header of length 0x..80 starts the file with b'\\x80', a pickle's
     first byte. Found when a hybrid-loss run's metadata happened to have that length; such a file is
-    a valid model and must load, while real pickles (above) stay refused."""
+    a valid model and must load, while real pickles (test_hostile_files.py) stay refused."""
     for pad in range(0, 512):
         path = tmp_path / f"pad{pad}.safetensors"
-        save_model(model, path, metrics={"pad": "x" * pad})
+        save_model(argon_model, path, metrics={"pad": "x" * pad})
         if open(path, "rb").read(1) == b"\x80":
             break
         path.unlink()
     else:
         pytest.fail("no padding gave a header length with low byte 0x80")
-    loaded = load_model(path)
-    for key, value in model.state_dict().items():
+    loaded = load_model_file(path)
+    for key, value in argon_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value.to(loaded.state_dict()[key].dtype)), key
+
+
+# --------------------------------------------------------------------------------------------------
+# format versions
+# --------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def expected_forces():
+    with np.load(V1 / "expected_forces.npz") as data:
+        return {k: data[k] for k in data.files}
+
+
+def test_the_fixtures_are_frozen_format_1_files(expected_forces):
+    assert set(expected_forces) == set(V1_CASES)
+    for model_file, _, said in V1_CASES.values():
+        raw = raw_metadata(V1 / model_file)
+        assert raw["format_version"] == "1" and "physics" not in raw
+        config = json.loads(raw["model_config"])
+        assert config["noise_std"] == said["noise_std"] and config["temperature_K"] == said["temperature_K"]
+
+
+@pytest.mark.parametrize("name", sorted(V1_CASES))
+def test_format_1_files_load_through_the_upgrade_with_identical_forces(name, expected_forces, tmp_path):
+    model_file, structure, said = V1_CASES[name]
+    model = load_model_file(V1 / model_file)
+    atoms = ase.io.read(V1 / structure)
+    forces = DenoiseCalculator(model).get_forces(atoms)
+    assert forces.shape == expected_forces[name].shape and np.abs(forces).max() > 0
+    assert np.array_equal(forces, expected_forces[name]), np.abs(forces - expected_forces[name]).max()
+
+    meta = model.metadata
+    assert meta["format_version"] == 2 == FORMAT_VERSION
+    physics = {k: meta["physics"][k] for k in ("temperature_K", "noise_std", "pbc")}
+    assert physics == {"temperature_K": said["temperature_K"], "noise_std": [said["noise_std"]], "pbc": said["pbc"]}
+    assert not {"temperature_K", "noise_std", "pbc"} & set(meta["model_config"])
+    assert meta["training"] == read_metadata(V1 / model_file)["training"] and meta["training"]["n_frames"] > 0
+    assert model.config.head == said["head"] and next(model.parameters()).dtype == said["dtype"]
+    assert model.noise_levels == (said["noise_std"],) and model.temperature_K == said["temperature_K"]
+    assert model.physics.pbc == tuple(said["pbc"])
+
+    # saving an upgraded model writes the current format; it loads with the same forces
+    path = save_model(model, tmp_path / "resaved.safetensors", training=meta["training"])
+    raw = raw_metadata(path)
+    assert raw["format_version"] == "2"
+    assert PhysicsConfig.from_dict(json.loads(raw["physics"])) == model.physics
+    assert ModelConfig.from_dict(json.loads(raw["model_config"])) == model.config
+    assert "noise_std" not in json.loads(raw["model_config"])
+    again = load_model_file(path)
+    assert again.metadata["format_version"] == 2
+    assert np.array_equal(DenoiseCalculator(again).get_forces(atoms), expected_forces[name])
+
+
+def test_a_format_1_file_without_its_temperature_is_refused(tmp_path):
+    config = json.loads(raw_metadata(V1 / "edge_molecule_v1.safetensors")["model_config"])
+    del config["temperature_K"]
+    rewrite_metadata(V1 / "edge_molecule_v1.safetensors", tmp_path / "m.safetensors", model_config=json.dumps(config))
+    with pytest.raises(CheckpointError, match="missing or malformed JSON metadata.*temperature_K"):
+        load_model_file(tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize("section", ["model_config", "physics"])
+def test_unknown_metadata_keys_are_refused_by_name(argon_model_file, tmp_path, section):
+    """A key this version does not know (a newer file, or a typo) is an error, not silently dropped."""
+    values = json.loads(raw_metadata(argon_model_file)[section])
+    values["from_the_future"] = 1
+    path = tmp_path / "m.safetensors"
+    rewrite_metadata(argon_model_file, path, **{section: json.dumps(values)})
+    with pytest.raises(CheckpointError, match=r"invalid configuration.*unknown .* keys \['from_the_future'\]"):
+        load_model_file(path)
+
+
+@pytest.mark.parametrize("cls", [ModelConfig, PhysicsConfig, TrainConfig])
+def test_config_dicts_round_trip_and_refuse_unknown_keys(argon_model, cls):
+    instance = {ModelConfig: argon_model.config, PhysicsConfig: argon_model.physics, TrainConfig: TrainConfig()}[cls]
+    d = instance.to_dict()
+    assert json.loads(json.dumps(d)) == d  # plain JSON: lists, not tuples
+    assert cls.from_dict(d) == instance
+    with pytest.raises(ValueError, match=rf"unknown {cls.__name__} keys \['epoch'\]"):
+        cls.from_dict({**d, "epoch": 3})
+
+
+def test_physics_noise_levels_are_a_sorted_tuple():
+    assert PhysicsConfig(temperature_K=300.0, noise_std=0.05).noise_std == (0.05,)
+    assert PhysicsConfig(temperature_K=300.0, noise_std=[0.1, 0.02]).noise_std == (0.02, 0.1)
+    assert PhysicsConfig(temperature_K=300.0, noise_std=0.05).to_dict()["noise_std"] == [0.05]
+    with pytest.raises(ValueError, match="must differ"):
+        PhysicsConfig(temperature_K=300.0, noise_std=[0.1, 0.1])

@@ -1,6 +1,6 @@
 """End-to-end tests of the console entry point ``ase-denoise`` (``ase_denoise.cli.main``).
 
-``main(argv)`` runs in-process with real files: harmonic dimer frames (DESIGN.md section 2) written
+``main(argv)`` runs in-process with real files: harmonic dimer frames (docs/design.md) written
 to extxyz, tiny MACE settings, a few epochs. One test runs the installed console script through a
 subprocess to prove it exists. Every error path checks the exit code (2) and that the message on
 stderr names the problem.
@@ -8,9 +8,8 @@ stderr names the problem.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
+import dataclasses
 import json
 import math
 import os
@@ -19,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import ase.io
 import numpy as np
@@ -27,24 +26,16 @@ import pytest
 import torch
 
 from ase_denoise import DenoiseCalculator, load_model
-from ase_denoise.cli import main
+from ase_denoise.cli import build_parser, main
+from ase_denoise.config import ModelConfig, PhysicsConfig, TrainConfig, cli_fields, options_from_args
 from ase_denoise.reference import sample_harmonic_dimer
+
+from _helpers import TINY_CLI, run_cli
 
 TEMPERATURE_K = 300.0
 NOISE_STD = 0.1
 N_FRAMES = 48
-TINY = [
-    "--channels", "4", "--max-ell", "1", "--max-L", "0", "--head", "edge", "--correlation", "1",
-    "--interactions", "1", "--r-max", "3.0", "--batch-size", "32",
-]
-
-
-def run_cli(argv: List[str]) -> Tuple[int, str, str]:
-    """``main(argv)`` with stdout/stderr captured; returns (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+TINY = [*TINY_CLI, "--batch-size", "32"]
 
 
 def train_argv(data, output, *extra, epochs: int = 1) -> List[str]:
@@ -121,6 +112,43 @@ def test_no_command_is_a_usage_error(capsys):
 
 
 # --------------------------------------------------------------------------------------------------
+# train options come from the configuration dataclasses
+# --------------------------------------------------------------------------------------------------
+def test_train_help_lists_every_dataclass_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["train", "--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    fields = [f for cls in (TrainConfig, ModelConfig, PhysicsConfig) for f in cli_fields(cls)]
+    assert len(fields) > 25
+    for f in fields:
+        assert f.metadata["cli"] in text, f.name
+    for name in ("epochs", "batch_size", "lr"):  # defaults shown as the dataclass has them
+        assert f"(default: {getattr(TrainConfig(), name)})" in text, name
+    assert f"(default: {ModelConfig.r_max})" in text
+
+
+def test_train_without_options_uses_the_dataclass_defaults():
+    args = build_parser().parse_args(["train", "--data", "x", "--noise-std", "0.1", "--output", "y"])
+    assert TrainConfig(**options_from_args(args, TrainConfig)) == TrainConfig()
+    assert options_from_args(args, ModelConfig) == {}
+    assert args.temperature_K is None  # not given: the frames' temperature applies
+    assert (TrainConfig().epochs, TrainConfig().batch_size) == (50, 4)
+
+    args = build_parser().parse_args([
+        "train", "--data", "x", "--noise-std", "0.1", "--output", "y", "--epochs", "7", "--loss", "hybrid",
+        "--max-minutes", "1.5", "--radial-mlp", "8", "8", "--head", "edge", "--temperature-K", "250",
+    ])
+    assert TrainConfig(**options_from_args(args, TrainConfig)) == dataclasses.replace(
+        TrainConfig(), epochs=7, loss="hybrid", max_minutes=1.5
+    )
+    assert options_from_args(args, ModelConfig) == {"radial_mlp": [8, 8], "head": "edge"}
+    assert args.temperature_K == 250.0
+    with pytest.raises(SystemExit):  # choices come from the dataclass too
+        build_parser().parse_args(["train", "--data", "x", "--noise-std", "0.1", "--output", "y", "--loss", "l1"])
+
+
+# --------------------------------------------------------------------------------------------------
 # train
 # --------------------------------------------------------------------------------------------------
 def test_train_writes_model_and_run_dir(trained):
@@ -131,13 +159,15 @@ def test_train_writes_model_and_run_dir(trained):
         assert fh.read(1) == b"{" and 0 < header_len < os.path.getsize(model_path)  # safetensors header
     model = load_model(model_path)
     cfg = model.config
-    assert cfg.temperature_K == pytest.approx(TEMPERATURE_K)  # taken from the frames' info
-    assert cfg.noise_std == pytest.approx(NOISE_STD)
+    assert model.temperature_K == pytest.approx(TEMPERATURE_K)  # taken from the frames' info
+    assert model.noise_levels == pytest.approx((NOISE_STD,))
     assert cfg.atomic_numbers == [1]
-    assert tuple(cfg.pbc) == (False, False, False)
+    assert model.physics.pbc == (False, False, False)
     assert (cfg.num_channels, cfg.max_ell, cfg.max_L, cfg.correlation, cfg.num_interactions, cfg.r_max) == (
         4, 1, 0, 1, 1, 3.0,
     )
+    assert (cfg.head, cfg.radial_mlp, cfg.edge_mlp) == ("edge", [8], [8])
+    assert model.metadata["training"]["train_config"]["batch_size"] == 32
     assert model.metadata["training"]["n_frames"] == N_FRAMES
     assert model.metadata["training"]["epochs_completed"] == 1
     for name in ("log.csv", "best.safetensors", "last.safetensors", "training_state.pt"):
@@ -175,7 +205,7 @@ def test_train_refuses_existing_output_unless_overwrite(data, tmp_path):
 
     code, out, err = run_cli(train_argv(data["frames"], output, "--overwrite"))
     assert code == 0, err
-    assert load_model(output).config.noise_std == pytest.approx(NOISE_STD)
+    assert load_model(output).noise_levels == pytest.approx((NOISE_STD,))
 
 
 def test_train_creates_missing_output_directory(data, tmp_path):
@@ -183,7 +213,7 @@ def test_train_creates_missing_output_directory(data, tmp_path):
     output = tmp_path / "models" / "m.safetensors"
     code, out, err = run_cli(train_argv(data["frames"], output, "--run-dir", tmp_path / "runs" / "a"))
     assert code == 0, err
-    assert load_model(output).config.temperature_K == pytest.approx(TEMPERATURE_K)
+    assert load_model(output).temperature_K == pytest.approx(TEMPERATURE_K)
 
 
 def test_train_resume_continues_the_run(data, tmp_path):
@@ -295,7 +325,7 @@ def test_md_writes_trajectory_and_refuses_overwrite(trained, data, tmp_path):
     code, out, err = run_cli(argv)
     assert code == 0, err
     stats = first_json(out)
-    assert stats["steps"] == 20 and math.isfinite(stats["min_distance"])
+    assert stats["steps"] == 20 and stats["stopped"] is None and math.isfinite(stats["min_distance"])
     assert str(traj) in out
     frames = ase.io.read(traj, index=":")
     assert len(frames) == 20 // 5 + 1  # step 0 and every 5th step
@@ -335,6 +365,7 @@ def test_md_bad_structure_file(trained, data, tmp_path, kind):
 # --------------------------------------------------------------------------------------------------
 # demo
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path):
     out_dir = tmp_path / "demo"
     t0 = time.perf_counter()
@@ -352,8 +383,8 @@ def test_demo_quick_end_to_end(tmp_path):
         assert math.isfinite(float(summary[key])), key
     model = load_model(summary["model"])
     assert Path(summary["model"]).parent == out_dir
-    assert model.config.temperature_K == pytest.approx(94.4)
-    assert model.config.atomic_numbers == [18] and all(model.config.pbc)
+    assert model.temperature_K == pytest.approx(94.4)
+    assert model.config.atomic_numbers == [18] and all(model.physics.pbc)
     md = ase.io.read(out_dir / "md.traj", index=":")
     assert len(md) == 100 // 10 + 1
     assert all(len(a) == 108 and np.all(np.isfinite(a.positions)) for a in md)

@@ -5,9 +5,9 @@ loads a file -- the Python API, the calculator, the CLI, the model zoo (with a r
 matches the pickle), training resume (``training_state.pt``, read with ``torch.load(weights_only=True)``)
 and the MACE adapter without ``trust_pickle``. Each must refuse it; the marker must never appear.
 
-Note: ``import mace`` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1`` (DESIGN.md section 9) and
-``conftest.py`` imports mace, so these tests also prove that the explicit ``weights_only=True`` wins
-over that variable.
+Note: ``import mace`` sets ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``; ase_denoise puts the host's value
+back (``tests/test_security.py``), and the training-resume tests set the variable themselves to
+prove that the library's explicit ``weights_only=True`` wins over it.
 
 Item 3: writes are atomic (temporary file + ``os.replace``): an exception in the middle of writing
 leaves a pre-existing good file byte-for-byte intact and no temporary file behind; an existing file
@@ -17,64 +17,29 @@ is never overwritten unless asked (``save_model``, training checkpoints, CLI ``t
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import os
-import pickle
 from pathlib import Path
 
 import ase.io
+import ase.io.trajectory
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from ase.build import bulk
 
 import ase_denoise
-from ase_denoise import CheckpointError, DenoiseCalculator, ModelConfig, build_model, save_model
-from ase_denoise.cli import main as cli_main
-from ase_denoise.md import run_langevin
-from ase_denoise.reference import sample_harmonic_dimer
-from ase_denoise.training import STATE_FILE, Trainer, TrainingError, prepare_data
+from ase_denoise import CheckpointError, DenoiseCalculator, save_model
+from ase_denoise import mace_adapter
+from ase_denoise.data import prepare_data
+from ase_denoise.md import TrajectoryWriteError, run_langevin
+from ase_denoise.training import STATE_FILE, Trainer, TrainingError
 from ase_denoise.zoo import ENV_MODELS_DIR, REGISTRY_FILE, REGISTRY_FORMAT, REGISTRY_VERSION, ZooError
 
-from _helpers import TINY
+from _helpers import TINY, TINY_CLI, WRITERS, leftovers, run_cli, write_evil
 
-
-class Payload:
-    """Unpickling this calls ``open(marker, "w")``: the marker file appears if the pickle ever runs."""
-
-    def __init__(self, marker: str):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
-# the ways a pickle reaches disk: plain pickle (protocols 0 and 5), torch.save zip, legacy torch.save
-WRITERS = ["pickle-p0", "pickle-p5", "torch.save", "torch.save-legacy"]
-
-
-def write_evil(path: Path, marker: Path, writer: str = "torch.save") -> Path:
-    obj = {"model": Payload(str(marker))}
-    if writer == "pickle-p0":
-        path.write_bytes(pickle.dumps(obj, protocol=0))
-    elif writer == "pickle-p5":
-        path.write_bytes(pickle.dumps(obj, protocol=5))
-    elif writer == "torch.save":
-        torch.save(obj, path)
-    else:
-        torch.save(obj, path, _use_new_zipfile_serialization=False)
-    assert path.stat().st_size > 0 and not marker.exists()
-    return path
-
-
-def run_cli(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli_main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
+TORCH_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 @pytest.fixture
@@ -84,26 +49,15 @@ def marker(tmp_path):
     assert not m.exists(), "a pickle payload was executed"
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    cfg = ModelConfig(
-        atomic_numbers=[18], noise_std=0.05, temperature_K=94.4, r_max=4.5, num_channels=4, max_ell=1, max_L=1,
-        correlation=1, num_interactions=1, radial_mlp=[8], pbc=(True, True, True), avg_num_neighbors=12.0,
-    )
-    return build_model(cfg, torch.float64)
-
-
 @pytest.fixture
-def argon():
-    atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
-    atoms.rattle(0.05, seed=0)
-    return atoms
+def model(argon_model):
+    return argon_model
 
 
-@pytest.fixture(scope="module")
-def dimers():
-    return sample_harmonic_dimer(16, k=2.0, d0=1.5, temperature_K=300.0, seed=3)
+def trainer(dimers, run, **kw) -> Trainer:
+    config, physics, frames = prepare_data(dimers, noise_std=0.1, **TINY)
+    cfg = ase_denoise.TrainConfig(**{**dict(n_duplicates=1, epochs=1, batch_size=16, seed=7, dtype="float64"), **kw})
+    return Trainer(config, physics, frames, str(run), cfg)
 
 
 def evil_zoo(root: Path, marker: Path, name: str = "evil-model", writer: str = "torch.save") -> Path:
@@ -127,6 +81,7 @@ def evil_zoo(root: Path, marker: Path, name: str = "evil-model", writer: str = "
 # --------------------------------------------------------------------------------------------------
 API_LOADERS = {
     "load_model": lambda p: ase_denoise.load_model(p),
+    "load_model_file": lambda p: ase_denoise.load_model_file(p),
     "DenoiseCalculator.from_file": lambda p: DenoiseCalculator.from_file(p),
     "DenoiseCalculator(path)": lambda p: DenoiseCalculator(p),
     "DenoiseCalculator(str)": lambda p: DenoiseCalculator(str(p)),
@@ -216,24 +171,21 @@ def test_zoo_registry_pointing_outside_the_zoo(tmp_path, marker):
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 @pytest.mark.parametrize("writer", ["torch.save", "pickle-p5"])
-def test_training_resume_refuses_a_pickled_state(dimers, tmp_path, marker, writer):
-    """training_state.pt swapped for a payload: torch.load(weights_only=True) refuses it, although
-    mace set TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 in this process."""
-    assert os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD") == "1"  # the hostile setting is in force
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
-    cfg = ase_denoise.TrainConfig(n_duplicates=1, epochs=1, batch_size=16, seed=7, dtype="float64")
-    Trainer(config, frames, str(tmp_path / "run"), cfg).fit()
+def test_training_resume_refuses_a_pickled_state(dimers, tmp_path, marker, writer, monkeypatch):
+    """training_state.pt swapped for a payload: torch.load(weights_only=True) refuses it, even with
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 (what ``import mace`` sets) in the environment."""
+    monkeypatch.setenv(TORCH_LOAD_VARIABLE, "1")  # the hostile setting is in force
+    trainer(dimers, tmp_path / "run").fit()
     write_evil(tmp_path / "run" / STATE_FILE, marker, writer)
-    trainer = Trainer(config, frames, str(tmp_path / "run"), ase_denoise.TrainConfig(**{**cfg.to_dict(), "epochs": 2}))
     with pytest.raises(TrainingError, match="not a readable ase_denoise training state.*Weights only load failed"):
-        trainer.fit(resume=True)
+        trainer(dimers, tmp_path / "run", epochs=2).fit(resume=True)
 
 
-def test_cli_train_resume_refuses_a_pickled_state(dimers, tmp_path, marker):
+def test_cli_train_resume_refuses_a_pickled_state(dimers, tmp_path, marker, monkeypatch):
+    monkeypatch.setenv(TORCH_LOAD_VARIABLE, "1")
     ase.io.write(tmp_path / "d.extxyz", dimers, format="extxyz")
-    tiny = ["--channels", 4, "--max-ell", 1, "--max-L", 0, "--head", "edge", "--correlation", 1,
-            "--interactions", 1, "--r-max", 3.0, "--batch-size", 16]
-    argv = ["train", "--data", tmp_path / "d.extxyz", "--noise-std", 0.1, "--output", tmp_path / "m.safetensors", *tiny]
+    argv = ["train", "--data", tmp_path / "d.extxyz", "--noise-std", 0.1, "--output", tmp_path / "m.safetensors",
+            *TINY_CLI, "--batch-size", 16]
     code, _, err = run_cli([*argv, "--epochs", 1])
     assert code == 0, err
     write_evil(tmp_path / "m.safetensors.run" / STATE_FILE, marker)
@@ -242,22 +194,17 @@ def test_cli_train_resume_refuses_a_pickled_state(dimers, tmp_path, marker):
 
 
 def test_mace_adapter_refuses_a_pickle_without_trust(tmp_path, marker):
-    adapter = pytest.importorskip("ase_denoise.mace_adapter")
     evil = write_evil(tmp_path / "evil.model", marker)
-    with pytest.raises(adapter.UntrustedPickleError, match="pass trust_pickle=True"):
-        adapter.load_mace_model(evil)
-    with pytest.raises(adapter.UntrustedPickleError, match="Nothing was loaded"):
-        adapter.denoiser_from_mace(evil, noise_std=0.05, temperature_K=94.4)
-    assert issubclass(adapter.UntrustedPickleError, CheckpointError)
+    with pytest.raises(mace_adapter.UntrustedPickleError, match="pass trust_pickle=True"):
+        mace_adapter.load_mace_model(evil)
+    with pytest.raises(mace_adapter.UntrustedPickleError, match="Nothing was loaded"):
+        mace_adapter.denoiser_from_mace(evil, noise_std=0.05, temperature_K=94.4)
+    assert issubclass(mace_adapter.UntrustedPickleError, CheckpointError)
 
 
 # --------------------------------------------------------------------------------------------------
 # item 3: atomic writes, no silent overwrite
 # --------------------------------------------------------------------------------------------------
-def _leftovers(directory: Path, keep) -> list:
-    return sorted(p.name for p in directory.iterdir() if p.name not in keep)
-
-
 def half_then_fail(real_save_file):
     """A ``safetensors.torch.save_file`` that writes half a file and then dies (disk full, Ctrl-C...)."""
 
@@ -271,8 +218,6 @@ def half_then_fail(real_save_file):
 
 
 def test_interrupted_save_keeps_the_good_file(model, tmp_path, monkeypatch):
-    import safetensors.torch
-
     path = tmp_path / "m.safetensors"
     save_model(model, path)
     good = path.read_bytes()
@@ -280,13 +225,11 @@ def test_interrupted_save_keeps_the_good_file(model, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         save_model(model, path, overwrite=True)
     assert path.read_bytes() == good  # byte for byte
-    assert _leftovers(tmp_path, {"m.safetensors"}) == []  # no temp file left behind
+    assert leftovers(tmp_path, {"m.safetensors"}) == []  # no temp file left behind
     ase_denoise.load_model(path)  # still loads
 
 
 def test_interrupted_first_save_leaves_nothing(model, tmp_path, monkeypatch):
-    import safetensors.torch
-
     monkeypatch.setattr(safetensors.torch, "save_file", half_then_fail(safetensors.torch.save_file))
     with pytest.raises(OSError):
         save_model(model, tmp_path / "m.safetensors")
@@ -295,12 +238,8 @@ def test_interrupted_first_save_leaves_nothing(model, tmp_path, monkeypatch):
 
 def test_interrupted_training_checkpoint_keeps_the_good_files(dimers, tmp_path, monkeypatch):
     """An epoch whose checkpoint writes fail leaves best/last/state of the previous epoch intact."""
-    import safetensors.torch
-
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
-    cfg = ase_denoise.TrainConfig(n_duplicates=1, epochs=1, batch_size=16, seed=7, dtype="float64")
     run = tmp_path / "run"
-    Trainer(config, frames, str(run), cfg).fit()
+    trainer(dimers, run).fit()
     names = ("best.safetensors", "last.safetensors", STATE_FILE, "log.csv")
     before = {n: (run / n).read_bytes() for n in names}
     monkeypatch.setattr(safetensors.torch, "save_file", half_then_fail(safetensors.torch.save_file))
@@ -312,13 +251,12 @@ def test_interrupted_training_checkpoint_keeps_the_good_files(dimers, tmp_path, 
         raise KeyboardInterrupt
 
     monkeypatch.setattr(torch, "save", torch_save_dies)
-    trainer = Trainer(config, frames, str(run), ase_denoise.TrainConfig(**{**cfg.to_dict(), "epochs": 2}))
     with pytest.raises((OSError, KeyboardInterrupt)):
-        trainer.fit(resume=True)
+        trainer(dimers, run, epochs=2).fit(resume=True)
     assert {n: (run / n).read_bytes() for n in names} == before
-    assert _leftovers(run, set(names)) == []
+    assert leftovers(run, set(names)) == []
     monkeypatch.undo()
-    Trainer(config, frames, str(run), ase_denoise.TrainConfig(**{**cfg.to_dict(), "epochs": 2})).fit(resume=True)
+    assert trainer(dimers, run, epochs=2).fit(resume=True).history[-1]["epoch"] == 1
 
 
 def test_save_model_does_not_overwrite_unless_asked(model, tmp_path):
@@ -340,12 +278,11 @@ def test_cli_train_does_not_overwrite_unless_asked(dimers, tmp_path):
     assert out.read_bytes() == b"precious" and not (tmp_path / "m.safetensors.run").exists()
 
 
-def test_cli_md_does_not_overwrite_unless_asked(model, argon, tmp_path):
-    save_model(model, tmp_path / "m.safetensors")
+def test_cli_md_does_not_overwrite_unless_asked(argon_model_file, argon, tmp_path):
     ase.io.write(tmp_path / "start.extxyz", argon, format="extxyz")
     traj = tmp_path / "md.traj"
     traj.write_bytes(b"precious")
-    argv = ["md", "--model", tmp_path / "m.safetensors", "--structure", tmp_path / "start.extxyz",
+    argv = ["md", "--model", argon_model_file, "--structure", tmp_path / "start.extxyz",
             "--temperature-K", 94.4, "--steps", 2, "--interval", 1, "--output", traj]
     code, _, err = run_cli(argv)
     assert code == 2 and "exists; pass --overwrite" in err
@@ -364,36 +301,49 @@ def test_run_langevin_does_not_overwrite_unless_asked(model, argon, tmp_path):
     assert traj.read_bytes() == b"precious"
     run_langevin(argon, temperature_K=94.4, steps=2, interval=1, trajectory=str(traj), overwrite=True)
     assert len(ase.io.read(traj, ":")) == 3
-    assert _leftovers(tmp_path, {"md.traj"}) == []
+    assert leftovers(tmp_path, {"md.traj"}) == []
 
 
-def test_run_langevin_trajectory_write_failure_keeps_the_old_file(model, argon, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["md.traj", "md.extxyz"])
+def test_run_langevin_trajectory_write_failure_keeps_the_old_file(model, argon, tmp_path, monkeypatch, name):
+    """The trajectory is streamed frame by frame (ASE's TrajectoryWriter for .traj, ase.io.write
+    into an open file otherwise); the disk fills up at the second frame: TrajectoryWriteError (an
+    OSError), the old file byte for byte, no temporary file."""
     argon.calc = DenoiseCalculator(model)
-    traj = tmp_path / "md.traj"
+    traj = tmp_path / name
     run_langevin(argon, temperature_K=94.4, steps=2, interval=1, trajectory=str(traj))
     good = traj.read_bytes()
-    real_write = ase.io.write
+    calls = []
 
-    def write_half_then_fail(filename, images, *a, **k):
-        real_write(filename, images[:1], *a, **k)
-        raise OSError(28, "No space left on device (simulated)")
+    def failing(real):
+        def write(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                raise OSError(28, "No space left on device (simulated)")
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(ase.io, "write", write_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
-        run_langevin(argon, temperature_K=94.4, steps=2, interval=1, trajectory=str(traj), overwrite=True)
+        return write
+
+    if name.endswith(".traj"):
+        writer = ase.io.trajectory.TrajectoryWriter
+        monkeypatch.setattr(writer, "write", failing(writer.write))
+    else:
+        monkeypatch.setattr(ase.io, "write", failing(ase.io.write))
+    with pytest.raises(TrajectoryWriteError, match="No space left") as info:
+        run_langevin(argon, temperature_K=94.4, steps=4, interval=1, trajectory=str(traj), overwrite=True)
+    assert isinstance(info.value, OSError) and info.value.errno == 28 and len(calls) == 2
     assert traj.read_bytes() == good
-    assert _leftovers(tmp_path, {"md.traj"}) == []
+    assert leftovers(tmp_path, {name}) == []
 
 
 def test_hard_kill_mid_epoch_resumes_to_identical_weights(dimers, tmp_path):
     """Item 4, the case tests/test_training.py does not cover: a process killed without warning
     (SIGKILL, power loss) saves nothing; resuming from the last epoch's checkpoint replays the rest
     with the same seeded noise and gives bit-identical weights to an uninterrupted run."""
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
-    cfg = ase_denoise.TrainConfig(n_duplicates=2, epochs=3, batch_size=4, seed=7, dtype="float64")
-    reference = Trainer(config, frames, str(tmp_path / "a"), cfg).fit()
+    settings = dict(n_duplicates=2, epochs=3, batch_size=4)
+    reference = trainer(dimers, tmp_path / "a", **settings).fit()
 
-    killed = Trainer(config, frames, str(tmp_path / "b"), cfg)
+    killed = trainer(dimers, tmp_path / "b", **settings)
     original_step = killed.train_step
     kill_at = len(killed.sampler) + 2  # two steps into epoch 1
 
@@ -405,10 +355,10 @@ def test_hard_kill_mid_epoch_resumes_to_identical_weights(dimers, tmp_path):
     killed.train_step = die
     with pytest.raises(SystemExit):
         killed.fit()
-    resumed = Trainer(config, frames, str(tmp_path / "b"), cfg)
+    resumed = trainer(dimers, tmp_path / "b", **settings)
     resumed.load_state()
     assert (resumed.epoch, resumed.batch) == (1, 0)  # back to the end of epoch 0, the last checkpoint
-    result = Trainer(config, frames, str(tmp_path / "b"), cfg).fit(resume=True)
+    result = trainer(dimers, tmp_path / "b", **settings).fit(resume=True)
     a, b = reference.model.state_dict(), result.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert _leftovers(tmp_path / "b", {"best.safetensors", "last.safetensors", STATE_FILE, "log.csv"}) == []
+    assert leftovers(tmp_path / "b", {"best.safetensors", "last.safetensors", STATE_FILE, "log.csv"}) == []

@@ -5,12 +5,15 @@ few steps with mace's data pipeline (``config_from_atoms`` -> ``AtomicData`` -> 
 and mace's ``WeightedEnergyForcesLoss`` on LJ argon frames (energies and forces of the true LJ
 potential, presented to mace through its key specification). Element table: H and Ar, so that the
 element-indexed tensors have more than one row. One test also runs mace's CLI (``mace_run_train``)
-for one epoch and adapts the ``.model`` file it writes.
+for one epoch and adapts the ``.model`` file it writes. The denoisers are periodic (``pbc``), as the
+LJ argon frames they are checked on.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
+import dataclasses
+import json
 import os
 import warnings
 
@@ -18,18 +21,19 @@ import numpy as np
 import pytest
 import torch
 
-from ase_denoise.checkpoint import CheckpointError, load_model, save_model
+from ase_denoise import train
+from ase_denoise.checkpoint import CheckpointError, load_model_file, save_model
 from ase_denoise.config import TrainConfig
-from ase_denoise.data import collate, to_frame
+from ase_denoise.data import DataError, collate, to_frame
 from ase_denoise.mace_adapter import (
     MaceAdapterError,
     UntrustedPickleError,
     denoiser_from_mace,
-    finetune,
     load_mace_model,
+    mace_model_config,
 )
 from ase_denoise.reference import lj_argon_frames
-from ase_denoise.testing import equivariance_errors, net_force
+from ase_denoise.testing import default_dtype, equivariance_errors, net_force
 from ase_denoise.training import Trainer
 
 with warnings.catch_warnings():
@@ -44,16 +48,7 @@ with warnings.catch_warnings():
 ELEMENTS = [1, 18]
 R_MAX = 5.0
 KEYS = KeySpecification(info_keys={"energy": "ref_energy"}, arrays_keys={"forces": "ref_forces"})
-
-
-@contextlib.contextmanager
-def default_dtype(dtype):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
+PERIODIC = (True, True, True)
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +100,7 @@ def mace_model(frames):
 
 @pytest.fixture(scope="module")
 def adapted(mace_model):
-    return denoiser_from_mace(mace_model, noise_std=0.05, temperature_K=94.4)
+    return denoiser_from_mace(mace_model, noise_std=0.05, temperature_K=94.4, pbc=PERIODIC)
 
 
 def test_config_read_off_the_mace_module(mace_model, adapted):
@@ -116,8 +111,16 @@ def test_config_read_off_the_mace_module(mace_model, adapted):
     assert (c.num_channels, c.max_L, c.num_interactions, c.correlation) == (8, 1, 2, 2)
     assert c.radial_mlp == [16, 16]
     assert c.avg_num_neighbors == mace_model.interactions[0].avg_num_neighbors
-    assert (c.noise_std, c.temperature_K, c.head) == (0.05, 94.4, "edge")
+    assert c.head == "edge"
+    assert (model.noise_levels, model.temperature_K, model.physics.pbc) == ((0.05,), 94.4, PERIODIC)
     assert report.config is c and report.notes == []
+    # the architecture alone, read off the module (noise and temperature are not MACE's to say)
+    config, notes = mace_model_config(mace_model, head="edge")
+    assert config == c and notes == []
+    assert mace_model_config(mace_model, head="vector", edge_mlp=[4])[0].edge_mlp == [4]
+    with pytest.raises(TypeError, match="read from the MACE model"):
+        mace_model_config(mace_model, r_max=4.0)
+    assert model.provenance["initialised_from"] == "mace" and model.provenance["n_params"] == report.n_params
 
 
 def test_transferred_tensors_are_bitwise_equal(mace_model, adapted):
@@ -141,8 +144,18 @@ def test_transferred_tensors_are_bitwise_equal(mace_model, adapted):
     assert "edge_head.mlp.0.weight" in report.summary()
 
 
+def test_transfer_report_is_json_ready(adapted):
+    """TransferReport.to_dict() is what model cards and checkpoint metadata record."""
+    _, report = adapted
+    as_dict = json.loads(json.dumps(report.to_dict()))
+    assert as_dict["transferred"] == report.transferred and as_dict["n_params"] == report.n_params
+    assert {n["name"] for n in as_dict["skipped"]} == {n.name for n in report.skipped}
+    assert as_dict["config"] == report.config.to_dict()
+
+
 def test_dtype_conversion_after_exact_copy(mace_model, adapted):
-    model32, report = denoiser_from_mace(mace_model, noise_std=0.05, temperature_K=94.4, dtype=torch.float32)
+    model32, report = denoiser_from_mace(mace_model, noise_std=0.05, temperature_K=94.4, dtype=torch.float32,
+                                         pbc=PERIODIC)
     assert report.transferred == adapted[1].transferred
     assert any("float64 to torch.float32" in n for n in report.notes)
     src = mace_model.state_dict()
@@ -182,7 +195,7 @@ def test_residual_first_layer_and_vector_head(frames):
     skip_tp stays fresh. The vector head keeps 1o features in the last layer, so the tensors of that
     layer whose shapes differ stay fresh too."""
     source = train_tiny_mace(frames, first="RealAgnosticResidualInteractionBlock", steps=1)
-    model, report = denoiser_from_mace(source, noise_std=0.05, temperature_K=94.4)
+    model, report = denoiser_from_mace(source, noise_std=0.05, temperature_K=94.4, pbc=PERIODIC)
     skipped = {n.name: n.reason for n in report.skipped}
     assert set(skipped) - {k for k in skipped if k.startswith("edge_head.")} == {
         "interactions.0.skip_tp.weight", "interactions.0.skip_tp.output_mask"
@@ -192,7 +205,8 @@ def test_residual_first_layer_and_vector_head(frames):
     assert "interactions.0.linear_up.weight" in report.transferred
     assert max(equivariance_errors(model, frames[0]).values()) < 1e-10
 
-    vector, vreport = denoiser_from_mace(source, noise_std=0.05, temperature_K=94.4, head="vector", dtype=torch.float64)
+    vector, vreport = denoiser_from_mace(source, noise_std=0.05, temperature_K=94.4, head="vector",
+                                         dtype=torch.float64, pbc=PERIODIC)
     vskipped = {n.name: n.reason for n in vreport.skipped}
     assert {k for k in vskipped if k.startswith("vector_readouts.")} == {
         k for k in vector.state_dict() if k.startswith("vector_readouts.")
@@ -235,32 +249,35 @@ def test_model_file_loaded_with_trust_pickle(tmp_path, mace_model, adapted):
     torch.save(mace_model, path)  # what mace's run_train writes
     with pytest.raises(UntrustedPickleError):
         denoiser_from_mace(path, noise_std=0.05, temperature_K=94.4)
-    model, report = denoiser_from_mace(path, noise_std=0.05, temperature_K=94.4, trust_pickle=True)
+    model, report = denoiser_from_mace(path, noise_std=0.05, temperature_K=94.4, trust_pickle=True, pbc=PERIODIC)
     assert report.source == str(path) and report.transferred == adapted[1].transferred
+    assert model.provenance["source"] == str(path)
     reference = adapted[0].state_dict()
     assert all(torch.equal(v, reference[k]) for k, v in model.state_dict().items())  # same seed: same head too
     # an adapted model saves and loads as an ordinary ase_denoise model file (no pickle)
     saved = save_model(model, tmp_path / "adapted.safetensors")
-    loaded = load_model(saved)
-    assert loaded.config == model.config
+    loaded = load_model_file(saved)
+    assert loaded.config == model.config and loaded.physics == model.physics
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
 
 
-def test_not_a_mace_model_and_unsorted_elements(frames):
+def test_not_a_mace_model_and_unsorted_elements(mace_model):
     with pytest.raises(MaceAdapterError, match="not a MACE model"):
         denoiser_from_mace(torch.nn.Linear(2, 2), noise_std=0.05, temperature_K=94.4)
-    source = train_tiny_mace(frames, steps=0)
+    source = copy.deepcopy(mace_model)
     source.atomic_numbers = torch.tensor([18, 1])
     with pytest.raises(MaceAdapterError, match="not sorted"):
         denoiser_from_mace(source, noise_std=0.05, temperature_K=94.4)
 
 
-def test_finetune_starts_from_the_adapted_weights(tmp_path, frames, adapted):
+def test_fine_tuning_with_train_starts_from_the_adapted_weights(tmp_path, frames, adapted):
+    """Fine-tuning is ordinary training started from the model: train(..., initial_model=model)."""
     model, _ = adapted
     cfg = TrainConfig(epochs=1, n_duplicates=1, batch_size=2, valid_fraction=0.25, valid_duplicates=1, warmup_steps=1, lr=1e-3)
-    result = finetune(model, frames, tmp_path / "run", train_config=cfg)
-    assert result.model.config.pbc == (True, True, True) and result.model.config.atomic_numbers == ELEMENTS
-    assert result.model.config.noise_std == 0.05
+    result = train(frames, str(tmp_path / "run"), initial_model=model, train_config=cfg)
+    assert result.model.config == model.config and result.model.config.atomic_numbers == ELEMENTS
+    assert result.model.physics.pbc == PERIODIC and result.model.noise_levels == (0.05,)  # the model's sigma
+    assert result.model.temperature_K == 94.4  # the frames' temperature
     assert result.model.metadata["training"]["initial_weights"]["initialised_from"] == "mace"
     assert result.history and np.isfinite(result.history[0]["force_rmse"])
     before, after = model.state_dict(), result.model.state_dict()
@@ -268,19 +285,19 @@ def test_finetune_starts_from_the_adapted_weights(tmp_path, frames, adapted):
 
     # the Trainer hook copies the weights (cast to the training dtype) and checks the architecture
     frame_list = [to_frame(a, ELEMENTS) for a in frames]
-    trainer = Trainer(result.model.config, frame_list, str(tmp_path / "t"), cfg, initial_model=model)
+    trainer = Trainer(result.model.config, result.model.physics, frame_list, str(tmp_path / "t"), cfg,
+                      initial_model=model)
     assert all(torch.equal(v, before[k].to(v.dtype)) for k, v in trainer.model.state_dict().items())
-    import dataclasses
-
     other = dataclasses.replace(result.model.config, num_channels=4)
     with pytest.raises(ValueError, match="num_channels"):
-        Trainer(other, frame_list, str(tmp_path / "u"), cfg, initial_model=model)
-    with pytest.raises(Exception, match="element"):
-        bad = frames[0].copy()
-        bad.numbers[0] = 8
-        finetune(model, [bad], tmp_path / "bad", train_config=cfg)
+        Trainer(other, result.model.physics, frame_list, str(tmp_path / "u"), cfg, initial_model=model)
+    bad = frames[0].copy()
+    bad.numbers[0] = 8
+    with pytest.raises(DataError, match=r"\['O'\] outside the model's element table \['H', 'Ar'\]"):
+        train([bad], str(tmp_path / "bad"), initial_model=model, train_config=cfg)
 
 
+@pytest.mark.slow
 def test_model_written_by_mace_run_train(tmp_path, frames):
     """The real thing: a ``.model`` file written by mace's own CLI (``mace_run_train``, defaults;
     one epoch on 3 frames, about 7 s)."""
@@ -308,7 +325,7 @@ def test_model_written_by_mace_run_train(tmp_path, frames):
     path = tmp_path / "tiny.model"
     with pytest.raises(UntrustedPickleError):
         denoiser_from_mace(path, noise_std=0.03, temperature_K=94.4)
-    model, report = denoiser_from_mace(path, noise_std=0.03, temperature_K=94.4, trust_pickle=True)
+    model, report = denoiser_from_mace(path, noise_std=0.03, temperature_K=94.4, trust_pickle=True, pbc=PERIODIC)
     assert {n.name for n in report.skipped} == {k for k in model.state_dict() if k.startswith("edge_head.")}
     source = load_mace_model(path, trust_pickle=True)
     src = source.state_dict()

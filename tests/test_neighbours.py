@@ -1,5 +1,5 @@
-"""Neighbour-list reuse (DESIGN.md section 4): a skin list built once per clean frame serves every
-noisy copy, and the calculator's Verlet list serves MD, with outputs equal to fresh lists'."""
+"""Neighbour-list reuse (docs/design.md, "Neighbour lists"): a skin list built once per clean frame
+serves every noisy copy, and the calculator's Verlet list serves MD, with outputs equal to fresh lists'."""
 
 import numpy as np
 import pytest
@@ -8,17 +8,12 @@ from ase.build import bulk
 from ase.md.langevin import Langevin
 from ase.units import fs
 
-from ase_denoise import DenoiseCalculator, ModelConfig, build_model
-from ase_denoise.data import SkinNeighbourList, collate, to_frame
+from ase_denoise import DenoiseCalculator
+from ase_denoise.data import collate, to_frame
+from ase_denoise.neighbours import SkinNeighbourList, average_num_neighbors, neighbour_graph, training_skin
 from ase_denoise.sampler import DuplicationSampler
 
-
-@pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    cfg = ModelConfig(atomic_numbers=[18], noise_std=0.1, temperature_K=94.4, r_max=4.5, num_channels=8,
-                      pbc=(True, True, True), avg_num_neighbors=12.0)
-    return build_model(cfg, torch.float64)
+R_MAX = 4.5  # the cutoff of the shared argon_model
 
 
 @pytest.fixture(scope="module")
@@ -31,43 +26,60 @@ def frames():
     return out
 
 
-def test_noisy_copies_reuse_one_list_and_match_fresh_lists(model, frames):
-    lists = [SkinNeighbourList(4.5, skin=1.0) for _ in frames]
+def test_neighbour_graph_follows_the_edge_convention(frames):
+    """vector = r[receiver] - r[sender] + shift @ cell; every pair within the cutoff, no self edge."""
+    f = frames[0]
+    edge_index, shifts = neighbour_graph(f.positions, f.cell, f.pbc, R_MAX)
+    sender, receiver = edge_index
+    d = np.linalg.norm(f.positions[receiver] - f.positions[sender] + shifts @ f.cell, axis=1)
+    assert d.max() < R_MAX and d.min() > 2.0
+    assert not np.any((sender == receiver) & np.all(shifts == 0, axis=1))
+    # fcc at a = 5.26 A: 12 neighbours at 3.72 A within 4.5 A, so about 12 on average after rattling
+    assert 10 < edge_index.shape[1] / f.n_atoms < 14
+    assert average_num_neighbors(frames, R_MAX) == pytest.approx(
+        np.mean([neighbour_graph(g.positions, g.cell, g.pbc, R_MAX)[0].shape[1] for g in frames]) / 32
+    )
+    assert training_skin(0.01) == 0.5 and training_skin(0.1) == pytest.approx(1.0)
+
+
+def test_noisy_copies_reuse_one_list_and_match_fresh_lists(argon_model, frames):
+    model = argon_model
+    lists = [SkinNeighbourList(R_MAX, skin=1.0) for _ in frames]
     for f, nl in zip(frames, lists):
         nl.edges(f.positions, f.cell, f.pbc)
     sampler = DuplicationSampler(frames, range(3), 8, 0.1, 4, seed=0)
     for batch in sampler.epoch(0):
         fr = [frames[i] for i in batch.frame_ids]
-        reused = model(collate(batch.positions, fr, 1, 4.5, torch.float64,
+        reused = model(collate(batch.positions, fr, 1, R_MAX, torch.float64,
                                neighbour_lists=[lists[i] for i in batch.frame_ids], update_lists=False))
-        fresh = model(collate(batch.positions, fr, 1, 4.5, torch.float64))
+        fresh = model(collate(batch.positions, fr, 1, R_MAX, torch.float64))
         torch.testing.assert_close(reused, fresh, rtol=0, atol=1e-12)
         # wrapping x back into the cell changes nothing either
         wrapped = []
         for f, x in zip(fr, batch.positions):
             frac = np.linalg.solve(f.cell.T, x.T).T
             wrapped.append((frac - np.floor(frac)) @ f.cell)
-        torch.testing.assert_close(model(collate(wrapped, fr, 1, 4.5, torch.float64)), fresh, rtol=0, atol=1e-12)
+        torch.testing.assert_close(model(collate(wrapped, fr, 1, R_MAX, torch.float64)), fresh, rtol=0, atol=1e-12)
     assert [nl.n_builds for nl in lists] == [1, 1, 1]  # 24 noisy copies, one build per frame
 
 
-def test_outlier_noise_gets_a_fresh_list_without_losing_the_clean_one(model, frames):
+def test_outlier_noise_gets_a_fresh_list_without_losing_the_clean_one(argon_model, frames):
     f = frames[0]
-    nl = SkinNeighbourList(4.5, skin=0.4)
+    nl = SkinNeighbourList(R_MAX, skin=0.4)
     nl.edges(f.positions, f.cell, f.pbc)
     moved = f.positions.copy()
     moved[0] += [0.35, 0.0, 0.0]  # 2 * 0.35 > skin: this copy needs a fresh list
-    a = model(collate([moved], [f], 1, 4.5, torch.float64, neighbour_lists=[nl], update_lists=False))
-    b = model(collate([moved], [f], 1, 4.5, torch.float64))
+    a = argon_model(collate([moved], [f], 1, R_MAX, torch.float64, neighbour_lists=[nl], update_lists=False))
+    b = argon_model(collate([moved], [f], 1, R_MAX, torch.float64))
     torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     assert nl.n_builds == 2 and not nl.needs_rebuild(f.positions, f.cell, f.pbc)
 
 
-def test_md_verlet_list_gives_the_forces_of_fresh_lists(model):
+def test_md_verlet_list_gives_the_forces_of_fresh_lists(argon_model):
     atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((2, 2, 2))
     atoms.rattle(0.1, seed=4)
-    calc = DenoiseCalculator(model, skin=1.0)
-    fresh = DenoiseCalculator(model, skin=0.0)
+    calc = DenoiseCalculator(argon_model, skin=1.0)
+    fresh = DenoiseCalculator(argon_model, skin=0.0)
     atoms.calc = calc
     dyn = Langevin(atoms, 20 * fs, temperature_K=300, friction=0.02 / fs, rng=np.random.default_rng(1), fixcm=False)
     for _ in range(60):

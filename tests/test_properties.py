@@ -21,8 +21,10 @@ from ase.geometry import get_distances
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ase_denoise import DenoiseCalculator, ModelConfig, build_model
+from ase_denoise import DenoiseCalculator
 from ase_denoise.data import cell_heights
+
+from _helpers import make_model
 
 ELEMENTS = [1, 6, 8, 18]  # H, C, O, Ar
 R_MAX = 3.5  # Angstrom
@@ -35,28 +37,26 @@ SETTINGS = settings(
 )
 
 
-def _model(head: str, pbc) -> torch.nn.Module:
-    torch.manual_seed(3)
-    cfg = ModelConfig(
-        atomic_numbers=ELEMENTS, noise_std=0.05, temperature_K=300.0, r_max=R_MAX, num_channels=8, max_ell=2,
-        max_L=1, correlation=2, num_interactions=2, radial_mlp=[16], edge_mlp=[16], head=head, pbc=pbc,
-        avg_num_neighbors=4.0,
+def _model(head: str, pbc: bool) -> torch.nn.Module:
+    model = make_model(
+        ELEMENTS, noise_std=0.05, temperature_K=300.0, pbc=pbc, seed=3, r_max=R_MAX, num_channels=8, max_ell=2,
+        max_L=1, correlation=2, num_interactions=2, radial_mlp=[16], edge_mlp=[16], head=head, avg_num_neighbors=4.0,
     )
-    model = build_model(cfg, torch.float64)
+    generator = torch.Generator().manual_seed(4)
     with torch.no_grad():  # make the random head non-trivial: forces of order one, not 1e-6
         for p in model.parameters():
-            p.add_(0.1 * torch.randn_like(p))
+            p.add_(0.1 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
     return model
 
 
 @pytest.fixture(scope="module")
 def periodic_model():
-    return _model("vector", (True, True, True))
+    return _model("vector", True)
 
 
 @pytest.fixture(scope="module")
 def open_model():
-    return _model("edge", (False, False, False))
+    return _model("edge", False)
 
 
 def random_rotation(rng: np.random.Generator) -> np.ndarray:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.build import bulk, molecule
 from pymatgen.core import Molecule, Structure
@@ -15,9 +14,7 @@ from pymatgen.io.ase import AseAtomsAdaptor
 from ase_denoise import (
     DataError,
     DenoiseCalculator,
-    ModelConfig,
     TrainConfig,
-    build_model,
     frames_to_structures,
     structures_to_frames,
     train,
@@ -26,6 +23,7 @@ from ase_denoise import (
 from ase_denoise.interop import atoms_to_structure, frames_to_trajectory
 
 from _helpers import TINY as _TINY
+from _helpers import make_model
 
 T = 300.0
 TINY = {**_TINY, "r_max": 3.5}
@@ -113,9 +111,7 @@ def test_conversion_errors_are_clear():
 
 
 def test_calculator_runs_on_adaptor_converted_structures():
-    config = ModelConfig(atomic_numbers=[11, 17], noise_std=0.1, temperature_K=T, pbc=(True, True, True), **TINY)
-    torch.manual_seed(0)
-    calc = DenoiseCalculator(build_model(config, dtype=torch.float64))
+    calc = DenoiseCalculator(make_model([11, 17], noise_std=0.1, temperature_K=T, pbc=True, **TINY))
     atoms = nacl_frames(1, forces=False)[0]
     structure = AseAtomsAdaptor.get_structure(atoms)
     converted = AseAtomsAdaptor.get_atoms(structure)  # the one-line conversion users write
@@ -148,7 +144,7 @@ def test_training_run_from_pymatgen_input(kind, tmp_path):
     )
     model = result.model
     assert model.config.atomic_numbers == [11, 17]
-    assert model.config.temperature_K == T and model.config.pbc == (True, True, True)
+    assert model.temperature_K == T and model.physics.pbc == (True, True, True) and model.noise_levels == (0.1,)
     assert len(result.history) == 1 and np.isfinite(result.history[0]["train_loss"])
     assert "force_rmse" in result.history[0]  # reference forces came through as evaluation data
     # the trained model runs on a converted structure

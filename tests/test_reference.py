@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import ase.io
 import numpy as np
 import pytest
 from ase import Atoms, units
@@ -16,6 +17,7 @@ from ase.calculators.lj import LennardJones
 from matscipy.calculators.pair_potential import LennardJonesCut
 from matscipy.neighbours import neighbour_list
 
+from ase_denoise.data import DataError, read_frames
 from ase_denoise.reference import (
     ARGON_CUTOFF_A,
     ARGON_EPSILON_EV,
@@ -24,10 +26,8 @@ from ase_denoise.reference import (
     lj_argon_calculator,
     lj_argon_forces,
     lj_argon_frames,
-    read_frames,
     rms_force,
     sample_harmonic_dimer,
-    write_frames,
 )
 
 # A soft bond, so the d^2 Jacobian shifts <d> by ~2 kT/(k d0) = 0.05 A, ~50 standard errors.
@@ -118,7 +118,8 @@ def test_dimer_seeded_and_extxyz_round_trip(dimer_frames, tmp_path):
     np.testing.assert_allclose(a[0].positions.mean(axis=0), 0.0, atol=1e-12)  # no box: COM at origin
     assert not a[0].pbc.any() and a[0].cell.rank == 0
 
-    path = write_frames(dimer_frames[:10], tmp_path / "dimer.extxyz")
+    path = tmp_path / "dimer.extxyz"
+    ase.io.write(path, dimer_frames[:10], format="extxyz")
     back = read_frames(path)
     assert len(back) == 10
     for orig, new in zip(dimer_frames[:10], back):
@@ -133,13 +134,13 @@ def test_dimer_seeded_and_extxyz_round_trip(dimer_frames, tmp_path):
 def test_read_frames_errors_name_the_path(tmp_path):
     empty = tmp_path / "empty.extxyz"
     empty.write_text("")
-    with pytest.raises(ValueError, match="empty.extxyz"):
+    with pytest.raises(DataError, match=r"empty.extxyz' is empty"):
         read_frames(empty)
     junk = tmp_path / "junk.extxyz"
     junk.write_text("this is not\nan extxyz file\n")
-    with pytest.raises(ValueError, match="junk.extxyz"):
+    with pytest.raises(DataError, match=r"could not read frames from .*junk.extxyz"):
         read_frames(junk)
-    with pytest.raises(FileNotFoundError, match="missing.extxyz"):
+    with pytest.raises(DataError, match=r"missing.extxyz' does not exist"):
         read_frames(tmp_path / "missing.extxyz")
 
 

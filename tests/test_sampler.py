@@ -1,11 +1,11 @@
-"""Duplication sampler (DESIGN.md section 3)."""
+"""Duplication sampler (docs/design.md, "Duplication sampler")."""
 
 import numpy as np
 import pytest
 from ase.build import bulk
 
 from ase_denoise.data import to_frame
-from ase_denoise.sampler import DuplicationSampler, split_frames, validation_batches
+from ase_denoise.sampler import DuplicationSampler, NoisyBatch, noised_copies, split_frames, validation_batches
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,34 @@ def test_restart_mid_epoch_gives_the_same_batches(frames):
 
 def test_noisy_positions_are_exactly_r_plus_noise(frames):
     b = next(iter(sampler(frames).epoch(0)))
+    assert b.noise_std == [0.1] * len(b.frame_ids)  # the sigma of every copy travels with the batch
     for fid, noise, pos in zip(b.frame_ids, b.noise, b.positions):
         np.testing.assert_array_equal(pos, frames[fid].positions + noise)  # never rescaled
+
+
+def test_concatenated_batches_keep_every_field_in_order(frames):
+    a, b = list(sampler(frames).epoch(0))[:2]
+    both = NoisyBatch.concat([a, b])
+    assert both.frame_ids == a.frame_ids + b.frame_ids
+    assert both.noise_std == a.noise_std + b.noise_std
+    for x, y in zip(both.positions, a.positions + b.positions):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(both.noise, a.noise + b.noise):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_noised_copies_are_wrapped_samples_of_rho_sigma():
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True).repeat(3)
+    (copy,) = noised_copies([atoms], 0.05, seed=1)
+    assert np.array_equal(atoms.positions, bulk("Ar", "fcc", a=5.3, cubic=True).repeat(3).positions)  # untouched
+    scaled = copy.get_scaled_positions(wrap=False)
+    assert scaled.min() >= 0.0 and scaled.max() < 1.0  # wrapped back into the cell
+    d = copy.positions - atoms.positions
+    d -= np.round(d @ np.linalg.inv(atoms.cell.array)) @ atoms.cell.array  # modulo the lattice
+    n = d.size  # tolerances: 4 standard errors of the sample std and mean
+    assert abs(d.std() - 0.05) < 4 * 0.05 / np.sqrt(2 * n) and abs(d.mean()) < 4 * 0.05 / np.sqrt(n)
+    (again,) = noised_copies([atoms], 0.05, seed=1)
+    np.testing.assert_array_equal(again.positions, copy.positions)
 
 
 def test_split_is_by_frame_and_validation_noise_is_fixed(frames):
@@ -92,6 +118,7 @@ def test_split_is_by_frame_and_validation_noise_is_fixed(frames):
     v1 = validation_batches(frames, valid, 2, 0.1, 4, seed=0)
     v2 = validation_batches(frames, valid, 2, 0.1, 4, seed=0)
     assert all(np.array_equal(a, b) for x, y in zip(v1, v2) for a, b in zip(x.noise, y.noise))
+    assert all(b.noise_std == [0.1] * len(b.frame_ids) for b in v1)
     assert sorted(i for b in v1 for i in b.frame_ids) == sorted(list(valid) * 2)
 
 

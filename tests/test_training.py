@@ -7,49 +7,50 @@ import numpy as np
 import pytest
 import torch
 
-from ase_denoise import DataError, load_model
+from ase_denoise import DataError, build_model, load_model, train
 from ase_denoise.analysis import force_metrics
 from ase_denoise.config import TrainConfig
-from ase_denoise.data import to_frame
-from ase_denoise.reference import lj_argon_frames, sample_harmonic_dimer
-from ase_denoise.training import Trainer, TrainingError, evaluate_forces, prepare_data
+from ase_denoise.data import prepare_data, to_frame
+from ase_denoise.inference import evaluate_forces
+from ase_denoise.reference import sample_harmonic_dimer
+from ase_denoise.training import Trainer, TrainingError
 
 from _helpers import TINY
 
 
 @pytest.fixture(scope="module")
-def dimers():
+def dimers64():
     return sample_harmonic_dimer(64, k=2.0, d0=1.5, temperature_K=300.0, seed=3)
 
 
-def make_trainer(dimers, out, **kw):
-    config, frames = prepare_data(dimers, noise_std=0.1, **TINY)
+def make_trainer(dimers64, out, **kw):
+    config, physics, frames = prepare_data(dimers64, noise_std=0.1, **TINY)
     cfg = TrainConfig(**{**dict(n_duplicates=2, epochs=3, batch_size=16, seed=7, dtype="float64"), **kw})
-    return Trainer(config, frames, str(out), cfg)
+    return Trainer(config, physics, frames, str(out), cfg)
 
 
 def weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_run_writes_checkpoints_and_log(dimers, tmp_path):
-    result = make_trainer(dimers, tmp_path).fit()
+def test_run_writes_checkpoints_and_log(dimers64, tmp_path):
+    result = make_trainer(dimers64, tmp_path).fit()
     for name in ("best.safetensors", "last.safetensors", "training_state.pt", "log.csv"):
         assert (tmp_path / name).exists(), name
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
-    assert all(float(r["force_rmse"]) > 0 for r in rows)  # dimers carry reference forces
+    assert all(float(r["force_rmse"]) > 0 for r in rows)  # dimers64 carry reference forces
     assert result.stopped == "epochs" and len(result.history) == 3
     meta = load_model(tmp_path / "best.safetensors").metadata
     assert meta["training"]["n_train_frames"] + meta["training"]["n_valid_frames"] == 64
     with pytest.raises(FileExistsError, match="already holds a training run"):
-        make_trainer(dimers, tmp_path).fit()  # a finished run is never silently overwritten
+        make_trainer(dimers64, tmp_path).fit()  # a finished run is never silently overwritten
 
 
-def test_interrupted_run_resumes_to_identical_weights(dimers, tmp_path):
-    reference = make_trainer(dimers, tmp_path / "a").fit()
+def test_interrupted_run_resumes_to_identical_weights(dimers64, tmp_path):
+    reference = make_trainer(dimers64, tmp_path / "a").fit()
 
-    interrupted = make_trainer(dimers, tmp_path / "b")
+    interrupted = make_trainer(dimers64, tmp_path / "b")
     original_step = interrupted.train_step
 
     def ctrl_c_at_step_7(batch):  # the user presses Ctrl-C in the middle of epoch 1
@@ -61,7 +62,7 @@ def test_interrupted_run_resumes_to_identical_weights(dimers, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     assert 0 < interrupted.batch < len(interrupted.sampler)  # really mid-epoch
-    resumed = make_trainer(dimers, tmp_path / "b").fit(resume=True)
+    resumed = make_trainer(dimers64, tmp_path / "b").fit(resume=True)
     a, b = weights(reference.model), weights(resumed.model)
     assert all(torch.equal(a[k], b[k]) for k in a)
     last_a = load_model(tmp_path / "a" / "last.safetensors").state_dict()
@@ -69,17 +70,17 @@ def test_interrupted_run_resumes_to_identical_weights(dimers, tmp_path):
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
 
 
-def test_time_budget_stops_cleanly_and_can_resume(dimers, tmp_path):
-    t = make_trainer(dimers, tmp_path, epochs=100000, max_minutes=0.02)
+def test_time_budget_stops_cleanly_and_can_resume(dimers64, tmp_path):
+    t = make_trainer(dimers64, tmp_path, epochs=100000, max_minutes=0.02)
     result = t.fit()
     assert result.stopped == "time_budget" and t.epoch < 100000
     assert os.path.exists(result.best_path)
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(dimers, tmp_path):
-    make_trainer(dimers, tmp_path, epochs=1).fit()
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(dimers64, tmp_path):
+    make_trainer(dimers64, tmp_path, epochs=1).fit()
     good = (tmp_path / "best.safetensors").read_bytes()
-    t = make_trainer(dimers, tmp_path, epochs=2)
+    t = make_trainer(dimers64, tmp_path, epochs=2)
     t.load_state()
     with torch.no_grad():
         next(t.model.parameters()).fill_(float("nan"))  # diverged weights
@@ -94,14 +95,14 @@ def _fit_from_loaded(trainer):
     return trainer.fit(resume=True)
 
 
-def test_mixed_temperatures_are_refused(dimers):
-    mixed = [a.copy() for a in dimers[:4]]
+def test_mixed_temperatures_are_refused(dimers64):
+    mixed = [a.copy() for a in dimers64[:4]]
     mixed[2].info["temperature_K"] = 310.0
     with pytest.raises(DataError, match="different temperatures"):
         prepare_data(mixed, noise_std=0.1, **TINY)
     with pytest.raises(DataError, match="disagrees"):
-        prepare_data(dimers[:4], noise_std=0.1, temperature_K=200.0, **TINY)
-    unknown = [a.copy() for a in dimers[:4]]
+        prepare_data(dimers64[:4], noise_std=0.1, temperature_K=200.0, **TINY)
+    unknown = [a.copy() for a in dimers64[:4]]
     for a in unknown:
         del a.info["temperature_K"]
     with pytest.raises(DataError, match="temperature is unknown"):
@@ -114,17 +115,49 @@ def test_bad_train_config(kw, msg):
         TrainConfig(**kw)
 
 
-def test_lennard_jones_forces_are_recovered(tmp_path):
+def test_prepare_data_derives_architecture_and_physics_from_the_frames(dimers64):
+    config, physics, frames = prepare_data(dimers64, noise_std=0.1, **TINY)
+    assert config.atomic_numbers == [1] and config.r_max == TINY["r_max"] and config.head == "edge"
+    assert config.avg_num_neighbors == 1.0  # a dimer: each atom has exactly one neighbour
+    assert physics.temperature_K == 300.0 and physics.noise_std == (0.1,) and physics.pbc == (False,) * 3
+    assert len(frames) == 64 and all(f.ref_forces is not None for f in frames)
+    assert prepare_data(dimers64, noise_std=0.1, avg_num_neighbors=3.0, **TINY)[0].avg_num_neighbors == 3.0
+
+
+def test_initial_weights_come_from_the_seed_not_the_global_generator(dimers64, tmp_path):
+    torch.manual_seed(1)
+    state = torch.random.get_rng_state()
+    a = make_trainer(dimers64, tmp_path / "a").model
+    assert torch.equal(torch.random.get_rng_state(), state)  # building a Trainer draws nothing from it
+    torch.manual_seed(2)
+    b = make_trainer(dimers64, tmp_path / "b").model
+    c = make_trainer(dimers64, tmp_path / "c", seed=8).model
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert any(not torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_evaluate_forces_needs_labels(dimers64):
+    config, physics, frames = prepare_data(dimers64[:4], noise_std=0.1, **TINY)
+    model = build_model(config, physics, torch.float64, seed=0)
+    pred, ref = evaluate_forces(model, frames)
+    assert pred.shape == ref.shape == (8, 3) and pred.dtype == ref.dtype == np.float64
+    np.testing.assert_array_equal(ref, np.concatenate([a.arrays["ref_forces"] for a in dimers64[:4]]))
+    frames[2].ref_forces = None
+    with pytest.raises(ValueError, match=r"frames \[2\] carry no force labels"):
+        evaluate_forces(model, frames)
+
+
+@pytest.mark.slow
+def test_lennard_jones_forces_are_recovered(tmp_path, lj_argon_small):
     """A denoiser trained on LJ argon coordinates recovers the true LJ forces on frames from an
     independent MD run: cosine similarity > 0.95 and relative RMSE < 0.55 after ~30 s on 1 core
     (measured 0.98 / 0.42; the demo, with 7 minutes, reaches ~0.99 / ~0.2). Early in training the
     amplitude lags the direction (measured slope 0.59), hence the loose slope bounds."""
-    frames = lj_argon_frames(60, cache_dir=tmp_path, seed=0, stride=40, equilibration_steps=500)
-    test = lj_argon_frames(6, cache_dir=tmp_path, seed=1, stride=40, equilibration_steps=500)
-    config, converted = prepare_data(frames, noise_std=0.05, r_max=5.0, num_channels=8, max_ell=2,
-                                     correlation=2)
+    frames, test = lj_argon_small  # 60 frames of one run, 6 of an independent one
+    config, physics, converted = prepare_data(frames, noise_std=0.05, r_max=5.0, num_channels=8, max_ell=2,
+                                              correlation=2)
     cfg = TrainConfig(n_duplicates=4, epochs=5, batch_size=4, lr=5e-3, valid_fraction=0.1, seed=0)
-    result = Trainer(config, converted, str(tmp_path / "run"), cfg).fit()
+    result = Trainer(config, physics, converted, str(tmp_path / "run"), cfg).fit()
     pred, ref = evaluate_forces(result.model, [to_frame(a, config.atomic_numbers) for a in test])
     m = force_metrics(pred, ref)
     assert m["cosine"] > 0.95, m
@@ -132,15 +165,28 @@ def test_lennard_jones_forces_are_recovered(tmp_path):
     assert 0.45 < m["slope"] < 1.05, m  # smoothing and under-training shrink forces; nothing inflates them
 
 
-def test_train_from_an_initial_model_inherits_its_architecture(dimers, tmp_path):
-    """train(initial_model=m) takes m's architecture, avg_num_neighbors included (it used to rebuild
-    avg_num_neighbors from the data and refuse m), and starts from m's weights."""
-    first = make_trainer(dimers, tmp_path / "a").fit().model
-    from ase_denoise import train
-
+def test_train_from_an_initial_model_inherits_its_architecture(dimers64, tmp_path):
+    """train(initial_model=m), the one fine-tuning path, takes m's architecture (avg_num_neighbors
+    included: its weights depend on it), m's noise level unless told otherwise, and m's weights."""
+    first = make_trainer(dimers64, tmp_path / "a").fit().model
     cfg = TrainConfig(n_duplicates=1, epochs=1, batch_size=16, seed=7, dtype="float64", lr=1e-12, ema_decay=0.0,
                       warmup_steps=1)
-    again = train(dimers[:32], str(tmp_path / "b"), noise_std=0.1, train_config=cfg, initial_model=first).model
-    assert again.config.avg_num_neighbors == first.config.avg_num_neighbors
+    result = train(dimers64[:32], str(tmp_path / "b"), train_config=cfg, initial_model=first)
+    again = result.model
+    assert again.config == first.config and again.config.avg_num_neighbors == first.config.avg_num_neighbors
+    assert again.noise_levels == first.noise_levels == (0.1,) and again.temperature_K == 300.0
+    assert again.metadata["training"]["initial_weights"] == {"initialised_from": "given model"}
     for (name, a), b in zip(first.state_dict().items(), again.state_dict().values()):
         assert torch.allclose(a.to(b.dtype), b, atol=1e-9), name  # lr 1e-12: still the initial weights
+    # the architecture may not be changed, and the element table is the model's
+    with pytest.raises(ValueError, match="num_channels"):
+        train(dimers64[:32], str(tmp_path / "c"), train_config=cfg, initial_model=first, num_channels=8)
+    helium = sample_harmonic_dimer(8, symbol="He", temperature_K=300.0, seed=1)
+    with pytest.raises(DataError, match=r"\['He'\] outside the model's element table \['H'\]"):
+        train(helium, str(tmp_path / "d"), train_config=cfg, initial_model=first)
+    # another noise level and temperature are physics, not architecture: allowed
+    hot = [a.copy() for a in dimers64[:32]]
+    for a in hot:
+        a.info["temperature_K"] = 600.0
+    other = train(hot, str(tmp_path / "e"), noise_std=0.2, train_config=cfg, initial_model=first).model
+    assert other.noise_levels == (0.2,) and other.temperature_K == 600.0 and other.config == first.config

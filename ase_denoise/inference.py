@@ -1,0 +1,197 @@
+"""One path from structures to network output and forces.
+
+The calculator, validation during training, ``ase-denoise eval`` and the checks in
+:mod:`ase_denoise.testing` all go through :func:`structure_frame` (check a structure once, move atoms
+that drifted far out of a periodic cell back by lattice vectors) and :func:`predict` (batch, forward,
+scale to forces, correct to sigma -> 0, add the priors), so there is one place where a structure
+becomes forces.
+
+The sigma -> 0 correction (docs/beyond-one-sigma.md): a model trained at several noise levels
+``sigma_1 < ... < sigma_L`` predicts the smoothed forces ``F_sigma`` at each of them, and
+``F_sigma = F_0 + c_1 sigma^2 + c_2 sigma^4 + ...``. :func:`extrapolation_weights` fits a polynomial
+in ``sigma^2`` of degree ``order`` (default ``min(L - 1, 2)``) through the levels by least squares and
+returns its value at 0 as fixed weights ``F_0 = sum_i w_i F_sigma_i``. All levels go through the
+network in one batched forward (the graph is tiled L times), so a corrected call costs about L times
+the forward of one level.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from .data import Frame, check_atoms, collate, far_from_cell, to_frame
+from .model import DenoiserMACE
+from .neighbours import SkinNeighbourList
+from .priors import total_forces
+
+OUTPUTS = ("forces", "eps_hat")
+
+
+def default_order(n_levels: int) -> int:
+    """Degree in sigma^2 of the extrapolation through ``n_levels`` levels: ``min(n_levels - 1, 2)``."""
+    return min(n_levels - 1, 2)
+
+
+def extrapolation_weights(levels: Sequence[float], order: Optional[int] = None) -> np.ndarray:
+    """Weights ``w`` [L] with ``F_0 ~ sum_i w_i F(sigma_i)``: the value at ``sigma = 0`` of the
+    least-squares polynomial of degree ``order`` in ``sigma^2`` through the levels (exact
+    interpolation when ``order = L - 1``). The weights sum to 1; ``sqrt(sum w_i^2)`` is how much
+    independent errors of the levels are amplified."""
+    levels = np.asarray(levels, dtype=np.float64)
+    order = default_order(len(levels)) if order is None else int(order)
+    if not 0 <= order < len(levels):
+        raise ValueError(f"extrapolation order {order} needs more than {order} noise levels, got {len(levels)}")
+    x = (levels / levels.max()) ** 2
+    return np.linalg.pinv(np.vander(x, order + 1, increasing=True))[0]
+
+
+def tile_levels(data: Dict[str, torch.Tensor], levels: Sequence[float]) -> Dict[str, torch.Tensor]:
+    """``data`` repeated once per noise level: graph ``g`` of copy ``l`` is graph ``l * n_graphs + g``
+    and is evaluated at ``levels[l]``. Edges are copied, not rebuilt."""
+    L = len(levels)
+    n_nodes, n_graphs = data["positions"].shape[0], data["ptr"].shape[0] - 1
+    copies = torch.arange(L, device=data["positions"].device)
+    edge_index = (data["edge_index"].unsqueeze(0) + (copies * n_nodes).view(L, 1, 1)).permute(1, 0, 2)
+    return {
+        "positions": data["positions"].repeat(L, 1),
+        "node_attrs": data["node_attrs"].repeat(L, 1),
+        "edge_index": edge_index.reshape(2, -1),
+        "shifts": data["shifts"].repeat(L, 1),
+        "batch": (data["batch"].unsqueeze(0) + (copies * n_graphs).view(L, 1)).reshape(-1),
+        "ptr": torch.cat([data["ptr"][:1]] + [data["ptr"][1:] + l * n_nodes for l in range(L)]),
+        "noise_std": torch.tensor(
+            [s for s in levels for _ in range(n_graphs)], dtype=data["positions"].dtype, device=data["positions"].device
+        ),
+    }
+
+
+def evaluation_levels(model: DenoiserMACE, noise_std: Optional[float]) -> Tuple[List[float], np.ndarray]:
+    """The levels to evaluate and their weights: one trained level ``noise_std`` (weight 1), or for
+    ``None`` the model's only level, or all levels with the sigma -> 0 extrapolation weights."""
+    levels = list(model.noise_levels)
+    if noise_std is not None:
+        match = [s for s in levels if abs(s - float(noise_std)) <= 1e-9 * s]
+        if not match:
+            raise ValueError(f"noise_std={noise_std} A is not a trained level of this model {tuple(levels)}")
+        return match, np.ones(1)
+    if len(levels) == 1:
+        return levels, np.ones(1)
+    return levels, extrapolation_weights(levels)
+
+
+def structure_frame(atoms: Atoms, model: DenoiserMACE, what: str = "structure") -> Frame:
+    """Check ``atoms`` against ``model`` and return it as a :class:`~ase_denoise.data.Frame`.
+
+    Raises :class:`~ase_denoise.data.DataError` naming the problem (unknown element, non-finite
+    positions, other periodicity, a cell smaller than the cutoff...). Atoms more than one cell length
+    outside a periodic cell are accepted: MD never wraps positions, and the forces do not change when
+    an atom moves by a lattice vector (edge vectors carry their image shifts). Those atoms are moved
+    back by whole lattice vectors, which keeps float32 edge vectors precise; atoms within one cell
+    length stay where they are, so a Verlet list is not rebuilt each time an atom crosses a face.
+    """
+    check_atoms(
+        atoms, atomic_numbers=model.config.atomic_numbers, pbc=model.physics.pbc, r_max=model.config.r_max,
+        what=what, far_atoms_ok=True,
+    )
+    frame = to_frame(atoms, model.config.atomic_numbers)
+    if any(frame.pbc):
+        scaled = atoms.cell.scaled_positions(frame.positions)
+        far = far_from_cell(scaled, frame.pbc)
+        if far.any():
+            frame.positions[far] -= np.where(frame.pbc, np.floor(scaled[far]), 0.0) @ frame.cell
+    return frame
+
+
+def _batches(n: int, batch_size: int) -> List[slice]:
+    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+@torch.no_grad()
+def predict(
+    model: DenoiserMACE,
+    frames: Sequence[Frame],
+    *,
+    output: str = "forces",
+    noise_std: Optional[float] = None,
+    priors: bool = True,
+    exclude_priors: Sequence[str] = (),
+    batch_size: int = 8,
+    neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+) -> np.ndarray:
+    """The model's output at the (clean) positions of ``frames``, float64 numpy [n_atoms_total, 3].
+
+    ``output``: ``"forces"`` (eV/Angstrom) or ``"eps_hat"`` (the raw, unitless network output at one
+    level). ``noise_std``: evaluate this trained level (Angstrom); default: the model's only level, or
+    for a multi-level model the forces corrected to sigma -> 0 (module docstring). Forces are
+    ``kT * eps_hat / sigma`` plus the model's priors (``priors=False``: the network's part alone;
+    ``exclude_priors``: kinds to leave out, e.g. ``("coulomb_dsf",)`` when an MD engine computes that
+    term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per frame to reuse and update
+    (the calculator's Verlet list); default: fresh lists. ``device``: default the model's.
+    """
+    if output not in OUTPUTS:
+        raise ValueError(f"output={output!r}: choose one of {OUTPUTS}")
+    levels, weights = evaluation_levels(model, noise_std)
+    if output == "eps_hat" and len(levels) > 1:
+        raise ValueError(f"eps_hat is the output at one noise level: pass noise_std (one of {model.noise_levels})")
+    parameter = next(model.parameters())
+    device = parameter.device if device is None else torch.device(device)
+    n_elements, r_max = len(model.config.atomic_numbers), model.config.r_max
+    conditioned = len(model.noise_levels) > 1
+    model.eval()
+    results = []
+    for part in _batches(len(frames), batch_size):
+        chunk = list(frames[part])
+        lists = None if neighbour_lists is None else list(neighbour_lists[part])
+        data = collate(
+            [f.positions for f in chunk], chunk, n_elements, r_max, parameter.dtype, device, neighbour_lists=lists,
+            noise_std=[levels[0]] * len(chunk) if conditioned else None,
+        )
+        if output == "eps_hat":
+            values = model(data)
+        elif len(levels) == 1:
+            values = model.forces(data)
+        else:  # every level in one forward, then the extrapolation to sigma -> 0
+            n = data["positions"].shape[0]
+            per_level = model.forces(tile_levels(data, levels)).view(len(levels), n, 3)
+            w = torch.as_tensor(weights, dtype=per_level.dtype, device=per_level.device)
+            values = torch.einsum("l,lnk->nk", w, per_level)
+        results.append(values.to("cpu", torch.float64).numpy())
+    out = np.concatenate(results) if results else np.zeros((0, 3))
+    if output == "forces" and priors and model.priors:
+        out += prior_forces(model, frames, exclude=exclude_priors)
+    return out
+
+
+def prior_forces(
+    model: DenoiserMACE, frames: Sequence[Frame], *, residual_only: bool = False, exclude: Sequence[str] = ()
+) -> np.ndarray:
+    """The model's priors' forces (eV/A) on ``frames`` [n_atoms_total, 3] (:mod:`ase_denoise.priors`)."""
+    chosen = [p for p in model.priors if p.kind not in exclude]
+    numbers = np.asarray(model.config.atomic_numbers)
+    parts = [
+        total_forces(chosen, numbers[f.species], f.positions, f.cell, f.pbc, residual_only=residual_only)
+        for f in frames
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, 3))
+
+
+def evaluate_forces(
+    model: DenoiserMACE,
+    frames: Sequence[Frame],
+    batch_size: int = 8,
+    device: Optional[Union[str, torch.device]] = None,
+    noise_std: Optional[float] = None,
+):
+    """Predicted forces (eV/Angstrom) at the clean positions of ``frames`` (as :func:`predict`:
+    ``noise_std=None`` gives a multi-level model's corrected forces) and the frames' force labels,
+    both float64 [n_atoms_total, 3]. Every frame must carry labels (``Frame.ref_forces``)."""
+    missing = [i for i, f in enumerate(frames) if f.ref_forces is None]
+    if missing:
+        raise ValueError(f"frames {missing[:10]} carry no force labels to compare with")
+    pred = predict(model, frames, batch_size=batch_size, device=device, noise_std=noise_std)
+    return pred, np.concatenate([f.ref_forces for f in frames]) if frames else np.zeros((0, 3))

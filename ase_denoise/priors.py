@@ -1,0 +1,259 @@
+"""Priors: pair terms the network does not have to learn (docs/beyond-one-sigma.md, "Priors").
+
+A coarse-grained model knows nothing below the closest approach in its data: MD that gets there
+(more likely the larger sigma is) falls into a hole no sample ever reached. And a long-ranged term
+such as screened Coulomb is better given than learned. Two kinds of prior, each a pair potential
+evaluated in float64 numpy, stored with the model (``PhysicsConfig.priors``, JSON) and shown in its
+card:
+
+:class:`RepulsiveWall`
+    per element pair, zero at and beyond ``r_on`` (the pair's closest approach in the training data,
+    :func:`fit_repulsive_wall`) and ``U = epsilon * ((r_on - r) / width)^4`` below it: smooth (energy,
+    force and its derivative vanish at ``r_on``) and steep (16 epsilon at ``2 width`` inside).
+    It acts only where the data have no samples, so it is *not* part of the training target (at noisy
+    inputs its labels would blow up); :func:`ase_denoise.inference.predict` adds it to the forces.
+:class:`DSFCoulomb`
+    damped shifted force Coulomb (Fennell and Gezelter, J. Chem. Phys. 124, 234104 (2006)) with
+    per-element charges (e), a relative permittivity, the damping ``alpha`` (1/Angstrom) and a cutoff
+    (Angstrom): the same functional form as LAMMPS' ``pair_style coul/dsf alpha cutoff`` with
+    ``dielectric eps_r`` (and an OpenMM ``CustomNonbondedForce`` of the same expression), so an MD
+    engine can compute the identical term itself and the model's copy be switched off there. It acts
+    where data are, so the network learns the residual (delta learning): training subtracts
+    ``sigma * F_prior(y) / kT`` from the target at the noisy input ``y`` (:mod:`ase_denoise.losses`).
+
+Forces are in eV/Angstrom, energies in eV, lengths in Angstrom.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+from scipy.special import erfc
+
+from .neighbours import neighbour_graph
+
+#: Coulomb's constant e^2 / (4 pi eps0) in eV * Angstrom
+COULOMB_EV_A = 14.399645478425668
+
+
+def _pair_key(z1: int, z2: int) -> Tuple[int, int]:
+    return (min(int(z1), int(z2)), max(int(z1), int(z2)))
+
+
+@dataclass
+class PairGeometry:
+    """Directed pairs within a cutoff: ``receiver``/``sender`` atom indices, distances ``d`` [n_pairs]
+    and unit vectors ``u`` [n_pairs, 3] pointing from sender to receiver. Each unordered pair appears
+    twice (once per direction)."""
+
+    receiver: np.ndarray
+    sender: np.ndarray
+    d: np.ndarray
+    u: np.ndarray
+
+    @classmethod
+    def of(cls, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], cutoff: float) -> "PairGeometry":
+        (sender, receiver), shifts = neighbour_graph(positions, cell, pbc, cutoff)
+        vectors = positions[receiver] - positions[sender] + shifts @ np.asarray(cell, dtype=np.float64)
+        d = np.sqrt((vectors**2).sum(axis=1))
+        return cls(receiver, sender, d, vectors / np.maximum(d, 1e-300)[:, None])
+
+
+class Prior:
+    """A pair potential ``U(r)`` on element pairs. ``in_residual``: the network is trained on the
+    residual after subtracting this prior's forces (True), or the prior only acts at inference."""
+
+    kind: str = ""
+    in_residual: bool = False
+
+    @property
+    def cutoff(self) -> float:
+        raise NotImplementedError
+
+    def pair_terms(self, zi: np.ndarray, zj: np.ndarray, d: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Energy ``U(d)`` (eV) and ``-dU/dd`` (eV/A) of each pair (numbers ``zi``, ``zj``)."""
+        raise NotImplementedError
+
+    def energy_and_forces(
+        self, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool],
+        geometry: Optional[PairGeometry] = None,
+    ) -> Tuple[float, np.ndarray]:
+        """Total energy (eV) and forces [n, 3] (eV/A) of a structure."""
+        positions = np.asarray(positions, dtype=np.float64)
+        if geometry is None:
+            geometry = PairGeometry.of(positions, cell, pbc, self.cutoff)
+        keep = geometry.d < self.cutoff
+        rec, snd, d, u = geometry.receiver[keep], geometry.sender[keep], geometry.d[keep], geometry.u[keep]
+        energy, minus_du = self.pair_terms(numbers[rec], numbers[snd], d)
+        forces = np.zeros_like(positions)
+        np.add.at(forces, rec, minus_du[:, None] * u)  # on the receiver, along sender -> receiver
+        return 0.5 * float(energy.sum()), forces
+
+    def forces(self, atoms: Atoms) -> np.ndarray:
+        """Forces (eV/A) on ``atoms``."""
+        return self.energy_and_forces(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)[1]
+
+    def to_dict(self) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass
+class RepulsiveWall(Prior):
+    """``U = epsilon * ((r_on - r) / width)^4`` for ``r < r_on``, else 0, per element pair.
+
+    ``r_on``: {(z1, z2): Angstrom} (pairs not listed get no wall); ``epsilon`` (eV); ``width`` (A).
+    """
+
+    r_on: Dict[Tuple[int, int], float]
+    epsilon: float
+    width: float = 0.1
+    kind: str = field(default="repulsive_wall", init=False)
+    in_residual: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.r_on = {_pair_key(*k): float(v) for k, v in self.r_on.items()}
+        if not (self.epsilon > 0 and self.width > 0) or any(v <= 0 for v in self.r_on.values()):
+            raise ValueError(f"repulsive wall needs epsilon > 0, width > 0 and r_on > 0, got {self}")
+
+    @property
+    def cutoff(self) -> float:
+        return max(self.r_on.values(), default=0.0)
+
+    def pair_terms(self, zi, zj, d):
+        r_on = np.zeros_like(d)
+        for (a, b), r in self.r_on.items():
+            r_on[((zi == a) & (zj == b)) | ((zi == b) & (zj == a))] = r
+        x = np.clip((r_on - d) / self.width, 0.0, None)
+        return self.epsilon * x**4, 4.0 * self.epsilon / self.width * x**3
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "kind": self.kind, "epsilon": self.epsilon, "width": self.width,
+            "r_on": [[a, b, r] for (a, b), r in sorted(self.r_on.items())],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "RepulsiveWall":
+        return cls({(int(a), int(b)): float(r) for a, b, r in d["r_on"]}, float(d["epsilon"]), float(d["width"]))
+
+    def describe(self) -> str:
+        pairs = ", ".join(f"{chemical_symbols[a]}-{chemical_symbols[b]} {r:.3f} A" for (a, b), r in sorted(self.r_on.items()))
+        return (f"repulsive wall U = {self.epsilon:.4g} eV * ((r_on - r)/{self.width:g} A)^4 below r_on "
+                f"(the closest approach in the training data): {pairs}; not in the training target")
+
+
+@dataclass
+class DSFCoulomb(Prior):
+    """Damped shifted force Coulomb, as LAMMPS ``pair_style coul/dsf alpha cutoff`` + ``dielectric``:
+
+    ``U(r) = C q_i q_j / eps_r * [erfc(a r)/r - erfc(a rc)/rc + (erfc(a rc)/rc^2
+    + 2a/sqrt(pi) exp(-a^2 rc^2)/rc) (r - rc)]`` for ``r < rc`` (energy and force go to zero at
+    ``rc``), ``C = e^2/(4 pi eps0) = 14.3996 eV A``. ``charges``: {z: e}; ``alpha`` 1/A; ``cutoff`` A.
+    LAMMPS' coul/dsf also adds a self-energy per atom (a constant for fixed charges), which changes
+    no force.
+    """
+
+    charges: Dict[int, float]
+    relative_permittivity: float
+    alpha: float = 0.2
+    r_cut: float = 10.0
+    kind: str = field(default="coulomb_dsf", init=False)
+    in_residual: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.charges = {int(z): float(q) for z, q in self.charges.items()}
+        if not (self.relative_permittivity > 0 and self.alpha >= 0 and self.r_cut > 0):
+            raise ValueError(f"DSF Coulomb needs relative_permittivity > 0, alpha >= 0, cutoff > 0, got {self}")
+
+    @property
+    def cutoff(self) -> float:
+        return self.r_cut
+
+    def pair_terms(self, zi, zj, d):
+        qi = np.array([self.charges.get(int(z), 0.0) for z in zi]) if len(zi) else np.zeros(0)
+        qj = np.array([self.charges.get(int(z), 0.0) for z in zj]) if len(zj) else np.zeros(0)
+        a, rc = self.alpha, self.r_cut
+        pref = COULOMB_EV_A * qi * qj / self.relative_permittivity
+        erfc_rc = float(erfc(a * rc))
+        shift_f = erfc_rc / rc**2 + 2.0 * a / math.sqrt(math.pi) * math.exp(-(a * rc) ** 2) / rc
+        energy = pref * (erfc(a * d) / d - erfc_rc / rc + shift_f * (d - rc))
+        # -dU/dr = pref * [erfc(a r)/r^2 + 2a/sqrt(pi) exp(-a^2 r^2)/r - shift_f]
+        minus_du = pref * (erfc(a * d) / d**2 + 2.0 * a / math.sqrt(math.pi) * np.exp(-(a * d) ** 2) / d - shift_f)
+        return energy, minus_du
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "kind": self.kind, "charges": [[z, q] for z, q in sorted(self.charges.items())],
+            "relative_permittivity": self.relative_permittivity, "alpha": self.alpha, "cutoff": self.r_cut,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "DSFCoulomb":
+        return cls({int(z): float(q) for z, q in d["charges"]}, float(d["relative_permittivity"]),
+                   float(d["alpha"]), float(d["cutoff"]))
+
+    def describe(self) -> str:
+        charges = ", ".join(f"{chemical_symbols[z]} {q:+g} e" for z, q in sorted(self.charges.items()))
+        return (f"DSF Coulomb (LAMMPS coul/dsf {self.alpha:g} {self.r_cut:g} with dielectric "
+                f"{self.relative_permittivity:g}): {charges}; the network learns the residual")
+
+
+_KINDS = {"repulsive_wall": RepulsiveWall, "coulomb_dsf": DSFCoulomb}
+
+
+def prior_from_dict(d: Dict[str, Any]) -> Prior:
+    """A prior from its JSON form; unknown kinds are refused (ValueError naming them)."""
+    kind = d.get("kind")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown prior kind {kind!r}; known: {sorted(_KINDS)}")
+    return _KINDS[kind].from_dict(d)
+
+
+def fit_repulsive_wall(
+    frames: Iterable[Atoms], kT: float, strength_kT: float = 1.0, width: float = 0.1, cutoff: float = 6.0
+) -> RepulsiveWall:
+    """A wall per element pair starting at the pair's closest approach in ``frames`` (Angstrom).
+
+    ``epsilon = strength_kT * kT`` (eV): the wall costs ``strength_kT`` kT at ``width`` below the
+    closest approach and 16 times that at twice the width. Pairs never seen within ``cutoff`` get no
+    wall. The wall is zero wherever the data have samples.
+    """
+    closest: Dict[Tuple[int, int], float] = {}
+    for atoms in frames:
+        geometry = PairGeometry.of(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
+        zi, zj = atoms.numbers[geometry.receiver], atoms.numbers[geometry.sender]
+        for a, b in {_pair_key(x, y) for x, y in zip(zi, zj)}:
+            mask = ((zi == a) & (zj == b)) | ((zi == b) & (zj == a))
+            closest[(a, b)] = min(closest.get((a, b), np.inf), float(geometry.d[mask].min()))
+    if not closest:
+        raise ValueError(f"no pair of atoms within {cutoff} A in the frames: nothing to fit a wall to")
+    return RepulsiveWall(closest, epsilon=strength_kT * kT, width=width)
+
+
+def total_forces(
+    priors: Sequence[Prior], numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool],
+    residual_only: bool = False,
+) -> np.ndarray:
+    """Sum of the priors' forces [n, 3] (eV/A); ``residual_only``: only the priors the network was
+    trained as a residual to (those subtracted from the training target)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    chosen = [p for p in priors if p.in_residual or not residual_only]
+    out = np.zeros_like(positions)
+    if not chosen:
+        return out
+    geometry = PairGeometry.of(positions, cell, pbc, max(p.cutoff for p in chosen))
+    for prior in chosen:
+        out += prior.energy_and_forces(numbers, positions, cell, pbc, geometry)[1]
+    return out
+
+
+def describe(priors: Sequence[Prior]) -> List[str]:
+    return [p.describe() for p in priors]

@@ -1,0 +1,128 @@
+"""Priors (ase_denoise/priors.py): the DSF Coulomb term and the repulsive wall are exact pair forces,
+are stored with the model, are added by the calculator, can be left out for an MD engine that
+computes them itself, and a residual prior is subtracted from the training target at the noisy input."""
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk
+
+from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, build_model, load_model, save_model
+from ase_denoise.data import to_frame
+from ase_denoise.inference import predict, structure_frame
+from ase_denoise.losses import LabelMixing, denoising_target, force_target, loss_inputs
+from ase_denoise.priors import COULOMB_EV_A, DSFCoulomb, RepulsiveWall, fit_repulsive_wall, prior_from_dict
+from ase_denoise.sampler import NoisyBatch
+
+
+@pytest.fixture(scope="module")
+def salt():
+    rng = np.random.default_rng(0)
+    return Atoms("Li4Cl4", positions=rng.uniform(0, 8.0, (8, 3)), cell=[8.0, 8.0, 8.0], pbc=True)
+
+
+def _finite_difference(prior, atoms, h=1e-5):
+    out = np.zeros((len(atoms), 3))
+    for i in range(len(atoms)):
+        for k in range(3):
+            energies = []
+            for sign in (1, -1):
+                p = atoms.positions.copy()
+                p[i, k] += sign * h
+                energies.append(prior.energy_and_forces(atoms.numbers, p, atoms.cell.array, atoms.pbc)[0])
+            out[i, k] = -(energies[0] - energies[1]) / (2 * h)
+    return out
+
+
+def test_dsf_coulomb_forces_are_minus_the_energy_gradient_and_vanish_at_the_cutoff(salt):
+    prior = DSFCoulomb({3: 1.0, 17: -1.0}, relative_permittivity=78.0, alpha=0.2, r_cut=3.9)
+    energy, forces = prior.energy_and_forces(salt.numbers, salt.positions, salt.cell.array, salt.pbc)
+    assert np.abs(forces).max() > 1e-3
+    np.testing.assert_allclose(forces, _finite_difference(prior, salt), atol=1e-8)
+    np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-12)  # a pair force: Newton's third law
+    u, f = prior.pair_terms(np.array([3]), np.array([17]), np.array([3.9 - 1e-9]))
+    assert abs(u[0]) < 1e-9 and abs(f[0]) < 1e-9  # energy and force go to zero at the cutoff (shifted force)
+    # alpha = 0 and a cutoff far away: plain Coulomb over eps_r at short range
+    plain = DSFCoulomb({3: 1.0, 17: -1.0}, relative_permittivity=2.0, alpha=0.0, r_cut=1e6)
+    _, f = plain.pair_terms(np.array([3]), np.array([17]), np.array([2.0]))
+    assert abs(f[0] - (-COULOMB_EV_A / 2.0 / 2.0**2)) < 1e-9  # attractive: -C q q / (eps r^2) < 0 along +r
+
+
+def test_repulsive_wall_is_zero_where_data_are_and_steep_below(salt):
+    wall = fit_repulsive_wall([salt], kT=0.02585)
+    np.testing.assert_array_equal(wall.forces(salt), 0.0)  # the closest approach itself: zero force
+    pair = (3, 17)
+    r_on = wall.r_on[pair]
+    u, f = wall.pair_terms(np.array([3, 3, 3]), np.array([17, 17, 17]), np.array([r_on + 0.1, r_on - 0.1, r_on - 0.2]))
+    assert u[0] == 0 and f[0] == 0
+    assert np.isclose(u[1], wall.epsilon) and np.isclose(u[2], 16 * wall.epsilon) and f[2] > f[1] > 0
+    squeezed = salt.copy()
+    i, j = 0, 4  # a Li and a Cl pushed inside the wall
+    squeezed.positions[j] = squeezed.positions[i] + [r_on - 0.15, 0, 0]
+    forces = wall.forces(squeezed)
+    assert forces[j, 0] > 0 and forces[i, 0] < 0  # pushes them apart
+    np.testing.assert_allclose(forces, _finite_difference(wall, squeezed), atol=1e-7)
+
+
+def test_priors_round_trip_and_unknown_kinds_are_refused():
+    wall = RepulsiveWall({(17, 3): 2.0}, epsilon=0.03, width=0.1)
+    coulomb = DSFCoulomb({3: 1.0, 17: -1.0}, 78.0)
+    for prior in (wall, coulomb):
+        assert prior_from_dict(prior.to_dict()) == prior
+    with pytest.raises(ValueError, match="unknown prior kind 'lennard_jones'"):
+        prior_from_dict({"kind": "lennard_jones"})
+    with pytest.raises(ValueError, match="unknown prior kind"):
+        PhysicsConfig(300.0, 0.05, priors=[{"kind": "lennard_jones"}])
+
+
+@pytest.fixture(scope="module")
+def salt_model():
+    physics = PhysicsConfig(
+        300.0, 0.05, (True, True, True),
+        priors=[RepulsiveWall({(3, 17): 2.0, (3, 3): 2.5, (17, 17): 3.0}, epsilon=0.03).to_dict(),
+                DSFCoulomb({3: 1.0, 17: -1.0}, 78.0, r_cut=4.0).to_dict()],
+    )
+    return build_model(ModelConfig([3, 17], r_max=4.0, num_channels=4, avg_num_neighbors=8.0), physics, torch.float64, seed=0)
+
+
+def test_calculator_adds_the_priors_and_can_leave_one_out(salt_model, salt, tmp_path):
+    path = tmp_path / "salt.safetensors"
+    save_model(salt_model, path)
+    model = load_model(path)
+    assert [p.kind for p in model.priors] == ["repulsive_wall", "coulomb_dsf"]
+    atoms = salt.copy()
+    atoms.positions[4] = atoms.positions[0] + [1.8, 0, 0]  # inside the Li-Cl wall
+    frame = [structure_frame(atoms, model)]
+    network = predict(model, frame, priors=False)
+    wall, coulomb = model.priors
+    full = DenoiseCalculator(model).get_forces(atoms)
+    np.testing.assert_allclose(full, network + wall.forces(atoms) + coulomb.forces(atoms), atol=1e-12)
+    no_coulomb = DenoiseCalculator(model, exclude_priors=["coulomb_dsf"]).get_forces(atoms)
+    np.testing.assert_allclose(no_coulomb, network + wall.forces(atoms), atol=1e-12)
+    with pytest.raises(ValueError, match="no such prior"):
+        DenoiseCalculator(model, exclude_priors=["zbl"])
+
+
+def test_residual_priors_are_subtracted_from_the_target_at_the_noisy_input(salt):
+    frame = to_frame(salt, [3, 17])
+    frame.ref_forces = np.random.default_rng(1).normal(size=(8, 3))
+    coulomb = DSFCoulomb({3: 1.0, 17: -1.0}, 78.0, r_cut=4.0)
+    numbers = np.array([3, 17])
+
+    def residual(f, positions):
+        return coulomb.energy_and_forces(numbers[f.species], positions, f.cell, f.pbc)[1]
+
+    sigma, kT = 0.05, 0.02585
+    noise = np.random.default_rng(2).normal(0, sigma, (8, 3))
+    batch = NoisyBatch([0], [noise], [frame.positions + noise], [sigma])
+    inputs = loss_inputs("denoising", batch, [frame], kT, residual=residual)
+    expected = denoising_target(noise, sigma) - sigma * residual(frame, frame.positions + noise) / kT
+    np.testing.assert_allclose(inputs.targets["denoising"][1], expected, atol=1e-12)
+    # the mixed target: a * sigma f/kT + (1 - a) * (-N/sigma), both lowered by the residual
+    mixing = LabelMixing({0: 0.5, 1: 2.0}, kT)
+    inputs = loss_inputs("mixed", batch, [frame], kT, residual=residual, mixing=mixing)
+    a = mixing.weight(frame.species, sigma)
+    mixed = a * force_target(frame.ref_forces, sigma, kT) + (1 - a) * denoising_target(noise, sigma)
+    np.testing.assert_allclose(inputs.targets["denoising"][1], mixed - sigma * residual(frame, frame.positions + noise) / kT, atol=1e-12)
+    np.testing.assert_allclose(a[:, 0], 1 / (1 + sigma**2 * np.array([0.5, 2.0])[frame.species] / kT**2))
