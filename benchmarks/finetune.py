@@ -11,8 +11,10 @@
    written with ``torch.save(model, path)`` exactly as ``mace_run_train`` writes its ``.model``.
 3. (a) ``denoiser_from_mace(path, trust_pickle=True)``: backbone copied, fresh edge head; (b) the same
    ``ModelConfig`` built from scratch. Both trained by denoising the same frames with the same
-   :class:`TrainConfig` and seed; the fresh head of (a) and every tensor of (b) come from the same
-   seeded initialisation, so the only difference is the copied backbone.
+   :class:`TrainConfig` and seed, on the data ``ase_denoise.train(frames, dir, initial_model=model)``
+   prepares (:func:`finetune_data`; a :class:`Trainer` subclass, since the test scores are taken every
+   epoch); the fresh head of (a) and every tensor of (b) come from the same seeded initialisation, so
+   the only difference is the copied backbone.
 4. After every epoch (and before the first) the EMA weights are evaluated on the held-out frames
    against the true LJ forces: cosine similarity and relative RMSE of ``kT * output / sigma^2``.
 
@@ -26,12 +28,11 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if __name__ == "__main__":  # a benchmark process: one thread (set before numpy and torch load; never on import)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import logging  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -40,75 +41,56 @@ import warnings  # noqa: E402
 from typing import Dict, List, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")
-    import mace  # noqa: F401  (before e3nn)
-    import torch
-    from e3nn import o3
-    from mace import data as mace_data
-    from mace import modules as mace_modules
-    from mace import tools as mace_tools
-    from mace.data.utils import KeySpecification
-    from mace.tools import torch_geometric
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # imported from elsewhere (run as a script: it is)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (MACE builder, mace imports, held-out force figures, machine description)
 
 from ase_denoise.analysis import force_metrics  # noqa: E402
-from ase_denoise.config import TrainConfig  # noqa: E402
-from ase_denoise.data import to_frame  # noqa: E402
-from ase_denoise.mace_adapter import denoiser_from_mace, finetune_data, load_mace_model  # noqa: E402
+from ase_denoise.config import ModelConfig, TrainConfig  # noqa: E402
+from ase_denoise.data import prepare_data  # noqa: E402
 from ase_denoise.reference import lj_argon_frames  # noqa: E402
-from ase_denoise.training import Trainer, evaluate_forces  # noqa: E402
+from ase_denoise.testing import default_dtype  # noqa: E402
+from ase_denoise.training import Trainer  # noqa: E402
 
-warnings.filterwarnings("ignore")
 logger = logging.getLogger("finetune")
 
 TEMPERATURE_K = 94.4
 NOISE_STD = 0.03  # Angstrom, the demo's value
 R_MAX = 5.0
-KEYS = KeySpecification(info_keys={"energy": "ref_energy"}, arrays_keys={"forces": "ref_forces"})
-
-
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
 
 
 # --------------------------------------------------------------------------------------------------
 # MACE, trained with mace's own API
 # --------------------------------------------------------------------------------------------------
 def mace_loader(frames, batch_size: int, shuffle: bool):
-    table = mace_tools.AtomicNumberTable([18])
+    m = common.mace_api()
+    keys = m.KeySpecification(info_keys={"energy": "ref_energy"}, arrays_keys={"forces": "ref_forces"})
+    table = m.AtomicNumberTable([18])
     dataset = [
-        mace_data.AtomicData.from_config(mace_data.config_from_atoms(a, key_specification=KEYS), z_table=table, cutoff=R_MAX)
+        m.data.AtomicData.from_config(m.data.config_from_atoms(a, key_specification=keys), z_table=table, cutoff=R_MAX)
         for a in frames
     ]
-    return torch_geometric.dataloader.DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle)
+    return m.torch_geometric.dataloader.DataLoader(dataset=dataset, batch_size=batch_size, shuffle=shuffle, drop_last=shuffle)
 
 
 def train_mace(frames, minutes: float, seed: int = 0) -> tuple:
     """ScaleShiftMACE energy+forces model trained for ``minutes`` (float64). Returns (model, info)."""
+    m = common.mace_api()
     with default_dtype(torch.float64):
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # mace's data loader shuffles with torch's global generator
         loader = mace_loader(frames, batch_size=4, shuffle=True)
         stats_loader = mace_loader(frames, batch_size=8, shuffle=False)
         atomic_energies = np.zeros(1)  # an isolated LJ atom has zero energy
-        mean, rms = mace_modules.compute_mean_rms_energy_forces(stats_loader, atomic_energies)
-        model = mace_modules.ScaleShiftMACE(
-            r_max=R_MAX, num_bessel=8, num_polynomial_cutoff=5, max_ell=2,
-            interaction_cls=mace_modules.interaction_classes["RealAgnosticResidualInteractionBlock"],
-            interaction_cls_first=mace_modules.interaction_classes["RealAgnosticInteractionBlock"],
-            num_interactions=2, num_elements=1, hidden_irreps=o3.Irreps("16x0e + 16x1o"),
-            MLP_irreps=o3.Irreps("16x0e"), atomic_energies=atomic_energies,
-            avg_num_neighbors=mace_modules.compute_avg_num_neighbors(stats_loader), atomic_numbers=[18],
-            correlation=2, gate=torch.nn.functional.silu, radial_MLP=[64, 64, 64],
-            atomic_inter_scale=rms, atomic_inter_shift=mean,
+        mean, rms = m.modules.compute_mean_rms_energy_forces(stats_loader, atomic_energies)
+        # 16x0e+16x1o, max_ell 2, correlation 2, 2 layers, radial MLP [64, 64, 64] (ModelConfig's defaults)
+        config = ModelConfig(
+            atomic_numbers=[18], r_max=R_MAX, num_channels=16, max_L=1, max_ell=2, correlation=2, num_interactions=2,
+            avg_num_neighbors=float(m.modules.compute_avg_num_neighbors(stats_loader)),
         )
-        loss_fn = mace_modules.WeightedEnergyForcesLoss(energy_weight=1.0, forces_weight=100.0)
+        model = common.mace_energy_model(config, atomic_energies=atomic_energies, scale=rms, shift=mean)
+        loss_fn = m.modules.WeightedEnergyForcesLoss(energy_weight=1.0, forces_weight=100.0)
         optimizer = torch.optim.Adam(model.parameters(), lr=5e-3, amsgrad=True)
         start, steps, epochs, losses = time.perf_counter(), 0, 0, []
         while time.perf_counter() - start < minutes * 60.0:
@@ -148,8 +130,7 @@ class TestEvalTrainer(Trainer):
         self._score(epoch=0)
 
     def _score(self, epoch: int) -> None:
-        pred, ref = evaluate_forces(self.eval_model(), self.test_frames, self.cfg.batch_size)
-        m = force_metrics(pred, ref)
+        m = common.force_figures(self.eval_model(), self.test_frames, self.cfg.batch_size)
         self.test_rows.append(dict(epoch=epoch, cosine=m["cosine"], relative_rmse=m["relative_rmse"],
                                    slope=m["slope"], elapsed_s=self.elapsed_s))
         logger.info("%s epoch %d: test cosine %.4f relative RMSE %.4f", self.output_dir, epoch, m["cosine"], m["relative_rmse"])
@@ -160,17 +141,16 @@ class TestEvalTrainer(Trainer):
         return stop
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return (f"{cpu}, {os.cpu_count()} cores (load average {load[0]:.1f} at the end; other jobs shared the cores), "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, torch {torch.__version__}, "
-            f"mace-torch {mace.__version__}, {torch.get_num_threads()} torch thread")
+def finetune_data(model, frames):
+    """Architecture, physics and converted frames for training ``model`` further on ``frames``: what
+    ``ase_denoise.train(frames, dir, initial_model=model)`` derives (the model's architecture, element
+    table and avg_num_neighbors; its noise level; the frames' temperature, else the model's). Spelled
+    out here because the per-epoch test scores need a :class:`Trainer` subclass, which ``train`` does
+    not take."""
+    architecture = model.config.to_dict()
+    table = architecture.pop("atomic_numbers")
+    return prepare_data(frames, noise_std=model.noise_levels, atomic_numbers=table,
+                        default_temperature_K=model.temperature_K, **architecture)
 
 
 def main(argv=None) -> int:
@@ -195,7 +175,8 @@ def main(argv=None) -> int:
         here = os.path.dirname(os.path.abspath(__file__))
         args.output = os.path.join(args.work_dir, "finetune.md") if args.quick else os.path.join(here, "finetune.md")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout)
-    torch.set_num_threads(1)
+    common.single_thread(1)
+    warnings.simplefilter("ignore")  # TorchScript notices of e3nn/mace blocks at every model build
     t_start = time.perf_counter()
 
     data_dir = os.path.join(args.work_dir, "data")
@@ -204,6 +185,8 @@ def main(argv=None) -> int:
     frames = lj_argon_frames(args.n_train, TEMPERATURE_K, seed=0, cache_dir=data_dir, **kw)
     test_frames = lj_argon_frames(args.n_test, TEMPERATURE_K, seed=1, cache_dir=data_dir, **kw)
     t_data = time.perf_counter() - t_start
+
+    from ase_denoise.mace_adapter import denoiser_from_mace, load_mace_model
 
     if args.mace_model:
         model_path = args.mace_model
@@ -218,8 +201,7 @@ def main(argv=None) -> int:
 
     adapted, report = denoiser_from_mace(model_path, noise_std=NOISE_STD, temperature_K=TEMPERATURE_K, trust_pickle=True, seed=args.seed)
     logger.info("%s", report.summary())
-    config, converted = finetune_data(adapted, frames)
-    test = [to_frame(a, config.atomic_numbers) for a in test_frames]
+    config, physics, converted = finetune_data(adapted, frames)
     cfg = TrainConfig(n_duplicates=args.duplicates, epochs=args.epochs, batch_size=4, lr=5e-3, valid_fraction=0.1, seed=args.seed)
 
     runs = {}
@@ -227,7 +209,7 @@ def main(argv=None) -> int:
         out = os.path.join(args.work_dir, name)
         shutil.rmtree(out, ignore_errors=True)
         t0 = time.perf_counter()
-        trainer = TestEvalTrainer(config, converted, out, cfg, initial_model=initial, test_frames=test)
+        trainer = TestEvalTrainer(config, physics, converted, out, cfg, initial_model=initial, test_frames=test_frames)
         trainer.fit()
         runs[name] = dict(rows=trainer.test_rows, seconds=time.perf_counter() - t0)
 
@@ -286,7 +268,7 @@ def render(args, cfg, report, mace_info, mace_metrics, runs, t_data, total_s, co
         "",
         f"Command: `{command}`",
         "",
-        f"Machine: {machine()}.",
+        f"Machine: {common.machine()}; load average {common.load_average()} at the end (other jobs shared the cores).",
         "",
     ]
     return "\n".join(lines)

@@ -5,10 +5,11 @@
 
 Starts from the first frame of an independent (held-out) true-LJ run, thermalises the momenta at
 94.4 K and runs ASE Langevin MD (10 fs, friction 0.01/fs, ``fixcm=False``) with
-``DenoiseCalculator.from_zoo("lj-argon-94K")`` (sha256-checked). It records:
+``DenoiseCalculator.from_zoo("lj-argon-94K")`` (sha256-checked), through
+``ase_denoise.md.run_langevin`` with ``interval=1``. It records:
 
-* blow-up checks: forces and positions finite at every step, the **closest approach** of any two atoms
-  (periodic images included, measured at *every* step), the largest force and the kinetic temperature;
+* blow-up checks at every step (by ``run_langevin``): forces finite, the **closest approach** of any two
+  atoms (periodic images included; the run stops below 2 A), the largest force and the kinetic temperature;
 * one frame every ``--sample-every`` steps (1 ps by default); the run is cut into four quarters and the
   **RDF of the first and last quarter** are compared (``ase_denoise.analysis.rdf_difference``), and each
   quarter's RDF against the reference RDF of the true-LJ run (``ase_denoise.reference.lj_argon_frames``,
@@ -20,24 +21,30 @@ Starts from the first frame of an independent (held-out) true-LJ run, thermalise
 
 ``--max-minutes`` bounds the wall clock (default 25): when it is spent the run stops, the figures are
 computed on the steps done, and the report says so. Results go to ``--work-dir`` (JSON, sampled frames)
-and the Markdown report to ``--report`` (default ``benchmarks/long_md.md``).
+and the Markdown report to ``--report`` (default ``benchmarks/long_md.md``). ``--quick`` is a smoke test
+of the script (300 steps, short-sampled reference frames; report in the work directory).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import os
-import platform
-import shlex
-import sys
-import time
-from typing import Any, Dict, List
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if __name__ == "__main__":  # a benchmark process: one thread (set before numpy and torch load; never on import)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Dict, List  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # imported from elsewhere (run as a script: it is)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (machine description, one-thread setting)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger("long_md")
@@ -45,16 +52,22 @@ logger = logging.getLogger("long_md")
 MODEL = "lj-argon-94K"
 TEMPERATURE_K = 94.4
 BLOWUP_DISTANCE = 2.0  # Angstrom: LJ argon (sigma 3.40 A) at 94 K never comes this close (~3.0 A)
+CLOSEST_CUTOFF = 4.5  # Angstrom: neighbour-list cutoff of the closest-approach figures (all pairs are > 2.5 A)
+N_REFERENCE, N_HELD_OUT = 300, 40  # frames of the reference (training) run and of the held-out run
+#: --quick: a smoke test of the script (short-sampled reference frames, a few hundred steps)
+QUICK = dict(steps=300, sample_every=10, n_reference=20, n_held_out=2,
+             sampling=dict(stride=20, equilibration_steps=200, melt_steps=100))
 
 
 NOTES = [
-    "- The closest approach is measured at every step (matscipy neighbour list, periodic images included);",
-    "  the sampled-frame figure compares with the reference frames, both 1 ps apart (1000 MD frames against",
-    "  300 reference frames: more frames give a lower minimum). LJ sigma is 3.40 A.",
+    "- The closest approach is measured at every step (`ase_denoise.md.run_langevin` with `interval=1`;",
+    "  matscipy neighbour list, periodic images included); the sampled-frame figure compares with the",
+    "  reference frames, both 1 ps apart (1000 MD frames against 300 reference frames: more frames give a",
+    "  lower minimum). LJ sigma is 3.40 A.",
     "- The first attempt at this run (before the fix below) stopped after more than 560 ps: the calculator refused",
     "  the structure because an atom had diffused more than one box length out of the periodic cell (ASE's",
     "  integrators never wrap positions). Since then `DenoiseCalculator` moves such atoms back by whole lattice",
-    "  vectors (`ase_denoise.calculator.far_atoms_into_cell`; a lattice translation changes no force, tested",
+    "  vectors (`ase_denoise.inference.structure_frame`; a lattice translation changes no force, tested",
     "  in `tests/test_properties.py`), and frames in *training data* with atoms far outside the cell are",
     "  still refused with a message.",
     "- The drift figure compares two quarters of one run (about 250 frames each, 1 ps apart); the noise floor",
@@ -63,108 +76,116 @@ NOTES = [
 ]
 
 
-def closest_approach(atoms, cutoff: float = 4.5) -> float:
-    """Smallest interatomic distance (Angstrom, periodic images included); ``cutoff`` if none is closer."""
-    from matscipy.neighbours import neighbour_list
-
-    d = neighbour_list("d", atoms, cutoff)
-    return float(d.min()) if len(d) else cutoff
-
-
 def closest_approach_of_frames(frames) -> float:
-    """Smallest interatomic distance (Angstrom) over ``frames`` (one value per frame, minimum taken)."""
-    return float(min(closest_approach(a) for a in frames))
+    """Smallest interatomic distance (Angstrom, periodic images included) over ``frames``."""
+    from ase_denoise.md import min_pair_distance
+
+    return float(min(min_pair_distance(a, cutoff=CLOSEST_CUTOFF) for a in frames))
+
+
+def reference_frames(args: argparse.Namespace):
+    """The model's training run (seed 0) and an independent, held-out run (seed 1) of true-LJ MD."""
+    from ase_denoise.reference import lj_argon_frames
+
+    n_ref, n_held = (QUICK["n_reference"], QUICK["n_held_out"]) if args.quick else (N_REFERENCE, N_HELD_OUT)
+    kw = QUICK["sampling"] if args.quick else {}
+    reference = lj_argon_frames(n_ref, TEMPERATURE_K, cache_dir=args.data_dir, seed=0, **kw)
+    held_out = lj_argon_frames(n_held, TEMPERATURE_K, cache_dir=args.data_dir, seed=1, **kw)  # never seen in training
+    return reference, held_out
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
-    import torch
-    from ase import Atoms, units
-    from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase import Atoms
 
     from ase_denoise import DenoiseCalculator
     from ase_denoise.analysis import first_peak, rdf, rdf_difference
-    from ase_denoise.demo import noised_copies
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.md import max_force, min_pair_distance, run_langevin
+    from ase_denoise.sampler import noised_copies
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     os.makedirs(args.work_dir, exist_ok=True)
 
     calc = DenoiseCalculator.from_zoo(MODEL)
-    meta = calc.model.metadata  # type: ignore[attr-defined]
-    logger.info("model %s: T=%g K, sigma=%g A, dtype %s", MODEL, calc.temperature_K, calc.noise_std, calc.dtype)
-    reference = lj_argon_frames(300, TEMPERATURE_K, cache_dir=args.data_dir, seed=0)  # the model's training run
-    held_out = lj_argon_frames(40, TEMPERATURE_K, cache_dir=args.data_dir, seed=1)  # never seen in training
+    meta = calc.model.metadata
+    (sigma,) = calc.noise_levels
+    logger.info("model %s: T=%g K, sigma=%g A, dtype %s", MODEL, calc.temperature_K, sigma, calc.dtype)
+    reference, held_out = reference_frames(args)
 
     atoms = held_out[0].copy()
     atoms.calc = calc
-    rng = np.random.default_rng(args.seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=TEMPERATURE_K, rng=rng)
-    dyn = Langevin(
-        atoms, args.timestep_fs * units.fs, temperature_K=TEMPERATURE_K, friction=args.friction / units.fs,
-        rng=rng, fixcm=False,
-    )
 
-    closest = {"d": np.inf, "step": -1}
-    per_step_min: List[float] = []  # running minimum per sampling block
-    block_min = [np.inf]
-    blowup: List[str] = []
-
-    def every_step() -> None:
-        f = atoms.calc.results.get("forces")
-        if (f is not None and not np.all(np.isfinite(f))) or not np.all(np.isfinite(atoms.positions)):
-            blowup.append(f"non-finite forces or positions at step {dyn.nsteps}")
-            raise FloatingPointError(blowup[-1])
-        d = closest_approach(atoms)
-        block_min[0] = min(block_min[0], d)
-        if d < closest["d"]:
-            closest.update(d=d, step=dyn.nsteps)
-        if d < BLOWUP_DISTANCE:
-            blowup.append(f"atoms {d:.3f} A apart at step {dyn.nsteps} (< {BLOWUP_DISTANCE} A)")
-            raise FloatingPointError(blowup[-1])
-
-    dyn.attach(every_step, interval=1)
+    # run_langevin checks every step (interval=1): forces finite, closest approach (its run minimum, and a
+    # clean stop below BLOWUP_DISTANCE). The observer keeps every sample_every-th frame and, per block of
+    # sample_every steps, the closest approach (for the per-quarter figures; run_langevin keeps the run's only).
+    every = args.sample_every
     frames: List[Atoms] = []
     temps: List[float] = []
     fmax: List[float] = []
+    per_block_min: List[float] = []
+    seen = {"step": 0, "block_min": np.inf, "closest": np.inf, "closest_step": -1}
     budget_s = args.max_minutes * 60.0
     t0 = time.perf_counter()
-    done = 0
-    stopped = "completed"
-    next_log = 0.0
+    next_log = [0.0]
+
+    def observe(atoms: Atoms, step: int) -> None:
+        d = min_pair_distance(atoms, cutoff=CLOSEST_CUTOFF)
+        seen["step"] = step
+        seen["block_min"] = min(seen["block_min"], d)
+        if d < seen["closest"]:
+            seen.update(closest=d, closest_step=step)
+        if step == 0 or step % every:
+            return
+        snap = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+        snap.wrap()
+        frames.append(snap)
+        temps.append(float(atoms.get_temperature()))
+        fmax.append(max_force(atoms.get_forces()))
+        per_block_min.append(seen["block_min"])
+        seen["block_min"] = np.inf
+        elapsed = time.perf_counter() - t0
+        if elapsed >= next_log[0]:
+            logger.info(
+                "step %d/%d (%.1f ps): %.1f steps/s, T %.1f K, closest approach so far %.3f A, Fmax %.3f eV/A",
+                step, args.steps, step * args.timestep_fs / 1000, step / elapsed, temps[-1], seen["closest"], fmax[-1],
+            )
+            next_log[0] = elapsed + 60.0
+
+    budget_spent = []
+
+    def out_of_time(atoms: Atoms, step: int):
+        """Stop at a sampling boundary once the wall-clock budget is spent."""
+        if step > 0 and step % every == 0 and step < args.steps and time.perf_counter() - t0 > budget_s:
+            budget_spent.append(step)
+            logger.warning("time budget spent after %d of %d steps", step, args.steps)
+            return f"time budget ({args.max_minutes:g} min) spent"
+        return None
+
+    md = None
     try:
-        while done < args.steps:
-            chunk = min(args.sample_every, args.steps - done)
-            dyn.run(chunk)
-            done += chunk
-            snap = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-            snap.wrap()
-            frames.append(snap)
-            temps.append(float(atoms.get_temperature()))
-            forces = atoms.get_forces()
-            fmax.append(float(np.sqrt((forces**2).sum(1)).max()))
-            per_step_min.append(block_min[0])
-            block_min[0] = np.inf
-            elapsed = time.perf_counter() - t0
-            if elapsed >= next_log:
-                logger.info(
-                    "step %d/%d (%.1f ps): %.1f steps/s, T %.1f K, closest approach so far %.3f A, Fmax %.3f eV/A",
-                    done, args.steps, done * args.timestep_fs / 1000, done / elapsed, temps[-1], closest["d"], fmax[-1],
-                )
-                next_log = elapsed + 60.0
-            if elapsed > budget_s and done < args.steps:
-                stopped = f"time budget ({args.max_minutes:g} min) spent"
-                logger.warning("time budget spent after %d of %d steps", done, args.steps)
-                break
-    except FloatingPointError:
-        stopped = "blow-up: " + blowup[-1]
+        md = run_langevin(
+            atoms, temperature_K=TEMPERATURE_K, steps=args.steps, timestep_fs=args.timestep_fs,
+            friction_per_fs=args.friction, interval=1, seed=args.seed, observers=[observe], stop=out_of_time,
+            min_distance_stop=BLOWUP_DISTANCE,
+        )
+    except RuntimeError as exc:  # run_langevin raises on a non-finite force
+        stopped = f"blow-up: {exc}"
         logger.error(stopped)
     except Exception as exc:  # e.g. the calculator refusing a structure: report it, keep the figures
-        blowup.append(f"{type(exc).__name__} at step {dyn.nsteps}: {exc}")
-        stopped = "failed: " + blowup[-1]
+        stopped = f"failed: {type(exc).__name__} at step {seen['step']}: {exc}"
         logger.exception(stopped)
-    wall = time.perf_counter() - t0
-    steps_done = int(dyn.nsteps)
+    if md is not None:
+        steps_done, wall = md["steps"], md["wall_s"]
+        closest, closest_step = md["min_distance"], md["min_distance_step"]
+        if md["stopped"] is None:
+            stopped = "completed"
+        elif budget_spent:
+            stopped = md["stopped"]
+        else:  # min_distance_stop: two atoms came closer than BLOWUP_DISTANCE
+            stopped = "blow-up: " + md["stopped"]
+            logger.error(stopped)
+    else:  # run_langevin raised, so its figures are lost: the observer's (same steps) stand in
+        steps_done, wall = seen["step"], time.perf_counter() - t0
+        closest, closest_step = seen["closest"], seen["closest_step"]
+    stable = stopped == "completed" or bool(budget_spent)
 
     import ase.io
 
@@ -174,7 +195,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     r_cut = 0.49 * float(np.min(atoms.cell.lengths()))
     n_bins = 120
     r, g_ref = rdf(reference, r_cut, n_bins=n_bins)
-    _, g_sigma = rdf(noised_copies(reference, calc.noise_std, seed=0), r_cut, n_bins=n_bins)
+    _, g_sigma = rdf(noised_copies(reference, sigma, seed=0), r_cut, n_bins=n_bins)
     half = len(reference) // 2
     _, g_ref_a = rdf(reference[:half], r_cut, n_bins=n_bins)
     _, g_ref_b = rdf(reference[half:], r_cut, n_bins=n_bins)
@@ -187,7 +208,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         results["rdf_quarters_vs_rho_sigma"] = [rdf_difference(g, g_sigma, r) for g in g_q]
         results["rdf_first_peak_quarters_A_g"] = [list(first_peak(r, g)) for g in g_q]
         results["temperature_quarters_K"] = [float(np.mean([temps[i] for i in q])) for q in quarters]
-        results["closest_approach_quarters_A"] = [float(np.min([per_step_min[i] for i in q])) for q in quarters]
+        results["closest_approach_quarters_A"] = [float(np.min([per_block_min[i] for i in q])) for q in quarters]
         np.savetxt(
             os.path.join(args.work_dir, "long_md_rdf.txt"), np.column_stack([r, g_ref, g_sigma, *g_q]),
             header="r_A g_reference g_rho_sigma g_q1 g_q2 g_q3 g_q4",
@@ -197,19 +218,19 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         model_sha256=_zoo_sha(),
         model_training=meta.get("training", {}).get("train_config", {}),
         steps_requested=args.steps,
-        steps_done=steps_done,
+        steps_done=int(steps_done),
         simulated_ps=steps_done * args.timestep_fs / 1000.0,
         timestep_fs=args.timestep_fs,
         friction_per_fs=args.friction,
         temperature_K=TEMPERATURE_K,
         stopped=stopped,
-        stable=not blowup,
+        stable=stable,
         wall_s=wall,
         steps_per_second=steps_done / wall if wall > 0 else float("nan"),
-        closest_approach_A=float(closest["d"]),
+        closest_approach_A=float(closest),
         closest_approach_sampled_frames_A=closest_approach_of_frames(frames) if frames else float("nan"),
         reference_closest_approach_A=closest_approach_of_frames(reference),
-        closest_approach_step=int(closest["step"]),
+        closest_approach_step=int(closest_step),
         max_force_sampled_eV_A=float(np.max(fmax)) if fmax else float("nan"),
         mean_temperature_K=float(np.mean(temps)) if temps else float("nan"),
         n_sampled_frames=len(frames),
@@ -230,24 +251,6 @@ def _zoo_sha() -> str:
     return model_info(MODEL).sha256
 
 
-def _machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
-        if names:
-            cpu = names[0]
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores (shared with other jobs), {platform.system()} {platform.release()}, "
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} torch thread(s) (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')})"
-    )
-
-
 def _f(x: float, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
@@ -266,7 +269,7 @@ def write_report(path: str, res: Dict[str, Any], command: str, machine: str, loa
         f"- Machine: {machine}; load average at start {load_before}.",
         f"- Model: `{res['model']}` from the zoo (sha256 `{res['model_sha256'][:16]}...`), float32, "
         "`DenoiseCalculator.from_zoo` (Verlet skin 1 A).",
-        f"- Start: first frame of an independent true-LJ run (`lj_argon_frames(40, seed=1)`, never seen in training), "
+        "- Start: first frame of an independent true-LJ run (`lj_argon_frames(40, seed=1)`, never seen in training), "
         "108 atoms, periodic box 17.34 A; momenta drawn at 94.4 K (seed 0).",
         f"- Langevin, {res['timestep_fs']:g} fs step, friction {res['friction_per_fs']:g}/fs, `fixcm=False`.",
         "",
@@ -347,19 +350,31 @@ def write_report(path: str, res: Dict[str, Any], command: str, machine: str, loa
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", type=int, default=100_000, help="MD steps (default 100000 = 1 ns at 10 fs)")
+    p.add_argument("--steps", type=int, default=None, help="MD steps (default 100000 = 1 ns at 10 fs)")
     p.add_argument("--timestep-fs", type=float, default=10.0)
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
-    p.add_argument("--sample-every", type=int, default=100, help="steps between sampled frames (default 100 = 1 ps)")
+    p.add_argument("--sample-every", type=int, default=None, help="steps between sampled frames (default 100 = 1 ps)")
     p.add_argument("--max-minutes", type=float, default=25.0, help="wall-clock budget of the MD (default 25)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.path.join(REPO, "runs", "zoo", MODEL, "data"),
                    help="cache of the reference frames (default: the zoo training script's)")
-    p.add_argument("--work-dir", default=os.path.join(REPO, "runs", "long_md"))
-    p.add_argument("--report", default=os.path.join(REPO, "benchmarks", "long_md.md"), help="Markdown report ('' for none)")
+    p.add_argument("--work-dir", default=None, help="default runs/long_md (--quick: runs/long_md_quick)")
+    p.add_argument("--report", default=None,
+                   help="Markdown report ('' for none; default benchmarks/long_md.md, --quick: WORK_DIR/long_md.md)")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite --report from WORK_DIR/long_md.json of an earlier run; no MD")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: {QUICK['steps']} steps, a frame every {QUICK['sample_every']}, "
+                        f"{QUICK['n_reference']} short-sampled reference frames")
     args = p.parse_args(argv)
+    if args.steps is None:
+        args.steps = QUICK["steps"] if args.quick else 100_000
+    if args.sample_every is None:
+        args.sample_every = QUICK["sample_every"] if args.quick else 100
+    if args.work_dir is None:
+        args.work_dir = os.path.join(REPO, "runs", "long_md_quick" if args.quick else "long_md")
+    if args.report is None:
+        args.report = os.path.join(args.work_dir, "long_md.md") if args.quick else os.path.join(REPO, "benchmarks", "long_md.md")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     if args.report_only:
         with open(os.path.join(args.work_dir, "long_md.json")) as fh:
@@ -368,13 +383,9 @@ def main(argv=None) -> int:
         if "reference_closest_approach_A" not in res:  # runs from before these figures existed
             import ase.io
 
-            from ase_denoise.reference import lj_argon_frames
-
             frames = ase.io.read(os.path.join(args.work_dir, "long_md_frames.extxyz"), ":")
             res["closest_approach_sampled_frames_A"] = closest_approach_of_frames(frames)
-            res["reference_closest_approach_A"] = closest_approach_of_frames(
-                lj_argon_frames(300, TEMPERATURE_K, cache_dir=args.data_dir, seed=0)
-            )
+            res["reference_closest_approach_A"] = closest_approach_of_frames(reference_frames(args)[0])
             with open(os.path.join(args.work_dir, "long_md.json"), "w") as fh:
                 json.dump(res, fh, indent=1)
         command = res.get("command", "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/long_md.py")
@@ -383,11 +394,10 @@ def main(argv=None) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
-    import mace  # noqa: F401  (before e3nn)
-
-    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    common.single_thread(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    load_before = common.load_average()
     res = run(args)
-    res["machine"] = _machine()
+    res["machine"] = common.machine() + "; cores shared with other jobs"
     res["load_average_at_start"] = load_before
     res["work_dir"] = os.path.relpath(args.work_dir, REPO) if os.path.abspath(args.work_dir).startswith(REPO) else args.work_dir
     extra = list(argv if argv is not None else sys.argv[1:])

@@ -22,7 +22,8 @@ a = 5.26 Angstrom, rattled by 0.2 Angstrom, repeated to n atoms). For each dtype
   and a later phase cannot hide in memory kept from an earlier one. (``ru_maxrss`` is useless in
   a subprocess: Linux carries the parent's peak over fork+exec.)
 
-Every timing is the median of several repeats after warm-up, with one torch thread.
+Every timing is the median of several repeats after warm-up, with one torch thread (the harness,
+``interleaved``, and the builders of the system and of the three models are in ``common.py``).
 The last line printed is machine-readable::
 
     inference_ratio=<ours_edge/MACE calculator, largest size> training_ratio=<ours_edge/MACE step,
@@ -41,50 +42,37 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import inspect
 import json
 import logging
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+import torch
+from ase import units
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 
-warnings.filterwarnings("ignore")
-logging.disable(logging.WARNING)  # MACECalculator logs a dtype warning for every construction
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # imported from elsewhere (run as a script: it is)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (builders, timing harness, machine description)
+from common import (  # noqa: E402
+    ARGON_NOISE_STD as NOISE_STD,
+    ARGON_TEMPERATURE_K as TEMPERATURE_K,
+    LATTICE_A as LATTICE,
+    RATTLE_A as RATTLE,
+    adaptive_repeats,
+    argon,
+    interleaved,
+    now,
+    time_once,
+)
+from ase_denoise.data import check_atoms, collate, to_frame  # noqa: E402  (these do not import mace)
+from ase_denoise.neighbours import average_num_neighbors  # noqa: E402
 
-import torch  # noqa: E402
-
-torch.set_num_threads(1)
-torch.set_num_interop_threads(1)
-
-import contextlib  # noqa: E402
-
-# mace prints a notice about cuequivariance at import: keep stdout for the report
-with warnings.catch_warnings(), contextlib.redirect_stdout(sys.stderr):
-    warnings.simplefilter("ignore")
-    import mace.modules  # noqa: E402  (mace before e3nn, DESIGN.md section 9)
-    from mace import data as mace_data  # noqa: E402
-    from mace.tools import torch_geometric, torch_tools, utils as mace_utils  # noqa: E402
-    from e3nn import o3  # noqa: E402
-
-from ase import Atoms, units  # noqa: E402
-from ase.build import bulk  # noqa: E402
-from ase.md.langevin import Langevin  # noqa: E402
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution  # noqa: E402
-
-from ase_denoise import DenoiseCalculator, ModelConfig, build_model  # noqa: E402
-from ase_denoise.data import average_num_neighbors, collate, to_frame  # noqa: E402
-
-LATTICE = 5.26  # Angstrom, fcc argon
-RATTLE = 0.2  # Angstrom
-TEMPERATURE_K = 94.4  # as the demo
-NOISE_STD = 0.05  # Angstrom, as the demo
 TIMESTEP_FS = 2.0
 BATCH_FRAMES = 4
 MODELS = ("mace", "edge", "vector")
@@ -95,145 +83,26 @@ LABEL = {"mace": "MACE (E, F by autograd)", "edge": "ours, edge head", "vector":
 # inputs
 
 
-def _repeat_for(n: int) -> tuple:
-    """The most cubic repeat (a, b, c) of the 4-atom fcc cell with 4*a*b*c == n."""
-    if n % 4:
-        raise SystemExit(f"n={n}: the fcc cubic cell has 4 atoms, choose a multiple of 4")
-    m = n // 4
-    best = None
-    for a in range(1, m + 1):
-        if m % a:
-            continue
-        for b in range(a, m // a + 1):
-            if (m // a) % b:
-                continue
-            c = m // a // b
-            if c < b:
-                continue
-            score = c / a
-            if best is None or score < best[0]:
-                best = (score, (a, b, c))
-    return best[1]
-
-
-def argon(n: int, seed: int = 0) -> Atoms:
-    """Periodic argon liquid stand-in: fcc a=5.26 A, repeated to n atoms, rattled by 0.2 A, wrapped."""
-    atoms = bulk("Ar", "fcc", a=LATTICE, cubic=True).repeat(_repeat_for(n))
-    atoms.rattle(stdev=RATTLE, seed=seed)
-    atoms.wrap()
-    return atoms
-
-
-def model_config(args, avg_num_neighbors: float, head: str) -> ModelConfig:
-    return ModelConfig(
-        atomic_numbers=[18],
-        noise_std=NOISE_STD,
-        temperature_K=TEMPERATURE_K,
-        r_max=args.r_max,
-        num_channels=args.channels,
-        max_L=args.max_L,
-        max_ell=args.max_ell,
-        num_interactions=args.num_interactions,
-        correlation=args.correlation,
-        avg_num_neighbors=avg_num_neighbors,
-        head=head,
-        pbc=(True, True, True),
-    )
-
-
-def build_mace(cfg: ModelConfig, dtype: torch.dtype) -> torch.nn.Module:
-    """MACE's own energy model with the hyperparameters of ``cfg`` (what mace_run_train builds)."""
-    hidden = " + ".join(f"{cfg.num_channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(cfg.max_L + 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = mace.modules.ScaleShiftMACE(
-            r_max=cfg.r_max,
-            num_bessel=cfg.num_bessel,
-            num_polynomial_cutoff=cfg.num_polynomial_cutoff,
-            max_ell=cfg.max_ell,
-            interaction_cls=mace.modules.blocks.RealAgnosticResidualInteractionBlock,
-            interaction_cls_first=mace.modules.blocks.RealAgnosticInteractionBlock,
-            num_interactions=cfg.num_interactions,
-            num_elements=len(cfg.atomic_numbers),
-            hidden_irreps=o3.Irreps(hidden),
-            MLP_irreps=o3.Irreps("16x0e"),
-            atomic_energies=np.zeros(len(cfg.atomic_numbers)),
-            avg_num_neighbors=cfg.avg_num_neighbors,
-            atomic_numbers=list(cfg.atomic_numbers),
-            correlation=cfg.correlation,
-            gate=torch.nn.functional.silu,
-            radial_MLP=list(cfg.radial_mlp),
-            atomic_inter_scale=1.0,
-            atomic_inter_shift=0.0,
-        )
-    return model.to(dtype)
+def hyperparameters(args) -> Dict:
+    """ModelConfig fields from the command line (the same for all three models)."""
+    return dict(r_max=args.r_max, num_channels=args.channels, max_L=args.max_L, max_ell=args.max_ell,
+                correlation=args.correlation, num_interactions=args.num_interactions)
 
 
 def build_models(args, dtype: torch.dtype, avg_nn: float) -> Dict[str, torch.nn.Module]:
-    torch.manual_seed(0)
-    out = {}
-    for head in ("edge", "vector"):
-        out[head] = build_model(model_config(args, avg_nn, head), dtype=dtype)
-    out["mace"] = build_mace(model_config(args, avg_nn, "edge"), dtype)
-    return out
+    return common.benchmark_models(avg_nn, dtype, heads=("edge", "vector"), seed=0, **hyperparameters(args))
 
 
 def make_calculators(models: Dict[str, torch.nn.Module], dtype: torch.dtype) -> Dict[str, object]:
     """Our calculators first; MACECalculator last (it extends ASE's class-level implemented_properties)."""
-    from mace.calculators import MACECalculator
+    from ase_denoise.calculator import DenoiseCalculator
 
     calcs = {head: DenoiseCalculator(copy.deepcopy(models[head])) for head in ("edge", "vector")}
-    # the edge head again with a neighbour list rebuilt on every call (no Verlet reuse), if supported
-    if "skin" in inspect.signature(DenoiseCalculator.__init__).parameters:
-        calcs["edge_noskin"] = DenoiseCalculator(copy.deepcopy(models["edge"]), skin=0.0)
+    # the edge head again with a neighbour list rebuilt on every call (no Verlet reuse)
+    calcs["edge_noskin"] = DenoiseCalculator(copy.deepcopy(models["edge"]), skin=0.0)
     # a copy: MACECalculator freezes the parameters (requires_grad=False) of the module it gets
-    calcs["mace"] = MACECalculator(models=copy.deepcopy(models["mace"]), device="cpu",
-                                   default_dtype=str(dtype).replace("torch.", ""))
+    calcs["mace"] = common.mace_calculator(copy.deepcopy(models["mace"]), dtype)
     return calcs
-
-
-def mace_batch(frames: Sequence[Atoms], r_max: float, z_table, dtype: torch.dtype) -> Dict[str, torch.Tensor]:
-    """MACE's own data path (config_from_atoms -> AtomicData -> Batch), as its trainer builds it."""
-    with torch_tools.default_dtype(dtype):
-        graphs = [mace_data.AtomicData.from_config(mace_data.config_from_atoms(a), z_table=z_table, cutoff=r_max)
-                  for a in frames]
-    return torch_geometric.Batch.from_data_list(graphs).to_dict()
-
-
-# --------------------------------------------------------------------------------------------
-# timing helpers
-
-
-def now() -> float:
-    return time.perf_counter()
-
-
-def interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int,
-                before_round: Optional[Callable[[], None]] = None) -> Dict[str, float]:
-    """Median seconds of each fn. Calls are interleaved (so load drift hits all of them alike) in a
-    fresh random order every round (so no fn always runs right after the same other one, e.g. into
-    the allocator state a big autograd call just left). ``before_round`` (untimed) starts each round."""
-    keys = list(fns)
-    order_rng = np.random.default_rng(12345)
-    for _ in range(warmup):
-        if before_round:
-            before_round()
-        for fn in fns.values():
-            fn()
-    times: Dict[str, List[float]] = {k: [] for k in fns}
-    for r in range(repeats):
-        if before_round:
-            before_round()
-        for i in order_rng.permutation(len(keys)):
-            k = keys[i]
-            t = now()
-            fns[k]()
-            times[k].append(now() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def adaptive_repeats(probe_s: float, budget_s: float, lo: int, hi: int) -> int:
-    return int(max(lo, min(hi, budget_s // max(probe_s, 1e-9))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +148,10 @@ def bench_inference(models, calcs, n: int, dtype: torch.dtype, repeats: int, bud
 
         extra.update({
             f"{head}.forward": fwd,
-            f"{head}.check": lambda atoms=atoms, calc=calc: calc.check_structure(atoms),
+            # the calculator's structure checks (structure_frame = these checks + to_frame)
+            f"{head}.check": lambda atoms=atoms, model=model: check_atoms(
+                atoms, atomic_numbers=model.config.atomic_numbers, pbc=model.physics.pbc, r_max=model.config.r_max,
+                far_atoms_ok=True),
             f"{head}.to_frame": lambda atoms=atoms, cfg=cfg: to_frame(atoms, cfg.atomic_numbers),
             f"{head}.collate": lambda frame=frame, cfg=cfg: collate([frame.positions], [frame], 1, cfg.r_max, dtype),
         })
@@ -349,9 +221,8 @@ def bench_training(models, n: int, dtype: torch.dtype, repeats: int, budget_s: f
     model = copy.deepcopy(models["mace"]).train()
     for p in model.parameters():
         p.requires_grad_(True)
-    z_table = mace_utils.AtomicNumberTable([18])
     r_max = float(model.r_max)
-    batch = mace_batch(frames, r_max, z_table, dtype)
+    batch = common.mace_batch(frames, r_max, dtype)
     n_atoms = torch.tensor([len(a) for a in frames], dtype=dtype)
     e_ref = torch.as_tensor(rng.normal(0, 1, BATCH_FRAMES), dtype=dtype)
     f_ref = torch.as_tensor(rng.normal(0, 0.1, (sum(len(a) for a in frames), 3)), dtype=dtype)
@@ -373,17 +244,13 @@ def bench_training(models, n: int, dtype: torch.dtype, repeats: int, budget_s: f
     reps = adaptive_repeats(now() - t0, budget_s, 3, repeats)
     out = interleaved(fns, reps, warmup=1)
     out.update(interleaved(extra, reps, warmup=0))
-    out["mace.batch4"] = min(timeit(lambda: mace_batch(frames, r_max, z_table, dtype)) for _ in range(reps))
+    out["mace.batch4"] = min(time_once(lambda: common.mace_batch(frames, r_max, dtype)) for _ in range(reps))
     return {"step": out, "repeats": reps}
 
 
-def timeit(fn) -> float:
-    t = now()
-    fn()
-    return now() - t
-
-
 def bench_md(calcs, n: int, steps: int) -> Dict[str, float]:
+    """Steps/s of bare ASE Langevin steps with each calculator, after one warm-up step. (Not
+    ``ase_denoise.md.run_langevin``: its per-interval observations would be timed too.)"""
     out = {}
     for k in MODELS:
         atoms = argon(n, seed=5)
@@ -482,7 +349,7 @@ def _one_train_step(models, k: str, n: int, dtype: torch.dtype) -> None:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     if k == "mace":
-        batch = mace_batch(frames, float(model.r_max), mace_utils.AtomicNumberTable([18]), dtype)
+        batch = common.mace_batch(frames, float(model.r_max), dtype)
         for _ in range(1):
             b = dict(batch)
             b["positions"] = batch["positions"].clone()
@@ -533,34 +400,6 @@ def run_memory(args, dtypes: Sequence[str], avg_nn: float, sizes, train_sizes, g
 # report
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    family = model_id = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and cpu == "unknown CPU":
-                    cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("cpu family") and not family:
-                    family = line.split(":", 1)[1].strip()
-                elif line.startswith("model\t") and not model_id:
-                    model_id = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    fam = f" (family {family}, model {model_id})" if family else ""
-    return (f"{cpu}{fam}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with "
-            f"{torch.get_num_threads()} thread, mace-torch {_version('mace-torch')}, Python {platform.python_version()}")
-
-
-def _version(dist: str) -> str:
-    try:
-        from importlib.metadata import version
-
-        return version(dist)
-    except Exception:
-        return "?"
-
-
 def fmt_ms(s: Optional[float]) -> str:
     if s is None:
         return "-"
@@ -594,6 +433,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--output", help="also write the markdown report to this file")
     p.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+
+    # process settings: here, not at import (importing this module changes nothing global)
+    common.single_thread(1, interop=True)
+    warnings.simplefilter("ignore")  # TorchScript notices of e3nn/mace blocks at every model build
+    logging.disable(logging.WARNING)
+    common.mace_api()  # mace's import-time notice goes to stderr: stdout is the report
 
     if args.memory_worker:
         spec = json.loads(args.memory_worker)
@@ -657,13 +502,13 @@ def render(args, results, processes, sizes, train_sizes, dtypes, avg_nn, md_step
     mode = "--quick" if args.quick else "full"
     L.append(f"## ase_denoise vs MACE speed ({mode})")
     L.append("")
-    L.append(f"Machine: {machine()}.")
+    L.append(f"Machine: {common.machine()}.")
     L.append(f"System: periodic argon, fcc a={LATTICE} A rattled by {RATTLE} A; avg_num_neighbors={avg_nn:.2f} "
              f"(r_max {args.r_max}). Hyperparameters (all three models): r_max={args.r_max}, channels={args.channels}, "
              f"max_L={args.max_L}, max_ell={args.max_ell}, correlation={args.correlation}, "
              f"interactions={args.num_interactions}, num_bessel=8, polynomial cutoff=5, radial_MLP=[64,64,64].")
     d0 = results[dtypes[0]]
-    L.append(f"Parameters: " + ", ".join(f"{k} {v:,}" for k, v in d0["params"].items())
+    L.append("Parameters: " + ", ".join(f"{k} {v:,}" for k, v in d0["params"].items())
              + f". Interaction target irreps: MACE {d0['mace_irreps']}, ours {d0['our_irreps']}.")
     L.append("Times are medians (ms) after warm-up, 1 torch thread; ratio = ours / MACE (< 1: ours faster).")
     L.append("")
@@ -692,7 +537,7 @@ def render(args, results, processes, sizes, train_sizes, dtypes, avg_nn, md_step
                  "energy + forces by autograd, with (S) and without stress; E only: its energy forward under no_grad, no backward). edge overhead = (edge calc - edge fwd) "
                  "/ edge calc. MACE graph: its atoms -> batch conversion (matscipy neighbour list included).")
         L.append("")
-        L.append(f"Where the time of our calculator goes ({dname}, ms): check_structure / to_frame / collate as the "
+        L.append(f"Where the time of our calculator goes ({dname}, ms): structure checks (check_atoms) / to_frame / collate as the "
                  "calculator runs it (Verlet list reused) / forward incl. to-numpy; rest = calc minus those (ASE "
                  "bookkeeping plus timing noise); overhead fraction = (calc - forward) / calc, a difference of two "
                  "medians, so it can come out negative under load; last column: a fresh neighbour list + collate "

@@ -19,23 +19,31 @@ does, for the named recipe:
 Weights are reproducible (same seeds, same number of steps, one torch thread); the file's bytes are
 not (safetensors writes its metadata table in hash order), so the sha256 in the registry identifies
 the shipped file, not every re-run. ``--models-dir`` writes somewhere other than the repository's
-``models/`` (e.g. to compare a re-run with the shipped model).
+``models/`` (e.g. to compare a re-run with the shipped model). ``--quick`` is a smoke test of the
+pipeline (a few frames, one epoch, a short MD); its zoo goes under ``--work-dir`` unless
+``--models-dir`` is given.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
 import os
-import shlex
-import sys
-import time
-from typing import Any, Callable, Dict
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if __name__ == "__main__":  # a benchmark process: one thread (set before numpy and torch load; never on import)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any, Dict  # noqa: E402
 
 import numpy as np  # noqa: E402
+
+if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # imported from elsewhere (run as a script: it is)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402  (held-out force figures, one-thread setting)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger("train_zoo")
@@ -62,6 +70,9 @@ RECIPES: Dict[str, Dict[str, Any]] = {
         md=dict(steps=3000, timestep_fs=10.0, friction_per_fs=0.01, interval=10, seed=0),
     ),
 }
+#: --quick: a smoke test of the pipeline (not a model): few, short-sampled frames, one epoch, a short MD
+QUICK = dict(n_train=12, n_test=4, sampling=dict(stride=20, equilibration_steps=200, melt_steps=100),
+             epochs=1, md_steps=50)
 
 
 def _sample(recipe: Dict[str, Any], data_dir: str, progress: bool):
@@ -70,30 +81,22 @@ def _sample(recipe: Dict[str, Any], data_dir: str, progress: bool):
     if recipe["system"] != "lj_argon":
         raise ValueError(f"unknown system {recipe['system']!r}")
     T = recipe["temperature_K"]
-    train = lj_argon_frames(recipe["n_train"], T, cache_dir=data_dir, seed=recipe["train_seed"], progress=progress)
-    test = lj_argon_frames(recipe["n_test"], T, cache_dir=data_dir, seed=recipe["test_seed"], progress=progress)
+    kw = recipe.get("sampling", {})
+    train = lj_argon_frames(recipe["n_train"], T, cache_dir=data_dir, seed=recipe["train_seed"], progress=progress, **kw)
+    test = lj_argon_frames(recipe["n_test"], T, cache_dir=data_dir, seed=recipe["test_seed"], progress=progress, **kw)
     return train, test
-
-
-def _noised_copies(frames, noise_std: float, seed: int = 0):
-    from ase_denoise.demo import noised_copies
-
-    return noised_copies(frames, noise_std, seed=seed)
 
 
 def evaluate(model, recipe: Dict[str, Any], train_frames, test_frames, work_dir: str) -> Dict[str, Any]:
     """Held-out force figures and MD RDF figures (units in the keys)."""
     import ase.io
 
-    from ase_denoise.analysis import first_peak, force_metrics, rdf, rdf_difference
+    from ase_denoise.analysis import first_peak, rdf, rdf_difference
     from ase_denoise.calculator import DenoiseCalculator
-    from ase_denoise.data import to_frame
     from ase_denoise.md import run_langevin
-    from ase_denoise.training import evaluate_forces
+    from ase_denoise.sampler import noised_copies
 
-    test = [to_frame(a, model.config.atomic_numbers) for a in test_frames]
-    pred, ref = evaluate_forces(model, test)
-    fm = force_metrics(pred, ref)
+    fm = common.force_figures(model, test_frames)
 
     md_cfg = recipe["md"]
     atoms = test_frames[0].copy()
@@ -108,7 +111,7 @@ def evaluate(model, recipe: Dict[str, Any], train_frames, test_frames, work_dir:
     md_frames = md_frames[len(md_frames) // 5 :]  # first 20% dropped as equilibration
     r_cut = 0.49 * float(min(np.diag(train_frames[0].cell.array)))
     r, g_ref = rdf(train_frames, r_cut, n_bins=120)
-    _, g_sigma = rdf(_noised_copies(train_frames, recipe["noise_std"]), r_cut, n_bins=120)
+    _, g_sigma = rdf(noised_copies(train_frames, recipe["noise_std"]), r_cut, n_bins=120)
     _, g_md = rdf(md_frames, r_cut, n_bins=120)
     _, g_test = rdf(test_frames, r_cut, n_bins=120)  # independent reference run: the statistical floor
     d_ref, d_sigma = rdf_difference(g_md, g_ref, r), rdf_difference(g_md, g_sigma, r)
@@ -119,7 +122,7 @@ def evaluate(model, recipe: Dict[str, Any], train_frames, test_frames, work_dir:
         "force_cosine": fm["cosine"],
         "force_relative_rmse": fm["relative_rmse"],
         "force_rmse_eV_per_A": fm["rmse"],
-        "true_force_rms_eV_per_A": float(np.sqrt(np.mean(ref**2))),
+        "true_force_rms_eV_per_A": fm["ref_rms"],
         "force_slope": fm["slope"],
         "md_steps": md_cfg["steps"],
         "md_timestep_fs": md_cfg["timestep_fs"],
@@ -159,7 +162,8 @@ def _history_line(history, selected: int) -> str:
 
 def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dict[str, Any], history,
                file_name: str, sha256: str, size_bytes: int, command: str, train_minutes: float) -> None:
-    cfg = model.config
+    cfg, physics = model.config, model.physics
+    sigma = ", ".join(f"{s:g}" for s in model.noise_levels)
     tc = recipe["train_config"]
     epochs_done = len(history)
     last = history[-1] if history else {}
@@ -189,13 +193,13 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
         f"(`ase_denoise.reference.lj_argon_frames(n_frames={recipe['n_train']}, temperature_K={recipe['temperature_K']}, "
         f"seed={recipe['train_seed']})`).",
         "- The denoiser saw positions only; the true forces were kept for evaluation.",
-        f"- Temperature: **{cfg.temperature_K} K** (kT = {cfg.kT:.6g} eV).",
+        f"- Temperature: **{physics.temperature_K} K** (kT = {physics.kT:.6g} eV).",
         f"- Held-out test set: {recipe['n_test']} frames of an independent run "
         f"(seed={recipe['test_seed']}), never seen in training.",
         "",
         "## Settings",
         "",
-        f"- noise_std (sigma): **{cfg.noise_std} Angstrom**; n_duplicates: **{tc['n_duplicates']}** "
+        f"- noise_std (sigma): **{sigma} Angstrom**; n_duplicates: **{tc['n_duplicates']}** "
         "(independent noise draws per frame per epoch).",
         f"- Training: {epochs_done} epochs (of {tc['epochs']}), batch size {tc['batch_size']}, AdamW lr {tc['lr']} "
         f"with cosine schedule, EMA 0.99, {int(tc['valid_fraction'] * 100)}% of frames held out for validation "
@@ -206,7 +210,7 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
         f"- Architecture: MACE backbone, {arch}; radial_mlp {cfg.radial_mlp}"
         + (f", edge_mlp {cfg.edge_mlp}" if cfg.head == "edge" else "") + ", "
         f"avg_num_neighbors {cfg.avg_num_neighbors:.4g} (measured on the data); element table {cfg.symbols}; "
-        f"pbc {list(cfg.pbc)}; {n_params} parameters.",
+        f"pbc {list(physics.pbc)}; {n_params} parameters.",
         f"- Final validation denoising loss {last.get('valid_loss', float('nan')):.5f} (about 1 is the floor: "
         "the noise is mostly unpredictable; judge the model by the figures below).",
         _history_line(history, selected),
@@ -265,18 +269,23 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
 
 
 def build(name: str, work_dir: str, models_dir: str, progress: bool = False,
-          epochs: int = 0, md_steps: int = 0) -> Dict[str, Any]:
-    """Run the recipe ``name`` end to end; returns the registry entry written."""
+          epochs: int = 0, md_steps: int = 0, quick: bool = False) -> Dict[str, Any]:
+    """Run the recipe ``name`` end to end; returns the registry entry written. ``quick``: the
+    :data:`QUICK` settings (a smoke test; its data and run go to ``<work_dir>/<name>-quick``)."""
     from ase_denoise.checkpoint import save_model
     from ase_denoise.config import TrainConfig
     from ase_denoise.training import STATE_FILE, train
 
     recipe = json.loads(json.dumps(RECIPES[name]))  # deep copy
+    if quick:
+        recipe.update(n_train=QUICK["n_train"], n_test=QUICK["n_test"], sampling=QUICK["sampling"])
+        recipe["train_config"]["epochs"] = QUICK["epochs"]
+        recipe["md"]["steps"] = QUICK["md_steps"]
     if epochs:
         recipe["train_config"]["epochs"] = epochs
     if md_steps:
         recipe["md"]["steps"] = md_steps
-    work_dir = os.path.abspath(os.path.join(work_dir, name))
+    work_dir = os.path.abspath(os.path.join(work_dir, name + ("-quick" if quick else "")))
     run_dir = os.path.join(work_dir, "run")
     os.makedirs(work_dir, exist_ok=True)
     t0 = time.perf_counter()
@@ -310,8 +319,9 @@ def build(name: str, work_dir: str, models_dir: str, progress: bool = False,
     os.chmod(weights, 0o644)  # save_model writes through a private temporary file (0600)
     sha, size = zoo.sha256_file(weights), os.path.getsize(weights)
     command = "OMP_NUM_THREADS=1 .venv/bin/python benchmarks/train_zoo.py " + shlex.quote(name)
-    if epochs or md_steps:  # a test build: say so in the card
-        command += (f" --epochs {epochs}" if epochs else "") + (f" --md-steps {md_steps}" if md_steps else "")
+    if quick or epochs or md_steps:  # a test build: say so in the card
+        command += (" --quick" if quick else "") + (f" --epochs {epochs}" if epochs else "") + (
+            f" --md-steps {md_steps}" if md_steps else "")
     write_card(os.path.join(out_dir, "README.md"), name, recipe, model, figures, result.history,
                file_name, sha, size, command, train_minutes)
     with open(os.path.join(work_dir, "figures.json"), "w") as fh:
@@ -330,17 +340,21 @@ def main(argv=None) -> int:
     p.add_argument("name", choices=sorted(RECIPES), help="model to build")
     p.add_argument("--work-dir", default=os.path.join(REPO, "runs", "zoo"),
                    help="data cache and training run (default runs/zoo/, git-ignored); re-running resumes")
-    p.add_argument("--models-dir", default=os.path.join(REPO, "models"), help="zoo directory to write (default models/)")
+    p.add_argument("--models-dir", default=None,
+                   help="zoo directory to write (default models/; with --quick: WORK_DIR/quick-models)")
     p.add_argument("--epochs", type=int, default=0, help="override the recipe's epochs (testing only)")
     p.add_argument("--md-steps", type=int, default=0, help="override the recipe's MD steps (testing only)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke test: {QUICK['n_train']} + {QUICK['n_test']} short-sampled frames, "
+                        f"{QUICK['epochs']} epoch, {QUICK['md_steps']} MD steps (about a minute)")
     p.add_argument("--progress", action="store_true", help="progress bars")
     args = p.parse_args(argv)
+    if args.models_dir is None:
+        args.models_dir = os.path.join(args.work_dir, "quick-models") if args.quick else os.path.join(REPO, "models")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    import torch
-
-    torch.set_num_threads(1)
+    common.single_thread(1)
     entry = build(args.name, args.work_dir, args.models_dir, progress=args.progress,
-                  epochs=args.epochs, md_steps=args.md_steps)
+                  epochs=args.epochs, md_steps=args.md_steps, quick=args.quick)
     print(json.dumps(entry, indent=1))
     return 0
 

@@ -21,18 +21,20 @@ other 1800; "500 frames" means 500 of them evenly spaced over the same 1.8 ns.
 """
 from __future__ import annotations
 
-import argparse
-import functools
-import json
-import logging
 import os
-import subprocess
-import sys
-import time
-from pathlib import Path
-from typing import Any, Dict, List
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if __name__ == "__main__":  # a study process: one thread (set before numpy and torch load; never on import)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, List  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
@@ -69,13 +71,37 @@ RUNS: Dict[str, Dict[str, Any]] = {
     "hybrid-w1": dict(loss="hybrid", frames=500, noise_std=0.26, n_duplicates=4, epochs=DENOISE_EPOCHS, force_weight=1.0),
     "hybrid-s0.10-w1": dict(loss="hybrid", frames=500, noise_std=0.1, n_duplicates=4, epochs=DENOISE_EPOCHS, force_weight=1.0),
 }
+# Beyond one sigma (docs/beyond-one-sigma.md): noise ladders with the sigma -> 0 correction, the
+# repulsive-wall prior, mixed labels; "auto" is the ladder ase_denoise.suggest derives from the data
+# (Li-Cl contact peak inner width 0.067 A -> 0.0117 / 0.0181 / 0.0259 A at 500 frames); "wide" puts the
+# top level's Li-Cl shrink 2 sigma^2 / w^2 near 1 instead of 0.3.
+WIDE = (0.021, 0.033, 0.047)
+RUNS.update({
+    "ld-auto": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS),
+    "ld-auto-wall": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
+                         priors=["wall"]),
+    "ld-wide-wall": dict(loss="denoising", frames=500, noise_std=WIDE, n_duplicates=4, epochs=DENOISE_EPOCHS,
+                         priors=["wall"]),
+    "dn-s0.26-wall": dict(loss="denoising", frames=500, noise_std=0.26, n_duplicates=4, epochs=DENOISE_EPOCHS,
+                          priors=["wall"]),
+    "mixed-auto-wall": dict(loss="mixed", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
+                            priors=["wall"]),
+    "fm-all-wall": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
+                        epochs=round(4 * DENOISE_EPOCHS * 500 / 1800), priors=["wall"]),
+})
+#: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
+SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall")
+RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in (1, 2)})
+
 STUDIES = {
     "duplicates": ["dn-k1", "dn-k2", "dn-k4", "dn-k8"],
     "duplicates_s0.10": ["dn-s0.10-k1", "dn-s0.10-k2", "dn-s0.10", "dn-s0.10-k8"],
     "sigma": ["dn-s0.03", "dn-s0.05", "dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
     "force_matching": ["fm-500", "fm-all", "dn-s0.05", "hybrid-w0.1", "hybrid-w1", "hybrid-s0.10-w1"],
+    "ladder": ["dn-s0.05", "ld-auto", "ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all"],
 }
 MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
+BLOWUP_DISTANCE = 1.0  # Angstrom: two ions closer than this end the MD (the all-atom closest approach is 2.14 A)
 STABILITY_PS = 10.0
 QUICK = dict(frames_cap=40, epochs=1, equilibration_ps=0.05, production_ps=0.2)
 
@@ -157,7 +183,8 @@ def make_reference() -> Dict[str, np.ndarray]:
 # one run: train, MD, measure
 # ----------------------------------------------------------------------------------------------
 def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, quick: bool):
-    from ase_denoise import TrainConfig, load_model, train
+    from ase_denoise import TrainConfig, train
+    from ase_denoise.checkpoint import load_model_file, read_metadata
 
     data = split(frames, spec["frames"])
     epochs = spec["epochs"]
@@ -167,34 +194,26 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
     state = work / "training_state.pt"
     cfg = TrainConfig(
         loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
-        force_weight=spec.get("force_weight", 1.0), seed=0, valid_fraction=0.1,
+        force_weight=spec.get("force_weight", 1.0), seed=spec.get("seed", 0), valid_fraction=0.1,
     )
-    t0 = time.perf_counter()
-    done = last_path.exists() and load_model(last_path).metadata["training"]["epochs_completed"] >= epochs
+    priors = ["repulsive_wall" if p == "wall" else p for p in spec.get("priors", [])]
+    done = last_path.exists() and read_metadata(last_path)["training"]["epochs_completed"] >= epochs
     if not done:
         train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
-              resume=state.exists(), progress=True, **MODEL)
-    last = load_model(last_path).metadata
-    return load_model(model_path), len(data), last
-
-
-class _BlewUp(Exception):
-    """Two ions closer than 1 A: stop the MD (not StopIteration: ASE's run() is a generator)."""
+              resume=state.exists(), progress=True, priors=priors, **MODEL)
+    last = read_metadata(last_path)
+    return load_model_file(model_path), len(data), last
 
 
 def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float = None,
            equilibration_ps: float = None) -> Dict[str, Any]:
-    """CG Langevin MD at 300 K with ASE; stops early if a force is non-finite or two ions come within
-    1 A (the ions' closest approach in the all-atom reference is 2.1 A): the run 'blew up'."""
-    from ase import units
-    from ase.md.langevin import Langevin
-    try:  # ASE >= 3.28
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
-
+    """CG Langevin MD at 300 K with :func:`ase_denoise.md.run_langevin` (momenta drawn at 300 K, then
+    equilibration and production; a frame every ``MD['interval']`` steps of the production part is
+    kept). The run 'blew up' if two ions come within :data:`BLOWUP_DISTANCE` (1 A; the ions' closest
+    approach in the all-atom reference is 2.1 A: the MD stops there) or a force becomes non-finite."""
     from ase_denoise import DenoiseCalculator
-    from ase_denoise.md import min_pair_distance
+    from ase_denoise.data import DataError
+    from ase_denoise.md import run_langevin
 
     md = dict(MD)
     if quick:
@@ -205,43 +224,37 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float
         md["equilibration_ps"] = equilibration_ps
     atoms = start.copy()
     atoms.calc = DenoiseCalculator(model)
-    thermalize_momenta(atoms, temperature_K=TEMPERATURE_K, rng=np.random.default_rng(seed))
-    dyn = Langevin(atoms, md["timestep_fs"] * units.fs, temperature_K=TEMPERATURE_K,
-                   friction=md["friction_per_fs"] / units.fs, rng=np.random.default_rng(seed + 1), fixcm=False)
     n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
     n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
     sampled: List[Atoms] = []
-    closest = [np.inf]
-    temps = []
-    status = {"blew_up": False, "non_finite_force": False}
+    temps: List[float] = []
+    last = {"step": 0}
 
-    def observe():
-        d = min_pair_distance(atoms, cutoff=4.0)
-        closest[0] = min(closest[0], d)
-        if dyn.nsteps > n_equil:
+    def sample(atoms: Atoms, step: int) -> None:  # every MD["interval"] steps
+        last["step"] = step
+        if step > n_equil:
             sampled.append(atoms.copy())
             temps.append(atoms.get_temperature())
-        if d < 1.0:
-            status["blew_up"] = True
-            raise _BlewUp
 
-    dyn.attach(observe, interval=md["interval"])
+    status: Dict[str, Any] = {"blew_up": False, "non_finite_force": False}
     t0 = time.perf_counter()
     try:
-        dyn.run(n_equil + n_prod)
-    except _BlewUp:
-        pass
-    except RuntimeError as exc:  # the calculator refuses non-finite positions/forces
-        status["non_finite_force"] = True
-        status["blew_up"] = True
-        status["error"] = str(exc)[:200]
-    wall = time.perf_counter() - t0
-    f = atoms.calc.results.get("forces")
-    if f is not None and not np.all(np.isfinite(f)):
-        status["non_finite_force"] = status["blew_up"] = True
+        res = run_langevin(
+            atoms, temperature_K=TEMPERATURE_K, steps=n_equil + n_prod, timestep_fs=md["timestep_fs"],
+            friction_per_fs=md["friction_per_fs"], interval=md["interval"], seed=seed, observers=[sample],
+            min_distance_stop=BLOWUP_DISTANCE,
+        )
+        steps, wall, closest = res["steps"], res["wall_s"], res["min_distance"]
+        status["blew_up"] = res["stopped"] is not None  # two ions closer than BLOWUP_DISTANCE
+    except (RuntimeError, DataError) as exc:
+        # run_langevin raises RuntimeError for a non-finite force at an observed step; one between two
+        # observed steps makes the positions non-finite, which the calculator refuses (DataError). The
+        # run's figures are lost with the exception: steps up to the last observed one, no closest approach.
+        status.update(blew_up=True, non_finite_force=True, error=str(exc)[:200])
+        steps, wall, closest = last["step"], time.perf_counter() - t0, float("nan")
     return dict(
-        frames=sampled, wall_s=wall, steps=int(dyn.nsteps), steps_per_s=dyn.nsteps / max(wall, 1e-9),
-        simulated_ps=dyn.nsteps * md["timestep_fs"] / 1000, closest_approach_A=float(closest[0]),
+        frames=sampled, wall_s=wall, steps=int(steps), steps_per_s=steps / max(wall, 1e-9),
+        simulated_ps=steps * md["timestep_fs"] / 1000, closest_approach_A=float(closest),
         mean_temperature_K=float(np.mean(temps)) if temps else float("nan"), **status,
     )
 
@@ -249,7 +262,7 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float
 def force_errors(model, test: List[Atoms]) -> Dict[str, float]:
     from ase_denoise.analysis import force_metrics
     from ase_denoise.data import to_frame
-    from ase_denoise.training import evaluate_forces
+    from ase_denoise.inference import evaluate_forces
 
     pred, ref = evaluate_forces(model, [to_frame(a, model.config.atomic_numbers) for a in test])
     m = force_metrics(pred, ref)
@@ -295,7 +308,7 @@ def do_run(name: str, quick: bool = False) -> Dict[str, Any]:
                 for i in (1, 2)]
     stability = dict(
         runs=1 + len(replicas), blew_up=int(md["blew_up"]) + sum(int(r["blew_up"]) for r in replicas),
-        closest_approach_A=float(min([md["closest_approach_A"]] + [r["closest_approach_A"] for r in replicas])),
+        closest_approach_A=float(np.nanmin([md["closest_approach_A"]] + [r["closest_approach_A"] for r in replicas])),
         simulated_ps=float(md["simulated_ps"] + sum(r["simulated_ps"] for r in replicas)),
         non_finite_force=bool(md["non_finite_force"] or any(r["non_finite_force"] for r in replicas)),
     )
@@ -304,6 +317,7 @@ def do_run(name: str, quick: bool = False) -> Dict[str, Any]:
         train_wall_s_this_call=train_wall, epochs_completed=train_meta.get("epochs_completed"),
         train_steps=train_meta.get("steps"), train_elapsed_s=(last.get("metrics") or {}).get("elapsed_s"),
         best_epoch=(model.metadata.get("metrics") or {}).get("epoch"), box_A=float(frames[0].cell[0, 0]),
+        noise_levels=list(model.noise_levels), priors=[p.kind for p in model.priors],
         **errors, md=md, stability=stability,
         reference_closest_approach_A=float(min(min_pair_distance(a, 4.0) for a in frames[::10])),
     )
@@ -399,16 +413,19 @@ def report(quick: bool = False) -> str:
         peak = f"{rdf['Li-Cl']['peak_r']:.2f} / {rdf['Li-Cl']['peak_g']:.2f}" if rdf else "—"
         vs_noised = "—"
         g_path = RESULTS / f"{name}{suffix}_rdf.npz"
-        if rdf and g_path.exists() and spec["loss"] != "force_matching":
+        levels = res.get("noise_levels") or [spec["noise_std"]]
+        if rdf and g_path.exists() and spec["loss"] != "force_matching" and len(levels) == 1:
             g, gn = np.load(g_path), noised_reference(spec["noise_std"])
             vs_noised = _fmt(float(np.mean([np.sqrt(np.mean((g[f"{a}-{b}"] - gn[f"{a}-{b}"]) ** 2)) for a, b in PAIRS])))
             res["rdf"]["rms_mean_vs_noised"] = float(vs_noised)
         lines.append(
             f"| {name} | {spec['loss']}{' w=' + str(spec['force_weight']) if spec['loss'] == 'hybrid' else ''} | {res['n_frames']} "
-            f"| {spec['noise_std']} | {spec['n_duplicates']} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {vs_noised} | {peak} "
+            f"| {', '.join(f'{x:g}' for x in levels)}{' +wall' if 'repulsive_wall' in res.get('priors', []) else ''} "
+            f"| {spec['n_duplicates']} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {vs_noised} | {peak} "
             f"| {_fmt(stab['closest_approach_A'], 2)} | {stab['blew_up']}/{stab['runs']} | {_fmt(res['force_rmse_vs_labels'])} "
             f"| {_fmt(res['train_elapsed_s'], 0)} | {md['wall_s']:.0f}, {md['steps_per_s']:.0f} |"
         )
+    lines += ["", seed_table(results)]
     table = "\n".join(lines)
     (OUT / f"results{suffix}.md").write_text(table + "\n")
     readme = OUT / "README.md"
@@ -431,6 +448,29 @@ def report(quick: bool = False) -> str:
             plot_rdfs(ref, curves, OUT / f"rdf_{study}{suffix}.png", f"CG MD RDFs: {study} study")
     _plot_errors(results, OUT / f"rdf_error{suffix}.png")
     return table
+
+
+def seed_table(results: Dict[str, Any]) -> str:
+    """Runs repeated over training seeds (:data:`SEEDED`): mean and spread of the mean RDF error."""
+    lines = [
+        "Over training seeds (each seed: its own training run and MD; blown-up runs count in the last column):",
+        "",
+        "| run | seeds with RDFs | mean RDF RMS: mean ± std (min - max) | Li-Cl contact peak g: mean | MD runs blown up |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for base in SEEDED:
+        group = [results[n] for n in (base, f"{base}-r1", f"{base}-r2") if n in results]
+        if not group:
+            continue
+        rms = np.array([r["rdf"]["rms_mean"] for r in group if r.get("rdf")])
+        peaks = [r["rdf"]["Li-Cl"]["peak_g"] for r in group if r.get("rdf")]
+        blown = sum(r["stability"]["blew_up"] for r in group)
+        runs = sum(r["stability"]["runs"] for r in group)
+        spread = f"{rms.mean():.3f} ± {rms.std(ddof=1):.3f} ({rms.min():.3f} - {rms.max():.3f})" if len(rms) > 1 else (
+            f"{rms.mean():.3f} (one seed)" if len(rms) else "—")
+        lines.append(f"| {base} | {len(rms)} of {len(group)} | {spread} | {np.mean(peaks):.2f} | {blown}/{runs} |"
+                     if peaks else f"| {base} | 0 of {len(group)} | — | — | {blown}/{runs} |")
+    return "\n".join(lines)
 
 
 def _plot_errors(results: Dict[str, Any], path: Path) -> None:
@@ -483,12 +523,14 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     """Copy run ``name``'s model into ``models/<zoo_name>/``, write its card and registry entry."""
     import shutil
 
-    from ase_denoise.checkpoint import load_model
+    from ase_denoise.checkpoint import load_model_file
     from ase_denoise.zoo import ModelEntry, sha256_file, update_registry
 
     res = json.loads((RESULTS / f"{name}.json").read_text())
     src = RUNS_DIR / name / "best.safetensors"
-    model = load_model(src)
+    model = load_model_file(src)
+    (sigma,) = model.noise_levels  # the study trains at one noise level
+    physics = model.physics
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{zoo_name}.safetensors"
@@ -511,7 +553,7 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     card = f"""# {zoo_name}
 
 Coarse-grained LiCl solution at 300 K: the 48 ions of 24 LiCl in water (2.7 M after NPT equilibration), water
-integrated out; vector head, sigma {c.noise_std} A. A denoiser trained on **ion coordinates alone**;
+integrated out; vector head, sigma {sigma:g} A. A denoiser trained on **ion coordinates alone**;
 `DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean force on each ion, `kT * output / sigma^2`
 in eV/Angstrom (forces only: no energy, no stress).
 
@@ -530,11 +572,11 @@ concentration): a CG force field is a potential of mean force of one state point
   460 TIP3P waters (Joung-Cheatham ions) in a cubic box of {box:.3f} Angstrom, NVT at 300 K after NPT
   equilibration (`benchmarks/licl/make_data.py`, data set `benchmarks/licl/licl_cg_300K.npz`).
 - The denoiser saw ion positions only; the force labels in the data set were not used.
-- Temperature: **{c.temperature_K} K** (kT = {c.kT:.6f} eV).
+- Temperature: **{physics.temperature_K} K** (kT = {physics.kT:.6f} eV).
 
 ## Settings
 
-- noise_std (sigma): **{c.noise_std} Angstrom**; n_duplicates: **{res['spec']['n_duplicates']}**.
+- noise_std (sigma): **{sigma:g} Angstrom**; n_duplicates: **{res['spec']['n_duplicates']}**.
 - Training: {res['epochs_completed']} epochs, batch size 8, AdamW lr 0.005 with cosine schedule, EMA 0.99,
   10% of frames held out for validation, seed 0, float32; weights of the epoch with the lowest validation
   loss (epoch {res.get('best_epoch')}); {res['train_elapsed_s'] / 60:.1f} min of training on one CPU thread.
@@ -570,8 +612,8 @@ sha256 of the shipped file: `{sha}`
     entry = ModelEntry(
         name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha,
         size_bytes=dest.stat().st_size,
-        summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, sigma {c.noise_std} A",
-        card=f"{zoo_name}/README.md", temperature_K=c.temperature_K, noise_std=c.noise_std,
+        summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, sigma {sigma:g} A",
+        card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K, noise_std=sigma,
         command=cmd,
     )
     update_registry(entry, models_dir)
