@@ -34,7 +34,7 @@
 # $$F_\sigma = kT\, \nabla\log\rho_\sigma = \frac{kT\, g}{\sigma^2} = \frac{kT\, \hat\varepsilon}{\sigma}
 # \quad\xrightarrow{\sigma\to 0}\quad F .$$
 #
-# In the code: `ase_denoise.model.denoising_target` (the target `-N/σ`) and
+# In the code: `ase_denoise.losses.denoising_target` (the target `-N/σ`) and
 # `ase_denoise.model.forces_from_output` (`kT * ε̂ / σ`); `kT` and `σ` are stored with the weights.
 #
 # **The price: smoothing.** `F_σ` is the force of the *smoothed* density. For the harmonic bond
@@ -142,7 +142,7 @@ def train_dimer(sigma):
 t0 = time.perf_counter()
 result = train_dimer(SIGMA_REF)
 model = result.model
-print(f"trained in {time.perf_counter() - t0:.1f} s; the model stores sigma = {model.noise_std} A, "
+print(f"trained in {time.perf_counter() - t0:.1f} s; the model stores sigma = {model.noise_levels[0]} A, "
       f"T = {model.temperature_K} K, kT = {model.kT:.5f} eV")
 print("last epoch:", {k: round(v, 4) for k, v in result.history[-1].items()})
 
@@ -210,7 +210,7 @@ def bond_force_curve(model):
     out = []
     for dist in ds:
         a = Atoms("HH", positions=[[0, 0, 0], [dist, 0, 0]])
-        out.append((model.kT * model_output(model, a) / model.noise_std)[1, 0])
+        out.append((model.kT * model_output(model, a) / model.noise_levels[0])[1, 0])
     return np.array(out)
 
 

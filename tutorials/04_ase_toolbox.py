@@ -71,7 +71,7 @@ print(f"trained at {entry.temperature_K} K with sigma = {entry.noise_std} A")
 
 calc = DenoiseCalculator.from_zoo("lj-argon-94K")
 print("implemented properties:", calc.implemented_properties)
-print(f"calculator: sigma = {calc.noise_std} A, T = {calc.temperature_K} K")
+print(f"calculator: sigma = {calc.noise_levels} A, T = {calc.temperature_K} K")
 
 # %% [markdown]
 # A starting structure and reference frames: liquid argon sampled with the true Lennard-Jones potential
@@ -171,7 +171,7 @@ atoms = start.copy()
 atoms.calc = calc
 stats = run_langevin(atoms, temperature_K=T, steps=MD_STEPS, timestep_fs=10, trajectory="run.extxyz",
                      interval=10, logfile="run.log", overwrite=True)
-print({k: round(v, 3) for k, v in stats.items()})
+print({k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()})
 print(len(ase.io.read("run.extxyz", index=":")), "frames in run.extxyz")
 
 # %% [markdown]

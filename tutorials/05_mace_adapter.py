@@ -26,11 +26,11 @@
 # mace's own modules and loss, on Lennard-Jones argon energies and forces. Then:
 #
 # 1. adapt it (`denoiser_from_mace`) and read the `TransferReport`;
-# 2. fine-tune it on a few unlabelled frames (`finetune`), and train the same architecture from scratch;
+# 2. fine-tune it on a few unlabelled frames (`train(..., initial_model=adapted)`), and train the same
+#    architecture from scratch;
 # 3. compare all forces with the true ones.
 
 # %%
-import contextlib
 import os
 import time
 import warnings
@@ -51,11 +51,11 @@ with warnings.catch_warnings():
     from mace.data.utils import KeySpecification
     from mace.tools import torch_geometric
 
-from ase_denoise import DenoiseCalculator, TrainConfig
+from ase_denoise import DenoiseCalculator, TrainConfig, train
 from ase_denoise.analysis import force_metrics
-from ase_denoise.mace_adapter import UntrustedPickleError, denoiser_from_mace, finetune, finetune_data
+from ase_denoise.mace_adapter import UntrustedPickleError, denoiser_from_mace
 from ase_denoise.reference import lj_argon_frames
-from ase_denoise.training import Trainer
+from ase_denoise.testing import default_dtype
 
 TEMPERATURE_K = 94.4
 R_MAX = 5.0
@@ -90,16 +90,6 @@ test_ref = [a.arrays["ref_forces"] for a in test_frames]
 # builds it, so the whole backbone fits the denoiser's. mace builds in torch's default dtype: float64 here.
 
 # %%
-@contextlib.contextmanager
-def default_dtype(dtype):
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 keys = KeySpecification(info_keys={"energy": "ref_energy"}, arrays_keys={"forces": "ref_forces"})
 z_table = mace_tools.AtomicNumberTable([18])
 
@@ -185,18 +175,19 @@ print("denoiser config:", {k: v for k, v in report.config.to_dict().items() if k
 # %% [markdown]
 # ## 2. Fine-tune on unlabelled frames, and the same architecture from scratch
 #
-# `finetune` trains exactly like `train` (same `TrainConfig`, output files, resumable) but starts from the
-# adapted weights. For a fair comparison, the from-scratch run uses the same `ModelConfig` (taken from
-# `finetune_data`), frames, `TrainConfig` and seed.
+# Fine-tuning is ordinary training that starts from the adapted weights: `train(..., initial_model=adapted)`
+# (same `TrainConfig`, output files, resumable; the architecture and element table are the model's).
+# For a fair comparison, the from-scratch run uses the same architecture (`adapted.config`), frames,
+# `TrainConfig` and seed.
 
 # %%
 t0 = time.perf_counter()
-finetuned = finetune(adapted, frames, "runs/finetuned", train_config=TRAIN)
+finetuned = train(frames, "runs/finetuned", initial_model=adapted, train_config=TRAIN)
 finetune_s = time.perf_counter() - t0
 
-config, converted = finetune_data(adapted, frames)
 t0 = time.perf_counter()
-scratch = Trainer(config, converted, "runs/scratch", TRAIN).fit()
+architecture = {k: v for k, v in adapted.config.to_dict().items() if k != "atomic_numbers"}
+scratch = train(frames, "runs/scratch", noise_std=NOISE_STD, train_config=TRAIN, **architecture)
 scratch_s = time.perf_counter() - t0
 print(f"fine-tuning {finetune_s:.0f} s, from scratch {scratch_s:.0f} s")
 print(" epoch   fine-tuned rel. RMSE   scratch rel. RMSE   (validation frames)")

@@ -66,7 +66,7 @@ info = model_info("licl-cg-300K")
 print(info.summary)
 display(Markdown(card_text("licl-cg-300K")))
 calc = DenoiseCalculator.from_zoo("licl-cg-300K")
-print("sigma =", calc.model.config.noise_std, "A;  T =", calc.model.config.temperature_K, "K")
+print("sigma =", calc.noise_levels, "A;  T =", calc.temperature_K, "K")
 
 # %% [markdown]
 # ## 2. Coarse-grained MD
