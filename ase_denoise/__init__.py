@@ -1,8 +1,9 @@
 """ase_denoise: learn a force field from atomic coordinates alone.
 
-A MACE denoiser is trained to predict the noise added to equilibrium coordinates; by Tweedie's
-formula its output, scaled as ``kT * output / sigma^2``, is the force field (eV/Angstrom) up to an
-O(sigma^2) smoothing bias. The result is a forces-only ASE calculator.
+A MACE denoiser is trained to predict the noise ``N`` added to equilibrium coordinates (its output
+``eps_hat`` against ``-N / sigma``); by Tweedie's formula ``kT * eps_hat / sigma`` is the force field
+(eV/Angstrom) up to an O(sigma^2) smoothing bias, which a model trained at several noise levels
+removes by extrapolating to sigma -> 0. The result is a forces-only ASE calculator.
 """
 
 __version__ = "0.1.0"

@@ -2,7 +2,7 @@
 
 1. Sample LJ argon at 94.4 K with the true potential (cached extxyz; true forces kept for evaluation).
 2. Train a denoiser on the coordinates alone (duplication sampler, time budget, resumable).
-3. Compare ``kT * output / sigma^2`` with the true LJ forces on frames from an independent run.
+3. Compare ``kT * eps_hat / sigma`` with the true LJ forces on frames from an independent run.
 4. Run Langevin MD with the :class:`~ase_denoise.calculator.DenoiseCalculator` and compare its RDF
    with the reference RDF and with the reference RDF of noised frames (``rho_sigma``, which is what
    MD with the smoothed forces samples, docs/design.md).

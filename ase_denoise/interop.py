@@ -8,7 +8,7 @@ bare ``AseAtomsAdaptor.get_atoms`` call:
   (the library's convention, :func:`ase_denoise.data.data_temperature`); a frame that already
   states another temperature (``Structure.properties["temperature_K"]`` or a trajectory's
   ``frame_properties``) is refused instead of overwritten;
-* reference forces (evaluation only, never used for training): a ``"forces"`` site property or a
+* force labels (for evaluation, and for the losses that train on labels): a ``"forces"`` site property or a
   ``"forces"`` entry of a trajectory's ``frame_properties`` becomes ``atoms.arrays["ref_forces"]``;
 * a ``Trajectory`` is expanded frame by frame (its lattice may be constant or per frame), and a
   single ``Structure`` is one frame, not a list of sites.

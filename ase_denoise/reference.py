@@ -1,4 +1,4 @@
-"""Reference Boltzmann systems whose TRUE forces are known, kept for evaluation only.
+"""Reference Boltzmann systems whose TRUE forces are known (to evaluate models, or as force labels).
 
 Convention used by the whole library: every frame is an :class:`ase.Atoms` with
 

@@ -16,7 +16,7 @@
    epoch); the fresh head of (a) and every tensor of (b) come from the same seeded initialisation, so
    the only difference is the copied backbone.
 4. After every epoch (and before the first) the EMA weights are evaluated on the held-out frames
-   against the true LJ forces: cosine similarity and relative RMSE of ``kT * output / sigma^2``.
+   against the true LJ forces: cosine similarity and relative RMSE of ``kT * eps_hat / sigma``.
 
 Usage (one torch thread; the table goes to stdout and to ``--output``)::
 
@@ -228,7 +228,7 @@ def render(args, cfg, report, mace_info, mace_metrics, runs, t_data, total_s, co
     lines = [
         f"{'##' if args.append else '#'} Denoiser fine-tuned from a MACE backbone vs trained from scratch: {title}",
         "",
-        "LJ argon, 94.4 K, 108 atoms (periodic). Force error of `kT * output / sigma^2` (sigma = "
+        "LJ argon, 94.4 K, 108 atoms (periodic). Force error of `kT * eps_hat / sigma` (sigma = "
         f"{NOISE_STD} A) against the true LJ forces on {args.n_test} held-out frames from an independent run "
         "(EMA weights, clean positions). Epoch 0 is before training. Same frames, `ModelConfig`, "
         "`TrainConfig` and seed for both runs; the fine-tuned run starts from the copied MACE backbone.",

@@ -7,7 +7,7 @@ a = 5.26 Angstrom, rattled by 0.2 Angstrom, repeated to n atoms). For each dtype
 * one force call through the ASE calculator (``atoms.get_forces()``, positions perturbed before every
   call so no cache can help) for MACE's ``MACECalculator`` (energy model, forces by autograd; it also
   computes the stress, as it always does) and for ``DenoiseCalculator`` with the ``edge`` and
-  ``vector`` heads (forces = kT * output / sigma, no autograd);
+  ``vector`` heads (forces = kT * eps_hat / sigma, no autograd);
 * the model forward alone (and, for ours, the calculator's other steps: structure checks, frame
   conversion, neighbour list + collate), hence ``overhead_fraction = (calculator - forward) / calculator``;
 * one training step on the same batch of 4 frames: ours = MSE on the vector output + backward + AdamW;

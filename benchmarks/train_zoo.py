@@ -9,7 +9,7 @@ does, for the named recipe:
    (:func:`ase_denoise.reference.lj_argon_frames`, cached under ``--work-dir``);
 2. train the denoiser on the coordinates alone for a fixed number of epochs (no wall-clock stop,
    so the run is deterministic; an interrupted run resumes when the same command is run again);
-3. evaluate it: force cosine, relative RMSE and RMSE (eV/Angstrom) of ``kT * output / sigma^2``
+3. evaluate it: force cosine, relative RMSE and RMSE (eV/Angstrom) of ``kT * eps_hat / sigma``
    against the true forces on the held-out frames, and the RDF of Langevin MD run with the learned
    calculator against the reference RDF (and against the RDF of the noised reference frames,
    ``rho_sigma``, which is what MD with the sigma-smoothed forces samples; DESIGN.md section 1);
@@ -177,7 +177,7 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
         recipe["summary"] + ".",
         "",
         "A MACE denoiser trained on coordinates only; `DenoiseCalculator.from_zoo(\"" + name + "\")` gives",
-        "forces `kT * output / sigma^2` in eV/Angstrom (forces only: no energy, no stress).",
+        "forces `kT * eps_hat / sigma` in eV/Angstrom (forces only: no energy, no stress).",
         "",
         "```python",
         "from ase_denoise import DenoiseCalculator",

@@ -276,7 +276,7 @@ plt.show()
 # %% [markdown]
 # ## What this shows
 #
-# * `forces = kT * output / σ²` (with the output in Ångström, `g = σ ε̂`) is not a fit parameter: the
+# * `forces = kT * ε̂ / σ` (`= kT g / σ²` with `g = σ ε̂` in Ångström) is not a fit parameter: the
 #   scale comes out right with `kT` from the data's temperature and the σ used for training.
 #   Dropping `kT` would be off by a factor ~39 at 300 K, using σ instead of σ² by a factor 10 at σ = 0.1 Å.
 # * The learned force is the force of the σ-smoothed density. For a stiff bond the bias is the shrink

@@ -122,7 +122,7 @@ plt.show()
 #
 # ## 3. Forces on frames the model never saw
 #
-# `DenoiseCalculator` wraps the model as an ordinary ASE calculator: `forces = kT * output / σ²` with the
+# `DenoiseCalculator` wraps the model as an ordinary ASE calculator: `forces = kT * ε̂ / σ` with the
 # `kT` and `σ` stored in the model file. Compare with the true Lennard-Jones forces on the test frames.
 
 # %%

@@ -82,6 +82,8 @@ RUNS.update({
                          priors=["wall"]),
     "ld-wide-wall": dict(loss="denoising", frames=500, noise_std=WIDE, n_duplicates=4, epochs=DENOISE_EPOCHS,
                          priors=["wall"]),
+    "ld-auto-wall-e60": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=2 * DENOISE_EPOCHS,
+                             priors=["wall"]),
     "dn-s0.26-wall": dict(loss="denoising", frames=500, noise_std=0.26, n_duplicates=4, epochs=DENOISE_EPOCHS,
                           priors=["wall"]),
     "mixed-auto-wall": dict(loss="mixed", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
@@ -554,7 +556,7 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
 
 Coarse-grained LiCl solution at 300 K: the 48 ions of 24 LiCl in water (2.7 M after NPT equilibration), water
 integrated out; vector head, sigma {sigma:g} A. A denoiser trained on **ion coordinates alone**;
-`DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean force on each ion, `kT * output / sigma^2`
+`DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean force on each ion, `kT * eps_hat / sigma`
 in eV/Angstrom (forces only: no energy, no stress).
 
 ```python
