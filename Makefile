@@ -1,7 +1,8 @@
 # ase_denoise developer targets.
 #
 #   make venv    create .venv and install the package (idempotent, stamp-file driven)
-#   make test    run the whole test suite, slow tests included (extra pytest options: PYTEST_ARGS="...")
+#   make test    run the whole test suite, slow tests included, on TEST_WORKERS=2 processes
+#                (extra pytest options: PYTEST_ARGS="...")
 #   make test-quick  the test suite without the tests marked slow (pytest -m "not slow")
 #   make demo    run the end-to-end demo into demo_output/
 #   make clean   remove build/test/demo artefacts (keeps .venv)
@@ -23,6 +24,9 @@ TORCH_SPEC  ?= torch==2.13.0
 # Extra tools the tutorial tests need (executing notebooks / jupytext scripts).
 EXTRA_PKGS  := nbformat nbclient ipykernel jupytext setuptools wheel
 PYTEST_ARGS ?=
+# pytest-xdist workers: the suite is CPU-bound and single-threaded per test, so one worker per core
+# (tests of one file stay on one worker: their module fixtures are built once)
+TEST_WORKERS ?= 2
 DEMO_OUTPUT ?= demo_output
 
 .PHONY: venv test test-quick demo clean distclean
@@ -39,10 +43,10 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: venv
-	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-quick: venv
-	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 demo: venv
 	OMP_NUM_THREADS=1 $(VENV)/bin/ase-denoise demo --output $(DEMO_OUTPUT)

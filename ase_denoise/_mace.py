@@ -14,9 +14,13 @@ host's protection off again (``tests/test_security.py`` checks that it stays on)
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import warnings
 from typing import Iterator
+
+logger = logging.getLogger(__name__)
 
 #: the environment variable mace sets at import
 TORCH_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
@@ -36,8 +40,10 @@ def host_environment_kept(variable: str = TORCH_LOAD_VARIABLE) -> Iterator[None]
             os.environ[variable] = before
 
 
-with host_environment_kept(), warnings.catch_warnings():
-    # mace prints TorchScript and cuequivariance notices at import; e3nn warns about the variable.
+_printed = io.StringIO()
+with host_environment_kept(), warnings.catch_warnings(), contextlib.redirect_stdout(_printed):
+    # mace prints a cuequivariance notice to stdout and emits TorchScript warnings at import; e3nn
+    # warns about the variable. A library prints nothing: the notice goes to the debug log.
     warnings.simplefilter("ignore")
     import mace  # noqa: F401  (sets the variable e3nn needs; must precede e3nn)
     from e3nn import o3  # noqa: F401
@@ -50,3 +56,6 @@ with host_environment_kept(), warnings.catch_warnings():
         RealAgnosticResidualInteractionBlock,
     )
     from mace.modules.utils import get_edge_vectors_and_lengths  # noqa: F401
+
+for _line in _printed.getvalue().splitlines():
+    logger.debug("mace at import: %s", _line)
