@@ -8,7 +8,7 @@ Layout of a zoo directory (the repository's ``models/``, shipped inside the whee
     <name>/README.md          the model card: data, settings, measured figures, command, sha256
 
 An ENTRY has ``name``, ``file`` and ``card`` (paths relative to the zoo directory), ``sha256``,
-``size_bytes``, ``summary`` and, for information, ``temperature_K`` (K), ``noise_std`` (Angstrom)
+``size_bytes``, ``summary`` and, for information, ``temperature_K`` (K), ``noise_std`` (Angstrom; a list for a ladder)
 and the ``command`` that reproduces the model.
 
 Which zoo directory is used, first match wins:
@@ -75,7 +75,7 @@ class ModelEntry:
     summary: str
     card: str
     temperature_K: Optional[float] = None
-    noise_std: Optional[float] = None
+    noise_std: Optional[Any] = None  # Angstrom: one level, or the list of a ladder
     command: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
