@@ -208,7 +208,8 @@ class TrainConfig(_Dictable):
     per-atom force labels out; every training frame needs forces) or "hybrid" (the denoising term
     plus ``force_weight`` times the force term of the frames that carry labels) or "mixed" (noisy
     coordinates in; where a frame has force labels the target mixes them with the noise,
-    variance-optimally: :class:`ase_denoise.losses.LabelMixing`).
+    variance-optimally: :class:`ase_denoise.losses.LabelMixing`). ``level_weighting``: how the
+    squared errors of a ladder's levels are weighted (:func:`ase_denoise.losses.inverse_square_level_weight`).
     """
 
     n_duplicates: int = field(default=4, metadata=_cli("--duplicates", "noise draws per frame per epoch", type=int))
@@ -247,6 +248,12 @@ class TrainConfig(_Dictable):
     force_weight: float = field(
         default=1.0, metadata=_cli("--force-weight", "weight of the force term in --loss hybrid", type=float)
     )
+    level_weighting: str = field(
+        default="uniform",
+        metadata=_cli("--level-weighting", "weights of the noise levels of a ladder in the loss: uniform, or "
+                      "inverse_square ((sigma_ref/sigma)^2: the small levels fitted as closely as the large)",
+                      choices=("uniform", "inverse_square")),
+    )
 
     def __post_init__(self) -> None:
         if int(self.n_duplicates) < 1:
@@ -273,6 +280,8 @@ class TrainConfig(_Dictable):
             _fail("force_weight", self.force_weight, "must be a finite number >= 0")
         if self.max_minutes is not None and not self.max_minutes > 0:
             _fail("max_minutes", self.max_minutes, "must be > 0")
+        if self.level_weighting not in ("uniform", "inverse_square"):
+            _fail("level_weighting", self.level_weighting, "choose 'uniform' or 'inverse_square'")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class LossInputs:
     positions: List[np.ndarray] = field(default_factory=list)
     noise_std: List[float] = field(default_factory=list)
     targets: Dict[str, Tuple[int, np.ndarray]] = field(default_factory=dict)
+    weights: Dict[str, np.ndarray] = field(default_factory=dict)  # per term, a weight per row [n_rows, 1]
 
 
 @dataclass
@@ -117,13 +118,15 @@ def loss_inputs(
     kT: float,
     residual: Optional[Residual] = None,
     mixing: Optional[LabelMixing] = None,
+    level_weight: Optional[Callable[[float], float]] = None,
 ) -> LossInputs:
     """The graphs to evaluate and the targets of ``mode``'s terms for one batch.
 
     Noisy copies come first (the denoising term; in ``mixed`` mode their targets mix in the force
     labels where a frame has them), then, for ``force_matching`` and ``hybrid``, the clean frames of
     the batch that carry force labels, each once (the force term). ``residual``: forces of the
-    priors the network is trained as a residual to; ``mixing``: the ``mixed`` mode's weights."""
+    priors the network is trained as a residual to; ``mixing``: the ``mixed`` mode's weights;
+    ``level_weight``: a weight per noise level for the noisy copies' squared errors (default 1)."""
     out = LossInputs()
     if mode != "force_matching":
         out.frame_ids += list(batch.frame_ids)
@@ -137,6 +140,9 @@ def loss_inputs(
                 target = a * force_target(frames[i].ref_forces, s, kT) + (1.0 - a) * target
             targets.append(target - _residual(residual, frames[i], pos, s, kT))
         out.targets[DENOISING] = (0, np.concatenate(targets) if targets else np.zeros((0, 3)))
+        if level_weight is not None:
+            rows = [np.full((len(p), 1), level_weight(s)) for p, s in zip(batch.positions, batch.noise_std)]
+            out.weights[DENOISING] = np.concatenate(rows) if rows else np.zeros((0, 1))
     if mode in ("force_matching", "hybrid"):
         start = sum(len(p) for p in out.positions)
         level = {i: s for i, s in zip(batch.frame_ids, batch.noise_std)}
@@ -157,8 +163,20 @@ def squared_errors(output: torch.Tensor, inputs: LossInputs) -> Dict[str, Tuple[
     terms = {}
     for name, (start, target) in inputs.targets.items():
         t = torch.as_tensor(target, dtype=output.dtype, device=output.device)
-        terms[name] = (torch.sum((output[start : start + len(t)] - t) ** 2), float(t.numel()))
+        squared = (output[start : start + len(t)] - t) ** 2
+        if name in inputs.weights:
+            squared = squared * torch.as_tensor(inputs.weights[name], dtype=output.dtype, device=output.device)
+        terms[name] = (torch.sum(squared), float(t.numel()))
     return terms
+
+
+def inverse_square_level_weight(levels: Sequence[float]) -> Callable[[float], float]:
+    """``(sigma_ref / sigma)^2`` with ``sigma_ref`` the geometric mean of ``levels``: every level's
+    squared error counted in units of the network's own output (a multi-level model scales its output by
+    ``sigma / sigma_ref``), so the small levels, which the sigma -> 0 extrapolation weights most, are
+    not fitted less closely than the large ones."""
+    reference = float(np.exp(np.mean(np.log(levels))))
+    return lambda s: (reference / s) ** 2
 
 
 def term_weight(mode: str, name: str, force_weight: float) -> float:

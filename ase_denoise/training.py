@@ -35,7 +35,7 @@ from .config import ModelConfig, PhysicsConfig, TrainConfig
 from .data import DataError, Frame, collate, prepare_data
 from .files import atomic_write
 from .inference import evaluate_forces
-from .losses import LabelMixing, Residual, loss_inputs, squared_errors, term_weight
+from .losses import LabelMixing, Residual, inverse_square_level_weight, loss_inputs, squared_errors, term_weight
 from .model import DenoiserMACE, build_model
 from .neighbours import SkinNeighbourList, training_skin
 from .priors import prior_from_dict, total_forces
@@ -51,7 +51,8 @@ LOG_COLUMNS = [
 
 
 # Settings that define the split and the noise stream: a resumed run must keep them.
-RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype", "loss", "force_weight")
+RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype", "loss", "force_weight",
+                 "level_weighting")
 
 
 class TrainingError(RuntimeError):
@@ -137,6 +138,9 @@ class Trainer:
         self.residual: Optional[Residual] = None
         if residual_priors:
             self.residual = lambda f, pos: total_forces(residual_priors, numbers[f.species], pos, f.cell, f.pbc)
+        self.level_weight = None
+        if self.cfg.level_weighting == "inverse_square" and len(physics.noise_std) > 1:
+            self.level_weight = inverse_square_level_weight(physics.noise_std)
         self.mixing: Optional[LabelMixing] = None
         if self.cfg.loss == "mixed":
             self.mixing = LabelMixing.from_frames([self.frames[i] for i in self.train_ids], physics.kT, self.residual)
@@ -294,7 +298,8 @@ class Trainer:
     def _loss_terms(self, model: DenoiserMACE, batch: NoisyBatch) -> Dict[str, tuple]:
         """Squared-error sums and component counts of this rank's share of the batch, per loss term
         (:mod:`ase_denoise.losses`), from one forward pass."""
-        inputs = loss_inputs(self.cfg.loss, batch, self.frames, self.physics.kT, self.residual, self.mixing)
+        inputs = loss_inputs(self.cfg.loss, batch, self.frames, self.physics.kT, self.residual, self.mixing,
+                             self.level_weight)
         data = collate(
             inputs.positions, [self.frames[i] for i in inputs.frame_ids], len(self.model_config.atomic_numbers),
             self.model_config.r_max, self.dtype, self.device,

@@ -174,3 +174,23 @@ def test_morse_dimer_corrected_force_matches_the_true_force(tmp_path):
     smallest = np.sqrt(np.mean((smoothed_bond_force(energy, ds, 0.025, KT) - true) ** 2))
     assert error < 0.05 * rms, (error, rms)
     assert error < smallest  # better than the least biased level could be even if learned perfectly
+
+
+def test_inverse_square_level_weighting_counts_each_level_in_network_units(argon_frames):
+    from ase_denoise.losses import inverse_square_level_weight, loss_inputs, squared_errors
+    from ase_denoise.sampler import NoisyBatch
+
+    weight = inverse_square_level_weight(LEVELS)
+    reference = np.exp(np.mean(np.log(LEVELS)))
+    assert np.isclose(weight(reference), 1.0) and np.isclose(weight(LEVELS[0]), (reference / LEVELS[0]) ** 2)
+    frames = [to_frame(a, [18]) for a in argon_frames[:2]]
+    rng = np.random.default_rng(0)
+    noise = [rng.normal(0, s, (f.n_atoms, 3)) for f, s in zip(frames, LEVELS[:2])]
+    batch = NoisyBatch([0, 1], noise, [f.positions + n for f, n in zip(frames, noise)], list(LEVELS[:2]))
+    plain = loss_inputs("denoising", batch, frames, 0.008)
+    weighted = loss_inputs("denoising", batch, frames, 0.008, level_weight=weight)
+    output = torch.zeros(sum(f.n_atoms for f in frames), 3, dtype=torch.float64)
+    (s_plain, n), (s_weighted, n_w) = squared_errors(output, plain)["denoising"], squared_errors(output, weighted)["denoising"]
+    assert n == n_w
+    by_hand = sum(weight(s) * float(((nz / s) ** 2).sum()) for nz, s in zip(noise, LEVELS[:2]))
+    assert np.isclose(float(s_weighted), by_hand) and not np.isclose(float(s_weighted), float(s_plain))

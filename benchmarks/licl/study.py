@@ -82,6 +82,10 @@ RUNS.update({
                          priors=["wall"]),
     "ld-wide-wall": dict(loss="denoising", frames=500, noise_std=WIDE, n_duplicates=4, epochs=DENOISE_EPOCHS,
                          priors=["wall"]),
+    "ld-auto-wall-lw": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
+                           priors=["wall"], level_weighting="inverse_square"),
+    "mixed-auto-wall-lw": dict(loss="mixed", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
+                               priors=["wall"], level_weighting="inverse_square"),
     "ld-auto-wall-e60": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=2 * DENOISE_EPOCHS,
                              priors=["wall"]),
     "dn-s0.26-wall": dict(loss="denoising", frames=500, noise_std=0.26, n_duplicates=4, epochs=DENOISE_EPOCHS,
@@ -197,6 +201,7 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
     cfg = TrainConfig(
         loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
         force_weight=spec.get("force_weight", 1.0), seed=spec.get("seed", 0), valid_fraction=0.1,
+        level_weighting=spec.get("level_weighting", "uniform"),
     )
     priors = ["repulsive_wall" if p == "wall" else p for p in spec.get("priors", [])]
     done = last_path.exists() and read_metadata(last_path)["training"]["epochs_completed"] >= epochs
