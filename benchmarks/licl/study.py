@@ -536,7 +536,9 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     res = json.loads((RESULTS / f"{name}.json").read_text())
     src = RUNS_DIR / name / "best.safetensors"
     model = load_model_file(src)
-    (sigma,) = model.noise_levels  # the study trains at one noise level
+    levels = model.noise_levels
+    sigma = ", ".join(f"{x:g}" for x in levels)
+    ladder = len(levels) > 1
     physics = model.physics
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -560,9 +562,10 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     card = f"""# {zoo_name}
 
 Coarse-grained LiCl solution at 300 K: the 48 ions of 24 LiCl in water (2.7 M after NPT equilibration), water
-integrated out; vector head, sigma {sigma:g} A. A denoiser trained on **ion coordinates alone**;
-`DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean force on each ion, `kT * eps_hat / sigma`
-in eV/Angstrom (forces only: no energy, no stress).
+integrated out; vector head, {"noise ladder " + sigma + " A corrected to sigma -> 0" if ladder else "sigma " + sigma + " A"}.
+A denoiser trained on **ion coordinates alone**; `DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean
+force on each ion, `kT * eps_hat / sigma` in eV/Angstrom{" at each trained level, extrapolated to sigma -> 0 (all levels in one batched forward; `noise_std=s` gives one level)" if ladder else ""}, plus the model's priors
+(forces only: no energy, no stress).
 
 ```python
 from ase_denoise import DenoiseCalculator
@@ -583,9 +586,10 @@ concentration): a CG force field is a potential of mean force of one state point
 
 ## Settings
 
-- noise_std (sigma): **{sigma:g} Angstrom**; n_duplicates: **{res['spec']['n_duplicates']}**.
+- noise_std (sigma): **{sigma} Angstrom**{" (the ladder `--noise-std auto` derives from the data)" if res['spec']['noise_std'] == "auto" else ""}; n_duplicates: **{res['spec']['n_duplicates']}**.
+- Priors: {"; ".join(p.describe() for p in model.priors) or "none"}.
 - Training: {res['epochs_completed']} epochs, batch size 8, AdamW lr 0.005 with cosine schedule, EMA 0.99,
-  10% of frames held out for validation, seed 0, float32; weights of the epoch with the lowest validation
+  10% of frames held out for validation, seed {res['spec'].get('seed', 0)}, float32; weights of the epoch with the lowest validation
   loss (epoch {res.get('best_epoch')}); {res['train_elapsed_s'] / 60:.1f} min of training on one CPU thread.
 - Architecture: MACE backbone, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels},
   max_ell={c.max_ell}, max_L={c.max_L}, correlation={c.correlation}, num_interactions={c.num_interactions};
@@ -619,8 +623,10 @@ sha256 of the shipped file: `{sha}`
     entry = ModelEntry(
         name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha,
         size_bytes=dest.stat().st_size,
-        summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, sigma {sigma:g} A",
-        card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K, noise_std=sigma,
+        summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, "
+                + (f"noise ladder {sigma} A corrected to sigma -> 0, repulsive wall" if ladder else f"sigma {sigma} A"),
+        card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K,
+        noise_std=list(levels) if ladder else levels[0],
         command=cmd,
     )
     update_registry(entry, models_dir)
