@@ -109,6 +109,7 @@ STUDIES = {
 MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
 BLOWUP_DISTANCE = 1.0  # Angstrom: two ions closer than this end the MD (the all-atom closest approach is 2.14 A)
 STABILITY_PS = 10.0
+LONG_MD_PS = 100.0  # the longer runs of ``--long-md`` (see :func:`long_md`)
 QUICK = dict(frames_cap=40, epochs=1, equilibration_ps=0.05, production_ps=0.2)
 
 logger = logging.getLogger("licl")
@@ -213,7 +214,7 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
 
 
 def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float = None,
-           equilibration_ps: float = None) -> Dict[str, Any]:
+           equilibration_ps: float = None, noise_std: float = None) -> Dict[str, Any]:
     """CG Langevin MD at 300 K with :func:`ase_denoise.md.run_langevin` (momenta drawn at 300 K, then
     equilibration and production; a frame every ``MD['interval']`` steps of the production part is
     kept). The run 'blew up' if two ions come within :data:`BLOWUP_DISTANCE` (1 A; the ions' closest
@@ -230,7 +231,7 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float
     if equilibration_ps is not None:
         md["equilibration_ps"] = equilibration_ps
     atoms = start.copy()
-    atoms.calc = DenoiseCalculator(model)
+    atoms.calc = DenoiseCalculator(model, noise_std=noise_std)  # None: corrected to sigma -> 0 for a ladder
     n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
     n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
     sampled: List[Atoms] = []
@@ -336,6 +337,74 @@ def do_run(name: str, quick: bool = False) -> Dict[str, Any]:
     return result
 
 
+def long_md(name: str, production_ps: float, n_blocks: int = 4, noise_std: float = None) -> Dict[str, Any]:
+    """A longer CG MD run of a trained model (``runs/licl/<name>/best.safetensors``), to separate models
+    whose 30-ps RDF errors differ by less than the sampling noise of 30 ps of MD. Same thermostat and
+    start as the main run, another seed (7); the RDF error of the whole run and of each of
+    ``n_blocks`` consecutive blocks (their spread is the noise of a run that long) ->
+    ``results/long/<name>_<production_ps>ps.json``. ``noise_std``: run one trained level of a ladder
+    instead of the corrected forces (``..._<production_ps>ps_level<noise_std>.json``)."""
+    from ase_denoise.checkpoint import load_model_file
+
+    out_dir = RESULTS / "long"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out_json = out_dir / (f"{name}_{production_ps:g}ps" + (f"_level{noise_std:g}" if noise_std else "") + ".json")
+    if out_json.exists():
+        return json.loads(out_json.read_text())
+    frames = load_frames()
+    path = RUNS_DIR / name / "best.safetensors"
+    if path.exists():
+        model = load_model_file(path)
+    else:  # trained in another checkout: train it again (same seed, same steps)
+        model = train_run(name, RUNS[name], frames, RUNS_DIR / name, quick=False)[0]
+    ref = make_reference()
+    start = frames[-1]
+    md = run_md(model, start, quick=False, seed=7, production_ps=production_ps, noise_std=noise_std)
+    sampled = md.pop("frames")
+    result: Dict[str, Any] = dict(name=name, production_ps=production_ps, noise_std=noise_std, md=md)
+    if sampled and not md["blew_up"]:
+        r_max = float(ref["r"][-1] + BIN_WIDTH / 2)
+        result["rdf"] = rdf_figures(ref, rdfs(sampled, r_max))
+        edges = np.linspace(0, len(sampled), n_blocks + 1).round().astype(int)
+        result["block_ps"] = production_ps / n_blocks
+        result["blocks_rms_mean"] = [rdf_figures(ref, rdfs(sampled[a:b], r_max))["rms_mean"]
+                                     for a, b in zip(edges[:-1], edges[1:])]
+    out_json.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def long_table(production_ps: float) -> str:
+    """The long-MD runs of :func:`long_md` grouped by recipe (seeds -r1, -r2 with their base)."""
+    found: Dict[str, List[Dict[str, Any]]] = {}
+    for p in sorted((RESULTS / "long").glob(f"*_{production_ps:g}ps.json")):
+        res = json.loads(p.read_text())
+        base = res["name"].rsplit("-r", 1)[0] if res["name"][-3:-1] == "-r" else res["name"]
+        found.setdefault(base, []).append(res)
+    if not found:
+        return ""
+    lines = [
+        f"Longer MD ({production_ps:g} ps per trained model after 5 ps of equilibration, seed 7; `study.py "
+        f"--long-md {production_ps:g} --only ...`). Blocks: the same run cut into "
+        f"{next(iter(found.values()))[0].get('block_ps', 0):g}-ps pieces; their spread is the sampling "
+        "noise of a run that long:",
+        "",
+        "| recipe | training seeds | mean RDF RMS per seed | mean ± std over seeds | Li-Cl peak g per seed | block RMS (all blocks): mean ± std | blown up |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for base, group in found.items():
+        ok = [r for r in group if r.get("rdf")]
+        rms = np.array([r["rdf"]["rms_mean"] for r in ok])
+        blocks = np.array([b for r in ok for b in r.get("blocks_rms_mean", [])])
+        spread = f"{rms.mean():.3f} ± {rms.std(ddof=1):.3f}" if len(rms) > 1 else (f"{rms.mean():.3f}" if len(rms) else "—")
+        lines.append(
+            f"| {base} | {len(group)} | {', '.join(f'{x:.3f}' for x in rms) or '—'} | {spread} "
+            f"| {', '.join(format(r['rdf']['Li-Cl']['peak_g'], '.1f') for r in ok) or '—'} "
+            f"| {f'{blocks.mean():.3f} ± {blocks.std(ddof=1):.3f}' if len(blocks) > 1 else '—'} "
+            f"| {sum(int(r['md']['blew_up']) for r in group)}/{len(group)} |"
+        )
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------------------------------
@@ -433,6 +502,9 @@ def report(quick: bool = False) -> str:
             f"| {_fmt(res['train_elapsed_s'], 0)} | {md['wall_s']:.0f}, {md['steps_per_s']:.0f} |"
         )
     lines += ["", seed_table(results)]
+    long = long_table(LONG_MD_PS)
+    if long:
+        lines += ["", long]
     table = "\n".join(lines)
     (OUT / f"results{suffix}.md").write_text(table + "\n")
     readme = OUT / "README.md"
@@ -655,6 +727,10 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each, 1 thread)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--long-md", type=float, default=None, metavar="PS",
+                        help="instead of training: a longer MD run (PS ps) of each --only run's trained model")
+    parser.add_argument("--level", type=float, default=None, metavar="SIGMA",
+                        help="with --long-md: run this trained level of a ladder instead of the corrected forces")
     parser.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--publish", default=None,
                         help="copy this run's model (or 'best': the denoiser with the lowest RDF error) into the zoo as licl-cg-300K")
@@ -673,6 +749,15 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {list(RUNS)}")
     make_reference()
+    if args.long_md is not None:
+        if args.jobs > 1:
+            parser.error("--long-md runs one process; start several for parallel runs")
+        for n in names:
+            res = long_md(n, args.long_md, noise_std=args.level)
+            print(f"{n}: {args.long_md:g} ps, RDF RMS {res.get('rdf', {}).get('rms_mean', float('nan')):.3f}, "
+                  f"blocks {res.get('blocks_rms_mean')}, blew up {res['md']['blew_up']}")
+        print(long_table(args.long_md))
+        return 0
     if not args.report_only:
         if args.jobs > 1 and len(names) > 1:
             pending = list(names)
