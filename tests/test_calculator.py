@@ -108,7 +108,7 @@ def test_model_file_and_zoo_name_are_accepted(argon_model, argon_model_file, arg
     )
     box = bulk("Ar", "fcc", a=5.78, cubic=True).repeat(2)  # the zoo model's cutoff is 5 A
     calc = DenoiseCalculator("lj-argon-94K")
-    assert calc.noise_levels == zoo_argon.noise_levels == (0.03,) and calc.temperature_K == 94.4
+    assert calc.noise_levels == zoo_argon.noise_levels == (0.025, 0.04, 0.06) and calc.temperature_K == 94.4
     np.testing.assert_array_equal(calc.get_forces(box), DenoiseCalculator(zoo_argon).get_forces(box))
 
 

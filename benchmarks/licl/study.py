@@ -94,9 +94,17 @@ RUNS.update({
                             priors=["wall"]),
     "fm-all-wall": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
                         epochs=round(4 * DENOISE_EPOCHS * 500 / 1800), priors=["wall"]),
+    # the frame-count study: the same number of optimiser steps (about 6700) at 100, 500 and 1800 frames
+    "ld-auto-wall-100": dict(loss="denoising", frames=100, noise_std="auto", n_duplicates=4,
+                             epochs=5 * DENOISE_EPOCHS, priors=["wall"]),
+    "ld-auto-wall-all": dict(loss="denoising", frames="all", noise_std="auto", n_duplicates=4,
+                             epochs=round(DENOISE_EPOCHS * 500 / 1800), priors=["wall"]),
+    "fm-100-wall": dict(loss="force_matching", frames=100, noise_std=0.26, n_duplicates=1,
+                        epochs=4 * 5 * DENOISE_EPOCHS, priors=["wall"]),
 })
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
-SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall")
+SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
+          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall")
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in (1, 2)})
 
 STUDIES = {
@@ -105,6 +113,7 @@ STUDIES = {
     "sigma": ["dn-s0.03", "dn-s0.05", "dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
     "force_matching": ["fm-500", "fm-all", "dn-s0.05", "hybrid-w0.1", "hybrid-w1", "hybrid-s0.10-w1"],
     "ladder": ["dn-s0.05", "ld-auto", "ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all"],
+    "frames": ["ld-auto-wall-100", "ld-auto-wall", "ld-auto-wall-all", "fm-100-wall", "fm-500", "fm-all"],
 }
 MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
 BLOWUP_DISTANCE = 1.0  # Angstrom: two ions closer than this end the MD (the all-atom closest approach is 2.14 A)
@@ -520,7 +529,7 @@ def report(quick: bool = False) -> str:
             p = RESULTS / f"{n}{suffix}_rdf.npz"
             if p.exists():
                 curves[n] = dict(np.load(p))
-        if curves and study != "sigma":
+        if curves and study in ("duplicates", "duplicates_s0.10", "force_matching"):  # one-sigma studies
             sig = 0.1 if study.endswith("s0.10") else 0.26
             curves[f"noised reference, sigma {sig} (rho_sigma)"] = noised_reference(sig)
         if curves:
