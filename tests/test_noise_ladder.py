@@ -183,7 +183,10 @@ def test_mixed_labels_with_noisy_forces_are_unbiased_on_the_harmonic_dimer(tmp_p
 def test_morse_dimer_corrected_force_matches_the_true_force(tmp_path):
     """An anharmonic bond: the corrected force's RMS error over the sampled range (5-95 % of bond
     lengths) is within 5 % of the true force's RMS there; each level is close to its exact smoothed
-    force (quadrature, no expansion in sigma)."""
+    force (quadrature, no expansion in sigma). The margin depends on the data draw: with these 4000
+    frames (seed 1) the check holds, while draws 0 and 2 gave 7.1 % and 7.5 % (the smallest level's
+    learning error, 5-6 % against its exact smoothed force, is amplified by the extrapolation weights),
+    so a failure after a change to training is a reason to look, not necessarily a regression."""
     energy, force = morse_bond(D=1.0, a=1.0, d0=1.5)  # stiffness 2 eV/A^2 at the minimum
     frames = sample_bond_dimer(4000, energy, force, temperature_K=T, seed=1)
     model = _train_dimer(frames, tmp_path)
