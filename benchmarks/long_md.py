@@ -14,7 +14,7 @@ Starts from the first frame of an independent (held-out) true-LJ run, thermalise
   **RDF of the first and last quarter** are compared (``ase_denoise.analysis.rdf_difference``), and each
   quarter's RDF against the reference RDF of the true-LJ run (``ase_denoise.reference.lj_argon_frames``,
   the model's training run) and against the RDF of the noised reference (``rho_sigma``, what MD with the
-  sigma-smoothed forces samples, DESIGN.md section 1);
+  sigma-smoothed forces samples, docs/design.md, "The estimator");
 * the noise floor: the RDF difference between the first and second half of the reference run
   (two independent samples of the same structure), to judge the drift figures against;
 * steps/s.
@@ -106,8 +106,11 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     calc = DenoiseCalculator.from_zoo(MODEL)
     meta = calc.model.metadata
-    (sigma,) = calc.noise_levels
-    logger.info("model %s: T=%g K, sigma=%g A, dtype %s", MODEL, calc.temperature_K, sigma, calc.dtype)
+    # a one-level model's MD samples rho_sigma; a ladder's corrected forces target the unsmoothed density
+    levels = calc.noise_levels
+    sigma = levels[0] if len(levels) == 1 else 0.0
+    logger.info("model %s: T=%g K, levels %s A (%s), dtype %s", MODEL, calc.temperature_K, levels,
+                "one level" if sigma else "corrected to sigma -> 0", calc.dtype)
     reference, held_out = reference_frames(args)
 
     atoms = held_out[0].copy()
@@ -195,7 +198,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     r_cut = 0.49 * float(np.min(atoms.cell.lengths()))
     n_bins = 120
     r, g_ref = rdf(reference, r_cut, n_bins=n_bins)
-    _, g_sigma = rdf(noised_copies(reference, sigma, seed=0), r_cut, n_bins=n_bins)
+    g_sigma = rdf(noised_copies(reference, sigma, seed=0), r_cut, n_bins=n_bins)[1] if sigma else g_ref
     half = len(reference) // 2
     _, g_ref_a = rdf(reference[:half], r_cut, n_bins=n_bins)
     _, g_ref_b = rdf(reference[half:], r_cut, n_bins=n_bins)
@@ -217,6 +220,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         model=MODEL,
         model_sha256=_zoo_sha(),
         model_training=meta.get("training", {}).get("train_config", {}),
+        noise_levels_A=list(levels),
+        rho_sigma_A=sigma,
         steps_requested=args.steps,
         steps_done=int(steps_done),
         simulated_ps=steps_done * args.timestep_fs / 1000.0,
@@ -267,7 +272,9 @@ def write_report(path: str, res: Dict[str, Any], command: str, machine: str, loa
         "```",
         "",
         f"- Machine: {machine}; load average at start {load_before}.",
-        f"- Model: `{res['model']}` from the zoo (sha256 `{res['model_sha256'][:16]}...`), float32, "
+        f"- Model: `{res['model']}` from the zoo (sha256 `{res['model_sha256'][:16]}...`), noise levels "
+        f"{', '.join(f'{x:g}' for x in res.get('noise_levels_A', []))} A"
+        f"{' corrected to sigma -> 0' if len(res.get('noise_levels_A', [])) > 1 else ''}, float32, "
         "`DenoiseCalculator.from_zoo` (Verlet skin 1 A).",
         "- Start: first frame of an independent true-LJ run (`lj_argon_frames(40, seed=1)`, never seen in training), "
         "108 atoms, periodic box 17.34 A; momenta drawn at 94.4 K (seed 0).",
@@ -308,7 +315,9 @@ def write_report(path: str, res: Dict[str, Any], command: str, machine: str, loa
             f"RDF up to {_f(res['rdf_r_max_A'])} A, {res['rdf_bins']} bins; quarters of about {n_q} frames each. "
             f"Reference: the model's training run, {res['n_reference_frames']} frames of true-LJ Langevin MD "
             "(`lj_argon_frames(300, seed=0)`); rho_sigma: the same frames with Gaussian noise of sigma added "
-            "(what MD with sigma-smoothed forces should sample).",
+            "(what MD with sigma-smoothed forces should sample)"
+            + (f", here sigma = {res['rho_sigma_A']:g} A." if res.get("rho_sigma_A") else
+               "; this model's forces are corrected to sigma -> 0, so rho_sigma is the reference itself."),
             "",
             "| RDF comparison | RMS difference | max abs difference (at r, A) |",
             "| --- | --- | --- |",

@@ -461,7 +461,7 @@ def plot_rdfs(ref, curves: Dict[str, Dict[str, np.ndarray]], path: Path, title: 
 
 def noised_reference(noise_std: float) -> Dict[str, np.ndarray]:
     """RDFs of the reference frames with Gaussian noise of std ``noise_std`` added to every ion: the
-    structure of rho_sigma, which MD with a perfect sigma-denoiser's forces samples (DESIGN.md s1).
+    structure of rho_sigma, which MD with a perfect sigma-denoiser's forces samples (docs/design.md, "The estimator").
     The model-vs-this difference is the learning error; this-vs-reference is the smoothing bias."""
     path = RESULTS / f"noised_reference_s{noise_std:.2f}.npz"
     if path.exists():
