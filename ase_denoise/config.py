@@ -191,6 +191,10 @@ class PhysicsConfig(_Dictable):
         return float(kB * self.temperature_K)
 
 
+#: how the squared errors of a noise ladder's levels are weighted (TrainConfig.level_weighting)
+LEVEL_WEIGHTINGS = ("uniform", "inverse_square")
+
+
 @dataclass
 class TrainConfig(_Dictable):
     """Training settings (saved with the checkpoint for provenance).
@@ -252,7 +256,7 @@ class TrainConfig(_Dictable):
         default="uniform",
         metadata=_cli("--level-weighting", "weights of the noise levels of a ladder in the loss: uniform, or "
                       "inverse_square ((sigma_ref/sigma)^2: the small levels fitted as closely as the large)",
-                      choices=("uniform", "inverse_square")),
+                      choices=LEVEL_WEIGHTINGS),
     )
 
     def __post_init__(self) -> None:
@@ -280,8 +284,8 @@ class TrainConfig(_Dictable):
             _fail("force_weight", self.force_weight, "must be a finite number >= 0")
         if self.max_minutes is not None and not self.max_minutes > 0:
             _fail("max_minutes", self.max_minutes, "must be > 0")
-        if self.level_weighting not in ("uniform", "inverse_square"):
-            _fail("level_weighting", self.level_weighting, "choose 'uniform' or 'inverse_square'")
+        if self.level_weighting not in LEVEL_WEIGHTINGS:
+            _fail("level_weighting", self.level_weighting, f"choose one of {LEVEL_WEIGHTINGS}")
 
 
 # ----------------------------------------------------------------------------------------------

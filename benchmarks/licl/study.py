@@ -105,7 +105,18 @@ RUNS.update({
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
 SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
           "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall")
-RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in (1, 2)})
+EXTRA_SEEDS = (1, 2)
+RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
+
+
+def seed_runs(base: str) -> tuple:
+    """The names of a recipe's runs over training seeds: the base run (seed 0), then ``-r1``, ``-r2``."""
+    return (base,) + tuple(f"{base}-r{seed}" for seed in EXTRA_SEEDS)
+
+
+def recipe_of(name: str) -> str:
+    """The base run of ``name`` (``ld-auto-wall-r1`` -> ``ld-auto-wall``)."""
+    return next((name[: -len(f"-r{s}")] for s in EXTRA_SEEDS if name.endswith(f"-r{s}")), name)
 
 STUDIES = {
     "duplicates": ["dn-k1", "dn-k2", "dn-k4", "dn-k8"],
@@ -400,7 +411,7 @@ def long_table(production_ps: float) -> str:
     found: Dict[str, List[Dict[str, Any]]] = {}
     for p in sorted((RESULTS / "long").glob(f"*_{production_ps:g}ps.json")):
         res = json.loads(p.read_text())
-        base = res["name"].rsplit("-r", 1)[0] if res["name"][-3:-1] == "-r" else res["name"]
+        base = recipe_of(res["name"])
         found.setdefault(base, []).append(res)
     if not found:
         return ""
@@ -564,7 +575,7 @@ def seed_table(results: Dict[str, Any]) -> str:
         "| --- | --- | --- | --- | --- |",
     ]
     for base in SEEDED:
-        group = [results[n] for n in (base, f"{base}-r1", f"{base}-r2") if n in results]
+        group = [results[n] for n in seed_runs(base) if n in results]
         if not group:
             continue
         rms = np.array([r["rdf"]["rms_mean"] for r in group if r.get("rdf")])
@@ -627,7 +638,7 @@ def best_denoiser() -> str:
 def _seed_line(name: str) -> str:
     """The spread of the mean RDF error over the recipe's training seeds, for the card."""
     scores = []
-    for n in (name, f"{name}-r1", f"{name}-r2"):
+    for n in seed_runs(name):
         p = RESULTS / f"{n}.json"
         if p.exists() and json.loads(p.read_text()).get("rdf"):
             scores.append(json.loads(p.read_text())["rdf"]["rms_mean"])
@@ -641,7 +652,7 @@ def _seed_line(name: str) -> str:
 def _long_line(name: str) -> str:
     """The longer-MD figures (:func:`long_md`) of the recipe and of force matching on all frames, for the card."""
     def figures(base: str):
-        runs = [json.loads(p.read_text()) for n in (base, f"{base}-r1", f"{base}-r2")
+        runs = [json.loads(p.read_text()) for n in seed_runs(base)
                 for p in [RESULTS / "long" / f"{n}_{LONG_MD_PS:g}ps.json"] if p.exists()]
         runs = [r for r in runs if r.get("rdf")]
         if not runs:
