@@ -51,6 +51,7 @@ with host_environment_kept(), warnings.catch_warnings(), contextlib.redirect_std
         EquivariantProductBasisBlock,
         LinearNodeEmbeddingBlock,
         LinearReadoutBlock,
+        NonLinearReadoutBlock,
         RadialEmbeddingBlock,
         RealAgnosticInteractionBlock,
         RealAgnosticResidualInteractionBlock,

@@ -1,8 +1,11 @@
-"""A forces-only ASE calculator around a trained denoiser (docs/design.md, "Calculator contract").
+"""An ASE calculator around a trained denoiser (docs/design.md, "Calculator contract").
 
 ``forces = kT * eps_hat / sigma`` (= ``kT * g / sigma^2``), eV/Angstrom, with kT and sigma taken
 from the model (they belong to its training data and are never guessed here); the scaling itself
 is :func:`ase_denoise.model.forces_from_output`, reached through :func:`ase_denoise.inference.predict`.
+The vector and edge heads give forces only. The energy head (``ModelConfig.head="energy"``) gives
+``energy`` = ``free_energy`` = ``A(x)`` too, a free energy of the coarse-grained coordinates at the
+training state point, defined up to a constant, with ``forces = -dA/dx`` (docs/energy-head.md).
 """
 
 from __future__ import annotations
@@ -16,19 +19,26 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .inference import evaluation_levels, predict, structure_frame
+from .inference import evaluation_levels, predict, predict_free_energy, structure_frame
 from .model import DenoiserMACE
 from .neighbours import SkinNeighbourList
 from .zoo import load_model
 
 _WHY_NO_ENERGY = (
-    "a denoiser learns forces (the score of the Boltzmann density) from coordinates alone, "
-    "not an energy; DenoiseCalculator implements only 'forces'"
+    "a denoiser with a {head!r} head learns forces (the score of the Boltzmann density) from coordinates "
+    "alone, not an energy; DenoiseCalculator implements only 'forces' for it (train with --head energy "
+    "for a free energy)"
+)
+_WHY_NO_STRESS = (
+    "the energy head's A(x) is a free energy of coarse-grained coordinates at one state point: its strain "
+    "derivative misses the explicit volume dependence of a CG free energy, so it is not the CG pressure; "
+    "stress is not implemented (NPT is not supported)"
 )
 
 
 class DenoiseCalculator(Calculator):
-    """ASE calculator exposing the forces of a trained denoiser (eV/Angstrom), nothing else.
+    """ASE calculator exposing the forces of a trained denoiser (eV/Angstrom), and for an energy-head
+    model its free energy (``energy`` and ``free_energy``, eV, up to a constant); never ``stress``.
 
     Parameters
     ----------
@@ -78,6 +88,8 @@ class DenoiseCalculator(Calculator):
             model = copy.deepcopy(model)
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.implemented_properties = list(self.implemented_properties)
+        if model.config.head == "energy":
+            self.implemented_properties = ["energy", "free_energy", "forces"]
         # Verlet list: rebuilt only when an atom moved more than skin/2 (ase_denoise.neighbours)
         self.neighbours = SkinNeighbourList(model.config.r_max, skin)
 
@@ -114,7 +126,8 @@ class DenoiseCalculator(Calculator):
 
     def get_property(self, name, atoms=None, allow_calculation=True):
         if name not in self.implemented_properties:
-            raise PropertyNotImplementedError(f"{name!r} is not available: {_WHY_NO_ENERGY}")
+            why = _WHY_NO_STRESS if self.model.config.head == "energy" else _WHY_NO_ENERGY.format(head=self.model.config.head)
+            raise PropertyNotImplementedError(f"{name!r} is not available: {why}")
         return super().get_property(name, atoms, allow_calculation)
 
     def check_structure(self, atoms: Atoms) -> None:
@@ -128,6 +141,13 @@ class DenoiseCalculator(Calculator):
     def calculate(self, atoms=None, properties=("forces",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
         frame = structure_frame(self.atoms, self.model)
+        if self.model.config.head == "energy":
+            energy, forces = predict_free_energy(
+                self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
+                neighbour_lists=[self.neighbours],
+            )
+            self.results.update(energy=float(energy[0]), free_energy=float(energy[0]), forces=forces)
+            return
         self.results["forces"] = predict(
             self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
             neighbour_lists=[self.neighbours],

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Un
 from ase.data import chemical_symbols
 from ase.units import kB
 
-HEADS = ("edge", "vector")
+HEADS = ("edge", "energy", "vector")
 LOSSES = ("denoising", "force_matching", "hybrid", "mixed")
 
 T = TypeVar("T")
@@ -74,7 +74,9 @@ class ModelConfig(_Dictable):
     linear ``1x1o`` readout. ``"edge"`` is a symmetric pairwise head on a scalar last layer,
     ``v_i = sum_j w(s_i, s_j, |r_ij|) r_ij/|r_ij|`` with ``w`` symmetric in i and j, so its forces
     obey Newton's third law exactly (net force zero). ``edge_mlp``: hidden sizes of the edge head's
-    weight network.
+    weight network. ``"energy"``: MACE's own scalar readouts (linear per layer, a gated MLP of
+    ``energy_mlp`` channels after the scalar last layer) summed over atoms into a free energy
+    ``A(x)`` (eV); forces are ``-dA/dx`` by autograd, so they are conservative (docs/energy-head.md).
     """
 
     atomic_numbers: List[int]
@@ -97,6 +99,9 @@ class ModelConfig(_Dictable):
     edge_mlp: List[int] = field(
         default_factory=lambda: [64, 64],
         metadata=_cli("--edge-mlp", "hidden sizes of the edge head's weight MLP", type=int, nargs="+"),
+    )
+    energy_mlp: int = field(
+        default=16, metadata=_cli("--energy-mlp", "channels of the energy head's last (gated) readout", type=int)
     )
     noise_embedding: int = field(
         default=0,
@@ -127,6 +132,8 @@ class ModelConfig(_Dictable):
             _fail("max_ell/max_L", (self.max_ell, self.max_L), "need max_ell >= 1 and max_L >= 0")
         if self.head == "vector" and self.max_L < 1:
             _fail("max_L", self.max_L, "the 'vector' head needs max_L >= 1 (1o features)")
+        if int(self.energy_mlp) < 1:
+            _fail("energy_mlp", self.energy_mlp, "must be >= 1")
         if int(self.noise_embedding) < 0:
             _fail("noise_embedding", self.noise_embedding, "must be >= 0")
         if not (self.avg_num_neighbors > 0 and math.isfinite(self.avg_num_neighbors)):

@@ -26,7 +26,7 @@ from ase import Atoms
 from .data import Frame, check_atoms, collate, far_from_cell, to_frame
 from .model import DenoiserMACE
 from .neighbours import SkinNeighbourList
-from .priors import total_forces
+from .priors import total_energy_and_forces, total_forces
 
 OUTPUTS = ("forces", "eps_hat")
 
@@ -111,6 +111,59 @@ def _batches(n: int, batch_size: int) -> List[slice]:
 
 
 @torch.no_grad()
+def _network_outputs(
+    model: DenoiserMACE,
+    frames: Sequence[Frame],
+    output: str,
+    levels: List[float],
+    weights: np.ndarray,
+    batch_size: int,
+    neighbour_lists: Optional[Sequence[SkinNeighbourList]],
+    device: torch.device,
+) -> Tuple[Optional[np.ndarray], np.ndarray]:
+    """The network's part: per-frame free energies [n_frames] (energy head and ``output="forces"``;
+    else None) and per-atom ``output`` [n_atoms_total, 3], combined over ``levels`` with ``weights``."""
+    n_elements, r_max = len(model.config.atomic_numbers), model.config.r_max
+    conditioned = len(model.noise_levels) > 1
+    with_energy = model.config.head == "energy" and output == "forces"
+    dtype = next(model.parameters()).dtype
+    model.eval()
+    energies, results = [], []
+    for part in _batches(len(frames), batch_size):
+        chunk = list(frames[part])
+        lists = None if neighbour_lists is None else list(neighbour_lists[part])
+        data = collate(
+            [f.positions for f in chunk], chunk, n_elements, r_max, dtype, device, neighbour_lists=lists,
+            noise_std=[levels[0]] * len(chunk) if conditioned else None,
+        )
+        if output == "eps_hat":
+            values = model(data)
+        elif with_energy:  # every level in one forward, free energy and forces combined alike
+            tiled = tile_levels(data, levels) if conditioned else data
+            energy, forces = model.free_energy_and_forces(tiled)
+            w = torch.as_tensor(weights, dtype=forces.dtype, device=forces.device)
+            energies.append(torch.einsum("l,lg->g", w, energy.view(len(levels), -1)).to("cpu", torch.float64).numpy())
+            values = torch.einsum("l,lnk->nk", w, forces.view(len(levels), -1, 3))
+        elif len(levels) == 1:
+            values = model.forces(data)
+        else:  # every level in one forward, then the extrapolation to sigma -> 0
+            n = data["positions"].shape[0]
+            per_level = model.forces(tile_levels(data, levels)).view(len(levels), n, 3)
+            w = torch.as_tensor(weights, dtype=per_level.dtype, device=per_level.device)
+            values = torch.einsum("l,lnk->nk", w, per_level)
+        results.append(values.to("cpu", torch.float64).numpy())
+    out = np.concatenate(results) if results else np.zeros((0, 3))
+    if not with_energy:
+        return None, out
+    return (np.concatenate(energies) if energies else np.zeros(0)), out
+
+
+def _setup(model: DenoiserMACE, noise_std: Optional[float], device) -> Tuple[List[float], np.ndarray, torch.device]:
+    levels, weights = evaluation_levels(model, noise_std)
+    parameter = next(model.parameters())
+    return levels, weights, (parameter.device if device is None else torch.device(device))
+
+
 def predict(
     model: DenoiserMACE,
     frames: Sequence[Frame],
@@ -128,43 +181,58 @@ def predict(
     ``output``: ``"forces"`` (eV/Angstrom) or ``"eps_hat"`` (the raw, unitless network output at one
     level). ``noise_std``: evaluate this trained level (Angstrom); default: the model's only level, or
     for a multi-level model the forces corrected to sigma -> 0 (module docstring). Forces are
-    ``kT * eps_hat / sigma`` plus the model's priors (``priors=False``: the network's part alone;
-    ``exclude_priors``: kinds to leave out, e.g. ``("coulomb_dsf",)`` when an MD engine computes that
-    term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per frame to reuse and update
-    (the calculator's Verlet list); default: fresh lists. ``device``: default the model's.
+    ``kT * eps_hat / sigma`` (the energy head: ``-dA/dx``) plus the model's priors (``priors=False``:
+    the network's part alone; ``exclude_priors``: kinds to leave out, e.g. ``("coulomb_dsf",)`` when
+    an MD engine computes that term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per
+    frame to reuse and update (the calculator's Verlet list); default: fresh lists. ``device``:
+    default the model's.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r}: choose one of {OUTPUTS}")
-    levels, weights = evaluation_levels(model, noise_std)
+    levels, weights, device = _setup(model, noise_std, device)
     if output == "eps_hat" and len(levels) > 1:
         raise ValueError(f"eps_hat is the output at one noise level: pass noise_std (one of {model.noise_levels})")
-    parameter = next(model.parameters())
-    device = parameter.device if device is None else torch.device(device)
-    n_elements, r_max = len(model.config.atomic_numbers), model.config.r_max
-    conditioned = len(model.noise_levels) > 1
-    model.eval()
-    results = []
-    for part in _batches(len(frames), batch_size):
-        chunk = list(frames[part])
-        lists = None if neighbour_lists is None else list(neighbour_lists[part])
-        data = collate(
-            [f.positions for f in chunk], chunk, n_elements, r_max, parameter.dtype, device, neighbour_lists=lists,
-            noise_std=[levels[0]] * len(chunk) if conditioned else None,
-        )
-        if output == "eps_hat":
-            values = model(data)
-        elif len(levels) == 1:
-            values = model.forces(data)
-        else:  # every level in one forward, then the extrapolation to sigma -> 0
-            n = data["positions"].shape[0]
-            per_level = model.forces(tile_levels(data, levels)).view(len(levels), n, 3)
-            w = torch.as_tensor(weights, dtype=per_level.dtype, device=per_level.device)
-            values = torch.einsum("l,lnk->nk", w, per_level)
-        results.append(values.to("cpu", torch.float64).numpy())
-    out = np.concatenate(results) if results else np.zeros((0, 3))
+    _, out = _network_outputs(model, frames, output, levels, weights, batch_size, neighbour_lists, device)
     if output == "forces" and priors and model.priors:
         out += prior_forces(model, frames, exclude=exclude_priors)
     return out
+
+
+def predict_free_energy(
+    model: DenoiserMACE,
+    frames: Sequence[Frame],
+    *,
+    noise_std: Optional[float] = None,
+    priors: bool = True,
+    exclude_priors: Sequence[str] = (),
+    batch_size: int = 8,
+    neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
+    device: Optional[Union[str, torch.device]] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Energy head: the free energy ``A`` of each frame [n_frames] (eV, up to a constant) and the
+    forces ``-dA/dx`` [n_atoms_total, 3] (eV/A), float64, from one forward pass.
+
+    Arguments as :func:`predict`; a multi-level model's ``A`` is extrapolated to sigma -> 0 with the
+    same weights as its forces, so the forces stay the exact gradient of the returned energy. The
+    priors' energies and forces are added (``priors``, ``exclude_priors``)."""
+    if model.config.head != "energy":
+        raise ValueError(
+            f"a free energy needs a model with head='energy'; this model's head is {model.config.head!r} "
+            "(it learns forces only)"
+        )
+    levels, weights, device = _setup(model, noise_std, device)
+    energy, forces = _network_outputs(model, frames, "forces", levels, weights, batch_size, neighbour_lists, device)
+    assert energy is not None
+    if priors and model.priors:
+        chosen = [p for p in model.priors if p.kind not in exclude_priors]
+        numbers = np.asarray(model.config.atomic_numbers)
+        start = 0
+        for k, f in enumerate(frames):
+            e, fp = total_energy_and_forces(chosen, numbers[f.species], f.positions, f.cell, f.pbc)
+            energy[k] += e
+            forces[start : start + f.n_atoms] += fp
+            start += f.n_atoms
+    return energy, forces
 
 
 def prior_forces(

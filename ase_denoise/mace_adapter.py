@@ -399,7 +399,7 @@ def transfer_backbone(source: nn.Module, target: DenoiserMACE, *, source_name: s
         for name, tensor in tgt.items():
             shape = tuple(tensor.shape)
             reason: Optional[str] = None
-            if name.startswith(("edge_head.", "vector_readouts.")):
+            if name.startswith(("edge_head.", "vector_readouts.", "energy_readouts.")):
                 reason = "noise head: new, randomly initialised"
             elif name == "atomic_numbers":
                 if name not in src or src[name].tolist() != tensor.tolist():
@@ -463,8 +463,10 @@ def denoiser_from_mace(
             ``.model`` file written by mace's training (a pickle: needs ``trust_pickle=True``).
         noise_std: sigma of the denoiser, Angstrom.
         temperature_K: temperature of the data the denoiser will be trained on, K.
-        head: ``"edge"`` (default; the whole MACE backbone fits) or ``"vector"`` (the last layer keeps
-            ``1o`` features, so its tensors of other shapes stay fresh).
+        head: ``"edge"`` (default; the whole MACE backbone fits), ``"energy"`` (the backbone fits too;
+            the free-energy readouts start fresh: MACE's readouts fit a potential energy, not a free
+            energy at the denoiser's temperature) or ``"vector"`` (the last layer keeps ``1o``
+            features, so its tensors of other shapes stay fresh).
         trust_pickle: allow unpickling a ``.model`` file (runs code from the file).
         edge_mlp: hidden sizes of the edge head (default: ModelConfig's).
         pbc: periodicity recorded with the model (training replaces it by the data's).

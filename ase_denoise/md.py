@@ -1,9 +1,15 @@
 """ASE dynamics and relaxation with a forces-only calculator.
 
-A denoiser learns forces, not energies: its calculator implements only
-``"forces"`` and ``get_potential_energy()`` raises ASE's
-``PropertyNotImplementedError``. What that means for ASE's tools (measured with
-ASE 3.29, see ``tests/test_md_tools.py``):
+A denoiser with the default ``vector`` head (or the ``edge`` head) learns forces,
+not energies: its calculator implements only ``"forces"`` and
+``get_potential_energy()`` raises ASE's ``PropertyNotImplementedError``. What
+that means for ASE's tools (measured with ASE 3.29, see ``tests/test_md_tools.py``)
+is listed below. A model trained with ``head="energy"`` has a free energy
+``A(x)`` (docs/energy-head.md): its calculator implements ``energy`` and
+``free_energy`` too, and every tool listed under "Fails" runs unchanged with it
+(``MDLogger``, all the optimizers, ``BasinHopping``, ``MinimaHopping``,
+``ase.mep.NEB``; ``tests/test_energy_head.py``). Line searches compare energies
+that differ by ~1e-7 eV near a minimum: run their calculator in float64.
 
 Works unchanged
     Every MD integrator: ``VelocityVerlet``, ``Langevin``, ``Bussi``,

@@ -21,6 +21,13 @@ Two heads (``ModelConfig.head``):
     scalar features of every layer. ``w_ij = w_ji`` so the predicted forces obey Newton's third law:
     the net force on a structure is exactly zero (as it is for the true score of any
     translation-invariant density).
+``"energy"``
+    MACE trunk with a scalar last layer and MACE's own energy readouts (a linear ``1x0e`` readout per
+    layer, a gated MLP after the last), summed over atoms: a free energy ``A_sigma(x)`` in eV of the
+    coarse-grained coordinates at the training state point, defined up to a constant
+    (docs/energy-head.md). Forces are ``-dA/dx`` by autograd (a double backward in training) and the
+    output is ``eps_hat = sigma * F / kT``. The network's sum is scaled by ``kT / sigma_ref``
+    (eV/A), so its gradient is of order one like the other heads' outputs.
 
 Batch format (MACE's conventions, built by :func:`ase_denoise.data.collate`): ``positions``
 [n_nodes, 3], ``node_attrs`` one-hot [n_nodes, n_elements], ``edge_index`` [2, n_edges] as
@@ -42,6 +49,7 @@ from ._mace import (
     EquivariantProductBasisBlock,
     LinearNodeEmbeddingBlock,
     LinearReadoutBlock,
+    NonLinearReadoutBlock,
     RadialEmbeddingBlock,
     RealAgnosticInteractionBlock,
     RealAgnosticResidualInteractionBlock,
@@ -153,12 +161,13 @@ class DenoiserMACE(nn.Module):
         self.interactions = nn.ModuleList()
         self.products = nn.ModuleList()
         self.vector_readouts = nn.ModuleList()
+        self.energy_readouts = nn.ModuleList()
         self.layer_irreps: List[o3.Irreps] = []
         in_irreps = node_feats_irreps
         for layer in range(config.num_interactions):
             last = layer == config.num_interactions - 1
             # MACE keeps only scalars after its last layer; the vector head needs 1o there.
-            out_irreps = o3.Irreps(f"{C}x0e") if (last and config.head == "edge") else hidden
+            out_irreps = o3.Irreps(f"{C}x0e") if (last and config.head != "vector") else hidden
             cls = RealAgnosticInteractionBlock if layer == 0 else RealAgnosticResidualInteractionBlock
             inter = cls(
                 node_attrs_irreps=node_attr_irreps,
@@ -182,6 +191,11 @@ class DenoiserMACE(nn.Module):
             )
             if config.head == "vector":
                 self.vector_readouts.append(LinearReadoutBlock(out_irreps, o3.Irreps("1x1o")))
+            elif config.head == "energy":  # as mace.modules.MACE: linear readouts, a gated MLP last
+                self.energy_readouts.append(
+                    NonLinearReadoutBlock(out_irreps, o3.Irreps(f"{config.energy_mlp}x0e"), torch.nn.functional.silu)
+                    if last else LinearReadoutBlock(out_irreps, o3.Irreps("1x0e"))
+                )
             self.layer_irreps.append(out_irreps)
             in_irreps = out_irreps
 
@@ -231,24 +245,20 @@ class DenoiserMACE(nn.Module):
         powers = torch.cat([torch.ones_like(u)] + [u**j for j in range(1, p + 1)], dim=-1)  # [n_nodes, p + 1]
         return (one_hot.unsqueeze(-1) * powers.unsqueeze(1)).reshape(one_hot.shape[0], -1)
 
-    def forward(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Return ``eps_hat`` [n_nodes, 3], the predicted ``-noise/sigma`` (unitless).
-
-        A multi-level model scales its last sum by ``sigma / sigma_ref``: the unit-variance output is
-        ``sigma * grad log rho_sigma``, so the network itself only has to represent
-        ``sigma_ref * grad log rho_sigma``, which changes slowly with sigma."""
+    def _trunk(
+        self, data: Dict[str, torch.Tensor], positions: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """MACE's interaction + product layers at ``positions``: the node features of every layer,
+        edge vectors [n_edges, 3], lengths [n_edges, 1] and radial features [n_edges, num_bessel]."""
         node_attrs = self.conditioned_attrs(data)
         edge_index = data["edge_index"]
         vectors, lengths = get_edge_vectors_and_lengths(
-            positions=data["positions"], edge_index=edge_index, shifts=data["shifts"]
+            positions=positions, edge_index=edge_index, shifts=data["shifts"]
         )  # [n_edges, 3], [n_edges, 1]
         node_feats = self.node_embedding(node_attrs)  # [n_nodes, C]
         edge_attrs = self.spherical_harmonics(vectors)  # [n_edges, (max_ell+1)^2]
         edge_feats, _ = self.radial_embedding(lengths, data["node_attrs"], edge_index, self.atomic_numbers)  # [n_edges, num_bessel]
-
-        C = self.config.num_channels
-        scalars: List[torch.Tensor] = []
-        out = torch.zeros_like(data["positions"])
+        layers: List[torch.Tensor] = []
         for layer, (interaction, product) in enumerate(zip(self.interactions, self.products)):
             node_feats, sc = interaction(
                 node_attrs=node_attrs,
@@ -259,16 +269,65 @@ class DenoiserMACE(nn.Module):
                 first_layer=(layer == 0),
             )
             node_feats = product(node_feats=node_feats, sc=sc, node_attrs=node_attrs)  # [n_nodes, irreps]
-            if self.config.head == "vector":
-                out = out + self.vector_readouts[layer](node_feats)  # [n_nodes, 3]
-            else:
-                scalars.append(node_feats[:, :C])  # the Cx0e block comes first
-        if self.config.head == "edge":
+            layers.append(node_feats)
+        return layers, vectors, lengths, edge_feats
+
+    def forward(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return ``eps_hat`` [n_nodes, 3], the predicted ``-noise/sigma`` (unitless).
+
+        A multi-level model scales its last sum by ``sigma / sigma_ref``: the unit-variance output is
+        ``sigma * grad log rho_sigma``, so the network itself only has to represent
+        ``sigma_ref * grad log rho_sigma``, which changes slowly with sigma. The energy head's output
+        is ``sigma * F / kT`` with ``F = -dA/dx`` (the factor sigma is explicit there)."""
+        if self.config.head == "energy":
+            _, forces = self.free_energy_and_forces(data)
+            return forces * (self.node_noise_std(data) / self.kT)
+        layers, vectors, lengths, edge_feats = self._trunk(data, data["positions"])
+        if self.config.head == "vector":
+            out = torch.zeros_like(data["positions"])
+            for readout, node_feats in zip(self.vector_readouts, layers):
+                out = out + readout(node_feats)  # [n_nodes, 3]
+        else:
+            C = self.config.num_channels
+            scalars = torch.cat([node_feats[:, :C] for node_feats in layers], dim=-1)  # the Cx0e block comes first
             envelope = self.radial_embedding.cutoff_fn(lengths)  # [n_edges, 1]
-            out = self.edge_head(torch.cat(scalars, dim=-1), edge_feats, envelope, vectors / lengths, edge_index)
+            out = self.edge_head(scalars, edge_feats, envelope, vectors / lengths, data["edge_index"])
         if self.config.noise_embedding:
             out = out * (self.node_noise_std(data) / self.noise_reference)
         return out
+
+    @property
+    def energy_scale(self) -> float:
+        """``kT / sigma_ref`` (eV/A): the energy head's ``A`` is this times the summed readouts."""
+        return self.kT / self.noise_reference
+
+    def free_energy_and_forces(self, data: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Energy head: the network's free energy ``A`` per graph [n_graphs] (eV, up to a constant;
+        priors not included) and its forces ``-dA/dx`` [n_nodes, 3] (eV/A), at each graph's sigma.
+
+        Works under ``torch.no_grad()`` (the positions' gradient is taken inside). When the caller
+        records gradients (training), the forces keep their graph for a double backward; otherwise
+        both outputs are detached."""
+        if self.config.head != "energy":
+            raise ValueError(f"free_energy_and_forces needs head='energy'; this model's head is {self.config.head!r}")
+        keep_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            positions = data["positions"]
+            if not positions.requires_grad:
+                positions = positions.detach().requires_grad_(True)
+            layers, _, _, _ = self._trunk(data, positions)
+            node_energy = sum(readout(f) for readout, f in zip(self.energy_readouts, layers))  # [n_nodes, 1]
+            node_energy = node_energy.squeeze(-1) * self.energy_scale  # [n_nodes], eV
+            n_graphs = data["ptr"].shape[0] - 1
+            energy = torch.zeros(n_graphs, dtype=node_energy.dtype, device=node_energy.device)
+            energy = energy.index_add(0, data["batch"], node_energy)  # [n_graphs]
+            (gradient,) = torch.autograd.grad(
+                energy.sum(), positions, create_graph=keep_graph, allow_unused=True, materialize_grads=True
+            )  # [n_nodes, 3]
+        forces = -gradient
+        if not keep_graph:
+            energy, forces = energy.detach(), forces.detach()
+        return energy, forces
 
     def node_noise_std(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
         """sigma of every node [n_nodes, 1], Angstrom, from the per-graph ``data["noise_std"]``
@@ -283,7 +342,10 @@ class DenoiserMACE(nn.Module):
         return data["noise_std"][data["batch"]].unsqueeze(-1)
 
     def forces(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Forces in eV/Angstrom [n_nodes, 3], ``kT * eps_hat / sigma`` at each graph's noise level."""
+        """Forces in eV/Angstrom [n_nodes, 3], ``kT * eps_hat / sigma`` at each graph's noise level
+        (the energy head: ``-dA/dx`` itself)."""
+        if self.config.head == "energy":
+            return self.free_energy_and_forces(data)[1]
         if "noise_std" not in data:  # one level: the scale is one number (bit-identical to format 1)
             self.node_noise_std(data)  # refuses a multi-level model
             return forces_from_output(self(data), self.noise_levels[0], self.kT)

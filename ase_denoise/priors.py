@@ -238,21 +238,30 @@ def fit_repulsive_wall(
     return RepulsiveWall(closest, epsilon=strength_kT * kT, width=width)
 
 
+def total_energy_and_forces(
+    priors: Sequence[Prior], numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool],
+    residual_only: bool = False,
+) -> Tuple[float, np.ndarray]:
+    """Sum of the priors' energies (eV) and forces [n, 3] (eV/A); ``residual_only``: only the priors
+    the network was trained as a residual to (those subtracted from the training target)."""
+    positions = np.asarray(positions, dtype=np.float64)
+    chosen = [p for p in priors if p.in_residual or not residual_only]
+    energy, forces = 0.0, np.zeros_like(positions)
+    if not chosen:
+        return energy, forces
+    geometry = PairGeometry.of(positions, cell, pbc, max(p.cutoff for p in chosen))
+    for prior in chosen:
+        e, f = prior.energy_and_forces(numbers, positions, cell, pbc, geometry)
+        energy, forces = energy + e, forces + f
+    return energy, forces
+
+
 def total_forces(
     priors: Sequence[Prior], numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool],
     residual_only: bool = False,
 ) -> np.ndarray:
-    """Sum of the priors' forces [n, 3] (eV/A); ``residual_only``: only the priors the network was
-    trained as a residual to (those subtracted from the training target)."""
-    positions = np.asarray(positions, dtype=np.float64)
-    chosen = [p for p in priors if p.in_residual or not residual_only]
-    out = np.zeros_like(positions)
-    if not chosen:
-        return out
-    geometry = PairGeometry.of(positions, cell, pbc, max(p.cutoff for p in chosen))
-    for prior in chosen:
-        out += prior.energy_and_forces(numbers, positions, cell, pbc, geometry)[1]
-    return out
+    """The forces [n, 3] (eV/A) of :func:`total_energy_and_forces`."""
+    return total_energy_and_forces(priors, numbers, positions, cell, pbc, residual_only)[1]
 
 
 def describe(priors: Sequence[Prior]) -> List[str]:

@@ -218,6 +218,20 @@ def test_residual_first_layer_and_vector_head(frames):
     assert max(equivariance_errors(vector, frames[0]).values()) < 1e-10
 
 
+def test_energy_head_takes_the_whole_backbone(frames, mace_model, adapted):
+    """``head="energy"`` keeps MACE's scalar last layer, so the same backbone tensors transfer as for
+    the edge head; the free-energy readouts start fresh, and A is invariant."""
+    from ase_denoise.testing import free_energy_invariance_errors
+
+    model, report = denoiser_from_mace(mace_model, noise_std=0.05, temperature_K=94.4, head="energy",
+                                       dtype=torch.float64, pbc=PERIODIC)
+    _, edge_report = adapted
+    assert set(report.transferred) == set(edge_report.transferred)
+    fresh = {n.name for n in report.skipped if n.reason.startswith("noise head")}
+    assert fresh == {k for k in model.state_dict() if k.startswith("energy_readouts.")} and fresh
+    assert max(free_energy_invariance_errors(model, frames[0], seed=2).values()) < 1e-10
+
+
 def test_pickle_refused_before_unpickling(tmp_path):
     marker = tmp_path / "payload-ran"
 
