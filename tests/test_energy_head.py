@@ -337,3 +337,10 @@ def test_harmonic_dimer_free_energy_curvature(tmp_path):
         assert abs(curvature / expected - 1) < 0.05, (s, curvature, expected)
         stiffness = -np.polyfit(ds - d0, forces[1::2, 0], 1)[0]
         assert abs(stiffness / expected - 1) < 0.05, (s, stiffness, expected)
+
+
+def test_inference_leaves_the_weights_trainable(argon):
+    """Inference freezes the weights only for the duration of the call (no graph through them)."""
+    model = energy_model(levels=(0.05,))
+    free_energy(model, argon)
+    assert all(p.requires_grad for p in model.parameters())

@@ -101,10 +101,13 @@ RUNS.update({
                              epochs=round(DENOISE_EPOCHS * 500 / 1800), priors=["wall"]),
     "fm-100-wall": dict(loss="force_matching", frames=100, noise_std=0.26, n_duplicates=1,
                         epochs=4 * 5 * DENOISE_EPOCHS, priors=["wall"]),
+    # the free-energy head (docs/energy-head.md) with the zoo model's recipe
+    "le-auto-wall": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
+                         priors=["wall"], head="energy"),
 })
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
 SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
-          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall")
+          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall")
 EXTRA_SEEDS = (1, 2)
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
 
@@ -227,7 +230,7 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
     done = last_path.exists() and read_metadata(last_path)["training"]["epochs_completed"] >= epochs
     if not done:
         train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
-              resume=state.exists(), progress=True, priors=priors, **MODEL)
+              resume=state.exists(), progress=True, priors=priors, **dict(MODEL, head=spec.get("head", MODEL["head"])))
     last = read_metadata(last_path)
     return load_model_file(model_path), len(data), last
 
