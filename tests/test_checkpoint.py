@@ -83,6 +83,12 @@ def test_header_length_starting_with_the_pickle_byte_loads(argon_model, tmp_path
     loaded = load_model_file(path)
     for key, value in argon_model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value.to(loaded.state_dict()[key].dtype)), key
+    # the same file cut short is reported as truncated, not as a pickle (found when a new config
+    # field moved the default test model's header length to 0x..80)
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="not a readable safetensors model file \\(truncated"):
+        load_model_file(cut)
 
 
 # --------------------------------------------------------------------------------------------------
