@@ -16,7 +16,8 @@ standard error of the mean force from 5 blocks per window, propagated through th
 
 Windows are independent: ``--part K/N`` runs every N-th window starting at K (run N processes in
 parallel); results go to ``results/pmf/<model>/r<r>.json`` and are skipped when present. The
-report (``--report-only`` or after a full run) writes ``pmf.png`` and ``pmf.md`` next to them.
+report (``--report-only`` or after a full run) writes ``pmf.png`` and ``pmf.md`` next to them, and
+``results/pmf/pmf.png`` with every model's curve.
 """
 
 from __future__ import annotations
@@ -101,13 +102,19 @@ def window(model, r: float, ps: float, seed: int) -> dict:
 
 
 def model_label(model: str) -> str:
-    return Path(model).stem if os.path.exists(model) else model
+    """A zoo name, or the file's stem (``best.safetensors``: its run folder's name)."""
+    if not os.path.exists(model):
+        return model
+    path = Path(model)
+    return path.parent.name if path.stem in ("best", "last") else path.stem
 
 
-def report(label: str, out_dir: Path) -> str:
+def pmf_curve(out_dir: Path):
+    """``(rows, r, dW/dr, its error, W, W's error, -kT ln g at r)`` of one model's windows, ``W``
+    aligned with ``-kT ln g`` at the largest distance; None for fewer than two windows."""
     rows = sorted((json.loads(p.read_text()) for p in out_dir.glob("r*.json")), key=lambda d: d["r"])
     if len(rows) < 2:
-        return "fewer than two windows"
+        return None
     r = np.array([d["r"] for d in rows])
     dw = np.array([d["mean_force"] for d in rows])
     err = np.array([d["error"] for d in rows])
@@ -122,6 +129,46 @@ def report(label: str, out_dir: Path) -> str:
     w_ref = np.where(ok, -kT * np.log(np.where(ok, g, 1.0)), np.nan)
     # one constant: align the two curves at the largest distance (both ~0 there in a large box)
     w = w - w[-1] + w_ref[-1]
+    return rows, r, dw, err, w, w_err, w_ref
+
+
+def combined_plot(path: Path) -> None:
+    """Every model's PMF under ``results/pmf/`` on one plot, with the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = np.load(study.REFERENCE)
+    kT = study.TEMPERATURE_K * 8.617333262e-5
+    fig, ax = plt.subplots(figsize=(6, 4))
+    fine = ref["r"] > 1.9
+    with np.errstate(divide="ignore"):
+        ax.plot(ref["r"][fine], -kT * np.log(ref["Li-Cl"][fine]), "k-", label="-kT ln g(r), all-atom reference")
+    for out_dir in sorted(p for p in path.parent.iterdir() if p.is_dir()):
+        curve = pmf_curve(out_dir)
+        if curve is not None:
+            _, r, _, _, w, w_err, _ = curve
+            ax.errorbar(r, w, yerr=w_err, fmt="o-", ms=3, capsize=2, label=f"constrained MD, {out_dir.name}")
+    ax.set_xlim(2.0, 6.2)
+    ax.set_ylim(-0.15, 0.17)
+    ax.axhline(0, color="0.8", lw=0.5)
+    ax.set_xlabel("Li-Cl distance r (A)")
+    ax.set_ylabel("W(r) (eV)")
+    ax.set_title("Li-Cl potential of mean force, CG LiCl(aq), 300 K")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(label: str, out_dir: Path) -> str:
+    curve = pmf_curve(out_dir)
+    if curve is None:
+        return "fewer than two windows"
+    rows, r, dw, err, w, w_err, w_ref = curve
+    ref = np.load(study.REFERENCE)
+    kT = study.TEMPERATURE_K * 8.617333262e-5
     rms = float(np.sqrt(np.nanmean((w - w_ref) ** 2)))
 
     import matplotlib
@@ -135,7 +182,7 @@ def report(label: str, out_dir: Path) -> str:
         ax.plot(ref["r"][fine], -kT * np.log(ref["Li-Cl"][fine]), "k-", label="-kT ln g(r), all-atom reference")
     ax.errorbar(r, w, yerr=w_err, fmt="o-", ms=3, capsize=2, label=f"constrained MD, {label}")
     ax.set_xlim(2.0, 6.2)
-    ax.set_ylim(-0.12, 0.12)
+    ax.set_ylim(-0.15, 0.17)
     ax.axhline(0, color="0.8", lw=0.5)
     ax.set_xlabel("Li-Cl distance r (A)")
     ax.set_ylabel("W(r) (eV)")
@@ -146,7 +193,7 @@ def report(label: str, out_dir: Path) -> str:
     plt.close(fig)
 
     lines = [f"# Li-Cl potential of mean force: {label}", "",
-             f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py {label}` "
+             f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py {rows[0].get('model', label)}` "
              f"({rows[0]['ps']:g} ps of constrained MD per window after 1 ps of equilibration).", "",
              f"RMS difference from -kT ln g(r) over the windows: **{rms:.4f} eV** ({rms / kT:.2f} kT); "
              f"curves aligned at r = {r[-1]:g} A.", "",
@@ -155,6 +202,7 @@ def report(label: str, out_dir: Path) -> str:
               zip(r, dw, err, w, w_err, w_ref)]
     text = "\n".join(lines) + "\n"
     (out_dir / "pmf.md").write_text(text)
+    combined_plot(out_dir.parent / "pmf.png")
     return text
 
 
@@ -178,7 +226,7 @@ def main(argv=None) -> int:
             path = out_dir / f"r{r:.2f}.json"
             if idx % n != k or path.exists():
                 continue
-            res = window(model, float(r), args.ps, seed=idx)
+            res = dict(window(model, float(r), args.ps, seed=idx), model=args.model)
             path.write_text(json.dumps(res) + "\n")
             print(json.dumps(res), flush=True)
     print(report(label, out_dir))
