@@ -8,8 +8,11 @@ is listed below. A model trained with ``head="energy"`` has a free energy
 ``A(x)`` (docs/energy-head.md): its calculator implements ``energy`` and
 ``free_energy`` too, and every tool listed under "Fails" runs unchanged with it
 (``MDLogger``, all the optimizers, ``BasinHopping``, ``MinimaHopping``,
-``ase.mep.NEB``; ``tests/test_energy_head.py``). Line searches compare energies
-that differ by ~1e-7 eV near a minimum: run their calculator in float64.
+``ase.mep.NEB``; ``tests/test_energy_head.py``), except ``SciPyFmin`` and
+``SciPyFminPowell``, whose ``run()`` fails in ASE 3.29 with every calculator
+(a ``TypeError`` from its convergence check: ``fmax`` is never set). Line
+searches compare energies that differ by ~1e-7 eV near a minimum: run their
+calculator in float64.
 
 Works unchanged
     Every MD integrator: ``VelocityVerlet``, ``Langevin``, ``Bussi``,

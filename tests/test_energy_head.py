@@ -181,6 +181,8 @@ def test_trained_model_forces_match_the_lennard_jones_forces(trained, lj_argon_s
     assert force_metrics(pred, ref)["cosine"] > 0.97
 
 
+# SciPyFmin and SciPyFminPowell (energies only) are left out: in ASE 3.29 their run() ends in a
+# TypeError from its own convergence check (fmax is never set) with any calculator, ASE's LJ included.
 OPTIMIZERS = ["BFGSLineSearch", "LBFGSLineSearch", "LBFGS-line-search", "FIRE-downhill", "GPMin",
               "GoodOldQuasiNewton", "PreconLBFGS", "PreconFIRE", "SciPyFminCG", "SciPyFminBFGS", "BFGS", "FIRE"]
 
