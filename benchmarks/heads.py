@@ -16,8 +16,15 @@ held-out accuracy from the LJ ladder study.
    the drift of ``A + E_kin`` (a linear fit, meV/atom/ps) and its fluctuation; for both heads the
    temperature's drift (K/ps) over the run. A non-conservative force field has no conserved energy:
    its temperature wanders.
-3. **Accuracy**: the held-out force tables of ``lj_ladder.md`` and ``lj_ladder_energy.md`` (3
+3. **RDF** (the same two trained models): Langevin MD as the zoo recipe runs it (10 fs, friction
+   0.01/fs, 94.4 K, 3000 steps, a frame every 10 steps after the first 500) from the held-out frame;
+   RMS difference of g(r) from the RDF of the 300 true-LJ training frames, with the RMS difference
+   between that reference's two halves as the sampling floor.
+4. **Accuracy**: the held-out force tables of ``lj_ladder.md`` and ``lj_ladder_energy.md`` (3
    training seeds each) are quoted, not recomputed.
+
+``--sections speed nve rdf`` runs some of them; results are merged into ``heads.json`` and
+``heads.md`` is written from it.
 """
 
 from __future__ import annotations
@@ -151,10 +158,32 @@ def nve(model, frame, steps: int, seed: int = 0) -> dict:
     return out
 
 
+def rdf_run(model, frame, steps: int = 3000, skip: int = 500) -> dict:
+    from ase_denoise import DenoiseCalculator
+    from ase_denoise.analysis import rdf, rdf_difference
+    from ase_denoise.md import run_langevin
+    from ase_denoise.reference import lj_argon_frames
+
+    reference = lj_argon_frames(300, 94.4, cache_dir=REPO / "runs" / "lj_ladder" / "data", seed=0)
+    r_max = 0.5 * float(frame.cell.lengths().min()) - 0.01
+    _, g_ref = rdf(reference, r_max)
+    _, g_half1 = rdf(reference[::2], r_max)
+    _, g_half2 = rdf(reference[1::2], r_max)
+    atoms = frame.copy()
+    atoms.calc = DenoiseCalculator(model)
+    sampled = []
+    res = run_langevin(atoms, temperature_K=94.4, steps=steps, timestep_fs=10.0, friction_per_fs=0.01,
+                       interval=10, seed=0, observers=[lambda a, step: sampled.append(a.copy()) if step >= skip else None])
+    _, g = rdf(sampled, r_max)
+    return {"rdf_rms": rdf_difference(g, g_ref)["rms"], "floor_rms": rdf_difference(g_half1, g_half2)["rms"],
+            "frames": len(sampled), "steps_per_s": res["steps"] / res["wall_s"], "stopped": res["stopped"]}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--nve-steps", type=int, default=4000, help="velocity Verlet steps of 5 fs (default 20 ps)")
+    p.add_argument("--sections", nargs="+", choices=("speed", "nve", "rdf"), default=["speed", "nve", "rdf"])
     args = p.parse_args(argv)
     common.single_thread()
     sizes = (64, 256) if args.quick else (64, 512, 2048)
@@ -164,41 +193,58 @@ def main(argv=None) -> int:
     from ase_denoise import load_model
     from ase_denoise.reference import lj_argon_frames
 
-    results = {"speed": {str(k): v for k, v in speed(sizes, repeats).items()}}
+    saved = HERE / "heads.json"
+    results = json.loads(saved.read_text()) if saved.exists() and not args.quick else {}
+    if "speed" in args.sections:
+        results["speed"] = {str(k): v for k, v in speed(sizes, repeats).items()}
     frame = lj_argon_frames(20, 94.4, cache_dir=REPO / "runs" / "lj_ladder" / "data", seed=1)[0]
-    results["nve"] = {"vector (zoo lj-argon-94K)": nve(load_model("lj-argon-94K"), frame, nve_steps)}
+    models = {"vector (zoo lj-argon-94K)": "lj-argon-94K"}
     if ENERGY_RUN.exists():
-        results["nve"]["energy (lj_ladder.py --head energy, seed 0)"] = nve(load_model(ENERGY_RUN), frame, nve_steps)
+        models["energy (lj_ladder.py --head energy, seed 0)"] = ENERGY_RUN
+    if "nve" in args.sections:
+        results["nve"] = {name: nve(load_model(m), frame, nve_steps) for name, m in models.items()}
+    if "rdf" in args.sections:
+        results["rdf"] = {name: rdf_run(load_model(m), frame, steps=300 if args.quick else 3000,
+                                        skip=50 if args.quick else 500) for name, m in models.items()}
     print(json.dumps(results, indent=1))
 
     lines = ["# Heads side by side: energy vs vector vs MACE", "",
              "Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/heads.py`" + (" --quick" if args.quick else ""),
-             f"({common.machine()}; one torch thread; float32; untrained models with speed.py's hyperparameters).", "",
-             "## Speed (median seconds; ratio to MACE energy+forces in the same process)", "",
-             "| atoms | energy head call | vector head call | MACE call | energy / MACE | vector / MACE | "
-             "energy train step | vector train step | MACE train step | energy / MACE (train) |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for n, r in results["speed"].items():
-        c = r["call"]
-        line = (f"| {n} | {c['energy'] * 1e3:.1f} ms | {c['vector'] * 1e3:.1f} ms | {c['mace'] * 1e3:.1f} ms | "
-                f"{c['energy'] / c['mace']:.2f} | {c['vector'] / c['mace']:.2f} |")
-        if "train_step" in r:
-            s = r["train_step"]
-            line += (f" {s['energy'] * 1e3:.0f} ms | {s['vector'] * 1e3:.0f} ms | {s['mace'] * 1e3:.0f} ms | "
-                     f"{s['energy'] / s['mace']:.2f} |")
-        else:
-            line += " - | - | - | - |"
-        lines.append(line)
-    lines += ["", f"## NVE, 108-atom LJ argon, velocity Verlet 5 fs, {nve_steps * 5 / 1000:g} ps, calculators in float64", "",
-              "| model | temperature first/last fifth (K) | T drift (K/ps) | A + E_kin drift (meV/atom/ps) | "
-              "A + E_kin fluctuation (meV/atom) | E_kin fluctuation (meV/atom) | steps/s |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, r in results["nve"].items():
-        tf = r["temperature_first_last_K"]
-        lines.append(f"| {name} | {tf[0]:.1f} / {tf[1]:.1f} | {r['temperature_drift_K_per_ps']:+.2f} | "
-                     f"{r.get('energy_drift_meV_per_atom_per_ps', float('nan')):+.4f} | "
-                     f"{r.get('energy_fluctuation_meV_per_atom', float('nan')):.4f} | "
-                     f"{r.get('kinetic_fluctuation_meV_per_atom', float('nan')):.3f} | {r['steps_per_s']:.0f} |")
+             f"({common.machine()}; one torch thread; float32 for speed).", ""]
+    if "speed" in results:
+        lines += ["## Speed of untrained models with speed.py's hyperparameters (median seconds; ratio to MACE "
+                  "energy+forces in the same process)", "",
+                  "| atoms | energy head call | vector head call | MACE call | energy / MACE | vector / MACE | "
+                  "energy train step | vector train step | MACE train step | energy / MACE (train) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for n, r in results["speed"].items():
+            c = r["call"]
+            line = (f"| {n} | {c['energy'] * 1e3:.1f} ms | {c['vector'] * 1e3:.1f} ms | {c['mace'] * 1e3:.1f} ms | "
+                    f"{c['energy'] / c['mace']:.2f} | {c['vector'] / c['mace']:.2f} |")
+            if "train_step" in r:
+                s = r["train_step"]
+                line += (f" {s['energy'] * 1e3:.0f} ms | {s['vector'] * 1e3:.0f} ms | {s['mace'] * 1e3:.0f} ms | "
+                         f"{s['energy'] / s['mace']:.2f} |")
+            else:
+                line += " - | - | - | - |"
+            lines.append(line)
+    if "nve" in results:
+        ps = max(r["ps"] for r in results["nve"].values())
+        lines += ["", f"## NVE, 108-atom LJ argon, velocity Verlet 5 fs, {ps:.0f} ps, calculators in float64", "",
+                  "| model | temperature first/last fifth (K) | T drift (K/ps) | A + E_kin drift (meV/atom/ps) | "
+                  "A + E_kin fluctuation (meV/atom) | E_kin fluctuation (meV/atom) | steps/s |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for name, r in results["nve"].items():
+            tf = r["temperature_first_last_K"]
+            lines.append(f"| {name} | {tf[0]:.1f} / {tf[1]:.1f} | {r['temperature_drift_K_per_ps']:+.2f} | "
+                         f"{r.get('energy_drift_meV_per_atom_per_ps', float('nan')):+.4f} | "
+                         f"{r.get('energy_fluctuation_meV_per_atom', float('nan')):.4f} | "
+                         f"{r.get('kinetic_fluctuation_meV_per_atom', float('nan')):.3f} | {r['steps_per_s']:.0f} |")
+    if "rdf" in results:
+        lines += ["", "## RDF from Langevin MD (10 fs, 94.4 K, 25 ps after 5 ps), 108-atom LJ argon", "",
+                  "| model | RDF RMS vs true-LJ reference | reference halves (floor) | steps/s |", "| --- | --- | --- | --- |"]
+        for name, r in results["rdf"].items():
+            lines.append(f"| {name} | {r['rdf_rms']:.4f} | {r['floor_rms']:.4f} | {r['steps_per_s']:.0f} |")
     text = "\n".join(lines) + "\n"
     if not args.quick:
         (HERE / "heads.md").write_text(text)
