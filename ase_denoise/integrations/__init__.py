@@ -1,0 +1,6 @@
+"""Run a trained denoiser in other MD engines (one module per engine, each an optional extra).
+
+* :mod:`ase_denoise.integrations.openmm` - an OpenMM ``PythonForce`` (``pip install ase_denoise[openmm]``).
+
+Batched replicas of one small system in a single forward per step live in :mod:`ase_denoise.replicas`.
+"""
