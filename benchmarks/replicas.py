@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Batched Langevin replicas against separate ASE runs: aggregate steps/s, one process, one thread.
+"""Throughput: ASE, OpenMM, torch-sim and batched Langevin replicas, aggregate steps/s, one thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py            # writes benchmarks/replicas.md
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py --quick
@@ -8,7 +8,9 @@ For each zoo model (``licl-cg-300K``: 48 ions, noise ladder corrected to sigma -
 ``lj-argon-94K``: 108 atoms) it times ASE's ``Langevin`` with ``DenoiseCalculator`` on one box
 (what 32 separate runs on this one thread would get in aggregate: the same steps/s), then
 :class:`ase_denoise.replicas.ReplicaLangevin` with N boxes in one batched forward per step; the
-aggregate is N x its steps/s. Start frames are data frames (LiCl) or true-LJ frames, one per replica.
+aggregate is N x its steps/s. The same for OpenMM (``LangevinMiddleIntegrator`` on the CPU platform,
+the model as a ``PythonForce``, one box) and torch-sim (``nvt_langevin``, N boxes in one state). Start
+frames are data frames (LiCl) or true-LJ frames, one per replica.
 Rounds alternate (ASE, then each N) ``--rounds`` times and the best round of each is kept, so load
 from other processes hits all alike.
 """
@@ -69,6 +71,49 @@ def batched_steps_per_s(model, starts, temperature_K: float, timestep_fs: float,
     return batch.run(steps, interval=1000)["steps_per_s"]
 
 
+def openmm_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int) -> float:
+    import openmm
+    from openmm import unit
+
+    from ase_denoise.integrations.openmm import denoiser_force, system_from_atoms
+
+    atoms = atoms.copy()
+    atoms.wrap()
+    system = system_from_atoms(atoms)
+    system.addForce(denoiser_force(model, atoms.numbers, periodic=True))
+    integrator = openmm.LangevinMiddleIntegrator(temperature_K * unit.kelvin, 10.0 / unit.picosecond,
+                                                 timestep_fs * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"),
+                             {"Threads": "1"})
+    context.setPositions(atoms.positions * 0.1)
+    context.setVelocitiesToTemperature(temperature_K * unit.kelvin, 1)
+    integrator.step(2)
+    t = time.perf_counter()
+    integrator.step(steps)
+    return steps / (time.perf_counter() - t)
+
+
+def torchsim_steps_per_s(model, starts, temperature_K: float, timestep_fs: float, steps: int) -> float:
+    import torch
+    import torch_sim as ts
+    from ase import units
+
+    from ase_denoise.integrations.torchsim import DenoiserTorchSimModel
+
+    wrapped = DenoiserTorchSimModel(model)
+    kw = dict(dtype=wrapped.dtype)
+    init, update = ts.integrators.nvt_langevin(model=wrapped, dt=torch.tensor(timestep_fs * units.fs, **kw),
+                                               kT=torch.tensor(temperature_K * units.kB, **kw),
+                                               gamma=torch.tensor(0.01 / units.fs, **kw), seed=0)
+    state = init(ts.io.atoms_to_state(list(starts), device=wrapped.device, dtype=wrapped.dtype))
+    for _ in range(2):
+        state = update(state)
+    t = time.perf_counter()
+    for _ in range(steps):
+        state = update(state)
+    return steps / (time.perf_counter() - t)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -83,23 +128,32 @@ def main(argv=None) -> int:
     results = {}
     for name, (frames, temperature_K, dt) in systems(max(sizes)).items():
         model = load_model(name)
-        best = {"ase": 0.0, **{n: 0.0 for n in sizes}}
+        best = {"ase": 0.0, "openmm": 0.0, **{n: 0.0 for n in sizes}, **{f"ts{n}": 0.0 for n in sizes}}
         for _ in range(1 if args.quick else args.rounds):
             best["ase"] = max(best["ase"], ase_steps_per_s(model, frames[0], temperature_K, dt, ase_steps))
+            best["openmm"] = max(best["openmm"], openmm_steps_per_s(model, frames[0], temperature_K, dt, ase_steps))
             for n in sizes:
                 best[n] = max(best[n], batched_steps_per_s(model, frames[:n], temperature_K, dt, batch_steps))
-        results[name] = {"atoms": len(frames[0]), "ase_steps_per_s": best["ase"],
+                best[f"ts{n}"] = max(best[f"ts{n}"], torchsim_steps_per_s(model, frames[:n], temperature_K, dt, batch_steps))
+        results[name] = {"atoms": len(frames[0]), "ase_steps_per_s": best["ase"], "openmm_steps_per_s": best["openmm"],
                          "batched": {str(n): {"steps_per_s": best[n], "aggregate": n * best[n],
-                                              "ratio_to_ase": n * best[n] / best["ase"]} for n in sizes}}
+                                              "ratio_to_ase": n * best[n] / best["ase"]} for n in sizes},
+                         "torchsim": {str(n): {"steps_per_s": best[f"ts{n}"], "aggregate": n * best[f"ts{n}"],
+                                               "ratio_to_ase": n * best[f"ts{n}"] / best["ase"]} for n in sizes}}
     lines = ["# Batched replicas vs separate ASE runs", "",
              f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py{' --quick' if args.quick else ''}` "
              f"({common.machine()}).", "",
-             "| model | atoms per box | ASE Langevin, one box (steps/s) | replicas N | batched steps/s | "
-             "aggregate replica-steps/s | aggregate / ASE |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "| model | atoms per box | engine | boxes | steps/s | aggregate box-steps/s | aggregate / ASE |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
-        for n, b in r["batched"].items():
-            lines.append(f"| {name} | {r['atoms']} | {r['ase_steps_per_s']:.0f} | {n} | {b['steps_per_s']:.1f} | "
-                         f"{b['aggregate']:.0f} | {b['ratio_to_ase']:.2f} |")
+        ase = r["ase_steps_per_s"]
+        lines.append(f"| {name} | {r['atoms']} | ASE Langevin + DenoiseCalculator | 1 | {ase:.0f} | {ase:.0f} | 1.00 |")
+        lines.append(f"| {name} | {r['atoms']} | OpenMM LangevinMiddle (CPU platform) + PythonForce | 1 | "
+                     f"{r['openmm_steps_per_s']:.0f} | {r['openmm_steps_per_s']:.0f} | {r['openmm_steps_per_s'] / ase:.2f} |")
+        for engine, key in (("ase_denoise.replicas.ReplicaLangevin", "batched"), ("torch-sim nvt_langevin", "torchsim")):
+            for n, b in r[key].items():
+                lines.append(f"| {name} | {r['atoms']} | {engine} | {n} | {b['steps_per_s']:.1f} | "
+                             f"{b['aggregate']:.0f} | {b['ratio_to_ase']:.2f} |")
     text = "\n".join(lines) + "\n"
     if not args.quick:
         (HERE / "replicas.md").write_text(text)
