@@ -220,6 +220,32 @@ def benchmark_models(
     return models
 
 
+def denoiser_train_step(model: "torch.nn.Module", frames: Sequence["Atoms"], dtype: "torch.dtype", noise_std: float,
+                        rng: np.random.Generator):
+    """``(step, noisy positions, Frames)``: ``step()`` is one training step of ``model`` (already in
+    train mode) on one noise draw of ``frames``: MSE on the unit-variance target, backward, AdamW.
+    The batch is built once, beforehand (the caller times the collate on its own if it wants)."""
+    import torch
+
+    from ase_denoise.data import collate, to_frame
+
+    cfg = model.config
+    fr = [to_frame(a, cfg.atomic_numbers) for a in frames]
+    noise = [rng.normal(0.0, noise_std, size=f.positions.shape) for f in fr]
+    noisy = [f.positions + e for f, e in zip(fr, noise)]
+    data = collate(noisy, fr, len(cfg.atomic_numbers), cfg.r_max, dtype)
+    target = torch.as_tensor(np.concatenate([-e / noise_std for e in noise]), dtype=dtype)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step():
+        loss = torch.mean((model(data) - target) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step, noisy, fr
+
+
 def mace_calculator(model: "torch.nn.Module", dtype: "torch.dtype", device: str = "cpu"):
     """mace's own ``MACECalculator`` around ``model`` (it freezes the parameters of the module it is
     given: pass a copy if the module is trained later). It extends ASE's class-level

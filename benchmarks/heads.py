@@ -59,7 +59,6 @@ TRAIN_MAX_ATOMS = 512  # training steps are timed up to this size (4 frames each
 
 def speed(sizes, repeats: int, dtype=torch.float32) -> dict:
     from ase_denoise.calculator import DenoiseCalculator
-    from ase_denoise.data import collate, to_frame
 
     avg_nn = 12.0
     models = common.benchmark_models(avg_nn, dtype, heads=("energy", "vector"), seed=0)
@@ -87,19 +86,7 @@ def speed(sizes, repeats: int, dtype=torch.float32) -> dict:
         steps = {}
         for head in ("energy", "vector"):
             model = copy.deepcopy(models[head]).train()
-            fr = [to_frame(a, [18]) for a in frames]
-            noise = [rng.normal(0.0, NOISE_STD, size=f.positions.shape) for f in fr]
-            data = collate([f.positions + e for f, e in zip(fr, noise)], fr, 1, model.config.r_max, dtype)
-            target = torch.as_tensor(np.concatenate([-e / NOISE_STD for e in noise]), dtype=dtype)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-            def step(model=model, data=data, target=target, opt=opt):
-                loss = torch.mean((model(data) - target) ** 2)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-
-            steps[head] = step
+            steps[head] = common.denoiser_train_step(model, frames, dtype, NOISE_STD, rng)[0]
         mace = copy.deepcopy(models["mace"]).train()
         for p in mace.parameters():
             p.requires_grad_(True)

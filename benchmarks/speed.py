@@ -202,20 +202,7 @@ def bench_training(models, n: int, dtype: torch.dtype, repeats: int, budget_s: f
     for head in ("edge", "vector"):
         model = copy.deepcopy(models[head]).train()
         cfg = model.config
-        fr = [to_frame(a, cfg.atomic_numbers) for a in frames]
-        noise = [rng.normal(0.0, NOISE_STD, size=f.positions.shape) for f in fr]
-        noisy = [f.positions + e for f, e in zip(fr, noise)]
-        data = collate(noisy, fr, 1, cfg.r_max, dtype)
-        target = torch.as_tensor(np.concatenate([-e / NOISE_STD for e in noise]), dtype=dtype)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-
-        def step(model=model, data=data, target=target, opt=opt):
-            loss = torch.mean((model(data) - target) ** 2)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        fns[head] = step
+        fns[head], noisy, fr = common.denoiser_train_step(model, frames, dtype, NOISE_STD, rng)
         extra[f"{head}.collate4"] = lambda noisy=noisy, fr=fr, cfg=cfg: collate(noisy, fr, 1, cfg.r_max, dtype)
 
     model = copy.deepcopy(models["mace"]).train()

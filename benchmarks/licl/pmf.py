@@ -132,8 +132,8 @@ def pmf_curve(out_dir: Path):
     return rows, r, dw, err, w, w_err, w_ref
 
 
-def combined_plot(path: Path) -> None:
-    """Every model's PMF under ``results/pmf/`` on one plot, with the reference."""
+def plot_pmfs(curves, path: Path) -> None:
+    """The reference ``-kT ln g(r)`` and each ``(label, r, W, W's error)`` of ``curves`` on one plot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,11 +145,8 @@ def combined_plot(path: Path) -> None:
     fine = ref["r"] > 1.9
     with np.errstate(divide="ignore"):
         ax.plot(ref["r"][fine], -kT * np.log(ref["Li-Cl"][fine]), "k-", label="-kT ln g(r), all-atom reference")
-    for out_dir in sorted(p for p in path.parent.iterdir() if p.is_dir()):
-        curve = pmf_curve(out_dir)
-        if curve is not None:
-            _, r, _, _, w, w_err, _ = curve
-            ax.errorbar(r, w, yerr=w_err, fmt="o-", ms=3, capsize=2, label=f"constrained MD, {out_dir.name}")
+    for label, r, w, w_err in curves:
+        ax.errorbar(r, w, yerr=w_err, fmt="o-", ms=3, capsize=2, label=f"constrained MD, {label}")
     ax.set_xlim(2.0, 6.2)
     ax.set_ylim(-0.15, 0.17)
     ax.axhline(0, color="0.8", lw=0.5)
@@ -162,35 +159,25 @@ def combined_plot(path: Path) -> None:
     plt.close(fig)
 
 
+def combined_plot(path: Path) -> None:
+    """Every model's PMF under ``results/pmf/`` on one plot, with the reference."""
+    curves = []
+    for out_dir in sorted(p for p in path.parent.iterdir() if p.is_dir()):
+        curve = pmf_curve(out_dir)
+        if curve is not None:
+            _, r, _, _, w, w_err, _ = curve
+            curves.append((out_dir.name, r, w, w_err))
+    plot_pmfs(curves, path)
+
+
 def report(label: str, out_dir: Path) -> str:
     curve = pmf_curve(out_dir)
     if curve is None:
         return "fewer than two windows"
     rows, r, dw, err, w, w_err, w_ref = curve
-    ref = np.load(study.REFERENCE)
     kT = study.TEMPERATURE_K * 8.617333262e-5
     rms = float(np.sqrt(np.nanmean((w - w_ref) ** 2)))
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    fine = ref["r"] > 1.9
-    with np.errstate(divide="ignore"):
-        ax.plot(ref["r"][fine], -kT * np.log(ref["Li-Cl"][fine]), "k-", label="-kT ln g(r), all-atom reference")
-    ax.errorbar(r, w, yerr=w_err, fmt="o-", ms=3, capsize=2, label=f"constrained MD, {label}")
-    ax.set_xlim(2.0, 6.2)
-    ax.set_ylim(-0.15, 0.17)
-    ax.axhline(0, color="0.8", lw=0.5)
-    ax.set_xlabel("Li-Cl distance r (A)")
-    ax.set_ylabel("W(r) (eV)")
-    ax.set_title("Li-Cl potential of mean force, CG LiCl(aq), 300 K")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out_dir / "pmf.png", dpi=120)
-    plt.close(fig)
+    plot_pmfs([(label, r, w, w_err)], out_dir / "pmf.png")
 
     lines = [f"# Li-Cl potential of mean force: {label}", "",
              f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py {rows[0].get('model', label)}` "
