@@ -26,7 +26,7 @@ from ase import Atoms
 from .data import Frame, check_atoms, collate, far_from_cell, to_frame
 from .model import DenoiserMACE
 from .neighbours import SkinNeighbourList
-from .priors import total_energy_and_forces, total_forces
+from .priors import PairGeometry, total_energy_and_forces
 
 OUTPUTS = ("forces", "eps_hat")
 
@@ -194,7 +194,7 @@ def predict(
         raise ValueError(f"eps_hat is the output at one noise level: pass noise_std (one of {model.noise_levels})")
     _, out = _network_outputs(model, frames, output, levels, weights, batch_size, neighbour_lists, device)
     if output == "forces" and priors and model.priors:
-        out += prior_forces(model, frames, exclude=exclude_priors)
+        out += prior_forces(model, frames, exclude=exclude_priors, neighbour_lists=neighbour_lists)
     return out
 
 
@@ -224,27 +224,39 @@ def predict_free_energy(
     energy, forces = _network_outputs(model, frames, "forces", levels, weights, batch_size, neighbour_lists, device)
     assert energy is not None
     if priors and model.priors:
-        chosen = [p for p in model.priors if p.kind not in exclude_priors]
-        numbers = np.asarray(model.config.atomic_numbers)
-        start = 0
-        for k, f in enumerate(frames):
-            e, fp = total_energy_and_forces(chosen, numbers[f.species], f.positions, f.cell, f.pbc)
+        for k, (e, fp, start) in enumerate(_prior_terms(model, frames, exclude_priors, neighbour_lists)):
             energy[k] += e
-            forces[start : start + f.n_atoms] += fp
-            start += f.n_atoms
+            forces[start : start + len(fp)] += fp
     return energy, forces
 
 
-def prior_forces(
-    model: DenoiserMACE, frames: Sequence[Frame], *, residual_only: bool = False, exclude: Sequence[str] = ()
-) -> np.ndarray:
-    """The model's priors' forces (eV/A) on ``frames`` [n_atoms_total, 3] (:mod:`ase_denoise.priors`)."""
-    chosen = [p for p in model.priors if p.kind not in exclude]
+def _prior_terms(
+    model: DenoiserMACE, frames: Sequence[Frame], exclude: Sequence[str],
+    neighbour_lists: Optional[Sequence[SkinNeighbourList]], residual_only: bool = False,
+):
+    """Per frame: the chosen priors' energy (eV), forces [n, 3] (eV/A) and the frame's first row.
+    With ``neighbour_lists`` (already updated for these positions) whose cutoff covers the priors'
+    cutoffs, their pairs are reused instead of a second neighbour search per frame."""
+    chosen = [p for p in model.priors if p.kind not in exclude and (p.in_residual or not residual_only)]
     numbers = np.asarray(model.config.atomic_numbers)
-    parts = [
-        total_forces(chosen, numbers[f.species], f.positions, f.cell, f.pbc, residual_only=residual_only)
-        for f in frames
-    ]
+    cutoff = max((p.cutoff for p in chosen), default=0.0)
+    start = 0
+    for k, f in enumerate(frames):
+        geometry = None
+        if chosen and neighbour_lists is not None and cutoff <= neighbour_lists[k].cutoff:
+            geometry = PairGeometry.from_edges(f.positions, *neighbour_lists[k].edges(f.positions, f.cell, f.pbc))
+        e, fp = total_energy_and_forces(chosen, numbers[f.species], f.positions, f.cell, f.pbc, geometry=geometry)
+        yield e, fp, start
+        start += f.n_atoms
+
+
+def prior_forces(
+    model: DenoiserMACE, frames: Sequence[Frame], *, residual_only: bool = False, exclude: Sequence[str] = (),
+    neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
+) -> np.ndarray:
+    """The model's priors' forces (eV/A) on ``frames`` [n_atoms_total, 3] (:mod:`ase_denoise.priors`).
+    ``neighbour_lists``: the frames' Verlet lists, reused for the pairs when they reach far enough."""
+    parts = [fp for _, fp, _ in _prior_terms(model, frames, exclude, neighbour_lists, residual_only)]
     return np.concatenate(parts) if parts else np.zeros((0, 3))
 
 

@@ -59,7 +59,14 @@ class PairGeometry:
     @classmethod
     def of(cls, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], cutoff: float) -> "PairGeometry":
         (sender, receiver), shifts = neighbour_graph(positions, cell, pbc, cutoff)
-        vectors = positions[receiver] - positions[sender] + shifts @ np.asarray(cell, dtype=np.float64)
+        return cls.from_edges(positions, np.stack((sender, receiver)), shifts @ np.asarray(cell, dtype=np.float64))
+
+    @classmethod
+    def from_edges(cls, positions: np.ndarray, edge_index: np.ndarray, shifts: np.ndarray) -> "PairGeometry":
+        """From a directed edge list (``edge_index`` [2, n] as (sender, receiver), Cartesian
+        ``shifts`` [n, 3]), e.g. the model's own Verlet list: no second neighbour search."""
+        sender, receiver = edge_index
+        vectors = positions[receiver] - positions[sender] + shifts
         d = np.sqrt((vectors**2).sum(axis=1))
         return cls(receiver, sender, d, vectors / np.maximum(d, 1e-300)[:, None])
 
@@ -240,16 +247,18 @@ def fit_repulsive_wall(
 
 def total_energy_and_forces(
     priors: Sequence[Prior], numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool],
-    residual_only: bool = False,
+    residual_only: bool = False, geometry: Optional[PairGeometry] = None,
 ) -> Tuple[float, np.ndarray]:
     """Sum of the priors' energies (eV) and forces [n, 3] (eV/A); ``residual_only``: only the priors
-    the network was trained as a residual to (those subtracted from the training target)."""
+    the network was trained as a residual to (those subtracted from the training target).
+    ``geometry``: pairs that cover every chosen prior's cutoff (default: searched here)."""
     positions = np.asarray(positions, dtype=np.float64)
     chosen = [p for p in priors if p.in_residual or not residual_only]
     energy, forces = 0.0, np.zeros_like(positions)
     if not chosen:
         return energy, forces
-    geometry = PairGeometry.of(positions, cell, pbc, max(p.cutoff for p in chosen))
+    if geometry is None:
+        geometry = PairGeometry.of(positions, cell, pbc, max(p.cutoff for p in chosen))
     for prior in chosen:
         e, f = prior.energy_and_forces(numbers, positions, cell, pbc, geometry)
         energy, forces = energy + e, forces + f

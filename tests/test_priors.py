@@ -86,7 +86,7 @@ def salt_model():
     return build_model(ModelConfig([3, 17], r_max=4.0, num_channels=4, avg_num_neighbors=8.0), physics, torch.float64, seed=0)
 
 
-def test_calculator_adds_the_priors_and_can_leave_one_out(salt_model, salt, tmp_path):
+def test_calculator_adds_the_priors_and_can_leave_one_out(salt_model, salt, tmp_path, monkeypatch):
     path = tmp_path / "salt.safetensors"
     save_model(salt_model, path)
     model = load_model(path)
@@ -100,6 +100,14 @@ def test_calculator_adds_the_priors_and_can_leave_one_out(salt_model, salt, tmp_
     np.testing.assert_allclose(full, network + wall.forces(atoms) + coulomb.forces(atoms), atol=1e-12)
     no_coulomb = DenoiseCalculator(model, exclude_priors=["coulomb_dsf"]).get_forces(atoms)
     np.testing.assert_allclose(no_coulomb, network + wall.forces(atoms), atol=1e-12)
+    # the calculator takes the priors' pairs from its Verlet list (both cutoffs <= r_max): no second search
+    from ase_denoise import priors as priors_module
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the priors searched for neighbours again")
+
+    monkeypatch.setattr(priors_module.PairGeometry, "of", classmethod(no_search))
+    np.testing.assert_allclose(DenoiseCalculator(model).get_forces(atoms), full, atol=1e-12)
     with pytest.raises(ValueError, match="no such prior"):
         DenoiseCalculator(model, exclude_priors=["zbl"])
 
