@@ -5,7 +5,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py --quick
 
 For each zoo model (``licl-cg-300K``: 48 ions, noise ladder corrected to sigma -> 0, wall prior;
-``lj-argon-94K``: 108 atoms) it times ASE's ``Langevin`` with ``DenoiseCalculator`` on one box
+``lj-argon-94K``: 108 atoms, and 2916 atoms for the single-box engines) it times ASE's ``Langevin`` with ``DenoiseCalculator`` on one box
 (what 32 separate runs on this one thread would get in aggregate: the same steps/s), then
 :class:`ase_denoise.replicas.ReplicaLangevin` with N boxes in one batched forward per step; the
 aggregate is N x its steps/s. The same for OpenMM (``LangevinMiddleIntegrator`` on the CPU platform,
@@ -46,6 +46,13 @@ def systems(n_max: int):
     lj = lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)
     lj = (lj * (n_max // len(lj) + 1))[:n_max]
     return {"licl-cg-300K": (licl, 300.0, 1.0), "lj-argon-94K": (lj, 94.4, 10.0)}
+
+
+def large_lj():
+    """A 2916-atom LJ argon box: a held-out 108-atom frame repeated 3 x 3 x 3 (for the single-box engines)."""
+    from ase_denoise.reference import lj_argon_frames
+
+    return lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)[0].repeat(3)
 
 
 def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int) -> float:
@@ -166,12 +173,24 @@ def main(argv=None) -> int:
                                               "ratio_to_ase": n * best[n] / best["ase"]} for n in sizes},
                          "torchsim": {str(n): {"steps_per_s": best[f"ts{n}"], "aggregate": n * best[f"ts{n}"],
                                                "ratio_to_ase": n * best[f"ts{n}"] / best["ase"]} for n in sizes}}
+    large = {}
+    if not args.quick:
+        from ase_denoise import load_model as _load
+
+        box, lj_model = large_lj(), _load("lj-argon-94K")
+        large = {"atoms": len(box),
+                 "ase": ase_steps_per_s(lj_model, box, 94.4, 10.0, 10),
+                 "openmm": openmm_steps_per_s(lj_model, box, 94.4, 10.0, 10),
+                 "lammps": lammps_steps_per_s(lj_model, box, 94.4, 10.0, 10)}
+        results["lj-argon-94K-large"] = large
     lines = ["# Batched replicas vs separate ASE runs", "",
              f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py{' --quick' if args.quick else ''}` "
              f"({common.machine()}).", "",
              "| model | atoms per box | engine | boxes | steps/s | aggregate box-steps/s | aggregate / ASE |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in results.items():
+        if name.endswith("-large"):
+            continue
         ase = r["ase_steps_per_s"]
         lines.append(f"| {name} | {r['atoms']} | ASE Langevin + DenoiseCalculator | 1 | {ase:.0f} | {ase:.0f} | 1.00 |")
         lines.append(f"| {name} | {r['atoms']} | OpenMM LangevinMiddle (CPU platform) + PythonForce | 1 | "
@@ -182,6 +201,12 @@ def main(argv=None) -> int:
             for n, b in r[key].items():
                 lines.append(f"| {name} | {r['atoms']} | {engine} | {n} | {b['steps_per_s']:.1f} | "
                              f"{b['aggregate']:.0f} | {b['ratio_to_ase']:.2f} |")
+    if large:
+        for engine, key in (("ASE Langevin + DenoiseCalculator", "ase"),
+                            ("OpenMM LangevinMiddle (CPU platform) + PythonForce", "openmm"),
+                            ("LAMMPS fix langevin + nve, fix external", "lammps")):
+            lines.append(f"| lj-argon-94K | {large['atoms']} | {engine} | 1 | {large[key]:.2f} | {large[key]:.2f} | "
+                         f"{large[key] / large['ase']:.2f} |")
     text = "\n".join(lines) + "\n"
     if not args.quick:
         (HERE / "replicas.md").write_text(text)
