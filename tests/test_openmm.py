@@ -59,26 +59,14 @@ def test_an_energy_head_model_reports_its_free_energy(argon):
 @pytest.mark.slow
 def test_openmm_langevin_samples_the_same_liquid_as_ase(zoo_argon, lj_argon_small):
     """LJ argon (108 atoms, zoo model), Langevin at 94.4 K with friction 10/ps and 10 fs steps in both
-    engines (OpenMM's LangevinMiddleIntegrator, ASE's Langevin), 8 ps after 2 ps: the OpenMM run's mean
-    temperature is within 8 K of 94.4 K (one sample's spread is 94.4 * sqrt(2 / 324) = 7.4 K; 40
-    correlated samples), and its RDF differs from the ASE run's by less than twice the difference
-    between the ASE run's two halves (the statistical scale of one run)."""
+    engines (OpenMM's LangevinMiddleIntegrator, ASE's Langevin), 8 ps after 2 ps: the same temperature
+    and RDF within the statistics of one run (``_helpers.assert_samples_like_ase``)."""
     from ase import units
 
-    from ase_denoise.analysis import rdf, rdf_difference
-    from ase_denoise.md import run_langevin
+    from _helpers import ENGINE_RUN, ase_langevin_frames, assert_samples_like_ase
 
     start = lj_argon_small[1][0].copy()
     start.wrap()
-    r_max = 0.5 * float(start.cell.lengths().min()) - 0.01
-    n_equil, n_prod, every = 200, 800, 20
-
-    ase_frames = []
-    atoms = start.copy()
-    atoms.calc = DenoiseCalculator(zoo_argon)
-    run_langevin(atoms, temperature_K=94.4, steps=n_equil + n_prod, timestep_fs=10.0, friction_per_fs=0.01,
-                 interval=every, seed=1, observers=[lambda a, s: ase_frames.append(a.copy()) if s > n_equil else None])
-
     system = system_from_atoms(start)
     system.addForce(denoiser_force(zoo_argon, start.numbers, periodic=True))
     integrator = openmm.LangevinMiddleIntegrator(94.4 * unit.kelvin, 10.0 / unit.picosecond, 10.0 * unit.femtosecond)
@@ -86,21 +74,14 @@ def test_openmm_langevin_samples_the_same_liquid_as_ase(zoo_argon, lj_argon_smal
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(start.positions * 0.1)
     context.setVelocitiesToTemperature(94.4 * unit.kelvin, 5)
-    integrator.step(n_equil)
-    mm_frames, temps = [], []
-    dof = 3 * len(start)
-    for _ in range(n_prod // every):
-        integrator.step(every)
+    integrator.step(ENGINE_RUN["n_equil"])
+    frames, temps = [], []
+    for _ in range(ENGINE_RUN["n_prod"] // ENGINE_RUN["every"]):
+        integrator.step(ENGINE_RUN["every"])
         state = context.getState(getPositions=True, getEnergy=True)
         frame = start.copy()
         frame.positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) * 10.0
-        mm_frames.append(frame)
+        frames.append(frame)
         ekin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) / EV_IN_KJ_PER_MOL  # eV
-        temps.append(2 * ekin / (dof * units.kB))
-    assert abs(np.mean(temps) - 94.4) < 8.0, np.mean(temps)
-    _, g_ase = rdf(ase_frames, r_max)
-    _, g_mm = rdf(mm_frames, r_max)
-    _, g_a = rdf(ase_frames[: len(ase_frames) // 2], r_max)
-    _, g_b = rdf(ase_frames[len(ase_frames) // 2 :], r_max)
-    scale = rdf_difference(g_a, g_b)["rms"]
-    assert rdf_difference(g_mm, g_ase)["rms"] < 2.0 * scale, (rdf_difference(g_mm, g_ase)["rms"], scale)
+        temps.append(2 * ekin / (3 * len(start) * units.kB))
+    assert_samples_like_ase(frames, temps, ase_langevin_frames(zoo_argon, start))
