@@ -103,6 +103,18 @@ def far_from_cell(scaled_positions: np.ndarray, pbc: Sequence[bool]) -> np.ndarr
     return np.any(((scaled_positions < -1.0) | (scaled_positions > 2.0)) & np.asarray(pbc, dtype=bool), axis=1)
 
 
+def fold_far_atoms(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> None:
+    """Move atoms more than one cell length outside a periodic cell back by whole lattice vectors, in
+    place (forces do not change; atoms within one cell length stay, so Verlet lists are not rebuilt
+    each time an atom crosses a face)."""
+    if not any(pbc):
+        return
+    scaled = np.linalg.solve(np.asarray(cell, dtype=np.float64).T, positions.T).T
+    far = far_from_cell(scaled, pbc)
+    if far.any():
+        positions[far] -= np.where(pbc, np.floor(scaled[far]), 0.0) @ cell
+
+
 def reference_forces(atoms: Atoms) -> Optional[np.ndarray]:
     """Per-atom force labels (eV/Angstrom) stored with a frame; ``None`` if absent."""
     if "ref_forces" in atoms.arrays:

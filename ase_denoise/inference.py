@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .data import Frame, check_atoms, collate, far_from_cell, to_frame
+from .data import Frame, check_atoms, collate, fold_far_atoms, to_frame
 from .model import DenoiserMACE
 from .neighbours import SkinNeighbourList
 from .priors import PairGeometry, total_energy_and_forces
@@ -98,11 +98,7 @@ def structure_frame(atoms: Atoms, model: DenoiserMACE, what: str = "structure") 
         what=what, far_atoms_ok=True,
     )
     frame = to_frame(atoms, model.config.atomic_numbers)
-    if any(frame.pbc):
-        scaled = atoms.cell.scaled_positions(frame.positions)
-        far = far_from_cell(scaled, frame.pbc)
-        if far.any():
-            frame.positions[far] -= np.where(frame.pbc, np.floor(scaled[far]), 0.0) @ frame.cell
+    fold_far_atoms(frame.positions, frame.cell, frame.pbc)
     return frame
 
 

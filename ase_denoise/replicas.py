@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 from ase import Atoms, units
 
-from .data import far_from_cell
+from .data import fold_far_atoms
 from .inference import predict, structure_frame
 from .model import DenoiserMACE
 from .neighbours import SkinNeighbourList
@@ -146,17 +146,6 @@ class ReplicaLangevin:
         out.set_momenta(self.velocities[i] * self.masses)
         return out
 
-    def _refold(self) -> None:
-        """Move atoms more than one cell length outside a periodic cell back by lattice vectors
-        (as the calculator does; forces do not change)."""
-        for i, frame in enumerate(self.frames):
-            if not any(frame.pbc):
-                continue
-            scaled = np.linalg.solve(frame.cell.T, self.positions[i].T).T
-            far = far_from_cell(scaled, frame.pbc)
-            if far.any():
-                self.positions[i][far] -= np.where(frame.pbc, np.floor(scaled[far]), 0.0) @ frame.cell
-
     def run(self, steps: int, interval: int = 10, observers: Sequence[ReplicaObserver] = ()) -> Dict[str, Any]:
         """Advance every replica ``steps`` steps. Every ``interval`` steps (and at step 0) the
         temperatures are recorded and ``observers`` called. A non-finite force stops the run with
@@ -180,7 +169,8 @@ class ReplicaLangevin:
                 stopped = f"non-finite force in replicas {bad[:10]} at step {self.steps_done}"
                 break
             if k % interval == 0:
-                self._refold()
+                for frame, x in zip(self.frames, self.positions):  # as the calculator does
+                    fold_far_atoms(x, frame.cell, frame.pbc)
                 observe()
         wall = time.perf_counter() - t0
         done = self.steps_done - start
