@@ -221,6 +221,8 @@ class TrainConfig(_Dictable):
     coordinates in; where a frame has force labels the target mixes them with the noise,
     variance-optimally: :class:`ase_denoise.losses.LabelMixing`). ``level_weighting``: how the
     squared errors of a ladder's levels are weighted (:func:`ase_denoise.losses.inverse_square_level_weight`).
+    ``antithetic_noise``: each frame's noise draws come in mirrored pairs ``(N, -N)`` in one batch
+    (:class:`ase_denoise.sampler.DuplicationSampler`); same optimum, lower gradient variance at small sigma.
     """
 
     n_duplicates: int = field(default=4, metadata=_cli("--duplicates", "noise draws per frame per epoch", type=int))
@@ -265,6 +267,12 @@ class TrainConfig(_Dictable):
                       "inverse_square ((sigma_ref/sigma)^2: the small levels fitted as closely as the large)",
                       choices=LEVEL_WEIGHTINGS),
     )
+    antithetic_noise: bool = field(
+        default=False,
+        metadata=_cli("--antithetic-noise", "draw each frame's noise in mirrored pairs (N, -N) within a batch: "
+                      "same optimum, less gradient noise at small sigma (needs even --duplicates and --batch-size)",
+                      action=argparse.BooleanOptionalAction),
+    )
 
     def __post_init__(self) -> None:
         if int(self.n_duplicates) < 1:
@@ -293,6 +301,9 @@ class TrainConfig(_Dictable):
             _fail("max_minutes", self.max_minutes, "must be > 0")
         if self.level_weighting not in LEVEL_WEIGHTINGS:
             _fail("level_weighting", self.level_weighting, f"choose one of {LEVEL_WEIGHTINGS}")
+        if self.antithetic_noise and (int(self.n_duplicates) % 2 or int(self.batch_size) % 2):
+            _fail("antithetic_noise", self.antithetic_noise,
+                  f"pairs (N, -N) need an even n_duplicates and batch_size (got {self.n_duplicates} and {self.batch_size})")
 
 
 # ----------------------------------------------------------------------------------------------

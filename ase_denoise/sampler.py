@@ -8,6 +8,12 @@ numpy's ``SeedSequence``, so noise is fresh each epoch, a run is reproducible fr
 run interrupted in the middle of an epoch resumes with exactly the batches and noise it would have
 seen.
 
+Antithetic pairs (``antithetic=True``, docs/beyond-one-sigma.md): the ``n_duplicates`` visits of a
+frame come as ``n_duplicates / 2`` pairs, each pair one draw ``N`` and its mirror ``-N`` at the same
+sigma, next to each other in one batch. Every copy is still a Gaussian draw, so the loss keeps its
+expectation and optimum; in the pair's summed gradient the term linear in ``N``, whose variance grows
+as ``1/sigma^2``, cancels, which is what makes the small levels of a ladder learnable from few frames.
+
 Data-parallel training shards *frames* before duplication (``rank``/``world_size``): all copies of a
 frame stay on one rank, and the noise of rank r is drawn from ``(seed, epoch, r, batch)``. Shards are
 made equal by dropping the last ``n_frames % world_size`` training frames.
@@ -85,7 +91,9 @@ class DuplicationSampler:
 
     ``frame_ids``: the training frames (indices into ``frames``). ``noise_std``: sigma (Angstrom), or a
     ladder of levels from which each copy draws its own. ``batch_size``: noisy copies per batch.
-    ``rank``/``world_size``: frames are sharded before duplication.
+    ``rank``/``world_size``: frames are sharded before duplication. ``antithetic``: copies come in
+    mirrored pairs ``(N, -N)`` (needs an even ``n_duplicates`` and ``batch_size``, so that a pair never
+    straddles two batches).
     """
 
     def __init__(
@@ -98,9 +106,16 @@ class DuplicationSampler:
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        antithetic: bool = False,
     ):
         if n_duplicates < 1:
             raise ValueError(f"n_duplicates={n_duplicates}: each frame needs at least one noise draw per epoch")
+        if antithetic and (n_duplicates % 2 or batch_size % 2):
+            raise ValueError(
+                f"antithetic noise pairs need an even n_duplicates and batch_size (got {n_duplicates} and "
+                f"{batch_size}): each pair (N, -N) is two copies of one frame in one batch"
+            )
+        self.antithetic = bool(antithetic)
         self.noise_levels = noise_levels(noise_std)
         self.frames = frames
         ids = np.asarray(frame_ids, dtype=np.int64)
@@ -119,8 +134,11 @@ class DuplicationSampler:
         return -(-len(self.frame_ids) * self.n_duplicates // self.batch_size)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """Frame ids of one epoch: each training frame ``n_duplicates`` times, shuffled."""
+        """Frame ids of one epoch: each training frame ``n_duplicates`` times, shuffled (antithetic:
+        shuffled pairs, the two copies of a pair adjacent)."""
         rng = np.random.default_rng([self.seed, epoch, self.rank, 0])
+        if self.antithetic:
+            return np.repeat(rng.permutation(np.repeat(self.frame_ids, self.n_duplicates // 2)), 2)
         return rng.permutation(np.repeat(self.frame_ids, self.n_duplicates))
 
     def epoch(self, epoch: int, start_batch: int = 0) -> Iterator[NoisyBatch]:
@@ -128,8 +146,15 @@ class DuplicationSampler:
         for b in range(start_batch, len(self)):
             ids = order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
             rng = np.random.default_rng([self.seed, epoch, self.rank, 1, b])
-            sigmas = self._levels(len(ids), np.random.default_rng([self.seed, epoch, self.rank, 2, b]))
-            noise = [draw_noise(rng, self.frames[i].n_atoms, s) for i, s in zip(ids, sigmas)]
+            level_rng = np.random.default_rng([self.seed, epoch, self.rank, 2, b])
+            if self.antithetic:  # one draw per pair, then its mirror (ids come in adjacent pairs)
+                sigmas = [s for s in self._levels(len(ids) // 2, level_rng) for _ in range(2)]
+                noise = []
+                for k, (i, s) in enumerate(zip(ids, sigmas)):
+                    noise.append(-noise[-1] if k % 2 else draw_noise(rng, self.frames[i].n_atoms, s))
+            else:
+                sigmas = self._levels(len(ids), level_rng)
+                noise = [draw_noise(rng, self.frames[i].n_atoms, s) for i, s in zip(ids, sigmas)]
             positions = [noisy_positions(self.frames[i], n) for i, n in zip(ids, noise)]
             yield NoisyBatch(ids, noise, positions, sigmas)
 

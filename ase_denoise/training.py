@@ -52,7 +52,7 @@ LOG_COLUMNS = [
 
 # Settings that define the split and the noise stream: a resumed run must keep them.
 RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype", "loss", "force_weight",
-                 "level_weighting")
+                 "level_weighting", "antithetic_noise")
 
 
 class TrainingError(RuntimeError):
@@ -126,6 +126,7 @@ class Trainer:
         self.sampler = DuplicationSampler(
             self.frames, self.train_ids, self.cfg.n_duplicates, physics.noise_std,
             self.cfg.batch_size, self.cfg.seed, rank=rank, world_size=world_size,
+            antithetic=self.cfg.antithetic_noise,
         )
         # force matching sees clean coordinates: one copy of each validation frame is enough
         valid_copies = 1 if self.cfg.loss == "force_matching" else self.cfg.valid_duplicates
@@ -352,6 +353,19 @@ class Trainer:
             self.ema.update_parameters(self.model)
         self.step += 1
         return global_loss
+
+    def loss_gradient(self, batch: NoisyBatch) -> np.ndarray:
+        """The gradient of the training loss of ``batch`` with respect to the current weights,
+        flattened (float64 numpy), without a step and without clipping: what an optimiser step would
+        see, e.g. to measure the gradient noise of a sampler setting (``benchmarks/gradient_noise.py``).
+        The weights' ``.grad`` are cleared afterwards."""
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._combine(self._loss_terms(self.model, batch)).backward()
+        grads = [p.grad.detach().reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype)
+                 for p in self.model.parameters() if p.requires_grad]
+        self.optimizer.zero_grad(set_to_none=True)
+        return torch.cat(grads).to(torch.float64).cpu().numpy()
 
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:

@@ -104,10 +104,13 @@ RUNS.update({
     # the free-energy head (docs/energy-head.md) with the zoo model's recipe
     "le-auto-wall": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
                          priors=["wall"], head="energy"),
+    # the zoo recipe with antithetic noise pairs (N, -N): same optimum, less gradient noise at the small levels
+    "la-auto-wall": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
+                         priors=["wall"], antithetic=True),
 })
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
 SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
-          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall")
+          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall", "la-auto-wall")
 EXTRA_SEEDS = (1, 2)
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
 
@@ -224,7 +227,7 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
     cfg = TrainConfig(
         loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
         force_weight=spec.get("force_weight", 1.0), seed=spec.get("seed", 0), valid_fraction=0.1,
-        level_weighting=spec.get("level_weighting", "uniform"),
+        level_weighting=spec.get("level_weighting", "uniform"), antithetic_noise=spec.get("antithetic", False),
     )
     priors = ["repulsive_wall" if p == "wall" else p for p in spec.get("priors", [])]
     done = last_path.exists() and read_metadata(last_path)["training"]["epochs_completed"] >= epochs
