@@ -55,14 +55,14 @@ def large_lj():
     return lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)[0].repeat(3)
 
 
-def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int) -> float:
+def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int, noise_std=None) -> float:
     from ase import units
     from ase.md.langevin import Langevin
 
     from ase_denoise import DenoiseCalculator
 
     atoms = atoms.copy()
-    atoms.calc = DenoiseCalculator(model)
+    atoms.calc = DenoiseCalculator(model, noise_std=noise_std)
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs,
                    fixcm=False, rng=np.random.default_rng(0))
     dyn.run(2)  # warm-up
@@ -71,10 +71,10 @@ def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, step
     return steps / (time.perf_counter() - t)
 
 
-def batched_steps_per_s(model, starts, temperature_K: float, timestep_fs: float, steps: int) -> float:
+def batched_steps_per_s(model, starts, temperature_K: float, timestep_fs: float, steps: int, noise_std=None) -> float:
     from ase_denoise.replicas import ReplicaLangevin
 
-    batch = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs)
+    batch = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs, noise_std=noise_std)
     batch.run(2, interval=1000)  # warm-up
     return batch.run(steps, interval=1000)["steps_per_s"]
 
@@ -150,9 +150,15 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--replicas", type=int, nargs="+", default=[8, 32])
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--one-level", action="store_true",
+                   help="only LiCl, ASE against ReplicaLangevin, both at the model's smallest trained level (one graph "
+                        "per box instead of the corrected call's three) -> replicas_one_level.md")
     args = p.parse_args(argv)
     common.single_thread()
     from ase_denoise import load_model
+
+    if args.one_level:
+        return one_level(args)
 
     sizes = [4] if args.quick else args.replicas
     ase_steps, batch_steps = (20, 5) if args.quick else (200, 20)
@@ -211,6 +217,36 @@ def main(argv=None) -> int:
     if not args.quick:
         (HERE / "replicas.md").write_text(text)
         (HERE / "replicas.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+def one_level(args) -> int:
+    """ASE vs batched replicas for the LiCl model evaluated at one trained level: the cost of a
+    single-level model, whose one-box forward is small enough for per-call overhead to matter."""
+    from ase_denoise import load_model
+
+    sizes = [4] if args.quick else args.replicas
+    ase_steps, batch_steps = (20, 5) if args.quick else (200, 20)
+    frames, temperature_K, dt = systems(max(sizes))["licl-cg-300K"]
+    model = load_model("licl-cg-300K")
+    level = model.noise_levels[0]
+    best = {"ase": 0.0, **{n: 0.0 for n in sizes}}
+    for _ in range(1 if args.quick else args.rounds):
+        best["ase"] = max(best["ase"], ase_steps_per_s(model, frames[0], temperature_K, dt, ase_steps, level))
+        for n in sizes:
+            best[n] = max(best[n], batched_steps_per_s(model, frames[:n], temperature_K, dt, batch_steps, level))
+    lines = ["# Batched replicas vs separate ASE runs, one trained level", "",
+             f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py --one-level` ({common.machine()}). "
+             f"`licl-cg-300K` evaluated at its level {level:g} A only (`noise_std=` in both), i.e. one graph per box "
+             "as a single-level model has; interleaved rounds, best of each.", "",
+             "| engine | boxes | steps/s | aggregate box-steps/s | aggregate / ASE |", "| --- | --- | --- | --- | --- |",
+             f"| ASE Langevin + DenoiseCalculator | 1 | {best['ase']:.0f} | {best['ase']:.0f} | 1.00 |"]
+    lines += [f"| ase_denoise.replicas.ReplicaLangevin | {n} | {best[n]:.1f} | {n * best[n]:.0f} | "
+              f"{n * best[n] / best['ase']:.2f} |" for n in sizes]
+    text = "\n".join(lines) + "\n"
+    if not args.quick:
+        (HERE / "replicas_one_level.md").write_text(text)
     print(text)
     return 0
 

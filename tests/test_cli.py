@@ -146,6 +146,9 @@ def test_train_without_options_uses_the_dataclass_defaults():
     assert args.temperature_K == 250.0
     with pytest.raises(SystemExit):  # choices come from the dataclass too
         build_parser().parse_args(["train", "--data", "x", "--noise-std", "0.1", "--output", "y", "--loss", "l1"])
+    for flag, value in (("--antithetic-noise", True), ("--no-antithetic-noise", False)):  # a boolean switch
+        args = build_parser().parse_args(["train", "--data", "x", "--noise-std", "0.1", "--output", "y", flag])
+        assert options_from_args(args, TrainConfig) == {"antithetic_noise": value}
 
 
 # --------------------------------------------------------------------------------------------------

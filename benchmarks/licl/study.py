@@ -537,7 +537,7 @@ def report(quick: bool = False) -> str:
         lines.append(
             f"| {name} | {spec['loss']}{' w=' + str(spec['force_weight']) if spec['loss'] == 'hybrid' else ''} | {res['n_frames']} "
             f"| {', '.join(f'{x:g}' for x in levels)}{' +wall' if 'repulsive_wall' in res.get('priors', []) else ''} "
-            f"| {spec['n_duplicates']} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {vs_noised} | {peak} "
+            f"| {spec['n_duplicates']}{' (antithetic pairs)' if spec.get('antithetic') else ''} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {vs_noised} | {peak} "
             f"| {_fmt(stab['closest_approach_A'], 2)} | {stab['blew_up']}/{stab['runs']} | {_fmt(res['force_rmse_vs_labels'])} "
             f"| {_fmt(res['train_elapsed_s'], 0)} | {md['wall_s']:.0f}, {md['steps_per_s']:.0f} |"
         )
@@ -742,7 +742,7 @@ of mean force of one state point.
 
 - noise_std (sigma): **{sigma} Angstrom**{" (the ladder `--noise-std auto` derives from the data)" if res['spec']['noise_std'] == "auto" else ""}; n_duplicates: **{res['spec']['n_duplicates']}**.
 - Priors: {"; ".join(p.describe() for p in model.priors) or "none"}.
-- Training: {res['epochs_completed']} epochs, batch size 8, AdamW lr 0.005 with cosine schedule, EMA 0.99,
+- Training: {res['epochs_completed']} epochs, batch size 8{", noise drawn in antithetic pairs (N, -N)" if res['spec'].get('antithetic') else ""}, AdamW lr 0.005 with cosine schedule, EMA 0.99,
   10% of frames held out for validation, seed {res['spec'].get('seed', 0)}, float32; weights of the epoch with the lowest validation
   loss (epoch {res.get('best_epoch')}); {res['train_elapsed_s'] / 60:.1f} min of training on one CPU thread.
 - Architecture: MACE backbone, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels},
