@@ -102,11 +102,12 @@ def window(model, r: float, ps: float, seed: int) -> dict:
 
 
 def model_label(model: str) -> str:
-    """A zoo name, or the file's stem (``best.safetensors``: its run folder's name)."""
+    """A zoo name, or the file's stem (``best.safetensors``: its run folder's name; ``last.safetensors``:
+    the run folder's name with ``-last``)."""
     if not os.path.exists(model):
         return model
     path = Path(model)
-    return path.parent.name if path.stem in ("best", "last") else path.stem
+    return {"best": path.parent.name, "last": f"{path.parent.name}-last"}.get(path.stem, path.stem)
 
 
 def pmf_curve(out_dir: Path):

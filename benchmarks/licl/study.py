@@ -129,7 +129,7 @@ STUDIES = {
     "duplicates_s0.10": ["dn-s0.10-k1", "dn-s0.10-k2", "dn-s0.10", "dn-s0.10-k8"],
     "sigma": ["dn-s0.03", "dn-s0.05", "dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
     "force_matching": ["fm-500", "fm-all", "dn-s0.05", "hybrid-w0.1", "hybrid-w1", "hybrid-s0.10-w1"],
-    "ladder": ["dn-s0.05", "ld-auto", "ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all"],
+    "ladder": ["dn-s0.05", "ld-auto", "ld-auto-wall", "la-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all"],
 }
 MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
 BLOWUP_DISTANCE = 1.0  # Angstrom: two ions closer than this end the MD (the all-atom closest approach is 2.14 A)
