@@ -55,6 +55,20 @@ def large_lj():
     return lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)[0].repeat(3)
 
 
+def lj_box(n_cells: int):
+    """An fcc LJ argon box of ``4 n_cells^3`` atoms (n_cells = 10: 4000) at the density of the held-out
+    108-atom liquid frame, rattled by 0.1 A: the size of a larger run, for timing only."""
+    from ase.build import bulk
+
+    from ase_denoise.reference import lj_argon_frames
+
+    small = lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)[0]
+    a = (small.get_volume() / len(small) * 4) ** (1 / 3)
+    box = bulk("Ar", "fcc", a=a, cubic=True).repeat(n_cells)
+    box.rattle(0.1, seed=0)
+    return box
+
+
 def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int, noise_std=None) -> float:
     from ase import units
     from ase.md.langevin import Langevin
@@ -153,12 +167,16 @@ def main(argv=None) -> int:
     p.add_argument("--one-level", action="store_true",
                    help="only LiCl, ASE against ReplicaLangevin, both at the model's smallest trained level (one graph "
                         "per box instead of the corrected call's three) -> replicas_one_level.md")
+    p.add_argument("--large-cells", type=int, default=None, metavar="N",
+                   help="only the single-box engines on an fcc LJ box of 4 N^3 atoms (N = 10: 4000) -> replicas_large.md")
     args = p.parse_args(argv)
     common.single_thread()
     from ase_denoise import load_model
 
     if args.one_level:
         return one_level(args)
+    if args.large_cells:
+        return large_box(args.large_cells)
 
     sizes = [4] if args.quick else args.replicas
     ase_steps, batch_steps = (20, 5) if args.quick else (200, 20)
@@ -217,6 +235,27 @@ def main(argv=None) -> int:
     if not args.quick:
         (HERE / "replicas.md").write_text(text)
         (HERE / "replicas.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+def large_box(n_cells: int) -> int:
+    """ASE, OpenMM and LAMMPS on one large LJ box (10 steps each, after 2 of warm-up)."""
+    from ase_denoise import load_model
+
+    box, model = lj_box(n_cells), load_model("lj-argon-94K")
+    rates = {"ASE Langevin + DenoiseCalculator": ase_steps_per_s(model, box, 94.4, 10.0, 10),
+             "OpenMM LangevinMiddle (CPU platform) + PythonForce": openmm_steps_per_s(model, box, 94.4, 10.0, 10),
+             "LAMMPS fix langevin + nve, fix external": lammps_steps_per_s(model, box, 94.4, 10.0, 10)}
+    ase = rates["ASE Langevin + DenoiseCalculator"]
+    lines = ["# One large LJ box in each engine", "",
+             f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py --large-cells {n_cells}` "
+             f"({common.machine()}). `lj-argon-94K` on an fcc box of {len(box)} atoms at the liquid's density, "
+             "rattled by 0.1 A; 10 steps per engine.", "",
+             "| model | atoms | engine | steps/s | ratio to ASE |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| lj-argon-94K | {len(box)} | {engine} | {rate:.2f} | {rate / ase:.2f} |" for engine, rate in rates.items()]
+    text = "\n".join(lines) + "\n"
+    (HERE / "replicas_large.md").write_text(text)
     print(text)
     return 0
 
