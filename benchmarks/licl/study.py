@@ -779,7 +779,8 @@ sha256 of the shipped file: `{sha}`
         name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha,
         size_bytes=dest.stat().st_size,
         summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, "
-                + (f"noise ladder {sigma} A corrected to sigma -> 0, repulsive wall" if ladder else f"sigma {sigma} A"),
+                + (f"noise ladder {sigma} A corrected to sigma -> 0, repulsive wall" if ladder else f"sigma {sigma} A")
+                + (", trained with antithetic noise pairs" if res["spec"].get("antithetic") else ""),
         card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K,
         noise_std=list(levels) if ladder else levels[0],
         command=cmd,
