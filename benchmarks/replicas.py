@@ -159,6 +159,20 @@ def torchsim_steps_per_s(model, starts, temperature_K: float, timestep_fs: float
     return steps / (time.perf_counter() - t)
 
 
+#: the single-box engines: (key, name in the tables, steps/s function)
+SINGLE_BOX_ENGINES = (("ase", "ASE Langevin + DenoiseCalculator", ase_steps_per_s),
+                      ("openmm", "OpenMM LangevinMiddle (CPU platform) + PythonForce", openmm_steps_per_s),
+                      ("lammps", "LAMMPS fix langevin + nve, fix external", lammps_steps_per_s))
+
+
+def large_box_rates(box) -> dict:
+    """Steps/s of each single-box engine on one large LJ argon box (10 steps each, after 2 of warm-up)."""
+    from ase_denoise import load_model
+
+    model = load_model("lj-argon-94K")
+    return {"atoms": len(box), **{key: rate(model, box, 94.4, 10.0, 10) for key, _, rate in SINGLE_BOX_ENGINES}}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
@@ -199,13 +213,7 @@ def main(argv=None) -> int:
                                                "ratio_to_ase": n * best[f"ts{n}"] / best["ase"]} for n in sizes}}
     large = {}
     if not args.quick:
-        from ase_denoise import load_model as _load
-
-        box, lj_model = large_lj(), _load("lj-argon-94K")
-        large = {"atoms": len(box),
-                 "ase": ase_steps_per_s(lj_model, box, 94.4, 10.0, 10),
-                 "openmm": openmm_steps_per_s(lj_model, box, 94.4, 10.0, 10),
-                 "lammps": lammps_steps_per_s(lj_model, box, 94.4, 10.0, 10)}
+        large = large_box_rates(large_lj())
         results["lj-argon-94K-large"] = large
     lines = ["# Batched replicas vs separate ASE runs", "",
              f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py{' --quick' if args.quick else ''}` "
@@ -226,9 +234,7 @@ def main(argv=None) -> int:
                 lines.append(f"| {name} | {r['atoms']} | {engine} | {n} | {b['steps_per_s']:.1f} | "
                              f"{b['aggregate']:.0f} | {b['ratio_to_ase']:.2f} |")
     if large:
-        for engine, key in (("ASE Langevin + DenoiseCalculator", "ase"),
-                            ("OpenMM LangevinMiddle (CPU platform) + PythonForce", "openmm"),
-                            ("LAMMPS fix langevin + nve, fix external", "lammps")):
+        for key, engine, _ in SINGLE_BOX_ENGINES:
             lines.append(f"| lj-argon-94K | {large['atoms']} | {engine} | 1 | {large[key]:.2f} | {large[key]:.2f} | "
                          f"{large[key] / large['ase']:.2f} |")
     text = "\n".join(lines) + "\n"
@@ -240,20 +246,16 @@ def main(argv=None) -> int:
 
 
 def large_box(n_cells: int) -> int:
-    """ASE, OpenMM and LAMMPS on one large LJ box (10 steps each, after 2 of warm-up)."""
-    from ase_denoise import load_model
-
-    box, model = lj_box(n_cells), load_model("lj-argon-94K")
-    rates = {"ASE Langevin + DenoiseCalculator": ase_steps_per_s(model, box, 94.4, 10.0, 10),
-             "OpenMM LangevinMiddle (CPU platform) + PythonForce": openmm_steps_per_s(model, box, 94.4, 10.0, 10),
-             "LAMMPS fix langevin + nve, fix external": lammps_steps_per_s(model, box, 94.4, 10.0, 10)}
-    ase = rates["ASE Langevin + DenoiseCalculator"]
+    """ASE, OpenMM and LAMMPS on one fcc LJ box of ``4 n_cells^3`` atoms -> ``replicas_large.md``."""
+    box = lj_box(n_cells)
+    rates = large_box_rates(box)
     lines = ["# One large LJ box in each engine", "",
              f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py --large-cells {n_cells}` "
              f"({common.machine()}). `lj-argon-94K` on an fcc box of {len(box)} atoms at the liquid's density, "
              "rattled by 0.1 A; 10 steps per engine.", "",
              "| model | atoms | engine | steps/s | ratio to ASE |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| lj-argon-94K | {len(box)} | {engine} | {rate:.2f} | {rate / ase:.2f} |" for engine, rate in rates.items()]
+    lines += [f"| lj-argon-94K | {len(box)} | {engine} | {rates[key]:.2f} | {rates[key] / rates['ase']:.2f} |"
+              for key, engine, _ in SINGLE_BOX_ENGINES]
     text = "\n".join(lines) + "\n"
     (HERE / "replicas_large.md").write_text(text)
     print(text)
