@@ -148,10 +148,10 @@ class DuplicationSampler:
             rng = np.random.default_rng([self.seed, epoch, self.rank, 1, b])
             level_rng = np.random.default_rng([self.seed, epoch, self.rank, 2, b])
             if self.antithetic:  # one draw per pair, then its mirror (ids come in adjacent pairs)
-                sigmas = [s for s in self._levels(len(ids) // 2, level_rng) for _ in range(2)]
-                noise = []
-                for k, (i, s) in enumerate(zip(ids, sigmas)):
-                    noise.append(-noise[-1] if k % 2 else draw_noise(rng, self.frames[i].n_atoms, s))
+                pair_sigmas = self._levels(len(ids) // 2, level_rng)
+                draws = [draw_noise(rng, self.frames[i].n_atoms, s) for i, s in zip(ids[::2], pair_sigmas)]
+                sigmas = [s for s in pair_sigmas for _ in range(2)]
+                noise = [n for draw in draws for n in (draw, -draw)]
             else:
                 sigmas = self._levels(len(ids), level_rng)
                 noise = [draw_noise(rng, self.frames[i].n_atoms, s) for i, s in zip(ids, sigmas)]
