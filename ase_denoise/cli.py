@@ -37,8 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     })
     physics.add_argument(
         "--prior", action="append", default=[], metavar="SPEC",
-        help="add a prior (repeatable): 'wall' (repulsive wall below each pair's closest approach in the data) "
-             "or 'coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10' (DSF Coulomb, charges in e; learned as a residual)",
+        help="add a prior (repeatable): 'wall' (repulsive wall below each pair's closest approach in the data), "
+             "'coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10' (DSF Coulomb, charges in e) or "
+             "'ewald:Li=1,Cl=-1,eps=94,alpha=0.3,cutoff=10,accuracy=1e-6' (periodic Ewald Coulomb, as LAMMPS "
+             "coul/long + pppm); Coulomb terms are learned as a residual",
     )
     add_arguments(p.add_argument_group("training"), TrainConfig)
     add_arguments(p.add_argument_group("model (MACE hyperparameters)"), ModelConfig, r_max={
@@ -119,25 +121,30 @@ def _noise_std_arg(values: List[str]):
 
 
 def _prior_arg(spec: str):
-    """``wall`` or ``coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10`` -> a prior (or 'repulsive_wall')."""
+    """``wall``, ``coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]`` (DSF) or
+    ``ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]`` -> a prior (or 'repulsive_wall')."""
     from ase.data import atomic_numbers
 
-    from .priors import DSFCoulomb
+    from .priors import DSFCoulomb, EwaldCoulomb
 
     if spec == "wall":
         return "repulsive_wall"
+    usage = ("use 'wall', 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
+             "'ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]'")
     kind, _, rest = spec.partition(":")
-    if kind != "coulomb" or not rest:
-        raise ValueError(f"--prior {spec!r}: use 'wall' or 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]'")
+    if kind not in ("coulomb", "ewald") or not rest:
+        raise ValueError(f"--prior {spec!r}: {usage}")
     values = dict(item.split("=", 1) for item in rest.split(",") if "=" in item)
-    settings = {k: float(values.pop(k)) for k in ("eps", "alpha", "cutoff") if k in values}
+    names = ("eps", "alpha", "cutoff") + (("accuracy",) if kind == "ewald" else ())
+    settings = {k: float(values.pop(k)) for k in names if k in values}
     unknown = [k for k in values if k not in atomic_numbers]
     if unknown or "eps" not in settings:
-        raise ValueError(f"--prior {spec!r}: unknown element(s) {unknown} or missing eps=<relative permittivity>")
-    return DSFCoulomb(
-        {atomic_numbers[k]: float(v) for k, v in values.items()}, settings["eps"],
-        alpha=settings.get("alpha", 0.2), r_cut=settings.get("cutoff", 10.0),
-    )
+        raise ValueError(f"--prior {spec!r}: unknown element(s) {unknown} or missing eps=<relative permittivity>; {usage}")
+    charges = {atomic_numbers[k]: float(v) for k, v in values.items()}
+    if kind == "ewald":
+        return EwaldCoulomb(charges, settings["eps"], alpha=settings.get("alpha", 0.3),
+                            r_cut=settings.get("cutoff", 10.0), accuracy=settings.get("accuracy", 1e-6))
+    return DSFCoulomb(charges, settings["eps"], alpha=settings.get("alpha", 0.2), r_cut=settings.get("cutoff", 10.0))
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -20,6 +20,13 @@ card:
     engine can compute the identical term itself and the model's copy be switched off there. It acts
     where data are, so the network learns the residual (delta learning): training subtracts
     ``sigma * F_prior(y) / kT`` from the target at the noisy input ``y`` (:mod:`ase_denoise.losses`).
+:class:`EwaldCoulomb`
+    the full periodic Coulomb sum of the charges in a dielectric (Ewald: real-space ``erfc`` pairs
+    within a cutoff plus the reciprocal-space sum), the term LAMMPS computes with ``pair_style
+    coul/long`` + ``kspace_style pppm`` (or ``ewald``) + ``kspace_modify gewald alpha`` +
+    ``dielectric eps_r``: the design paper's set-up for ionic CG systems, where LAMMPS brings the
+    electrostatics. Also learned as a residual. :func:`ase_denoise.integrations.lammps.coulomb_commands`
+    writes the LAMMPS commands of the identical term.
 
 Forces are in eV/Angstrom, energies in eV, lengths in Angstrom.
 """
@@ -43,6 +50,14 @@ COULOMB_EV_A = 14.399645478425668
 
 def _pair_key(z1: int, z2: int) -> Tuple[int, int]:
     return (min(int(z1), int(z2)), max(int(z1), int(z2)))
+
+
+def _charges_of(charges: Dict[int, float], numbers: np.ndarray) -> np.ndarray:
+    """Charge (e) of each atomic number in ``numbers`` (0 for elements without one)."""
+    table = np.zeros(119)
+    for z, q in charges.items():
+        table[z] = q
+    return table[np.asarray(numbers, dtype=np.int64)]
 
 
 @dataclass
@@ -185,8 +200,7 @@ class DSFCoulomb(Prior):
         return self.r_cut
 
     def pair_terms(self, zi, zj, d):
-        qi = np.array([self.charges.get(int(z), 0.0) for z in zi]) if len(zi) else np.zeros(0)
-        qj = np.array([self.charges.get(int(z), 0.0) for z in zj]) if len(zj) else np.zeros(0)
+        qi, qj = _charges_of(self.charges, zi), _charges_of(self.charges, zj)
         a, rc = self.alpha, self.r_cut
         pref = COULOMB_EV_A * qi * qj / self.relative_permittivity
         erfc_rc = float(erfc(a * rc))
@@ -213,7 +227,118 @@ class DSFCoulomb(Prior):
                 f"{self.relative_permittivity:g}): {charges}; the network learns the residual")
 
 
-_KINDS = {"repulsive_wall": RepulsiveWall, "coulomb_dsf": DSFCoulomb}
+@dataclass
+class EwaldCoulomb(Prior):
+    """Periodic Coulomb energy of point charges in a dielectric, by Ewald summation (3D periodic cells):
+
+    ``E = C/eps_r * [ sum_{i<j, images} q_i q_j erfc(a r)/r                      (r < cutoff)
+                    + (2 pi/V) sum_{k != 0, |k| < k_cut} exp(-k^2/4a^2)/k^2 |S(k)|^2
+                    - a/sqrt(pi) sum_i q_i^2 - pi Q^2 / (2 V a^2) ]``,
+
+    ``S(k) = sum_j q_j exp(i k.r_j)``, ``Q`` the net charge (the last term, a neutralising
+    background, is a constant at fixed volume and changes no force), ``C = 14.3996 eV A``.
+    ``charges``: {z: e}; ``alpha``: the splitting parameter ``a`` (1/A, LAMMPS' ``g_ewald``);
+    ``r_cut``: real-space cutoff (A); ``accuracy``: the reciprocal sum keeps ``|k| < 2 a
+    sqrt(-ln accuracy)``, where the Gaussian factor has fallen to ``accuracy``. The real-space
+    truncation error is of order ``erfc(a r_cut)`` (2e-5 for the defaults). This is the term LAMMPS
+    computes with ``pair_style coul/long r_cut``, ``kspace_style ewald|pppm <accuracy>``,
+    ``kspace_modify gewald a`` and ``dielectric eps_r`` (equal to the accuracy of either sum).
+    """
+
+    charges: Dict[int, float]
+    relative_permittivity: float
+    alpha: float = 0.3
+    r_cut: float = 10.0
+    accuracy: float = 1e-6
+    kind: str = field(default="coulomb_ewald", init=False)
+    in_residual: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.charges = {int(z): float(q) for z, q in self.charges.items()}
+        if not (self.relative_permittivity > 0 and self.alpha > 0 and self.r_cut > 0 and 0 < self.accuracy < 1):
+            raise ValueError(f"Ewald Coulomb needs relative_permittivity > 0, alpha > 0, cutoff > 0 and "
+                             f"0 < accuracy < 1, got {self}")
+
+    @property
+    def cutoff(self) -> float:
+        return self.r_cut
+
+    @property
+    def k_cut(self) -> float:
+        """Reciprocal-space cutoff (1/A)."""
+        return 2.0 * self.alpha * math.sqrt(-math.log(self.accuracy))
+
+    def pair_terms(self, zi, zj, d):
+        """The real-space part: ``C q_i q_j / eps_r * erfc(a r)/r`` and its ``-dU/dr``."""
+        a = self.alpha
+        pref = COULOMB_EV_A * _charges_of(self.charges, zi) * _charges_of(self.charges, zj) / self.relative_permittivity
+        energy = pref * erfc(a * d) / d
+        minus_du = pref * (erfc(a * d) / d**2 + 2.0 * a / math.sqrt(math.pi) * np.exp(-(a * d) ** 2) / d)
+        return energy, minus_du
+
+    def kvectors(self, cell: np.ndarray) -> np.ndarray:
+        """Half of the reciprocal vectors with ``0 < |k| < k_cut`` [n_k, 3] (1/A): one of each ``+-k``."""
+        recip = 2.0 * math.pi * np.linalg.inv(cell).T  # rows b_i, a_i . b_j = 2 pi delta_ij
+        n_max = [int(math.ceil(self.k_cut * np.linalg.norm(a) / (2.0 * math.pi))) for a in cell]
+        n = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in n_max], indexing="ij"), axis=-1).reshape(-1, 3)
+        # one of each pair (n, -n): the first non-zero component positive
+        half = (n[:, 0] > 0) | ((n[:, 0] == 0) & (n[:, 1] > 0)) | ((n[:, 0] == 0) & (n[:, 1] == 0) & (n[:, 2] > 0))
+        k = n[half] @ recip
+        return k[(k**2).sum(axis=1) < self.k_cut**2]
+
+    def reciprocal(self, q: np.ndarray, positions: np.ndarray, cell: np.ndarray, chunk: int = 2048) -> Tuple[float, np.ndarray]:
+        """Reciprocal-space energy (eV) and forces [n, 3] (eV/A), before the 1/eps_r and C factors."""
+        volume = abs(float(np.linalg.det(cell)))
+        k = self.kvectors(cell)
+        k2 = (k**2).sum(axis=1)
+        weight = np.exp(-k2 / (4.0 * self.alpha**2)) / k2  # [n_k]
+        energy, forces = 0.0, np.zeros_like(positions)
+        for start in range(0, len(k), chunk):  # bounded memory: [n_atoms, chunk] phases at a time
+            ks, ws = k[start : start + chunk], weight[start : start + chunk]
+            phase = positions @ ks.T  # [n_atoms, n_k]
+            cos, sin = np.cos(phase), np.sin(phase)
+            s_re, s_im = q @ cos, q @ sin  # S(k) = sum_j q_j exp(i k.r_j)
+            energy += 4.0 * math.pi / volume * float((ws * (s_re**2 + s_im**2)).sum())  # both +-k
+            # F_i = (8 pi/V) q_i sum_{half k} w k Im[exp(i k.r_i) conj(S)]
+            im = sin * s_re[None, :] - cos * s_im[None, :]  # [n_atoms, n_k]
+            forces += 8.0 * math.pi / volume * q[:, None] * ((im * ws[None, :]) @ ks)
+        return energy, forces
+
+    def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        if not all(bool(p) for p in pbc):
+            raise ValueError("Ewald Coulomb needs a cell periodic in all three directions; use the DSF Coulomb "
+                             "prior (kind 'coulomb_dsf') for other boundaries")
+        positions = np.asarray(positions, dtype=np.float64)
+        cell = np.asarray(cell, dtype=np.float64)
+        e_real, f_real = super().energy_and_forces(numbers, positions, cell, pbc, geometry)
+        q = _charges_of(self.charges, numbers)
+        e_rec, f_rec = self.reciprocal(q, positions, cell)
+        scale = COULOMB_EV_A / self.relative_permittivity
+        volume = abs(float(np.linalg.det(cell)))
+        e_const = -scale * (self.alpha / math.sqrt(math.pi) * float((q**2).sum())
+                            + math.pi * float(q.sum()) ** 2 / (2.0 * volume * self.alpha**2))
+        return e_real + scale * e_rec + e_const, f_real + scale * f_rec
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "kind": self.kind, "charges": [[z, q] for z, q in sorted(self.charges.items())],
+            "relative_permittivity": self.relative_permittivity, "alpha": self.alpha, "cutoff": self.r_cut,
+            "accuracy": self.accuracy,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "EwaldCoulomb":
+        return cls({int(z): float(q) for z, q in d["charges"]}, float(d["relative_permittivity"]),
+                   float(d["alpha"]), float(d["cutoff"]), float(d["accuracy"]))
+
+    def describe(self) -> str:
+        charges = ", ".join(f"{chemical_symbols[z]} {q:+g} e" for z, q in sorted(self.charges.items()))
+        return (f"Ewald Coulomb (LAMMPS coul/long {self.r_cut:g} + kspace_style pppm {self.accuracy:g} with "
+                f"kspace_modify gewald {self.alpha:g} and dielectric {self.relative_permittivity:g}): "
+                f"{charges}; the network learns the residual")
+
+
+_KINDS = {"repulsive_wall": RepulsiveWall, "coulomb_dsf": DSFCoulomb, "coulomb_ewald": EwaldCoulomb}
 
 
 def prior_from_dict(d: Dict[str, Any]) -> Prior:

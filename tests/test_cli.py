@@ -436,3 +436,18 @@ def test_eval_missing_model_file(data, tmp_path, capsys):
     assert main(["eval", "--model", str(missing), "--data", str(data["frames"])]) == 2
     err = capsys.readouterr().err
     assert str(missing) in err and "does not exist" in err
+
+
+def test_prior_specs_give_the_priors_they_name():
+    from ase_denoise.cli import _prior_arg
+    from ase_denoise.priors import DSFCoulomb, EwaldCoulomb
+
+    assert _prior_arg("wall") == "repulsive_wall"
+    dsf = _prior_arg("coulomb:Li=1,Cl=-1,eps=78,cutoff=9")
+    assert dsf == DSFCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.2, r_cut=9.0)
+    ewald = _prior_arg("ewald:Li=1,Cl=-1,eps=94,alpha=0.35,accuracy=1e-7")
+    assert ewald == EwaldCoulomb({3: 1.0, 17: -1.0}, 94.0, alpha=0.35, r_cut=10.0, accuracy=1e-7)
+    for bad, message in (("ewald:Li=1,Cl=-1", "missing eps"), ("ewald:Xx=1,eps=2", r"unknown element\(s\) \['Xx'\]"),
+                         ("zbl", "use 'wall'")):
+        with pytest.raises(ValueError, match=message):
+            _prior_arg(bad)

