@@ -252,6 +252,7 @@ class EwaldCoulomb(Prior):
     accuracy: float = 1e-6
     kind: str = field(default="coulomb_ewald", init=False)
     in_residual: bool = field(default=True, init=False)
+    _kcache: Optional[Tuple[bytes, Tuple[np.ndarray, np.ndarray]]] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.charges = {int(z): float(q) for z, q in self.charges.items()}
@@ -276,32 +277,45 @@ class EwaldCoulomb(Prior):
         minus_du = pref * (erfc(a * d) / d**2 + 2.0 * a / math.sqrt(math.pi) * np.exp(-(a * d) ** 2) / d)
         return energy, minus_du
 
-    def kvectors(self, cell: np.ndarray) -> np.ndarray:
-        """Half of the reciprocal vectors with ``0 < |k| < k_cut`` [n_k, 3] (1/A): one of each ``+-k``."""
+    def kvectors(self, cell: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Half of the reciprocal vectors with ``0 < |k| < k_cut``, one of each ``+-k``: their integer
+        coordinates ``n`` [n_k, 3] (``k = n @ b``, ``b`` the reciprocal basis) and ``k`` [n_k, 3] (1/A)."""
+        key = np.asarray(cell, dtype=np.float64).tobytes()
+        if self._kcache is not None and self._kcache[0] == key:
+            return self._kcache[1]
         recip = 2.0 * math.pi * np.linalg.inv(cell).T  # rows b_i, a_i . b_j = 2 pi delta_ij
         n_max = [int(math.ceil(self.k_cut * np.linalg.norm(a) / (2.0 * math.pi))) for a in cell]
         n = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in n_max], indexing="ij"), axis=-1).reshape(-1, 3)
         # one of each pair (n, -n): the first non-zero component positive
         half = (n[:, 0] > 0) | ((n[:, 0] == 0) & (n[:, 1] > 0)) | ((n[:, 0] == 0) & (n[:, 1] == 0) & (n[:, 2] > 0))
-        k = n[half] @ recip
-        return k[(k**2).sum(axis=1) < self.k_cut**2]
+        n = n[half]
+        k = n @ recip
+        keep = (k**2).sum(axis=1) < self.k_cut**2
+        self._kcache = (key, (n[keep], k[keep]))  # NVT: the same cell every call
+        return self._kcache[1]
 
     def reciprocal(self, q: np.ndarray, positions: np.ndarray, cell: np.ndarray, chunk: int = 2048) -> Tuple[float, np.ndarray]:
         """Reciprocal-space energy (eV) and forces [n, 3] (eV/A), before the 1/eps_r and C factors."""
         volume = abs(float(np.linalg.det(cell)))
-        k = self.kvectors(cell)
+        n, k = self.kvectors(cell)
         k2 = (k**2).sum(axis=1)
         weight = np.exp(-k2 / (4.0 * self.alpha**2)) / k2  # [n_k]
+        # exp(i k.r) = prod_d exp(i n_d theta_d) with theta_d = b_d . r: 3 (2 n_max + 1) exponentials per
+        # atom and a product of gathered rows per k, instead of a sine and a cosine per atom and k (10x faster)
+        recip = 2.0 * math.pi * np.linalg.inv(cell).T
+        theta = positions @ recip.T  # [n_atoms, 3]
+        n_max = np.abs(n).max(axis=0) if len(n) else np.zeros(3, dtype=int)
+        powers = [np.exp(1j * np.arange(-n_max[d], n_max[d] + 1)[:, None] * theta[None, :, d]) for d in range(3)]
         energy, forces = 0.0, np.zeros_like(positions)
-        for start in range(0, len(k), chunk):  # bounded memory: [n_atoms, chunk] phases at a time
-            ks, ws = k[start : start + chunk], weight[start : start + chunk]
-            phase = positions @ ks.T  # [n_atoms, n_k]
-            cos, sin = np.cos(phase), np.sin(phase)
-            s_re, s_im = q @ cos, q @ sin  # S(k) = sum_j q_j exp(i k.r_j)
-            energy += 4.0 * math.pi / volume * float((ws * (s_re**2 + s_im**2)).sum())  # both +-k
+        for start in range(0, len(k), chunk):  # bounded memory: [chunk, n_atoms] phases at a time
+            ns, ks, ws = n[start : start + chunk] + n_max, k[start : start + chunk], weight[start : start + chunk]
+            eikr = (np.take(powers[0], ns[:, 0], axis=0) * np.take(powers[1], ns[:, 1], axis=0)
+                    * np.take(powers[2], ns[:, 2], axis=0))  # [chunk, n_atoms]
+            structure = eikr @ q  # S(k) = sum_j q_j exp(i k.r_j)  [chunk]
+            energy += 4.0 * math.pi / volume * float((ws * np.abs(structure) ** 2).sum())  # both +-k
             # F_i = (8 pi/V) q_i sum_{half k} w k Im[exp(i k.r_i) conj(S)]
-            im = sin * s_re[None, :] - cos * s_im[None, :]  # [n_atoms, n_k]
-            forces += 8.0 * math.pi / volume * q[:, None] * ((im * ws[None, :]) @ ks)
+            im = (eikr * np.conj(structure)[:, None]).imag  # [chunk, n_atoms]
+            forces += 8.0 * math.pi / volume * q[:, None] * ((im * ws[:, None]).T @ ks)
         return energy, forces
 
     def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):

@@ -53,6 +53,9 @@ BIN_WIDTH = 0.1  # Angstrom
 TEMPERATURE_K = 300.0
 MODEL = dict(r_max=7.0, num_channels=16, max_ell=2, correlation=2, head="vector")
 DENOISE_EPOCHS = 30  # at 500 frames; every run sees each frame epochs * n_duplicates times
+#: the ions' periodic Coulomb sum screened by the solvent: unit charges, eps_r 94 (published estimates of
+#: TIP3P's static dielectric constant lie around 90-100), Ewald with LAMMPS' coul/long 10 + pppm settings
+EWALD_PRIOR = dict(charges={3: 1.0, 17: -1.0}, relative_permittivity=94.0, alpha=0.3, r_cut=10.0, accuracy=1e-6)
 
 # name -> settings. "frames": 500 or "all"; loss: denoising | force_matching | hybrid.
 RUNS: Dict[str, Dict[str, Any]] = {
@@ -107,10 +110,14 @@ RUNS.update({
     # the zoo recipe with antithetic noise pairs (N, -N): same optimum, less gradient noise at the small levels
     "la-auto-wall": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
                          priors=["wall"], antithetic=True),
+    # ... plus the ions' periodic Coulomb sum in TIP3P's dielectric as a residual prior (the design paper's
+    # set-up: LAMMPS computes this term with coul/long + pppm, tutorials/09_licl_lammps_pppm)
+    "la-auto-ewald": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
+                          priors=["wall", "ewald"], antithetic=True),
 })
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
 SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
-          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall", "la-auto-wall")
+          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall", "la-auto-wall", "la-auto-ewald")
 EXTRA_SEEDS = (1, 2)
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
 
@@ -217,6 +224,7 @@ def make_reference() -> Dict[str, np.ndarray]:
 def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, quick: bool):
     from ase_denoise import TrainConfig, train
     from ase_denoise.checkpoint import load_model_file, read_metadata
+    from ase_denoise.priors import EwaldCoulomb
 
     data = split(frames, spec["frames"])
     epochs = spec["epochs"]
@@ -229,7 +237,7 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
         force_weight=spec.get("force_weight", 1.0), seed=spec.get("seed", 0), valid_fraction=0.1,
         level_weighting=spec.get("level_weighting", "uniform"), antithetic_noise=spec.get("antithetic", False),
     )
-    priors = ["repulsive_wall" if p == "wall" else p for p in spec.get("priors", [])]
+    priors = [{"wall": "repulsive_wall", "ewald": EwaldCoulomb(**EWALD_PRIOR)}.get(p, p) for p in spec.get("priors", [])]
     done = last_path.exists() and read_metadata(last_path)["training"]["epochs_completed"] >= epochs
     if not done:
         train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
@@ -679,6 +687,22 @@ def _long_line(name: str) -> str:
                    "start frame. See the study's README, \"Longer MD\".\n")
 
 
+def _lammps_line(model) -> str:
+    """The card's paragraph on running a model with an Ewald Coulomb prior in LAMMPS."""
+    ewald = [p for p in model.priors if p.kind == "coulomb_ewald"]
+    if not ewald:
+        return ""
+    p = ewald[0]
+    return f"""
+
+**In LAMMPS with its own electrostatics.** The ions' Coulomb sum (charges +-1 e in a dielectric of
+{p.relative_permittivity:g}) is a prior the network was trained around (delta learning). LAMMPS can compute the
+identical term, `pair_style coul/long {p.r_cut:g}` + `kspace_style pppm {p.accuracy:g}` + `kspace_modify gewald
+{p.alpha:g}` + `dielectric {p.relative_permittivity:g}` (`ase_denoise.integrations.lammps.coulomb_commands` writes
+these lines), with the model's copy switched off: `attach_denoiser(lmp, model, types,
+exclude_priors=["coulomb_ewald"])`. `tutorials/09_licl_lammps_pppm.ipynb` runs it and compares the RDFs."""
+
+
 def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO / "models") -> Path:
     """Copy run ``name``'s model into ``models/<zoo_name>/``, write its card and registry entry."""
     import shutil
@@ -766,7 +790,7 @@ frame), ion-ion RDFs against the all-atom reference (2 ns), bins of 0.1 A up to 
 
 `reference_rdf.npz` next to the weights holds the all-atom RDFs (`r`, `Li-Li`, `Li-Cl`, `Cl-Cl`, block
 standard errors `*_err`) and `start.extxyz` a starting configuration (a test-set frame); the tutorial
-`tutorials/07_licl_cg.ipynb` runs CG MD from it and overlays the RDFs.
+`tutorials/07_licl_cg.ipynb` runs CG MD from it and overlays the RDFs.{_lammps_line(model)}
 
 ## Reproduce
 
@@ -780,6 +804,8 @@ sha256 of the shipped file: `{sha}`
         size_bytes=dest.stat().st_size,
         summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, "
                 + (f"noise ladder {sigma} A corrected to sigma -> 0, repulsive wall" if ladder else f"sigma {sigma} A")
+                + (", Ewald Coulomb prior (LAMMPS coul/long + pppm can compute it)"
+                   if any(p.kind == "coulomb_ewald" for p in model.priors) else "")
                 + (", trained with antithetic noise pairs" if res["spec"].get("antithetic") else ""),
         card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K,
         noise_std=list(levels) if ladder else levels[0],
