@@ -22,7 +22,7 @@ import openmm  # noqa: E402
 from openmm import unit  # noqa: E402
 
 from ase_denoise import DenoiseCalculator  # noqa: E402
-from ase_denoise.integrations.openmm import EV_IN_KJ_PER_MOL, denoiser_force, system_from_atoms  # noqa: E402
+from ase_denoise.integrations.openmm import EV_IN_KJ_PER_MOL, coulomb_force, denoiser_force, system_from_atoms  # noqa: E402
 
 
 def engine_forces(model, atoms, dtype):
@@ -33,6 +33,38 @@ def engine_forces(model, atoms, dtype):
     state = context.getState(getForces=True, getEnergy=True)
     forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
     return forces / (EV_IN_KJ_PER_MOL * 10.0), state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+
+
+@pytest.mark.parametrize("kind", ["coulomb_ewald", "coulomb_dsf"])
+def test_openmm_computes_the_models_coulomb_prior(kind):
+    """A LiCl model with a Coulomb prior in an OpenMM System that computes that term itself
+    (:func:`coulomb_force`: PME with the prior's alpha and eps_r, or the DSF expression) and the model's
+    copy excluded: OpenMM's total forces equal the calculator's (prior included) to the k-space accuracy
+    (Ewald, measured 1.5e-8 eV/A) or to rounding of the same expression (DSF, measured 3e-16 eV/A)."""
+    from ase import Atoms
+
+    from ase_denoise import ModelConfig, PhysicsConfig, build_model
+    from ase_denoise.priors import DSFCoulomb, EwaldCoulomb
+
+    d = np.load(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "licl", "licl_cg_300K.npz"))
+    atoms = Atoms(numbers=d["numbers"], positions=d["positions"][3].astype(np.float64), cell=d["cell"], pbc=True)
+    atoms.wrap()
+    prior = (EwaldCoulomb({3: 1.0, 17: -1.0}, 94.0, accuracy=1e-6) if kind == "coulomb_ewald"
+             else DSFCoulomb({3: 1.0, 17: -1.0}, 94.0, alpha=0.2, r_cut=10.0))
+    physics = PhysicsConfig(300.0, 0.02, (True, True, True), priors=[prior.to_dict()])
+    model = build_model(ModelConfig([3, 17], r_max=5.0, num_channels=4, max_ell=1, max_L=1, correlation=1,
+                                    num_interactions=1, radial_mlp=[8], avg_num_neighbors=4.0), physics, torch.float64, seed=0)
+    expected = DenoiseCalculator(model).get_forces(atoms)
+    coulomb = prior.forces(atoms)
+    system = system_from_atoms(atoms)
+    system.addForce(denoiser_force(model, atoms.numbers, periodic=True, exclude_priors=[kind]))
+    system.addForce(coulomb_force(prior, atoms.numbers, box_A=np.diag(atoms.cell.array)))
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(atoms.positions * 0.1)
+    forces = context.getState(getForces=True).getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    error = np.abs(forces / (EV_IN_KJ_PER_MOL * 10.0) - expected).max()
+    assert np.abs(coulomb).max() > 0.01  # the term is there to get wrong
+    assert error <= (1e-6 if kind == "coulomb_ewald" else 1e-10), error
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["float64", "float32"])

@@ -15,6 +15,10 @@ potential energy then holds only the other forces of the System. An energy-head 
 free energy ``A`` (docs/energy-head.md). Integrators use forces only; energy-based tools (minimisers,
 Monte Carlo barostats) need the energy head, and barostats are not supported in either case (the
 model has no pressure).
+
+Coulomb priors: :func:`coulomb_force` builds the OpenMM force of a model's Ewald or DSF Coulomb prior
+(PME with the prior's splitting parameter, or a ``CustomNonbondedForce`` of the DSF expression), so
+the System computes that term and the model runs with ``exclude_priors=[prior.kind]``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ase import Atoms, units
 
 from ..calculator import DenoiseCalculator
 from ..model import DenoiserMACE
+from ..priors import COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, Prior
 
 #: kJ/mol per eV
 EV_IN_KJ_PER_MOL = units.mol * units.eV / units.kJ
@@ -57,7 +62,7 @@ def denoiser_force(
     (atomic numbers ``numbers``, in particle order). ``periodic``: the System has a periodic box
     (all three directions, as OpenMM's periodic forces do); otherwise the model must be non-periodic.
     ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator` (e.g.
-    ``exclude_priors=("coulomb_dsf",)`` when the System computes that term itself).
+    ``exclude_priors=("coulomb_ewald",)`` when the System computes that term itself, with :func:`coulomb_force`).
     The calculator is kept as ``force.calculator`` (its Verlet list persists between steps)."""
     openmm = _openmm()
     calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
@@ -95,3 +100,48 @@ def system_from_atoms(atoms: Atoms):
             raise ValueError("OpenMM needs a reduced box (a along x, b in the xy plane): rotate the cell first")
         system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*row) * openmm.unit.nanometer for row in cell])
     return system
+
+
+def coulomb_force(prior: Prior, numbers: Sequence[int], box_A: Optional[Sequence[float]] = None):
+    """The OpenMM force of a Coulomb prior for particles with atomic numbers ``numbers`` (in order).
+
+    :class:`~ase_denoise.priors.EwaldCoulomb`: a ``NonbondedForce`` with PME, the prior's cutoff and
+    splitting parameter, charges ``q / sqrt(eps_r)`` (OpenMM has no dielectric for Ewald sums) and a
+    grid of ``ceil(2 alpha L / (3 accuracy^(1/5)))`` points per box edge ``L`` (OpenMM's own rule;
+    ``box_A``: the box edges in Angstrom). Agrees with the prior to about 1e-8 eV/A for LiCl at
+    accuracy 1e-6 (``tests/test_openmm.py``).
+    :class:`~ase_denoise.priors.DSFCoulomb`: a ``CustomNonbondedForce`` of the same expression,
+    cut off at the prior's cutoff (periodic)."""
+    openmm = _openmm()
+    charges = [prior.charges.get(int(z), 0.0) for z in numbers] if hasattr(prior, "charges") else None
+    if isinstance(prior, EwaldCoulomb):
+        if box_A is None:
+            raise ValueError("an Ewald prior in OpenMM needs the box edges (box_A) to size the PME grid")
+        force = openmm.NonbondedForce()
+        force.setNonbondedMethod(openmm.NonbondedForce.PME)
+        force.setCutoffDistance(prior.r_cut / 10.0)  # nm
+        alpha = prior.alpha * 10.0  # 1/nm
+        grid = [int(np.ceil(2.0 * alpha * (edge / 10.0) / (3.0 * prior.accuracy**0.2))) for edge in box_A]
+        force.setPMEParameters(alpha, *grid)
+        scale = 1.0 / np.sqrt(prior.relative_permittivity)
+        for q in charges:
+            force.addParticle(q * scale, 0.1, 0.0)
+        return force
+    if isinstance(prior, DSFCoulomb):
+        a, rc = prior.alpha, prior.r_cut
+        from scipy.special import erfc
+
+        erfc_rc = float(erfc(a * rc))
+        shift = float(erfc_rc / rc**2 + 2.0 * a / np.sqrt(np.pi) * np.exp(-((a * rc) ** 2)) / rc)
+        pref = COULOMB_EV_A * EV_IN_KJ_PER_MOL / prior.relative_permittivity  # kJ/mol * A
+        force = openmm.CustomNonbondedForce(
+            f"{pref!r}*q1*q2*(erfc({a!r}*x)/x - {erfc_rc / rc!r} + {shift!r}*(x - {rc!r})); x = 10*r"
+        )
+        force.addPerParticleParameter("q")
+        force.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+        force.setCutoffDistance(rc / 10.0)
+        for q in charges:
+            force.addParticle([q])
+        return force
+    raise ValueError(f"no OpenMM form for a prior of kind {prior.kind!r}: only Coulomb priors "
+                     "(coulomb_ewald, coulomb_dsf) are computed by OpenMM")
