@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     physics.add_argument(
         "--prior", action="append", default=[], metavar="SPEC",
         help="add a prior (repeatable): 'wall' (repulsive wall below each pair's closest approach in the data), "
+             "'bonded' (harmonic bonds and angles of a molecule, fitted to the data; every frame the same molecule), "
              "'coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10' (DSF Coulomb, charges in e) or "
              "'ewald:Li=1,Cl=-1,eps=94,alpha=0.3,cutoff=10,accuracy=1e-6' (periodic Ewald Coulomb, as LAMMPS "
              "coul/long + pppm); Coulomb terms are learned as a residual",
@@ -129,7 +130,9 @@ def _prior_arg(spec: str):
 
     if spec == "wall":
         return "repulsive_wall"
-    usage = ("use 'wall', 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
+    if spec == "bonded":
+        return "bonded"
+    usage = ("use 'wall', 'bonded', 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
              "'ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]'")
     kind, _, rest = spec.partition(":")
     if kind not in ("coulomb", "ewald") or not rest:

@@ -295,7 +295,8 @@ def prepare_data(
     element table to use (a model being fine-tuned keeps its own: every element of the frames must be
     in it); default: the elements of the frames. ``priors``: :class:`ase_denoise.priors.Prior`
     objects, or ``"repulsive_wall"`` for a wall fitted to the frames' closest approaches
-    (:func:`ase_denoise.priors.fit_repulsive_wall`). ``model_options``: any other
+    (:func:`ase_denoise.priors.fit_repulsive_wall`), or ``"bonded"`` for harmonic bonds and angles
+    of a molecule fitted by Boltzmann inversion (:func:`ase_denoise.priors.fit_bonded_priors`). ``model_options``: any other
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
 
@@ -307,7 +308,7 @@ def prepare_data(
     Returns the architecture, the physics (temperature, noise levels, the frames' periodicity,
     priors) and the frames converted for training.
     """
-    from .priors import Prior, fit_repulsive_wall
+    from .priors import Prior, fit_bonded_priors, fit_repulsive_wall
 
     if initial_model is not None:
         inherited = initial_model.config.to_dict()
@@ -354,9 +355,12 @@ def prepare_data(
     for prior in priors:
         if isinstance(prior, str) and prior == "repulsive_wall":
             prior = fit_repulsive_wall(atoms_list, kT)
-        if not isinstance(prior, Prior):
-            raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects or 'repulsive_wall'")
-        logger.info("prior: %s", prior.describe())
-        fitted.append(prior.to_dict())
+        chosen = fit_bonded_priors(atoms_list, kT) if isinstance(prior, str) and prior == "bonded" else [prior]
+        for prior in chosen:
+            if not isinstance(prior, Prior):
+                raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects, "
+                                 "'repulsive_wall' or 'bonded'")
+            logger.info("prior: %s", prior.describe())
+            fitted.append(prior.to_dict())
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted)
     return config, physics, converted

@@ -27,6 +27,12 @@ card:
     ``dielectric eps_r``: the design paper's set-up for ionic CG systems, where LAMMPS brings the
     electrostatics. Also learned as a residual. :func:`ase_denoise.integrations.lammps.coulomb_commands`
     writes the LAMMPS commands of the identical term.
+:class:`HarmonicBonds`, :class:`HarmonicAngles`
+    bonded terms of a molecule, on atom *indices* (the molecule's topology), fitted by Boltzmann
+    inversion of each bond's length and each angle's distribution in the data (mean and ``kT /
+    variance``, as CGnet does: Wang et al., ACS Cent. Sci. 5, 755 (2019)): :func:`fit_bonded_priors`.
+    They act where data are, so they are learned as a residual; stiff modes are then given rather
+    than learned, the network learns what the harmonic picture leaves out.
 
 Forces are in eV/Angstrom, energies in eV, lengths in Angstrom.
 """
@@ -352,7 +358,191 @@ class EwaldCoulomb(Prior):
                 f"{charges}; the network learns the residual")
 
 
-_KINDS = {"repulsive_wall": RepulsiveWall, "coulomb_dsf": DSFCoulomb, "coulomb_ewald": EwaldCoulomb}
+def _check_indices(kind: str, index: np.ndarray, n_atoms: int) -> None:
+    if len(index) and index.max() >= n_atoms:
+        raise ValueError(f"{kind} prior refers to atom {int(index.max())} but the structure has {n_atoms} atoms: "
+                         "bonded priors belong to one molecule's atom order")
+
+
+def _bond_vectors(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``r_j - r_i`` [n, 3] (A), minimum image in periodic directions."""
+    vectors = positions[j] - positions[i]
+    if any(bool(p) for p in pbc):
+        from ase.geometry import find_mic
+
+        vectors, _ = find_mic(vectors, cell, pbc)
+    return vectors
+
+
+@dataclass
+class HarmonicBonds(Prior):
+    """``U = sum_b k_b / 2 (r_b - r0_b)^2`` over atom pairs ``bonds`` [(i, j)] (indices into the
+    structure), ``r0`` (A) and ``k`` (eV/A^2) per bond. Learned as a residual."""
+
+    bonds: List[Tuple[int, int]]
+    r0: List[float]
+    k: List[float]
+    kind: str = field(default="harmonic_bonds", init=False)
+    in_residual: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.bonds = [(int(i), int(j)) for i, j in self.bonds]
+        self.r0, self.k = [float(x) for x in self.r0], [float(x) for x in self.k]
+        if not (len(self.bonds) == len(self.r0) == len(self.k)) or any(k <= 0 for k in self.k):
+            raise ValueError("harmonic bonds need one r0 and one k > 0 per bond")
+
+    @property
+    def cutoff(self) -> float:
+        return 0.0  # not a pair term on a neighbour list
+
+    def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        positions = np.asarray(positions, dtype=np.float64)
+        index = np.asarray(self.bonds, dtype=np.int64).reshape(-1, 2)
+        _check_indices(self.kind, index, len(positions))
+        vectors = _bond_vectors(positions, cell, pbc, index[:, 0], index[:, 1])  # i -> j
+        r = np.linalg.norm(vectors, axis=1)
+        stretch = r - np.asarray(self.r0)
+        k = np.asarray(self.k)
+        pull = (k * stretch / r)[:, None] * vectors  # force on i: +k (r - r0) u_ij; on j the opposite
+        forces = np.zeros_like(positions)
+        np.add.at(forces, index[:, 0], pull)
+        np.add.at(forces, index[:, 1], -pull)
+        return 0.5 * float((k * stretch**2).sum()), forces
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "bonds": [list(b) for b in self.bonds], "r0": self.r0, "k": self.k}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "HarmonicBonds":
+        return cls([tuple(b) for b in d["bonds"]], d["r0"], d["k"])
+
+    def describe(self) -> str:
+        return (f"harmonic bonds on {len(self.bonds)} atom pairs (r0 {min(self.r0):.3f}-{max(self.r0):.3f} A, "
+                f"k {min(self.k):.3g}-{max(self.k):.3g} eV/A^2, fitted to the data); the network learns the residual")
+
+
+@dataclass
+class HarmonicAngles(Prior):
+    """``U = sum_a k_a / 2 (theta_a - theta0_a)^2`` over atom triples ``angles`` [(i, j, k)] with the
+    vertex ``j``; ``theta0`` (radians) and ``k`` (eV/rad^2) per angle. Learned as a residual."""
+
+    angles: List[Tuple[int, int, int]]
+    theta0: List[float]
+    k: List[float]
+    kind: str = field(default="harmonic_angles", init=False)
+    in_residual: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.angles = [(int(i), int(j), int(k)) for i, j, k in self.angles]
+        self.theta0, self.k = [float(x) for x in self.theta0], [float(x) for x in self.k]
+        if not (len(self.angles) == len(self.theta0) == len(self.k)) or any(k <= 0 for k in self.k):
+            raise ValueError("harmonic angles need one theta0 and one k > 0 per angle")
+
+    @property
+    def cutoff(self) -> float:
+        return 0.0
+
+    def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        positions = np.asarray(positions, dtype=np.float64)
+        index = np.asarray(self.angles, dtype=np.int64).reshape(-1, 3)
+        _check_indices(self.kind, index, len(positions))
+        a = _bond_vectors(positions, cell, pbc, index[:, 1], index[:, 0])  # vertex -> i
+        b = _bond_vectors(positions, cell, pbc, index[:, 1], index[:, 2])  # vertex -> k
+        la, lb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        ua, ub = a / la[:, None], b / lb[:, None]
+        cos = np.clip((ua * ub).sum(axis=1), -1.0, 1.0)
+        theta = np.arccos(cos)
+        sin = np.maximum(np.sqrt(1.0 - cos**2), 1e-12)
+        kk = np.asarray(self.k)
+        dtheta = theta - np.asarray(self.theta0)
+        # d theta / d r_i = -(u_b - cos u_a) / (|a| sin), d theta / d r_k = -(u_a - cos u_b) / (|b| sin)
+        grad_i = -(ub - cos[:, None] * ua) / (la * sin)[:, None]
+        grad_k = -(ua - cos[:, None] * ub) / (lb * sin)[:, None]
+        fi, fk = -(kk * dtheta)[:, None] * grad_i, -(kk * dtheta)[:, None] * grad_k
+        forces = np.zeros_like(positions)
+        np.add.at(forces, index[:, 0], fi)
+        np.add.at(forces, index[:, 2], fk)
+        np.add.at(forces, index[:, 1], -(fi + fk))
+        return 0.5 * float((kk * dtheta**2).sum()), forces
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "angles": [list(t) for t in self.angles], "theta0": self.theta0, "k": self.k}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "HarmonicAngles":
+        return cls([tuple(t) for t in d["angles"]], d["theta0"], d["k"])
+
+    def describe(self) -> str:
+        deg = np.degrees(self.theta0)
+        return (f"harmonic angles on {len(self.angles)} atom triples (theta0 {deg.min():.1f}-{deg.max():.1f} deg, "
+                f"k {min(self.k):.3g}-{max(self.k):.3g} eV/rad^2, fitted to the data); the network learns the residual")
+
+
+def molecule_topology(atoms: Atoms, scale: float = 1.15) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int, int]]]:
+    """Bonds (pairs closer than ``scale`` times the sum of ASE's natural covalent radii) and the
+    angles they make (triples ``i-j-k`` with ``j`` bonded to both), from one structure."""
+    from ase.neighborlist import natural_cutoffs, neighbor_list
+
+    i, j = neighbor_list("ij", atoms, natural_cutoffs(atoms, mult=scale))
+    bonds = sorted({(int(a), int(b)) for a, b in zip(i, j) if a < b})
+    neighbours: Dict[int, List[int]] = {}
+    for a, b in bonds:
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    angles = sorted({(min(x, y), j, max(x, y)) for j, nb in neighbours.items() for x in nb for y in nb if x != y})
+    return bonds, angles
+
+
+def _inverted(x: np.ndarray, kT: float, weight: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Per column of ``x`` [frames, terms]: minimum and stiffness of the harmonic ``U`` with
+    ``P(x) ~ J(x) exp(-U/kT)``, from the mean and variance of ``x`` weighted by ``1/J`` (``weight``)."""
+    weight = weight / weight.sum(axis=0)
+    mean = (weight * x).sum(axis=0)
+    var = (weight * (x - mean) ** 2).sum(axis=0)
+    return mean, kT / var
+
+
+def fit_bonded_priors(
+    frames: Sequence[Atoms], kT: float, bonds: Optional[Sequence[Tuple[int, int]]] = None,
+    angles: Optional[Sequence[Tuple[int, int, int]]] = None,
+) -> List[Prior]:
+    """Harmonic bonds and angles by Boltzmann inversion: per term, the mean of its distribution in
+    ``frames`` and ``k = kT / variance`` (eV/A^2, eV/rad^2), after dividing out the Jacobian of the
+    coordinate (``r^2`` for a length, ``sin theta`` for an angle), so a harmonic term is recovered
+    exactly (without it a bond's minimum shifts by ``2 kT / (k r0)``). ``bonds``/``angles``: atom indices
+    (default: :func:`molecule_topology` of the first frame). Every frame must have the same atoms."""
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to fit bonded priors to")
+    n = len(frames[0])
+    if any(len(a) != n or not np.array_equal(a.numbers, frames[0].numbers) for a in frames):
+        raise ValueError("bonded priors need every frame to hold the same molecule (same atoms in the same order)")
+    if bonds is None or angles is None:
+        found_bonds, found_angles = molecule_topology(frames[0])
+        bonds = found_bonds if bonds is None else bonds
+        angles = found_angles if angles is None else angles
+    priors: List[Prior] = []
+    if len(bonds):
+        index = np.asarray(bonds, dtype=np.int64)
+        r = np.array([np.linalg.norm(_bond_vectors(a.positions, a.cell.array, a.pbc, index[:, 0], index[:, 1]), axis=1)
+                      for a in frames])  # [frames, bonds]
+        priors.append(HarmonicBonds([tuple(b) for b in index], *_inverted(r, kT, 1.0 / r**2)))
+    if len(angles):
+        probe = HarmonicAngles(list(angles), [0.0] * len(angles), [1.0] * len(angles))
+        index = np.asarray(probe.angles, dtype=np.int64)
+        theta = []
+        for a in frames:
+            u = _bond_vectors(a.positions, a.cell.array, a.pbc, index[:, 1], index[:, 0])
+            v = _bond_vectors(a.positions, a.cell.array, a.pbc, index[:, 1], index[:, 2])
+            cos = (u * v).sum(axis=1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
+            theta.append(np.arccos(np.clip(cos, -1.0, 1.0)))
+        theta = np.array(theta)
+        priors.append(HarmonicAngles(probe.angles, *_inverted(theta, kT, 1.0 / np.maximum(np.sin(theta), 1e-6))))
+    return priors
+
+
+_KINDS = {"repulsive_wall": RepulsiveWall, "coulomb_dsf": DSFCoulomb, "coulomb_ewald": EwaldCoulomb,
+          "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles}
 
 
 def prior_from_dict(d: Dict[str, Any]) -> Prior:
@@ -396,8 +586,9 @@ def total_energy_and_forces(
     energy, forces = 0.0, np.zeros_like(positions)
     if not chosen:
         return energy, forces
-    if geometry is None:
-        geometry = PairGeometry.of(positions, cell, pbc, max(p.cutoff for p in chosen))
+    pair_cutoff = max(p.cutoff for p in chosen)  # 0 for bonded priors, which need no neighbour search
+    if geometry is None and pair_cutoff > 0:
+        geometry = PairGeometry.of(positions, cell, pbc, pair_cutoff)
     for prior in chosen:
         e, f = prior.energy_and_forces(numbers, positions, cell, pbc, geometry)
         energy, forces = energy + e, forces + f
