@@ -66,6 +66,9 @@ class ModelConfig(_Dictable):
     """The architecture: everything needed to rebuild a denoiser and load its weights.
 
     ``atomic_numbers``: the element table (sorted, unique); any other element is refused.
+    ``bead_names``: for coarse-grained beads, which are types rather than elements: {number: name}.
+    Beads travel through ASE as placeholder atomic numbers (:func:`ase_denoise.data.bead_atoms`);
+    these names say what each one is, are saved with the weights and shown where the table is shown.
     ``r_max`` (Angstrom): MACE cutoff. ``num_channels``, ``max_L`` (hidden irreps), ``max_ell``
     (spherical harmonics), ``num_interactions``, ``correlation``, ``num_bessel``,
     ``num_polynomial_cutoff``, ``radial_mlp``: MACE's own hyperparameters with MACE's meaning.
@@ -108,9 +111,11 @@ class ModelConfig(_Dictable):
         metadata=_cli("--noise-embedding", "degree in log sigma of the noise conditioning (several levels; "
                       "0 with one level; default with several: min(levels - 1, 2))", type=int),
     )
+    bead_names: Dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.atomic_numbers = sorted({int(z) for z in self.atomic_numbers})
+        self.bead_names = {int(z): str(name) for z, name in dict(self.bead_names).items()}
         self.radial_mlp = [int(x) for x in self.radial_mlp]
         self.edge_mlp = [int(x) for x in self.edge_mlp]
         self.validate()
@@ -138,10 +143,24 @@ class ModelConfig(_Dictable):
             _fail("noise_embedding", self.noise_embedding, "must be >= 0")
         if not (self.avg_num_neighbors > 0 and math.isfinite(self.avg_num_neighbors)):
             _fail("avg_num_neighbors", self.avg_num_neighbors, "must be finite and > 0")
+        if self.bead_names:
+            stray = sorted(set(self.bead_names) - set(self.atomic_numbers))
+            if stray:
+                _fail("bead_names", self.bead_names, f"numbers {stray} are not in the table {self.atomic_numbers}")
+            names = list(self.bead_names.values())
+            if len(set(names)) != len(names) or not all(n.strip() for n in names):
+                _fail("bead_names", self.bead_names, "bead names must be unique and non-empty")
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = super().to_dict()
+        if not d["bead_names"]:
+            del d["bead_names"]  # element models: the same JSON as before bead names existed
+        return d
 
     @property
     def symbols(self) -> List[str]:
-        return [chemical_symbols[z] for z in self.atomic_numbers]
+        """Names of the table's entries: bead names where given, else chemical symbols."""
+        return [self.bead_names.get(z, chemical_symbols[z]) for z in self.atomic_numbers]
 
 
 @dataclass

@@ -43,10 +43,12 @@ def check_atoms(
     r_max: Optional[float] = None,
     what: str = "structure",
     far_atoms_ok: bool = False,
+    bead_names: Optional[Dict[int, str]] = None,
 ) -> None:
     """Raise :class:`DataError` with a precise message if ``atoms`` cannot be fed to a model.
 
-    Checks: at least two atoms; finite positions; elements in ``atomic_numbers``; periodicity equal
+    Checks: at least two atoms; finite positions; elements in ``atomic_numbers`` (named by
+    ``bead_names`` for a coarse-grained model's placeholder numbers); periodicity equal
     to ``pbc``; a periodic cell with finite entries and non-zero volume, every periodic height >=
     ``r_max`` and (unless ``far_atoms_ok``: the calculator moves such atoms back itself) no atom more
     than one cell length outside it.
@@ -67,6 +69,9 @@ def check_atoms(
         unknown = sorted(set(int(z) for z in atoms.numbers) - known)
         if unknown:
             names = [chemical_symbols[z] if 0 <= z < len(chemical_symbols) else str(z) for z in unknown]
+            if bead_names:  # a coarse-grained model: placeholder numbers of named bead types
+                table = [f"{z} ({bead_names.get(z, chemical_symbols[z])})" for z in sorted(known)]
+                raise DataError(f"{what} contains bead number(s) {unknown} outside the model's bead table {table}")
             table = [chemical_symbols[z] for z in sorted(known)]
             raise DataError(f"{what} contains element(s) {names} outside the model's element table {table}")
     if pbc is not None and tuple(bool(p) for p in atoms.pbc) != tuple(bool(p) for p in pbc):
@@ -215,6 +220,36 @@ class Frame:
 def species_index(numbers: np.ndarray, atomic_numbers: Sequence[int]) -> np.ndarray:
     lookup = {int(z): i for i, z in enumerate(atomic_numbers)}
     return np.array([lookup[int(z)] for z in numbers], dtype=np.int64)
+
+
+def bead_numbers(bead_types: Sequence[str]) -> Dict[str, int]:
+    """Placeholder atomic numbers 1, 2, ... for coarse-grained bead types, in order of first
+    appearance in ``bead_types``. ASE has no particle types other than elements, so beads travel as
+    ``Atoms`` whose numbers are these placeholders (masses set explicitly: :func:`bead_atoms`);
+    train with ``bead_names={number: name}`` (:class:`~ase_denoise.config.ModelConfig`) so the model
+    file and its table say what each number is."""
+    numbers: Dict[str, int] = {}
+    for name in bead_types:
+        numbers.setdefault(str(name), len(numbers) + 1)
+    return numbers
+
+
+def bead_atoms(
+    bead_types: Sequence[str], positions: np.ndarray, masses: Dict[str, float], numbers: Dict[str, int],
+    cell: Optional[np.ndarray] = None, pbc: bool = False, forces: Optional[np.ndarray] = None,
+) -> Atoms:
+    """A coarse-grained structure: beads of types ``bead_types`` at ``positions`` (A), with
+    placeholder atomic numbers ``numbers`` ({type: number}, e.g. from :func:`bead_numbers`) and
+    ``masses`` ({type: amu}, e.g. the summed masses of the mapped atoms). ``forces`` (eV/A): mapped
+    force labels, stored as ``arrays['ref_forces']``."""
+    missing = sorted({str(t) for t in bead_types} - set(numbers) | ({str(t) for t in bead_types} - set(masses)))
+    if missing:
+        raise DataError(f"bead types {missing} have no placeholder number or no mass")
+    atoms = Atoms(numbers=[numbers[str(t)] for t in bead_types], positions=positions,
+                  masses=[masses[str(t)] for t in bead_types], cell=cell, pbc=pbc)
+    if forces is not None:
+        atoms.arrays["ref_forces"] = np.asarray(forces, dtype=np.float64)
+    return atoms
 
 
 def to_frame(atoms: Atoms, atomic_numbers: Sequence[int]) -> Frame:

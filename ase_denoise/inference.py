@@ -95,7 +95,7 @@ def structure_frame(atoms: Atoms, model: DenoiserMACE, what: str = "structure") 
     """
     check_atoms(
         atoms, atomic_numbers=model.config.atomic_numbers, pbc=model.physics.pbc, r_max=model.config.r_max,
-        what=what, far_atoms_ok=True,
+        what=what, far_atoms_ok=True, bead_names=model.config.bead_names,
     )
     frame = to_frame(atoms, model.config.atomic_numbers)
     fold_far_atoms(frame.positions, frame.cell, frame.pbc)

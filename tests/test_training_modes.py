@@ -123,3 +123,39 @@ def test_force_matching_recovers_lennard_jones_forces(tmp_path, lj_argon_small):
     assert m["cosine"] > 0.98, m
     assert m["relative_rmse"] < 0.2, m
     assert 0.85 < m["slope"] < 1.1, m
+
+
+def test_coarse_grained_beads_keep_their_names_through_training_saving_and_errors(tmp_path):
+    """Bead types that are not elements: placeholder numbers from ase_denoise.data.bead_numbers,
+    names in ModelConfig.bead_names, saved with the weights, shown in the table and in errors."""
+    import numpy as np
+
+    from ase_denoise import ModelConfig, load_model, save_model, train
+    from ase_denoise.data import bead_atoms, bead_numbers
+    from ase_denoise.inference import structure_frame
+
+    types = ["CA", "CB", "CA", "CB", "N", "N"]
+    numbers = bead_numbers(types)
+    assert numbers == {"CA": 1, "CB": 2, "N": 3}
+    masses = {"CA": 13.0, "CB": 15.0, "N": 15.0}
+    rng = np.random.default_rng(0)
+    base = np.array([[0, 0, 0], [1.5, 0, 0], [3.0, 0, 0], [4.5, 0, 0], [0, 1.5, 0], [1.5, 1.5, 0]], dtype=float)
+    frames = [bead_atoms(types, base + rng.normal(0, 0.1, base.shape), masses, numbers) for _ in range(8)]
+    for f in frames:
+        f.info["temperature_K"] = 300.0
+    assert np.allclose(frames[0].get_masses(), [13, 15, 13, 15, 15, 15])
+    cfg = TrainConfig(epochs=1, batch_size=4, n_duplicates=1, valid_fraction=0.0)
+    names = {z: t for t, z in numbers.items()}
+    model = train(frames, str(tmp_path / "run"), noise_std=0.05, temperature_K=300.0, train_config=cfg,
+                  bead_names=names, **TINY).model
+    assert model.config.symbols == ["CA", "CB", "N"]
+    path = tmp_path / "beads.safetensors"
+    save_model(model, path)
+    assert load_model(path).config.bead_names == names
+    stranger = bead_atoms(["CA", "X"], base[:2], {"CA": 13.0, "X": 1.0}, {"CA": 1, "X": 7})
+    with pytest.raises(DataError, match=r"bead number\(s\) \[7\] outside the model's bead table \['1 \(CA\)'"):
+        structure_frame(stranger, model)
+    with pytest.raises(DataError, match="no placeholder number or no mass"):
+        bead_atoms(["CA", "Q"], base[:2], masses, numbers)
+    with pytest.raises(ValueError, match="bead_names"):
+        ModelConfig([1, 2], bead_names={5: "CA"})
