@@ -131,6 +131,7 @@ BASINS = {
 def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10):
     """Per basin: fraction of frames and its block standard error (``n_blocks`` blocks in time order)."""
     out = {}
+    n_blocks = max(2, min(n_blocks, len(phi_psi)))
     blocks = np.array_split(np.arange(len(phi_psi)), n_blocks)
     for name, inside in BASINS.items():
         hits = inside(phi_psi[:, 0], phi_psi[:, 1])
