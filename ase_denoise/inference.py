@@ -231,16 +231,19 @@ def _prior_terms(
     neighbour_lists: Optional[Sequence[SkinNeighbourList]], residual_only: bool = False,
 ):
     """Per frame: the chosen priors' energy (eV), forces [n, 3] (eV/A) and the frame's first row.
-    With ``neighbour_lists`` (already updated for these positions) whose cutoff covers the priors'
-    cutoffs, their pairs are reused instead of a second neighbour search per frame."""
+    With ``neighbour_lists`` (already updated for these positions), the priors' pairs come from them
+    (or, for priors reaching further than the model, from a wider Verlet list kept with each one)
+    instead of a neighbour search per frame and call."""
     chosen = [p for p in model.priors if p.kind not in exclude and (p.in_residual or not residual_only)]
     numbers = np.asarray(model.config.atomic_numbers)
     cutoff = max((p.cutoff for p in chosen), default=0.0)
     start = 0
     for k, f in enumerate(frames):
         geometry = None
-        if chosen and neighbour_lists is not None and cutoff <= neighbour_lists[k].cutoff:
-            geometry = PairGeometry.from_edges(f.positions, *neighbour_lists[k].edges(f.positions, f.cell, f.pbc))
+        if chosen and cutoff > 0 and neighbour_lists is not None:
+            own = neighbour_lists[k]
+            pairs = own if cutoff <= own.cutoff else own.wider(cutoff)  # a Verlet list of its own, kept
+            geometry = PairGeometry.from_edges(f.positions, *pairs.edges(f.positions, f.cell, f.pbc))
         e, fp = total_energy_and_forces(chosen, numbers[f.species], f.positions, f.cell, f.pbc, geometry=geometry)
         yield e, fp, start
         start += f.n_atoms

@@ -83,6 +83,16 @@ class SkinNeighbourList:
         self._ref: Optional[Tuple[np.ndarray, np.ndarray, Tuple[bool, ...]]] = None
         self._edge_index = np.zeros((2, 0), dtype=np.int64)
         self._shifts = np.zeros((0, 3))
+        self._wider: dict = {}
+
+    def wider(self, cutoff: float) -> "SkinNeighbourList":
+        """A second list at a larger ``cutoff`` (Angstrom) with the same skin, kept with this one:
+        for terms that reach further than the model (e.g. a Coulomb prior's real-space sum), so
+        they are not searched afresh every step."""
+        cutoff = float(cutoff)
+        if cutoff not in self._wider:
+            self._wider[cutoff] = SkinNeighbourList(cutoff, self.skin)
+        return self._wider[cutoff]
 
     def needs_rebuild(self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> bool:
         if self._ref is None:

@@ -234,3 +234,34 @@ def test_a_molecule_model_adds_its_bonded_priors_and_refuses_another_molecule(tm
     np.testing.assert_allclose(DenoiseCalculator(model).get_forces(atoms), expected, atol=1e-12)
     with pytest.raises(ValueError, match="bonded priors belong to one molecule"):
         DenoiseCalculator(model).get_forces(molecule("CH4"))
+
+
+def test_a_prior_reaching_beyond_the_model_keeps_its_own_verlet_list(salt, monkeypatch):
+    """An Ewald prior with a 6 A real-space cutoff on a model with r_max 3 A: the calculator's
+    forces equal a fresh evaluation at every step of a small walk, and the prior's pairs are not
+    searched afresh each call (a wider Verlet list kept with the model's)."""
+    from ase_denoise import neighbours as neighbours_module
+
+    prior = EwaldCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.6, r_cut=6.0, accuracy=1e-6)
+    physics = PhysicsConfig(300.0, 0.05, (True, True, True), priors=[prior.to_dict()])
+    model = build_model(ModelConfig([3, 17], r_max=3.0, num_channels=4, avg_num_neighbors=4.0), physics, torch.float64, seed=0)
+    calc = DenoiseCalculator(model)
+    searches = {"n": 0}
+    real = neighbours_module.neighbour_graph
+
+    def counting(*args, **kwargs):
+        searches["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(neighbours_module, "neighbour_graph", counting)
+    atoms = salt.copy()
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        atoms.positions += rng.normal(0, 0.01, atoms.positions.shape)
+        forces = calc.get_forces(atoms)
+        network = predict(model, [structure_frame(atoms, model)], priors=False)
+        np.testing.assert_allclose(forces, network + prior.forces(atoms), atol=1e-12)
+    # the calculator's lists (the model's at r_max, the prior's at 6 A) were each built once for the walk
+    # (the fresh evaluations above search through their own imports, not counted here)
+    assert searches["n"] == 2, searches
+    assert calc.neighbours.n_builds == 1 and calc.neighbours.wider(6.0).n_builds == 1
