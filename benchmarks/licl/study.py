@@ -114,10 +114,14 @@ RUNS.update({
     # set-up: LAMMPS computes this term with coul/long + pppm, tutorials/09_licl_lammps_pppm)
     "la-auto-ewald": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4, epochs=DENOISE_EPOCHS,
                           priors=["wall", "ewald"], antithetic=True),
+    # force matching with the same priors (the Ewald term subtracted from the labels at the clean frames)
+    "fm-all-ewald": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
+                         epochs=round(4 * DENOISE_EPOCHS * 500 / 1800), priors=["wall", "ewald"]),
 })
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
 SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
-          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall", "la-auto-wall", "la-auto-ewald")
+          "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall", "la-auto-wall", "la-auto-ewald",
+          "fm-all-ewald")
 EXTRA_SEEDS = (1, 2)
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
 
@@ -136,7 +140,7 @@ STUDIES = {
     "duplicates_s0.10": ["dn-s0.10-k1", "dn-s0.10-k2", "dn-s0.10", "dn-s0.10-k8"],
     "sigma": ["dn-s0.03", "dn-s0.05", "dn-s0.10", "dn-s0.20", "dn-k4", "dn-s0.30", "dn-s0.40"],
     "force_matching": ["fm-500", "fm-all", "dn-s0.05", "hybrid-w0.1", "hybrid-w1", "hybrid-s0.10-w1"],
-    "ladder": ["dn-s0.05", "ld-auto", "ld-auto-wall", "la-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all"],
+    "ladder": ["dn-s0.05", "ld-auto", "ld-auto-wall", "la-auto-wall", "la-auto-ewald", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-ewald"],
 }
 MD = dict(timestep_fs=1.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=30.0, interval=10)
 BLOWUP_DISTANCE = 1.0  # Angstrom: two ions closer than this end the MD (the all-atom closest approach is 2.14 A)
