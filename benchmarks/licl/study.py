@@ -548,7 +548,7 @@ def report(quick: bool = False) -> str:
             res["rdf"]["rms_mean_vs_noised"] = float(vs_noised)
         lines.append(
             f"| {name} | {spec['loss']}{' w=' + str(spec['force_weight']) if spec['loss'] == 'hybrid' else ''} | {res['n_frames']} "
-            f"| {', '.join(f'{x:g}' for x in levels)}{' +wall' if 'repulsive_wall' in res.get('priors', []) else ''} "
+            f"| {', '.join(f'{x:g}' for x in levels)}{' +wall' if 'repulsive_wall' in res.get('priors', []) else ''}{' +Ewald' if 'coulomb_ewald' in res.get('priors', []) else ''} "
             f"| {spec['n_duplicates']}{' (antithetic pairs)' if spec.get('antithetic') else ''} | {rms} | {_fmt(rdf['rms_mean']) if rdf else '—'} | {vs_noised} | {peak} "
             f"| {_fmt(stab['closest_approach_A'], 2)} | {stab['blew_up']}/{stab['runs']} | {_fmt(res['force_rmse_vs_labels'])} "
             f"| {_fmt(res['train_elapsed_s'], 0)} | {md['wall_s']:.0f}, {md['steps_per_s']:.0f} |"
@@ -680,12 +680,15 @@ def _long_line(name: str) -> str:
         peaks = ", ".join(f"{r['rdf']['Li-Cl']['peak_g']:.1f}" for r in runs)
         return f"mean RDF RMS {spread} over {len(runs)} training seed(s), Li-Cl contact peak g {peaks} (seed 0 first)"
 
-    own, fm = figures(name), figures("fm-all")
+    ewald = "ewald" in recipe_of(name)
+    baseline = "fm-all-ewald" if ewald else "fm-all"  # force matching with the same priors
+    own, fm = figures(name), figures(baseline)
     if own is None:
         return ""
     text = f"\nOver {LONG_MD_PS:g} ps of MD instead of 30 (`study.py --long-md {LONG_MD_PS:g}`): this recipe {own}"
     if fm is not None:
-        text += f"; force matching on all 1800 labelled frames, same protocol: {fm}"
+        text += (f"; force matching on all 1800 labelled frames{' with the same priors' if ewald else ''} "
+                 f"(`{baseline}`), same protocol: {fm}")
     return text + (". Over the longer runs the ion pairing drifts away from the start frame's, in a direction "
                    "that depends on the training seed, for both; the 30-ps figures above mostly reflect the "
                    "start frame. See the study's README, \"Longer MD\".\n")
