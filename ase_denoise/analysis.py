@@ -280,3 +280,38 @@ def plot_rdf(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_rdfs_against_reference(
+    frames: Sequence[Atoms], reference: Mapping[str, np.ndarray], pairs: Sequence[Tuple[str, str]], path: PathLike,
+    label: str = "model", r_min: float = 1.5,
+) -> Dict[str, Dict[str, float]]:
+    """One panel per element pair: the RDF of ``frames`` over a reference band.
+
+    ``reference``: ``r`` (bin centres, Angstrom), ``"A-B"`` (g) and ``"A-B_err"`` (its standard error)
+    per pair, e.g. a study's ``reference_rdf.npz``; the grey band is +-2 standard errors. Saves a PNG at
+    ``path`` and returns, per pair, the RMS difference and both first peaks (``rms``, ``peak_r``,
+    ``peak_g``, ``ref_peak_r``, ``ref_peak_g``)."""
+    r = np.asarray(reference["r"])
+    r_max = float(r[-1] + (r[1] - r[0]) / 2)
+    fig = _new_figure((4.3 * len(pairs), 3.6))
+    summary: Dict[str, Dict[str, float]] = {}
+    for k, pair in enumerate(pairs):
+        ax = fig.add_subplot(1, len(pairs), k + 1)
+        key = "-".join(pair)
+        _, g = rdf(list(frames), r_max, n_bins=len(r), elements=tuple(pair))
+        ref, err = np.asarray(reference[key]), np.asarray(reference[f"{key}_err"])
+        ax.fill_between(r, ref - 2 * err, ref + 2 * err, color="0.8", lw=0)
+        ax.plot(r, ref, "k-", label="reference")
+        ax.plot(r, g, "C1-", label=label)
+        (pr, ph), (qr, qh) = first_peak(r, g), first_peak(r, ref)
+        summary[key] = dict(rms=float(np.sqrt(np.mean((g - ref) ** 2))), peak_r=pr, peak_g=ph, ref_peak_r=qr, ref_peak_g=qh)
+        ax.set_title(f"{key}: RMS diff {summary[key]['rms']:.2f}; peak {pr:.2f} A vs {qr:.2f} A", fontsize=9)
+        ax.set_xlabel("r (Å)")
+        ax.set_xlim(r_min, r[-1])
+        if k == 0:
+            ax.set_ylabel("g(r)")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+    return summary

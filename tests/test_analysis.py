@@ -141,3 +141,27 @@ def test_plots_write_png(tmp_path):
     r = np.linspace(0.05, 8, 50)
     path = plot_rdf({"a": (r, 1 + np.sin(r) / r), "b": (r, np.ones_like(r))}, tmp_path / "sub" / "rdf.png")
     assert path.exists() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rdfs_against_a_reference_report_what_they_plot(tmp_path):
+    """plot_rdfs_against_reference: the RMS difference is zero for the reference's own frames and
+    grows when the frames change; the PNG is written."""
+    from ase.build import bulk
+
+    from ase_denoise.analysis import plot_rdfs_against_reference, rdf
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        a = bulk("NaCl", "rocksalt", a=5.64, cubic=True).repeat(2)
+        a.positions += rng.normal(0, 0.1, a.positions.shape)
+        frames.append(a)
+    r, g = rdf(frames, 5.0, n_bins=50, elements=("Na", "Cl"))
+    reference = {"r": r, "Na-Cl": g, "Na-Cl_err": np.full_like(g, 0.01)}
+    same = plot_rdfs_against_reference(frames, reference, [("Na", "Cl")], tmp_path / "same.png")
+    assert same["Na-Cl"]["rms"] < 1e-12 and (tmp_path / "same.png").stat().st_size > 1000
+    assert abs(same["Na-Cl"]["peak_r"] - 2.82) < 0.15
+    hotter = [f.copy() for f in frames]
+    for f in hotter:
+        f.positions += rng.normal(0, 0.2, f.positions.shape)
+    assert plot_rdfs_against_reference(hotter, reference, [("Na", "Cl")], tmp_path / "hot.png")["Na-Cl"]["rms"] > 0.1

@@ -35,14 +35,13 @@ import os
 FAST = os.environ.get("ASE_DENOISE_TUTORIAL_FAST") == "1"
 
 import ase.io
-import matplotlib.pyplot as plt
 import numpy as np
 from ase import units
 from ase.md.langevin import Langevin
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from ase_denoise import DenoiseCalculator, model_info
-from ase_denoise.analysis import first_peak, rdf
+from ase_denoise.analysis import plot_rdfs_against_reference
 from ase_denoise.md import min_pair_distance
 from ase_denoise.zoo import card_text, zoo_dir
 
@@ -110,26 +109,12 @@ print(f"{len(frames)} frames; mean temperature {np.mean(temperatures):.0f} K; "
 
 # %%
 reference = np.load(model_dir / "reference_rdf.npz")
-r = reference["r"]
-r_max = float(r[-1] + (r[1] - r[0]) / 2)
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-for ax, pair in zip(axes, [("Li", "Li"), ("Li", "Cl"), ("Cl", "Cl")]):
-    key = "-".join(pair)
-    _, g = rdf(frames, r_max, n_bins=len(r), elements=pair)
-    ref, err = reference[key], reference[f"{key}_err"]
-    ax.fill_between(r, ref - 2 * err, ref + 2 * err, color="0.8", lw=0)
-    ax.plot(r, ref, "k-", label="all-atom reference")
-    ax.plot(r, g, "C1-", label="CG MD with licl-cg-300K")
-    rms = np.sqrt(np.mean((g - ref) ** 2))
-    (pr, ph), (qr, qh) = first_peak(r, g), first_peak(r, ref)
-    ax.set_title(f"{key}: RMS diff {rms:.2f}; peak {pr:.2f} A vs {qr:.2f} A")
-    ax.set_xlabel("r (Å)")
-    ax.set_xlim(1.5, r[-1])
-axes[0].set_ylabel("g(r)")
-axes[0].legend()
-fig.tight_layout()
-fig.savefig("licl_rdf.png", dpi=100)
-plt.show()
+summary = plot_rdfs_against_reference(frames, reference, [("Li", "Li"), ("Li", "Cl"), ("Cl", "Cl")], "licl_rdf.png",
+                                      label="CG MD with licl-cg-300K")
+for pair, figures in summary.items():
+    print(f"{pair}: RMS difference {figures['rms']:.3f}; first peak g {figures['peak_g']:.2f} "
+          f"(reference {figures['ref_peak_g']:.2f})")
+display(Image("licl_rdf.png"))
 
 # %% [markdown]
 # ## What to take away

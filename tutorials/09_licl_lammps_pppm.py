@@ -36,11 +36,11 @@ import time
 FAST = os.environ.get("ASE_DENOISE_TUTORIAL_FAST") == "1"
 
 import ase.io
-import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import Image, display
 
 from ase_denoise import DenoiseCalculator, load_model
-from ase_denoise.analysis import first_peak, rdf
+from ase_denoise.analysis import plot_rdfs_against_reference
 from ase_denoise.integrations.lammps import attach_denoiser, coulomb_commands, lammps_from_atoms
 from ase_denoise.zoo import zoo_dir
 
@@ -144,26 +144,12 @@ ase.io.write("licl_lammps.extxyz", frames[::10])
 
 # %%
 reference = np.load(model_dir / "reference_rdf.npz")
-r = reference["r"]
-r_max = float(r[-1] + (r[1] - r[0]) / 2)
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-for ax, pair in zip(axes, [("Li", "Li"), ("Li", "Cl"), ("Cl", "Cl")]):
-    key = "-".join(pair)
-    _, g = rdf(frames, r_max, n_bins=len(r), elements=pair)
-    ref, err = reference[key], reference[f"{key}_err"]
-    ax.fill_between(r, ref - 2 * err, ref + 2 * err, color="0.8", lw=0)
-    ax.plot(r, ref, "k-", label="all-atom reference")
-    ax.plot(r, g, "C2-", label="LAMMPS: model + PPPM")
-    rms = np.sqrt(np.mean((g - ref) ** 2))
-    (pr, ph), (qr, qh) = first_peak(r, g), first_peak(r, ref)
-    ax.set_title(f"{key}: RMS diff {rms:.2f}; peak {pr:.2f} A vs {qr:.2f} A")
-    ax.set_xlabel("r (Å)")
-    ax.set_xlim(1.5, r[-1])
-axes[0].set_ylabel("g(r)")
-axes[0].legend()
-fig.tight_layout()
-fig.savefig("licl_lammps_rdf.png", dpi=100)
-plt.show()
+summary = plot_rdfs_against_reference(frames, reference, [("Li", "Li"), ("Li", "Cl"), ("Cl", "Cl")], "licl_lammps_rdf.png",
+                                      label="LAMMPS: model + PPPM")
+for pair, figures in summary.items():
+    print(f"{pair}: RMS difference {figures['rms']:.3f}; first peak g {figures['peak_g']:.2f} "
+          f"(reference {figures['ref_peak_g']:.2f})")
+display(Image("licl_lammps_rdf.png"))
 
 # %% [markdown]
 # ## What to take away
