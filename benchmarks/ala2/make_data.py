@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from openmm_frames import run_production  # noqa: E402
 KJ_PER_MOL_NM_TO_EV_PER_A = 0.0103642688 / 10.0  # 1 kJ/mol = 0.0103642688 eV; 1 nm = 10 A
 
 #: the heavy atoms of ACE-ALA-NME with their residues (OpenMM's amber14 names; hydrogens are added)
@@ -158,7 +160,6 @@ def main(argv=None) -> int:
     import openmm
     import openmm.app as app
     import openmm.unit as u
-    from tqdm import tqdm
 
     output = Path(args.output)
     partial = output.with_suffix(".partial.npz")
@@ -204,24 +205,13 @@ def main(argv=None) -> int:
                             temperature_K=np.float64(args.temperature_K), metadata=json.dumps(metadata))
         os.replace(tmp, path)
 
+    def take(state):
+        return (state.getPositions(asNumpy=True).value_in_unit(u.angstrom),
+                state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer) * KJ_PER_MOL_NM_TO_EV_PER_A)
+
     t_prod = time.perf_counter()
-    bar = tqdm(total=args.n_frames, initial=len(positions), desc="production", unit="frame")
-    while len(positions) < args.n_frames:
-        simulation.step(steps_per_frame)
-        state = simulation.context.getState(getPositions=True, getForces=True)
-        positions.append(state.getPositions(asNumpy=True).value_in_unit(u.angstrom).astype(np.float32))
-        forces.append((state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)
-                       * KJ_PER_MOL_NM_TO_EV_PER_A).astype(np.float32))
-        bar.update(1)
-        if len(positions) % args.checkpoint_every == 0 and len(positions) < args.n_frames:
-            simulation.saveState(str(state_file) + ".tmp")
-            os.replace(str(state_file) + ".tmp", state_file)
-            save(partial)
-    bar.close()
-    save(output)
-    for path in (partial, state_file):
-        if path.exists():
-            path.unlink()
+    run_production(simulation, args.n_frames, steps_per_frame, take, save, positions, forces, output, partial,
+                   state_file, args.checkpoint_every)
     index = {n: i for i, n in enumerate(names)}
     populations = basin_populations(dihedrals(np.asarray(positions, dtype=np.float64), index))
     print(f"wrote {output}: {len(positions)} frames of {len(names)} atoms, "

@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from openmm_frames import run_production  # noqa: E402
 KJ_PER_MOL_NM_TO_EV_PER_A = 0.0103642688 / 10.0
 
 
@@ -154,27 +156,16 @@ def main(argv=None) -> int:
                             temperature_K=np.float64(args.temperature_K), metadata=json.dumps(metadata))
         os.replace(tmp, path)
 
-    bar = tqdm(total=args.n_frames, initial=len(positions), desc="NVT production", unit="frame")
-    steps_per_frame = int(round(args.frame_interval_ps * steps_per_ps))
-    while len(positions) < args.n_frames:
-        simulation.step(steps_per_frame)
-        state = simulation.context.getState(getPositions=True, getForces=True)
+    edge = meta["npt_mean_box_nm"] * 10.0
+
+    def take(state):
         com, total = map_to_beads(state.getPositions(asNumpy=True).value_in_unit(u.angstrom),
                                   state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.nanometer)
                                   * KJ_PER_MOL_NM_TO_EV_PER_A, masses, groups)
-        edge = meta["npt_mean_box_nm"] * 10.0
-        positions.append((com % edge).astype(np.float32))
-        forces.append(total.astype(np.float32))
-        bar.update(1)
-        if len(positions) % args.checkpoint_every == 0 and len(positions) < args.n_frames:
-            simulation.saveState(str(state_file) + ".tmp")
-            os.replace(str(state_file) + ".tmp", state_file)
-            save(partial)
-    bar.close()
-    save(output)
-    for path in (partial, state_file):
-        if path.exists():
-            path.unlink()
+        return com % edge, total
+
+    run_production(simulation, args.n_frames, int(round(args.frame_interval_ps * steps_per_ps)), take, save,
+                   positions, forces, output, partial, state_file, args.checkpoint_every, desc="NVT production")
     print(f"wrote {output}: {len(positions)} frames of {len(groups)} beads, box {meta['npt_mean_box_nm'] * 10:.3f} A, "
           f"{time.perf_counter() - t_start:.0f} s")
     return 0
