@@ -103,3 +103,14 @@ def test_study_pipeline_quick(make_data, tmp_path):
     dn = json.loads((tmp_path / "results" / "dn-500.json").read_text())
     assert len(dn["noise_levels"]) == 3  # the auto ladder
     assert "| denoising, coordinates only | 500 | 1 |" in study.report()
+
+
+def test_committed_data_set_is_what_the_readme_says(make_data):
+    d = np.load(ALA2 / "ala2_aa_300K.npz")
+    meta = json.loads(str(d["metadata"]))
+    assert d["positions"].shape == d["forces"].shape == (2500, 22, 3)
+    assert float(d["temperature_K"]) == 300.0 and meta["timestep_fs"] == 1.0 and meta["frame_interval_ps"] == 2.0
+    assert np.all(np.isfinite(d["forces"])) and 0.5 < np.sqrt((d["forces"] ** 2).mean()) < 5.0  # eV/A
+    phi_psi = make_data.dihedrals(d["positions"].astype(np.float64), {n: i for i, n in enumerate(d["names"])})
+    populations = make_data.basin_populations(phi_psi)
+    assert abs(populations[next(iter(make_data.BASINS))][0] - 0.588) < 0.001  # the README's table
