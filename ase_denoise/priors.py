@@ -374,6 +374,17 @@ def _bond_vectors(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], 
     return vectors
 
 
+def _angle_geometry(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], index: np.ndarray):
+    """For triples ``index`` [n, 3] (vertex in the middle): the angles (radians), their cosines, the
+    unit vectors vertex -> first and vertex -> last atom and those two lengths (A)."""
+    a = _bond_vectors(positions, cell, pbc, index[:, 1], index[:, 0])  # vertex -> i
+    b = _bond_vectors(positions, cell, pbc, index[:, 1], index[:, 2])  # vertex -> k
+    la, lb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    ua, ub = a / la[:, None], b / lb[:, None]
+    cos = np.clip((ua * ub).sum(axis=1), -1.0, 1.0)
+    return np.arccos(cos), cos, ua, ub, la, lb
+
+
 @dataclass
 class HarmonicBonds(Prior):
     """``U = sum_b k_b / 2 (r_b - r0_b)^2`` over atom pairs ``bonds`` [(i, j)] (indices into the
@@ -446,12 +457,7 @@ class HarmonicAngles(Prior):
         positions = np.asarray(positions, dtype=np.float64)
         index = np.asarray(self.angles, dtype=np.int64).reshape(-1, 3)
         _check_indices(self.kind, index, len(positions))
-        a = _bond_vectors(positions, cell, pbc, index[:, 1], index[:, 0])  # vertex -> i
-        b = _bond_vectors(positions, cell, pbc, index[:, 1], index[:, 2])  # vertex -> k
-        la, lb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-        ua, ub = a / la[:, None], b / lb[:, None]
-        cos = np.clip((ua * ub).sum(axis=1), -1.0, 1.0)
-        theta = np.arccos(cos)
+        theta, cos, ua, ub, la, lb = _angle_geometry(positions, cell, pbc, index)
         sin = np.maximum(np.sqrt(1.0 - cos**2), 1e-12)
         kk = np.asarray(self.k)
         dtheta = theta - np.asarray(self.theta0)
@@ -528,16 +534,9 @@ def fit_bonded_priors(
                       for a in frames])  # [frames, bonds]
         priors.append(HarmonicBonds([tuple(b) for b in index], *_inverted(r, kT, 1.0 / r**2)))
     if len(angles):
-        probe = HarmonicAngles(list(angles), [0.0] * len(angles), [1.0] * len(angles))
-        index = np.asarray(probe.angles, dtype=np.int64)
-        theta = []
-        for a in frames:
-            u = _bond_vectors(a.positions, a.cell.array, a.pbc, index[:, 1], index[:, 0])
-            v = _bond_vectors(a.positions, a.cell.array, a.pbc, index[:, 1], index[:, 2])
-            cos = (u * v).sum(axis=1) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
-            theta.append(np.arccos(np.clip(cos, -1.0, 1.0)))
-        theta = np.array(theta)
-        priors.append(HarmonicAngles(probe.angles, *_inverted(theta, kT, 1.0 / np.maximum(np.sin(theta), 1e-6))))
+        index = np.asarray(angles, dtype=np.int64).reshape(-1, 3)
+        theta = np.array([_angle_geometry(a.positions, a.cell.array, a.pbc, index)[0] for a in frames])
+        priors.append(HarmonicAngles([tuple(t) for t in index], *_inverted(theta, kT, 1.0 / np.maximum(np.sin(theta), 1e-6))))
     return priors
 
 
