@@ -364,7 +364,7 @@ def prepare_data(
     if (isinstance(noise_std, str) and noise_std == "auto") or model_options.get("r_max") == "auto":
         from .suggest import suggest_settings
 
-        suggestion = suggest_settings(atoms_list)
+        suggestion = suggest_settings(atoms_list, names=model_options.get("bead_names"))
         for line in suggestion.reasoning:
             logger.info("suggested settings: %s", line)
         if isinstance(noise_std, str):
@@ -395,7 +395,7 @@ def prepare_data(
             if not isinstance(prior, Prior):
                 raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects, "
                                  "'repulsive_wall' or 'bonded'")
-            logger.info("prior: %s", prior.describe())
+            logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
             fitted.append(prior.to_dict())
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted)
     return config, physics, converted

@@ -26,7 +26,7 @@ from ase import Atoms
 from .data import Frame, check_atoms, collate, fold_far_atoms, to_frame
 from .model import DenoiserMACE
 from .neighbours import SkinNeighbourList
-from .priors import PairGeometry, total_energy_and_forces
+from .priors import PairGeometry, replicas_total_energy_and_forces, total_energy_and_forces, union_geometry
 
 OUTPUTS = ("forces", "eps_hat")
 
@@ -249,12 +249,48 @@ def _prior_terms(
         start += f.n_atoms
 
 
+def _replicas_of_one_system(frames: Sequence[Frame]) -> bool:
+    """Several frames of the same atoms in the same cell (batched replicas)."""
+    first = frames[0]
+    return len(frames) > 1 and all(
+        f.n_atoms == first.n_atoms and f.pbc == first.pbc and np.array_equal(f.species, first.species)
+        and np.array_equal(f.cell, first.cell) for f in frames[1:])
+
+
+def _replica_prior_forces(
+    model: DenoiserMACE, frames: Sequence[Frame], chosen: Sequence, neighbour_lists: Optional[Sequence[SkinNeighbourList]],
+) -> np.ndarray:
+    """The priors' forces on replicas of one system [n_atoms_total, 3], every prior called once for
+    all of them (:func:`ase_denoise.priors.replicas_total_energy_and_forces`) instead of once per frame."""
+    first = frames[0]
+    numbers = np.asarray(model.config.atomic_numbers)[first.species]
+    cutoff = max((p.cutoff for p in chosen), default=0.0)
+    geometry = None
+    if cutoff > 0:
+        parts = []
+        for k, f in enumerate(frames):
+            if neighbour_lists is not None:
+                own = neighbour_lists[k]
+                pairs = own if cutoff <= own.cutoff else own.wider(cutoff)
+                parts.append(PairGeometry.from_edges(f.positions, *pairs.edges(f.positions, f.cell, f.pbc)))
+            else:
+                parts.append(PairGeometry.of(f.positions, f.cell, f.pbc, cutoff))
+        geometry = union_geometry(parts, first.n_atoms)
+    positions = np.stack([f.positions for f in frames])
+    _, forces = replicas_total_energy_and_forces(chosen, numbers, positions, first.cell, first.pbc, geometry)
+    return forces.reshape(-1, 3)
+
+
 def prior_forces(
     model: DenoiserMACE, frames: Sequence[Frame], *, residual_only: bool = False, exclude: Sequence[str] = (),
     neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
 ) -> np.ndarray:
     """The model's priors' forces (eV/A) on ``frames`` [n_atoms_total, 3] (:mod:`ase_denoise.priors`).
-    ``neighbour_lists``: the frames' Verlet lists, reused for the pairs when they reach far enough."""
+    ``neighbour_lists``: the frames' Verlet lists, reused for the pairs when they reach far enough.
+    Frames that are replicas of one system (same atoms, same cell) are done in one call per prior."""
+    chosen = [p for p in model.priors if p.kind not in exclude and (p.in_residual or not residual_only)]
+    if chosen and _replicas_of_one_system(frames):
+        return _replica_prior_forces(model, frames, chosen, neighbour_lists)
     parts = [fp for _, fp, _ in _prior_terms(model, frames, exclude, neighbour_lists, residual_only)]
     return np.concatenate(parts) if parts else np.zeros((0, 3))
 

@@ -25,10 +25,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
-from ase.data import chemical_symbols
 
 from .neighbours import cell_heights
-from .priors import PairGeometry
+from .priors import PairGeometry, species_name
 
 #: relative positions of the ladder's levels below the largest
 LADDER = (0.45, 0.7, 1.0)
@@ -48,7 +47,11 @@ class PairShell:
 
     @property
     def name(self) -> str:
-        return f"{chemical_symbols[self.pair[0]]}-{chemical_symbols[self.pair[1]]}"
+        return self.label()
+
+    def label(self, names: Optional[Dict[int, str]] = None) -> str:
+        """``A-B``, with bead names from ``names`` ({number: name}) where given."""
+        return f"{species_name(self.pair[0], names)}-{species_name(self.pair[1], names)}"
 
 
 @dataclass
@@ -121,8 +124,10 @@ def pair_shells(frames: Sequence[Atoms], search: float = 8.0, bin_width: float =
 
 def suggest_settings(
     frames: Sequence[Atoms], max_shrink: float = MAX_SHRINK, ladder: Sequence[float] = LADDER,
+    names: Optional[Dict[int, str]] = None,
 ) -> Suggestion:
-    """A noise ladder (Angstrom, ascending) and a cutoff ``r_max`` (Angstrom) for ``frames``."""
+    """A noise ladder (Angstrom, ascending) and a cutoff ``r_max`` (Angstrom) for ``frames``.
+    ``names``: bead names of a coarse-grained model's placeholder numbers, for the reasoning."""
     shells = pair_shells(frames)
     if not shells:
         raise ValueError("no element pair has 10 or more distances within the search range: cannot suggest sigma")
@@ -130,13 +135,13 @@ def suggest_settings(
     sigma_max = stiffest.inner_width * math.sqrt(max_shrink / 2.0)
     levels = tuple(float(f"{sigma_max * f:.3g}") for f in sorted(ladder))
     lines = [
-        f"{s.name}: first peak {s.peak:.3f} A, inner width {s.inner_width:.3f} A"
+        f"{s.label(names)}: first peak {s.peak:.3f} A, inner width {s.inner_width:.3f} A"
         + (f", first minimum {s.first_minimum:.2f} A" if s.first_minimum else ", no first minimum")
         + f" ({s.n_distances} distances)"
         for s in shells
     ]
     lines.append(
-        f"narrowest peak {stiffest.name} (w = {stiffest.inner_width:.3f} A, PMF stiffness ~ kT/w^2): "
+        f"narrowest peak {stiffest.label(names)} (w = {stiffest.inner_width:.3f} A, PMF stiffness ~ kT/w^2): "
         f"sigma_max = w * sqrt({max_shrink:g}/2) = {sigma_max:.4f} A keeps its force shrink "
         f"2 sigma^2/w^2 at {max_shrink:g}; ladder {', '.join(f'{f:g}' for f in sorted(ladder))} x sigma_max "
         f"= {', '.join(f'{s:g}' for s in levels)} A"
@@ -151,7 +156,7 @@ def suggest_settings(
     r_max = min(float(f"{shell_end(furthest):.3g}"), cap)
     how = "its first minimum" if furthest.first_minimum else "its peak + 3 inner widths (no clear minimum)"
     lines.append(
-        f"r_max = {r_max:g} A: the end of the first shell of {furthest.name}, {how}, the furthest of the pairs"
+        f"r_max = {r_max:g} A: the end of the first shell of {furthest.label(names)}, {how}, the furthest of the pairs"
         + (f"; capped by the cell height {cap:.2f} A" if r_max == cap else "")
     )
     return Suggestion(levels, r_max, shells, lines)

@@ -12,7 +12,8 @@ from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, build_mod
 from ase_denoise.data import to_frame
 from ase_denoise.inference import predict, structure_frame
 from ase_denoise.losses import LabelMixing, denoising_target, force_target, loss_inputs
-from ase_denoise.priors import COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, RepulsiveWall, fit_repulsive_wall, prior_from_dict
+from ase_denoise.priors import (COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, RepulsiveWall, fit_repulsive_wall, prior_from_dict,
+                                total_energy_and_forces)
 from ase_denoise.sampler import NoisyBatch
 
 
@@ -265,3 +266,42 @@ def test_a_prior_reaching_beyond_the_model_keeps_its_own_verlet_list(salt, monke
     # (the fresh evaluations above search through their own imports, not counted here)
     assert searches["n"] == 2, searches
     assert calc.neighbours.n_builds == 1 and calc.neighbours.wider(6.0).n_builds == 1
+
+
+def test_replicas_of_one_system_get_the_per_copy_prior_forces_in_one_call(salt):
+    """Batched replicas (ReplicaLangevin): every prior evaluated once for R copies of one system
+    (Ewald's reciprocal sum vectorised over copies, bonded terms on [R, n, 3], pair terms on the
+    copies' union) equals the per-copy evaluation, with and without the replicas' Verlet lists."""
+    from ase.build import molecule
+
+    from ase_denoise.inference import prior_forces
+    from ase_denoise.neighbours import SkinNeighbourList
+    from ase_denoise.priors import HarmonicAngles, HarmonicBonds, molecule_topology, replicas_total_energy_and_forces
+
+    rng = np.random.default_rng(11)
+    ewald = EwaldCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.6, r_cut=4.0, accuracy=1e-6)
+    wall = RepulsiveWall({(3, 3): 2.5, (3, 17): 2.0, (17, 17): 3.0}, epsilon=0.03, width=0.1)
+    copies = [salt.positions + rng.normal(0, 0.3, salt.positions.shape) for _ in range(5)]
+    energy, forces = replicas_total_energy_and_forces([ewald, wall], salt.numbers, np.stack(copies), salt.cell.array, salt.pbc)
+    per_copy = [total_energy_and_forces([ewald, wall], salt.numbers, x, salt.cell.array, salt.pbc) for x in copies]
+    assert energy == pytest.approx(sum(e for e, _ in per_copy), rel=1e-12)
+    np.testing.assert_allclose(forces, np.stack([f for _, f in per_copy]), rtol=0, atol=1e-12)
+    assert np.abs(forces).max() > 0.1  # something to compare
+
+    ethanol = molecule("CH3CH2OH")
+    bonds, angles = molecule_topology(ethanol)
+    bonded = [HarmonicBonds(bonds, [1.1] * len(bonds), [10.0] * len(bonds)), HarmonicAngles(angles, [1.9] * len(angles), [3.0] * len(angles))]
+    copies = np.stack([ethanol.positions + rng.normal(0, 0.05, ethanol.positions.shape) for _ in range(4)])
+    _, forces = replicas_total_energy_and_forces(bonded, ethanol.numbers, copies, ethanol.cell.array, ethanol.pbc)
+    np.testing.assert_allclose(forces, [total_energy_and_forces(bonded, ethanol.numbers, x, ethanol.cell.array,
+                                                                 ethanol.pbc)[1] for x in copies], atol=1e-12)
+    # through the model: the replica path (frames of one system) against frames one at a time
+    physics = PhysicsConfig(300.0, 0.05, (True, True, True), priors=[ewald.to_dict(), wall.to_dict()])
+    model = build_model(ModelConfig([3, 17], r_max=3.0, num_channels=4, avg_num_neighbors=4.0), physics, torch.float64, seed=0)
+    frames = [to_frame(salt, model.config.atomic_numbers) for _ in range(3)]
+    for f in frames:
+        f.positions = f.positions + rng.normal(0, 0.2, f.positions.shape)
+    one_by_one = np.concatenate([prior_forces(model, [f]) for f in frames])
+    lists = [SkinNeighbourList(3.0, 1.0) for _ in frames]
+    np.testing.assert_allclose(prior_forces(model, frames), one_by_one, atol=1e-12)
+    np.testing.assert_allclose(prior_forces(model, frames, neighbour_lists=lists), one_by_one, atol=1e-12)

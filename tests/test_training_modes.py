@@ -159,3 +159,12 @@ def test_coarse_grained_beads_keep_their_names_through_training_saving_and_error
         bead_atoms(["CA", "Q"], base[:2], masses, numbers)
     with pytest.raises(ValueError, match="bead_names"):
         ModelConfig([1, 2], bead_names={5: "CA"})
+    # logs and cards name the beads, not the elements their placeholder numbers happen to be (H, He, Li)
+    from ase_denoise.priors import fit_repulsive_wall
+    from ase_denoise.suggest import suggest_settings
+
+    frames = [bead_atoms(types, base + rng.normal(0, 0.1, base.shape), masses, numbers) for _ in range(20)]
+    wall = fit_repulsive_wall(frames, kT=0.025)
+    assert "CA-CB" in wall.describe(names) and "H-He" in wall.describe() and "H-He" not in wall.describe(names)
+    reasoning = "\n".join(suggest_settings(frames, names=names).reasoning)
+    assert "CA-CB: first peak" in reasoning and "He" not in reasoning
