@@ -242,6 +242,9 @@ class TrainConfig(_Dictable):
     squared errors of a ladder's levels are weighted (:func:`ase_denoise.losses.inverse_square_level_weight`).
     ``antithetic_noise``: each frame's noise draws come in mirrored pairs ``(N, -N)`` in one batch
     (:class:`ase_denoise.sampler.DuplicationSampler`); same optimum, lower gradient variance at small sigma.
+    ``smoothed_priors``: the residual of bonded priors is taken against their noise-smoothed forces
+    at each level (:meth:`ase_denoise.priors.Prior.smoothed_forces`); inference is unchanged (the raw
+    priors plus the network's residual extrapolated to sigma -> 0).
     """
 
     n_duplicates: int = field(default=4, metadata=_cli("--duplicates", "noise draws per frame per epoch", type=int))
@@ -285,6 +288,13 @@ class TrainConfig(_Dictable):
         metadata=_cli("--level-weighting", "weights of the noise levels of a ladder in the loss: uniform, or "
                       "inverse_square ((sigma_ref/sigma)^2: the small levels fitted as closely as the large)",
                       choices=LEVEL_WEIGHTINGS),
+    )
+    smoothed_priors: bool = field(
+        default=False,
+        metadata=_cli("--smoothed-priors", "subtract the bonded priors' noise-smoothed forces (each bond's or "
+                      "angle's stiffness lowered by the noise, as the smoothed density has it) from the denoising "
+                      "targets instead of their raw forces, so the network's residual holds no smoothed stiff "
+                      "mode and sigma may exceed a bond's thermal width", action=argparse.BooleanOptionalAction),
     )
     antithetic_noise: bool = field(
         default=False,

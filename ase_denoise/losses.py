@@ -18,7 +18,11 @@ target), so one formula turns any model's output into forces: ``kT * eps_hat / s
   species and sigma to minimise the label variance. Frames without labels get the denoising target.
 
 Priors (:mod:`ase_denoise.priors`) that act where data are are learned as a residual: every target
-above is lowered by ``sigma * F_prior / kT`` evaluated at the network's input (``residual``).
+above is lowered by ``sigma * F_prior / kT`` evaluated at the network's input (``residual``). With
+``TrainConfig.smoothed_priors`` a noisy input's ``F_prior`` is the prior as the noise smooths it
+(:meth:`ase_denoise.priors.Prior.smoothed_forces`: a bond's stiffness ``k / (1 + 2 k sigma^2 / kT)``),
+which is what the prior contributes to ``grad log rho_sigma``; the residual then carries no
+smoothed stiff mode, and its extrapolation to sigma -> 0 stays accurate at a sigma above a bond's width.
 
 Each term is a mean squared error per component; a batch's loss is the weighted sum of its terms'
 means (:func:`combine`). Even a perfect denoiser leaves about 1 per component: the noise is mostly
@@ -38,8 +42,10 @@ from .sampler import NoisyBatch
 
 DENOISING, FORCES = "denoising", "forces"
 
-#: forces (eV/A) [n, 3] of the residual priors on frame ``frame`` at ``positions``
-Residual = Callable[[Frame, np.ndarray], np.ndarray]
+#: forces (eV/A) [n, 3] of the residual priors on frame ``frame`` at ``positions``, for a network input
+#: at noise level ``noise_std`` (A; 0 for clean coordinates): the raw forces, or with
+#: ``TrainConfig.smoothed_priors`` the bonded priors' noise-smoothed ones
+Residual = Callable[[Frame, np.ndarray, float], np.ndarray]
 
 
 def denoising_target(noise: torch.Tensor, noise_std) -> torch.Tensor:
@@ -98,7 +104,7 @@ class LabelMixing:
         for f in frames:
             if f.ref_forces is None:
                 continue
-            labels = f.ref_forces - (residual(f, f.positions) if residual is not None else 0.0)
+            labels = f.ref_forces - (residual(f, f.positions, 0.0) if residual is not None else 0.0)
             for s in np.unique(f.species):
                 mask = f.species == s
                 sums[int(s)] = sums.get(int(s), 0.0) + float((labels[mask] ** 2).sum())
@@ -106,9 +112,11 @@ class LabelMixing:
         return cls({s: sums[s] / counts[s] for s in sums}, kT)
 
 
-def _residual(residual: Optional[Residual], frame: Frame, positions: np.ndarray, noise_std: float, kT: float):
-    """``sigma * F_prior(positions) / kT``, or 0 without residual priors."""
-    return 0.0 if residual is None else residual(frame, positions) * (noise_std / kT)
+def _residual(residual: Optional[Residual], frame: Frame, positions: np.ndarray, noise_std: float, kT: float,
+              input_noise: float):
+    """``sigma * F_prior(positions) / kT`` (``input_noise``: the noise level of ``positions``, 0 for a
+    clean frame), or 0 without residual priors."""
+    return 0.0 if residual is None else residual(frame, positions, input_noise) * (noise_std / kT)
 
 
 def loss_inputs(
@@ -138,7 +146,7 @@ def loss_inputs(
             if mode == "mixed" and frames[i].ref_forces is not None:
                 a = mixing.weight(frames[i].species, s)  # type: ignore[union-attr]
                 target = a * force_target(frames[i].ref_forces, s, kT) + (1.0 - a) * target
-            targets.append(target - _residual(residual, frames[i], pos, s, kT))
+            targets.append(target - _residual(residual, frames[i], pos, s, kT, s))
         out.targets[DENOISING] = (0, np.concatenate(targets) if targets else np.zeros((0, 3)))
         if level_weight is not None:
             rows = [np.full((len(p), 1), level_weight(s)) for p, s in zip(batch.positions, batch.noise_std)]
@@ -151,7 +159,8 @@ def loss_inputs(
         out.positions += [frames[i].positions for i in labelled]
         out.noise_std += [level[i] for i in labelled]
         targets = [
-            force_target(frames[i].ref_forces, level[i], kT) - _residual(residual, frames[i], frames[i].positions, level[i], kT)
+            force_target(frames[i].ref_forces, level[i], kT)
+            - _residual(residual, frames[i], frames[i].positions, level[i], kT, 0.0)
             for i in labelled
         ]
         out.targets[FORCES] = (start, np.concatenate(targets) if targets else np.zeros((0, 3)))

@@ -139,6 +139,16 @@ class Prior:
         np.add.at(forces, rec, minus_du[:, None] * u)  # on the receiver, along sender -> receiver
         return 0.5 * float(energy.sum()), forces
 
+    def smoothed_forces(
+        self, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], noise_std: float,
+        kT: float,
+    ) -> np.ndarray:
+        """The prior's forces (eV/A) as seen through Gaussian noise of std ``noise_std`` (A) on every
+        atom, at temperature ``kT`` (eV): what the prior contributes to the score of the smoothed
+        density. For a pair term over distances of a few Angstrom the smoothing is negligible at
+        the noise levels used, so these are the raw forces; bonded terms override it."""
+        return self.energy_and_forces(numbers, positions, cell, pbc)[1]
+
     def replicas_energy_and_forces(
         self, numbers: np.ndarray, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool],
         geometry: Optional[PairGeometry] = None,
@@ -491,6 +501,15 @@ class HarmonicBonds(Prior):
         return 0.0  # not a pair term on a neighbour list
 
     def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        return self._energy_and_forces(positions, cell, pbc, np.asarray(self.k))
+
+    def smoothed_forces(self, numbers, positions, cell, pbc, noise_std, kT):
+        # the bond length of two atoms each displaced by N(0, sigma^2) per component varies by 2 sigma^2
+        # along the bond: a harmonic mode of variance kT/k convolved with it has k / (1 + 2 k sigma^2 / kT)
+        k = np.asarray(self.k)
+        return self._energy_and_forces(positions, cell, pbc, k / (1.0 + 2.0 * k * noise_std**2 / kT))[1]
+
+    def _energy_and_forces(self, positions, cell, pbc, k):
         # positions [n_atoms, 3], or [R, n_atoms, 3] for copies (replicas_energy_and_forces)
         positions = np.asarray(positions, dtype=np.float64)
         index = np.asarray(self.bonds, dtype=np.int64).reshape(-1, 2)
@@ -498,7 +517,6 @@ class HarmonicBonds(Prior):
         vectors = _bond_vectors(positions, cell, pbc, index[:, 0], index[:, 1])  # i -> j  [..., n_bonds, 3]
         r = np.linalg.norm(vectors, axis=-1)
         stretch = r - np.asarray(self.r0)
-        k = np.asarray(self.k)
         pull = (k * stretch / r)[..., None] * vectors  # force on i: +k (r - r0) u_ij; on j the opposite
         forces = _scatter(positions.shape, index[:, 0], pull) - _scatter(positions.shape, index[:, 1], pull)
         return 0.5 * float((k * stretch**2).sum()), forces
@@ -540,6 +558,15 @@ class HarmonicAngles(Prior):
         return 0.0
 
     def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        return self._energy_and_forces(positions, cell, pbc)
+
+    def smoothed_forces(self, numbers, positions, cell, pbc, noise_std, kT):
+        # to first order in the noise, theta varies by sigma^2 |grad theta|^2 summed over its three
+        # atoms = 2 sigma^2 (1/a^2 + 1/b^2 - cos(theta)/(a b)) for arms a, b (here at the input's geometry);
+        # a harmonic mode of variance kT/k convolved with it has k / (1 + k var / kT)
+        return self._energy_and_forces(positions, cell, pbc, noise_std=noise_std, kT=kT)[1]
+
+    def _energy_and_forces(self, positions, cell, pbc, noise_std=0.0, kT=1.0):
         # positions [n_atoms, 3], or [R, n_atoms, 3] for copies (replicas_energy_and_forces)
         positions = np.asarray(positions, dtype=np.float64)
         index = np.asarray(self.angles, dtype=np.int64).reshape(-1, 3)
@@ -547,6 +574,9 @@ class HarmonicAngles(Prior):
         theta, cos, ua, ub, la, lb = _angle_geometry(positions, cell, pbc, index)
         sin = np.maximum(np.sqrt(1.0 - cos**2), 1e-12)
         kk = np.asarray(self.k)
+        if noise_std > 0:
+            variance = 2.0 * noise_std**2 * (1.0 / la**2 + 1.0 / lb**2 - cos / (la * lb))
+            kk = kk / (1.0 + kk * variance / kT)
         dtheta = theta - np.asarray(self.theta0)
         # d theta / d r_i = -(u_b - cos u_a) / (|a| sin), d theta / d r_k = -(u_a - cos u_b) / (|b| sin)
         grad_i = -(ub - cos[..., None] * ua) / (la * sin)[..., None]

@@ -137,8 +137,13 @@ class Trainer:
         residual_priors = [p for p in (prior_from_dict(d) for d in physics.priors) if p.in_residual]
         numbers = np.asarray(model_config.atomic_numbers)
         self.residual: Optional[Residual] = None
-        if residual_priors:
-            self.residual = lambda f, pos: total_forces(residual_priors, numbers[f.species], pos, f.cell, f.pbc)
+        if residual_priors and self.cfg.smoothed_priors:
+            kT = physics.kT
+            self.residual = lambda f, pos, s: sum(
+                (p.smoothed_forces(numbers[f.species], pos, f.cell, f.pbc, s, kT) if s > 0
+                 else p.energy_and_forces(numbers[f.species], pos, f.cell, f.pbc)[1]) for p in residual_priors)
+        elif residual_priors:
+            self.residual = lambda f, pos, s: total_forces(residual_priors, numbers[f.species], pos, f.cell, f.pbc)
         self.level_weight = None
         if self.cfg.level_weighting == "inverse_square" and len(physics.noise_std) > 1:
             self.level_weight = inverse_square_level_weight(physics.noise_std)

@@ -154,7 +154,7 @@ def test_residual_priors_are_subtracted_from_the_target_at_the_noisy_input(salt)
     coulomb = DSFCoulomb({3: 1.0, 17: -1.0}, 78.0, r_cut=4.0)
     numbers = np.array([3, 17])
 
-    def residual(f, positions):
+    def residual(f, positions, noise_std=0.0):
         return coulomb.energy_and_forces(numbers[f.species], positions, f.cell, f.pbc)[1]
 
     sigma, kT = 0.05, 0.02585
@@ -305,3 +305,48 @@ def test_replicas_of_one_system_get_the_per_copy_prior_forces_in_one_call(salt):
     lists = [SkinNeighbourList(3.0, 1.0) for _ in frames]
     np.testing.assert_allclose(prior_forces(model, frames), one_by_one, atol=1e-12)
     np.testing.assert_allclose(prior_forces(model, frames, neighbour_lists=lists), one_by_one, atol=1e-12)
+
+
+def test_smoothed_bonded_prior_is_the_bonds_part_of_the_smoothed_score():
+    """TrainConfig.smoothed_priors: a harmonic bond seen through noise sigma on both atoms has the
+    stiffness k / (1 + 2 k sigma^2 / kT), so the denoising target minus that prior's score at the
+    noisy input no longer depends on the bond stretch (the residual holds no smoothed stiff mode),
+    while minus the raw prior it does, strongly, at a sigma twice the bond's thermal width.
+    Exact harmonic dimers (k = 2 eV/A^2, 300 K), 40000 noisy copies."""
+    from ase_denoise.priors import HarmonicAngles, HarmonicBonds
+    from ase_denoise.reference import sample_harmonic_dimer
+
+    kT, k, d0 = 300.0 * 8.617333262e-5, 2.0, 1.5
+    width = np.sqrt(kT / k)  # 0.114 A
+    sigma = 2.0 * width
+    prior = HarmonicBonds([(0, 1)], [d0], [k])
+    rng = np.random.default_rng(0)
+    dimers = sample_harmonic_dimer(40000, k=k, d0=d0, temperature_K=300.0, seed=1)
+    slopes = {}
+    for smoothed in (False, True):
+        stretch, along = [], []
+        for atoms in dimers:
+            noise = rng.normal(0, sigma, (2, 3))
+            y = atoms.positions + noise
+            f = (prior.smoothed_forces(atoms.numbers, y, atoms.cell.array, atoms.pbc, sigma, kT) if smoothed
+                 else prior.forces(Atoms(atoms.numbers, y)))
+            residual = -noise / sigma - sigma * f / kT  # [2, 3]
+            u = (y[1] - y[0]) / np.linalg.norm(y[1] - y[0])
+            stretch.append(np.linalg.norm(y[1] - y[0]) - d0)
+            along.append(residual[1] @ u - residual[0] @ u)
+        slopes[smoothed] = np.polyfit(stretch, along, 1)[0]
+    # raw prior: the residual keeps -sigma (1/(w^2 + 2 sigma^2) - 1/w^2) * 2 per unit stretch (about +31/A here)
+    assert slopes[False] > 20.0, slopes
+    assert abs(slopes[True]) < 1.0, slopes
+    # angles: no noise gives the raw forces; noise softens them
+    water = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.3, 0.9, 0]])
+    angles = HarmonicAngles([(1, 0, 2)], [1.8], [4.0])
+    raw = angles.forces(water)
+    np.testing.assert_allclose(angles.smoothed_forces(water.numbers, water.positions, water.cell.array, water.pbc, 1e-9, kT),
+                               raw, atol=1e-12)
+    soft = angles.smoothed_forces(water.numbers, water.positions, water.cell.array, water.pbc, 0.05, kT)
+    ratio = np.linalg.norm(soft) / np.linalg.norm(raw)
+    variance = 2 * 0.05**2 * (1 / 0.96**2 + 1 / np.linalg.norm(water.positions[2]) ** 2
+                              - np.cos(np.arccos(-0.3 * 0.96 / (0.96 * np.linalg.norm(water.positions[2])))) /
+                              (0.96 * np.linalg.norm(water.positions[2])))
+    assert ratio == pytest.approx(1 / (1 + 4.0 * variance / kT), rel=1e-9)
