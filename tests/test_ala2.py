@@ -114,3 +114,86 @@ def test_committed_data_set_is_what_the_readme_says(make_data):
     phi_psi = make_data.dihedrals(d["positions"].astype(np.float64), {n: i for i, n in enumerate(d["names"])})
     populations = make_data.basin_populations(phi_psi)
     assert abs(populations[next(iter(make_data.BASINS))][0] - 0.588) < 0.001  # the README's table
+
+
+@pytest.fixture(scope="module")
+def cg():
+    return _module("cg")
+
+
+def test_cg_map_keeps_the_backbone_atoms_their_forces_and_the_dihedrals(make_data, cg):
+    """Six beads, each one heavy atom (the CGSchNet map): bead positions and mapped forces are that
+    atom's, the beads are named types, and phi/psi from the beads are the all-atom backbone dihedrals."""
+    d = np.load(ALA2 / "ala2_aa_300K.npz")
+    frames = cg.map_frames()
+    assert len(frames) == len(d["positions"])
+    names = [str(x) for x in d["names"]]
+    for k, (atom, bead) in enumerate(cg.BEADS):
+        i = names.index(atom)
+        np.testing.assert_allclose(frames[7].positions[k], d["positions"][7, i], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(frames[7].arrays["ref_forces"][k], d["forces"][7, i], rtol=0, atol=1e-6)
+    assert frames[0].numbers.tolist() == [1, 2, 3, 4, 5, 6]  # every bead its own type
+    assert {z: t for t, z in cg.bead_table().items()}[4] == "CB"
+    all_atom = make_data.dihedrals(d["positions"][:50].astype(np.float64), {n: i for i, n in enumerate(names)})
+    np.testing.assert_allclose(cg.reference_phi_psi(frames[:50]), all_atom, atol=1e-3)
+    # the CB bead carries the chirality: mirroring the beads flips the sign of phi and psi
+    mirrored = np.stack([a.positions for a in frames[:50]]) * np.array([1.0, 1.0, -1.0])
+    np.testing.assert_allclose(cg.dihedrals(mirrored), -all_atom, atol=1e-3)
+
+
+def test_soft_ladder_skips_the_pairs_the_bonded_priors_cover(cg):
+    """dns recipe: the auto rule on the bead pairs no bond or angle prior covers is set by a 1-4 pair
+    (about 0.1 A wide), 2.5x wider than auto's, which the C-N bond (0.039 A) sets."""
+    from ase_denoise.suggest import suggest_settings
+
+    pool = cg.split(cg.map_frames())[0]
+    soft, auto = cg.soft_ladder(pool), suggest_settings(pool).noise_std
+    assert auto[-1] == pytest.approx(0.0149, abs=5e-4) and soft[-1] == pytest.approx(0.0383, abs=2e-3)
+    assert soft[0] / soft[-1] == pytest.approx(0.45, abs=0.01)
+
+
+def test_kl_divergence_of_phi_psi_samples(cg):
+    rng = np.random.default_rng(0)
+    beta = np.column_stack([rng.normal(-80, 20, 4000), rng.normal(150, 15, 4000)])
+    alpha = np.column_stack([rng.normal(-80, 20, 4000), rng.normal(-40, 15, 4000)])
+    assert cg.kl_divergence(beta, beta) == pytest.approx(0.0, abs=1e-12)
+    same_law = cg.kl_divergence(beta[:2000], beta[2000:])
+    assert 0 < same_law < 0.05  # sampling noise only
+    assert cg.kl_divergence(beta, alpha) > 2.0  # disjoint basins
+
+
+def test_cg_study_pipeline_quick(tmp_path, cg):
+    """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas,
+    writes the figures, the table and the free-energy plot."""
+    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "fm-500", "--out-dir", str(tmp_path),
+                    "--runs-dir", str(tmp_path / "runs"), "--plot", "dn-500", "fm-500"]) == 0
+    for name in ("dn-500", "dns-500", "fm-500"):
+        res = json.loads((tmp_path / "results" / f"cg-{name}.json").read_text())
+        assert set(res["forces"]) == {"all", "C-ace", "N", "CA", "CB", "C", "N-nme"}
+        assert res["md"]["n_replicas"] == cg.QUICK["n_replicas"] and res["md"]["stopped"] is None
+        assert np.isfinite(res["kl"]) and res["kl"] > 0
+        assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
+    assert json.loads((tmp_path / "results" / "cg-dns-500.json").read_text())["spec"]["smoothed"] is True
+    model_dir = tmp_path / "runs" / "dn-500"
+    from ase_denoise.checkpoint import load_model_file
+
+    model = load_model_file(model_dir / "best.safetensors")
+    assert model.config.symbols == ["C-ace", "N", "CA", "CB", "C", "N-nme"]
+    kinds = [p.to_dict()["kind"] for p in model.priors]
+    assert kinds == ["harmonic_bonds", "harmonic_angles", "repulsive_wall"]
+    assert "CA-CB" in model.priors[2].describe(model.config.bead_names)
+    table = cg.report()
+    assert "| reference (5 ns all-atom, mapped) |" in table and "| force matching | 500 | 1 |" in table
+    assert (tmp_path / "results" / "cg_fes.png").stat().st_size > 10_000
+    # publishing into a zoo directory: the card names the beads, the file verifies and loads by name
+    from ase_denoise.zoo import card_text, load_model as load_by_name, verify_models
+
+    zoo = tmp_path / "zoo"
+    assert cg.main(["--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--publish", "dn-500",
+                    "--models-dir", str(zoo)]) == 0
+    [(name, ok, message)] = verify_models(zoo)
+    assert (name, ok) == ("ala2-cg-300K", True) and "'C-ace', 'N', 'CA', 'CB', 'C', 'N-nme'" in message
+    card = card_text("ala2-cg-300K", zoo)
+    assert "4 = CB" in card and "CA-CB" in card and "H-He" not in card
+    assert load_by_name("ala2-cg-300K", models_dir=zoo).config.symbols == model.config.symbols
+    assert np.load(zoo / "ala2-cg-300K" / "reference_phi_psi.npz")["phi_psi_deg"].shape == (2500, 2)

@@ -1,0 +1,529 @@
+"""Alanine dipeptide, coarse-grained to six beads: the free energy over the backbone dihedrals.
+
+The CG benchmark of CGnet / CGSchNet and the flow-matching CG papers, on this project's all-atom data
+(``ala2_aa_300K.npz``, ``make_data.py``: amber14 + GBn2, no constraints, 300 K, 5 ns, a frame every
+2 ps).
+
+**Mapping.** Six beads, each one heavy atom: the five backbone atoms C (ACE), N, CA, C (ALA), N (NME)
+and the alanine CB, as in CGSchNet (Husic et al., J. Chem. Phys. 153, 194101 (2020)). CGnet (Wang et
+al., ACS Cent. Sci. 5, 755 (2019)) kept the five backbone atoms alone. Our network is O(3)-equivariant,
+so its forces on a structure's mirror image are the mirrored forces. On the five backbone beads the
+mirror image of alpha_R (phi, psi) is alpha_L (-phi, -psi), so a 5-bead model must give both the same
+free energy, which L-alanine does not have. With CB, the mirror image of L-alanine is D-alanine, which
+the data never show, and the beads carry the chirality. Each bead is its own type (six placeholder
+numbers, named in the model's bead table).
+
+**Mapped forces.** Each bead is one atom (a slice map), so the force on that atom in the all-atom
+frame is a mapped force. Its mean at fixed bead positions is the mean force (CG coordinate = the
+atom's Cartesian position; exact here, since no bond is constrained). Force matching regresses on it.
+
+**Priors.** CGnet's: harmonic bonds (5) and angles (5) of the bead chain, fitted by Boltzmann
+inversion to the training frames (:func:`ase_denoise.priors.fit_bonded_priors`), and a repulsive
+wall per bead pair below its closest approach in the data. The network learns the rest (torsions,
+non-bonded terms, the bonds' anharmonicity).
+
+Runs, the same MACE (vector head, r_max 6 A: every bead sees every other) and the same number of
+optimiser steps:
+
+* ``dn-<N>``: denoising, coordinates only, the ``auto`` ladder, antithetic pairs, 4 copies per frame;
+  ``auto`` reads its widths off the narrowest peak, a bond's, although the bonds are in the priors;
+* ``dns-<N>``: the same with ``TrainConfig.smoothed_priors`` (the target's residual is taken against
+  the bonded priors as the noise smooths them) and the ``auto`` rule applied to the bead pairs no
+  bonded prior covers (:func:`soft_ladder`: about 2.6 times wider, so about 7 times less label variance);
+* ``mixed-<N>``: the same ladder, the variance-reduced mixture of force and noise labels;
+* ``fm-<N>``: force matching on the mapped forces.
+
+``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-r1``/``-r2``
+are training seeds 1 and 2.
+
+**Figures per run** (``results/cg-<run>.json``):
+
+* held-out mapped-force errors. The labels are instantaneous and noisy, so even the exact mean force
+  has an RMSE well above zero; only the ranking between runs means anything;
+* CG MD: ``n_replicas`` Langevin replicas in one batched forward per step
+  (:class:`ase_denoise.replicas.ReplicaLangevin`, 300 K, 2 fs, friction 0.01/fs), started from frames
+  spread over the training set. After equilibration, phi/psi are sampled every 0.2 ps. The figures
+  are: the basin populations; the KL divergence of the model's phi/psi histogram (20-degree bins)
+  from the reference's (all 2500 frames); and, as the floor set by the reference's own sampling, the
+  KL divergence between the reference's two halves.
+
+Commands:
+
+    python benchmarks/ala2/cg.py --only dn-2000 fm-2000 mixed-2000   # trains, runs MD, writes results
+    python benchmarks/ala2/cg.py --report                            # the table in README.md
+    python benchmarks/ala2/cg.py --plot                              # results/cg_fes.png
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, List, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+from ase import Atoms  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DATA = HERE / "ala2_aa_300K.npz"
+RESULTS = HERE / "results"
+RUNS_DIR = REPO / "runs" / "ala2-cg"
+TEMPERATURE_K = 300.0
+
+#: the beads, in order: (all-atom name, bead type)
+BEADS = (("ACE.C", "C-ace"), ("ALA.N", "N"), ("ALA.CA", "CA"), ("ALA.CB", "CB"), ("ALA.C", "C"), ("NME.N", "N-nme"))
+BONDS = ((0, 1), (1, 2), (2, 3), (2, 4), (4, 5))
+ANGLES = ((0, 1, 2), (1, 2, 3), (1, 2, 4), (3, 2, 4), (2, 4, 5))
+PHI, PSI = (0, 1, 2, 4), (1, 2, 4, 5)
+MASSES = {"C-ace": 12.011, "N": 14.007, "CA": 12.011, "CB": 12.011, "C": 12.011, "N-nme": 14.007}
+
+MODEL = dict(r_max=6.0, num_channels=16, max_ell=2, correlation=2, head="vector")
+STEPS = 6000  # optimiser steps of every run (batch 16)
+BATCH = 16
+MD = dict(n_replicas=32, timestep_fs=2.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=25.0,
+          sample_every_ps=0.2)
+QUICK = dict(frames_cap=40, steps=20, n_replicas=4, equilibration_ps=0.02, production_ps=0.2)
+FRAME_COUNTS = (500, 2000)
+SEEDS = (0, 1, 2)
+BIN_DEG = 20.0
+
+
+def _runs() -> Dict[str, Dict[str, Any]]:
+    runs = {}
+    for n in FRAME_COUNTS:
+        for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("mixed", "mixed", 4),
+                                     ("force_matching", "fm", 1)):
+            for seed in SEEDS:
+                name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
+                runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
+                                  noise_std="auto" if loss != "force_matching" else 0.01, smoothed=prefix == "dns")
+    return runs
+
+
+RUNS = _runs()
+logger = logging.getLogger("ala2-cg")
+
+
+def bead_table() -> Dict[str, int]:
+    from ase_denoise.data import bead_numbers
+
+    return bead_numbers([t for _, t in BEADS])
+
+
+def map_frames(path: Path = DATA) -> List[Atoms]:
+    """The CG frames: bead positions (A) and mapped forces (``arrays['ref_forces']``, eV/A)."""
+    from ase_denoise.data import bead_atoms
+
+    d = np.load(path)
+    names = [str(x) for x in d["names"]]
+    index = [names.index(atom) for atom, _ in BEADS]
+    types, numbers = [t for _, t in BEADS], bead_table()
+    frames = []
+    for pos, frc in zip(d["positions"], d["forces"]):
+        atoms = bead_atoms(types, pos[index].astype(np.float64), MASSES, numbers, forces=frc[index])
+        atoms.info["temperature_K"] = float(d["temperature_K"])
+        frames.append(atoms)
+    return frames
+
+
+def dihedrals(positions: np.ndarray) -> np.ndarray:
+    """phi, psi (degrees, in [-180, 180)) of bead positions [n, 6, 3]."""
+    from ase.geometry import get_dihedrals
+
+    positions = np.asarray(positions, dtype=np.float64).reshape(-1, len(BEADS), 3)
+    out = []
+    for i, j, k, l in (PHI, PSI):
+        out.append(get_dihedrals(positions[:, j] - positions[:, i], positions[:, k] - positions[:, j],
+                                 positions[:, l] - positions[:, k]))
+    return (np.stack(out, axis=1) + 180.0) % 360.0 - 180.0
+
+
+def histogram(phi_psi: np.ndarray, bin_deg: float = BIN_DEG) -> np.ndarray:
+    """Counts on the Ramachandran plane, ``360 / bin_deg`` bins per angle."""
+    edges = np.linspace(-180.0, 180.0, int(round(360.0 / bin_deg)) + 1)
+    counts, _, _ = np.histogram2d(phi_psi[:, 0], phi_psi[:, 1], bins=[edges, edges])
+    return counts
+
+
+def kl_divergence(reference: np.ndarray, model: np.ndarray) -> float:
+    """KL(reference || model) of two phi/psi samples [n, 2] (nats), over 20-degree bins with half a
+    count added to every bin of both (Jeffreys), so that a bin one sample missed is finite."""
+    p, q = histogram(reference) + 0.5, histogram(model) + 0.5
+    p, q = p / p.sum(), q / q.sum()
+    return float((p * np.log(p / q)).sum())
+
+
+def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10) -> Dict[str, List[float]]:
+    sys.path.insert(0, str(HERE))
+    from make_data import basin_populations as populations
+
+    return {k: list(v) for k, v in populations(phi_psi, n_blocks).items()}
+
+
+def soft_ladder(frames: List[Atoms]) -> tuple:
+    """The ``auto`` rule (:mod:`ase_denoise.suggest`) applied to the bead pairs that no bonded prior
+    covers (neither bonded nor the ends of an angle): the bonds and angles are in the priors, and
+    with ``smoothed_priors`` their smoothing is taken out of the target, so the noise need only
+    respect the narrowest remaining peak (N - N(NME), 1-4 through psi: about 0.1 A wide)."""
+    import math
+
+    from ase_denoise.suggest import LADDER, MAX_SHRINK, pair_shells
+
+    z = frames[0].numbers
+    covered = {tuple(sorted((int(z[i]), int(z[j])))) for i, j in BONDS}
+    covered |= {tuple(sorted((int(z[i]), int(z[k])))) for i, _, k in ANGLES}
+    free = [sh for sh in pair_shells(frames) if sh.pair not in covered]
+    width = min(sh.inner_width for sh in free)
+    sigma_max = width * math.sqrt(MAX_SHRINK / 2.0)
+    return tuple(float(f"{sigma_max * f:.3g}") for f in LADDER)
+
+
+def split(frames: List[Atoms]):
+    """(training pool: the first 80% in time order, held-out test: the last 20%)."""
+    cut = int(0.8 * len(frames))
+    return frames[:cut], frames[cut:]
+
+
+def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
+    from ase_denoise import TrainConfig, train
+    from ase_denoise.checkpoint import load_model_file
+    from ase_denoise.config import PhysicsConfig
+    from ase_denoise.priors import fit_bonded_priors
+
+    data = pool[: spec["frames"]]
+    steps = STEPS
+    if quick:
+        data, steps = data[: QUICK["frames_cap"]], QUICK["steps"]
+    samples_per_epoch = len(data) * spec["n_duplicates"]
+    epochs = max(1, round(steps * BATCH / samples_per_epoch))
+    work = RUNS_DIR / name
+    cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=BATCH, lr=5e-3,
+                      seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
+                      smoothed_priors=spec["smoothed"])
+    noise_std = soft_ladder(data) if spec["smoothed"] else spec["noise_std"]
+    kT = PhysicsConfig(temperature_K=TEMPERATURE_K, noise_std=(0.01,)).kT
+    priors = [*fit_bonded_priors(data, kT, bonds=BONDS, angles=ANGLES), "repulsive_wall"]
+    names = {z: t for t, z in bead_table().items()}
+    t0 = time.perf_counter()
+    train(data, str(work), noise_std=noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,
+          resume=(work / "training_state.pt").exists(), progress=True, priors=priors, bead_names=names, **MODEL)
+    return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0
+
+
+def force_errors(model, test: List[Atoms]) -> Dict[str, Any]:
+    from ase_denoise.analysis import force_metrics
+    from ase_denoise.data import to_frame
+    from ase_denoise.inference import evaluate_forces
+
+    frames = [to_frame(a, model.config.atomic_numbers) for a in test]
+    pred, ref = evaluate_forces(model, frames)
+    types = np.tile([t for _, t in BEADS], len(test))
+    out = {"all": force_metrics(pred, ref)}
+    for t in dict.fromkeys(types):
+        out[t] = force_metrics(pred[types == t], ref[types == t])
+    return out
+
+
+def bond_lengths(positions: np.ndarray) -> np.ndarray:
+    index = np.asarray(BONDS)
+    return np.linalg.norm(positions[:, index[:, 1]] - positions[:, index[:, 0]], axis=-1)
+
+
+def run_md(model, starts: Sequence[Atoms], reference: List[Atoms], quick: bool, seed: int = 0) -> Dict[str, Any]:
+    """Batched Langevin replicas; phi/psi sampled after equilibration; returns the figures and the
+    sampled phi/psi [samples, 2] (in time order within each replica, replicas one after another)."""
+    from ase_denoise.replicas import ReplicaLangevin
+
+    md = dict(MD)
+    if quick:
+        md.update(n_replicas=QUICK["n_replicas"], equilibration_ps=QUICK["equilibration_ps"],
+                  production_ps=QUICK["production_ps"])
+    picks = np.linspace(0, len(starts) - 1, md["n_replicas"]).round().astype(int)
+    runner = ReplicaLangevin(model, [starts[i] for i in picks], temperature_K=TEMPERATURE_K,
+                             timestep_fs=md["timestep_fs"], friction_per_fs=md["friction_per_fs"],
+                             seeds=[1000 * seed + i for i in range(len(picks))])
+    interval = max(1, int(round(md["sample_every_ps"] * 1000 / md["timestep_fs"])))
+    n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
+    n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
+    samples: List[np.ndarray] = []
+    from tqdm import tqdm
+
+    bar = tqdm(total=n_equil + n_prod, desc=f"CG MD, {len(picks)} replicas", unit="step", disable=quick,
+               mininterval=5.0)
+
+    def observe(step: int, positions: np.ndarray, velocities: np.ndarray) -> None:
+        bar.update(step - bar.n)
+        if step > n_equil:
+            samples.append(positions.copy())
+
+    res = runner.run(n_equil + n_prod, interval=interval, observers=[observe])
+    bar.close()
+    x = np.stack(samples, axis=1) if samples else np.zeros((len(picks), 0, len(BEADS), 3))  # [replicas, t, beads, 3]
+    phi_psi = dihedrals(x.reshape(-1, len(BEADS), 3))
+    ref_x = np.stack([a.positions for a in reference])
+    ref_bonds, bonds = bond_lengths(ref_x), bond_lengths(x.reshape(-1, len(BEADS), 3))
+    intact = np.all(np.abs(bonds - ref_bonds.mean(axis=0)) < 0.5, axis=1).reshape(len(picks), -1).all(axis=1)
+    temps = res["temperatures_K"]
+    return dict(
+        n_replicas=len(picks), simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000,
+        aggregate_ns=len(picks) * n_prod * md["timestep_fs"] / 1e6, stopped=res["stopped"],
+        steps_per_s=res["steps_per_s"], replica_steps_per_s=res["steps_per_s"] * len(picks),
+        mean_temperature_K=float(temps[len(temps) // 2:].mean()) if len(temps) else float("nan"),
+        replicas_intact=int(intact.sum()),
+        bond_std_ratio=float(np.mean(bonds.std(axis=0) / ref_bonds.std(axis=0))) if len(bonds) > 1 else float("nan"),
+    ), phi_psi
+
+
+def reference_phi_psi(frames: List[Atoms]) -> np.ndarray:
+    return dihedrals(np.stack([a.positions for a in frames]))
+
+
+def do_run(name: str, quick: bool = False, data: Path = DATA) -> Dict[str, Any]:
+    spec = RUNS[name]
+    frames = map_frames(data)
+    pool, test = split(frames)
+    model, n_frames, epochs, elapsed = train_run(name, spec, pool, quick)
+    errors = force_errors(model, test[: 20 if quick else len(test)])
+    md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"])
+    ref = reference_phi_psi(frames)
+    result = dict(name=name, spec=spec, n_frames=n_frames, epochs=epochs, train_s=elapsed,
+                  noise_levels=list(model.noise_levels), forces=errors, md=md,
+                  kl=kl_divergence(ref, phi_psi) if len(phi_psi) else float("nan"),
+                  populations=basin_populations(phi_psi) if len(phi_psi) > 1 else {})
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"cg-{name}.json").write_text(json.dumps(result, indent=1))
+    np.save(RESULTS / f"cg-{name}.phi_psi.npy", phi_psi.astype(np.float32))
+    logger.info("%s: KL %.3f, populations %s, %d/%d replicas intact", name, result["kl"],
+                {k.split(" ")[0]: round(v[0], 3) for k, v in result["populations"].items()}, md["replicas_intact"],
+                md["n_replicas"])
+    return result
+
+
+def reference_figures(data: Path = DATA) -> Dict[str, Any]:
+    ref = reference_phi_psi(map_frames(data))
+    half = len(ref) // 2
+    return dict(populations=basin_populations(ref), kl_between_halves=kl_divergence(ref[:half], ref[half:]),
+                n_frames=len(ref))
+
+
+def _load(name: str):
+    path = RESULTS / f"cg-{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def report(data: Path = DATA) -> str:
+    """Mean ± std over seeds per recipe and frame count (markdown)."""
+    ref = reference_figures(data)
+    short = {k: k.split(" ")[0] for k in ref["populations"]}
+
+    def ms(values):
+        v = np.asarray(values, dtype=float)
+        return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
+
+    basins = list(ref["populations"])
+    head = " | ".join(short[b] for b in basins)
+    rows = [f"| recipe | frames | seeds | KL to reference | {head} | replicas intact | force RMSE (eV/A) |",
+            "| --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " | --- | --- |",
+            f"| reference (5 ns all-atom, mapped) | - | - | {ref['kl_between_halves']:.3f} (between halves) | "
+            + " | ".join(f"{ref['populations'][b][0]:.3f} ± {ref['populations'][b][1]:.3f}" for b in basins)
+            + " | - | - |"]
+    for n in FRAME_COUNTS:
+        for prefix, label in (("dn", "denoising, coordinates only (auto ladder)"),
+                              ("dns", "denoising, coordinates only, smoothed priors + soft ladder"),
+                              ("mixed", "mixed labels"), ("fm", "force matching")):
+            res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else "")) for s in SEEDS) if r]
+            if not res:
+                continue
+            pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
+            intact = sum(r["md"]["replicas_intact"] for r in res)
+            total = sum(r["md"]["n_replicas"] for r in res)
+            rows.append(f"| {label} | {n} | {len(res)} | {ms([r['kl'] for r in res])} | {pops} | {intact}/{total} "
+                        f"| {ms([r['forces']['all']['rmse'] for r in res])} |")
+    return "\n".join(rows)
+
+
+def plot(names: Sequence[str], data: Path = DATA, path: Path = None) -> Path:
+    """Free-energy surfaces -kT ln p(phi, psi) of the reference and of the runs ``names``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = [("reference (all-atom, 5 ns)", reference_phi_psi(map_frames(data)))]
+    for name in names:
+        f = RESULTS / f"cg-{name}.phi_psi.npy"
+        if f.exists():
+            samples.append((name, np.load(f).astype(np.float64)))
+    kT = 8.617333262e-5 * TEMPERATURE_K * 96.485  # kJ/mol
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.2), squeeze=False)
+    for ax, (label, pp) in zip(axes[0], samples):
+        counts = histogram(pp, 10.0)
+        with np.errstate(divide="ignore"):
+            fes = -kT * np.log(counts / counts.sum())
+        fes -= np.nanmin(fes[np.isfinite(fes)])
+        im = ax.imshow(np.where(np.isfinite(fes), fes, np.nan).T, origin="lower", extent=(-180, 180, -180, 180),
+                       vmin=0, vmax=15, cmap="viridis")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("phi (deg)")
+        ax.set_ylabel("psi (deg)")
+    fig.colorbar(im, ax=axes[0].tolist(), label="free energy (kJ/mol)", shrink=0.8)
+    path = path or RESULTS / "cg_fes.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO / "models", data: Path = DATA) -> Path:
+    """Copy run ``name``'s model into ``models/<zoo_name>/`` with its card, a start structure (a
+    held-out frame) and the reference phi/psi samples (for the tutorial), and register it."""
+    import shutil
+
+    import ase.io
+
+    from ase_denoise.checkpoint import load_model_file
+    from ase_denoise.zoo import ModelEntry, sha256_file, update_registry
+
+    res = _load(name)
+    if res is None:
+        raise FileNotFoundError(f"no results for run {name!r} in {RESULTS}")
+    model = load_model_file(RUNS_DIR / name / "best.safetensors")
+    dest_dir = Path(models_dir) / zoo_name
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / f"{zoo_name}.safetensors"
+    shutil.copyfile(RUNS_DIR / name / "best.safetensors", dest)
+    frames = map_frames(data)
+    start = split(frames)[1][0].copy()
+    del start.arrays["ref_forces"]
+    ase.io.write(dest_dir / "start.extxyz", start)
+    ref = reference_phi_psi(frames)
+    np.savez_compressed(dest_dir / "reference_phi_psi.npz", phi_psi_deg=ref.astype(np.float32))
+    for f in (dest, dest_dir / "start.extxyz", dest_dir / "reference_phi_psi.npz"):
+        os.chmod(f, 0o644)
+    figures = reference_figures(data)
+    prefix = name.split("-")[0]
+    seeds = [r for r in (_load(f"{prefix}-{res['n_frames']}" + (f"-r{k}" if k else "")) for k in SEEDS) if r]
+    c, physics = model.config, model.physics
+    names = c.bead_names
+    levels = ", ".join(f"{x:g}" for x in model.noise_levels)
+    md = res["md"]
+    basins = list(figures["populations"])
+    rows = "\n".join(f"| {b} | {res['populations'][b][0]:.3f} ± {res['populations'][b][1]:.3f} | "
+                     f"{figures['populations'][b][0]:.3f} ± {figures['populations'][b][1]:.3f} |" for b in basins)
+    kl_seeds = ", ".join(f"{r['kl']:.3f}" for r in seeds)
+    sha = sha256_file(dest)
+    cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/cg.py --only {name} --publish {name}"
+    card = f"""# {zoo_name}
+
+Alanine dipeptide (ACE-ALA-NME) in implicit water at 300 K, coarse-grained to six beads: the backbone
+atoms C (ACE), N, CA, C (ALA), N (NME) and the alanine CB (the CGSchNet map, Husic et al., J. Chem. Phys.
+153, 194101 (2020)). A denoiser trained on **bead coordinates alone** (run `{name}` of
+`benchmarks/ala2/cg.py`); `DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean force on each bead
+(eV/A), the noise ladder {levels} A extrapolated to sigma -> 0, plus the bonded priors and the wall
+(forces only: no energy). Bead types, each its own placeholder number:
+{", ".join(f"{z} = {t}" for z, t in sorted(names.items()))} (`model.config.bead_names`; build structures with
+`ase_denoise.data.bead_atoms`).
+
+```python
+from ase_denoise import DenoiseCalculator
+atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")   # sha256-checked, no network
+```
+
+## Training data
+
+- The first {res['n_frames']} frames (4 ns, a frame every 2 ps) of all-atom OpenMM MD: amber14 + GBn2 implicit
+  solvent, no constraints, 300 K (`benchmarks/ala2/make_data.py`, data `benchmarks/ala2/ala2_aa_300K.npz`),
+  mapped to the six beads. The mapped forces in the data were not used.
+- Temperature **{physics.temperature_K} K** (kT = {physics.kT:.6f} eV).
+
+## Settings
+
+- Noise ladder **{levels} A** (`noise_std="auto"`: the C-N bonds' width sets it), 4 copies per frame in
+  antithetic pairs, {res['epochs']} epochs, batch {BATCH}, lr 0.005, seed {res['spec']['seed']}, float32;
+  {res['train_s'] / 60:.1f} min on one CPU thread.
+- Priors: {"; ".join(p.describe(names) for p in model.priors)}.
+- Architecture: MACE, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels}, max_ell={c.max_ell},
+  max_L={c.max_L}, correlation={c.correlation}, num_interactions={c.num_interactions};
+  {sum(p.numel() for p in model.parameters())} parameters.
+
+## Measured figures
+
+CG Langevin MD: {md['n_replicas']} replicas in one batched forward per step (`ReplicaLangevin`, 300 K, 2 fs,
+friction 0.01/fs), each {md['simulated_ps_per_replica']:.0f} ps from a training frame, the first
+{MD['equilibration_ps']:g} ps discarded: {md['aggregate_ns']:.1f} ns in all; {md['replicas_intact']}/{md['n_replicas']}
+replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mapped frames (5 ns).
+
+| basin (phi/psi, degrees) | this model | all-atom reference |
+| --- | --- | --- |
+{rows}
+
+- KL divergence of the phi/psi histogram (20-degree bins) from the reference: **{res['kl']:.3f}**. The
+  reference's own two halves differ by {figures['kl_between_halves']:.3f}: that is the floor the 5-ns reference allows.
+- The same recipe over {len(seeds)} training seed(s): KL {kl_seeds}.
+
+## Limits
+
+- The reference never visits alpha_L/C7ax (phi > 0) in 5 ns, so the model has never seen it; whatever it
+  says there is extrapolation (the wall and bonded priors keep it stable, not right).
+- A CG force field is a potential of mean force of one state point (300 K, this solvent model).
+- The replicas start from training frames, so a short run inherits their basin populations; the
+  figures above come from {md['simulated_ps_per_replica']:.0f}-ps runs, and the study README says how they compare with force matching.
+
+`start.extxyz` is a held-out frame (six beads) to start MD from; `reference_phi_psi.npz` holds the
+reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb`).
+
+## Reproduce
+
+    {cmd}
+
+sha256 of the shipped file: `{sha}`
+"""
+    (dest_dir / "README.md").write_text(card)
+    entry = ModelEntry(
+        name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha, size_bytes=dest.stat().st_size,
+        summary=f"alanine dipeptide in implicit water at 300 K, 6 CG beads (backbone + CB, non-periodic), vector head, "
+                f"noise ladder {levels} A corrected to sigma -> 0, harmonic bond/angle priors and a wall; coordinates only",
+        card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K, noise_std=list(model.noise_levels),
+        command=cmd)
+    update_registry(entry, models_dir)
+    return dest
+
+
+def main(argv=None) -> int:
+    global RESULTS, RUNS_DIR
+    parser = argparse.ArgumentParser(description="alanine dipeptide, 6-bead CG: denoising vs force matching")
+    parser.add_argument("--only", nargs="*", default=[], help="runs to train and evaluate")
+    parser.add_argument("--report", action="store_true", help="print the table of the finished runs")
+    parser.add_argument("--plot", nargs="*", default=None, help="free-energy surfaces of these runs (default: seed 0 "
+                        "of each recipe at 2000 frames) against the reference")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
+    parser.add_argument("--publish", default=None, metavar="RUN", help="copy this run's model into the zoo as ala2-cg-300K")
+    parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
+    parser.add_argument("--runs-dir", default=str(RUNS_DIR))
+    args = parser.parse_args(argv)
+    RESULTS, RUNS_DIR = Path(args.out_dir) / "results", Path(args.runs_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    unknown = [n for n in args.only if n not in RUNS]
+    if unknown:
+        parser.error(f"unknown runs {unknown}; known: {sorted(RUNS)}")
+    for name in args.only:
+        do_run(name, quick=args.quick, data=Path(args.data))
+    if args.report:
+        print(report(Path(args.data)))
+    if args.plot is not None:
+        print(plot(args.plot or ["dn-2000", "dns-2000", "mixed-2000", "fm-2000"], Path(args.data)))
+    if args.publish:
+        print(publish(args.publish, models_dir=Path(args.models_dir), data=Path(args.data)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
