@@ -417,6 +417,13 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     rows = "\n".join(f"| {b} | {res['populations'][b][0]:.3f} ± {res['populations'][b][1]:.3f} | "
                      f"{figures['populations'][b][0]:.3f} ± {figures['populations'][b][1]:.3f} |" for b in basins)
     kl_seeds = ", ".join(f"{r['kl']:.3f}" for r in seeds)
+    fm = [r for r in (_load(f"fm-{res['n_frames']}" + (f"-r{k}" if k else "")) for k in SEEDS) if r]
+    fm_kl = ", ".join(f"{r['kl']:.3f}" for r in fm)
+    fm_line = (f"\n- Force matching on the {res['n_frames']} frames' mapped forces, same priors, protocol and optimiser "
+               f"steps (`fm-{res['n_frames']}`): KL {fm_kl} over {len(fm)} training seed(s)." if fm else "")
+    ladder_how = ("(`soft_ladder`: the `auto` rule applied to the bead pairs no bonded prior covers), the bonded "
+                  "priors subtracted from the target as the noise smooths them (`smoothed_priors=True`)"
+                  if res["spec"].get("smoothed") else "(`noise_std=\"auto\"`: the C-N bonds' width sets it)")
     sha = sha256_file(dest)
     cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/cg.py --only {name} --publish {name}"
     card = f"""# {zoo_name}
@@ -444,8 +451,9 @@ atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")   # sha256-checked, no net
 
 ## Settings
 
-- Noise ladder **{levels} A** (`noise_std="auto"`: the C-N bonds' width sets it), 4 copies per frame in
-  antithetic pairs, {res['epochs']} epochs, batch {BATCH}, lr 0.005, seed {res['spec']['seed']}, float32;
+- noise_std (sigma): noise ladder **{levels} A** {ladder_how}; n_duplicates: **{res['spec']['n_duplicates']}**
+  (noise drawn in antithetic pairs).
+- Training: {res['epochs']} epochs, batch {BATCH}, AdamW lr 0.005 with cosine schedule, seed {res['spec']['seed']}, float32;
   {res['train_s'] / 60:.1f} min on one CPU thread.
 - Priors: {"; ".join(p.describe(names) for p in model.priors)}.
 - Architecture: MACE, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels}, max_ell={c.max_ell},
@@ -465,15 +473,16 @@ replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mappe
 
 - KL divergence of the phi/psi histogram (20-degree bins) from the reference: **{res['kl']:.3f}**. The
   reference's own two halves differ by {figures['kl_between_halves']:.3f}: that is the floor the 5-ns reference allows.
-- The same recipe over {len(seeds)} training seed(s): KL {kl_seeds}.
+- The same recipe over {len(seeds)} training seed(s): KL {kl_seeds} (this file is seed {res['spec']['seed']}).{fm_line}
 
 ## Limits
 
 - The reference never visits alpha_L/C7ax (phi > 0) in 5 ns, so the model has never seen it; whatever it
   says there is extrapolation (the wall and bonded priors keep it stable, not right).
 - A CG force field is a potential of mean force of one state point (300 K, this solvent model).
-- The replicas start from training frames, so a short run inherits their basin populations; the
-  figures above come from {md['simulated_ps_per_replica']:.0f}-ps runs, and the study README says how they compare with force matching.
+- The replicas start from frames spread over the training set, so a short run partly inherits their
+  basin populations; the figures above come from {md['simulated_ps_per_replica']:.0f}-ps runs
+  (`benchmarks/ala2/README.md`, "Coarse-grained").
 
 `start.extxyz` is a held-out frame (six beads) to start MD from; `reference_phi_psi.npz` holds the
 reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb`).
