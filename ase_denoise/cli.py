@@ -169,9 +169,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     frames = read_frames(args.data)
     rank, world_size, device = _distributed_setup(args.device)
     if noise_std == "auto" or model_options.get("r_max") == "auto":
-        from .suggest import suggest_settings
+        from .suggest import pairs_held_by_priors, suggest_settings
 
-        suggestion = suggest_settings(frames)
+        # with --smoothed-priors the bonded priors' smoothing leaves the target: their pairs do not set sigma
+        suggestion = suggest_settings(frames, exclude_pairs=pairs_held_by_priors(priors, frames) if cfg.smoothed_priors else None)
         if rank == 0:
             print("settings from the data:")
             for line in suggestion.reasoning:

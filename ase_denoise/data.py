@@ -317,6 +317,7 @@ def prepare_data(
     default_temperature_K: Optional[float] = None,
     priors: Sequence[Any] = (),
     initial_model: Any = None,
+    skip_bonded_pairs: bool = False,
     **model_options: Any,
 ) -> Tuple[ModelConfig, PhysicsConfig, List[Frame]]:
     """Check frames and derive a model's settings from them.
@@ -334,6 +335,9 @@ def prepare_data(
     of a molecule fitted by Boltzmann inversion (:func:`ase_denoise.priors.fit_bonded_priors`). ``model_options``: any other
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
+
+    ``skip_bonded_pairs``: the ``auto`` ladder ignores the atom pairs bonded priors hold (training
+    with ``TrainConfig.smoothed_priors`` takes their smoothing out of the target).
 
     ``initial_model``: a :class:`~ase_denoise.model.DenoiserMACE` to fine-tune. Its architecture is
     inherited, element table and ``avg_num_neighbors`` included (its weights depend on them; every
@@ -364,7 +368,10 @@ def prepare_data(
     if (isinstance(noise_std, str) and noise_std == "auto") or model_options.get("r_max") == "auto":
         from .suggest import suggest_settings
 
-        suggestion = suggest_settings(atoms_list, names=model_options.get("bead_names"))
+        from .suggest import pairs_held_by_priors
+
+        held = pairs_held_by_priors(priors, atoms_list) if skip_bonded_pairs else None
+        suggestion = suggest_settings(atoms_list, names=model_options.get("bead_names"), exclude_pairs=held)
         for line in suggestion.reasoning:
             logger.info("suggested settings: %s", line)
         if isinstance(noise_std, str):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from ase import Atoms
@@ -80,11 +80,42 @@ def _inner_crossing(r: np.ndarray, g: np.ndarray, k: int, fraction: float) -> fl
     return float(r[i] + (level - g[i]) / (g[i + 1] - g[i]) * (r[i + 1] - r[i]))
 
 
-def pair_shells(frames: Sequence[Atoms], search: float = 8.0, bin_width: float = 0.01) -> List[PairShell]:
+def pairs_held_by_priors(priors: Sequence[Any], frames: Sequence[Atoms]) -> Set[Tuple[int, int]]:
+    """Atom index pairs ``(i, j)``, ``i < j``, that bonded priors hold: each bond's atoms and each
+    angle's two ends. ``priors``: :class:`ase_denoise.priors.Prior` objects or the string
+    ``"bonded"`` (the topology :func:`ase_denoise.priors.molecule_topology` finds in the first
+    frame, as the fit does); other priors hold no pair."""
+    from .priors import HarmonicAngles, HarmonicBonds, molecule_topology
+
+    held: Set[Tuple[int, int]] = set()
+    for prior in priors:
+        if isinstance(prior, str) and prior == "bonded" and frames:
+            bonds, angles = molecule_topology(frames[0])
+        elif isinstance(prior, HarmonicBonds):
+            bonds, angles = prior.bonds, []
+        elif isinstance(prior, HarmonicAngles):
+            bonds, angles = [], prior.angles
+        else:
+            continue
+        held |= {(min(i, j), max(i, j)) for i, j in bonds}
+        held |= {(min(i, k), max(i, k)) for i, _, k in angles}
+    return held
+
+
+def pair_shells(
+    frames: Sequence[Atoms], search: float = 8.0, bin_width: float = 0.01,
+    exclude_pairs: Optional[Set[Tuple[int, int]]] = None,
+) -> List[PairShell]:
     """First-shell peak, inner width and first minimum of every element pair in ``frames``.
 
     ``search`` (Angstrom): largest distance considered (capped at half the smallest periodic height).
+    ``exclude_pairs``: atom index pairs ``(i, j)``, ``i < j``, left out (e.g. those bonded priors hold:
+    :func:`pairs_held_by_priors`), so a pair type's first peak is that of its other instances.
     """
+    excluded = None
+    if exclude_pairs:
+        n = max(len(a) for a in frames)
+        excluded = np.array(sorted(i * n + j for i, j in exclude_pairs), dtype=np.int64)
     periodic_heights = [cell_heights(a.cell)[a.pbc].min() for a in frames if a.pbc.any()]
     if periodic_heights:
         search = min(search, 0.5 * min(periodic_heights))
@@ -92,6 +123,8 @@ def pair_shells(frames: Sequence[Atoms], search: float = 8.0, bin_width: float =
     for atoms in frames:
         g = PairGeometry.of(atoms.positions, atoms.cell.array, atoms.pbc, search)
         half = g.receiver < g.sender  # each unordered pair once
+        if excluded is not None:
+            half &= ~np.isin(g.receiver * n + g.sender, excluded)
         zi, zj, d = atoms.numbers[g.receiver[half]], atoms.numbers[g.sender[half]], g.d[half]
         lo, hi = np.minimum(zi, zj), np.maximum(zi, zj)
         for a, b in set(zip(lo.tolist(), hi.tolist())):
@@ -124,17 +157,22 @@ def pair_shells(frames: Sequence[Atoms], search: float = 8.0, bin_width: float =
 
 def suggest_settings(
     frames: Sequence[Atoms], max_shrink: float = MAX_SHRINK, ladder: Sequence[float] = LADDER,
-    names: Optional[Dict[int, str]] = None,
+    names: Optional[Dict[int, str]] = None, exclude_pairs: Optional[Set[Tuple[int, int]]] = None,
 ) -> Suggestion:
     """A noise ladder (Angstrom, ascending) and a cutoff ``r_max`` (Angstrom) for ``frames``.
-    ``names``: bead names of a coarse-grained model's placeholder numbers, for the reasoning."""
-    shells = pair_shells(frames)
+    ``names``: bead names of a coarse-grained model's placeholder numbers, for the reasoning.
+    ``exclude_pairs``: atom index pairs the rule ignores: those bonded priors hold, when training
+    takes their smoothing out of the target (``TrainConfig.smoothed_priors``), so the ladder follows
+    the narrowest peak the network itself has to resolve."""
+    shells = pair_shells(frames, exclude_pairs=exclude_pairs)
     if not shells:
         raise ValueError("no element pair has 10 or more distances within the search range: cannot suggest sigma")
     stiffest = min(shells, key=lambda s: s.inner_width)
     sigma_max = stiffest.inner_width * math.sqrt(max_shrink / 2.0)
     levels = tuple(float(f"{sigma_max * f:.3g}") for f in sorted(ladder))
-    lines = [
+    lines = [f"left out: {len(exclude_pairs)} atom pairs that bonded priors hold (their smoothing is taken "
+             "out of the training target)"] if exclude_pairs else []
+    lines += [
         f"{s.label(names)}: first peak {s.peak:.3f} A, inner width {s.inner_width:.3f} A"
         + (f", first minimum {s.first_minimum:.2f} A" if s.first_minimum else ", no first minimum")
         + f" ({s.n_distances} distances)"

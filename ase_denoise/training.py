@@ -534,7 +534,7 @@ def train(
     """
     config, physics, converted = prepare_data(
         frames, noise_std=noise_std, temperature_K=temperature_K, priors=priors, initial_model=initial_model,
-        **model_options,
+        skip_bonded_pairs=bool(train_config and train_config.smoothed_priors), **model_options,
     )
     trainer = Trainer(
         config, physics, converted, output_dir, train_config, progress=progress, rank=rank,

@@ -5,6 +5,7 @@ import sys
 
 import ase.io
 import numpy as np
+import pytest
 from ase.units import kB
 
 from ase_denoise.reference import lj_argon_frames, sample_harmonic_dimer
@@ -43,3 +44,26 @@ def test_liquid_argon_cutoff_is_the_end_of_the_first_shell(tmp_path):
     model = load_model(tmp_path / "m.safetensors")
     assert model.noise_levels == s.noise_std and model.config.r_max == s.r_max
     assert model.config.noise_embedding == 2
+
+
+def test_auto_ladder_can_leave_out_the_pairs_bonded_priors_hold():
+    """With smoothed bonded priors the network no longer resolves the bonds, so the ladder follows the
+    narrowest peak among the other pairs: a stiff 0-1 bond (width 0.03 A) and a soft 1-2 tether
+    (0.2 A); leaving out the bond's pair raises sigma_max from about 0.017 to about 0.06 A."""
+    from ase import Atoms
+
+    from ase_denoise.priors import HarmonicBonds
+    from ase_denoise.suggest import pairs_held_by_priors, suggest_settings
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(3000):
+        bond, tether = 1.2 + rng.normal(0, 0.03), 3.0 + rng.normal(0, 0.2)
+        frames.append(Atoms("COS", positions=[[0, 0, 0], [bond, 0, 0], [bond, tether, 0]]))
+    held = pairs_held_by_priors([HarmonicBonds([(1, 0)], [1.2], [10.0])], frames)
+    assert held == {(0, 1)} and pairs_held_by_priors(["bonded"], frames[:1]) >= {(0, 1)}
+    plain = suggest_settings(frames)
+    soft = suggest_settings(frames, exclude_pairs=held)
+    assert 0.01 < plain.noise_std[-1] < 0.02  # the bond's width (0.03 A, read as about 0.04 off a binned peak)
+    assert soft.noise_std[-1] > 3 * plain.noise_std[-1]
+    assert "left out: 1 atom pairs" in soft.reasoning[0] and "C-O" not in " ".join(soft.reasoning[1:])

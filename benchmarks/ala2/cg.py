@@ -169,20 +169,14 @@ def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10) -> Dict[str, List
 
 def soft_ladder(frames: List[Atoms]) -> tuple:
     """The ``auto`` rule (:mod:`ase_denoise.suggest`) applied to the bead pairs that no bonded prior
-    covers (neither bonded nor the ends of an angle): the bonds and angles are in the priors, and
+    holds (neither bonded nor the ends of an angle): the bonds and angles are in the priors, and
     with ``smoothed_priors`` their smoothing is taken out of the target, so the noise need only
-    respect the narrowest remaining peak (N - N(NME), 1-4 through psi: about 0.1 A wide)."""
-    import math
+    respect the narrowest remaining peak (N - N(NME), 1-4 through psi: about 0.1 A wide). What
+    ``train(..., noise_std="auto")`` does with ``TrainConfig(smoothed_priors=True)``."""
+    from ase_denoise.suggest import suggest_settings
 
-    from ase_denoise.suggest import LADDER, MAX_SHRINK, pair_shells
-
-    z = frames[0].numbers
-    covered = {tuple(sorted((int(z[i]), int(z[j])))) for i, j in BONDS}
-    covered |= {tuple(sorted((int(z[i]), int(z[k])))) for i, _, k in ANGLES}
-    free = [sh for sh in pair_shells(frames) if sh.pair not in covered]
-    width = min(sh.inner_width for sh in free)
-    sigma_max = width * math.sqrt(MAX_SHRINK / 2.0)
-    return tuple(float(f"{sigma_max * f:.3g}") for f in LADDER)
+    held = {(min(i, j), max(i, j)) for i, j in BONDS} | {(min(i, k), max(i, k)) for i, _, k in ANGLES}
+    return suggest_settings(frames, exclude_pairs=held).noise_std
 
 
 def split(frames: List[Atoms]):
@@ -207,7 +201,7 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=BATCH, lr=5e-3,
                       seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
                       smoothed_priors=spec["smoothed"])
-    noise_std = soft_ladder(data) if spec["smoothed"] else spec["noise_std"]
+    noise_std = spec["noise_std"]  # "auto": with smoothed_priors, the soft ladder (the priors' pairs left out)
     kT = PhysicsConfig(temperature_K=TEMPERATURE_K, noise_std=(0.01,)).kT
     priors = [*fit_bonded_priors(data, kT, bonds=BONDS, angles=ANGLES), "repulsive_wall"]
     names = {z: t for t, z in bead_table().items()}

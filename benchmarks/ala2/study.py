@@ -8,6 +8,8 @@ network learns the rest), and the same number of optimiser steps:
 
 * ``dn-<N>``: denoising, coordinates only, the noise ladder ``auto`` derives from the data (the
   C=O / C-N bond widths set it), antithetic pairs, 4 copies per frame;
+* ``dns-<N>``: as ``dn`` with ``TrainConfig.smoothed_priors`` (the residual taken against the bonded
+  priors as the noise smooths them);
 * ``mixed-<N>``: the same ladder with the variance-reduced mixture of the force and noise labels;
 * ``fm-<N>``: force matching on the instantaneous forces (exact here: without constraints the
   all-atom forces are the score, no mean-force ambiguity).
@@ -56,10 +58,11 @@ SEEDS = (0, 1, 2)
 def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
-        for loss, prefix, copies in (("denoising", "dn", 4), ("mixed", "mixed", 4), ("force_matching", "fm", 1)):
+        for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("mixed", "mixed", 4),
+                                     ("force_matching", "fm", 1)):
             for seed in SEEDS:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
-                runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed,
+                runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, smoothed=prefix == "dns",
                                   antithetic=copies > 1, noise_std="auto" if loss != "force_matching" else 0.01)
     return runs
 
@@ -97,7 +100,8 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     epochs = max(1, round(steps * 8 / samples_per_epoch))
     work = RUNS_DIR / name
     cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
-                      seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"])
+                      seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
+                      smoothed_priors=spec.get("smoothed", False))
     t0 = time.perf_counter()
     train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
           resume=(work / "training_state.pt").exists(), progress=True, priors=["bonded"], **MODEL)
@@ -177,7 +181,8 @@ def report() -> str:
     rows = ["| recipe | frames | seeds | relative RMSE (all atoms) | slope | RMSE H / C / N / O (eV/A) | MD intact | bond spread / reference |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n in FRAME_COUNTS:
-        for prefix, label in (("dn", "denoising, coordinates only"), ("mixed", "mixed labels"), ("fm", "force matching")):
+        for prefix, label in (("dn", "denoising, coordinates only"), ("dns", "denoising, smoothed priors"),
+                              ("mixed", "mixed labels"), ("fm", "force matching")):
             names = [f"{prefix}-{n}" + (f"-r{s}" if s else "") for s in SEEDS]
             res = [json.loads((RESULTS / f"{x}.json").read_text()) for x in names if (RESULTS / f"{x}.json").exists()]
             if not res:
