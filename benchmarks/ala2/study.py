@@ -9,7 +9,8 @@ network learns the rest), and the same number of optimiser steps:
 * ``dn-<N>``: denoising, coordinates only, the noise ladder ``auto`` derives from the data (the
   C=O / C-N bond widths set it), antithetic pairs, 4 copies per frame;
 * ``dns-<N>``: as ``dn`` with ``TrainConfig.smoothed_priors`` (the residual taken against the bonded
-  priors as the noise smooths them);
+  priors as the noise smooths them), so ``auto`` leaves out the pairs the priors hold: a C=O ... 1-4
+  peak (0.077 A wide) sets the ladder, 0.0134 / 0.0208 / 0.0297 A, twice ``dn``'s;
 * ``mixed-<N>``: the same ladder with the variance-reduced mixture of the force and noise labels;
 * ``fm-<N>``: force matching on the instantaneous forces (exact here: without constraints the
   all-atom forces are the score, no mean-force ambiguity).
