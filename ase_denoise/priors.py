@@ -390,25 +390,16 @@ class EwaldCoulomb(Prior):
         return energy, (forces[0] if positions.ndim == 2 else forces)
 
     def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
-        if not all(bool(p) for p in pbc):
-            raise ValueError("Ewald Coulomb needs a cell periodic in all three directions; use the DSF Coulomb "
-                             "prior (kind 'coulomb_dsf') for other boundaries")
-        positions = np.asarray(positions, dtype=np.float64)
-        cell = np.asarray(cell, dtype=np.float64)
-        e_real, f_real = super().energy_and_forces(numbers, positions, cell, pbc, geometry)
-        q = _charges_of(self.charges, numbers)
-        e_rec, f_rec = self.reciprocal(q, positions, cell)
-        scale = COULOMB_EV_A / self.relative_permittivity
-        volume = abs(float(np.linalg.det(cell)))
-        e_const = -scale * (self.alpha / math.sqrt(math.pi) * float((q**2).sum())
-                            + math.pi * float(q.sum()) ** 2 / (2.0 * volume * self.alpha**2))
-        return e_real + scale * e_rec + e_const, f_real + scale * f_rec
+        energy, forces = self.replicas_energy_and_forces(numbers, np.asarray(positions, dtype=np.float64)[None], cell,
+                                                         pbc, geometry)
+        return energy, forces[0]
 
     def replicas_energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
         # the real-space sum is a pair term on the copies' union; the reciprocal sum, one per copy,
         # vectorised over the copies
         if not all(bool(p) for p in pbc):
-            raise ValueError("Ewald Coulomb needs a cell periodic in all three directions")
+            raise ValueError("Ewald Coulomb needs a cell periodic in all three directions; use the DSF Coulomb "
+                             "prior (kind 'coulomb_dsf') for other boundaries")
         positions = np.asarray(positions, dtype=np.float64)
         cell = np.asarray(cell, dtype=np.float64)
         copies, n_atoms = positions.shape[:2]
