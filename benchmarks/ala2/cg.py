@@ -356,7 +356,8 @@ def plot(names: Sequence[str], data: Path = DATA, path: Path = None) -> Path:
         if f.exists():
             samples.append((name, np.load(f).astype(np.float64)))
     kT = 8.617333262e-5 * TEMPERATURE_K * 96.485  # kJ/mol
-    fig, axes = plt.subplots(1, len(samples), figsize=(3.2 * len(samples), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(samples), figsize=(3.4 * len(samples), 3.2), squeeze=False)
+    fig.subplots_adjust(wspace=0.45)
     for ax, (label, pp) in zip(axes[0], samples):
         counts = histogram(pp, 10.0)
         with np.errstate(divide="ignore"):
