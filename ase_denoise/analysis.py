@@ -315,3 +315,133 @@ def plot_rdfs_against_reference(
     fig.tight_layout()
     _save(fig, path)
     return summary
+
+
+# --------------------------------------------------------------------------------------------------
+# Many-body structure: triplet angles within a shell, tetrahedral order
+# --------------------------------------------------------------------------------------------------
+def _padded_neighbours(atoms: Atoms, cutoff: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Vectors from every atom to its neighbours within ``cutoff`` (Angstrom; all periodic images,
+    so the minimum image and beyond) sorted by distance, padded: ``(vectors [n, m, 3], counts [n])``,
+    ``m`` the largest count; padding rows are zero."""
+    from matscipy.neighbours import neighbour_list
+
+    n = len(atoms)
+    if atoms.cell.rank < 3:  # matscipy needs a cell: a box around a non-periodic structure
+        atoms = atoms.copy()
+        span = np.ptp(atoms.positions, axis=0) if n else np.zeros(3)
+        atoms.set_cell(np.diag(span + 2.0 * cutoff + 1.0))
+        atoms.pbc = False
+    i, vec, d = neighbour_list("iDd", atoms, cutoff)
+    order = np.lexsort((d, i))  # by atom, then by distance
+    i, vec = i[order], vec[order]
+    counts = np.bincount(i, minlength=n)
+    m = int(counts.max()) if n else 0
+    slot = np.arange(len(i)) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = np.zeros((n, m, 3))
+    out[i, slot] = vec
+    return out, counts
+
+
+def _as_frame_list(frames: Union[Atoms, Sequence[Atoms]]) -> Sequence[Atoms]:
+    if isinstance(frames, Atoms):
+        frames = [frames]
+    if len(frames) == 0:
+        raise ValueError("need at least one frame")
+    return frames
+
+
+def triplet_angles(frames: Union[Atoms, Sequence[Atoms]], cutoff: float) -> np.ndarray:
+    """Every angle j-i-k (degrees, 0-180) at an atom i between two of its neighbours j < k closer
+    than ``cutoff`` (Angstrom; periodic images included, minimum image for a box of more than twice
+    the cutoff), over all atoms and frames, concatenated. A neighbour shell with ``c`` atoms gives
+    ``c (c - 1) / 2`` angles."""
+    if not cutoff > 0:
+        raise ValueError(f"cutoff must be > 0 Angstrom, got {cutoff}")
+    angles = []
+    for atoms in _as_frame_list(frames):
+        vec, counts = _padded_neighbours(atoms, cutoff)
+        if vec.shape[1] < 2:
+            continue
+        unit = vec / np.maximum(np.linalg.norm(vec, axis=-1, keepdims=True), 1e-300)
+        cos = np.einsum("nad,nbd->nab", unit, unit)  # [n, m, m]
+        a, b = np.triu_indices(vec.shape[1], k=1)
+        valid = (b[None, :] < counts[:, None])  # both partners real (a < b)
+        angles.append(np.degrees(np.arccos(np.clip(cos[:, a, b][valid], -1.0, 1.0))))
+    return np.concatenate(angles) if angles else np.zeros(0)
+
+
+def density_histogram(values: np.ndarray, n_bins: int, value_range: Tuple[float, float]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(bin centres, density)`` of ``values`` on ``value_range`` split into ``n_bins`` bins:
+    counts / (number of *all* values x bin width), so values outside the range lower the curve
+    instead of being renormalised away (the integral over the range is the fraction inside it)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        raise ValueError("no finite values to histogram")
+    counts, edges = np.histogram(values, bins=n_bins, range=value_range)
+    width = (value_range[1] - value_range[0]) / n_bins
+    return 0.5 * (edges[1:] + edges[:-1]), counts / (values.size * width)
+
+
+def angular_distribution(
+    frames: Union[Atoms, Sequence[Atoms]], cutoff: float, n_bins: int = 90,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Distribution of the triplet angles j-i-k within a neighbour shell (:func:`triplet_angles`;
+    for water's oxygens or one-bead water, the O-O-O angular distribution of the first shell with
+    ``cutoff`` at the first minimum of g_OO, about 3.3 A).
+
+    Returns ``(theta, p)``: bin centres in degrees on [0, 180] and the probability density per
+    degree (``sum(p) * 180 / n_bins = 1``). Uniformly random points give ``p = sin(theta) * pi / 360``;
+    neighbours at the vertices of a regular tetrahedron all sit at 109.47 degrees."""
+    angles = triplet_angles(frames, cutoff)
+    if angles.size == 0:
+        raise ValueError(f"no atom has two neighbours within {cutoff} A: no angles")
+    return density_histogram(angles, n_bins, (0.0, 180.0))
+
+
+def tetrahedral_order(
+    frames: Union[Atoms, Sequence[Atoms]], n_neighbours: int = 4, cutoff: Optional[float] = None,
+) -> np.ndarray:
+    """Errington-Debenedetti tetrahedral order of every atom of every frame, ``[n_frames, n_atoms]``.
+
+    ``q_i = 1 - 3/8 sum_{j<k} (cos psi_jik + 1/3)^2`` over the pairs of the ``n_neighbours`` (4)
+    nearest neighbours of i (periodic images included: the minimum image in a box larger than twice
+    their distance), ``psi`` the angle at i (Errington and Debenedetti, Nature 409, 318 (2001)).
+    ``q = 1`` for a regular tetrahedron; for an ideal gas (independent random directions)
+    ``<q> = 0``; its range is [-3, 1]. Other ``n_neighbours`` scale the sum by ``6 / (pairs)`` so an
+    ideal gas still gives 0 (1 is then no longer the regular tetrahedron's value). ``cutoff`` (Angstrom): the search radius; default: large
+    enough that every atom of a periodic frame has ``n_neighbours`` (grown as needed), every atom
+    of a non-periodic one. Atoms with fewer neighbours within it get NaN. Dimensionless. Every frame
+    must hold the same number of atoms."""
+    if n_neighbours < 2:
+        raise ValueError(f"need n_neighbours >= 2, got {n_neighbours}")
+    frames = _as_frame_list(frames)
+    if len({len(a) for a in frames}) > 1:
+        raise ValueError("tetrahedral_order needs frames with the same number of atoms (one array row per frame)")
+    k = int(n_neighbours)
+    norm = 3.0 / 8.0 * 6.0 / (k * (k - 1) / 2)  # 3/8 for four neighbours (six pairs)
+    out = []
+    for atoms in _as_frame_list(frames):
+        n = len(atoms)
+        if cutoff is not None:
+            radius = float(cutoff)
+        elif np.all(atoms.pbc) and atoms.cell.rank == 3:
+            radius = (3.0 * (k + 2) / (4.0 * np.pi * n / atoms.get_volume())) ** (1.0 / 3.0)
+        else:
+            radius = float(np.ptp(atoms.positions, axis=0).max() * np.sqrt(3.0) + 1.0)
+        for _ in range(20):
+            vec, counts = _padded_neighbours(atoms, radius)
+            if cutoff is not None or counts.min(initial=k) >= k or not np.all(atoms.pbc):
+                break
+            radius *= 1.3
+        q = np.full(n, np.nan)
+        ok = counts >= k
+        if np.any(ok):
+            v = vec[ok, :k]
+            unit = v / np.linalg.norm(v, axis=-1, keepdims=True)
+            cos = np.einsum("nad,nbd->nab", unit, unit)
+            a, b = np.triu_indices(k, k=1)
+            q[ok] = 1.0 - norm * np.sum((cos[:, a, b] + 1.0 / 3.0) ** 2, axis=1)
+        out.append(q)
+    return np.array(out)

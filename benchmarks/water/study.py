@@ -1,0 +1,469 @@
+"""One-bead water: denoising on coordinates alone vs force matching vs mixed labels, and a pairwise control.
+
+Data: ``water_1bead_300K.npz`` (``make_data.py``: 256 TIP3P molecules, 300 K, NVT at the NPT mean
+volume, one bead per molecule at its centre of mass, the total force on the molecule as its mapped
+force, a frame every 1.5 ps). The last 20% of the trajectory (in time) is held out; ``N`` training
+frames are taken evenly spaced from the first 80%. One bead type ``W`` (placeholder number 1, mass
+18.015 amu, ``ase_denoise.data.bead_atoms``), periodic cubic box.
+
+Every run fits the repulsive-wall prior to its training frames (``priors=["repulsive_wall"]``: zero
+where the data have samples, a wall below the closest approach) and takes the same number of optimiser
+steps (:data:`STEPS`, batch :data:`BATCH`):
+
+* ``dn-<N>``: denoising, coordinates only, the noise ladder ``"auto"`` derives from the data (the
+  inner width of the first bead-bead peak sets it), antithetic pairs, 4 copies per frame;
+* ``mixed-<N>``: the same ladder, loss ``"mixed"`` (the variance-reduced mixture of force and noise labels);
+* ``fm-<N>``: force matching on the mapped forces (``noise_std`` only sets the output scale);
+* ``dn-pair-<N>``, ``fm-pair-<N>``: the same recipes with the pairwise-only architecture
+  :data:`PAIR_MODEL` (``num_interactions=1, correlation=1``, vector head).
+
+Why :data:`PAIR_MODEL` is pairwise. With one interaction the network is: node embedding ``h_i`` (a
+linear map of bead type and noise conditioning: per-bead constants), one message ``A_i = 1/avg *
+sum_j R(r_ij) Y(r_hat_ij) h_j`` (linear in the sum over neighbours; ``R`` the radial MLP of ``|r_ij|``
+alone), MACE's first-layer skip ``A_i x node_attrs`` (linear in ``A_i``), a symmetric contraction of
+correlation 1 (linear in ``A_i``: products of two or more ``A`` only appear for correlation >= 2), no
+residual connection in the first layer (``use_sc=False``) and a *linear* ``1x1o`` readout. Every map
+after the sum over ``j`` is linear, so the output on bead i is ``sum_j f(r_ij) r_hat_ij``: a sum of
+two-body terms (central, equal and opposite for one bead type: the force of a pair potential), plus
+the output of an isolated bead, which is zero (an invariant input gives no vector). The repulsive
+wall is a pair term too. A second interaction, or correlation 2, multiplies sums over neighbours and
+makes it many-body. ``tests/test_water_study.py`` checks this numerically: the pairwise model's force
+on bead 0 of three beads equals the sum of its forces with only bead 1 and only bead 2 present (minus
+the isolated bead's), the default model's does not.
+
+Per run (``results/<run>.json``): held-out force errors against the mapped forces (noisy
+instantaneous labels: their conditional mean, the mean force, is what a model can learn at best, so
+even a perfect model keeps a large relative error), and a Langevin MD at 300 K (ASE, :data:`MD`)
+from the first held-out frame; from its frames the bead-bead RDF, the triplet-angle (O-O-O)
+distribution within the first shell (cutoff at the reference RDF's first minimum) and the
+tetrahedral order q of the four nearest beads, each compared with the held-out reference by the
+RMS difference of the curves (the same figure between the two halves of the held-out data is the
+sampling-noise floor, ``results/reference.json``).
+
+    python benchmarks/water/study.py --only dn-480 fm-480 dn-pair-480 fm-pair-480 mixed-480
+    python benchmarks/water/study.py --report            # the table in README.md
+    python benchmarks/water/study.py --plot              # results/structure_<N>.png
+"""
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":  # a study process: one thread (set before numpy and torch load; never on import)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, List, Optional, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+from ase import Atoms  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DATA = HERE / "water_1bead_300K.npz"
+RESULTS = HERE / "results"
+RUNS_DIR = REPO / "runs" / "water"
+TEMPERATURE_K = 300.0
+BEAD, BEAD_MASS = "W", 18.015  # one bead type; amu (the molecule's mass)
+#: the default (many-body) architecture: two interactions, correlation 2 (three-body messages)
+MODEL = dict(r_max=6.0, num_channels=16, max_L=1, max_ell=2, num_interactions=2, correlation=2, head="vector",
+             radial_mlp=[32, 32])
+#: the pairwise-only control: one interaction, correlation 1, linear vector readout (module docstring)
+PAIR_MODEL = dict(MODEL, num_interactions=1, correlation=1)
+BATCH = 4  # frame copies per optimiser step (each 256 beads)
+STEPS = 1296  # optimiser steps of every run: 3 epochs of dn at 480 frames (432 training x 4 copies / 4), 12 of fm
+FM_NOISE_STD = 0.1  # A: force matching's output scale only: eps_hat = sigma F / kT ~ 0.85 for the 0.22 eV/A mapped forces
+MD = dict(timestep_fs=4.0, friction_per_fs=0.01, equilibration_ps=1.0, production_ps=5.0, interval=25)
+MIN_DISTANCE_STOP = 1.5  # A: two beads closer than this end the MD (the data's closest approach is about 2.4 A)
+BIN_WIDTH = 0.05  # A, RDF bins
+ANGLE_BINS = 60  # 3 degrees
+Q_BINS, Q_RANGE = 40, (-1.0, 1.0)
+QUICK = dict(frames_cap=8, steps=4, equilibration_ps=0.02, production_ps=0.06, interval=5, test_frames=4)
+FRAME_COUNTS = (100, 480)
+SEEDS = (0, 1, 2)
+#: prefix -> (label, loss, architecture)
+RECIPES = {
+    "dn": ("denoising, coordinates only", "denoising", "default"),
+    "mixed": ("mixed labels", "mixed", "default"),
+    "fm": ("force matching", "force_matching", "default"),
+    "dn-pair": ("denoising, pairwise model", "denoising", "pair"),
+    "fm-pair": ("force matching, pairwise model", "force_matching", "pair"),
+}
+
+
+def _runs() -> Dict[str, Dict[str, Any]]:
+    runs = {}
+    for n in FRAME_COUNTS:
+        for prefix, (_, loss, arch) in RECIPES.items():
+            copies = 1 if loss == "force_matching" else 4
+            for seed in SEEDS:
+                runs[run_name(prefix, n, seed)] = dict(
+                    loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1, architecture=arch,
+                    noise_std="auto" if loss != "force_matching" else FM_NOISE_STD, priors=["repulsive_wall"])
+    return runs
+
+
+def run_name(prefix: str, frames: int, seed: int = 0) -> str:
+    return f"{prefix}-{frames}" + (f"-r{seed}" if seed else "")
+
+
+RUNS = _runs()
+logger = logging.getLogger("water")
+
+
+def allow_correlation_one() -> None:
+    """Make MACE's symmetric contraction work at ``correlation=1`` (the pairwise control needs it).
+
+    mace-torch 0.3.16's ``Contraction.forward`` ends with ``out.view(n, -1)``; with correlation 1 the
+    loop over lower orders is empty and ``out`` is the einsum's non-contiguous result, so every forward
+    fails ("view size is not compatible with input tensor's size and stride"). This replaces the
+    method by the same computation with ``reshape`` (a copy only where ``view`` would fail; identical
+    values). Idempotent; a workaround for this study until the library handles correlation 1."""
+    from ase_denoise import _mace  # noqa: F401  (imports mace the library's way first)
+    from mace.modules import symmetric_contraction as sc
+
+    if getattr(sc.Contraction, "_reshape_patch", False):
+        return
+
+    def forward(self, x, y):
+        out = self.graph_opt_main(self.U_tensors(self.correlation), self.weights_max, x, y)
+        for i, (weight, contract_weights, contract_features) in enumerate(
+            zip(self.weights, self.contractions_weighting, self.contractions_features)
+        ):
+            c_tensor = contract_weights(self.U_tensors(self.correlation - i - 1), weight, y)
+            out = contract_features(c_tensor + out, x)
+        return out.reshape(out.shape[0], -1)
+
+    sc.Contraction.forward = forward
+    sc.Contraction._reshape_patch = True
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------
+def load_frames(path: Path = DATA) -> List[Atoms]:
+    """All frames as periodic bead ``Atoms`` (type ``W``, mass 18.015 amu, wrapped into the box) with
+    the mapped forces in ``arrays['ref_forces']`` (eV/A) and ``info['temperature_K']``."""
+    from ase_denoise.data import bead_atoms, bead_numbers
+
+    d = np.load(path)
+    numbers = bead_numbers([BEAD])
+    types = [BEAD] * d["positions"].shape[1]
+    frames = []
+    for pos, frc in zip(d["positions"], d["forces"]):
+        atoms = bead_atoms(types, pos.astype(np.float64), {BEAD: BEAD_MASS}, numbers, cell=np.asarray(d["cell"]),
+                           pbc=True, forces=frc.astype(np.float64))
+        atoms.wrap()
+        atoms.info["temperature_K"] = float(d["temperature_K"])
+        frames.append(atoms)
+    return frames
+
+
+def split(frames: List[Atoms]):
+    """(training pool: the first 80% in time order, held-out test: the last 20%)."""
+    cut = int(0.8 * len(frames))
+    return frames[:cut], frames[cut:]
+
+
+def training_frames(pool: List[Atoms], n: int) -> List[Atoms]:
+    """``n`` frames evenly spaced over the training pool (all of it for ``n >= len(pool)``)."""
+    idx = np.unique(np.linspace(0, len(pool) - 1, min(n, len(pool))).round().astype(int))
+    return [pool[i] for i in idx]
+
+
+# ----------------------------------------------------------------------------------------------
+# structure: RDF, triplet angles in the first shell, tetrahedral order
+# ----------------------------------------------------------------------------------------------
+def rdf_r_max(atoms: Atoms) -> float:
+    return float(np.floor(0.5 * atoms.cell.lengths().min() / BIN_WIDTH) * BIN_WIDTH)
+
+
+def first_minimum(r: np.ndarray, g: np.ndarray) -> float:
+    """First minimum of ``g(r)`` after its first peak (A), on a curve smoothed over 3 bins."""
+    from ase_denoise.analysis import first_peak
+
+    peak, _ = first_peak(r, g)
+    smooth = np.convolve(g, np.ones(3) / 3, mode="same")
+    start = int(np.searchsorted(r, peak))
+    stop = min(len(r) - 1, int(np.searchsorted(r, 2.0 * peak)))
+    return float(r[start + int(np.argmin(smooth[start:stop]))])
+
+
+def structure(frames: Sequence[Atoms], r_max: float, shell: float) -> Dict[str, np.ndarray]:
+    """Curves of ``frames``: ``r``, ``g`` (bead-bead RDF), ``theta`` (degrees), ``p_theta`` (angles
+    within ``shell`` A, density per degree), ``q``, ``p_q`` (tetrahedral order, density per unit q),
+    ``q_mean``."""
+    from ase_denoise.analysis import angular_distribution, density_histogram, rdf, tetrahedral_order
+
+    r, g = rdf(list(frames), r_max, n_bins=int(round(r_max / BIN_WIDTH)))
+    theta, p_theta = angular_distribution(frames, shell, n_bins=ANGLE_BINS)
+    q_values = tetrahedral_order(frames)
+    q, p_q = density_histogram(q_values, Q_BINS, Q_RANGE)
+    return dict(r=r, g=g, theta=theta, p_theta=p_theta, q=q, p_q=p_q, q_mean=np.array(np.nanmean(q_values)))
+
+
+def compare(curves: Dict[str, np.ndarray], ref: Dict[str, np.ndarray]) -> Dict[str, float]:
+    """RMS differences of the three curves (RDF: dimensionless; angles: 1/degree; q: per unit q)."""
+    from ase_denoise.analysis import first_peak
+
+    rms = {key: float(np.sqrt(np.mean((curves[key] - ref[key]) ** 2))) for key in ("g", "p_theta", "p_q")}
+    (pr, ph) = first_peak(curves["r"], curves["g"])
+    return dict(rdf_rms=rms["g"], angle_rms=rms["p_theta"], q_rms=rms["p_q"], q_mean=float(curves["q_mean"]),
+                rdf_peak_r=pr, rdf_peak_g=ph)
+
+
+def reference(test: List[Atoms]) -> Dict[str, Any]:
+    """The held-out frames' curves, the first-shell cutoff (first minimum of their RDF) and the noise
+    floor of each figure: the RMS difference between the curves of the first and second half."""
+    r_max = rdf_r_max(test[0])
+    from ase_denoise.analysis import rdf
+
+    r, g = rdf(test, r_max, n_bins=int(round(r_max / BIN_WIDTH)))
+    shell = first_minimum(r, g)
+    ref = structure(test, r_max, shell)
+    half = len(test) // 2
+    floor = compare(structure(test[:half], r_max, shell), structure(test[half:], r_max, shell))
+    from ase_denoise.analysis import first_peak
+
+    peak_r, peak_g = first_peak(ref["r"], ref["g"])
+    return dict(curves=ref, r_max=r_max, shell_A=shell, half_vs_half=floor, n_frames=len(test),
+                rdf_peak_r=peak_r, rdf_peak_g=peak_g, q_mean=float(ref["q_mean"]))
+
+
+def _jsonable(curves: Dict[str, np.ndarray]) -> Dict[str, Any]:
+    return {k: (np.round(np.asarray(v, dtype=float), 6).tolist() if np.ndim(v) else float(v)) for k, v in curves.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# one run: train, force errors, MD, structure
+# ----------------------------------------------------------------------------------------------
+def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
+    from ase_denoise import TrainConfig, train
+    from ase_denoise.checkpoint import load_model_file, read_metadata
+    from ase_denoise.data import bead_numbers
+
+    allow_correlation_one()
+    data = training_frames(pool, spec["frames"])
+    steps = STEPS
+    if quick:
+        data, steps = data[: QUICK["frames_cap"]], QUICK["steps"]
+    n_train = len(data) - max(1, int(round(0.1 * len(data))))  # the trainer keeps 10% of the frames for validation
+    epochs = max(1, round(steps * BATCH / (n_train * spec["n_duplicates"])))
+    work = RUNS_DIR / name
+    cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=BATCH, lr=5e-3,
+                      seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
+                      valid_duplicates=2)
+    architecture = PAIR_MODEL if spec["architecture"] == "pair" else MODEL
+    bead_names = {number: name for name, number in bead_numbers([BEAD]).items()}
+    last = work / "last.safetensors"
+    t0 = time.perf_counter()
+    if not (last.exists() and read_metadata(last)["training"]["epochs_completed"] >= epochs):
+        train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
+              resume=(work / "training_state.pt").exists(), progress=True, priors=spec["priors"],
+              bead_names=bead_names, **architecture)
+    meta = read_metadata(last)
+    return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0, meta
+
+
+def force_errors(model, test: List[Atoms]) -> Dict[str, float]:
+    from ase_denoise.analysis import force_metrics
+    from ase_denoise.data import to_frame
+    from ase_denoise.inference import evaluate_forces
+
+    pred, ref = evaluate_forces(model, [to_frame(a, model.config.atomic_numbers) for a in test])
+    return force_metrics(pred, ref)
+
+
+def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
+    """Langevin MD at 300 K (:func:`ase_denoise.md.run_langevin`, :data:`MD`) from ``start``; frames
+    of the production part every ``interval`` steps. Stops if two beads come within
+    :data:`MIN_DISTANCE_STOP` or a force is not finite."""
+    from ase_denoise import DenoiseCalculator
+    from ase_denoise.data import DataError
+    from ase_denoise.md import run_langevin
+
+    md = dict(MD)
+    if quick:
+        md.update(equilibration_ps=QUICK["equilibration_ps"], production_ps=QUICK["production_ps"],
+                  interval=QUICK["interval"])
+    atoms = start.copy()
+    atoms.calc = DenoiseCalculator(model)  # a ladder: forces corrected to sigma -> 0
+    n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
+    n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
+    sampled: List[Atoms] = []
+    temps: List[float] = []
+
+    def sample(a: Atoms, step: int) -> None:
+        if step > n_equil:
+            sampled.append(a.copy())
+            temps.append(a.get_temperature())
+
+    t0 = time.perf_counter()
+    try:
+        res = run_langevin(atoms, temperature_K=TEMPERATURE_K, steps=n_equil + n_prod, timestep_fs=md["timestep_fs"],
+                           friction_per_fs=md["friction_per_fs"], interval=md["interval"], seed=seed,
+                           observers=[sample], min_distance_stop=MIN_DISTANCE_STOP)
+        steps, wall, closest, stopped = res["steps"], res["wall_s"], res["min_distance"], res["stopped"]
+    except (RuntimeError, DataError) as exc:  # non-finite positions between two observed steps
+        steps, wall, closest, stopped = -1, time.perf_counter() - t0, float("nan"), str(exc)[:200]
+    for a in sampled:
+        a.calc = None
+    return dict(frames=sampled, simulated_ps=max(steps, 0) * md["timestep_fs"] / 1000, wall_s=wall,
+                steps_per_s=max(steps, 0) / max(wall, 1e-9), closest_approach_A=float(closest), stopped=stopped,
+                mean_temperature_K=float(np.mean(temps)) if temps else float("nan"), settings=md)
+
+
+def do_run(name: str, quick: bool = False, data: Path = DATA) -> Dict[str, Any]:
+    spec = RUNS[name]
+    pool, test = split(load_frames(data))
+    if quick:
+        test = test[: QUICK["test_frames"]]
+    model, n_frames, epochs, elapsed, meta = train_run(name, spec, pool, quick)
+    t0 = time.perf_counter()
+    errors = force_errors(model, test)
+    eval_s = time.perf_counter() - t0
+    ref = reference(test)
+    md = run_md(model, test[0], quick, seed=spec["seed"])
+    sampled = md.pop("frames")
+    result: Dict[str, Any] = dict(
+        name=name, spec=spec, n_frames=n_frames, epochs=epochs, train_s_this_call=elapsed,
+        train_steps=meta.get("training", {}).get("steps"), train_elapsed_s=(meta.get("metrics") or {}).get("elapsed_s"),
+        noise_levels=list(model.noise_levels), r_max=model.config.r_max, priors=[p.describe() for p in model.priors],
+        n_parameters=int(sum(p.numel() for p in model.parameters())), forces=errors, force_eval_s=eval_s, md=md,
+        md_frames=len(sampled), reference=dict(shell_A=ref["shell_A"], q_mean=ref["q_mean"], n_frames=ref["n_frames"]),
+    )
+    if sampled and md["stopped"] is None:
+        from ase.io import write
+
+        write(RUNS_DIR / name / "md_frames.extxyz", sampled)  # for later analysis (runs/ is not committed)
+        curves = structure(sampled, ref["r_max"], ref["shell_A"])
+        result["structure"] = compare(curves, ref["curves"])
+        result["curves"] = _jsonable(curves)
+        # the MD's own sampling noise: its first half against its second half (each half has half the frames)
+        half = len(sampled) // 2
+        result["md_half_vs_half"] = compare(structure(sampled[:half], ref["r_max"], ref["shell_A"]),
+                                            structure(sampled[half:], ref["r_max"], ref["shell_A"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, default=float))
+    ref_file = RESULTS / "reference.json"
+    if not ref_file.exists() or quick:
+        ref_out = {k: v for k, v in ref.items() if k != "curves"}
+        ref_file.write_text(json.dumps(dict(ref_out, curves=_jsonable(ref["curves"])), indent=1, default=float))
+    s = result.get("structure", {})
+    logger.info("%s: relative RMSE %.3f, slope %.3f; MD %.1f ps (%s); RDF RMS %s, angle RMS %s, q RMS %s", name,
+                errors["relative_rmse"], errors["slope"], md["simulated_ps"], md["stopped"] or "ran through",
+                s.get("rdf_rms"), s.get("angle_rms"), s.get("q_rms"))
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# table and plot
+# ----------------------------------------------------------------------------------------------
+def _load(names: Sequence[str]) -> List[Dict[str, Any]]:
+    return [json.loads((RESULTS / f"{x}.json").read_text()) for x in names if (RESULTS / f"{x}.json").exists()]
+
+
+def _ms(values, digits: int = 3, scale: float = 1.0) -> str:
+    v = np.asarray([x for x in values if x is not None], dtype=float) * scale
+    if v.size == 0:
+        return "-"
+    return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+
+
+def report() -> str:
+    """Mean ± std over seeds per recipe and frame count (markdown); the last rows are noise floors of
+    the structural figures: each MD run's first half against its second half, and the same for the
+    held-out reference."""
+    rows = ["| recipe | frames | seeds | force RMSE (eV/A) | relative RMSE | slope | MD ran through | RDF RMS diff "
+            "| angle RMS diff (10^-3/deg) | q RMS diff | <q> |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    ref = json.loads((RESULTS / "reference.json").read_text()) if (RESULTS / "reference.json").exists() else None
+    for n in FRAME_COUNTS:
+        for prefix, (label, _, _) in RECIPES.items():
+            res = _load([run_name(prefix, n, s) for s in SEEDS])
+            if not res:
+                continue
+            st = [r.get("structure", {}) for r in res]
+            rows.append(
+                f"| {label} | {n} | {len(res)} | {_ms([r['forces']['rmse'] for r in res])} "
+                f"| {_ms([r['forces']['relative_rmse'] for r in res])} | {_ms([r['forces']['slope'] for r in res])} "
+                f"| {sum(r['md']['stopped'] is None for r in res)}/{len(res)} "
+                f"| {_ms([s.get('rdf_rms') for s in st])} | {_ms([s.get('angle_rms') for s in st], 2, 1e3)} "
+                f"| {_ms([s.get('q_rms') for s in st])} | {_ms([s.get('q_mean') for s in st])} |")
+    halves = [r["md_half_vs_half"] for n in FRAME_COUNTS for p in RECIPES
+              for r in _load([run_name(p, n, s) for s in SEEDS]) if "md_half_vs_half" in r]
+    if halves:
+        rows.append(f"| noise: first vs second half of each MD run (mean over {len(halves)} runs) | - | - | - | - | - | - "
+                    f"| {np.mean([h['rdf_rms'] for h in halves]):.3f} | {1e3 * np.mean([h['angle_rms'] for h in halves]):.2f} "
+                    f"| {np.mean([h['q_rms'] for h in halves]):.3f} | - |")
+    if ref is not None:
+        f = ref["half_vs_half"]
+        rows.append(f"| reference: first vs second half of the held-out frames | - | - | - | - | - | - "
+                    f"| {f['rdf_rms']:.3f} | {1e3 * f['angle_rms']:.2f} | {f['q_rms']:.3f} | {ref['q_mean']:.3f} |")
+    return "\n".join(rows)
+
+
+def plot(frames: int, path: Optional[Path] = None) -> Path:
+    """RDF, triplet-angle and q distributions of each recipe (seed 0) at ``frames`` training frames
+    over the held-out reference -> ``results/structure_<frames>.png``."""
+    from ase_denoise.analysis import _new_figure, _save
+
+    ref = json.loads((RESULTS / "reference.json").read_text())
+    rc = ref["curves"]
+    fig = _new_figure((15.0, 4.2))
+    axes = [fig.add_subplot(1, 3, k + 1) for k in range(3)]
+    panels = (("r", "g", "r (Å)", "g(r), bead-bead"), ("theta", "p_theta", "angle (degrees)",
+              f"triplet angles within {ref['shell_A']:.2f} Å (1/deg)"), ("q", "p_q", "tetrahedral order q", "density"))
+    for ax, (x, y, xl, yl) in zip(axes, panels):
+        ax.plot(rc[x], rc[y], "k-", lw=2.2, label="reference (held-out TIP3P)")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(yl)
+    for k, prefix in enumerate(RECIPES):
+        res = _load([run_name(prefix, frames)])
+        if not res or "curves" not in res[0]:
+            continue
+        c = res[0]["curves"]
+        style = "--" if "pair" in prefix else "-"
+        for ax, (x, y, _, _) in zip(axes, panels):
+            ax.plot(c[x], c[y], style, color=f"C{k}", lw=1.2, label=f"{prefix}-{frames}")
+    axes[0].set_xlim(2.0, rc["r"][-1])
+    axes[0].axvline(ref["shell_A"], color="grey", ls=":", lw=0.8)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"one-bead water, 300 K: models trained on {frames} frames (seed 0) vs the held-out reference")
+    fig.tight_layout()
+    return _save(fig, path or RESULTS / f"structure_{frames}.png")
+
+
+def main(argv=None) -> int:
+    global RESULTS, RUNS_DIR
+    parser = argparse.ArgumentParser(description="one-bead water: denoising vs force matching vs a pairwise model")
+    parser.add_argument("--only", nargs="*", default=[], help="runs to train and evaluate")
+    parser.add_argument("--report", action="store_true", help="print the table of the finished runs")
+    parser.add_argument("--plot", action="store_true", help="plot the structure of the finished runs")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
+    parser.add_argument("--runs-dir", default=str(RUNS_DIR))
+    args = parser.parse_args(argv)
+    RESULTS, RUNS_DIR = Path(args.out_dir) / "results", Path(args.runs_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    unknown = [n for n in args.only if n not in RUNS]
+    if unknown:
+        parser.error(f"unknown runs {unknown}; known: {sorted(RUNS)}")
+    for name in args.only:
+        do_run(name, quick=args.quick, data=Path(args.data))
+    if args.report:
+        print(report())
+    if args.plot:
+        for n in FRAME_COUNTS:
+            if _load([run_name(p, n) for p in RECIPES]):
+                plot(n)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
