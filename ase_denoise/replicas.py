@@ -142,7 +142,8 @@ class ReplicaLangevin:
         """Replica ``i`` now, as ``Atoms`` with momenta (a new object)."""
         frame = self.frames[i]
         numbers = np.asarray(self.model.config.atomic_numbers)[frame.species]
-        out = Atoms(numbers=numbers, positions=self.positions[i], cell=frame.cell, pbc=frame.pbc)
+        out = Atoms(numbers=numbers, positions=self.positions[i], cell=frame.cell, pbc=frame.pbc,
+                    masses=self.masses[:, 0])  # the start structures' masses (beads: not the placeholders')
         out.set_momenta(self.velocities[i] * self.masses)
         return out
 

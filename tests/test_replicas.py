@@ -21,6 +21,7 @@ def test_each_replica_follows_its_own_ase_langevin_run(argon_model, argon):
     for k in range(3):
         atoms = argon.copy()
         atoms.rattle(0.05, seed=10 + k)
+        atoms.set_masses([50.0] * len(atoms))  # not argon's: the replicas keep the structures' own masses
         starts.append(atoms)
     seeds = [7, 8, 9]
     batch = ReplicaLangevin(argon_model, starts, temperature_K=94.4, timestep_fs=5.0, friction_per_fs=0.02, seeds=seeds)
@@ -33,6 +34,7 @@ def test_each_replica_follows_its_own_ase_langevin_run(argon_model, argon):
         Langevin(atoms, 5.0 * units.fs, temperature_K=94.4, friction=0.02 / units.fs, fixcm=False, rng=rng).run(30)
         np.testing.assert_allclose(batch.positions[i], atoms.positions, rtol=0, atol=1e-9)
         np.testing.assert_allclose(batch.atoms(i).get_momenta(), atoms.get_momenta(), rtol=0, atol=1e-9)
+        assert batch.atoms(i).get_temperature() == pytest.approx(atoms.get_temperature(), rel=1e-9)
 
 
 def test_replicas_hold_the_thermostat_temperature(zoo_argon):
