@@ -371,7 +371,9 @@ def triplet_angles(frames: Union[Atoms, Sequence[Atoms]], cutoff: float) -> np.n
     return np.concatenate(angles) if angles else np.zeros(0)
 
 
-def density_histogram(values: np.ndarray, n_bins: int, value_range: Tuple[float, float]) -> Tuple[np.ndarray, np.ndarray]:
+def density_histogram(
+    values: np.ndarray, n_bins: int, value_range: Tuple[float, float],
+) -> Tuple[np.ndarray, np.ndarray]:
     """``(bin centres, density)`` of ``values`` on ``value_range`` split into ``n_bins`` bins:
     counts / (number of *all* values x bin width), so values outside the range lower the curve
     instead of being renormalised away (the integral over the range is the fraction inside it)."""
@@ -410,10 +412,10 @@ def tetrahedral_order(
     their distance), ``psi`` the angle at i (Errington and Debenedetti, Nature 409, 318 (2001)).
     ``q = 1`` for a regular tetrahedron; for an ideal gas (independent random directions)
     ``<q> = 0``; its range is [-3, 1]. Other ``n_neighbours`` scale the sum by ``6 / (pairs)`` so an
-    ideal gas still gives 0 (1 is then no longer the regular tetrahedron's value). ``cutoff`` (Angstrom): the search radius; default: large
-    enough that every atom of a periodic frame has ``n_neighbours`` (grown as needed), every atom
-    of a non-periodic one. Atoms with fewer neighbours within it get NaN. Dimensionless. Every frame
-    must hold the same number of atoms."""
+    ideal gas still gives 0 (1 is then no longer the regular tetrahedron's value). ``cutoff``
+    (Angstrom): the search radius; default: large enough that every atom of a periodic frame has
+    ``n_neighbours`` (grown as needed), every atom of a non-periodic one. Atoms with fewer neighbours
+    within it get NaN. Dimensionless. Every frame must hold the same number of atoms."""
     if n_neighbours < 2:
         raise ValueError(f"need n_neighbours >= 2, got {n_neighbours}")
     frames = _as_frame_list(frames)
