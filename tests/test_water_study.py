@@ -126,7 +126,8 @@ def tiny_water(tmp_path_factory):
 
 def test_study_pipeline_quick(study, tiny_water, tmp_path):
     assert study.main(["--quick", "--only", "dn-480", "fm-pair-480", "--data", str(tiny_water), "--out-dir",
-                       str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--plot"]) == 0
+                       str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--plot", "--publish", "dn-480",
+                       "--models-dir", str(tmp_path / "zoo")]) == 0
     results = {n: json.loads((tmp_path / "results" / f"{n}.json").read_text()) for n in ("dn-480", "fm-pair-480")}
     for res in results.values():
         assert all(np.isfinite(res["forces"][k]) for k in ("rmse", "relative_rmse", "slope"))
@@ -141,6 +142,19 @@ def test_study_pipeline_quick(study, tiny_water, tmp_path):
     table = study.report()
     assert "| denoising, coordinates only | 480 | 1 |" in table and "force matching, pairwise model" in table
     assert (tmp_path / "results" / "structure_480.png").stat().st_size > 10_000
+    # publishing into a zoo directory: the file verifies and loads by name, the card names the bead type
+    from ase_denoise.zoo import card_text, load_model as load_by_name, verify_models
+
+    zoo = tmp_path / "zoo"
+    [(name, ok, message)] = verify_models(zoo)
+    assert (name, ok) == ("water-1bead-300K", True) and "['W']" in message, message
+    card = card_text(name, zoo)
+    assert "W-W" in card and "H-H" not in card and "| force matching, pairwise model | 1 |" in card
+    assert load_by_name(name, models_dir=zoo).config.bead_names == {1: "W"}
+    curves = np.load(zoo / name / "reference_structure.npz")
+    assert curves["g"].shape == curves["r"].shape and float(curves["shell_A"]) == ref["shell_A"]
+    with pytest.raises(ValueError, match="pairwise control"):
+        study.publish("fm-pair-480", models_dir=zoo)
 
 
 def test_committed_data_set_is_tetrahedral_water(study):
