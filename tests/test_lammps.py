@@ -75,6 +75,38 @@ def test_bad_set_ups_are_refused(zoo_argon, argon):
     lmp.close()
 
 
+def test_two_mpi_ranks_give_the_calculators_forces(lj_argon_small, tmp_path):
+    """``mpiexec -n 2`` (``tests/lammps_mpi_job.py``): LAMMPS splits the box, rank 0 evaluates the
+    model on the gathered structure, each rank gets its atoms' forces; read back from LAMMPS they
+    equal the calculator's (float64) before and after 40 Langevin steps."""
+    import json
+    import subprocess
+    import sys
+
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if importlib.util.find_spec("mpi4py") is None or not os.path.exists(mpiexec):  # pragma: no cover
+        if os.environ.get("CI") == "true":
+            raise ImportError("mpi4py / mpiexec are not installed but CI=true (pip install 'ase_denoise[lammps]')")
+        pytest.skip("mpi4py or mpiexec is not installed (pip install 'ase_denoise[lammps]')")
+    atoms = lj_argon_small[1][0].copy()
+    atoms.wrap()
+    atoms.write(tmp_path / "start.extxyz")
+    job = os.path.join(os.path.dirname(__file__), "lammps_mpi_job.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([mpiexec, "-n", "2", sys.executable, job, str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((tmp_path / "result.json").read_text())
+    n = len(atoms)
+    assert res["size"] == 2 and "pass its mpi4py communicator" in res["refused"]
+    for key in ("nlocal", "nlocal_after"):  # both ranks hold atoms: the box really is split
+        assert sum(res[key]) == n and min(res[key]) > 0, res[key]
+    for key in ("before", "after"):
+        diff, scale = res[key]
+        assert scale > 0.05 and diff <= 1e-10 * scale, (key, diff, scale)
+    assert res["calls"][0] == res["calls"][1] >= 42  # every rank took part in every callback
+
+
 LICL_DATA = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "licl", "licl_cg_300K.npz")
 #: LAMMPS' k-space accuracy is relative to the force between two unit charges 1 A apart (14.4 eV/A)
 TWO_CHARGE_FORCE = 14.399645478425668

