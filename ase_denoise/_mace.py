@@ -56,7 +56,46 @@ with host_environment_kept(), warnings.catch_warnings(), contextlib.redirect_std
         RealAgnosticInteractionBlock,
         RealAgnosticResidualInteractionBlock,
     )
+    from mace.modules.symmetric_contraction import Contraction as _MaceContraction
     from mace.modules.utils import get_edge_vectors_and_lengths  # noqa: F401
 
 for _line in _printed.getvalue().splitlines():
     logger.debug("mace at import: %s", _line)
+
+
+class ContiguousContraction(_MaceContraction):
+    """mace's ``Contraction`` (one irrep of a symmetric contraction) ending in ``reshape``.
+
+    mace-torch 0.3.16 ends ``Contraction.forward`` with ``out.view(n, -1)``. At ``correlation=1`` the
+    loop over lower orders is empty and ``out`` is the einsum's result as it comes, which for an L > 0
+    target is not contiguous, so every forward fails ("view size is not compatible with input
+    tensor's size and stride"); e.g. a vector head with ``max_ell=2, max_L=1, correlation=1``. The
+    same computation with ``reshape`` (a copy only where ``view`` would fail): identical values, the
+    same parameters and state dict."""
+
+    def forward(self, x, y):  # x: [n, channels, irrep dim] node features, y: [n, n_elements]
+        out = self.graph_opt_main(self.U_tensors(self.correlation), self.weights_max, x, y)
+        for i, (weight, contract_weights, contract_features) in enumerate(
+            zip(self.weights, self.contractions_weighting, self.contractions_features)
+        ):
+            c_tensor = contract_weights(self.U_tensors(self.correlation - i - 1), weight, y)
+            out = contract_features(c_tensor + out, x)
+        return out.reshape(out.shape[0], -1)  # [n, channels * irrep dim]
+
+
+_CONTRACTION_PARTS = ("graph_opt_main", "U_tensors", "weights_max", "weights", "contractions_weighting",
+                      "contractions_features")
+
+
+def make_contractions_contiguous(module) -> int:
+    """Turn the correlation-1 ``Contraction`` submodules of ``module`` (as built by mace) into
+    :class:`ContiguousContraction` in place; only these instances change, never mace's class.
+    Returns how many changed. A mace whose ``Contraction`` has other parts is left alone."""
+    changed = 0
+    for sub in module.modules():
+        if type(sub) is _MaceContraction and getattr(sub, "correlation", None) == 1 and all(
+            hasattr(sub, part) for part in _CONTRACTION_PARTS
+        ):
+            sub.__class__ = ContiguousContraction
+            changed += 1
+    return changed

@@ -54,6 +54,7 @@ from ._mace import (
     RealAgnosticInteractionBlock,
     RealAgnosticResidualInteractionBlock,
     get_edge_vectors_and_lengths,
+    make_contractions_contiguous,
     o3,
 )
 from .config import ModelConfig, PhysicsConfig
@@ -180,15 +181,15 @@ class DenoiserMACE(nn.Module):
                 radial_MLP=list(config.radial_mlp),
             )
             self.interactions.append(inter)
-            self.products.append(
-                EquivariantProductBasisBlock(
-                    node_feats_irreps=inter.target_irreps,
-                    target_irreps=out_irreps,
-                    correlation=config.correlation,
-                    num_elements=n_elements,
-                    use_sc=layer > 0,
-                )
+            product = EquivariantProductBasisBlock(
+                node_feats_irreps=inter.target_irreps,
+                target_irreps=out_irreps,
+                correlation=config.correlation,
+                num_elements=n_elements,
+                use_sc=layer > 0,
             )
+            make_contractions_contiguous(product)  # correlation 1 fails in mace 0.3.16 otherwise
+            self.products.append(product)
             if config.head == "vector":
                 self.vector_readouts.append(LinearReadoutBlock(out_irreps, o3.Irreps("1x1o")))
             elif config.head == "energy":  # as mace.modules.MACE: linear readouts, a gated MLP last

@@ -72,6 +72,32 @@ def test_equivariance(small_model, head, dtype, pbc):
         assert err <= TOL[dtype] * max(1.0, scale), f"{head}/{dtype}/{name}: {err:.2e}"
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_correlation_one_vector_model_runs_and_is_equivariant(dtype):
+    """mace 0.3.16's Contraction.forward ends in a ``.view`` that fails at correlation 1 for L > 0
+    targets; the model's own instances end in ``reshape`` instead (``_mace.ContiguousContraction``),
+    and mace's class is left as it was (no global patch)."""
+    from mace.modules.symmetric_contraction import Contraction
+
+    from ase_denoise._mace import ContiguousContraction
+
+    config = ModelConfig(atomic_numbers=[18, 36], head="vector", r_max=4.5, num_channels=8, max_ell=2, max_L=1,
+                         correlation=1, num_interactions=2)
+    model = build_model(config, physics(), dtype, seed=0)
+    kinds = [type(m) for m in model.modules() if isinstance(m, Contraction)]
+    assert kinds and set(kinds) == {ContiguousContraction}
+    assert Contraction.forward is not ContiguousContraction.forward
+    atoms = binary_liquid()
+    out = model_output(model, atoms)
+    scale = np.abs(out).max()
+    assert np.isfinite(out).all() and scale > 1e-6
+    for name, err in equivariance_errors(model, atoms, seed=1).items():
+        assert err <= TOL[dtype] * max(1.0, scale), f"{dtype}/{name}: {err:.2e}"
+    # higher correlation keeps mace's own class
+    deeper = build_model(ModelConfig.from_dict(dict(config.to_dict(), correlation=2)), physics(), dtype, seed=0)
+    assert {type(m) for m in deeper.modules() if isinstance(m, Contraction)} == {Contraction}
+
+
 def test_equivariance_check_detects_a_broken_model(small_model):
     """The check itself can fail: a model that adds a fixed vector is not rotation-equivariant."""
     model = small_model("edge")

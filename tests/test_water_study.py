@@ -94,7 +94,6 @@ def test_pairwise_control_is_a_sum_of_two_body_terms_and_the_default_model_is_no
     from ase_denoise.config import ModelConfig, PhysicsConfig
     from ase_denoise.model import build_model
 
-    study.allow_correlation_one()  # mace-torch 0.3.16 fails at correlation 1 without it
     physics = PhysicsConfig(temperature_K=300.0, noise_std=(0.02, 0.03, 0.045))  # a ladder: sigma-conditioned
     beads = np.array([[0.0, 0.0, 0.0], [2.8, 0.3, 0.1], [0.6, 2.9, -0.4]])  # 1-2 within the cutoff too
     gaps = {}

@@ -115,33 +115,6 @@ RUNS = _runs()
 logger = logging.getLogger("water")
 
 
-def allow_correlation_one() -> None:
-    """Make MACE's symmetric contraction work at ``correlation=1`` (the pairwise control needs it).
-
-    mace-torch 0.3.16's ``Contraction.forward`` ends with ``out.view(n, -1)``; with correlation 1 the
-    loop over lower orders is empty and ``out`` is the einsum's non-contiguous result, so every forward
-    fails ("view size is not compatible with input tensor's size and stride"). This replaces the
-    method by the same computation with ``reshape`` (a copy only where ``view`` would fail; identical
-    values). Idempotent; a workaround for this study until the library handles correlation 1."""
-    from ase_denoise import _mace  # noqa: F401  (imports mace the library's way first)
-    from mace.modules import symmetric_contraction as sc
-
-    if getattr(sc.Contraction, "_reshape_patch", False):
-        return
-
-    def forward(self, x, y):
-        out = self.graph_opt_main(self.U_tensors(self.correlation), self.weights_max, x, y)
-        for i, (weight, contract_weights, contract_features) in enumerate(
-            zip(self.weights, self.contractions_weighting, self.contractions_features)
-        ):
-            c_tensor = contract_weights(self.U_tensors(self.correlation - i - 1), weight, y)
-            out = contract_features(c_tensor + out, x)
-        return out.reshape(out.shape[0], -1)
-
-    sc.Contraction.forward = forward
-    sc.Contraction._reshape_patch = True
-
-
 # ----------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------
@@ -246,7 +219,6 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     from ase_denoise.checkpoint import load_model_file, read_metadata
     from ase_denoise.data import bead_numbers
 
-    allow_correlation_one()
     data = training_frames(pool, spec["frames"])
     steps = STEPS
     if quick:
