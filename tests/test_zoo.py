@@ -245,3 +245,19 @@ def test_wheel_ships_the_zoo_and_loads_by_name_outside_the_repo(tmp_path, argon1
     assert Path(result["zoo"]).resolve() == (site / "ase_denoise" / "_models").resolve()
     assert SHIPPED in result["models"]
     np.testing.assert_allclose(np.array(result["forces"]), zoo_forces, rtol=0, atol=1e-6)
+
+
+def test_register_model_writes_card_and_entry_and_refuses_weights_elsewhere(zoo_copy, tmp_path):
+    from ase_denoise.zoo import register_model
+
+    src = verified_path(SHIPPED, zoo_copy)
+    folder = zoo_copy / "copy-of-argon"
+    folder.mkdir()
+    weights = folder / "copy.safetensors"
+    shutil.copyfile(src, weights)
+    with pytest.raises(ValueError, match="must be in"):
+        register_model(zoo_copy, "copy-of-argon", src, "card", "summary", "cmd", 94.4, 0.05)
+    entry = register_model(zoo_copy, "copy-of-argon", weights, "# card\n", "an argon copy", "cmd", 94.4, [0.025, 0.04])
+    assert entry.file == "copy-of-argon/copy.safetensors" and entry.size_bytes == weights.stat().st_size
+    assert card_text("copy-of-argon", zoo_copy) == "# card\n"
+    assert "copy-of-argon" in list_models(zoo_copy) and verified_path("copy-of-argon", zoo_copy) == weights

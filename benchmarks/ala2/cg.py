@@ -383,7 +383,7 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     import ase.io
 
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.zoo import ModelEntry, sha256_file, update_registry
+    from ase_denoise.zoo import register_model, sha256_file
 
     res = _load(name)
     if res is None:
@@ -488,14 +488,11 @@ reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb
 
 sha256 of the shipped file: `{sha}`
 """
-    (dest_dir / "README.md").write_text(card)
-    entry = ModelEntry(
-        name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha, size_bytes=dest.stat().st_size,
-        summary=f"alanine dipeptide in implicit water at 300 K, 6 CG beads (backbone + CB, non-periodic), vector head, "
-                f"noise ladder {levels} A corrected to sigma -> 0, harmonic bond/angle priors and a wall; coordinates only",
-        card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K, noise_std=list(model.noise_levels),
-        command=cmd)
-    update_registry(entry, models_dir)
+    register_model(models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
+                   noise_std=list(model.noise_levels),
+                   summary=f"alanine dipeptide in implicit water at 300 K, 6 CG beads (backbone + CB, non-periodic), "
+                           f"vector head, noise ladder {levels} A corrected to sigma -> 0, harmonic bond/angle priors "
+                           f"and a wall; coordinates only")
     return dest
 
 

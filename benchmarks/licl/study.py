@@ -715,7 +715,7 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     import shutil
 
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.zoo import ModelEntry, sha256_file, update_registry
+    from ase_denoise.zoo import register_model, sha256_file
 
     res = json.loads((RESULTS / f"{name}.json").read_text())
     src = RUNS_DIR / name / "best.safetensors"
@@ -805,20 +805,14 @@ standard errors `*_err`) and `start.extxyz` a starting configuration (a test-set
 
 sha256 of the shipped file: `{sha}`
 """
-    (dest_dir / "README.md").write_text(card)
-    entry = ModelEntry(
-        name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha,
-        size_bytes=dest.stat().st_size,
+    register_model(
+        models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
+        noise_std=list(levels) if ladder else levels[0],
         summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, "
                 + (f"noise ladder {sigma} A corrected to sigma -> 0, repulsive wall" if ladder else f"sigma {sigma} A")
                 + (", Ewald Coulomb prior (LAMMPS coul/long + pppm can compute it)"
                    if any(p.kind == "coulomb_ewald" for p in model.priors) else "")
-                + (", trained with antithetic noise pairs" if res["spec"].get("antithetic") else ""),
-        card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K,
-        noise_std=list(levels) if ladder else levels[0],
-        command=cmd,
-    )
-    update_registry(entry, models_dir)
+                + (", trained with antithetic noise pairs" if res["spec"].get("antithetic") else ""))
     return dest
 
 

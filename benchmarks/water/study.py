@@ -423,7 +423,7 @@ def publish(name: str, zoo_name: str = "water-1bead-300K", models_dir: Path = RE
     import ase.io
 
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.zoo import ModelEntry, sha256_file, update_registry
+    from ase_denoise.zoo import register_model, sha256_file
 
     [res] = _load([name]) or [None]
     if res is None:
@@ -564,14 +564,11 @@ optimiser steps, priors and MD):
 
 sha256 of the shipped file: `{sha}`
 """
-    (dest_dir / "README.md").write_text(card)
-    entry = ModelEntry(
-        name=zoo_name, file=f"{zoo_name}/{zoo_name}.safetensors", sha256=sha, size_bytes=dest.stat().st_size,
-        summary=f"one-bead TIP3P water at 300 K (256 beads, periodic), many-body MACE (2 interactions, correlation 2), "
-                f"vector head, noise ladder {levels} A corrected to sigma -> 0, repulsive wall; coordinates only",
-        card=f"{zoo_name}/README.md", temperature_K=physics.temperature_K, noise_std=list(model.noise_levels),
-        command=cmd)
-    update_registry(entry, models_dir)
+    register_model(models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
+                   noise_std=list(model.noise_levels),
+                   summary=f"one-bead TIP3P water at 300 K (256 beads, periodic), many-body MACE (2 interactions, "
+                           f"correlation 2), vector head, noise ladder {levels} A corrected to sigma -> 0, repulsive "
+                           f"wall; coordinates only")
     return dest
 
 
