@@ -259,5 +259,5 @@ def test_register_model_writes_card_and_entry_and_refuses_weights_elsewhere(zoo_
         register_model(zoo_copy, "copy-of-argon", src, "card", "summary", "cmd", 94.4, 0.05)
     entry = register_model(zoo_copy, "copy-of-argon", weights, "# card\n", "an argon copy", "cmd", 94.4, [0.025, 0.04])
     assert entry.file == "copy-of-argon/copy.safetensors" and entry.size_bytes == weights.stat().st_size
-    assert card_text("copy-of-argon", zoo_copy) == "# card\n"
+    assert card_text("copy-of-argon", zoo_copy) == f"# card\n\n## Reproduce\n\n    cmd\n\nsha256 of the shipped file: `{entry.sha256}`\n"
     assert "copy-of-argon" in list_models(zoo_copy) and verified_path("copy-of-argon", zoo_copy) == weights

@@ -383,7 +383,7 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     import ase.io
 
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.zoo import register_model, sha256_file
+    from ase_denoise.zoo import register_model
 
     res = _load(name)
     if res is None:
@@ -419,7 +419,6 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     ladder_how = ("(`soft_ladder`: the `auto` rule applied to the bead pairs no bonded prior covers), the bonded "
                   "priors subtracted from the target as the noise smooths them (`smoothed_priors=True`)"
                   if res["spec"].get("smoothed") else "(`noise_std=\"auto\"`: the C-N bonds' width sets it)")
-    sha = sha256_file(dest)
     cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/cg.py --only {name} --publish {name}"
     card = f"""# {zoo_name}
 
@@ -481,12 +480,6 @@ replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mappe
 
 `start.extxyz` is a held-out frame (six beads) to start MD from; `reference_phi_psi.npz` holds the
 reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb`).
-
-## Reproduce
-
-    {cmd}
-
-sha256 of the shipped file: `{sha}`
 """
     register_model(models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
                    noise_std=list(model.noise_levels),

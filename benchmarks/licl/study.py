@@ -715,7 +715,7 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     import shutil
 
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.zoo import register_model, sha256_file
+    from ase_denoise.zoo import register_model
 
     res = json.loads((RESULTS / f"{name}.json").read_text())
     src = RUNS_DIR / name / "best.safetensors"
@@ -740,7 +740,6 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     c = model.config
     rdf = res["rdf"]
     box = res.get("box_A") or float(load_frames()[0].cell[0, 0])
-    sha = sha256_file(dest)
     n_params = sum(p.numel() for p in model.parameters())
     cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/study.py --publish {name}"
     card = f"""# {zoo_name}
@@ -798,12 +797,6 @@ frame), ion-ion RDFs against the all-atom reference (2 ns), bins of 0.1 A up to 
 `reference_rdf.npz` next to the weights holds the all-atom RDFs (`r`, `Li-Li`, `Li-Cl`, `Cl-Cl`, block
 standard errors `*_err`) and `start.extxyz` a starting configuration (a test-set frame); the tutorial
 `tutorials/07_licl_cg.ipynb` runs CG MD from it and overlays the RDFs.{_lammps_line(model)}
-
-## Reproduce
-
-    {cmd}
-
-sha256 of the shipped file: `{sha}`
 """
     register_model(
         models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,

@@ -423,7 +423,7 @@ def publish(name: str, zoo_name: str = "water-1bead-300K", models_dir: Path = RE
     import ase.io
 
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.zoo import register_model, sha256_file
+    from ase_denoise.zoo import register_model
 
     [res] = _load([name]) or [None]
     if res is None:
@@ -471,7 +471,6 @@ def publish(name: str, zoo_name: str = "water-1bead-300K", models_dir: Path = RE
     names = c.bead_names
     levels = ", ".join(f"{x:g}" for x in model.noise_levels)
     box = float(np.asarray(start.cell.lengths())[0])
-    sha = sha256_file(dest)
     cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/water/study.py --only {name} --publish {name}"
     card = f"""# {zoo_name}
 
@@ -557,12 +556,6 @@ optimiser steps, priors and MD):
 
 `start.extxyz` is the first held-out frame; `reference_structure.npz` holds the reference curves
 (RDF, triplet angles, q) for plots.
-
-## Reproduce
-
-    {cmd}
-
-sha256 of the shipped file: `{sha}`
 """
     register_model(models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
                    noise_std=list(model.noise_levels),
