@@ -5,8 +5,10 @@ functions that several test files need."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import pickle
+import sys
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
@@ -19,6 +21,20 @@ TINY = dict(head="edge", r_max=3.0, num_channels=4, max_L=0, max_ell=1, num_inte
 # A tiny periodic argon model (vector head, r_max 4.5 A): the calculator, checkpoint and file tests.
 ARGON_TINY = dict(r_max=4.5, num_channels=4, max_ell=1, max_L=1, correlation=1, num_interactions=1,
                   radial_mlp=[8], avg_num_neighbors=12.0)
+
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def benchmark_module(path: str):
+    """Import the benchmark script ``benchmarks/<path>`` (e.g. ``"water/study.py"``) as a module named
+    after its path (``water_study``), registered in ``sys.modules`` (its dataclasses need that)."""
+    name = path.removesuffix(".py").replace("/", "_")
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def cli_flags(options: Dict) -> List[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,15 +20,13 @@ if importlib.util.find_spec("openmm") is None:  # pragma: no cover
         raise ImportError("openmm is not installed but CI=true: the alanine-dipeptide tests must run in CI")
     pytest.skip("openmm is not installed (pip install 'ase_denoise[openmm]')", allow_module_level=True)
 
+from _helpers import benchmark_module  # noqa: E402
+
 ALA2 = Path(__file__).resolve().parent.parent / "benchmarks" / "ala2"
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"ala2_{name}", ALA2 / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module(f"ala2/{name}.py")
 
 
 @pytest.fixture(scope="module")

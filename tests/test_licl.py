@@ -1,8 +1,6 @@
 """The committed LiCl data set (benchmarks/licl), its reference RDFs, and the study pipeline."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,17 +9,15 @@ import pytest
 from ase_denoise.analysis import first_peak
 from ase_denoise.zoo import card_text, model_info, verify_models
 
+from _helpers import benchmark_module
+
 REPO = Path(__file__).resolve().parent.parent
 LICL = REPO / "benchmarks" / "licl"
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("licl_study", LICL / "study.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["licl_study"] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("licl/study.py")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +16,12 @@ if importlib.util.find_spec("openmm") is None:  # pragma: no cover
         raise ImportError("openmm is not installed but CI=true: the water data tests must run in CI")
     pytest.skip("openmm is not installed (pip install 'ase_denoise[openmm]')", allow_module_level=True)
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "water" / "make_data.py"
+from _helpers import benchmark_module  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def water():
-    spec = importlib.util.spec_from_file_location("water_make_data", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("water/make_data.py")
 
 
 def test_beads_are_centres_of_mass_with_the_total_molecular_force(water):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +19,14 @@ from ase.build import bulk
 
 from ase_denoise.analysis import angular_distribution, density_histogram, tetrahedral_order, triplet_angles
 
+from _helpers import benchmark_module
+
 WATER = Path(__file__).resolve().parent.parent / "benchmarks" / "water"
 TETRAHEDRAL = np.degrees(np.arccos(-1.0 / 3.0))  # 109.47 degrees
 
 
 def _module(name: str):
-    spec = importlib.util.spec_from_file_location(f"water_{name}", WATER / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module(f"water/{name}.py")
 
 
 @pytest.fixture(scope="module")
