@@ -2,7 +2,9 @@
 MPI ranks (``attach_denoiser(..., comm=...)``). Writes ``result.json`` (rank 0) to the directory
 given as the first argument: how many atoms each rank held, and the largest difference between the
 forces read back from LAMMPS and ``DenoiseCalculator`` on the same structure, before and after a
-short Langevin run (atoms move between the ranks' subdomains on the way)."""
+short Langevin run (atoms move between the ranks' subdomains on the way); and for a small
+energy-head model, LAMMPS' ``pe`` against the calculator's energy (the fix's global energy is the
+total, not summed over ranks)."""
 
 import json
 import sys
@@ -57,6 +59,18 @@ lmp.command("unfix md")  # fix langevin adds its friction and noise to LAMMPS' f
 lmp.command("run 0")  # forces at the current positions (the last step's came before its position update)
 result["after"] = read_back()
 result["calls"] = comm.allgather(fix.calls)
+lmp.close()
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _helpers import make_model  # noqa: E402
+
+energy_model = make_model([18], noise_std=0.05, pbc=True, head="energy", r_max=4.5, num_channels=4, max_ell=1,
+                          max_L=1, correlation=1, num_interactions=1, radial_mlp=[8])
+lmp, type_to_element = lammps_from_atoms(atoms, comm=comm)
+lmp.commands_string("pair_style zero 5.0\npair_coeff * *\nthermo_style custom step pe")
+attach_denoiser(lmp, energy_model, type_to_element, comm=comm)
+lmp.command("run 0")
+result["pe"] = [lmp.get_thermo("pe"), float(DenoiseCalculator(energy_model).get_potential_energy(atoms))]
+lmp.close()
 if comm.Get_rank() == 0:
     (out / "result.json").write_text(json.dumps(result))
-lmp.close()

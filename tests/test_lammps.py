@@ -105,6 +105,8 @@ def test_two_mpi_ranks_give_the_calculators_forces(lj_argon_small, tmp_path):
         diff, scale = res[key]
         assert scale > 0.05 and diff <= 1e-10 * scale, (key, diff, scale)
     assert res["calls"][0] == res["calls"][1] >= 42  # every rank took part in every callback
+    pe, expected = res["pe"]  # an energy-head model: the fix's energy is the total, counted once
+    assert abs(expected) > 1e-3 and pe == pytest.approx(expected, rel=1e-8)
 
 
 LICL_DATA = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "licl", "licl_cg_300K.npz")
