@@ -542,8 +542,9 @@ optimiser steps, priors and MD):
 ## Limits
 
 - Under-structured: mean q {s['q_mean']:.2f} against {ref['q_mean']:.2f} in the reference. Force matching with the
-  same architecture and steps gives the same shortfall, so it is this model's size (16 channels,
-  r_max {c.r_max} A), not the lack of force labels; the pairwise control is far worse (q about 0.43).
+  same architecture and steps gives the same shortfall, so it is not the lack of force labels; a
+  larger model than this one ({c.num_channels} channels, max_L {c.max_L}, correlation {c.correlation}) or longer training is
+  the untested suspect. The pairwise control is far worse (q about 0.43).
 - The forces are not exactly conservative (a vector head, not the gradient of an energy): in Langevin
   MD at friction {md['settings']['friction_per_fs']:g}/fs the beads ran at {temps} K (target 300 K; the training seeds; the
   statistical error of each, from block averages, is 1-3 K). Force matching's many-body model ran at {mean_temperature(["fm"])} on
