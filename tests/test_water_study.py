@@ -121,7 +121,7 @@ def tiny_water(tmp_path_factory):
 
 
 def test_study_pipeline_quick(study, tiny_water, tmp_path):
-    assert study.main(["--quick", "--only", "dn-480", "fm-pair-480", "--data", str(tiny_water), "--out-dir",
+    assert study.main(["--quick", "--only", "dn-480", "fm-pair-480", "fm-big-480", "--data", str(tiny_water), "--out-dir",
                        str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--plot", "--publish", "dn-480",
                        "--models-dir", str(tmp_path / "zoo")]) == 0
     results = {n: json.loads((tmp_path / "results" / f"{n}.json").read_text()) for n in ("dn-480", "fm-pair-480")}
@@ -132,6 +132,8 @@ def test_study_pipeline_quick(study, tiny_water, tmp_path):
         assert res["priors"] and "repulsive wall" in res["priors"][0]
     assert len(results["dn-480"]["noise_levels"]) == 3  # the auto ladder
     assert results["fm-pair-480"]["noise_levels"] == [study.FM_NOISE_STD]
+    big = json.loads((tmp_path / "results" / "fm-big-480.json").read_text())
+    assert big["n_parameters"] > 3 * results["dn-480"]["n_parameters"] and "structure" in big
     ref = json.loads((tmp_path / "results" / "reference.json").read_text())
     assert 2.9 < ref["shell_A"] < 4.0  # the first minimum of g(r) of water's centres of mass
     assert 2.6 < ref["rdf_peak_r"] < 3.0 and ref["q_mean"] > 0.3  # liquid water, tetrahedral-ish
@@ -149,7 +151,7 @@ def test_study_pipeline_quick(study, tiny_water, tmp_path):
     assert load_by_name(name, models_dir=zoo).config.bead_names == {1: "W"}
     curves = np.load(zoo / name / "reference_structure.npz")
     assert curves["g"].shape == curves["r"].shape and float(curves["shell_A"]) == ref["shell_A"]
-    with pytest.raises(ValueError, match="pairwise control"):
+    with pytest.raises(ValueError, match="pair control"):
         study.publish("fm-pair-480", models_dir=zoo)
 
 

@@ -15,7 +15,10 @@ steps (:data:`STEPS`, batch :data:`BATCH`):
 * ``mixed-<N>``: the same ladder, loss ``"mixed"`` (the variance-reduced mixture of force and noise labels);
 * ``fm-<N>``: force matching on the mapped forces (``noise_std`` only sets the output scale);
 * ``dn-pair-<N>``, ``fm-pair-<N>``: the same recipes with the pairwise-only architecture
-  :data:`PAIR_MODEL` (``num_interactions=1, correlation=1``, vector head).
+  :data:`PAIR_MODEL` (``num_interactions=1, correlation=1``, vector head);
+* ``dn-big-<N>``, ``fm-big-<N>``: the same recipes with the larger :data:`BIG_MODEL` (32 channels,
+  ``max_L=2``, correlation 3: four-body messages), to see whether the missing tetrahedral order is the
+  default model's size.
 
 Why :data:`PAIR_MODEL` is pairwise. With one interaction the network is: node embedding ``h_i`` (a
 linear map of bead type and noise conditioning: per-bead constants), one message ``A_i = 1/avg *
@@ -74,6 +77,9 @@ MODEL = dict(r_max=6.0, num_channels=16, max_L=1, max_ell=2, num_interactions=2,
              radial_mlp=[32, 32])
 #: the pairwise-only control: one interaction, correlation 1, linear vector readout (module docstring)
 PAIR_MODEL = dict(MODEL, num_interactions=1, correlation=1)
+#: a larger many-body model: about 4x the parameters, 2x the cost per forward
+BIG_MODEL = dict(MODEL, num_channels=32, max_L=2, correlation=3)
+ARCHITECTURES = {"default": MODEL, "pair": PAIR_MODEL, "big": BIG_MODEL}
 BATCH = 4  # frame copies per optimiser step (each 256 beads)
 STEPS = 1296  # optimiser steps of every run: 3 epochs of dn at 480 frames (432 training x 4 copies / 4), 12 of fm
 FM_NOISE_STD = 0.1  # A: force matching's output scale only: eps_hat = sigma F / kT ~ 0.85 for the 0.22 eV/A mapped forces
@@ -92,6 +98,8 @@ RECIPES = {
     "fm": ("force matching", "force_matching", "default"),
     "dn-pair": ("denoising, pairwise model", "denoising", "pair"),
     "fm-pair": ("force matching, pairwise model", "force_matching", "pair"),
+    "dn-big": ("denoising, larger model", "denoising", "big"),
+    "fm-big": ("force matching, larger model", "force_matching", "big"),
 }
 
 
@@ -229,7 +237,7 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=BATCH, lr=5e-3,
                       seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
                       valid_duplicates=2)
-    architecture = PAIR_MODEL if spec["architecture"] == "pair" else MODEL
+    architecture = ARCHITECTURES[spec["architecture"]]
     bead_names = {number: name for name, number in bead_numbers([BEAD]).items()}
     last = work / "last.safetensors"
     t0 = time.perf_counter()
@@ -430,7 +438,8 @@ def publish(name: str, zoo_name: str = "water-1bead-300K", models_dir: Path = RE
         raise FileNotFoundError(f"no results for run {name!r} in {RESULTS}")
     spec = res["spec"]
     if spec["architecture"] != "default":
-        raise ValueError(f"run {name!r} is a pairwise control; publish a run of the default architecture")
+        raise ValueError(f"run {name!r} is a {spec['architecture']} control; publish a run of the default "
+                         "architecture")
     model = load_model_file(RUNS_DIR / name / "best.safetensors")
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -451,7 +460,7 @@ def publish(name: str, zoo_name: str = "water-1bead-300K", models_dir: Path = RE
     dt_ps = float(meta["frame_interval_ps"])
     fm_rel = _ms([r["forces"]["relative_rmse"] for r in _load([run_name("fm", n, k) for k in SEEDS])], 2)
     table = []  # | recipe | seeds | RDF | angle | q | <q> |
-    for p in ("dn", "mixed", "fm", "dn-pair", "fm-pair"):
+    for p in RECIPES:
         runs = _load([run_name(p, n, s) for s in SEEDS])
         st = [r["structure"] for r in runs if "structure" in r]
         if st:
