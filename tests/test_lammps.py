@@ -66,6 +66,19 @@ def test_bad_set_ups_are_refused(zoo_argon, argon):
     with pytest.raises(ValueError, match="not in the model's table"):
         attach_denoiser(lmp, zoo_argon, {1: "Li"})
     lmp.close()
+    # a callback that fails stops the run with a LAMMPS error (not a printed traceback and a run
+    # going on with stale forces); the fix keeps the cause
+    lmp, type_to_element = lammps_from_atoms(argon)
+    lmp.commands_string("pair_style zero 6.0\npair_coeff * *\nfix nve all nve")
+    fix = attach_denoiser(lmp, zoo_argon, type_to_element)
+    lmp.command("run 0")
+    assert fix.error is None
+    fix.type_numbers = {}  # as if the input had a LAMMPS type the map does not cover
+    with pytest.raises(Exception, match="denoiser_halt"):
+        lmp.command("run 10")
+    assert isinstance(fix.error, ValueError) and "no element in type_to_element" in str(fix.error)
+    assert lmp.extract_global("ntimestep") < 10
+    lmp.close()
     from ase_denoise.integrations.lammps import lammps_instance
 
     lmp = lammps_instance()

@@ -23,6 +23,11 @@ whose commands :func:`coulomb_commands` writes from the prior itself (docs/beyon
     lmp.commands_string(coulomb_commands(prior, type_to_element))   # coul/long + pppm + dielectric
     attach_denoiser(lmp, model, type_to_element, exclude_priors=[prior.kind])
 
+A callback that fails (e.g. a LAMMPS type with no element in ``type_to_element``) cannot raise
+through LAMMPS' C interface; it sets ``v_<fix_id>_failed``, and ``fix <fix_id>_halt`` (made with the
+callback) then ends the run with a LAMMPS error that the running command raises in Python. The
+callback object's ``error`` holds the cause.
+
 Energy: an energy-head model sets the fix's global energy to its free energy ``A`` (counted in
 ``pe`` after ``fix_modify <id> energy yes``); a forces-only model sets none. No virial: the model
 has no pressure, so no barostat.
@@ -41,6 +46,7 @@ loader does not search; :func:`lammps_instance` loads it first (``ctypes``, ``RT
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import sys
 from typing import Dict, Mapping, Optional, Sequence, Union
@@ -53,6 +59,8 @@ from ase.data import atomic_numbers as ATOMIC_NUMBERS
 from ..calculator import DenoiseCalculator
 from ..model import DenoiserMACE
 from ..priors import DSFCoulomb, EwaldCoulomb, Prior
+
+logger = logging.getLogger(__name__)
 
 
 def _preload_mpi() -> None:
@@ -85,6 +93,8 @@ class DenoiserFix:
         self.comm = comm if comm is not None and comm.Get_size() > 1 else None  # None: one rank
         self.has_energy = "energy" in calculator.implemented_properties
         self.calls = 0
+        self.error: Optional[BaseException] = None  # why the last failed callback failed
+        self.halt_variable = f"{fix_id}_failed"  # 1 after a failed callback: fix <fix_id>_halt stops the run
 
     def box(self):
         """LAMMPS' box as ``(cell [3, 3] rows a, b, c, origin [3], pbc)``, Angstrom."""
@@ -112,10 +122,21 @@ class DenoiserFix:
         tags = np.array(tag[:nlocal], dtype=np.int64)
         types = np.array(self.lmp.numpy.extract_atom("type")[:nlocal], dtype=np.int64)
         positions = np.array(x[:nlocal], dtype=np.float64)
-        if self.comm is None:
-            forces, energy = self.evaluate(tags, types, positions)
-        else:
-            forces, energy = self._evaluate_on_rank_zero(tags, types, positions)
+        try:
+            if self.comm is None:
+                forces, energy = self.evaluate(tags, types, positions)
+            else:
+                forces, energy = self._evaluate_on_rank_zero(tags, types, positions)
+        except Exception as exc:
+            # An exception cannot cross LAMMPS' C callback (ctypes would print it and the run would go
+            # on), so the callback raises a flag that the fix halt made by attach_denoiser checks at
+            # the end of this step: LAMMPS stops the run with an error, which the Python command
+            # running it raises. ``self.error`` keeps the cause; every rank has it.
+            self.error = exc
+            logger.error("the denoiser's LAMMPS callback failed at step %d: %s", ntimestep, exc)
+            f[:nlocal] = 0.0
+            self.lmp.set_internal_variable(self.halt_variable, 1.0)
+            return
         f[:nlocal] = forces  # eV/A (units metal), added to LAMMPS' own forces
         if energy is not None:  # the total energy, the same on every rank (LAMMPS does not sum it)
             self.lmp.fix_external_set_energy_global(self.fix_id, energy)
@@ -173,6 +194,10 @@ def attach_denoiser(
     calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
     fix = DenoiserFix(lmp, calc, type_numbers, fix_id, comm=comm)
     lmp.command(f"fix {fix_id} all external pf/callback 1 1")
+    # a failed callback sets this variable; the halt then ends the run with a LAMMPS error
+    lmp.command(f"variable {fix.halt_variable} internal 0")
+    lmp.command(f"fix {fix_id}_halt all halt 1 v_{fix.halt_variable} > 0.5 error hard "
+                f"message yes")
     if fix.has_energy:
         lmp.command(f"fix_modify {fix_id} energy yes")
     lmp.set_fix_external_callback(fix_id, fix, None)
