@@ -83,3 +83,35 @@ def test_study_pipeline_quick(study, tmp_path):
     for needed in (entry.sha256, entry.command, "noise_std", "n_duplicates", "Temperature", "Architecture", "RDF RMS"):
         assert needed in card, needed
     assert (zoo / name / "reference_rdf.npz").exists() and (zoo / name / "start.extxyz").exists()
+
+
+def test_averaged_recipe_uses_its_ema_and_last_weights(study, frames, tmp_path):
+    """The "-long" recipes (EMA 0.999, last-epoch weights) reach the trainer and the model the study runs:
+    two quick epochs, and the model returned is the last epoch's, not the best-validation one."""
+    from ase_denoise.checkpoint import read_metadata
+
+    spec = dict(study.RUNS["la-auto-ewald-long"], epochs=2)
+    quick = dict(study.QUICK, epochs=2)
+    old = study.QUICK
+    study.QUICK = quick
+    try:
+        model, n_frames, last = study.train_run("t", spec, frames, tmp_path, quick=True)
+    finally:
+        study.QUICK = old
+    assert last["training"]["train_config"]["ema_decay"] == 0.999
+    assert last["training"]["train_config"]["antithetic_noise"] is True
+    assert model.metadata["metrics"]["epoch"] == read_metadata(tmp_path / "last.safetensors")["metrics"]["epoch"] == 1
+    assert [p.kind for p in model.priors] == ["repulsive_wall", "coulomb_ewald"]
+
+    # generalization.py scores it at one of its levels: the zero predictor's loss is a chi-square mean
+    # (about 1), the model's explained fraction after two quick epochs is small, and R = 1 - model / zero
+    import importlib.util
+
+    spec_ = importlib.util.spec_from_file_location("licl_generalization", study.HERE / "generalization.py")
+    gen = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(gen)
+    level = model.noise_levels[-1]
+    res = gen.explained_fraction(model, frames[:3], level, draws=4, seed=0)
+    assert 0.9 < res["loss_zero"] < 1.1
+    assert abs(res["explained"] - (1 - res["loss_model"] / res["loss_zero"])) < 1e-12
+    assert -0.2 < res["explained"] < 0.2 and len(res["per_frame_model"]) == 3

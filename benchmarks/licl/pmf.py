@@ -192,6 +192,18 @@ def features(curve) -> dict:
                 barrier=float(diff[at[BARRIER_R]] - diff[at[CONTACT_R]]))
 
 
+def recipe_of(label: str) -> str:
+    """The recipe of a PMF label: the study run's base name, ``-last`` kept (``la-auto-wall-r2-last`` ->
+    ``la-auto-wall-last``)."""
+    base = label[: -len("-last")] if label.endswith("-last") else label
+    return study.recipe_of(base) + label[len(base):]
+
+
+def seed_of(label: str) -> int:
+    base = label[: -len("-last")] if label.endswith("-last") else label
+    return next((k for k in study.EXTRA_SEEDS if base.endswith(f"-r{k}")), 0)
+
+
 def summary(pmf_dir: Path) -> str:
     """``results/pmf/summary.md``: per model and per recipe over its training seeds (mean ± std),
     the :func:`features` of the PMF. A negative contact error means the model over-binds contact pairs."""
@@ -202,7 +214,7 @@ def summary(pmf_dir: Path) -> str:
             per_model[out_dir.name] = features(curve)
     recipes: dict = {}
     for name, f in per_model.items():
-        recipes.setdefault(study.recipe_of(name), []).append((name, f))
+        recipes.setdefault(recipe_of(name), []).append((name, f))
     lines = ["# Li-Cl PMF, every model with all windows", "",
              "`benchmarks/licl/pmf.py MODEL` per model; errors are model minus reference (`-kT ln g` of the "
              f"all-atom data), in kT. Contact: `W({CONTACT_R}) - W({SEPARATED_R})` (negative: contact pairs "
@@ -213,7 +225,7 @@ def summary(pmf_dir: Path) -> str:
              f"| recipe | seeds | RMS error, {DISTANCES[0]}-{DISTANCES[-1]} A (kT) | RMS error, {INNER_EDGE_R}-{DISTANCES[-1]} A (kT) "
              "| contact error (kT) | barrier error (kT) |", "| --- | --- | --- | --- | --- | --- |"]
     for recipe, members in recipes.items():
-        members.sort(key=lambda m: next((k for k in study.EXTRA_SEEDS if m[0].endswith(f"-r{k}")), 0))
+        members.sort(key=lambda m: seed_of(m[0]))
         cols = []
         for key in ("rms", "rms_outer", "contact", "barrier"):
             v = np.array([f[key] for _, f in members])

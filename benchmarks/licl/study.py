@@ -117,11 +117,21 @@ RUNS.update({
     # force matching with the same priors (the Ewald term subtracted from the labels at the clean frames)
     "fm-all-ewald": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
                          epochs=round(4 * DENOISE_EPOCHS * 500 / 1800), priors=["wall", "ewald"]),
+    # Averaged weights, trained twice as long: the learned contact free energy moved by kT between
+    # late epochs and the kept epoch was partly chance (README, "Antithetic noise pairs"), the signature
+    # of gradient noise in the final weights. EMA 0.999 averages the last ~1000 optimiser steps and the
+    # last epoch's weights are used, for both label types; twice the steps = twice the noise draws.
+    "la-auto-ewald-long": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4,
+                               epochs=2 * DENOISE_EPOCHS, priors=["wall", "ewald"], antithetic=True,
+                               ema_decay=0.999, weights="last"),
+    "fm-all-ewald-long": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
+                              epochs=round(2 * 4 * DENOISE_EPOCHS * 500 / 1800), priors=["wall", "ewald"],
+                              ema_decay=0.999, weights="last"),
 })
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
 SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
           "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall", "la-auto-wall", "la-auto-ewald",
-          "fm-all-ewald")
+          "fm-all-ewald", "la-auto-ewald-long", "fm-all-ewald-long")
 EXTRA_SEEDS = (1, 2)
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
 
@@ -240,6 +250,7 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
         loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
         force_weight=spec.get("force_weight", 1.0), seed=spec.get("seed", 0), valid_fraction=0.1,
         level_weighting=spec.get("level_weighting", "uniform"), antithetic_noise=spec.get("antithetic", False),
+        ema_decay=spec.get("ema_decay", 0.99),
     )
     priors = [{"wall": "repulsive_wall", "ewald": EwaldCoulomb(**EWALD_PRIOR)}.get(p, p) for p in spec.get("priors", [])]
     done = last_path.exists() and read_metadata(last_path)["training"]["epochs_completed"] >= epochs
@@ -247,7 +258,9 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
         train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
               resume=state.exists(), progress=True, priors=priors, **dict(MODEL, head=spec.get("head", MODEL["head"])))
     last = read_metadata(last_path)
-    return load_model_file(model_path), len(data), last
+    # "best": the epoch with the lowest validation loss; "last": the end of the schedule (with a slow EMA
+    # the last weights average the final ~1/(1 - ema_decay) steps instead of picking one noisy epoch)
+    return load_model_file(last_path if spec.get("weights") == "last" else model_path), len(data), last
 
 
 def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float = None,
