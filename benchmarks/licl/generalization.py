@@ -72,17 +72,13 @@ def explained_fraction(model, frames, noise_std: float, draws: int, seed: int) -
                 per_frame_zero=np.round(z, 8).tolist())  # 1e-8: far below the paired differences (1e-5)
 
 
-def weights_path(run: str, runs_dir: Path) -> Path:
-    spec = study.RUNS[run]
-    return runs_dir / run / ("last.safetensors" if spec.get("weights") == "last" else "best.safetensors")
-
-
 def measure(run: str, n_frames: int, draws: int, runs_dir: Path, levels=None) -> Dict[str, Any]:
     from ase_denoise.checkpoint import load_model_file
     from ase_denoise.sampler import split_frames
 
     spec = study.RUNS[run]
-    model = load_model_file(weights_path(run, runs_dir))
+    weights = study.weights_file(spec, runs_dir / run)
+    model = load_model_file(weights)
     cfg = model.metadata["training"]["train_config"]
     frames = study.load_frames()
     data = study.split(frames, spec["frames"])
@@ -90,7 +86,7 @@ def measure(run: str, n_frames: int, draws: int, runs_dir: Path, levels=None) ->
     rng = np.random.default_rng(0)
     trained = [data[i] for i in rng.choice(train_ids, size=min(n_frames, len(train_ids)), replace=False)]
     test = frames[-study.N_TEST:][:n_frames]  # never seen in training (the study's test set)
-    out: Dict[str, Any] = dict(run=run, weights=str(weights_path(run, runs_dir).name), draws=draws,
+    out: Dict[str, Any] = dict(run=run, weights=weights.name, draws=draws,
                                n_frames=len(test), levels={})
     for level in (levels or model.noise_levels):
         out["levels"][f"{level:g}"] = dict(
@@ -159,7 +155,9 @@ def main(argv=None) -> int:
             res = measure(run, args.frames, args.draws, Path(args.runs_dir), args.levels)
             path.write_text(json.dumps(res) + "\n")
         results.append(res)
-    kT = 8.617333262e-5 * study.TEMPERATURE_K  # eV
+    from ase import units
+
+    kT = units.kB * study.TEMPERATURE_K  # eV
     text = table(results, kT)
     print(text)
     if args.out:

@@ -192,16 +192,22 @@ def features(curve) -> dict:
                 barrier=float(diff[at[BARRIER_R]] - diff[at[CONTACT_R]]))
 
 
+def _run_of(label: str) -> str:
+    """The study run of a PMF label (:func:`model_label` adds ``-last`` for last-epoch weights)."""
+    return label[: -len("-last")] if label.endswith("-last") else label
+
+
 def recipe_of(label: str) -> str:
     """The recipe of a PMF label: the study run's base name, ``-last`` kept (``la-auto-wall-r2-last`` ->
     ``la-auto-wall-last``)."""
-    base = label[: -len("-last")] if label.endswith("-last") else label
-    return study.recipe_of(base) + label[len(base):]
+    run = _run_of(label)
+    return study.recipe_of(run) + label[len(run):]
 
 
 def seed_of(label: str) -> int:
-    base = label[: -len("-last")] if label.endswith("-last") else label
-    return next((k for k in study.EXTRA_SEEDS if base.endswith(f"-r{k}")), 0)
+    """The training seed of a PMF label (0 for a base run, k for ``-rk``)."""
+    run = _run_of(label)
+    return next((k for k in study.EXTRA_SEEDS if run.endswith(f"-r{k}")), 0)
 
 
 def summary(pmf_dir: Path) -> str:

@@ -120,18 +120,15 @@ RUNS.update({
     # Averaged weights, trained twice as long: the learned contact free energy moved by kT between
     # late epochs and the kept epoch was partly chance (README, "Antithetic noise pairs"), the signature
     # of gradient noise in the final weights. EMA 0.999 averages the last ~1000 optimiser steps and the
-    # last epoch's weights are used, for both label types; twice the steps = twice the noise draws.
+    # last epoch's weights are used; twice the steps = twice the noise draws.
     "la-auto-ewald-long": dict(loss="denoising", frames=500, noise_std="auto", n_duplicates=4,
                                epochs=2 * DENOISE_EPOCHS, priors=["wall", "ewald"], antithetic=True,
                                ema_decay=0.999, weights="last"),
-    "fm-all-ewald-long": dict(loss="force_matching", frames="all", noise_std=0.26, n_duplicates=1,
-                              epochs=round(2 * 4 * DENOISE_EPOCHS * 500 / 1800), priors=["wall", "ewald"],
-                              ema_decay=0.999, weights="last"),
 })
 #: runs repeated with training seeds 1 and 2 (names "<run>-r1", "<run>-r2"; the base run is seed 0)
 SEEDED = ("ld-auto-wall", "ld-wide-wall", "mixed-auto-wall", "fm-all", "fm-all-wall", "dn-s0.26-wall",
           "ld-auto-wall-100", "ld-auto-wall-all", "fm-100-wall", "le-auto-wall", "la-auto-wall", "la-auto-ewald",
-          "fm-all-ewald", "la-auto-ewald-long", "fm-all-ewald-long")
+          "fm-all-ewald", "la-auto-ewald-long")
 EXTRA_SEEDS = (1, 2)
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
 
@@ -244,7 +241,7 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
     epochs = spec["epochs"]
     if quick:
         data, epochs = data[: QUICK["frames_cap"]], QUICK["epochs"]
-    model_path, last_path = work / "best.safetensors", work / "last.safetensors"
+    last_path = work / "last.safetensors"
     state = work / "training_state.pt"
     cfg = TrainConfig(
         loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
@@ -258,9 +255,14 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
         train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
               resume=state.exists(), progress=True, priors=priors, **dict(MODEL, head=spec.get("head", MODEL["head"])))
     last = read_metadata(last_path)
-    # "best": the epoch with the lowest validation loss; "last": the end of the schedule (with a slow EMA
-    # the last weights average the final ~1/(1 - ema_decay) steps instead of picking one noisy epoch)
-    return load_model_file(last_path if spec.get("weights") == "last" else model_path), len(data), last
+    return load_model_file(weights_file(spec, work)), len(data), last
+
+
+def weights_file(spec: Dict[str, Any], work: Path) -> Path:
+    """The weights a run is evaluated with: ``spec["weights"]`` "best" (default; the epoch with the
+    lowest validation loss) or "last" (the end of the schedule: with a slow EMA the last weights average
+    the final ~1/(1 - ema_decay) steps instead of picking one noisy epoch)."""
+    return work / ("last.safetensors" if spec.get("weights") == "last" else "best.safetensors")
 
 
 def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float = None,
