@@ -6,6 +6,12 @@ is :func:`ase_denoise.model.forces_from_output`, reached through :func:`ase_deno
 The vector and edge heads give forces only. The energy head (``ModelConfig.head="energy"``) gives
 ``energy`` = ``free_energy`` = ``A(x)`` too, a free energy of the coarse-grained coordinates at the
 training state point, defined up to a constant, with ``forces = -dA/dx`` (docs/energy-head.md).
+
+A committee (``DenoiseCalculator([model_a, model_b, ...])``: the same recipe trained with different
+seeds) returns the members' mean forces and, as MACE's committee calculator does, the members' own
+forces as ``forces_comm`` [n_members, n_atoms, 3]; their spread is a label-free uncertainty. Averaging
+K members divides the part of the error that changes from one training run to the next by about K in
+variance (docs/beyond-one-sigma.md, "Committees").
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .inference import evaluation_levels, predict, predict_free_energy, structure_frame
+from .inference import evaluation_levels, predict, predict_free_energy, prior_forces, structure_frame
 from .model import DenoiserMACE
 from .neighbours import SkinNeighbourList
 from .zoo import load_model
@@ -36,6 +42,29 @@ _WHY_NO_STRESS = (
 )
 
 
+ModelLike = Union[DenoiserMACE, str, os.PathLike]
+
+
+def _prior_specs(model: DenoiserMACE) -> List[dict]:
+    return [p.to_dict() for p in model.priors]
+
+
+def check_committee(models: Sequence[DenoiserMACE]) -> None:
+    """Raise ``ValueError`` unless ``models`` can be averaged as one force field: the same training
+    temperature (their forces are kT-scaled scores), element table, cutoff (one neighbour list) and head."""
+    first = models[0]
+    for k, m in enumerate(models[1:], start=1):
+        for what, a, b in (
+            ("temperature_K", first.temperature_K, m.temperature_K),
+            ("atomic_numbers", tuple(first.config.atomic_numbers), tuple(m.config.atomic_numbers)),
+            ("r_max", first.config.r_max, m.config.r_max),
+            ("head", first.config.head, m.config.head),
+        ):
+            if a != b:
+                raise ValueError(f"committee member {k} has {what} {b!r} but member 0 has {a!r}: "
+                                 "the members of a committee must be the same kind of model")
+
+
 class DenoiseCalculator(Calculator):
     """ASE calculator exposing the forces of a trained denoiser (eV/Angstrom), and for an energy-head
     model its free energy (``energy`` and ``free_energy``, eV, up to a constant); never ``stress``.
@@ -43,7 +72,9 @@ class DenoiseCalculator(Calculator):
     Parameters
     ----------
     model:
-        a :class:`~ase_denoise.model.DenoiserMACE`, a model file or a zoo name (:func:`ase_denoise.zoo.load_model`).
+        a :class:`~ase_denoise.model.DenoiserMACE`, a model file or a zoo name (:func:`ase_denoise.zoo.load_model`),
+        or a list or tuple of them: a committee (module docstring) whose members share temperature,
+        elements, cutoff and head (:func:`check_committee`).
     device:
         torch device for the forward pass (default ``"cpu"``).
     dtype:
@@ -64,7 +95,7 @@ class DenoiseCalculator(Calculator):
 
     def __init__(
         self,
-        model: Union[DenoiserMACE, str, os.PathLike],
+        model: Union[ModelLike, Sequence[ModelLike]],
         device: Union[str, torch.device] = "cpu",
         dtype: Optional[torch.dtype] = None,
         skin: float = 1.0,
@@ -73,25 +104,41 @@ class DenoiseCalculator(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(model, DenoiserMACE):
-            model = load_model(model)
-        evaluation_levels(model, noise_std)  # refuses a level the model was not trained at
-        unknown = sorted(set(exclude_priors) - {p.kind for p in model.priors})
+        members = list(model) if isinstance(model, (list, tuple)) else [model]
+        if not members:
+            raise ValueError("a committee needs at least one model")
+        members = [m if isinstance(m, DenoiserMACE) else load_model(m) for m in members]
+        check_committee(members)
+        for m in members:
+            evaluation_levels(m, noise_std)  # refuses a level the model was not trained at
+        known = {p.kind for m in members for p in m.priors}
+        unknown = sorted(set(exclude_priors) - known)
         if unknown:
-            raise ValueError(f"exclude_priors={unknown}: the model has no such prior (it has {[p.kind for p in model.priors]})")
+            raise ValueError(f"exclude_priors={unknown}: the model has no such prior (it has {sorted(known)})")
         self.noise_std = noise_std
         self.exclude_priors = tuple(exclude_priors)
         self.device = torch.device(device)
-        parameter = next(model.parameters())
+        parameter = next(members[0].parameters())
         self.dtype = dtype or parameter.dtype
-        if (self.dtype, self.device) != (parameter.dtype, parameter.device):  # never convert the caller's model
-            model = copy.deepcopy(model)
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        converted = []
+        for m in members:
+            p = next(m.parameters())
+            if (self.dtype, self.device) != (p.dtype, p.device):  # never convert the caller's model
+                m = copy.deepcopy(m)
+            converted.append(m.to(device=self.device, dtype=self.dtype).eval())
+        self.models: List[DenoiserMACE] = converted
+        self.model = converted[0]
+        # members with identical priors: the network parts are averaged and the priors added once
+        self._shared_priors = all(_prior_specs(m) == _prior_specs(self.model) for m in converted[1:])
         self.implemented_properties = list(self.implemented_properties)
-        if model.config.head == "energy":
+        if self.model.config.head == "energy":
             self.implemented_properties = ["energy", "free_energy", "forces"]
+        if len(converted) > 1:
+            self.implemented_properties += ["forces_comm"]
+            if self.model.config.head == "energy":
+                self.implemented_properties += ["energy_comm", "energy_var"]
         # Verlet list: rebuilt only when an atom moved more than skin/2 (ase_denoise.neighbours)
-        self.neighbours = SkinNeighbourList(model.config.r_max, skin)
+        self.neighbours = SkinNeighbourList(self.model.config.r_max, skin)
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], **kwargs) -> "DenoiseCalculator":
@@ -116,7 +163,7 @@ class DenoiseCalculator(Calculator):
 
     @property
     def noise_levels(self):
-        """The model's trained noise level(s) sigma, Angstrom."""
+        """The model's trained noise level(s) sigma, Angstrom (a committee: its first member's)."""
         return self.model.noise_levels
 
     @property
@@ -141,6 +188,9 @@ class DenoiseCalculator(Calculator):
     def calculate(self, atoms=None, properties=("forces",), system_changes=all_changes):
         Calculator.calculate(self, atoms, properties, system_changes)
         frame = structure_frame(self.atoms, self.model)
+        if len(self.models) > 1:
+            self._calculate_committee(frame)
+            return
         if self.model.config.head == "energy":
             energy, forces = predict_free_energy(
                 self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
@@ -152,3 +202,21 @@ class DenoiseCalculator(Calculator):
             self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
             neighbour_lists=[self.neighbours],
         )
+
+    def _calculate_committee(self, frame) -> None:
+        """Every member on ``frame`` (one forward each, the Verlet list shared); the mean and the members."""
+        common = dict(noise_std=self.noise_std, exclude_priors=self.exclude_priors, neighbour_lists=[self.neighbours])
+        if self.model.config.head == "energy":  # priors per member: their energies are part of each A
+            pairs = [predict_free_energy(m, [frame], **common) for m in self.models]
+            energies = np.array([float(e[0]) for e, _ in pairs])  # [n_members], eV
+            members = np.stack([f for _, f in pairs])  # [n_members, n_atoms, 3], eV/A
+            energy = float(energies.mean())
+            self.results.update(energy=energy, free_energy=energy, energy_comm=energies, energy_var=float(energies.var()))
+        else:
+            shared = self._shared_priors and bool(self.model.priors)
+            members = np.stack([predict(m, [frame], priors=not shared, **common) for m in self.models])
+            if shared:  # identical priors: computed once (the Ewald sum is not cheap)
+                members += prior_forces(self.model, [frame], exclude=self.exclude_priors,
+                                        neighbour_lists=[self.neighbours])[None]
+        self.results["forces"] = members.mean(axis=0)
+        self.results["forces_comm"] = members

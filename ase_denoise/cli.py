@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     })
 
     p = sub.add_parser("md", help="run Langevin MD with a denoiser")
-    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--model", required=True, nargs="+",
+                   help="model file or zoo name; several: a committee (the same recipe trained with different "
+                        "seeds), whose mean forces drive the MD")
     p.add_argument("--noise-std", type=float, default=None,
                    help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
     p.add_argument("--structure", required=True, help="starting structure, any file ASE can read (last frame used)")
@@ -213,7 +215,7 @@ def cmd_md(args: argparse.Namespace) -> int:
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
     atoms = read_frames(args.structure, index="-1")[-1]
-    atoms.calc = DenoiseCalculator(args.model, noise_std=args.noise_std)
+    atoms.calc = DenoiseCalculator(args.model if len(args.model) > 1 else args.model[0], noise_std=args.noise_std)
     stats = run_langevin(
         atoms, temperature_K=args.temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
         friction_per_fs=args.friction, trajectory=args.output, interval=args.interval, seed=args.seed,

@@ -319,6 +319,27 @@ def test_eval_foreign_element_fails(trained, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # md
 # --------------------------------------------------------------------------------------------------
+def test_md_with_a_committee_of_models(trained, data, tmp_path):
+    """``md --model A B``: the MD runs on the members' mean forces (a committee)."""
+    from ase_denoise import save_model
+    from ase_denoise.model import build_model
+
+    first = load_model(trained["model"])
+    other = build_model(first.config, first.physics, next(first.parameters()).dtype, seed=1)
+    save_model(other, tmp_path / "other.safetensors")
+    traj = tmp_path / "committee.traj"
+    code, out, err = run_cli([
+        "md", "--model", trained["model"], tmp_path / "other.safetensors", "--structure", data["start"],
+        "--temperature-K", TEMPERATURE_K, "--steps", "10", "--interval", "5", "--timestep-fs", "1.0", "--output", traj,
+    ])
+    assert code == 0, err
+    frames = ase.io.read(traj, index=":")
+    start = frames[0]
+    singles = [DenoiseCalculator(m).get_forces(start) for m in (first, other)]
+    assert not np.allclose(singles[0], singles[1])
+    np.testing.assert_allclose(start.get_forces(), 0.5 * (singles[0] + singles[1]), rtol=1e-6, atol=1e-6)
+
+
 def test_md_writes_trajectory_and_refuses_overwrite(trained, data, tmp_path):
     traj = tmp_path / "md.traj"
     argv = [
