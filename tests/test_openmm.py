@@ -77,6 +77,17 @@ def test_forces_read_back_from_openmm_equal_the_calculator(zoo_argon, lj_argon_s
     assert energy == 0.0  # forces only: the force reports no energy
 
 
+def test_a_committee_runs_in_openmm_as_its_mean(argon):
+    """A committee (a list of models) is one PythonForce: OpenMM reads back the members' mean forces."""
+    from _helpers import ARGON_TINY, make_model
+
+    members = [make_model([18], noise_std=0.05, pbc=True, seed=s, **ARGON_TINY) for s in (0, 1)]
+    forces, _ = engine_forces(members, argon, torch.float64)
+    singles = [DenoiseCalculator(m).get_forces(argon) for m in members]
+    assert not np.allclose(singles[0], singles[1])
+    np.testing.assert_allclose(forces, 0.5 * (singles[0] + singles[1]), rtol=0, atol=1e-10 * np.abs(forces).max())
+
+
 def test_an_energy_head_model_reports_its_free_energy(argon):
     from _helpers import make_model
 

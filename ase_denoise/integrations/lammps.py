@@ -163,7 +163,7 @@ class DenoiserFix:
 
 def attach_denoiser(
     lmp,
-    model: DenoiserMACE,
+    model: Union[DenoiserMACE, Sequence[DenoiserMACE]],
     type_to_element: Mapping[int, Union[str, int]],
     *,
     fix_id: str = "denoiser",
@@ -174,7 +174,8 @@ def attach_denoiser(
     comm=None,
 ) -> DenoiserFix:
     """Add the model's forces to every atom of ``lmp`` each step (``fix <fix_id> all external
-    pf/callback 1 1``). ``type_to_element``: LAMMPS atom type -> element symbol or atomic number.
+    pf/callback 1 1``). ``model``: one model or a committee (a list: their mean forces, as
+    :class:`DenoiseCalculator`). ``type_to_element``: LAMMPS atom type -> element symbol or atomic number.
     ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator`.
     ``comm``: the ``mpi4py`` communicator ``lmp`` runs on, needed with more than one rank (every
     rank calls this with the same arguments; rank 0 evaluates the model). Needs ``units metal``;
@@ -186,12 +187,12 @@ def attach_denoiser(
     if world_size > 1 and (comm is None or comm.Get_size() != world_size):
         raise ValueError(f"this LAMMPS instance runs on {world_size} MPI ranks: pass its mpi4py communicator as "
                          f"comm= (got {'none' if comm is None else f'one of size {comm.Get_size()}'})")
+    calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
     type_numbers = {int(t): (ATOMIC_NUMBERS[e] if isinstance(e, str) else int(e)) for t, e in type_to_element.items()}
-    unknown = sorted(set(type_numbers.values()) - set(model.config.atomic_numbers))
+    unknown = sorted(set(type_numbers.values()) - set(calc.model.config.atomic_numbers))
     if unknown:
         raise ValueError(f"type_to_element maps to elements {unknown} that are not in the model's table "
-                         f"{model.config.symbols}")
-    calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
+                         f"{calc.model.config.symbols}")
     fix = DenoiserFix(lmp, calc, type_numbers, fix_id, comm=comm)
     lmp.command(f"fix {fix_id} all external pf/callback 1 1")
     # a failed callback sets this variable; the halt then ends the run with a LAMMPS error

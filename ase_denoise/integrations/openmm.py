@@ -23,7 +23,7 @@ the System computes that term and the model runs with ``exclude_priors=[prior.ki
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -49,7 +49,7 @@ def _openmm():
 
 
 def denoiser_force(
-    model: DenoiserMACE,
+    model: Union[DenoiserMACE, Sequence[DenoiserMACE]],
     numbers: Sequence[int],
     *,
     periodic: bool = True,
@@ -59,7 +59,8 @@ def denoiser_force(
     device: str = "cpu",
 ):
     """An ``openmm.PythonForce`` giving the model's forces to the particles ``0 .. len(numbers) - 1``
-    (atomic numbers ``numbers``, in particle order). ``periodic``: the System has a periodic box
+    (atomic numbers ``numbers``, in particle order); ``model``: one model or a committee (a list: their
+    mean forces, as :class:`DenoiseCalculator`). ``periodic``: the System has a periodic box
     (all three directions, as OpenMM's periodic forces do); otherwise the model must be non-periodic.
     ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator` (e.g.
     ``exclude_priors=("coulomb_ewald",)`` when the System computes that term itself, with :func:`coulomb_force`).
