@@ -85,6 +85,33 @@ def test_study_pipeline_quick(study, tmp_path):
     assert (zoo / name / "reference_rdf.npz").exists() and (zoo / name / "start.extxyz").exists()
 
 
+def test_committee_run_trains_its_members_and_runs_their_mean(study, tmp_path, monkeypatch):
+    """A committee spec (``committee``: member runs) trains each member once, in its own run directory,
+    and runs MD with one calculator over all of them; the force errors are those of the members' mean."""
+    import shutil
+
+    from ase_denoise.checkpoint import load_model_file
+    from ase_denoise.data import to_frame
+    from ase_denoise.inference import predict
+
+    shutil.copy(LICL / "reference_rdf.npz", tmp_path / "reference_rdf.npz")
+    monkeypatch.setitem(study.RUNS, "t-r1", dict(study.RUNS["dn-k1"], seed=1))
+    monkeypatch.setitem(study.RUNS, "t-c2", dict(study.RUNS["dn-k1"], committee=["dn-k1", "t-r1"], seed=None))
+    args = ["--quick", "--no-report", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+            "--data", str(LICL / "licl_cg_300K.npz")]
+    assert study.main(args + ["--train-only", "--only", "t-c2"]) == 0
+    assert not (tmp_path / "results" / "t-c2-quick.json").exists()  # trained only
+    members = [load_model_file(tmp_path / "runs" / f"{m}-quick" / "best.safetensors") for m in ("dn-k1", "t-r1")]
+    assert study.main(args + ["--only", "t-c2"]) == 0
+    result = json.loads((tmp_path / "results" / "t-c2-quick.json").read_text())
+    assert result["md"]["steps"] > 0 and not result["md"]["blew_up"]
+    test = study.load_frames(LICL / "licl_cg_300K.npz")[-study.N_TEST:][:40]
+    frames = [to_frame(a, members[0].config.atomic_numbers) for a in test]
+    mean = np.mean([predict(m, frames) for m in members], axis=0)
+    ref = np.concatenate([f.ref_forces for f in frames])
+    assert result["force_rmse_vs_labels"] == pytest.approx(np.sqrt(np.mean((mean - ref) ** 2)), rel=1e-9)
+
+
 def test_averaged_recipe_uses_its_ema_and_last_weights(study, frames, tmp_path):
     """The "-long" recipes (EMA 0.999, last-epoch weights) reach the trainer and the model the study runs:
     two quick epochs, and the model returned is the last epoch's, not the best-validation one."""

@@ -3,6 +3,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py MODEL [--ps 3] [--distances ...] [--part K/N]
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py MODEL --report-only
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py MODEL_A MODEL_B MODEL_C --label NAME  # a committee
 
 ``MODEL``: a model file or zoo name. For each distance ``r`` one Li-Cl pair of the 48-ion box (the
 pair of a data frame closest to ``r``) is held at ``r`` by ASE's ``FixBondLength`` (RATTLE) while
@@ -270,25 +271,29 @@ def report(label: str, out_dir: Path) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", help="model file or zoo name")
+    p.add_argument("model", nargs="+", help="model file or zoo name; several: a committee (their mean forces; "
+                                            "name it with --label, e.g. the study's committee run)")
+    p.add_argument("--label", default=None, help="name of the results folder (default: from the model's path)")
     p.add_argument("--ps", type=float, default=3.0, help="production ps per window (default 3)")
     p.add_argument("--distances", type=float, nargs="*", default=list(DISTANCES))
     p.add_argument("--part", default="0/1", help="K/N: run windows K, K+N, ... (parallel processes)")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
-    label = model_label(args.model)
+    if len(args.model) > 1 and not args.label:
+        p.error("a committee of several models needs --label")
+    label = args.label or model_label(args.model[0])
     out_dir = study.RESULTS / "pmf" / label
     out_dir.mkdir(parents=True, exist_ok=True)
     if not args.report_only:
         from ase_denoise import load_model
 
-        model = load_model(args.model)
+        model = [load_model(m) for m in args.model] if len(args.model) > 1 else load_model(args.model[0])
         k, n = map(int, args.part.split("/"))
         for idx, r in enumerate(args.distances):
             path = out_dir / f"r{r:.2f}.json"
             if idx % n != k or path.exists():
                 continue
-            res = dict(window(model, float(r), args.ps, seed=idx), model=args.model)
+            res = dict(window(model, float(r), args.ps, seed=idx), model=args.model if len(args.model) > 1 else args.model[0])
             path.write_text(json.dumps(res) + "\n")
             print(json.dumps(res), flush=True)
     print(report(label, out_dir))

@@ -34,7 +34,7 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Dict, List  # noqa: E402
+from typing import Any, Dict, List, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
@@ -133,6 +133,11 @@ EXTRA_SEEDS = (1, 2)
 RUNS.update({f"{n}-r{seed}": dict(RUNS[n], seed=seed) for n in SEEDED for seed in EXTRA_SEEDS})
 
 
+def seed_runs_of(base: str, seeds: Sequence[int]) -> Tuple[str, ...]:
+    """Run names of ``base`` at training ``seeds`` (seed 0 is the base name itself)."""
+    return tuple(base if seed == 0 else f"{base}-r{seed}" for seed in seeds)
+
+
 def seed_runs(base: str) -> tuple:
     """The names of a recipe's runs over training seeds: the base run (seed 0), then ``-r1``, ``-r2``."""
     return (base,) + tuple(f"{base}-r{seed}" for seed in EXTRA_SEEDS)
@@ -141,6 +146,22 @@ def seed_runs(base: str) -> tuple:
 def recipe_of(name: str) -> str:
     """The base run of ``name`` (``ld-auto-wall-r1`` -> ``ld-auto-wall``)."""
     return next((name[: -len(f"-r{s}")] for s in EXTRA_SEEDS if name.endswith(f"-r{s}")), name)
+
+
+#: Committees (ase_denoise.calculator.DenoiseCalculator with several models: the members' forces
+#: averaged). The seed-to-seed spread of the learned Li-Cl contact free energy is about 2 kT for the
+#: denoisers against 0.8 kT for force matching (pmf.py), with the same 500 frames for every seed: a
+#: variance of the trained model, which averaging K independently trained members divides by about K.
+#: Three disjoint committees of three la-auto-ewald seeds (0-2, 3-5, 6-8) are the committee recipe's
+#: three "seeds"; the force-matching committee (seeds 0-2 of fm-all-ewald) is its like-for-like baseline.
+RUNS.update({f"la-auto-ewald-r{seed}": dict(RUNS["la-auto-ewald"], seed=seed) for seed in range(3, 9)})
+COMMITTEES: Dict[str, Tuple[str, ...]] = {
+    "lc3-auto-ewald": seed_runs_of("la-auto-ewald", (0, 1, 2)),
+    "lc3-auto-ewald-r1": seed_runs_of("la-auto-ewald", (3, 4, 5)),
+    "lc3-auto-ewald-r2": seed_runs_of("la-auto-ewald", (6, 7, 8)),
+    "fmc3-all-ewald": seed_runs_of("fm-all-ewald", (0, 1, 2)),
+}
+RUNS.update({name: dict(RUNS[members[0]], committee=list(members), seed=None) for name, members in COMMITTEES.items()})
 
 STUDIES = {
     "duplicates": ["dn-k1", "dn-k2", "dn-k4", "dn-k8"],
@@ -320,11 +341,14 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float
 
 
 def force_errors(model, test: List[Atoms]) -> Dict[str, float]:
+    """Force errors against the test frames' labels; a committee (a list of models): its mean forces."""
     from ase_denoise.analysis import force_metrics
     from ase_denoise.data import to_frame
     from ase_denoise.inference import evaluate_forces
 
-    pred, ref = evaluate_forces(model, [to_frame(a, model.config.atomic_numbers) for a in test])
+    members = model if isinstance(model, list) else [model]
+    pairs = [evaluate_forces(m, [to_frame(a, m.config.atomic_numbers) for a in test]) for m in members]
+    pred, ref = np.mean([p for p, _ in pairs], axis=0), pairs[0][1]
     m = force_metrics(pred, ref)
     return {"force_rmse_vs_labels": m["rmse"], "force_cosine_vs_labels": m["cosine"], "force_slope_vs_labels": m["slope"]}
 
@@ -356,7 +380,12 @@ def do_run(name: str, quick: bool = False) -> Dict[str, Any]:
     frames = load_frames()
     work = RUNS_DIR / (name + ("-quick" if quick else ""))
     t0 = time.perf_counter()
-    model, n_frames, last = train_run(name, spec, frames, work, quick)
+    if "committee" in spec:  # the members' models (trained here if they are not yet): one calculator
+        trained = [train_run(m, RUNS[m], frames, RUNS_DIR / (m + ("-quick" if quick else "")), quick)
+                   for m in spec["committee"]]
+        model, n_frames, last = [t[0] for t in trained], trained[0][1], trained[0][2]
+    else:
+        model, n_frames, last = train_run(name, spec, frames, work, quick)
     train_wall = time.perf_counter() - t0
     train_meta = last.get("training", {})
     test = frames[-N_TEST:]
@@ -372,12 +401,13 @@ def do_run(name: str, quick: bool = False) -> Dict[str, Any]:
         simulated_ps=float(md["simulated_ps"] + sum(r["simulated_ps"] for r in replicas)),
         non_finite_force=bool(md["non_finite_force"] or any(r["non_finite_force"] for r in replicas)),
     )
+    first = model[0] if isinstance(model, list) else model
     result: Dict[str, Any] = dict(
         name=name, spec=spec, n_frames=n_frames, quick=quick,
         train_wall_s_this_call=train_wall, epochs_completed=train_meta.get("epochs_completed"),
         train_steps=train_meta.get("steps"), train_elapsed_s=(last.get("metrics") or {}).get("elapsed_s"),
-        best_epoch=(model.metadata.get("metrics") or {}).get("epoch"), box_A=float(frames[0].cell[0, 0]),
-        noise_levels=list(model.noise_levels), priors=[p.kind for p in model.priors],
+        best_epoch=(first.metadata.get("metrics") or {}).get("epoch"), box_A=float(frames[0].cell[0, 0]),
+        noise_levels=list(first.noise_levels), priors=[p.kind for p in first.priors],
         **errors, md=md, stability=stability,
         reference_closest_approach_A=float(min(min_pair_distance(a, 4.0) for a in frames[::10])),
     )
@@ -600,14 +630,16 @@ def report(quick: bool = False) -> str:
 
 
 def seed_table(results: Dict[str, Any]) -> str:
-    """Runs repeated over training seeds (:data:`SEEDED`): mean and spread of the mean RDF error."""
+    """Runs repeated over training seeds (:data:`SEEDED`; for a committee, disjoint sets of members):
+    mean and spread of the mean RDF error."""
     lines = [
         "Over training seeds (each seed: its own training run and MD; blown-up runs count in the last column):",
         "",
         "| run | seeds with RDFs | mean RDF RMS: mean ± std (min - max) | Li-Cl contact peak g: mean | MD runs blown up |",
         "| --- | --- | --- | --- | --- |",
     ]
-    for base in SEEDED:
+    committees = tuple(n for n in COMMITTEES if recipe_of(n) == n)  # a committee recipe's "seeds": -r1, -r2
+    for base in SEEDED + committees:
         group = [results[n] for n in seed_runs(base) if n in results]
         if not group:
             continue
@@ -655,11 +687,12 @@ def _plot_errors(results: Dict[str, Any], path: Path) -> None:
 # zoo
 # ----------------------------------------------------------------------------------------------
 def best_denoiser() -> str:
-    """The pure-denoising run (coordinates only) with the lowest mean RDF error that did not blow up."""
+    """The pure-denoising run (coordinates only, one model: the zoo holds single files) with the lowest
+    mean RDF error that did not blow up."""
     scores = {}
     for name, spec in RUNS.items():
         p = RESULTS / f"{name}.json"
-        if spec["loss"] == "denoising" and p.exists():
+        if spec["loss"] == "denoising" and "committee" not in spec and p.exists():
             res = json.loads(p.read_text())
             if res.get("rdf") and not res["md"]["blew_up"]:
                 scores[name] = res["rdf"]["rms_mean"]
@@ -831,6 +864,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (one process each, 1 thread)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--train-only", action="store_true",
+                        help="train the --only runs (a committee: its members) and stop: no MD, no result file")
     parser.add_argument("--long-md", type=float, default=None, metavar="PS",
                         help="instead of training: a longer MD run (PS ps) of each --only run's trained model")
     parser.add_argument("--level", type=float, default=None, metavar="SIGMA",
@@ -871,6 +906,7 @@ def main(argv=None) -> int:
                     n = pending.pop(0)
                     cmd = [sys.executable, __file__, "--only", n, "--no-report", "--data", str(DATA),
                            "--out-dir", str(OUT), "--runs-dir", str(RUNS_DIR)] + (["--quick"] if args.quick else [])
+                    cmd += ["--train-only"] if args.train_only else []
                     log = open(RUNS_DIR / f"{n}{'-quick' if args.quick else ''}.log", "w")
                     procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
                 time.sleep(2)
@@ -879,6 +915,13 @@ def main(argv=None) -> int:
                         procs.remove(p)
                         if p.returncode:
                             print(f"run {p.args[3]} failed (rc {p.returncode}); see {RUNS_DIR}/{p.args[3]}.log")
+        elif args.train_only:
+            for n in names:
+                for member in RUNS[n].get("committee", [n]):
+                    work = RUNS_DIR / (member + ("-quick" if args.quick else ""))
+                    train_run(member, RUNS[member], load_frames(), work, args.quick)
+                    print(f"{member}: trained in {work}")
+            return 0
         else:
             for n in names:
                 t0 = time.perf_counter()

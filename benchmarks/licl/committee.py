@@ -1,0 +1,143 @@
+#!/usr/bin/env python
+"""How much of a LiCl model's force error changes from one training run to the next (label-free).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/committee.py la-auto-ewald fm-all-ewald [--frames 100]
+
+For each recipe, the best weights of every trained seed in ``runs/licl`` (``la-auto-ewald``,
+``la-auto-ewald-r1``, ...) are evaluated on held-out frames (the study's test frames). Per force
+component the members' variance ``v`` (over seeds, ddof 1) is the model variance: the part of the
+error a committee of K members divides by K. Two views of it:
+
+* all components: ``v`` against the squared force labels, and the paired check that averaging works as
+  the variance says: the MSE against the labels of one member minus that of the K-member mean is
+  ``(1 - 1/K) v`` in expectation (label noise cancels in the difference);
+* the Li-Cl pair coordinate: for every Li-Cl pair closer than 3.5 A, the mean force along the pair,
+  ``(F_Li - F_Cl) . u / 2`` (eV/A, attraction > 0, as in ``pmf.py``), its spread over the seeds, by
+  distance bin. This is the quantity whose integral is the contact free energy.
+
+Writes ``results/committee.md``.
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import study  # noqa: E402
+
+BINS = (2.0, 2.6, 3.0, 3.5)  # Angstrom: contact, barrier region, solvent-separated side
+
+
+def members_of(recipe: str):
+    """Trained seeds of ``recipe`` in ``runs/licl`` (seed 0 first) as ``(name, model)``."""
+    from ase_denoise.checkpoint import load_model_file
+
+    names = [recipe] + [f"{recipe}-r{k}" for k in range(1, 20)]
+    out = []
+    for name in names:
+        path = study.RUNS_DIR / name / "best.safetensors"
+        if path.exists() and name in study.RUNS:
+            out.append((name, load_model_file(study.weights_file(study.RUNS[name], study.RUNS_DIR / name))))
+    return out
+
+
+def pair_forces(frames, forces: np.ndarray) -> tuple:
+    """Li-Cl pairs closer than the last bin edge: distances [n_pairs] and mean force along each pair
+    [n_pairs] from per-atom ``forces`` [n_atoms_total, 3]."""
+    d_all, f_all, start = [], [], 0
+    for atoms in frames:
+        z = atoms.numbers
+        li, cl = np.where(z == 3)[0], np.where(z == 17)[0]
+        vec = atoms.get_all_distances(mic=True, vector=True)  # [n, n, 3], vec[i, j] = r_j - r_i
+        f = forces[start:start + len(atoms)]
+        for i in li:
+            v = vec[i, cl]
+            d = np.linalg.norm(v, axis=1)
+            near = d < BINS[-1]
+            u = v[near] / d[near, None]
+            d_all.append(d[near])
+            f_all.append(0.5 * np.einsum("pk,pk->p", f[i][None] - f[cl[near]], u))
+        start += len(atoms)
+    return np.concatenate(d_all), np.concatenate(f_all)
+
+
+def analyse(recipe: str, frames) -> dict:
+    from ase_denoise.data import to_frame
+    from ase_denoise.inference import predict
+
+    members = members_of(recipe)
+    if len(members) < 2:
+        raise SystemExit(f"{recipe}: {len(members)} trained seed(s) in {study.RUNS_DIR}; need at least 2")
+    numbers = members[0][1].config.atomic_numbers
+    fr = [to_frame(a, numbers) for a in frames]
+    labels = np.concatenate([f.ref_forces for f in fr])
+    pred = np.stack([predict(m, fr) for _, m in members])  # [K, n_atoms_total, 3], eV/A
+    K = len(members)
+    v = pred.var(axis=0, ddof=1).mean()  # model variance per component, (eV/A)^2
+    mse_single = ((pred - labels) ** 2).mean(axis=(1, 2))  # [K]
+    mse_mean = ((pred.mean(axis=0) - labels) ** 2).mean()
+    d, _ = pair_forces(frames, pred[0])
+    along = np.stack([pair_forces(frames, p)[1] for p in pred])  # [K, n_pairs]
+    _, along_labels = pair_forces(frames, labels)
+    rows = []
+    for lo, hi in zip(BINS[:-1], BINS[1:]):
+        sel = (d >= lo) & (d < hi)
+        if sel.sum() == 0:
+            continue
+        per_member_mean = along[:, sel].mean(axis=1)  # each seed's mean pair force in the bin
+        rows.append(dict(bin=f"{lo:.1f}-{hi:.1f}", pairs=int(sel.sum()),
+                         spread_per_pair=float(np.sqrt(along[:, sel].var(axis=0, ddof=1).mean())),
+                         bin_mean_per_seed=per_member_mean.tolist(), bin_mean_spread=float(per_member_mean.std(ddof=1)),
+                         label_mean=float(along_labels[sel].mean()),
+                         label_sem=float(along_labels[sel].std(ddof=1) / np.sqrt(sel.sum()))))
+    return dict(recipe=recipe, members=[n for n, _ in members], K=K, model_variance=float(v),
+                label_ms=float((labels ** 2).mean()), mse_single=mse_single.tolist(), mse_mean=float(mse_mean),
+                gain_measured=float(mse_single.mean() - mse_mean), gain_expected=float((1 - 1 / K) * v), bins=rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipes", nargs="+", help="study recipes with several trained seeds in runs/licl")
+    p.add_argument("--frames", type=int, default=100, help="held-out frames (the study's test frames), default 100")
+    args = p.parse_args(argv)
+    frames = study.load_frames()[-study.N_TEST:][: args.frames]
+    results = [analyse(r, frames) for r in args.recipes]
+    lines = [
+        "# Model variance over training seeds (`committee.py`)", "",
+        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/committee.py {' '.join(args.recipes)}"
+        f"{'' if args.frames == 100 else f' --frames {args.frames}'}`; {len(frames)} held-out frames, each seed's best weights, "
+        "forces corrected to sigma -> 0 with the priors.", "",
+        "| recipe | seeds | model variance v per component ((eV/A)^2) | mean squared label | MSE vs labels: one seed (mean) | MSE: mean of the seeds | gain measured | gain expected (1 - 1/K) v |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(f"| {r['recipe']} | {r['K']} | {r['model_variance']:.5f} | {r['label_ms']:.3f} | "
+                     f"{np.mean(r['mse_single']):.5f} | {r['mse_mean']:.5f} | {r['gain_measured']:.5f} | {r['gain_expected']:.5f} |")
+    lines += ["", "Li-Cl pairs: mean force along the pair (eV/A, attraction > 0) by distance bin. 'Spread per pair': "
+              "RMS over pairs of the seeds' standard deviation; 'bin mean per seed': each seed's mean over the bin's pairs "
+              "(their spread is the systematic, seed-dependent part).", "",
+              "| recipe | bin (A) | pairs | spread per pair | bin mean per seed | spread of the bin means | labels' bin mean ± s.e. |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        for b in r["bins"]:
+            lines.append(f"| {r['recipe']} | {b['bin']} | {b['pairs']} | {b['spread_per_pair']:.4f} | "
+                         f"{', '.join(f'{x:+.4f}' for x in b['bin_mean_per_seed'])} | {b['bin_mean_spread']:.4f} | "
+                         f"{b['label_mean']:+.4f} ± {b['label_sem']:.4f} |")
+    text = "\n".join(lines) + "\n"
+    (study.RESULTS / "committee.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
