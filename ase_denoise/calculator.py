@@ -86,6 +86,9 @@ class DenoiseCalculator(Calculator):
         for a model trained at several noise levels: ``None`` (default) returns the forces corrected
         to sigma -> 0 (all levels in one batched forward, extrapolated in sigma^2,
         :mod:`ase_denoise.inference`); a trained level (Angstrom) returns that level's smoothed forces.
+    extrapolation_order:
+        degree in sigma^2 of the sigma -> 0 extrapolation through the levels (default ``min(L - 1, 2)``;
+        1 amplifies the levels' own errors less, :func:`ase_denoise.inference.evaluation_levels`).
     exclude_priors:
         kinds of the model's priors to leave out (e.g. ``("coulomb_dsf",)`` when the MD engine
         computes the identical term itself); all priors are added by default.
@@ -101,6 +104,7 @@ class DenoiseCalculator(Calculator):
         skin: float = 1.0,
         noise_std: Optional[float] = None,
         exclude_priors: Sequence[str] = (),
+        extrapolation_order: Optional[int] = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -110,12 +114,13 @@ class DenoiseCalculator(Calculator):
         members = [m if isinstance(m, DenoiserMACE) else load_model(m) for m in members]
         check_committee(members)
         for m in members:
-            evaluation_levels(m, noise_std)  # refuses a level the model was not trained at
+            evaluation_levels(m, noise_std, extrapolation_order)  # refuses an untrained level or too high an order
         known = {p.kind for m in members for p in m.priors}
         unknown = sorted(set(exclude_priors) - known)
         if unknown:
             raise ValueError(f"exclude_priors={unknown}: the model has no such prior (it has {sorted(known)})")
         self.noise_std = noise_std
+        self.extrapolation_order = extrapolation_order
         self.exclude_priors = tuple(exclude_priors)
         self.device = torch.device(device)
         parameter = next(members[0].parameters())
@@ -194,18 +199,19 @@ class DenoiseCalculator(Calculator):
         if self.model.config.head == "energy":
             energy, forces = predict_free_energy(
                 self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
-                neighbour_lists=[self.neighbours],
+                neighbour_lists=[self.neighbours], extrapolation_order=self.extrapolation_order,
             )
             self.results.update(energy=float(energy[0]), free_energy=float(energy[0]), forces=forces)
             return
         self.results["forces"] = predict(
             self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
-            neighbour_lists=[self.neighbours],
+            neighbour_lists=[self.neighbours], extrapolation_order=self.extrapolation_order,
         )
 
     def _calculate_committee(self, frame) -> None:
         """Every member on ``frame`` (one forward each, the Verlet list shared); the mean and the members."""
-        common = dict(noise_std=self.noise_std, exclude_priors=self.exclude_priors, neighbour_lists=[self.neighbours])
+        common = dict(noise_std=self.noise_std, exclude_priors=self.exclude_priors, neighbour_lists=[self.neighbours],
+                      extrapolation_order=self.extrapolation_order)
         if self.model.config.head == "energy":  # priors per member: their energies are part of each A
             pairs = [predict_free_energy(m, [frame], **common) for m in self.models]
             energies = np.array([float(e[0]) for e, _ in pairs])  # [n_members], eV

@@ -71,6 +71,16 @@ def test_corrected_forces_are_the_weighted_levels_in_one_forward(ladder_model, a
     tol = 1e-12 if next(ladder_model.parameters()).dtype == torch.float64 else 1e-5
     corrected = predict(ladder_model, frames, batch_size=2)  # batches of 2 frames x 3 levels
     assert np.abs(corrected - expected).max() <= tol * np.abs(expected).max() + 1e-12
+    # a linear extrapolation through the same levels: the least-squares line's weights, one forward too
+    linear = sum(w * f for w, f in zip(extrapolation_weights(LEVELS, 1), per_level))
+    assert np.abs(linear - expected).max() > 1e-6 * np.abs(expected).max()
+    got = predict(ladder_model, frames, batch_size=2, extrapolation_order=1)
+    assert np.abs(got - linear).max() <= tol * np.abs(linear).max() + 1e-12
+    atoms = argon_frames[0]
+    calc = DenoiseCalculator(ladder_model, extrapolation_order=1)
+    np.testing.assert_allclose(calc.get_forces(atoms), got[: len(atoms)], rtol=0, atol=tol * np.abs(got).max() + 1e-12)
+    with pytest.raises(ValueError, match="extrapolation order 3"):
+        DenoiseCalculator(ladder_model, extrapolation_order=3)
 
 
 def test_calculator_returns_corrected_forces_or_one_trained_level(ladder_model, argon_frames):

@@ -208,7 +208,8 @@ def recipe_of(label: str) -> str:
 def seed_of(label: str) -> int:
     """The training seed of a PMF label (0 for a base run, k for ``-rk``)."""
     run = _run_of(label)
-    return next((k for k in study.EXTRA_SEEDS if run.endswith(f"-r{k}")), 0)
+    base = study.recipe_of(run)
+    return 0 if base == run else int(run[len(base) + 2:])
 
 
 def summary(pmf_dir: Path) -> str:

@@ -139,13 +139,17 @@ def seed_runs_of(base: str, seeds: Sequence[int]) -> Tuple[str, ...]:
 
 
 def seed_runs(base: str) -> tuple:
-    """The names of a recipe's runs over training seeds: the base run (seed 0), then ``-r1``, ``-r2``."""
-    return (base,) + tuple(f"{base}-r{seed}" for seed in EXTRA_SEEDS)
+    """The names of a recipe's runs over training seeds: the base run (seed 0), then ``-r1``, ``-r2``
+    and any further ``-rK`` defined in :data:`RUNS` (``la-auto-ewald`` has nine seeds)."""
+    more = sorted((n for n in RUNS if recipe_of(n) == base and n != base), key=lambda n: int(n.rsplit("-r", 1)[1]))
+    return (base,) + tuple(f"{base}-r{seed}" for seed in EXTRA_SEEDS) + tuple(
+        n for n in more if n not in {f"{base}-r{seed}" for seed in EXTRA_SEEDS})
 
 
 def recipe_of(name: str) -> str:
-    """The base run of ``name`` (``ld-auto-wall-r1`` -> ``ld-auto-wall``)."""
-    return next((name[: -len(f"-r{s}")] for s in EXTRA_SEEDS if name.endswith(f"-r{s}")), name)
+    """The base run of ``name`` (``ld-auto-wall-r1`` -> ``ld-auto-wall``): ``-rK`` with K a seed number."""
+    head, _, tail = name.rpartition("-r")
+    return head if head and tail.isdigit() else name
 
 
 #: Committees (ase_denoise.calculator.DenoiseCalculator with several models: the members' forces
@@ -287,7 +291,7 @@ def weights_file(spec: Dict[str, Any], work: Path) -> Path:
 
 
 def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float = None,
-           equilibration_ps: float = None, noise_std: float = None) -> Dict[str, Any]:
+           equilibration_ps: float = None, noise_std: float = None, extrapolation_order: int = None) -> Dict[str, Any]:
     """CG Langevin MD at 300 K with :func:`ase_denoise.md.run_langevin` (momenta drawn at 300 K, then
     equilibration and production; a frame every ``MD['interval']`` steps of the production part is
     kept). The run 'blew up' if two ions come within :data:`BLOWUP_DISTANCE` (1 A; the ions' closest
@@ -304,7 +308,8 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float
     if equilibration_ps is not None:
         md["equilibration_ps"] = equilibration_ps
     atoms = start.copy()
-    atoms.calc = DenoiseCalculator(model, noise_std=noise_std)  # None: corrected to sigma -> 0 for a ladder
+    # None: corrected to sigma -> 0 for a ladder (extrapolation_order None: quadratic in sigma^2 for 3 levels)
+    atoms.calc = DenoiseCalculator(model, noise_std=noise_std, extrapolation_order=extrapolation_order)
     n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
     n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
     sampled: List[Atoms] = []
@@ -429,18 +434,21 @@ def contact_pairs(atoms: Atoms) -> int:
     return int((d < CONTACT_A).sum())
 
 
-def long_md(name: str, production_ps: float, n_blocks: int = 4, noise_std: float = None) -> Dict[str, Any]:
+def long_md(name: str, production_ps: float, n_blocks: int = 4, noise_std: float = None,
+            extrapolation_order: int = None) -> Dict[str, Any]:
     """A longer CG MD run of a trained model (``runs/licl/<name>/best.safetensors``), to separate models
     whose 30-ps RDF errors differ by less than the sampling noise of 30 ps of MD. Same thermostat and
     start as the main run, another seed (7); the RDF error of the whole run and of each of
     ``n_blocks`` consecutive blocks (their spread is the noise of a run that long) ->
     ``results/long/<name>_<production_ps>ps.json``. ``noise_std``: run one trained level of a ladder
-    instead of the corrected forces (``..._<production_ps>ps_level<noise_std>.json``)."""
+    instead of the corrected forces (``..._<production_ps>ps_level<noise_std>.json``);
+    ``extrapolation_order``: the degree of the sigma -> 0 extrapolation (``..._order<k>.json``)."""
     from ase_denoise.checkpoint import load_model_file
 
     out_dir = RESULTS / "long"
     out_dir.mkdir(parents=True, exist_ok=True)
-    out_json = out_dir / (f"{name}_{production_ps:g}ps" + (f"_level{noise_std:g}" if noise_std else "") + ".json")
+    out_json = out_dir / (f"{name}_{production_ps:g}ps" + (f"_level{noise_std:g}" if noise_std else "")
+                          + (f"_order{extrapolation_order}" if extrapolation_order is not None else "") + ".json")
     if out_json.exists():
         return json.loads(out_json.read_text())
     frames = load_frames()
@@ -451,9 +459,11 @@ def long_md(name: str, production_ps: float, n_blocks: int = 4, noise_std: float
         model = train_run(name, RUNS[name], frames, RUNS_DIR / name, quick=False)[0]
     ref = make_reference()
     start = frames[-1]
-    md = run_md(model, start, quick=False, seed=7, production_ps=production_ps, noise_std=noise_std)
+    md = run_md(model, start, quick=False, seed=7, production_ps=production_ps, noise_std=noise_std,
+                extrapolation_order=extrapolation_order)
     sampled = md.pop("frames")
-    result: Dict[str, Any] = dict(name=name, production_ps=production_ps, noise_std=noise_std, md=md)
+    result: Dict[str, Any] = dict(name=name, production_ps=production_ps, noise_std=noise_std,
+                                  extrapolation_order=extrapolation_order, md=md)
     if sampled and not md["blew_up"]:
         r_max = float(ref["r"][-1] + BIN_WIDTH / 2)
         g = rdfs(sampled, r_max)
@@ -870,6 +880,8 @@ def main(argv=None) -> int:
                         help="instead of training: a longer MD run (PS ps) of each --only run's trained model")
     parser.add_argument("--level", type=float, default=None, metavar="SIGMA",
                         help="with --long-md: run this trained level of a ladder instead of the corrected forces")
+    parser.add_argument("--order", type=int, default=None, metavar="K",
+                        help="with --long-md: extrapolate to sigma -> 0 with degree K in sigma^2 (default: 2 for 3 levels)")
     parser.add_argument("--no-report", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--publish", default=None,
                         help="copy this run's model (or 'best': the denoiser with the lowest RDF error) into the zoo as licl-cg-300K")
@@ -892,7 +904,7 @@ def main(argv=None) -> int:
         if args.jobs > 1:
             parser.error("--long-md runs one process; start several for parallel runs")
         for n in names:
-            res = long_md(n, args.long_md, noise_std=args.level)
+            res = long_md(n, args.long_md, noise_std=args.level, extrapolation_order=args.order)
             print(f"{n}: {args.long_md:g} ps, RDF RMS {res.get('rdf', {}).get('rms_mean', float('nan')):.3f}, "
                   f"blocks {res.get('blocks_rms_mean')}, blew up {res['md']['blew_up']}")
         print(long_table(args.long_md))
