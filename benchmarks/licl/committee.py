@@ -51,24 +51,29 @@ def members_of(recipe: str):
     return out
 
 
-def pair_forces(frames, forces: np.ndarray) -> tuple:
-    """Li-Cl pairs closer than the last bin edge: distances [n_pairs] and mean force along each pair
-    [n_pairs] from per-atom ``forces`` [n_atoms_total, 3]."""
-    d_all, f_all, start = [], [], 0
+def li_cl_pairs(frames) -> tuple:
+    """Li-Cl pairs closer than the last bin edge, once for all force arrays: distances [n_pairs], the
+    rows of the Li and Cl atoms in the concatenated frames [n_pairs] and unit vectors Li -> Cl [n_pairs, 3]."""
+    d_all, li_all, cl_all, u_all, start = [], [], [], [], 0
     for atoms in frames:
         z = atoms.numbers
         li, cl = np.where(z == 3)[0], np.where(z == 17)[0]
-        vec = atoms.get_all_distances(mic=True, vector=True)  # [n, n, 3], vec[i, j] = r_j - r_i
-        f = forces[start:start + len(atoms)]
-        for i in li:
-            v = vec[i, cl]
-            d = np.linalg.norm(v, axis=1)
-            near = d < BINS[-1]
-            u = v[near] / d[near, None]
-            d_all.append(d[near])
-            f_all.append(0.5 * np.einsum("pk,pk->p", f[i][None] - f[cl[near]], u))
+        vec = atoms.get_all_distances(mic=True, vector=True)[np.ix_(li, cl)]  # [n_li, n_cl, 3], r_Cl - r_Li
+        d = np.linalg.norm(vec, axis=-1)
+        i, j = np.nonzero(d < BINS[-1])
+        d_all.append(d[i, j])
+        u_all.append(vec[i, j] / d[i, j, None])
+        li_all.append(start + li[i])
+        cl_all.append(start + cl[j])
         start += len(atoms)
-    return np.concatenate(d_all), np.concatenate(f_all)
+    return np.concatenate(d_all), np.concatenate(li_all), np.concatenate(cl_all), np.concatenate(u_all)
+
+
+def along_pairs(pairs: tuple, forces: np.ndarray) -> np.ndarray:
+    """Mean force along each pair of :func:`li_cl_pairs`, ``(F_Li - F_Cl) . u / 2`` [n_pairs] (eV/A),
+    from per-atom ``forces`` [n_atoms_total, 3]."""
+    _, li, cl, u = pairs
+    return 0.5 * np.einsum("pk,pk->p", forces[li] - forces[cl], u)
 
 
 def analyse(recipe: str, frames) -> dict:
@@ -86,9 +91,10 @@ def analyse(recipe: str, frames) -> dict:
     v = pred.var(axis=0, ddof=1).mean()  # model variance per component, (eV/A)^2
     mse_single = ((pred - labels) ** 2).mean(axis=(1, 2))  # [K]
     mse_mean = ((pred.mean(axis=0) - labels) ** 2).mean()
-    d, _ = pair_forces(frames, pred[0])
-    along = np.stack([pair_forces(frames, p)[1] for p in pred])  # [K, n_pairs]
-    _, along_labels = pair_forces(frames, labels)
+    pairs = li_cl_pairs(frames)
+    d = pairs[0]
+    along = np.stack([along_pairs(pairs, p) for p in pred])  # [K, n_pairs]
+    along_labels = along_pairs(pairs, labels)
     rows = []
     for lo, hi in zip(BINS[:-1], BINS[1:]):
         sel = (d >= lo) & (d < hi)

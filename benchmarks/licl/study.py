@@ -139,11 +139,10 @@ def seed_runs_of(base: str, seeds: Sequence[int]) -> Tuple[str, ...]:
 
 
 def seed_runs(base: str) -> tuple:
-    """The names of a recipe's runs over training seeds: the base run (seed 0), then ``-r1``, ``-r2``
-    and any further ``-rK`` defined in :data:`RUNS` (``la-auto-ewald`` has nine seeds)."""
-    more = sorted((n for n in RUNS if recipe_of(n) == base and n != base), key=lambda n: int(n.rsplit("-r", 1)[1]))
-    return (base,) + tuple(f"{base}-r{seed}" for seed in EXTRA_SEEDS) + tuple(
-        n for n in more if n not in {f"{base}-r{seed}" for seed in EXTRA_SEEDS})
+    """The names of a recipe's runs over training seeds: the base run (seed 0), then its ``-rK`` runs
+    defined in :data:`RUNS`, by seed (``la-auto-ewald`` has nine seeds)."""
+    seeded = (n for n in RUNS if n != base and recipe_of(n) == base)
+    return (base,) + tuple(sorted(seeded, key=lambda n: int(n.rsplit("-r", 1)[1])))
 
 
 def recipe_of(name: str) -> str:
