@@ -175,6 +175,10 @@ class PhysicsConfig(_Dictable):
     ``priors``: pair terms added to the network's forces, in their JSON form
     (:mod:`ase_denoise.priors`: a repulsive wall below the data's closest approaches, screened
     Coulomb); the network was trained on the residual of those marked ``in_residual``.
+    ``extrapolation_order``: for a noise ladder, the degree in sigma^2 of the sigma -> 0
+    extrapolation the model's forces use by default (``None``: ``min(levels - 1, 2)``; 1 for a ladder
+    whose smallest level's learning error, amplified 2.3x by the quadratic weights, outweighs the
+    quadratic term: docs/beyond-one-sigma.md). A calculator's own ``extrapolation_order`` overrides it.
     """
 
     temperature_K: float = field(
@@ -186,6 +190,12 @@ class PhysicsConfig(_Dictable):
     )
     pbc: Tuple[bool, bool, bool] = (False, False, False)
     priors: List[Dict[str, Any]] = field(default_factory=list)
+    extrapolation_order: Optional[int] = field(
+        default=None,
+        metadata=_cli("--extrapolation-order", "degree in sigma^2 of the sigma -> 0 extrapolation the model uses by "
+                      "default, stored with it (needs a ladder of more levels than the degree; default min(levels - 1, 2))",
+                      type=int),
+    )
 
     def __post_init__(self) -> None:
         levels = (self.noise_std,) if isinstance(self.noise_std, (int, float)) else tuple(self.noise_std)
@@ -206,6 +216,10 @@ class PhysicsConfig(_Dictable):
             _fail("temperature_K", self.temperature_K, "the temperature (K) must be finite and > 0")
         if len(self.pbc) != 3:
             _fail("pbc", self.pbc, "needs three booleans")
+        order = self.extrapolation_order
+        if order is not None and (isinstance(order, bool) or not isinstance(order, int) or not 0 <= order < len(self.noise_std)):
+            _fail("extrapolation_order", order, f"the degree in sigma^2 must be an integer from 0 to "
+                  f"{len(self.noise_std) - 1} for {len(self.noise_std)} noise level(s), or None (the default)")
         from .priors import prior_from_dict
 
         for prior in self.priors:

@@ -318,6 +318,7 @@ def prepare_data(
     priors: Sequence[Any] = (),
     initial_model: Any = None,
     skip_bonded_pairs: bool = False,
+    extrapolation_order: Optional[int] = None,
     **model_options: Any,
 ) -> Tuple[ModelConfig, PhysicsConfig, List[Frame]]:
     """Check frames and derive a model's settings from them.
@@ -336,6 +337,9 @@ def prepare_data(
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
 
+    ``extrapolation_order``: the degree in sigma^2 of the sigma -> 0 extrapolation stored with the
+    model (:class:`PhysicsConfig`; default ``None``: ``min(levels - 1, 2)`` at inference).
+
     ``skip_bonded_pairs``: the ``auto`` ladder ignores the atom pairs bonded priors hold (training
     with ``TrainConfig.smoothed_priors`` takes their smoothing out of the target).
 
@@ -353,7 +357,10 @@ def prepare_data(
         inherited = initial_model.config.to_dict()
         atomic_numbers = inherited.pop("atomic_numbers")
         model_options = {**inherited, **model_options}
-        noise_std = initial_model.noise_levels if noise_std is None else noise_std
+        if noise_std is None:  # the model's ladder, and with it the order it was given
+            noise_std = initial_model.noise_levels
+            if extrapolation_order is None:
+                extrapolation_order = initial_model.physics.extrapolation_order
         default_temperature_K = initial_model.temperature_K
     if noise_std is None:
         raise ValueError("noise_std (sigma, Angstrom) is needed")
@@ -404,5 +411,6 @@ def prepare_data(
                                  "'repulsive_wall' or 'bonded'")
             logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
             fitted.append(prior.to_dict())
-    physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted)
+    physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted,
+                            extrapolation_order=extrapolation_order)
     return config, physics, converted

@@ -74,7 +74,8 @@ def evaluation_levels(
 ) -> Tuple[List[float], np.ndarray]:
     """The levels to evaluate and their weights: one trained level ``noise_std`` (weight 1), or for
     ``None`` the model's only level, or all levels with the sigma -> 0 extrapolation weights of degree
-    ``extrapolation_order`` in sigma^2 (default :func:`default_order`; 1 amplifies the levels' own
+    ``extrapolation_order`` in sigma^2 (default: the order stored with the model,
+    ``model.physics.extrapolation_order``, else :func:`default_order`; 1 amplifies the levels' own
     errors less: weights 0.96 / 0.46 / -0.42 against 2.13 / -1.37 / 0.24 for the auto ladder)."""
     levels = list(model.noise_levels)
     if noise_std is not None:
@@ -84,6 +85,8 @@ def evaluation_levels(
         return match, np.ones(1)
     if len(levels) == 1:
         return levels, np.ones(1)
+    if extrapolation_order is None:
+        extrapolation_order = model.physics.extrapolation_order
     return levels, extrapolation_weights(levels, extrapolation_order)
 
 
@@ -188,7 +191,7 @@ def predict(
     an MD engine computes that term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per
     frame to reuse and update (the calculator's Verlet list); default: fresh lists. ``device``:
     default the model's. ``extrapolation_order``: degree in sigma^2 of the sigma -> 0 extrapolation
-    (:func:`evaluation_levels`; default ``min(L - 1, 2)``).
+    (:func:`evaluation_levels`; default the model's stored order, else ``min(L - 1, 2)``).
     """
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r}: choose one of {OUTPUTS}")

@@ -79,6 +79,15 @@ def _lr_lambda(cfg: TrainConfig, total_steps: int):
     return fn
 
 
+def _physics_of(state: Dict[str, Any]) -> Optional[PhysicsConfig]:
+    """The physics a training state was written for (states from before a PhysicsConfig field was
+    added lack its key, which means its default), or None if unreadable."""
+    try:
+        return PhysicsConfig.from_dict(state["physics"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 class Trainer:
     """Owns the model, optimiser, EMA, sampler and the files in ``output_dir``."""
 
@@ -270,7 +279,7 @@ class Trainer:
                 f"{self.state_path} is not a readable ase_denoise training state (corrupt, truncated, or "
                 f"holding objects other than tensors and plain numbers; nothing in it was executed): {exc}"
             ) from exc
-        if state["model_config"] != self.model_config.to_dict() or state.get("physics") != self.physics.to_dict():
+        if state["model_config"] != self.model_config.to_dict() or _physics_of(state) != self.physics:
             raise TrainingError(
                 f"{self.state_path} was written for a different model/data configuration; "
                 "resume with the same data and options, or use a new output directory"
@@ -514,6 +523,7 @@ def train(
     world_size: int = 1,
     device: Union[str, torch.device] = "cpu",
     initial_model: Optional[DenoiserMACE] = None,
+    extrapolation_order: Optional[int] = None,
     **model_options: Any,
 ) -> TrainResult:
     """Train a denoiser on equilibrium ``frames`` sampled at ``temperature_K`` (K).
@@ -524,7 +534,9 @@ def train(
     (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects or
     ``"repulsive_wall"`` (fitted to the frames). ``model_options``: :class:`ModelConfig` fields
     (``r_max``, which may be ``"auto"``, ``head``, ...). ``rank``/``world_size``/``device``: see
-    :class:`Trainer`.
+    :class:`Trainer`. ``extrapolation_order``: the degree of the sigma -> 0 extrapolation stored with
+    a ladder model (:class:`PhysicsConfig`; default ``min(levels - 1, 2)``), used by the
+    validation forces and by every calculator of the model unless it asks for another.
 
     Fine-tuning: with ``initial_model`` training starts from its weights. The architecture is the
     model's, element table and ``avg_num_neighbors`` included (its weights depend on them): every
@@ -534,7 +546,8 @@ def train(
     """
     config, physics, converted = prepare_data(
         frames, noise_std=noise_std, temperature_K=temperature_K, priors=priors, initial_model=initial_model,
-        skip_bonded_pairs=bool(train_config and train_config.smoothed_priors), **model_options,
+        skip_bonded_pairs=bool(train_config and train_config.smoothed_priors),
+        extrapolation_order=extrapolation_order, **model_options,
     )
     trainer = Trainer(
         config, physics, converted, output_dir, train_config, progress=progress, rank=rank,

@@ -83,6 +83,37 @@ def test_corrected_forces_are_the_weighted_levels_in_one_forward(ladder_model, a
         DenoiseCalculator(ladder_model, extrapolation_order=3)
 
 
+def test_the_order_stored_with_a_model_is_its_default_and_survives_saving(ladder_model, argon_frames, tmp_path):
+    """``PhysicsConfig.extrapolation_order`` (``ase-denoise train --extrapolation-order``): the order a
+    recipe was validated with travels in the model file; a calculator's own order overrides it."""
+    from dataclasses import replace
+
+    from ase_denoise import load_model_file, save_model
+
+    frames = [structure_frame(a, ladder_model) for a in argon_frames[:2]]
+    linear = predict(ladder_model, frames, extrapolation_order=1)
+    quadratic = predict(ladder_model, frames, extrapolation_order=2)
+    assert np.abs(linear - quadratic).max() > 1e-6 * np.abs(quadratic).max()
+    stored = build_model(ladder_model.config, replace(ladder_model.physics, extrapolation_order=1),
+                         next(ladder_model.parameters()).dtype)
+    stored.load_state_dict(ladder_model.state_dict())
+    loaded = load_model_file(save_model(stored, tmp_path / "linear.safetensors"))
+    assert loaded.physics.extrapolation_order == 1 and loaded.physics == stored.physics
+    np.testing.assert_array_equal(predict(loaded, frames), predict(loaded, frames, extrapolation_order=1))
+    np.testing.assert_allclose(predict(loaded, frames), linear, rtol=0, atol=1e-12)
+    atoms = argon_frames[0]
+    np.testing.assert_allclose(DenoiseCalculator(loaded).get_forces(atoms), linear[: len(atoms)], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(DenoiseCalculator(loaded, extrapolation_order=2).get_forces(atoms),
+                               quadratic[: len(atoms)], rtol=0, atol=1e-12)
+    # a model without a stored order keeps the quadratic default for three levels
+    np.testing.assert_array_equal(predict(ladder_model, frames), quadratic)
+    for bad in (3, -1, 1.5, True):
+        with pytest.raises(ValueError, match="invalid extrapolation_order"):
+            replace(ladder_model.physics, extrapolation_order=bad)
+    with pytest.raises(ValueError, match="invalid extrapolation_order=1.*1 noise level"):
+        PhysicsConfig(94.4, 0.05, extrapolation_order=1)
+
+
 def test_calculator_returns_corrected_forces_or_one_trained_level(ladder_model, argon_frames):
     atoms = argon_frames[0].copy()
     corrected = DenoiseCalculator(ladder_model).get_forces(atoms)
