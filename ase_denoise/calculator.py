@@ -87,9 +87,11 @@ class DenoiseCalculator(Calculator):
         to sigma -> 0 (all levels in one batched forward, extrapolated in sigma^2,
         :mod:`ase_denoise.inference`); a trained level (Angstrom) returns that level's smoothed forces.
     extrapolation_order:
-        degree in sigma^2 of the sigma -> 0 extrapolation through the levels (default: the order
-        stored with the model, ``model.physics.extrapolation_order``, else ``min(L - 1, 2)``; 1
-        amplifies the levels' own errors less, :func:`ase_denoise.inference.evaluation_levels`).
+        degree in sigma^2 of the sigma -> 0 extrapolation through the levels (default ``min(L - 1, 2)``;
+        1 amplifies the levels' own errors less, :func:`ase_denoise.inference.evaluation_levels`).
+        Given neither ``noise_std`` nor ``extrapolation_order``, a model that stores a default
+        (``model.physics.default_noise_std`` or ``default_extrapolation_order``: what its recipe was
+        validated with, e.g. the zoo's ``licl-cg-300K``) returns that.
     exclude_priors:
         kinds of the model's priors to leave out (e.g. ``("coulomb_dsf",)`` when the MD engine
         computes the identical term itself); all priors are added by default.

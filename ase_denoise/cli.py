@@ -187,7 +187,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(
             frames, run_dir, noise_std=noise_std, temperature_K=args.temperature_K, train_config=cfg,
-            extrapolation_order=args.extrapolation_order,
+            default_noise_std=args.default_noise_std, default_extrapolation_order=args.default_extrapolation_order,
             priors=priors, resume=args.resume, progress=True, rank=rank, world_size=world_size, device=device,
             **model_options,
         )

@@ -175,10 +175,11 @@ class PhysicsConfig(_Dictable):
     ``priors``: pair terms added to the network's forces, in their JSON form
     (:mod:`ase_denoise.priors`: a repulsive wall below the data's closest approaches, screened
     Coulomb); the network was trained on the residual of those marked ``in_residual``.
-    ``extrapolation_order``: for a noise ladder, the degree in sigma^2 of the sigma -> 0
-    extrapolation the model's forces use by default (``None``: ``min(levels - 1, 2)``; 1 for a ladder
-    whose smallest level's learning error, amplified 2.3x by the quadratic weights, outweighs the
-    quadratic term: docs/beyond-one-sigma.md). A calculator's own ``extrapolation_order`` overrides it.
+    ``default_noise_std`` / ``default_extrapolation_order``: for a noise ladder, what the model's
+    forces are by default (a calculator given ``noise_std`` or ``extrapolation_order`` overrides
+    both): one trained level, or the sigma -> 0 extrapolation of that degree in sigma^2. Neither set:
+    the extrapolation of degree ``min(levels - 1, 2)``. A recipe stores what its MD was validated with
+    (docs/beyond-one-sigma.md, "Which forces a ladder model returns"); at most one of the two is set.
     """
 
     temperature_K: float = field(
@@ -190,11 +191,15 @@ class PhysicsConfig(_Dictable):
     )
     pbc: Tuple[bool, bool, bool] = (False, False, False)
     priors: List[Dict[str, Any]] = field(default_factory=list)
-    extrapolation_order: Optional[int] = field(
+    default_noise_std: Optional[float] = field(
         default=None,
-        metadata=_cli("--extrapolation-order", "degree in sigma^2 of the sigma -> 0 extrapolation the model uses by "
-                      "default, stored with it (needs a ladder of more levels than the degree; default min(levels - 1, 2))",
-                      type=int),
+        metadata=_cli("--default-noise-std", "a trained level (Angstrom) whose forces the model returns by default "
+                      "instead of the sigma -> 0 extrapolation, stored with it", type=float),
+    )
+    default_extrapolation_order: Optional[int] = field(
+        default=None,
+        metadata=_cli("--default-extrapolation-order", "degree in sigma^2 of the sigma -> 0 extrapolation the model "
+                      "returns by default, stored with it (fewer than the levels; default min(levels - 1, 2))", type=int),
     )
 
     def __post_init__(self) -> None:
@@ -202,6 +207,8 @@ class PhysicsConfig(_Dictable):
         self.noise_std = tuple(sorted(float(s) for s in levels))
         self.temperature_K = float(self.temperature_K)
         self.pbc = tuple(bool(p) for p in self.pbc)  # type: ignore[assignment]
+        if self.default_noise_std is not None:
+            self.default_noise_std = float(self.default_noise_std)
         self.validate()
 
     def validate(self) -> None:
@@ -216,10 +223,17 @@ class PhysicsConfig(_Dictable):
             _fail("temperature_K", self.temperature_K, "the temperature (K) must be finite and > 0")
         if len(self.pbc) != 3:
             _fail("pbc", self.pbc, "needs three booleans")
-        order = self.extrapolation_order
+        order = self.default_extrapolation_order
         if order is not None and (isinstance(order, bool) or not isinstance(order, int) or not 0 <= order < len(self.noise_std)):
-            _fail("extrapolation_order", order, f"the degree in sigma^2 must be an integer from 0 to "
-                  f"{len(self.noise_std) - 1} for {len(self.noise_std)} noise level(s), or None (the default)")
+            _fail("default_extrapolation_order", order, f"the degree in sigma^2 must be an integer from 0 to "
+                  f"{len(self.noise_std) - 1} for {len(self.noise_std)} noise level(s), or None")
+        if self.default_noise_std is not None:
+            match = [s for s in self.noise_std if abs(s - float(self.default_noise_std)) <= 1e-9 * s]
+            if not match:
+                _fail("default_noise_std", self.default_noise_std, f"not a trained level {self.noise_std} (Angstrom)")
+            if order is not None:
+                _fail("default_noise_std", self.default_noise_std,
+                      f"give a default level or a default extrapolation order ({order}), not both")
         from .priors import prior_from_dict
 
         for prior in self.priors:

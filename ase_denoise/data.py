@@ -318,7 +318,8 @@ def prepare_data(
     priors: Sequence[Any] = (),
     initial_model: Any = None,
     skip_bonded_pairs: bool = False,
-    extrapolation_order: Optional[int] = None,
+    default_noise_std: Optional[float] = None,
+    default_extrapolation_order: Optional[int] = None,
     **model_options: Any,
 ) -> Tuple[ModelConfig, PhysicsConfig, List[Frame]]:
     """Check frames and derive a model's settings from them.
@@ -337,8 +338,8 @@ def prepare_data(
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
 
-    ``extrapolation_order``: the degree in sigma^2 of the sigma -> 0 extrapolation stored with the
-    model (:class:`PhysicsConfig`; default ``None``: ``min(levels - 1, 2)`` at inference).
+    ``default_noise_std`` / ``default_extrapolation_order``: what the model's forces are by default
+    (one trained level, or the extrapolation of that degree; :class:`PhysicsConfig`), stored with it.
 
     ``skip_bonded_pairs``: the ``auto`` ladder ignores the atom pairs bonded priors hold (training
     with ``TrainConfig.smoothed_priors`` takes their smoothing out of the target).
@@ -357,10 +358,11 @@ def prepare_data(
         inherited = initial_model.config.to_dict()
         atomic_numbers = inherited.pop("atomic_numbers")
         model_options = {**inherited, **model_options}
-        if noise_std is None:  # the model's ladder, and with it the order it was given
+        if noise_std is None:  # the model's ladder, and with it the defaults it was given
             noise_std = initial_model.noise_levels
-            if extrapolation_order is None:
-                extrapolation_order = initial_model.physics.extrapolation_order
+            if default_noise_std is None and default_extrapolation_order is None:
+                default_noise_std = initial_model.physics.default_noise_std
+                default_extrapolation_order = initial_model.physics.default_extrapolation_order
         default_temperature_K = initial_model.temperature_K
     if noise_std is None:
         raise ValueError("noise_std (sigma, Angstrom) is needed")
@@ -412,5 +414,5 @@ def prepare_data(
             logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
             fitted.append(prior.to_dict())
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted,
-                            extrapolation_order=extrapolation_order)
+                            default_noise_std=default_noise_std, default_extrapolation_order=default_extrapolation_order)
     return config, physics, converted

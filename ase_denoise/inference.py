@@ -74,10 +74,13 @@ def evaluation_levels(
 ) -> Tuple[List[float], np.ndarray]:
     """The levels to evaluate and their weights: one trained level ``noise_std`` (weight 1), or for
     ``None`` the model's only level, or all levels with the sigma -> 0 extrapolation weights of degree
-    ``extrapolation_order`` in sigma^2 (default: the order stored with the model,
-    ``model.physics.extrapolation_order``, else :func:`default_order`; 1 amplifies the levels' own
-    errors less: weights 0.96 / 0.46 / -0.42 against 2.13 / -1.37 / 0.24 for the auto ladder)."""
+    ``extrapolation_order`` in sigma^2 (1 amplifies the levels' own errors less: weights 0.96 / 0.46 /
+    -0.42 against 2.13 / -1.37 / 0.24 for the auto ladder). Given neither, the model's stored
+    defaults apply (``model.physics.default_noise_std`` or ``default_extrapolation_order``), else
+    the extrapolation of degree :func:`default_order`."""
     levels = list(model.noise_levels)
+    if noise_std is None and extrapolation_order is None:  # what the model was validated with, if stored
+        noise_std, extrapolation_order = model.physics.default_noise_std, model.physics.default_extrapolation_order
     if noise_std is not None:
         match = [s for s in levels if abs(s - float(noise_std)) <= 1e-9 * s]
         if not match:
@@ -85,8 +88,6 @@ def evaluation_levels(
         return match, np.ones(1)
     if len(levels) == 1:
         return levels, np.ones(1)
-    if extrapolation_order is None:
-        extrapolation_order = model.physics.extrapolation_order
     return levels, extrapolation_weights(levels, extrapolation_order)
 
 
@@ -185,13 +186,15 @@ def predict(
 
     ``output``: ``"forces"`` (eV/Angstrom) or ``"eps_hat"`` (the raw, unitless network output at one
     level). ``noise_std``: evaluate this trained level (Angstrom); default: the model's only level, or
-    for a multi-level model the forces corrected to sigma -> 0 (module docstring). Forces are
+    for a multi-level model the forces corrected to sigma -> 0 (module docstring), unless the model
+    stores another default. Forces are
     ``kT * eps_hat / sigma`` (the energy head: ``-dA/dx``) plus the model's priors (``priors=False``:
     the network's part alone; ``exclude_priors``: kinds to leave out, e.g. ``("coulomb_dsf",)`` when
     an MD engine computes that term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per
     frame to reuse and update (the calculator's Verlet list); default: fresh lists. ``device``:
     default the model's. ``extrapolation_order``: degree in sigma^2 of the sigma -> 0 extrapolation
-    (:func:`evaluation_levels`; default the model's stored order, else ``min(L - 1, 2)``).
+    (:func:`evaluation_levels`; default ``min(L - 1, 2)``). Given neither ``noise_std`` nor
+    ``extrapolation_order``, the model's stored defaults apply (:class:`~ase_denoise.config.PhysicsConfig`).
     """
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r}: choose one of {OUTPUTS}")

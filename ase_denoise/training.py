@@ -523,7 +523,8 @@ def train(
     world_size: int = 1,
     device: Union[str, torch.device] = "cpu",
     initial_model: Optional[DenoiserMACE] = None,
-    extrapolation_order: Optional[int] = None,
+    default_noise_std: Optional[float] = None,
+    default_extrapolation_order: Optional[int] = None,
     **model_options: Any,
 ) -> TrainResult:
     """Train a denoiser on equilibrium ``frames`` sampled at ``temperature_K`` (K).
@@ -534,9 +535,10 @@ def train(
     (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects or
     ``"repulsive_wall"`` (fitted to the frames). ``model_options``: :class:`ModelConfig` fields
     (``r_max``, which may be ``"auto"``, ``head``, ...). ``rank``/``world_size``/``device``: see
-    :class:`Trainer`. ``extrapolation_order``: the degree of the sigma -> 0 extrapolation stored with
-    a ladder model (:class:`PhysicsConfig`; default ``min(levels - 1, 2)``), used by the
-    validation forces and by every calculator of the model unless it asks for another.
+    :class:`Trainer`. ``default_noise_std`` / ``default_extrapolation_order``: what a ladder model's
+    forces are by default (one trained level, or the extrapolation of that degree; default the
+    extrapolation of degree ``min(levels - 1, 2)``), stored with it (:class:`PhysicsConfig`) and used
+    by the validation forces and by every calculator of the model unless it asks for another.
 
     Fine-tuning: with ``initial_model`` training starts from its weights. The architecture is the
     model's, element table and ``avg_num_neighbors`` included (its weights depend on them): every
@@ -547,7 +549,8 @@ def train(
     config, physics, converted = prepare_data(
         frames, noise_std=noise_std, temperature_K=temperature_K, priors=priors, initial_model=initial_model,
         skip_bonded_pairs=bool(train_config and train_config.smoothed_priors),
-        extrapolation_order=extrapolation_order, **model_options,
+        default_noise_std=default_noise_std, default_extrapolation_order=default_extrapolation_order,
+        **model_options,
     )
     trainer = Trainer(
         config, physics, converted, output_dir, train_config, progress=progress, rank=rank,

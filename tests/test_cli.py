@@ -143,10 +143,10 @@ def test_train_without_options_uses_the_dataclass_defaults():
         TrainConfig(), epochs=7, loss="hybrid", max_minutes=1.5
     )
     assert options_from_args(args, ModelConfig) == {"radial_mlp": [8, 8], "head": "edge"}
-    assert args.temperature_K == 250.0 and args.extrapolation_order is None
-    args = build_parser().parse_args(["train", "--data", "x", "--noise-std", "auto", "--output", "y",
-                                      "--extrapolation-order", "1"])
-    assert args.extrapolation_order == 1
+    assert args.temperature_K == 250.0 and args.default_extrapolation_order is None and args.default_noise_std is None
+    args = build_parser().parse_args(["train", "--data", "x", "--noise-std", "0.01", "0.02", "--output", "y",
+                                      "--default-extrapolation-order", "1", "--default-noise-std", "0.01"])
+    assert (args.default_extrapolation_order, args.default_noise_std) == (1, 0.01)
     with pytest.raises(SystemExit):  # choices come from the dataclass too
         build_parser().parse_args(["train", "--data", "x", "--noise-std", "0.1", "--output", "y", "--loss", "l1"])
     for flag, value in (("--antithetic-noise", True), ("--no-antithetic-noise", False)):  # a boolean switch
@@ -433,7 +433,8 @@ def test_demo_quick_end_to_end(tmp_path):
         ("zero_noise", ["noise_std", "> 0"]),
         ("negative_noise", ["noise_std", "> 0"]),
         ("zero_duplicates", ["n_duplicates", "at least one"]),
-        ("order_without_a_ladder", ["extrapolation_order=1", "1 noise level"]),
+        ("order_without_a_ladder", ["default_extrapolation_order=1", "1 noise level"]),
+        ("untrained_default_level", ["default_noise_std=0.2", "not a trained level"]),
     ],
 )
 def test_train_bad_input(data, tmp_path, capsys, case, expected):
@@ -447,7 +448,9 @@ def test_train_bad_input(data, tmp_path, capsys, case, expected):
     elif case == "zero_duplicates":
         argv += ["--duplicates", "0"]
     elif case == "order_without_a_ladder":  # reaches the model's PhysicsConfig, which refuses it
-        argv += ["--extrapolation-order", "1"]
+        argv += ["--default-extrapolation-order", "1"]
+    elif case == "untrained_default_level":
+        argv += ["--default-noise-std", "0.2"]
     code = main(argv)
     captured = capsys.readouterr()
     assert code == 2

@@ -83,9 +83,10 @@ def test_corrected_forces_are_the_weighted_levels_in_one_forward(ladder_model, a
         DenoiseCalculator(ladder_model, extrapolation_order=3)
 
 
-def test_the_order_stored_with_a_model_is_its_default_and_survives_saving(ladder_model, argon_frames, tmp_path):
-    """``PhysicsConfig.extrapolation_order`` (``ase-denoise train --extrapolation-order``): the order a
-    recipe was validated with travels in the model file; a calculator's own order overrides it."""
+def test_the_defaults_stored_with_a_model_decide_its_forces_and_survive_saving(ladder_model, argon_frames, tmp_path):
+    """``PhysicsConfig.default_extrapolation_order`` / ``default_noise_std`` (``ase-denoise train
+    --default-extrapolation-order K`` / ``--default-noise-std S``): what a recipe was validated with
+    travels in the model file; a calculator's own ``noise_std`` or ``extrapolation_order`` overrides it."""
     from dataclasses import replace
 
     from ase_denoise import load_model_file, save_model
@@ -93,25 +94,33 @@ def test_the_order_stored_with_a_model_is_its_default_and_survives_saving(ladder
     frames = [structure_frame(a, ladder_model) for a in argon_frames[:2]]
     linear = predict(ladder_model, frames, extrapolation_order=1)
     quadratic = predict(ladder_model, frames, extrapolation_order=2)
+    smallest = predict(ladder_model, frames, noise_std=LEVELS[0])
     assert np.abs(linear - quadratic).max() > 1e-6 * np.abs(quadratic).max()
-    stored = build_model(ladder_model.config, replace(ladder_model.physics, extrapolation_order=1),
-                         next(ladder_model.parameters()).dtype)
-    stored.load_state_dict(ladder_model.state_dict())
-    loaded = load_model_file(save_model(stored, tmp_path / "linear.safetensors"))
-    assert loaded.physics.extrapolation_order == 1 and loaded.physics == stored.physics
-    np.testing.assert_array_equal(predict(loaded, frames), predict(loaded, frames, extrapolation_order=1))
-    np.testing.assert_allclose(predict(loaded, frames), linear, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(predict(ladder_model, frames), quadratic)  # nothing stored: quadratic for 3 levels
     atoms = argon_frames[0]
-    np.testing.assert_allclose(DenoiseCalculator(loaded).get_forces(atoms), linear[: len(atoms)], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(DenoiseCalculator(loaded, extrapolation_order=2).get_forces(atoms),
-                               quadratic[: len(atoms)], rtol=0, atol=1e-12)
-    # a model without a stored order keeps the quadratic default for three levels
-    np.testing.assert_array_equal(predict(ladder_model, frames), quadratic)
+    n = len(atoms)
+    dtype = next(ladder_model.parameters()).dtype
+    for stored_as, expected in ((dict(default_extrapolation_order=1), linear), (dict(default_noise_std=LEVELS[0]), smallest)):
+        stored = build_model(ladder_model.config, replace(ladder_model.physics, **stored_as), dtype)
+        stored.load_state_dict(ladder_model.state_dict())
+        loaded = load_model_file(save_model(stored, tmp_path / f"{sorted(stored_as)[0]}.safetensors"))
+        assert loaded.physics == stored.physics and getattr(loaded.physics, *stored_as) == stored_as[next(iter(stored_as))]
+        np.testing.assert_allclose(predict(loaded, frames), expected, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(DenoiseCalculator(loaded).get_forces(atoms), expected[:n], rtol=0, atol=1e-12)
+        # a calculator's own choice overrides the stored one
+        np.testing.assert_allclose(DenoiseCalculator(loaded, extrapolation_order=2).get_forces(atoms), quadratic[:n],
+                                   rtol=0, atol=1e-12)
+        np.testing.assert_allclose(DenoiseCalculator(loaded, noise_std=LEVELS[1]).get_forces(atoms),
+                                   predict(ladder_model, frames, noise_std=LEVELS[1])[:n], rtol=0, atol=1e-12)
     for bad in (3, -1, 1.5, True):
-        with pytest.raises(ValueError, match="invalid extrapolation_order"):
-            replace(ladder_model.physics, extrapolation_order=bad)
-    with pytest.raises(ValueError, match="invalid extrapolation_order=1.*1 noise level"):
-        PhysicsConfig(94.4, 0.05, extrapolation_order=1)
+        with pytest.raises(ValueError, match="invalid default_extrapolation_order"):
+            replace(ladder_model.physics, default_extrapolation_order=bad)
+    with pytest.raises(ValueError, match="invalid default_extrapolation_order=1.*1 noise level"):
+        PhysicsConfig(94.4, 0.05, default_extrapolation_order=1)
+    with pytest.raises(ValueError, match="invalid default_noise_std=0.03: not a trained level"):
+        replace(ladder_model.physics, default_noise_std=0.03)
+    with pytest.raises(ValueError, match="not both"):
+        replace(ladder_model.physics, default_noise_std=LEVELS[0], default_extrapolation_order=1)
 
 
 def test_calculator_returns_corrected_forces_or_one_trained_level(ladder_model, argon_frames):

@@ -151,6 +151,16 @@ def recipe_of(name: str) -> str:
     return head if head and tail.isdigit() else name
 
 
+#: The zoo recipe's trained weights (seed by seed, "weights_of") with other default forces stored in the
+#: model (PhysicsConfig): "-lin" the linear sigma -> 0 extrapolation (weights 0.96 / 0.46 / -0.42 instead
+#: of 2.13 / -1.37 / 0.24), "-small" the smallest trained level alone (0.0118 A, no extrapolation). Over
+#: the nine seeds the quadratic extrapolation amplified the seeds' errors on the contact barrier into
+#: runaway ion pairing (README, "Nine seeds"; "Which forces", session 11).
+RUNS["la-auto-ewald-lin"] = dict(RUNS["la-auto-ewald"], default_extrapolation_order=1, weights_of="la-auto-ewald")
+RUNS["la-auto-ewald-small"] = dict(RUNS["la-auto-ewald"], default_level="smallest", weights_of="la-auto-ewald")
+for _base in ("la-auto-ewald-lin", "la-auto-ewald-small"):
+    RUNS.update({f"{_base}-r{seed}": dict(RUNS[_base], seed=seed, weights_of=f"la-auto-ewald-r{seed}") for seed in range(1, 9)})
+
 #: Committees (ase_denoise.calculator.DenoiseCalculator with several models: the members' forces
 #: averaged). The seed-to-seed spread of the learned Li-Cl contact free energy is about 2 kT for the
 #: denoisers against 0.8 kT for force matching (pmf.py), with the same 500 frames for every seed: a
@@ -261,6 +271,10 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
     from ase_denoise.checkpoint import load_model_file, read_metadata
     from ase_denoise.priors import EwaldCoulomb
 
+    if spec.get("weights_of"):  # the same trained weights, with other stored default forces
+        source = spec["weights_of"] + ("-quick" if quick else "")
+        model, n_frames, last = train_run(spec["weights_of"], RUNS[spec["weights_of"]], frames, RUNS_DIR / source, quick)
+        return with_defaults(model, spec), n_frames, last
     data = split(frames, spec["frames"])
     epochs = spec["epochs"]
     if quick:
@@ -279,7 +293,25 @@ def train_run(name: str, spec: Dict[str, Any], frames: List[Atoms], work: Path, 
         train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
               resume=state.exists(), progress=True, priors=priors, **dict(MODEL, head=spec.get("head", MODEL["head"])))
     last = read_metadata(last_path)
-    return load_model_file(weights_file(spec, work)), len(data), last
+    return with_defaults(load_model_file(weights_file(spec, work)), spec), len(data), last
+
+
+def with_defaults(model, spec: Dict[str, Any]):
+    """``model`` with the default forces ``spec`` names stored in its physics: ``"default_level":
+    "smallest"`` (its smallest trained level, ``PhysicsConfig.default_noise_std``) or
+    ``"default_extrapolation_order": K``. Neither enters training (the kept epoch is the one with the
+    lowest validation loss, a denoising loss at the trained levels), so a run trained without them
+    gives the weights a run trained with them would."""
+    from dataclasses import replace
+
+    stored = {}
+    if spec.get("default_level") == "smallest":
+        stored["default_noise_std"] = min(model.noise_levels)
+    if spec.get("default_extrapolation_order") is not None:
+        stored["default_extrapolation_order"] = spec["default_extrapolation_order"]
+    if stored:
+        model.physics = replace(model.physics, **stored)
+    return model
 
 
 def weights_file(spec: Dict[str, Any], work: Path) -> Path:
@@ -751,6 +783,25 @@ def _long_line(name: str) -> str:
                    "start frame. See the study's README, \"Longer MD\".\n")
 
 
+def _order_line(model) -> str:
+    """The card's line on which forces a ladder model returns by default."""
+    if len(model.noise_levels) < 2:
+        return ""
+    from ase_denoise.inference import evaluation_levels
+
+    levels, w = evaluation_levels(model, None)
+    physics = model.physics
+    if physics.default_noise_std is not None:
+        return (f"\n- Default forces: the smallest trained level, sigma = {physics.default_noise_std:g} A, without the "
+                f"sigma -> 0 extrapolation (stored in the file, `default_noise_std`; "
+                f"`DenoiseCalculator(model, extrapolation_order=2)` gives the quadratic extrapolation). Why: the study's "
+                f"README, \"Which forces a ladder model returns\".")
+    order = physics.default_extrapolation_order
+    kind = {1: "linear", 2: "quadratic"}.get(len(w) - 1 if order is None else order, f"degree {order}")
+    return (f"\n- Default forces: sigma -> 0 extrapolation, {kind} in sigma^2, weights {' / '.join(f'{x:.2f}' for x in w)} on the levels"
+            + (f" (stored in the file, `default_extrapolation_order={order}`)" if order is not None else "") + ".")
+
+
 def _lammps_line(model) -> str:
     """The card's paragraph on running a model with an Ewald Coulomb prior in LAMMPS."""
     ewald = [p for p in model.priors if p.kind == "coulomb_ewald"]
@@ -774,9 +825,12 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     from ase_denoise.checkpoint import load_model_file
     from ase_denoise.zoo import register_model
 
+    from ase_denoise.checkpoint import save_model
+
     res = json.loads((RESULTS / f"{name}.json").read_text())
-    src = RUNS_DIR / name / "best.safetensors"
-    model = load_model_file(src)
+    spec = RUNS[name]
+    src = RUNS_DIR / spec.get("weights_of", name) / "best.safetensors"
+    model = with_defaults(load_model_file(src), spec)
     levels = model.noise_levels
     sigma = ", ".join(f"{x:g}" for x in levels)
     ladder = len(levels) > 1
@@ -784,7 +838,11 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{zoo_name}.safetensors"
-    shutil.copyfile(src, dest)
+    if model.physics == load_model_file(src).physics:
+        shutil.copyfile(src, dest)
+    else:  # the recipe stores its extrapolation order with the weights
+        meta = model.metadata
+        save_model(model, dest, training=meta["training"], metrics=meta["metrics"], overwrite=True)
     os.chmod(dest, 0o644)
     shutil.copyfile(REFERENCE, dest_dir / "reference_rdf.npz")  # for the tutorial's RDF overlay
     os.chmod(dest_dir / "reference_rdf.npz", 0o644)
@@ -828,7 +886,7 @@ of mean force of one state point.
 ## Settings
 
 - noise_std (sigma): **{sigma} Angstrom**{" (the ladder `--noise-std auto` derives from the data)" if res['spec']['noise_std'] == "auto" else ""}; n_duplicates: **{res['spec']['n_duplicates']}**.
-- Priors: {"; ".join(p.describe() for p in model.priors) or "none"}.
+- Priors: {"; ".join(p.describe() for p in model.priors) or "none"}.{_order_line(model)}
 - Training: {res['epochs_completed']} epochs, batch size 8{", noise drawn in antithetic pairs (N, -N)" if res['spec'].get('antithetic') else ""}, AdamW lr 0.005 with cosine schedule, EMA 0.99,
   10% of frames held out for validation, seed {res['spec'].get('seed', 0)}, float32; weights of the epoch with the lowest validation
   loss (epoch {res.get('best_epoch')}); {res['train_elapsed_s'] / 60:.1f} min of training on one CPU thread.
