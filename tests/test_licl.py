@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ase_denoise.analysis import first_peak
 from ase_denoise.zoo import card_text, model_info, verify_models
@@ -142,3 +143,30 @@ def test_averaged_recipe_uses_its_ema_and_last_weights(study, frames, tmp_path):
     assert 0.9 < res["loss_zero"] < 1.1
     assert abs(res["explained"] - (1 - res["loss_model"] / res["loss_zero"])) < 1e-12
     assert -0.2 < res["explained"] < 0.2 and len(res["per_frame_model"]) == 3
+
+
+def test_default_forces_recipes_reuse_the_weights_and_store_their_choice(study, frames, tmp_path, monkeypatch):
+    """``la-auto-ewald-small`` / ``-lin``: the zoo recipe's trained weights (``weights_of``, trained once)
+    with the smallest level, or the linear extrapolation, stored as the model's default forces; a model
+    file saved from them gives those forces through a plain ``DenoiseCalculator``."""
+    from ase_denoise import DenoiseCalculator, load_model_file, save_model
+    from ase_denoise.data import to_frame
+    from ase_denoise.inference import predict
+
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    small, _, _ = study.train_run("la-auto-ewald-small", study.RUNS["la-auto-ewald-small"], frames, tmp_path / "unused", quick=True)
+    assert not (tmp_path / "unused").exists() and (tmp_path / "la-auto-ewald-quick" / "best.safetensors").exists()
+    linear, _, _ = study.train_run("la-auto-ewald-lin", study.RUNS["la-auto-ewald-lin"], frames, tmp_path / "unused", quick=True)
+    base = load_model_file(tmp_path / "la-auto-ewald-quick" / "best.safetensors")
+    assert len(base.noise_levels) == 3 and base.physics.default_noise_std is None
+    assert small.physics.default_noise_std == min(base.noise_levels) and linear.physics.default_extrapolation_order == 1
+    for key, value in base.state_dict().items():  # the same weights
+        assert torch.equal(small.state_dict()[key], value) and torch.equal(linear.state_dict()[key], value)
+    test = [to_frame(a, base.config.atomic_numbers) for a in frames[-2:]]
+    atoms = frames[-1].copy()
+    for model, expected in ((small, predict(base, test, noise_std=min(base.noise_levels))),
+                            (linear, predict(base, test, extrapolation_order=1))):
+        again = load_model_file(save_model(model, tmp_path / f"m{id(model)}.safetensors"))
+        np.testing.assert_allclose(DenoiseCalculator(again).get_forces(atoms), expected[-len(atoms):], rtol=0,
+                                   atol=1e-5 * np.abs(expected).max())  # float32: one frame against a batch of two
+        assert np.abs(expected - predict(base, test)).max() > 1e-6  # differs from the quadratic default
