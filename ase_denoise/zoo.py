@@ -300,7 +300,12 @@ def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> L
             if load:
                 model = load_model_file(path)
                 levels = ", ".join(f"{s:g}" for s in model.noise_levels)
-                message += f", loads ({model.config.symbols}, T={model.temperature_K} K, sigma={levels} A)"
+                message += f", loads ({model.config.symbols}, T={model.temperature_K} K, sigma={levels} A"
+                if model.physics.default_noise_std is not None:
+                    message += f"; default forces: the level {model.physics.default_noise_std:g} A"
+                elif model.physics.default_extrapolation_order is not None:
+                    message += f"; default forces: extrapolation of degree {model.physics.default_extrapolation_order}"
+                message += ")"
             results.append((name, True, message))
         except (ZooError, CheckpointError, OSError) as exc:
             results.append((name, False, str(exc)))

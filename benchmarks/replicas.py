@@ -4,7 +4,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py            # writes benchmarks/replicas.md
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/replicas.py --quick
 
-For each zoo model (``licl-cg-300K``: 48 ions, noise ladder corrected to sigma -> 0, wall prior;
+For each zoo model (``licl-cg-300K``: 48 ions, noise ladder (its default forces: the smallest level), wall and Ewald priors;
 ``lj-argon-94K``: 108 atoms, and 2916 atoms for the single-box engines) it times ASE's ``Langevin`` with ``DenoiseCalculator`` on one box
 (what 32 separate runs on this one thread would get in aggregate: the same steps/s), then
 :class:`ase_denoise.replicas.ReplicaLangevin` with N boxes in one batched forward per step; the

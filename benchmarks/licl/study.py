@@ -783,6 +783,25 @@ def _long_line(name: str) -> str:
                    "start frame. See the study's README, \"Longer MD\".\n")
 
 
+def _forces_phrase(model) -> str:
+    """What the card's first line says the model's forces are."""
+    sigma = ", ".join(f"{x:g}" for x in model.noise_levels)
+    if len(model.noise_levels) == 1:
+        return f"sigma {sigma} A"
+    if model.physics.default_noise_std is not None:
+        return f"noise ladder {sigma} A, evaluated at its smallest level {model.physics.default_noise_std:g} A by default"
+    return f"noise ladder {sigma} A corrected to sigma -> 0"
+
+
+def _how_phrase(model) -> str:
+    if len(model.noise_levels) == 1:
+        return ""
+    if model.physics.default_noise_std is not None:
+        return (f" at the level {model.physics.default_noise_std:g} A stored as the model's default (`noise_std=s` gives "
+                "another trained level, `extrapolation_order=k` the extrapolation to sigma -> 0 through all levels)")
+    return " at each trained level, extrapolated to sigma -> 0 (all levels in one batched forward; `noise_std=s` gives one level)"
+
+
 def _order_line(model) -> str:
     """The card's line on which forces a ladder model returns by default."""
     if len(model.noise_levels) < 2:
@@ -860,9 +879,9 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     card = f"""# {zoo_name}
 
 Coarse-grained LiCl solution at 300 K: the 48 ions of 24 LiCl in water (2.7 M after NPT equilibration), water
-integrated out; vector head, {"noise ladder " + sigma + " A corrected to sigma -> 0" if ladder else "sigma " + sigma + " A"}.
+integrated out; vector head, {_forces_phrase(model)}.
 A denoiser trained on **ion coordinates alone**; `DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean
-force on each ion, `kT * eps_hat / sigma` in eV/Angstrom{" at each trained level, extrapolated to sigma -> 0 (all levels in one batched forward; `noise_std=s` gives one level)" if ladder else ""}, plus the model's priors
+force on each ion, `kT * eps_hat / sigma` in eV/Angstrom{_how_phrase(model)}, plus the model's priors
 (forces only: no energy, no stress).
 
 ```python
@@ -917,7 +936,7 @@ standard errors `*_err`) and `start.extxyz` a starting configuration (a test-set
         models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
         noise_std=list(levels) if ladder else levels[0],
         summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, "
-                + (f"noise ladder {sigma} A corrected to sigma -> 0, repulsive wall" if ladder else f"sigma {sigma} A")
+                + (_forces_phrase(model) + ", repulsive wall" if ladder else f"sigma {sigma} A")
                 + (", Ewald Coulomb prior (LAMMPS coul/long + pppm can compute it)"
                    if any(p.kind == "coulomb_ewald" for p in model.priors) else "")
                 + (", trained with antithetic noise pairs" if res["spec"].get("antithetic") else ""))
