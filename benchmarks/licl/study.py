@@ -847,8 +847,9 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     from ase_denoise.checkpoint import save_model
 
     res = json.loads((RESULTS / f"{name}.json").read_text())
-    spec = RUNS[name]
-    src = RUNS_DIR / spec.get("weights_of", name) / "best.safetensors"
+    quick = name.endswith("-quick")
+    spec = RUNS[name[: -len("-quick")] if quick else name]
+    src = RUNS_DIR / (spec["weights_of"] + ("-quick" if quick else "") if spec.get("weights_of") else name) / "best.safetensors"
     model = with_defaults(load_model_file(src), spec)
     levels = model.noise_levels
     sigma = ", ".join(f"{x:g}" for x in levels)
