@@ -85,7 +85,8 @@ class DenoiseCalculator(Calculator):
     noise_std:
         for a model trained at several noise levels: ``None`` (default) returns the forces corrected
         to sigma -> 0 (all levels in one batched forward, extrapolated in sigma^2,
-        :mod:`ase_denoise.inference`); a trained level (Angstrom) returns that level's smoothed forces.
+        :mod:`ase_denoise.inference`), or the model's stored default (below); a trained level
+        (Angstrom) returns that level's smoothed forces.
     extrapolation_order:
         degree in sigma^2 of the sigma -> 0 extrapolation through the levels (default ``min(L - 1, 2)``;
         1 amplifies the levels' own errors less, :func:`ase_denoise.inference.evaluation_levels`).

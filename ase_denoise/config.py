@@ -228,8 +228,7 @@ class PhysicsConfig(_Dictable):
             _fail("default_extrapolation_order", order, f"the degree in sigma^2 must be an integer from 0 to "
                   f"{len(self.noise_std) - 1} for {len(self.noise_std)} noise level(s), or None")
         if self.default_noise_std is not None:
-            match = [s for s in self.noise_std if abs(s - float(self.default_noise_std)) <= 1e-9 * s]
-            if not match:
+            if self.trained_level(self.default_noise_std) is None:
                 _fail("default_noise_std", self.default_noise_std, f"not a trained level {self.noise_std} (Angstrom)")
             if order is not None:
                 _fail("default_noise_std", self.default_noise_std,
@@ -238,6 +237,10 @@ class PhysicsConfig(_Dictable):
 
         for prior in self.priors:
             prior_from_dict(prior)  # refuses unknown kinds and bad parameters
+
+    def trained_level(self, sigma: float) -> Optional[float]:
+        """The trained level equal to ``sigma`` (Angstrom, to a relative 1e-9), or None."""
+        return next((s for s in self.noise_std if abs(s - float(sigma)) <= 1e-9 * s), None)
 
     @property
     def kT(self) -> float:

@@ -82,10 +82,10 @@ def evaluation_levels(
     if noise_std is None and extrapolation_order is None:  # what the model was validated with, if stored
         noise_std, extrapolation_order = model.physics.default_noise_std, model.physics.default_extrapolation_order
     if noise_std is not None:
-        match = [s for s in levels if abs(s - float(noise_std)) <= 1e-9 * s]
-        if not match:
+        level = model.physics.trained_level(noise_std)
+        if level is None:
             raise ValueError(f"noise_std={noise_std} A is not a trained level of this model {tuple(levels)}")
-        return match, np.ones(1)
+        return [level], np.ones(1)
     if len(levels) == 1:
         return levels, np.ones(1)
     return levels, extrapolation_weights(levels, extrapolation_order)

@@ -850,7 +850,9 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     quick = name.endswith("-quick")
     spec = RUNS[name[: -len("-quick")] if quick else name]
     src = RUNS_DIR / (spec["weights_of"] + ("-quick" if quick else "") if spec.get("weights_of") else name) / "best.safetensors"
-    model = with_defaults(load_model_file(src), spec)
+    model = load_model_file(src)
+    trained_physics = model.physics
+    model = with_defaults(model, spec)
     levels = model.noise_levels
     sigma = ", ".join(f"{x:g}" for x in levels)
     ladder = len(levels) > 1
@@ -858,7 +860,7 @@ def publish(name: str, zoo_name: str = "licl-cg-300K", models_dir: Path = REPO /
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{zoo_name}.safetensors"
-    if model.physics == load_model_file(src).physics:
+    if model.physics == trained_physics:
         shutil.copyfile(src, dest)
     else:  # the recipe stores its extrapolation order with the weights
         meta = model.metadata
