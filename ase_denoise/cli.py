@@ -71,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
     p.add_argument("--parity", default=None, help="write a force parity plot (PNG) here")
 
+    p = sub.add_parser("choose-forces", help="MD of each way a noise-ladder model can return forces against the "
+                       "data's RDFs (no labels); writes a copy of the model storing the best as its default")
+    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--data", required=True, help="equilibrium frames of the model's system (e.g. its training data), "
+                   "periodic, any file ASE can read")
+    p.add_argument("--output", required=True, help="model file to write with the chosen default forces")
+    p.add_argument("--replicas", type=int, default=8, help="Langevin replicas per choice, one batched run (default 8)")
+    p.add_argument("--equilibration-ps", type=float, default=5.0, help="discarded part of each replica (default 5)")
+    p.add_argument("--production-ps", type=float, default=20.0, help="kept part of each replica (default 20)")
+    p.add_argument("--timestep-fs", type=float, default=1.0)
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+
     p = sub.add_parser("demo", help="LJ argon end to end: data, training, force recovery, MD, RDF")
     p.add_argument("--output", default="demo_output", help="directory for data, model and plots")
     p.add_argument("--minutes", type=float, default=7.0, help="training budget (default 7)")
@@ -250,6 +264,50 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_choose_forces(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import save_model
+    from .data import read_frames
+    from .inference import structure_frame
+    from .md_validation import best_check, check_structure, forces_choices, reference_structure, with_default_forces
+    from .zoo import load_model
+
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
+    if os.path.exists(args.model) and os.path.realpath(args.model) == os.path.realpath(args.output):
+        raise ValueError("--output is the --model file itself: write the chosen model to another file")
+    model = load_model(args.model)
+    frames = read_frames(args.data)
+    for i, atoms in enumerate(frames):  # the model's elements, finite positions, a large enough cell
+        structure_frame(atoms, model, what=f"frame {i} of {args.data}")
+    choices = forces_choices(model)
+    if len(choices) == 1:
+        print(f"{args.model} has one noise level ({model.noise_levels[0]} A): one way to return forces, nothing to choose")
+        return 0
+    reference = reference_structure(frames)
+    steps = int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    checks = []
+    for choice in choices:
+        with tqdm(total=steps, desc=choice.label[:40], unit="step", mininterval=10) as bar:
+            checks.append(check_structure(
+                model, frames, choice, n_replicas=args.replicas, equilibration_ps=args.equilibration_ps,
+                production_ps=args.production_ps, timestep_fs=args.timestep_fs, friction_per_fs=args.friction,
+                seed=args.seed, reference=reference, progress=bar.update))
+        print(checks[-1].line())
+    try:
+        best = best_check(checks)
+    except RuntimeError as exc:
+        print(f"error: {exc}; nothing written", file=sys.stderr)
+        return 1
+    meta = model.metadata
+    save_model(with_default_forces(model, best.choice), args.output, training=meta.get("training"),
+               metrics=meta.get("metrics"), overwrite=args.overwrite)
+    print(f"chosen: {best.choice.label} (systematic RDF error {best.systematic_error:.3f} against the data's; "
+          f"MD noise of each figure about {best.rdf_error_noise:.3f}); written to {args.output}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -299,7 +357,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "demo": cmd_demo, "models": cmd_models}
+    commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "choose-forces": cmd_choose_forces,
+                "demo": cmd_demo, "models": cmd_models}
     try:
         return commands[args.command](args)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:

@@ -50,9 +50,10 @@ class ReplicaLangevin:
     thermalize:
         draw momenta from Maxwell-Boltzmann (ASE's ``thermalize_momenta`` with each replica's
         stream); otherwise the replicas' own momenta are used.
-    noise_std, skin:
-        as :class:`~ase_denoise.calculator.DenoiseCalculator` (one trained level instead of the
-        corrected forces; the Verlet skin of each replica's neighbour list, Angstrom).
+    noise_std, extrapolation_order, skin:
+        as :class:`~ase_denoise.calculator.DenoiseCalculator` (one trained level, or the degree of
+        the sigma -> 0 extrapolation, instead of the model's default forces; the Verlet skin of each
+        replica's neighbour list, Angstrom).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class ReplicaLangevin:
         seeds: Optional[Sequence[int]] = None,
         thermalize: bool = True,
         noise_std: Optional[float] = None,
+        extrapolation_order: Optional[int] = None,
         skin: float = 1.0,
     ):
         if not replicas:
@@ -78,6 +80,7 @@ class ReplicaLangevin:
             raise ValueError(f"{len(seeds)} seeds for {len(replicas)} replicas")
         self.model = model
         self.noise_std = noise_std
+        self.extrapolation_order = extrapolation_order
         self.frames = [structure_frame(a, model, what=f"replica {i}") for i, a in enumerate(replicas)]
         self.lists = [SkinNeighbourList(model.config.r_max, skin) for _ in replicas]
         self.rngs = [np.random.default_rng(s) for s in seeds]
@@ -115,7 +118,7 @@ class ReplicaLangevin:
         for frame, x in zip(self.frames, self.positions):
             frame.positions = x
         out = predict(self.model, self.frames, noise_std=self.noise_std, batch_size=self.n_replicas,
-                      neighbour_lists=self.lists)
+                      neighbour_lists=self.lists, extrapolation_order=self.extrapolation_order)
         return out.reshape(self.positions.shape)
 
     def step(self) -> None:

@@ -170,3 +170,28 @@ def test_default_forces_recipes_reuse_the_weights_and_store_their_choice(study, 
         np.testing.assert_allclose(DenoiseCalculator(again).get_forces(atoms), expected[-len(atoms):], rtol=0,
                                    atol=1e-5 * np.abs(expected).max())  # float32: one frame against a batch of two
         assert np.abs(expected - predict(base, test)).max() > 1e-6  # differs from the quadratic default
+
+
+def test_replica_md_pools_independent_replicas_and_measures_its_own_noise(tmp_path, monkeypatch):
+    """``benchmarks/licl/replica_md.py``: N replicas of one model from N frames spread over the data, in one
+    batched run; the pooled RDF error comes with its bootstrap (over replicas) standard error and a
+    noise-subtracted 'systematic' part. On the reference's own windows that part must nearly vanish
+    while the raw RMS difference does not: the check that the subtraction removes sampling noise."""
+    replica_md = benchmark_module("licl/replica_md.py")
+    study = replica_md.study
+    floor = replica_md.reference_floor(8, 20.0)
+    assert floor["rms_mean"] > 0.03 and floor["rms_boot"] > 0
+    assert floor["rms_systematic"] < 0.3 * floor["rms_mean"], floor
+
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setattr(replica_md, "OUT_DIR", tmp_path / "replicas")
+    res = replica_md.run_model("dn-k1", 3, equilibration_ps=0.02, production_ps=0.3, quick=True)
+    assert (tmp_path / "replicas" / "dn-k1-quick_3x0.3ps.json").exists()
+    assert (tmp_path / "runs" / "dn-k1-quick" / "best.safetensors").exists()
+    assert len(set(res["start_frames"])) == 3 and len(set(res["seeds"])) == 3
+    assert res["collapsed"] == 0 and res["stopped"] is None
+    assert res["frames_per_replica"] == [3, 3, 3]  # a frame every 0.1 ps of the 0.3-ps production
+    assert np.isfinite(res["rms_mean"]) and res["rms_boot"] > 0 and 0 <= res["rms_systematic"] <= res["rms_mean"]
+    assert 100 < res["mean_temperature_K"] < 1000
+    # skipped when its file exists: the same figures come back without running again
+    assert replica_md.run_model("dn-k1", 3, equilibration_ps=0.02, production_ps=0.3, quick=True) == res

@@ -1,0 +1,334 @@
+"""Check a model's MD against the structure of its own training data, without force labels.
+
+A noise-ladder model can return its forces in several ways (the sigma -> 0 extrapolation of degree 2
+or 1, or one trained level alone), and which one gives the best MD depends on the data: the
+extrapolation removes the smoothing bias where the data are dense and amplifies the levels' errors
+where they are thin (``docs/beyond-one-sigma.md``, "Which forces a ladder model returns"). Force
+labels cannot decide it (a user may have none, and on LiCl the choice with the smallest force error
+gave the worst MD). The data can: the pair structure of the frames the model was trained on is
+what its MD has to reproduce.
+
+:func:`check_structure` runs ``n_replicas`` independent Langevin replicas (one batched forward per step,
+:class:`~ase_denoise.replicas.ReplicaLangevin`) from frames spread evenly over the data, pools their
+frames after the equilibration, and compares the partial RDFs with the data's:
+
+* ``rdf_error``: RMS difference over the bins, mean over the element pairs (the LiCl study's figure);
+* ``rdf_error_noise``: its standard error from resampling the replicas (bootstrap over replicas);
+* ``systematic_error``: the RMS difference with both RDFs' sampling variances subtracted bin by bin
+  (the MD's from the bootstrap, the data's from block averages): an estimate of the model's own RDF
+  error that does not grow when the run or the data are short. Zero for a perfect model.
+
+:func:`choose_default_forces` does this for each way the model can return forces
+(:func:`forces_choices`) and returns a copy of the model whose stored default
+(:class:`~ase_denoise.config.PhysicsConfig` ``default_noise_std`` / ``default_extrapolation_order``)
+is the choice with the smallest systematic error among those whose replicas did not collapse.
+The choice is only as good as the MD behind it: ``rdf_error_noise`` says how well it is resolved.
+
+Units: Angstrom, ps, K; RDFs are dimensionless.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from ase import Atoms
+
+from .model import DenoiserMACE
+
+logger = logging.getLogger(__name__)
+
+#: the RDF bin width (Angstrom)
+BIN_WIDTH = 0.1
+#: two atoms closer than this (Angstrom) mark a replica as collapsed; its later frames are dropped
+COLLAPSE_DISTANCE = 1.0
+N_BOOTSTRAP = 200
+
+
+@dataclass(frozen=True)
+class ForcesChoice:
+    """One way to turn a model's trained levels into forces: the keywords of
+    :class:`~ase_denoise.calculator.DenoiseCalculator` (both ``None``: the model's stored default)."""
+
+    noise_std: Optional[float] = None  # one trained level, Angstrom
+    extrapolation_order: Optional[int] = None  # degree in sigma^2 of the sigma -> 0 extrapolation
+
+    @property
+    def label(self) -> str:
+        if self.noise_std is not None:
+            return f"level {self.noise_std:g} A alone"
+        if self.extrapolation_order is not None:
+            return f"extrapolated to sigma -> 0, degree {self.extrapolation_order} in sigma^2"
+        return "the model's default"
+
+
+def forces_choices(model: DenoiserMACE) -> List[ForcesChoice]:
+    """The ways ``model`` can return forces: for a ladder of L levels the extrapolations of degree
+    ``min(L - 1, 2)`` down to 1, then the smallest level alone; a single-level model has one."""
+    levels = list(model.noise_levels)
+    if len(levels) == 1:
+        return [ForcesChoice()]
+    orders = range(min(len(levels) - 1, 2), 0, -1)
+    return [ForcesChoice(extrapolation_order=k) for k in orders] + [ForcesChoice(noise_std=min(levels))]
+
+
+def element_pairs(atoms: Atoms) -> List[Tuple[str, str]]:
+    """Unordered pairs of the chemical symbols in ``atoms`` (in order of first appearance)."""
+    symbols = list(dict.fromkeys(atoms.get_chemical_symbols()))
+    return [(a, b) for i, a in enumerate(symbols) for b in symbols[i:]]
+
+
+def pair_rdfs(frames: Sequence[Atoms], pairs: Sequence[Tuple[str, str]], r_max: float,
+              bin_width: float = BIN_WIDTH) -> Dict[str, np.ndarray]:
+    """Partial RDFs of ``frames``: ``{"r": bin centres, "A-B": g}`` (:func:`ase_denoise.analysis.rdf`)."""
+    from .analysis import rdf
+
+    n_bins = int(round(r_max / bin_width))
+    out: Dict[str, np.ndarray] = {}
+    for a, b in pairs:
+        r, g = rdf(list(frames), r_max, n_bins=n_bins, elements=(a, b))
+        out[f"{a}-{b}"] = g
+    out["r"] = r
+    return out
+
+
+def reference_structure(frames: Sequence[Atoms], pairs: Optional[Sequence[Tuple[str, str]]] = None,
+                        bin_width: float = BIN_WIDTH, n_blocks: int = 5) -> Dict[str, np.ndarray]:
+    """The data's partial RDFs up to half the shortest box height, with the standard error of each
+    bin from ``n_blocks`` consecutive blocks of frames (``"A-B_err"``)."""
+    frames = list(frames)
+    if not frames or not all(a.pbc.all() for a in frames):
+        raise ValueError("the structure check needs periodic frames (RDFs of a box)")
+    if len(frames) < n_blocks:
+        raise ValueError(f"{len(frames)} frames: at least {n_blocks} are needed for the block errors of the data's RDFs")
+    pairs = element_pairs(frames[0]) if pairs is None else list(pairs)
+    cell = frames[0].cell
+    heights = cell.volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    r_max = float(np.floor(0.5 * heights.min() / bin_width) * bin_width)
+    out = pair_rdfs(frames, pairs, r_max, bin_width)
+    edges = np.linspace(0, len(frames), n_blocks + 1).round().astype(int)
+    blocks = [pair_rdfs(frames[a:b], pairs, r_max, bin_width) for a, b in zip(edges[:-1], edges[1:])]
+    for a, b in pairs:
+        key = f"{a}-{b}"
+        out[f"{key}_err"] = np.std([blk[key] for blk in blocks], axis=0, ddof=1) / np.sqrt(n_blocks)
+    return out
+
+
+def compare_with_reference(reference: Dict[str, np.ndarray], per_replica: Sequence[Sequence[Atoms]],
+                           pairs: Sequence[Tuple[str, str]], rng: np.random.Generator,
+                           bin_width: float = BIN_WIDTH) -> Dict[str, object]:
+    """RDF figures of the replicas' frames pooled against ``reference`` (:func:`reference_structure`
+    keys): ``rdf_error``, ``rdf_error_noise`` (bootstrap over replicas), ``systematic_error`` and its
+    per-pair values, and the pooled RDFs ``rdfs``."""
+    r_max = float(reference["r"][-1] + bin_width / 2)
+    gs = [pair_rdfs(frames, pairs, r_max, bin_width) for frames in per_replica]
+    weights = np.array([len(f) for f in per_replica], dtype=float)
+    keys = [f"{a}-{b}" for a, b in pairs]
+
+    def pooled(idx) -> Dict[str, np.ndarray]:
+        # g is linear in the frames' pair counts: the pooled g is the frame-weighted mean of the replicas'
+        w = weights[idx]
+        return {k: np.sum([w_i * gs[i][k] for w_i, i in zip(w, idx)], axis=0) / w.sum() for k in keys}
+
+    def rms(g: Dict[str, np.ndarray]) -> float:
+        return float(np.mean([np.sqrt(np.mean((g[k] - reference[k]) ** 2)) for k in keys]))
+
+    g = pooled(np.arange(len(gs)))
+    draws = [pooled(rng.integers(0, len(gs), len(gs))) for _ in range(N_BOOTSTRAP)] if len(gs) > 1 else []
+    systematic = {}
+    for k in keys:
+        # E[(g - g_ref)^2] per bin = (systematic difference)^2 + var(g) + var(g_ref)
+        md_var = np.var([d[k] for d in draws], axis=0, ddof=1) if draws else np.zeros_like(g[k])
+        excess = np.mean((g[k] - reference[k]) ** 2) - np.mean(md_var) - np.mean(reference[f"{k}_err"] ** 2)
+        systematic[k] = float(np.sqrt(max(excess, 0.0)))
+    return dict(
+        rdf_error=rms(g), rdf_error_noise=float(np.std([rms(d) for d in draws], ddof=1)) if draws else float("nan"),
+        systematic_error=float(np.mean(list(systematic.values()))), systematic_per_pair=systematic,
+        rdf_error_per_replica=[rms(gi) for gi in gs], rdfs={"r": reference["r"], **g},
+    )
+
+
+def run_replicas(
+    model: DenoiserMACE,
+    starts: Sequence[Atoms],
+    *,
+    temperature_K: float,
+    equilibration_ps: float,
+    production_ps: float,
+    timestep_fs: float = 1.0,
+    friction_per_fs: float = 0.01,
+    sample_every: int = 100,
+    seeds: Optional[Sequence[int]] = None,
+    choice: ForcesChoice = ForcesChoice(),
+    collapse_distance: float = COLLAPSE_DISTANCE,
+    progress: Optional[Callable[[int], None]] = None,
+) -> Tuple[List[List[Atoms]], Dict[str, object]]:
+    """Langevin replicas of ``model`` from ``starts`` (one each), all in one batched forward per step.
+
+    Returns each replica's frames of the production part (one every ``sample_every`` steps) and a
+    dict: ``collapsed_at_step`` (per replica, ``None`` or the step at which two atoms came closer
+    than ``collapse_distance``: its frames stop there), ``closest_approach_A``, ``mean_temperature_K``
+    (production), ``wall_s``, ``batch_steps_per_s``, ``stopped`` (a non-finite force ends the run).
+    ``progress``: called with the steps done after each chunk (e.g. a tqdm bar's ``update``)."""
+    from .md import min_pair_distance
+    from .replicas import ReplicaLangevin
+
+    n = len(starts)
+    rep = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs,
+                          friction_per_fs=friction_per_fs, seeds=seeds, noise_std=choice.noise_std,
+                          extrapolation_order=choice.extrapolation_order)
+    n_equil = int(round(equilibration_ps * 1000 / timestep_fs))
+    n_total = n_equil + int(round(production_ps * 1000 / timestep_fs))
+    kept: List[List[Atoms]] = [[] for _ in range(n)]
+    collapsed_at: List[Optional[int]] = [None] * n
+    closest = np.full(n, np.inf)
+    temps: List[np.ndarray] = []
+    seen = set()
+
+    def observe(step: int, positions, velocities) -> None:  # run() also observes at each call's start
+        if step in seen:
+            return
+        seen.add(step)
+        for i in range(n):
+            if collapsed_at[i] is not None:
+                continue
+            atoms = rep.atoms(i)
+            d = min_pair_distance(atoms, 4.0)
+            closest[i] = min(closest[i], d)
+            if d < collapse_distance:
+                collapsed_at[i] = step
+                logger.warning("replica %d: two atoms %.2f A apart at step %d (collapsed; its frames stop here)", i, d, step)
+            elif step > n_equil:
+                kept[i].append(atoms)
+        if step > n_equil:
+            temps.append(rep.temperatures())
+
+    t0 = time.perf_counter()
+    stopped = None
+    while rep.steps_done < n_total and stopped is None:
+        res = rep.run(min(10 * sample_every, n_total - rep.steps_done), interval=sample_every, observers=[observe])
+        stopped = res["stopped"]
+        if progress is not None:
+            progress(res["steps"])
+    wall = time.perf_counter() - t0
+    return kept, dict(
+        collapsed_at_step=collapsed_at, closest_approach_A=closest.tolist(), stopped=stopped, wall_s=wall,
+        batch_steps_per_s=rep.steps_done / max(wall, 1e-12),
+        mean_temperature_K=float(np.mean(temps)) if temps else float("nan"),
+    )
+
+
+@dataclass
+class StructureCheck:
+    """The figures of :func:`check_structure` for one choice of forces (RDFs dimensionless)."""
+
+    choice: ForcesChoice
+    rdf_error: float  # RMS difference to the data's RDFs, mean over pairs
+    rdf_error_noise: float  # its bootstrap standard error over replicas
+    systematic_error: float  # the RMS difference with both sampling variances subtracted
+    systematic_per_pair: Dict[str, float]
+    collapsed: int  # replicas in which two atoms came closer than COLLAPSE_DISTANCE
+    n_replicas: int
+    closest_approach_A: float
+    mean_temperature_K: float
+    wall_s: float
+    rdfs: Dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+
+    def line(self) -> str:
+        return (f"{self.choice.label}: systematic RDF error {self.systematic_error:.3f} (RMS difference "
+                f"{self.rdf_error:.3f} ± {self.rdf_error_noise:.3f}), {self.collapsed}/{self.n_replicas} replicas "
+                f"collapsed, {self.mean_temperature_K:.0f} K, {self.wall_s:.0f} s")
+
+
+def _start_frames(frames: Sequence[Atoms], n_replicas: int) -> List[Atoms]:
+    idx = np.linspace(0, len(frames) - 1, n_replicas).round().astype(int)
+    return [frames[i] for i in idx]
+
+
+def check_structure(
+    model: DenoiserMACE,
+    frames: Sequence[Atoms],
+    choice: ForcesChoice = ForcesChoice(),
+    *,
+    n_replicas: int = 8,
+    equilibration_ps: float = 5.0,
+    production_ps: float = 20.0,
+    timestep_fs: float = 1.0,
+    friction_per_fs: float = 0.01,
+    seed: int = 0,
+    reference: Optional[Dict[str, np.ndarray]] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> StructureCheck:
+    """MD of ``model`` (forces as ``choice`` says) against the pair structure of ``frames``.
+
+    ``n_replicas`` Langevin replicas at the model's training temperature, one from each of
+    ``n_replicas`` frames evenly spaced over ``frames`` (so the starts are as independent as the data
+    allow), thermostat seeds ``1000 * (seed + 1) + i``; ``equilibration_ps`` discarded, a frame every
+    0.1 ps of ``production_ps`` kept (Langevin, ``timestep_fs``, ``friction_per_fs`` in 1/fs).
+    ``reference``: the data's RDFs if already computed (:func:`reference_structure` of ``frames``)."""
+    frames = list(frames)
+    if reference is None:
+        reference = reference_structure(frames)
+    pairs = [tuple(k.split("-")) for k in reference if f"{k}_err" in reference]
+    steps_per_sample = max(1, int(round(100.0 / timestep_fs)))
+    seeds = [1000 * (seed + 1) + i for i in range(n_replicas)]
+    kept, info = run_replicas(
+        model, _start_frames(frames, n_replicas), temperature_K=model.temperature_K,
+        equilibration_ps=equilibration_ps, production_ps=production_ps, timestep_fs=timestep_fs,
+        friction_per_fs=friction_per_fs, sample_every=steps_per_sample, seeds=seeds, choice=choice, progress=progress)
+    collapsed = sum(c is not None for c in info["collapsed_at_step"])
+    if info["stopped"] or not all(kept):
+        nan = float("nan")
+        return StructureCheck(choice, nan, nan, nan, {}, max(collapsed, 1 if info["stopped"] else 0), n_replicas,
+                              float(np.min(info["closest_approach_A"])), info["mean_temperature_K"], info["wall_s"])
+    figs = compare_with_reference(reference, kept, pairs, np.random.default_rng(seed))
+    return StructureCheck(
+        choice=choice, rdf_error=figs["rdf_error"], rdf_error_noise=figs["rdf_error_noise"],
+        systematic_error=figs["systematic_error"], systematic_per_pair=figs["systematic_per_pair"],
+        collapsed=collapsed, n_replicas=n_replicas, closest_approach_A=float(np.min(info["closest_approach_A"])),
+        mean_temperature_K=info["mean_temperature_K"], wall_s=info["wall_s"], rdfs=figs["rdfs"],
+    )
+
+
+def with_default_forces(model: DenoiserMACE, choice: ForcesChoice) -> DenoiserMACE:
+    """A copy of ``model`` that returns ``choice``'s forces by default (stored in its physics and
+    saved with it); ``model`` itself is not changed."""
+    out = copy.deepcopy(model)
+    out.physics = replace(out.physics, default_noise_std=choice.noise_std,
+                          default_extrapolation_order=choice.extrapolation_order)
+    return out
+
+
+def choose_default_forces(
+    model: DenoiserMACE,
+    frames: Sequence[Atoms],
+    choices: Optional[Sequence[ForcesChoice]] = None,
+    **kwargs,
+) -> Tuple[DenoiserMACE, List[StructureCheck]]:
+    """Run :func:`check_structure` for each of ``choices`` (default :func:`forces_choices`) and return
+    a copy of ``model`` storing the best as its default forces, with every choice's figures.
+
+    Best: :func:`best_check`. Every choice runs from the same start frames with the same thermostat
+    seeds. Raises ``RuntimeError`` when every choice collapsed."""
+    choices = list(forces_choices(model) if choices is None else choices)
+    reference = kwargs.pop("reference", None) or reference_structure(frames)
+    checks = []
+    for choice in choices:
+        check = check_structure(model, frames, choice, reference=reference, **kwargs)
+        logger.info("%s", check.line())
+        checks.append(check)
+    best = best_check(checks)
+    return with_default_forces(model, best.choice), checks
+
+
+def best_check(checks: Sequence[StructureCheck]) -> StructureCheck:
+    """The check with the smallest ``systematic_error`` among those with no collapsed replica (ties: the
+    earlier one). Raises ``RuntimeError`` naming every choice's figures when all collapsed."""
+    intact = [c for c in checks if c.collapsed == 0 and np.isfinite(c.systematic_error)]
+    if not intact:
+        raise RuntimeError("every choice of forces collapsed in MD: " + "; ".join(c.line() for c in checks))
+    return min(intact, key=lambda c: c.systematic_error)
