@@ -271,6 +271,10 @@ def check_structure(
     0.1 ps of ``production_ps`` kept (Langevin, ``timestep_fs``, ``friction_per_fs`` in 1/fs).
     ``reference``: the data's RDFs if already computed (:func:`reference_structure` of ``frames``)."""
     frames = list(frames)
+    temps = {float(a.info["temperature_K"]) for a in frames if "temperature_K" in a.info}
+    if temps and any(abs(t - model.temperature_K) > 1e-6 for t in temps):
+        raise ValueError(f"the frames say temperature_K {sorted(temps)}, the model was trained at "
+                         f"{model.temperature_K} K: its MD can only be checked against data of its own temperature")
     if reference is None:
         reference = reference_structure(frames)
     pairs = [tuple(k.split("-")) for k in reference if f"{k}_err" in reference]

@@ -118,3 +118,13 @@ def test_choose_forces_cli_writes_a_new_model_with_the_best_choice(tmp_path):
     assert code == 2 and "exists" in stderr
     code, _, stderr = run_cli(["choose-forces", "--model", out, "--data", data, "--output", out, "--overwrite"])
     assert code == 2 and "model file itself" in stderr
+
+
+def test_check_structure_refuses_data_of_another_temperature():
+    from ase_denoise.md_validation import check_structure
+
+    frames = licl_frames(10)
+    for atoms in frames:
+        atoms.info["temperature_K"] = 350.0
+    with pytest.raises(ValueError, match="350.0.*300.0 K"):
+        check_structure(load_model("licl-cg-300K"), frames, n_replicas=2, equilibration_ps=0.0, production_ps=0.1)
