@@ -261,6 +261,7 @@ def check_structure(
     friction_per_fs: float = 0.01,
     seed: int = 0,
     reference: Optional[Dict[str, np.ndarray]] = None,
+    start_frames: Optional[Sequence[Atoms]] = None,
     progress: Optional[Callable[[int], None]] = None,
 ) -> StructureCheck:
     """MD of ``model`` (forces as ``choice`` says) against the pair structure of ``frames``.
@@ -269,7 +270,8 @@ def check_structure(
     ``n_replicas`` frames evenly spaced over ``frames`` (so the starts are as independent as the data
     allow), thermostat seeds ``1000 * (seed + 1) + i``; ``equilibration_ps`` discarded, a frame every
     0.1 ps of ``production_ps`` kept (Langevin, ``timestep_fs``, ``friction_per_fs`` in 1/fs).
-    ``reference``: the data's RDFs if already computed (:func:`reference_structure` of ``frames``)."""
+    ``reference``: the data's RDFs if already computed (:func:`reference_structure` of ``frames``);
+    ``start_frames``: other start structures (one per replica) instead of frames of the data."""
     frames = list(frames)
     temps = {float(a.info["temperature_K"]) for a in frames if "temperature_K" in a.info}
     if temps and any(abs(t - model.temperature_K) > 1e-6 for t in temps):
@@ -279,9 +281,12 @@ def check_structure(
         reference = reference_structure(frames)
     pairs = [tuple(k.split("-")) for k in reference if f"{k}_err" in reference]
     steps_per_sample = max(1, int(round(100.0 / timestep_fs)))
+    if start_frames is not None:
+        n_replicas = len(start_frames)
     seeds = [1000 * (seed + 1) + i for i in range(n_replicas)]
     kept, info = run_replicas(
-        model, _start_frames(frames, n_replicas), temperature_K=model.temperature_K,
+        model, _start_frames(frames, n_replicas) if start_frames is None else list(start_frames),
+        temperature_K=model.temperature_K,
         equilibration_ps=equilibration_ps, production_ps=production_ps, timestep_fs=timestep_fs,
         friction_per_fs=friction_per_fs, sample_every=steps_per_sample, seeds=seeds, choice=choice, progress=progress)
     collapsed = sum(c is not None for c in info["collapsed_at_step"])

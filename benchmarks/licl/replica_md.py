@@ -113,6 +113,38 @@ def run_model(name: str, n_replicas: int, equilibration_ps: float, production_ps
     return result
 
 
+def check_against_data(name: str, choice=None, production_ps: float = 10.0, equilibration_ps: float = 5.0,
+                       seed: int = 1, n_replicas: int = 8) -> Dict[str, Any]:
+    """What a user without the 2-ns reference can measure: :func:`ase_denoise.md_validation.check_structure`
+    of the run's model against its own 500 training frames (their RDFs and block errors), with starts
+    and thermostat seeds independent of :func:`run_model`'s (frames halfway between the evenly spaced
+    ones, seeds ``1000 * (seed + 1) + i``) -> ``OUT_DIR/check/<name>_<choice>_<N>x<production>ps.json``."""
+    from ase_denoise.md_validation import ForcesChoice, check_structure, reference_structure
+
+    choice = ForcesChoice() if choice is None else choice
+    tag = "default" if choice == ForcesChoice() else (
+        f"level{choice.noise_std:g}" if choice.noise_std is not None else f"order{choice.extrapolation_order}")
+    out_json = OUT_DIR / "check" / f"{name}_{tag}_{n_replicas}x{production_ps:g}ps.json"
+    if out_json.exists():
+        return json.loads(out_json.read_text())
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    frames = study.load_frames()
+    spec = study.RUNS[name]
+    model = study.train_run(name, spec, frames, study.RUNS_DIR / name, quick=False)[0]
+    data = study.split(frames, spec["frames"])
+    spacing = len(data) / n_replicas
+    starts = [data[int(spacing * (i + 0.5))] for i in range(n_replicas)]
+    check = check_structure(model, data, choice, equilibration_ps=equilibration_ps, production_ps=production_ps,
+                            seed=seed, reference=reference_structure(data, pairs=study.PAIRS), start_frames=starts)
+    result = dict(name=name, choice=dict(noise_std=choice.noise_std, extrapolation_order=choice.extrapolation_order),
+                  label=choice.label, n_replicas=n_replicas, production_ps=production_ps, seed=seed,
+                  systematic_error=check.systematic_error, rdf_error=check.rdf_error,
+                  rdf_error_noise=check.rdf_error_noise, systematic_per_pair=check.systematic_per_pair,
+                  collapsed=check.collapsed, mean_temperature_K=check.mean_temperature_K, wall_s=check.wall_s)
+    out_json.write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
 def reference_floor(n_replicas: int, production_ps: float) -> Dict[str, Any]:
     """The figure for the reference trajectory itself: windows of ``production_ps`` (its frames are 1 ps
     apart) at the same start frames, pooled, against the whole reference. What a perfect model's MD
@@ -179,11 +211,24 @@ def main(argv=None) -> int:
     p.add_argument("--equilibration-ps", type=float, default=5.0)
     p.add_argument("--production-ps", type=float, default=20.0)
     p.add_argument("--table", action="store_true", help="write results/replicas.md from the finished runs")
+    p.add_argument("--check", action="store_true",
+                   help="instead: check_against_data (the model's MD against its own 500 training frames)")
+    p.add_argument("--all-choices", action="store_true", help="with --check: every way the model can return forces")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     unknown = [n for n in args.runs if n not in study.RUNS]
     if unknown:
         p.error(f"unknown runs {unknown}")
+    if args.check:
+        from ase_denoise.md_validation import ForcesChoice, forces_choices
+
+        for name in args.runs:
+            model = study.train_run(name, study.RUNS[name], study.load_frames(), study.RUNS_DIR / name, quick=False)[0]
+            for choice in forces_choices(model) if args.all_choices else [ForcesChoice()]:
+                res = check_against_data(name, choice, production_ps=args.production_ps)
+                print(f"{name}, {res['label']}: systematic {res['systematic_error']:.3f} (RMS {res['rdf_error']:.3f} "
+                      f"± {res['rdf_error_noise']:.3f}), collapsed {res['collapsed']}, {res['wall_s']:.0f} s")
+        return 0
     for name in args.runs:
         res = run_model(name, args.replicas, args.equilibration_ps, args.production_ps)
         print(f"{name}: RDF error {res.get('rms_mean', float('nan')):.3f} ± {res.get('rms_boot', float('nan')):.3f}, "
