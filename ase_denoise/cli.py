@@ -74,16 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("choose-forces", help="MD of each way a noise-ladder model can return forces against the "
                        "data's RDFs (no labels); writes a copy of the model storing the best as its default")
     p.add_argument("--model", required=True, help="model file or zoo name")
-    p.add_argument("--data", required=True, help="equilibrium frames of the model's system (e.g. its training data), "
-                   "periodic, any file ASE can read")
     p.add_argument("--output", required=True, help="model file to write with the chosen default forces")
-    p.add_argument("--replicas", type=int, default=8, help="Langevin replicas per choice, one batched run (default 8)")
-    p.add_argument("--equilibration-ps", type=float, default=5.0, help="discarded part of each replica (default 5)")
-    p.add_argument("--production-ps", type=float, default=20.0, help="kept part of each replica (default 20)")
-    p.add_argument("--timestep-fs", type=float, default=1.0)
-    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    _md_check_arguments(p)
+
+    p = sub.add_parser("check-md", help="MD of one or more models (e.g. training seeds) against the data's RDFs, "
+                       "no labels: each model's noise-subtracted RDF error, and the best")
+    p.add_argument("--model", required=True, nargs="+", help="model files or zoo names (their default forces)")
+    _md_check_arguments(p)
 
     p = sub.add_parser("demo", help="LJ argon end to end: data, training, force recovery, MD, RDF")
     p.add_argument("--output", default="demo_output", help="directory for data, model and plots")
@@ -100,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("name")
     msub.add_parser("verify", help="check every model's sha256 and that it loads (exit 1 if one fails)")
     return parser
+
+
+def _md_check_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the label-free MD checks (``ase_denoise.md_validation``)."""
+    p.add_argument("--data", required=True, help="equilibrium frames of the model's system (e.g. its training data), "
+                   "periodic, any file ASE can read")
+    p.add_argument("--replicas", type=int, default=8, help="Langevin replicas per check, one batched run (default 8)")
+    p.add_argument("--equilibration-ps", type=float, default=5.0, help="discarded part of each replica (default 5)")
+    p.add_argument("--production-ps", type=float, default=20.0, help="kept part of each replica (default 20)")
+    p.add_argument("--timestep-fs", type=float, default=1.0)
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def _sig(value):
@@ -264,13 +274,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_choose_forces(args: argparse.Namespace) -> int:
+def _md_checks(args: argparse.Namespace, runs) -> list:
+    """Read ``args.data``, check it against every model of ``runs`` ((label, model, choice) triples) and
+    run :func:`~ase_denoise.md_validation.check_structure` for each, a progress bar and a printed line each."""
     from tqdm import tqdm
 
-    from .checkpoint import save_model
     from .data import read_frames
     from .inference import structure_frame
-    from .md_validation import best_check, check_structure, forces_choices, reference_structure, with_default_forces
+    from .md_validation import check_structure, reference_structure
+
+    frames = read_frames(args.data)
+    for label, model, _ in runs:  # the model's elements, finite positions, a large enough cell
+        for i, atoms in enumerate(frames):
+            structure_frame(atoms, model, what=f"frame {i} of {args.data} (for {label})")
+    reference = reference_structure(frames)
+    steps = int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    checks = []
+    for label, model, choice in runs:
+        with tqdm(total=steps, desc=label[:40], unit="step", mininterval=10) as bar:
+            checks.append(check_structure(
+                model, frames, choice, n_replicas=args.replicas, equilibration_ps=args.equilibration_ps,
+                production_ps=args.production_ps, timestep_fs=args.timestep_fs, friction_per_fs=args.friction,
+                seed=args.seed, reference=reference, progress=bar.update))
+        print(f"{label}: {checks[-1].figures()}")
+    return checks
+
+
+def cmd_choose_forces(args: argparse.Namespace) -> int:
+    from .checkpoint import save_model
+    from .md_validation import best_check, forces_choices, with_default_forces
     from .zoo import load_model
 
     if os.path.exists(args.output) and not args.overwrite:
@@ -278,23 +310,11 @@ def cmd_choose_forces(args: argparse.Namespace) -> int:
     if os.path.exists(args.model) and os.path.realpath(args.model) == os.path.realpath(args.output):
         raise ValueError("--output is the --model file itself: write the chosen model to another file")
     model = load_model(args.model)
-    frames = read_frames(args.data)
-    for i, atoms in enumerate(frames):  # the model's elements, finite positions, a large enough cell
-        structure_frame(atoms, model, what=f"frame {i} of {args.data}")
     choices = forces_choices(model)
     if len(choices) == 1:
         print(f"{args.model} has one noise level ({model.noise_levels[0]} A): one way to return forces, nothing to choose")
         return 0
-    reference = reference_structure(frames)
-    steps = int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
-    checks = []
-    for choice in choices:
-        with tqdm(total=steps, desc=choice.label[:40], unit="step", mininterval=10) as bar:
-            checks.append(check_structure(
-                model, frames, choice, n_replicas=args.replicas, equilibration_ps=args.equilibration_ps,
-                production_ps=args.production_ps, timestep_fs=args.timestep_fs, friction_per_fs=args.friction,
-                seed=args.seed, reference=reference, progress=bar.update))
-        print(checks[-1].line())
+    checks = _md_checks(args, [(c.label, model, c) for c in choices])
     try:
         best = best_check(checks)
     except RuntimeError as exc:
@@ -305,6 +325,22 @@ def cmd_choose_forces(args: argparse.Namespace) -> int:
                metrics=meta.get("metrics"), overwrite=args.overwrite)
     print(f"chosen: {best.choice.label} (systematic RDF error {best.systematic_error:.3f} against the data's; "
           f"MD noise of each figure about {best.rdf_error_noise:.3f}); written to {args.output}")
+    return 0
+
+
+def cmd_check_md(args: argparse.Namespace) -> int:
+    from .md_validation import ForcesChoice, best_check
+    from .zoo import load_model
+
+    runs = [(name, load_model(name), ForcesChoice()) for name in args.model]
+    checks = _md_checks(args, runs)
+    try:
+        best = best_check(checks)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"best: {runs[checks.index(best)][0]} (systematic RDF error {best.systematic_error:.3f}; MD noise of each "
+          f"figure about {best.rdf_error_noise:.3f})")
     return 0
 
 
@@ -358,7 +394,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         datefmt="%H:%M:%S",
     )
     commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "choose-forces": cmd_choose_forces,
-                "demo": cmd_demo, "models": cmd_models}
+                "check-md": cmd_check_md, "demo": cmd_demo, "models": cmd_models}
     try:
         return commands[args.command](args)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:

@@ -238,10 +238,13 @@ class StructureCheck:
     wall_s: float
     rdfs: Dict[str, np.ndarray] = field(repr=False, default_factory=dict)
 
+    def figures(self) -> str:
+        return (f"systematic RDF error {self.systematic_error:.3f} (RMS difference {self.rdf_error:.3f} ± "
+                f"{self.rdf_error_noise:.3f}), {self.collapsed}/{self.n_replicas} replicas collapsed, "
+                f"{self.mean_temperature_K:.0f} K, {self.wall_s:.0f} s")
+
     def line(self) -> str:
-        return (f"{self.choice.label}: systematic RDF error {self.systematic_error:.3f} (RMS difference "
-                f"{self.rdf_error:.3f} ± {self.rdf_error_noise:.3f}), {self.collapsed}/{self.n_replicas} replicas "
-                f"collapsed, {self.mean_temperature_K:.0f} K, {self.wall_s:.0f} s")
+        return f"{self.choice.label}: {self.figures()}"
 
 
 def _start_frames(frames: Sequence[Atoms], n_replicas: int) -> List[Atoms]:

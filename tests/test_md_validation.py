@@ -128,3 +128,20 @@ def test_check_structure_refuses_data_of_another_temperature():
         atoms.info["temperature_K"] = 350.0
     with pytest.raises(ValueError, match="350.0.*300.0 K"):
         check_structure(load_model("licl-cg-300K"), frames, n_replicas=2, equilibration_ps=0.0, production_ps=0.1)
+
+
+def test_check_md_cli_ranks_models_by_their_md_against_the_data(tmp_path, argon_model_file):
+    """``ase-denoise check-md``: one line per model, then the best; a model of other elements than the
+    data is refused by name before any MD runs."""
+    data = tmp_path / "licl.extxyz"
+    write(data, licl_frames(1000)[::100])
+    args = ["check-md", "--data", data, "--replicas", 2, "--equilibration-ps", 0.0, "--production-ps", 0.1]
+    code, stdout, stderr = run_cli(args + ["--model", "licl-cg-300K", "licl-cg-300K"])
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert [l.split(":")[0] for l in lines[:2]] == ["licl-cg-300K"] * 2
+    figures = [l.split(": ", 1)[1].split(" replicas collapsed")[0] for l in lines[:2]]
+    assert "systematic RDF error" in figures[0] and figures[0] == figures[1]  # same starts, same thermostat seeds
+    assert lines[-1].startswith("best: licl-cg-300K")
+    code, _, stderr = run_cli(args + ["--model", "licl-cg-300K", argon_model_file])
+    assert code == 2 and "Li" in stderr and "(for " in stderr
