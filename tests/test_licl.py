@@ -195,3 +195,26 @@ def test_replica_md_pools_independent_replicas_and_measures_its_own_noise(tmp_pa
     assert 100 < res["mean_temperature_K"] < 1000
     # skipped when its file exists: the same figures come back without running again
     assert replica_md.run_model("dn-k1", 3, equilibration_ps=0.02, production_ps=0.3, quick=True) == res
+
+
+def test_seed_selection_keeps_the_seed_the_check_prefers(tmp_path, monkeypatch):
+    """``replica_md.selection_table``: in each group the seed with the smallest check error is kept and
+    scored by its evaluation run; the expectation over all sets of three is computed from the same files."""
+    from itertools import combinations
+
+    replica_md = benchmark_module("licl/replica_md.py")
+    monkeypatch.setattr(replica_md, "OUT_DIR", tmp_path)
+    (tmp_path / "check").mkdir()
+    check = [0.05, 0.01, 0.30, 0.20, 0.10, 0.40]  # seed -> systematic error against its own data
+    evaluation = [0.12, 0.08, 0.30, 0.25, 0.09, 0.35]  # seed -> RDF error against the reference
+    for seed, (c, e) in enumerate(zip(check, evaluation)):
+        name = "rec" if seed == 0 else f"rec-r{seed}"
+        (tmp_path / "check" / f"{name}_default_8x10ps.json").write_text(
+            json.dumps(dict(systematic_error=c, rdf_error=c + 0.05, rdf_error_noise=0.02)))
+        (tmp_path / f"{name}_8x20ps.json").write_text(json.dumps(dict(rms_mean=e, rms_systematic=e - 0.04)))
+    text = replica_md.selection_table("rec", 8, 20.0, groups=((0, 1, 2), (3, 4, 5)))
+    assert "seeds 0, 1, 2: kept seed 1 (evaluation 0.080)" in text
+    assert "seeds 3, 4, 5: kept seed 4 (evaluation 0.090)" in text
+    assert "Kept seeds: RDF error 0.085 ± 0.007 over 2 selections" in text
+    picked = [evaluation[min(t, key=lambda s: check[s])] for t in combinations(range(6), 3)]
+    assert f"the kept seed's RDF error averages {np.mean(picked):.3f}" in text
