@@ -284,9 +284,12 @@ def _md_checks(args: argparse.Namespace, runs) -> list:
     from .md_validation import check_structure, reference_structure
 
     frames = read_frames(args.data)
-    for label, model, _ in runs:  # the model's elements, finite positions, a large enough cell
-        for i, atoms in enumerate(frames):
-            structure_frame(atoms, model, what=f"frame {i} of {args.data} (for {label})")
+    checked = set()
+    for label, model, _ in runs:  # the model's elements, finite positions, a large enough cell; once per model
+        if id(model) not in checked:
+            checked.add(id(model))
+            for i, atoms in enumerate(frames):
+                structure_frame(atoms, model, what=f"frame {i} of {args.data} (for {label})")
     reference = reference_structure(frames)
     steps = int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
     checks = []

@@ -105,10 +105,10 @@ def reference_structure(frames: Sequence[Atoms], pairs: Optional[Sequence[Tuple[
         raise ValueError("the structure check needs periodic frames (RDFs of a box)")
     if len(frames) < n_blocks:
         raise ValueError(f"{len(frames)} frames: at least {n_blocks} are needed for the block errors of the data's RDFs")
+    from .analysis import _box_heights
+
     pairs = element_pairs(frames[0]) if pairs is None else list(pairs)
-    cell = frames[0].cell
-    heights = cell.volume / np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
-    r_max = float(np.floor(0.5 * heights.min() / bin_width) * bin_width)
+    r_max = float(np.floor(0.5 * _box_heights(frames[0]).min() / bin_width) * bin_width)
     out = pair_rdfs(frames, pairs, r_max, bin_width)
     edges = np.linspace(0, len(frames), n_blocks + 1).round().astype(int)
     blocks = [pair_rdfs(frames[a:b], pairs, r_max, bin_width) for a, b in zip(edges[:-1], edges[1:])]
@@ -128,11 +128,12 @@ def compare_with_reference(reference: Dict[str, np.ndarray], per_replica: Sequen
     gs = [pair_rdfs(frames, pairs, r_max, bin_width) for frames in per_replica]
     weights = np.array([len(f) for f in per_replica], dtype=float)
     keys = [f"{a}-{b}" for a, b in pairs]
+    per_key = {k: np.stack([g[k] for g in gs]) for k in keys}  # [replicas, bins]
 
     def pooled(idx) -> Dict[str, np.ndarray]:
         # g is linear in the frames' pair counts: the pooled g is the frame-weighted mean of the replicas'
         w = weights[idx]
-        return {k: np.sum([w_i * gs[i][k] for w_i, i in zip(w, idx)], axis=0) / w.sum() for k in keys}
+        return {k: w @ per_key[k][idx] / w.sum() for k in keys}
 
     def rms(g: Dict[str, np.ndarray]) -> float:
         return float(np.mean([np.sqrt(np.mean((g[k] - reference[k]) ** 2)) for k in keys]))

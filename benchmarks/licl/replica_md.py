@@ -114,11 +114,12 @@ def run_model(name: str, n_replicas: int, equilibration_ps: float, production_ps
 
 
 def check_against_data(name: str, choice=None, production_ps: float = 10.0, equilibration_ps: float = 5.0,
-                       seed: int = 1, n_replicas: int = 8) -> Dict[str, Any]:
+                       seed: int = 1, n_replicas: int = 8, model=None) -> Dict[str, Any]:
     """What a user without the 2-ns reference can measure: :func:`ase_denoise.md_validation.check_structure`
     of the run's model against its own 500 training frames (their RDFs and block errors), with starts
     and thermostat seeds independent of :func:`run_model`'s (frames halfway between the evenly spaced
-    ones, seeds ``1000 * (seed + 1) + i``) -> ``OUT_DIR/check/<name>_<choice>_<N>x<production>ps.json``."""
+    ones, seeds ``1000 * (seed + 1) + i``) -> ``OUT_DIR/check/<name>_<choice>_<N>x<production>ps.json``.
+    ``model``: the run's model if already loaded."""
     from ase_denoise.md_validation import ForcesChoice, check_structure, reference_structure
 
     choice = ForcesChoice() if choice is None else choice
@@ -130,7 +131,8 @@ def check_against_data(name: str, choice=None, production_ps: float = 10.0, equi
     out_json.parent.mkdir(parents=True, exist_ok=True)
     frames = study.load_frames()
     spec = study.RUNS[name]
-    model = study.train_run(name, spec, frames, study.RUNS_DIR / name, quick=False)[0]
+    if model is None:
+        model = study.train_run(name, spec, frames, study.RUNS_DIR / name, quick=False)[0]
     data = study.split(frames, spec["frames"])
     spacing = len(data) / n_replicas
     starts = [data[int(spacing * (i + 0.5))] for i in range(n_replicas)]
@@ -285,7 +287,7 @@ def main(argv=None) -> int:
         for name in args.runs:
             model = study.train_run(name, study.RUNS[name], study.load_frames(), study.RUNS_DIR / name, quick=False)[0]
             for choice in forces_choices(model) if args.all_choices else [ForcesChoice()]:
-                res = check_against_data(name, choice, production_ps=args.production_ps)
+                res = check_against_data(name, choice, production_ps=args.production_ps, model=model)
                 print(f"{name}, {res['label']}: systematic {res['systematic_error']:.3f} (RMS {res['rdf_error']:.3f} "
                       f"± {res['rdf_error_noise']:.3f}), collapsed {res['collapsed']}, {res['wall_s']:.0f} s")
         return 0
