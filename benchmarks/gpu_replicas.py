@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Throughput on a GPU: one box per engine call against batched replicas, aggregate steps/s.
+
+    python benchmarks/gpu_replicas.py --out DIR             # on a lent GPU (writes DIR/replicas_gpu.{md,json})
+    python benchmarks/gpu_replicas.py --device cpu --quick  # smoke test of this script on a CPU
+
+The GPU counterpart of ``replicas.py`` (issue 14's throughput table). For each zoo model it times
+
+* ASE's ``Langevin`` with ``DenoiseCalculator(model, device=DEVICE)``, one box (N separate runs
+  sharing one GPU from one process get this in aggregate at best), and the same on one CPU thread of
+  the same machine (the baseline of ``replicas.py``);
+* :class:`ase_denoise.replicas.ReplicaLangevin` with the model on DEVICE, N boxes in one batched
+  forward per step (its Verlet lists, priors and integrator stay in numpy on the CPU);
+* torch-sim's ``nvt_langevin`` through :class:`~ase_denoise.integrations.torchsim.DenoiserTorchSimModel`,
+  N boxes in one state on DEVICE (integrator on the GPU; the wrapper's neighbour lists on the CPU);
+
+for ``licl-cg-300K`` (48 ions), ``lj-argon-94K`` on its 108-atom box and on an fcc box of 4000 atoms
+at the liquid's density. Every timing ends with a device synchronisation. The CPU thread count is 1
+(``OMP_NUM_THREADS=1``): one CPU thread drives the GPU, as one thread drives the CPU runs.
+
+Not part of the test suite (CI has no GPU); results are recorded in ``benchmarks/README.md`` and
+the README's throughput section.
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402
+import replicas  # noqa: E402  (the systems and the CPU engines' timings)
+
+
+def synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def ase_rate(model, atoms, temperature_K: float, timestep_fs: float, steps: int, device: str) -> float:
+    """Steps/s of ASE ``Langevin`` + ``DenoiseCalculator`` on ``device`` (forces come back to numpy each
+    step, which synchronises)."""
+    from ase import units
+    from ase.md.langevin import Langevin
+
+    from ase_denoise import DenoiseCalculator
+
+    atoms = atoms.copy()
+    atoms.calc = DenoiseCalculator(model, device=device)
+    dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs,
+                   fixcm=False, rng=np.random.default_rng(0))
+    dyn.run(3)  # warm-up (CUDA kernels, neighbour list)
+    t = time.perf_counter()
+    dyn.run(steps)
+    return steps / (time.perf_counter() - t)
+
+
+def batched_rate(model, starts, temperature_K: float, timestep_fs: float, steps: int, device: str) -> float:
+    from ase_denoise.replicas import ReplicaLangevin
+
+    batch = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs)
+    batch.run(3, interval=10_000)
+    synchronize(device)
+    t = time.perf_counter()
+    batch.run(steps, interval=10_000)
+    synchronize(device)
+    return steps / (time.perf_counter() - t)
+
+
+def torchsim_rate(model, starts, temperature_K: float, timestep_fs: float, steps: int, device: str) -> float:
+    import torch
+    import torch_sim as ts
+    from ase import units
+
+    from ase_denoise.integrations.torchsim import DenoiserTorchSimModel
+
+    wrapped = DenoiserTorchSimModel(model)
+    kw = dict(dtype=wrapped.dtype, device=wrapped.device)
+    init, update = ts.integrators.nvt_langevin(model=wrapped, dt=torch.tensor(timestep_fs * units.fs, **kw),
+                                               kT=torch.tensor(temperature_K * units.kB, **kw),
+                                               gamma=torch.tensor(0.01 / units.fs, **kw), seed=0)
+    state = init(ts.io.atoms_to_state(list(starts), device=wrapped.device, dtype=wrapped.dtype))
+    for _ in range(3):
+        state = update(state)
+    synchronize(device)
+    t = time.perf_counter()
+    for _ in range(steps):
+        state = update(state)
+    synchronize(device)
+    return steps / (time.perf_counter() - t)
+
+
+def rattled_copies(box, n: int, amplitude: float = 0.05):
+    """``n`` copies of ``box``, each rattled by its own seed (independent start structures)."""
+    out = []
+    for i in range(n):
+        a = box.copy()
+        a.rattle(amplitude, seed=100 + i)
+        out.append(a)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few steps (a smoke test of the script)")
+    p.add_argument("--out", type=Path, default=HERE, help="folder for replicas_gpu.md / replicas_gpu.json")
+    args = p.parse_args(argv)
+    common.single_thread()
+    import torch
+
+    from ase_denoise import load_model
+
+    if args.device.startswith("cuda"):
+        assert torch.cuda.is_available(), "no CUDA device"
+        gpu = torch.cuda.get_device_name(0)
+    else:
+        gpu = "none (CPU smoke test)"
+    try:
+        import torch_sim  # noqa: F401
+        have_torchsim = True
+    except Exception as err:  # noqa: BLE001 - report the reason, time the rest
+        have_torchsim = False
+        print(f"torch-sim not importable: {err!r}", flush=True)
+
+    small = [2] if args.quick else [1, 8, 32, 128, 512]
+    large_n = [1] if args.quick else [1, 4]
+    steps_small, steps_batched, steps_large = (5, 3, 2) if args.quick else (100, 20, 10)
+    systems = replicas.systems(max(small))
+    large_box = replicas.lj_box(3 if args.quick else 10)
+    plan = [("licl-cg-300K", *systems["licl-cg-300K"], small, steps_small, steps_batched),
+            ("lj-argon-94K", *systems["lj-argon-94K"], small, steps_small, steps_batched),
+            ("lj-argon-94K", rattled_copies(large_box, max(large_n)), 94.4, 10.0, large_n, steps_large, steps_large)]
+    results = []
+    for name, frames, temperature_K, dt, sizes, n_ase, n_batched in plan:
+        cpu_model = load_model(name)
+        model = load_model(name).to(args.device)
+        n_atoms = len(frames[0])
+        row = {"model": name, "atoms": n_atoms}
+        t0 = time.perf_counter()
+        row["ase_device"] = ase_rate(cpu_model, frames[0], temperature_K, dt, n_ase, args.device)
+        if n_atoms < 1000:  # one CPU thread on 4000 atoms: ~1 step/s, see replicas_large.md
+            row["ase_cpu"] = ase_rate(cpu_model, frames[0], temperature_K, dt, n_ase, "cpu")
+        row["batched"] = {n: batched_rate(model, frames[:n], temperature_K, dt, n_batched, args.device) for n in sizes}
+        if have_torchsim:
+            row["torchsim"] = {n: torchsim_rate(model, frames[:n], temperature_K, dt, n_batched, args.device)
+                               for n in sizes}
+        print(json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        results.append(row)
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    peak = torch.cuda.max_memory_allocated() / 1e9 if args.device.startswith("cuda") else float("nan")
+    lines = ["# Batched replicas on a GPU", "",
+             f"Command: `python benchmarks/gpu_replicas.py` on {gpu} ({common.machine()}); peak GPU memory "
+             f"{peak:.1f} GB. Aggregate = boxes x steps/s; the ratio is against ASE + `DenoiseCalculator` on one "
+             "CPU thread of the same machine (the baseline of `replicas.md`) where timed, else against ASE on the GPU.",
+             "", "| model | atoms per box | engine | device | boxes | steps/s | aggregate box-steps/s | aggregate / ASE on CPU |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    where = "GPU" if args.device.startswith("cuda") else args.device
+    for r in results:
+        base = r.get("ase_cpu", r["ase_device"])
+        tag = "" if "ase_cpu" in r else " (vs ASE on GPU)"
+        if "ase_cpu" in r:
+            lines.append(f"| {r['model']} | {r['atoms']} | ASE Langevin + DenoiseCalculator | CPU, 1 thread | 1 | "
+                         f"{r['ase_cpu']:.1f} | {r['ase_cpu']:.1f} | 1.00 |")
+        lines.append(f"| {r['model']} | {r['atoms']} | ASE Langevin + DenoiseCalculator | {where} | 1 | "
+                     f"{r['ase_device']:.1f} | {r['ase_device']:.1f} | {r['ase_device'] / base:.2f}{tag} |")
+        for engine, key in (("ase_denoise.replicas.ReplicaLangevin", "batched"), ("torch-sim nvt_langevin", "torchsim")):
+            for n, rate in r.get(key, {}).items():
+                lines.append(f"| {r['model']} | {r['atoms']} | {engine} | {where} | {n} | {rate:.1f} | {n * rate:.0f} | "
+                             f"{n * rate / base:.2f}{tag} |")
+    text = "\n".join(lines) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "replicas_gpu.md").write_text(text)
+    (args.out / "replicas_gpu.json").write_text(json.dumps({"gpu": gpu, "machine": common.machine(),
+                                                            "peak_gpu_memory_GB": peak, "results": results}, indent=1) + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
