@@ -60,3 +60,26 @@ def test_replicas_refuse_different_systems(argon_model, argon):
         ReplicaLangevin(argon_model, [argon, other], temperature_K=94.4)
     with pytest.raises(ValueError, match="seeds"):
         ReplicaLangevin(argon_model, [argon, argon.copy()], temperature_K=94.4, seeds=[1])
+
+
+def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path):
+    """``benchmarks/gpu_replicas.py`` (run on lent GPUs only) in its CPU smoke mode: every engine it
+    times gives a positive rate and the table names them (guards the script against API drift)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_replicas.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), "--device", "cpu", "--quick", "--out", str(tmp_path)],
+                   check=True, env=env, capture_output=True, timeout=600)
+    report = json.loads((tmp_path / "replicas_gpu.json").read_text())
+    rows = report["results"]
+    assert [r["atoms"] for r in rows] == [48, 108, 108]
+    for r in rows:
+        assert r["ase_device"] > 0 and r["ase_cpu"] > 0
+        assert all(v > 0 for v in r["batched"].values()) and all(v > 0 for v in r["torchsim"].values())
+    table = (tmp_path / "replicas_gpu.md").read_text()
+    assert "ase_denoise.replicas.ReplicaLangevin" in table and "torch-sim nvt_langevin" in table
