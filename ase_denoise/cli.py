@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, nargs="+", help="model files or zoo names (their default forces)")
     _md_check_arguments(p)
 
+    p = sub.add_parser("refine-structure", help="correct a model's pair structure towards the data's RDFs, no labels "
+                       "(iterative Boltzmann inversion into a tabulated pair prior); writes the best model")
+    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--output", required=True, help="model file to write (the checked best of the corrections)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument("--iterations", type=int, default=1, help="corrections, each followed by a check (default 1)")
+    p.add_argument("--damping", type=float, default=1.0, help="fraction of kT ln(g_md/g_data) added per iteration")
+    p.add_argument("--cutoff", type=float, default=None, help="range of the pair table, A (default: the model's r_max)")
+    _md_check_arguments(p)
+
     p = sub.add_parser("demo", help="LJ argon end to end: data, training, force recovery, MD, RDF")
     p.add_argument("--output", default="demo_output", help="directory for data, model and plots")
     p.add_argument("--minutes", type=float, default=7.0, help="training budget (default 7)")
@@ -347,6 +357,41 @@ def cmd_check_md(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refine_structure(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import save_model
+    from .data import read_frames
+    from .inference import structure_frame
+    from .md_validation import refine_structure
+    from .zoo import load_model
+
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
+    if os.path.exists(args.model) and os.path.realpath(args.model) == os.path.realpath(args.output):
+        raise ValueError("--output is the --model file itself: write the refined model to another file")
+    model = load_model(args.model)
+    frames = read_frames(args.data)
+    for i, atoms in enumerate(frames):
+        structure_frame(atoms, model, what=f"frame {i} of {args.data}")
+    steps = (args.iterations + 1) * int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    with tqdm(total=steps, desc="refine-structure", unit="step", mininterval=10) as bar:
+        result = refine_structure(
+            model, frames, iterations=args.iterations, damping=args.damping, cutoff=args.cutoff,
+            n_replicas=args.replicas, equilibration_ps=args.equilibration_ps, production_ps=args.production_ps,
+            timestep_fs=args.timestep_fs, friction_per_fs=args.friction, seed=args.seed, progress=bar.update)
+    for i, check in enumerate(result.checks):
+        print(f"{i} correction(s): {check.figures()}")
+    if result.chosen == 0:
+        print("no correction improved on the model's own MD structure; the model is written unchanged")
+    meta = model.metadata
+    save_model(result.model, args.output, training=meta.get("training"), metrics=meta.get("metrics"),
+               overwrite=args.overwrite)
+    print(f"chosen: {result.chosen} correction(s) (systematic RDF error {result.checks[result.chosen].systematic_error:.3f}); "
+          f"written to {args.output}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -397,7 +442,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         datefmt="%H:%M:%S",
     )
     commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "choose-forces": cmd_choose_forces,
-                "check-md": cmd_check_md, "demo": cmd_demo, "models": cmd_models}
+                "check-md": cmd_check_md, "refine-structure": cmd_refine_structure, "demo": cmd_demo,
+                "models": cmd_models}
     try:
         return commands[args.command](args)
     except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:

@@ -2,7 +2,7 @@
 
 A coarse-grained model knows nothing below the closest approach in its data: MD that gets there
 (more likely the larger sigma is) falls into a hole no sample ever reached. And a long-ranged term
-such as screened Coulomb is better given than learned. Two kinds of prior, each a pair potential
+such as screened Coulomb is better given than learned. The kinds of prior below, each a potential
 evaluated in float64 numpy, stored with the model (``PhysicsConfig.priors``, JSON) and shown in its
 card:
 
@@ -33,6 +33,10 @@ card:
     variance``, as CGnet does: Wang et al., ACS Cent. Sci. 5, 755 (2019)): :func:`fit_bonded_priors`.
     They act where data are, so they are learned as a residual; stiff modes are then given rather
     than learned, the network learns what the harmonic picture leaves out.
+:class:`PairTable`
+    a tabulated pair correction per element pair, made after training by structure refinement
+    (:func:`ase_denoise.md_validation.refine_structure`: iterative Boltzmann inversion of the model's
+    MD RDFs against the data's). Added at inference only, like the wall.
 
 Forces are in eV/Angstrom, energies in eV, lengths in Angstrom.
 """
@@ -434,6 +438,70 @@ class EwaldCoulomb(Prior):
                 f"{charges}; the network learns the residual")
 
 
+@dataclass
+class PairTable(Prior):
+    """A tabulated pair potential per element pair: ``U(r)`` on a uniform grid ``r`` (Angstrom, eV),
+    interpolated by a cubic spline, ``-dU/dr`` its derivative. Below the grid's first point ``U`` is
+    held at its first value (no force: the repulsive wall acts there), beyond the last it is zero (the
+    table must end at zero; :func:`ase_denoise.md_validation.refine_structure` tapers it so).
+
+    Made by structure refinement (iterative Boltzmann inversion against the data's pair structure,
+    :func:`ase_denoise.md_validation.refine_structure`): a correction the network does not have, added
+    at inference only, so it is *not* part of the training target. ``source`` says how it was made.
+    """
+
+    r: List[float]
+    u: Dict[Tuple[int, int], List[float]]
+    source: str = ""
+    kind: str = field(default="pair_table", init=False)
+    in_residual: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        from scipy.interpolate import CubicSpline
+
+        self.r = [float(x) for x in self.r]
+        self.u = {_pair_key(*k): [float(x) for x in v] for k, v in self.u.items()}
+        grid = np.asarray(self.r)
+        if len(grid) < 4 or np.any(np.diff(grid) <= 0) or grid[0] < 0:
+            raise ValueError(f"pair table needs at least 4 increasing, non-negative grid points, got {len(grid)}")
+        for key, values in self.u.items():
+            if len(values) != len(grid) or not np.all(np.isfinite(values)):
+                raise ValueError(f"pair table for {key}: {len(values)} values for {len(grid)} grid points "
+                                 "(all finite needed)")
+        self._splines = {k: CubicSpline(grid, np.asarray(v)) for k, v in self.u.items()}
+
+    @property
+    def cutoff(self) -> float:
+        return self.r[-1] if self.u else 0.0
+
+    def pair_terms(self, zi, zj, d):
+        energy, minus_du = np.zeros_like(d), np.zeros_like(d)
+        lo, hi = self.r[0], self.r[-1]
+        for (a, b), spline in self._splines.items():
+            mask = ((zi == a) & (zj == b)) | ((zi == b) & (zj == a))
+            x = d[mask]
+            inside = x < hi
+            e = np.where(inside, spline(np.clip(x, lo, hi)), 0.0)
+            f = np.where(inside & (x > lo), -spline(np.clip(x, lo, hi), 1), 0.0)
+            energy[mask], minus_du[mask] = e, f
+        return energy, minus_du
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "r": list(self.r), "source": self.source,
+                "u": [[a, b, list(v)] for (a, b), v in sorted(self.u.items())]}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "PairTable":
+        return cls([float(x) for x in d["r"]], {(int(a), int(b)): [float(x) for x in v] for a, b, v in d["u"]},
+                   str(d.get("source", "")))
+
+    def describe(self, names: Optional[Dict[int, str]] = None) -> str:
+        ranges = ", ".join(f"{species_name(a, names)}-{species_name(b, names)} {min(v):+.4f}..{max(v):+.4f} eV"
+                           for (a, b), v in sorted(self.u.items()))
+        return (f"tabulated pair correction on {self.r[0]:.2f}-{self.r[-1]:.2f} A ({ranges}); "
+                f"{self.source or 'source not stated'}; not in the training target")
+
+
 def _check_indices(kind: str, index: np.ndarray, n_atoms: int) -> None:
     if len(index) and index.max() >= n_atoms:
         raise ValueError(f"{kind} prior refers to atom {int(index.max())} but the structure has {n_atoms} atoms: "
@@ -650,7 +718,7 @@ def fit_bonded_priors(
 
 
 _KINDS = {"repulsive_wall": RepulsiveWall, "coulomb_dsf": DSFCoulomb, "coulomb_ewald": EwaldCoulomb,
-          "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles}
+          "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles, "pair_table": PairTable}
 
 
 def prior_from_dict(d: Dict[str, Any]) -> Prior:

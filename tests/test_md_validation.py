@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from ase import Atoms
 from ase.io import write
 
@@ -145,3 +146,95 @@ def test_check_md_cli_ranks_models_by_their_md_against_the_data(tmp_path, argon_
     assert lines[-1].startswith("best: licl-cg-300K")
     code, _, stderr = run_cli(args + ["--model", "licl-cg-300K", argon_model_file])
     assert code == 2 and "Li" in stderr and "(for " in stderr
+
+
+# --- structure refinement (iterative Boltzmann inversion into a pair table) ------------------------
+
+def _synthetic_reference(kT=0.0259, error=0.01):
+    """An RDF with an excluded core, a contact peak and a second shell, with per-bin errors."""
+    r = np.arange(0.05, 12.0, 0.1)
+    g = np.where(r < 2.0, 0.0, 1.0 + 2.5 * np.exp(-((r - 2.4) / 0.15) ** 2) - 0.4 * np.exp(-((r - 3.2) / 0.3) ** 2)
+                 + 0.3 * np.exp(-((r - 4.7) / 0.4) ** 2))
+    g = np.clip(g, 0.0, None)
+    return {"r": r, "A-B": g, "A-B_err": np.full_like(r, error)}
+
+
+def test_pair_correction_inverts_a_known_change_of_the_pair_structure():
+    """MD whose RDF is the data's times exp(-dU/kT) (the dilute-limit response to a pair term dU that is
+    too attractive at contact and too repulsive in the second shell): one correction is -dU to within
+    the 3-point smoothing in the sampled region; constant (no force) inside the core no pair reached;
+    zero at the cutoff. An MD RDF within the noise of the data's gives no correction."""
+    from ase_denoise.md_validation import pair_correction
+
+    kT = 0.0259
+    ref = _synthetic_reference(kT)
+    r = ref["r"]
+    du_true = -0.5 * kT * np.exp(-((r - 2.4) / 0.3) ** 2) + 0.3 * kT * np.exp(-((r - 4.7) / 0.5) ** 2)
+    md = {"A-B": ref["A-B"] * np.exp(-du_true / kT)}
+    grid, du = pair_correction(ref, md, {"A-B": np.full_like(r, 0.01)}, kT, cutoff=7.0)
+    assert grid[-1] <= 7.0 and du["A-B"][-1] == 0.0
+    du_true = du_true[: len(grid)]
+    inner = (grid > 2.1) & (grid < 5.5)  # sampled, before the taper
+    assert np.max(np.abs(du["A-B"][inner] + du_true[inner])) < 0.06 * kT
+    assert np.all(du["A-B"][grid < 1.9] == du["A-B"][grid < 1.9][0])
+    noisy = {"A-B": ref["A-B"] + np.random.default_rng(0).normal(0, 0.01, r.shape)}
+    _, flat = pair_correction(ref, noisy, {"A-B": np.full_like(r, 0.05)}, kT, cutoff=7.0)
+    assert np.max(np.abs(flat["A-B"])) < 0.02 * kT
+
+
+@pytest.mark.slow
+def test_refine_structure_adds_a_pair_table_that_the_calculator_applies(tmp_path):
+    """The zoo LiCl model, one short correction (4 replicas x 0.3 ps against 40 data frames): a copy
+    with a pair-table prior is made (the given model is not changed); its forces are the given model's
+    plus exactly the table's; it saves and loads with the same forces; the chosen model is the one with
+    the smallest systematic error; bad arguments are refused."""
+    from ase_denoise import DenoiseCalculator
+    from ase_denoise.checkpoint import save_model
+    from ase_denoise.md_validation import refine_structure
+
+    model = load_model("licl-cg-300K")
+    frames = licl_frames(2000)[::50]
+    result = refine_structure(model, frames, iterations=1, n_replicas=4, equilibration_ps=0.05, production_ps=0.3)
+    assert len(result.checks) == 2 and len(result.models) == 2
+    assert result.chosen == int(np.argmin([c.systematic_error for c in result.checks]))
+    refined = result.models[1]
+    assert [p.kind for p in model.priors] == ["repulsive_wall", "coulomb_ewald"]  # the given model unchanged
+    table = refined.priors[-1]
+    assert table.kind == "pair_table" and table.cutoff <= model.config.r_max
+    assert set(table.u) == {(3, 3), (3, 17), (17, 17)} and all(v[-1] == 0.0 for v in table.u.values())
+    atoms = frames[3].copy()
+    f_model = DenoiseCalculator(model, dtype=torch.float64).get_forces(atoms.copy())
+    f_refined = DenoiseCalculator(refined, dtype=torch.float64).get_forces(atoms.copy())
+    np.testing.assert_allclose(f_refined - f_model, table.forces(atoms), atol=1e-9)
+    path = save_model(refined, tmp_path / "refined.safetensors")
+    again = load_model_file(path)
+    np.testing.assert_allclose(DenoiseCalculator(again, dtype=torch.float64).get_forces(atoms.copy()), f_refined, atol=1e-12)
+    assert "tabulated pair correction" in "\n".join(p.describe() for p in again.priors)
+    with pytest.raises(ValueError, match="damping"):
+        refine_structure(model, frames, damping=0.0)
+
+
+@pytest.mark.slow
+def test_refine_structure_cli_writes_the_checked_best_model(tmp_path):
+    """``ase-denoise refine-structure`` on the zoo LiCl model: one line per check, the choice, a new file
+    holding the chosen model (with its pair table when a correction was chosen); the zoo file is
+    untouched and an existing output is refused."""
+    data = tmp_path / "licl.extxyz"
+    write(data, licl_frames(1000)[::50])
+    zoo_file = REPO / "models" / "licl-cg-300K" / "licl-cg-300K.safetensors"
+    before = hashlib.sha256(zoo_file.read_bytes()).hexdigest()
+    out = tmp_path / "refined.safetensors"
+    args = ["refine-structure", "--model", "licl-cg-300K", "--data", data, "--output", out, "--replicas", 2,
+            "--equilibration-ps", 0.02, "--production-ps", 0.2]
+    code, stdout, stderr = run_cli(args)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("0 correction(s): systematic RDF error") and lines[1].startswith("1 correction(s): ")
+    chosen = int(lines[-1].split("chosen: ")[1].split()[0])
+    errors = [float(l.split("systematic RDF error ")[1].split()[0]) for l in lines[:2]]
+    assert errors[chosen] == min(errors)
+    kinds = [p.kind for p in load_model_file(out).priors]
+    assert ("pair_table" in kinds) == (chosen == 1)
+    assert hashlib.sha256(zoo_file.read_bytes()).hexdigest() == before
+    code, _, stderr = run_cli(args)
+    assert code == 2 and "exists" in stderr

@@ -2,6 +2,8 @@
 are stored with the model, are added by the calculator, can be left out for an MD engine that
 computes them itself, and a residual prior is subtracted from the training target at the noisy input."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -350,3 +352,53 @@ def test_smoothed_bonded_prior_is_the_bonds_part_of_the_smoothed_score():
                               - np.cos(np.arccos(-0.3 * 0.96 / (0.96 * np.linalg.norm(water.positions[2])))) /
                               (0.96 * np.linalg.norm(water.positions[2])))
     assert ratio == pytest.approx(1 / (1 + 4.0 * variance / kT), rel=1e-9)
+
+
+# --- the tabulated pair correction (structure refinement) -------------------------------------------
+
+def _pair_table():
+    from ase_denoise.priors import PairTable
+
+    r = np.arange(0.05, 7.0, 0.1)
+    bump = 0.02 * np.exp(-((r - 3.0) / 0.4) ** 2) - 0.01 * np.exp(-((r - 4.5) / 0.5) ** 2)
+    bump[-1] = 0.0
+    return PairTable(list(r), {(18, 18): list(bump)}, source="test")
+
+
+def test_pair_table_forces_are_minus_the_gradient_of_its_energy():
+    """Forces of the spline table against central differences of its energy on a random Ar box;
+    nothing beyond the table's end; constant (no force) below its first grid point."""
+    table = _pair_table()
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True).repeat(2)
+    atoms.rattle(0.3, seed=1)
+    e0, forces = table.energy_and_forces(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc)
+    assert np.abs(forces).max() > 1e-4
+    h = 1e-5
+    for i, k in [(0, 0), (3, 1), (17, 2)]:
+        plus, minus = atoms.positions.copy(), atoms.positions.copy()
+        plus[i, k] += h
+        minus[i, k] -= h
+        ep = table.energy_and_forces(atoms.numbers, plus, atoms.cell.array, atoms.pbc)[0]
+        em = table.energy_and_forces(atoms.numbers, minus, atoms.cell.array, atoms.pbc)[0]
+        assert abs(-(ep - em) / (2 * h) - forces[i, k]) < 1e-6
+    zi = np.full(3, 18)
+    energy, minus_du = table.pair_terms(zi, zi, np.array([0.01, 7.5, 8.0]))
+    assert energy[1] == energy[2] == 0.0 and minus_du[0] == 0.0 and np.all(minus_du[1:] == 0.0)
+    assert energy[0] == pytest.approx(table.u[(18, 18)][0])
+
+
+def test_pair_table_round_trips_and_refuses_broken_tables():
+    from ase_denoise.priors import PairTable, prior_from_dict
+
+    table = _pair_table()
+    again = prior_from_dict(json.loads(json.dumps(table.to_dict())))
+    d = np.linspace(0.5, 7.5, 50)
+    z = np.full_like(d, 18, dtype=int)
+    assert np.array_equal(again.pair_terms(z, z, d)[1], table.pair_terms(z, z, d)[1])
+    assert "tabulated pair correction" in table.describe() and "test" in table.describe()
+    with pytest.raises(ValueError, match="values for"):
+        PairTable([0.1, 0.2, 0.3, 0.4], {(18, 18): [0.0, 0.0, 0.0]})
+    with pytest.raises(ValueError, match="finite"):
+        PairTable([0.1, 0.2, 0.3, 0.4], {(18, 18): [0.0, float("nan"), 0.0, 0.0]})
+    with pytest.raises(ValueError, match="increasing"):
+        PairTable([0.1, 0.3, 0.2, 0.4], {(18, 18): [0.0] * 4})

@@ -65,21 +65,23 @@ def pooled_figures(ref, per_replica: List[List], rng: np.random.Generator) -> Di
 
 
 def run_model(name: str, n_replicas: int, equilibration_ps: float, production_ps: float, seed: int = 0,
-              quick: bool = False) -> Dict[str, Any]:
-    """The replicas of one study run's model -> ``OUT_DIR/<name>_<N>x<production>ps.json`` (skipped when
-    it exists). ``quick``: the study's quick model (``runs/licl/<name>-quick``, trained if missing)."""
+              quick: bool = False, model=None, label: str = "") -> Dict[str, Any]:
+    """The replicas of one study run's model -> ``OUT_DIR/<name><label>_<N>x<production>ps.json`` (skipped
+    when it exists). ``quick``: the study's quick model (``runs/licl/<name>-quick``, trained if missing);
+    ``model``: another model to run under the name ``<name><label>`` (e.g. a refined one)."""
     from tqdm import tqdm
 
     from ase_denoise.md_validation import run_replicas
 
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    tag = f"{name}{'-quick' if quick else ''}_{n_replicas}x{production_ps:g}ps"
+    tag = f"{name}{label}{'-quick' if quick else ''}_{n_replicas}x{production_ps:g}ps"
     out_json = OUT_DIR / f"{tag}.json"
     if out_json.exists():
         return json.loads(out_json.read_text())
     frames = study.load_frames()
     work = study.RUNS_DIR / (name + ("-quick" if quick else ""))
-    model = study.train_run(name, study.RUNS[name], frames, work, quick=quick)[0]
+    if model is None:
+        model = study.train_run(name, study.RUNS[name], frames, work, quick=quick)[0]
     ref = study.make_reference()
     idx = start_indices(n_replicas)
     starts = [frames[i] for i in idx]
@@ -93,7 +95,7 @@ def run_model(name: str, n_replicas: int, equilibration_ps: float, production_ps
             sample_every=SAMPLE_EVERY, seeds=seeds, collapse_distance=study.BLOWUP_DISTANCE, progress=bar.update)
     collapsed_at = info["collapsed_at_step"]
     result: Dict[str, Any] = dict(
-        name=name, quick=quick, n_replicas=n_replicas, start_frames=idx.tolist(), seeds=seeds, equilibration_ps=equilibration_ps,
+        name=name + label, quick=quick, n_replicas=n_replicas, start_frames=idx.tolist(), seeds=seeds, equilibration_ps=equilibration_ps,
         production_ps=production_ps, noise_levels=list(model.noise_levels),
         default_noise_std=model.physics.default_noise_std,
         default_extrapolation_order=model.physics.default_extrapolation_order,
@@ -147,6 +149,53 @@ def check_against_data(name: str, choice=None, production_ps: float = 10.0, equi
     return result
 
 
+def refine_run(name: str, iterations: int = 1, production_ps: float = 10.0, equilibration_ps: float = 5.0,
+               n_replicas: int = 8, seed: int = 1, quick: bool = False) -> Dict[str, Any]:
+    """:func:`ase_denoise.md_validation.refine_structure` of a run's model against its own training
+    frames (the starts and thermostat seeds of :func:`check_against_data`), every corrected model saved
+    as ``runs/licl/<name>/refined_<i>.safetensors`` (``<i>`` corrections), figures ->
+    ``OUT_DIR/refine/<name>_ibi<iterations>.json``. Then the chosen model's evaluation against the
+    2-ns reference (:func:`run_model`, under ``<name>-ibi<iterations>``)."""
+    from ase_denoise.checkpoint import load_model_file, save_model
+    from ase_denoise.md_validation import reference_structure, refine_structure
+
+    out_json = OUT_DIR / "refine" / f"{name}{'-quick' if quick else ''}_ibi{iterations}.json"
+    work = study.RUNS_DIR / (name + ("-quick" if quick else ""))
+    frames = study.load_frames()
+    spec = study.RUNS[name]
+    model = study.train_run(name, spec, frames, work, quick=quick)[0]
+    if out_json.exists():
+        result = json.loads(out_json.read_text())
+    else:
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        data = study.split(frames, spec["frames"])
+        if quick:
+            data = data[: study.QUICK["frames_cap"]]
+        spacing = len(data) / n_replicas
+        starts = [data[int(spacing * (i + 0.5))] for i in range(n_replicas)]
+        ref = refine_structure(model, data, iterations=iterations, production_ps=production_ps,
+                               equilibration_ps=equilibration_ps, seed=seed, start_frames=starts,
+                               reference=reference_structure(data, pairs=study.PAIRS))
+        work.mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(ref.models[1:], start=1):
+            save_model(m, work / f"refined_{i}.safetensors", overwrite=True)
+        result = dict(name=name, iterations=iterations, chosen=ref.chosen, n_replicas=n_replicas,
+                      production_ps=production_ps, seed=seed,
+                      checks=[dict(systematic_error=c.systematic_error, rdf_error=c.rdf_error,
+                                   rdf_error_noise=c.rdf_error_noise, systematic_per_pair=c.systematic_per_pair,
+                                   collapsed=c.collapsed, wall_s=c.wall_s) for c in ref.checks])
+        out_json.write_text(json.dumps(result, indent=1, default=float))
+    chosen = result["chosen"]
+    if quick:
+        result["evaluation"] = None
+    elif chosen:
+        model = study.with_defaults(load_model_file(work / f"refined_{chosen}.safetensors"), spec)
+        result["evaluation"] = run_model(name, n_replicas, 5.0, 20.0, model=model, label=f"-ibi{iterations}")
+    else:  # no correction chosen: the model as trained, whose evaluation is run_model's own
+        result["evaluation"] = run_model(name, n_replicas, 5.0, 20.0)
+    return result
+
+
 def reference_floor(n_replicas: int, production_ps: float) -> Dict[str, Any]:
     """The figure for the reference trajectory itself: windows of ``production_ps`` (its frames are 1 ps
     apart) at the same start frames, pooled, against the whole reference. What a perfect model's MD
@@ -164,7 +213,7 @@ def table(n_replicas: int, production_ps: float) -> str:
     found: Dict[str, List[Dict[str, Any]]] = {}
     for p in sorted(OUT_DIR.glob(f"*_{n_replicas}x{production_ps:g}ps.json")):
         res = json.loads(p.read_text())
-        if not res.get("quick"):
+        if not res.get("quick") and res["name"] in study.RUNS:  # refined models: refinement_table
             found.setdefault(study.recipe_of(res["name"]), []).append(res)
     floor = reference_floor(n_replicas, production_ps)
     lines = [
@@ -264,6 +313,45 @@ def selection_table(recipe: str, n_replicas: int, production_ps: float, check_ps
     return "\n".join(lines) + "\n"
 
 
+def refinement_table(recipe: str, iterations: int, n_replicas: int = 8, production_ps: float = 20.0) -> str:
+    """Per seed of ``recipe``: the label-free checks before and after each correction
+    (:func:`refine_run`), the correction chosen, and the evaluation against the 2-ns reference of the
+    model as trained and of the chosen one."""
+    rows = []
+    for seed in range(20):
+        name = recipe if seed == 0 else f"{recipe}-r{seed}"
+        ref_json = OUT_DIR / "refine" / f"{name}_ibi{iterations}.json"
+        before = OUT_DIR / f"{name}_{n_replicas}x{production_ps:g}ps.json"
+        if not (ref_json.exists() and before.exists()):
+            continue
+        res = json.loads(ref_json.read_text())
+        after = OUT_DIR / f"{name}-ibi{iterations}_{n_replicas}x{production_ps:g}ps.json" if res["chosen"] else before
+        if after.exists():
+            rows.append((seed, res, json.loads(before.read_text()), json.loads(after.read_text())))
+    if not rows:
+        return ""
+    lines = [
+        "", f"## Structure refinement (`{recipe}`, {iterations} corrections)", "",
+        f"`replica_md.py --refine {iterations} <runs>`: `ase_denoise.md_validation.refine_structure` against each seed's own "
+        "500 training frames (the check's starts and thermostat seeds, 8 replicas x (5 + 10) ps per check; after each "
+        "correction a new check with other thermostat seeds), the model with the smallest systematic error kept "
+        "(0: the model as trained), then evaluated against the 2-ns reference as above.", "",
+        "| seed | check: systematic error after 0, 1, ... corrections | kept | evaluation before | evaluation after "
+        "| Li-Cl peak before / after (ref 12.7) | contact pairs before / after (ref 8.1) |",
+        "| --- | --- | --- | --- | --- | --- | --- |"]
+    for seed, res, b, a in rows:
+        checks = ", ".join(f"{c['systematic_error']:.3f}" for c in res["checks"])
+        lines.append(f"| {seed} | {checks} | {res['chosen']} | {b['rms_mean']:.3f} | {a['rms_mean']:.3f} "
+                     f"| {b['rdf']['Li-Cl']['peak_g']:.1f} / {a['rdf']['Li-Cl']['peak_g']:.1f} "
+                     f"| {b['contact_pairs_mean']:.1f} / {a['contact_pairs_mean']:.1f} |")
+    eb = [b["rms_mean"] for _, _, b, _ in rows]
+    ea = [a["rms_mean"] for _, _, _, a in rows]
+    sd = (lambda x: np.std(x, ddof=1)) if len(rows) > 1 else (lambda x: 0.0)
+    lines += ["", f"Over {len(rows)} seeds: {np.mean(eb):.3f} ± {sd(eb):.3f} as trained, {np.mean(ea):.3f} ± {sd(ea):.3f} "
+              f"refined (mean ± std over seeds)."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     import logging
 
@@ -276,11 +364,22 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true",
                    help="instead: check_against_data (the model's MD against its own 500 training frames)")
     p.add_argument("--all-choices", action="store_true", help="with --check: every way the model can return forces")
+    p.add_argument("--refine", type=int, default=None, metavar="K",
+                   help="instead: structure refinement (K corrections) against the run's own training frames, "
+                        "then the chosen model's evaluation")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     unknown = [n for n in args.runs if n not in study.RUNS]
     if unknown:
         p.error(f"unknown runs {unknown}")
+    if args.refine is not None:
+        for name in args.runs:
+            res = refine_run(name, args.refine)
+            checks = ", ".join(f"{c['systematic_error']:.3f}" for c in res["checks"])
+            ev = res["evaluation"]
+            print(f"{name}: systematic after 0..{args.refine} corrections {checks}; chosen {res['chosen']}; "
+                  f"evaluation {ev.get('rms_mean', float('nan')):.3f} ± {ev.get('rms_boot', float('nan')):.3f}")
+        return 0
     if args.check:
         from ase_denoise.md_validation import ForcesChoice, forces_choices
 
@@ -296,8 +395,9 @@ def main(argv=None) -> int:
         print(f"{name}: RDF error {res.get('rms_mean', float('nan')):.3f} ± {res.get('rms_boot', float('nan')):.3f}, "
               f"collapsed {res['collapsed']}/{res['n_replicas']}, {res['wall_s']:.0f} s")
     if args.table:
-        text = table(args.replicas, args.production_ps) + selection_table("la-auto-ewald-small", args.replicas,
-                                                                         args.production_ps)
+        text = (table(args.replicas, args.production_ps)
+                + selection_table("la-auto-ewald-small", args.replicas, args.production_ps)
+                + refinement_table("la-auto-ewald-small", 2, args.replicas, args.production_ps))
         (study.RESULTS / "replicas.md").write_text(text)
         print(text)
     return 0
