@@ -218,3 +218,27 @@ def test_seed_selection_keeps_the_seed_the_check_prefers(tmp_path, monkeypatch):
     assert "Kept seeds: RDF error 0.085 ± 0.007 over 2 selections" in text
     picked = [evaluation[min(t, key=lambda s: check[s])] for t in combinations(range(6), 3)]
     assert f"the kept seed's RDF error averages {np.mean(picked):.3f}" in text
+
+
+def test_refinement_table_scores_the_kept_model_of_each_seed(tmp_path, monkeypatch):
+    """``replica_md.refinement_table``: a seed whose refinement kept a correction is scored by the refined
+    model's evaluation, one that kept none (0) by the model as trained; the summary is over both."""
+    replica_md = benchmark_module("licl/replica_md.py")
+    monkeypatch.setattr(replica_md, "OUT_DIR", tmp_path)
+    (tmp_path / "refine").mkdir()
+
+    def evaluation(err, peak, contacts):
+        return json.dumps(dict(rms_mean=err, rdf={"Li-Cl": {"peak_g": peak}}, contact_pairs_mean=contacts))
+
+    for seed, chosen, checks, before, after in [(0, 0, [0.02, 0.03, 0.04], 0.09, None),
+                                                (1, 2, [0.20, 0.15, 0.12], 0.29, 0.21)]:
+        name = "rec" if seed == 0 else f"rec-r{seed}"
+        (tmp_path / "refine" / f"{name}_ibi2.json").write_text(json.dumps(dict(
+            chosen=chosen, checks=[dict(systematic_error=c) for c in checks])))
+        (tmp_path / f"{name}_8x20ps.json").write_text(evaluation(before, 18.0 if seed else 12.0, 11.0))
+        if after is not None:
+            (tmp_path / f"{name}-ibi2_8x20ps.json").write_text(evaluation(after, 16.0, 10.0))
+    text = replica_md.refinement_table("rec", 2)
+    assert "| 0 | 0.020, 0.030, 0.040 | 0 | 0.090 | 0.090 | 12.0 / 12.0 | 11.0 / 11.0 |" in text
+    assert "| 1 | 0.200, 0.150, 0.120 | 2 | 0.290 | 0.210 | 18.0 / 16.0 | 11.0 / 10.0 |" in text
+    assert "Over 2 seeds: 0.190 ± 0.141 as trained, 0.150 ± 0.085 refined" in text
