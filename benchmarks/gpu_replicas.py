@@ -103,6 +103,41 @@ def torchsim_rate(model, starts, temperature_K: float, timestep_fs: float, steps
     return steps / (time.perf_counter() - t)
 
 
+def agreement(model_name: str, starts, temperature_K: float, timestep_fs: float, device: str, steps: int = 50) -> dict:
+    """The same float64 model on ``device`` and on the CPU: ``ReplicaLangevin`` trajectories of
+    ``len(starts)`` replicas with the same seeds after ``steps`` steps (max position difference, A), and
+    the forces of torch-sim's batched forward on ``device`` against ``DenoiseCalculator`` on the CPU,
+    box by box (max difference, eV/A)."""
+    import torch
+
+    from ase_denoise import DenoiseCalculator, load_model
+    from ase_denoise.replicas import ReplicaLangevin
+
+    cpu = load_model(model_name).to(dtype=torch.float64)
+    dev = load_model(model_name).to(device=device, dtype=torch.float64)
+    runs = {}
+    for key, m in (("cpu", cpu), ("device", dev)):
+        rep = ReplicaLangevin(m, starts, temperature_K=temperature_K, timestep_fs=timestep_fs)
+        rep.run(steps, interval=10_000)
+        runs[key] = np.stack([rep.atoms(i).positions for i in range(len(starts))])
+    out = {"replica_positions_max_diff_A": float(np.abs(runs["cpu"] - runs["device"]).max()),
+           "steps": steps, "boxes": len(starts)}
+    try:
+        import torch_sim as ts
+
+        from ase_denoise.integrations.torchsim import DenoiserTorchSimModel
+
+        wrapped = DenoiserTorchSimModel(dev)
+        state = ts.io.atoms_to_state(list(starts), device=wrapped.device, dtype=wrapped.dtype)
+        forces = wrapped(state)["forces"].detach().cpu().numpy().reshape(len(starts), -1, 3)
+        ref = np.stack([DenoiseCalculator(cpu, dtype=torch.float64).get_forces(a.copy()) for a in starts])
+        out["torchsim_forces_max_diff_eV_A"] = float(np.abs(forces - ref).max())
+        out["force_scale_eV_A"] = float(np.abs(ref).max())
+    except ImportError:
+        pass
+    return out
+
+
 def rattled_copies(box, n: int, amplitude: float = 0.05):
     """``n`` copies of ``box``, each rattled by its own seed (independent start structures)."""
     out = []
@@ -144,6 +179,9 @@ def main(argv=None) -> int:
     plan = [("licl-cg-300K", *systems["licl-cg-300K"], small, steps_small, steps_batched),
             ("lj-argon-94K", *systems["lj-argon-94K"], small, steps_small, steps_batched),
             ("lj-argon-94K", rattled_copies(large_box, max(large_n)), 94.4, 10.0, large_n, steps_large, steps_large)]
+    checks = {name: agreement(name, frames[:4], temperature_K, dt, args.device, steps=5 if args.quick else 50)
+              for name, frames, temperature_K, dt, *_ in plan[:2]}
+    print(json.dumps({"agreement_float64": checks}), flush=True)
     results = []
     for name, frames, temperature_K, dt, sizes, n_ase, n_batched in plan:
         cpu_model = load_model(name)
@@ -183,10 +221,17 @@ def main(argv=None) -> int:
             for n, rate in r.get(key, {}).items():
                 lines.append(f"| {r['model']} | {r['atoms']} | {engine} | {where} | {n} | {rate:.1f} | {n * rate:.0f} | "
                              f"{n * rate / base:.2f}{tag} |")
+    lines += ["", f"Agreement, float64, the same model on {where} and on the CPU:", ""]
+    for name, c in checks.items():
+        lines.append(f"* {name}, {c['boxes']} boxes: `ReplicaLangevin` positions after {c['steps']} steps differ by at most "
+                     f"{c['replica_positions_max_diff_A']:.1e} A" + (
+                         f"; torch-sim's batched forces against `DenoiseCalculator` on the CPU by at most "
+                         f"{c['torchsim_forces_max_diff_eV_A']:.1e} eV/A (forces up to {c['force_scale_eV_A']:.2f} eV/A)"
+                         if "torchsim_forces_max_diff_eV_A" in c else ""))
     text = "\n".join(lines) + "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "replicas_gpu.md").write_text(text)
-    (args.out / "replicas_gpu.json").write_text(json.dumps({"gpu": gpu, "machine": common.machine(),
+    (args.out / "replicas_gpu.json").write_text(json.dumps({"gpu": gpu, "machine": common.machine(), "agreement": checks,
                                                             "peak_gpu_memory_GB": peak, "results": results}, indent=1) + "\n")
     print(text)
     return 0

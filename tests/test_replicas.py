@@ -81,5 +81,7 @@ def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path):
     for r in rows:
         assert r["ase_device"] > 0 and r["ase_cpu"] > 0
         assert all(v > 0 for v in r["batched"].values()) and all(v > 0 for v in r["torchsim"].values())
+    for check in report["agreement"].values():  # the same float64 model on "both" devices: identical
+        assert check["replica_positions_max_diff_A"] < 1e-12 and check["torchsim_forces_max_diff_eV_A"] < 1e-12
     table = (tmp_path / "replicas_gpu.md").read_text()
     assert "ase_denoise.replicas.ReplicaLangevin" in table and "torch-sim nvt_langevin" in table
