@@ -313,15 +313,21 @@ def _md_checks(args: argparse.Namespace, runs) -> list:
     return checks
 
 
+def _check_model_output(args: argparse.Namespace, what: str) -> None:
+    """Refuse an existing ``--output`` (unless ``--overwrite``) and an ``--output`` that is the ``--model``
+    file itself: a command that writes a new model never replaces what the user had."""
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
+    if os.path.exists(args.model) and os.path.realpath(args.model) == os.path.realpath(args.output):
+        raise ValueError(f"--output is the --model file itself: write the {what} model to another file")
+
+
 def cmd_choose_forces(args: argparse.Namespace) -> int:
     from .checkpoint import save_model
     from .md_validation import best_check, forces_choices, with_default_forces
     from .zoo import load_model
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
-    if os.path.exists(args.model) and os.path.realpath(args.model) == os.path.realpath(args.output):
-        raise ValueError("--output is the --model file itself: write the chosen model to another file")
+    _check_model_output(args, "chosen")
     model = load_model(args.model)
     choices = forces_choices(model)
     if len(choices) == 1:
@@ -366,10 +372,7 @@ def cmd_refine_structure(args: argparse.Namespace) -> int:
     from .md_validation import refine_structure
     from .zoo import load_model
 
-    if os.path.exists(args.output) and not args.overwrite:
-        raise FileExistsError(f"{args.output!r} exists; pass --overwrite to replace it")
-    if os.path.exists(args.model) and os.path.realpath(args.model) == os.path.realpath(args.output):
-        raise ValueError("--output is the --model file itself: write the refined model to another file")
+    _check_model_output(args, "refined")
     model = load_model(args.model)
     frames = read_frames(args.data)
     for i, atoms in enumerate(frames):
