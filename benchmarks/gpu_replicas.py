@@ -43,66 +43,6 @@ import common  # noqa: E402
 import replicas  # noqa: E402  (the systems and the CPU engines' timings)
 
 
-def synchronize(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def ase_rate(model, atoms, temperature_K: float, timestep_fs: float, steps: int, device: str) -> float:
-    """Steps/s of ASE ``Langevin`` + ``DenoiseCalculator`` on ``device`` (forces come back to numpy each
-    step, which synchronises)."""
-    from ase import units
-    from ase.md.langevin import Langevin
-
-    from ase_denoise import DenoiseCalculator
-
-    atoms = atoms.copy()
-    atoms.calc = DenoiseCalculator(model, device=device)
-    dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs,
-                   fixcm=False, rng=np.random.default_rng(0))
-    dyn.run(3)  # warm-up (CUDA kernels, neighbour list)
-    t = time.perf_counter()
-    dyn.run(steps)
-    return steps / (time.perf_counter() - t)
-
-
-def batched_rate(model, starts, temperature_K: float, timestep_fs: float, steps: int, device: str) -> float:
-    from ase_denoise.replicas import ReplicaLangevin
-
-    batch = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs)
-    batch.run(3, interval=10_000)
-    synchronize(device)
-    t = time.perf_counter()
-    batch.run(steps, interval=10_000)
-    synchronize(device)
-    return steps / (time.perf_counter() - t)
-
-
-def torchsim_rate(model, starts, temperature_K: float, timestep_fs: float, steps: int, device: str) -> float:
-    import torch
-    import torch_sim as ts
-    from ase import units
-
-    from ase_denoise.integrations.torchsim import DenoiserTorchSimModel
-
-    wrapped = DenoiserTorchSimModel(model)
-    kw = dict(dtype=wrapped.dtype, device=wrapped.device)
-    init, update = ts.integrators.nvt_langevin(model=wrapped, dt=torch.tensor(timestep_fs * units.fs, **kw),
-                                               kT=torch.tensor(temperature_K * units.kB, **kw),
-                                               gamma=torch.tensor(0.01 / units.fs, **kw), seed=0)
-    state = init(ts.io.atoms_to_state(list(starts), device=wrapped.device, dtype=wrapped.dtype))
-    for _ in range(3):
-        state = update(state)
-    synchronize(device)
-    t = time.perf_counter()
-    for _ in range(steps):
-        state = update(state)
-    synchronize(device)
-    return steps / (time.perf_counter() - t)
-
-
 def agreement(model_name: str, starts, temperature_K: float, timestep_fs: float, device: str, steps: int = 50) -> dict:
     """The same float64 model on ``device`` and on the CPU: ``ReplicaLangevin`` trajectories of
     ``len(starts)`` replicas with the same seeds after ``steps`` steps (max position difference, A), and
@@ -189,12 +129,13 @@ def main(argv=None) -> int:
         n_atoms = len(frames[0])
         row = {"model": name, "atoms": n_atoms}
         t0 = time.perf_counter()
-        row["ase_device"] = ase_rate(cpu_model, frames[0], temperature_K, dt, n_ase, args.device)
+        row["ase_device"] = replicas.ase_steps_per_s(cpu_model, frames[0], temperature_K, dt, n_ase, device=args.device)
         if n_atoms < 1000:  # one CPU thread on 4000 atoms: ~1 step/s, see replicas_large.md
-            row["ase_cpu"] = ase_rate(cpu_model, frames[0], temperature_K, dt, n_ase, "cpu")
-        row["batched"] = {n: batched_rate(model, frames[:n], temperature_K, dt, n_batched, args.device) for n in sizes}
+            row["ase_cpu"] = replicas.ase_steps_per_s(cpu_model, frames[0], temperature_K, dt, n_ase)
+        # ReplicaLangevin brings its forces back to numpy every step (synchronised); torch-sim's timer syncs
+        row["batched"] = {n: replicas.batched_steps_per_s(model, frames[:n], temperature_K, dt, n_batched) for n in sizes}
         if have_torchsim:
-            row["torchsim"] = {n: torchsim_rate(model, frames[:n], temperature_K, dt, n_batched, args.device)
+            row["torchsim"] = {n: replicas.torchsim_steps_per_s(model, frames[:n], temperature_K, dt, n_batched)
                                for n in sizes}
         print(json.dumps(row), f"({time.perf_counter() - t0:.0f} s)", flush=True)
         results.append(row)

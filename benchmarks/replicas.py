@@ -69,14 +69,17 @@ def lj_box(n_cells: int):
     return box
 
 
-def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int, noise_std=None) -> float:
+def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, steps: int, noise_std=None,
+                    device: str = "cpu") -> float:
+    """ASE ``Langevin`` + ``DenoiseCalculator`` (forward on ``device``; the forces come back to numpy
+    every step, which synchronises a GPU)."""
     from ase import units
     from ase.md.langevin import Langevin
 
     from ase_denoise import DenoiseCalculator
 
     atoms = atoms.copy()
-    atoms.calc = DenoiseCalculator(model, noise_std=noise_std)
+    atoms.calc = DenoiseCalculator(model, noise_std=noise_std, device=device)
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs,
                    fixcm=False, rng=np.random.default_rng(0))
     dyn.run(2)  # warm-up
@@ -153,10 +156,20 @@ def torchsim_steps_per_s(model, starts, temperature_K: float, timestep_fs: float
     state = init(ts.io.atoms_to_state(list(starts), device=wrapped.device, dtype=wrapped.dtype))
     for _ in range(2):
         state = update(state)
+    _synchronize(state.positions)
     t = time.perf_counter()
     for _ in range(steps):
         state = update(state)
+    _synchronize(state.positions)
     return steps / (time.perf_counter() - t)
+
+
+def _synchronize(tensor) -> None:
+    """Wait for a GPU's queued work before reading the clock (torch-sim's steps stay on the device)."""
+    import torch
+
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
 
 
 #: the single-box engines: (key, name in the tables, steps/s function)

@@ -163,10 +163,10 @@ def refine_run(name: str, iterations: int = 1, production_ps: float = 10.0, equi
     work = study.RUNS_DIR / (name + ("-quick" if quick else ""))
     frames = study.load_frames()
     spec = study.RUNS[name]
-    model = study.train_run(name, spec, frames, work, quick=quick)[0]
     if out_json.exists():
         result = json.loads(out_json.read_text())
     else:
+        model = study.train_run(name, spec, frames, work, quick=quick)[0]
         out_json.parent.mkdir(parents=True, exist_ok=True)
         data = study.split(frames, spec["frames"])
         if quick:
