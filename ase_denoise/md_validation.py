@@ -475,6 +475,9 @@ def refine_structure(
         reference = reference_structure(frames)
     r_range = float(reference["r"][-1])
     cutoff = min(float(model.config.r_max) if cutoff is None else float(cutoff), r_range)
+    if not cutoff >= 4 * BIN_WIDTH + REFINE_TAPER_A:
+        raise ValueError(f"refine_structure needs a table cutoff of at least {4 * BIN_WIDTH + REFINE_TAPER_A:g} A "
+                         f"(the taper is {REFINE_TAPER_A:g} A), got {cutoff:g} A")
     kT = kB * model.temperature_K
     kwargs = dict(n_replicas=n_replicas, equilibration_ps=equilibration_ps, production_ps=production_ps,
                   timestep_fs=timestep_fs, friction_per_fs=friction_per_fs, reference=reference,

@@ -212,6 +212,8 @@ def test_refine_structure_adds_a_pair_table_that_the_calculator_applies(tmp_path
     assert "tabulated pair correction" in "\n".join(p.describe() for p in again.priors)
     with pytest.raises(ValueError, match="damping"):
         refine_structure(model, frames, damping=0.0)
+    with pytest.raises(ValueError, match="cutoff of at least"):
+        refine_structure(model, frames, cutoff=0.5)
 
 
 @pytest.mark.slow
