@@ -93,6 +93,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoff", type=float, default=None, help="range of the pair table, A (default: the model's r_max)")
     _md_check_arguments(p)
 
+    p = sub.add_parser("correct-mean-forces", help="a model's mean forces along each element pair against its "
+                       "data's RDFs (Kirkwood's relation, no labels, no MD): the mismatch, and with --output a "
+                       "corrected model (a tabulated pair prior)")
+    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--data", required=True, help="frames of the model's ensemble (e.g. its training frames; any ASE format)")
+    p.add_argument("--output", default=None, help="model file to write with the correction (default: only report the mismatch)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument("--iterations", type=int, default=6, help="correction iterations (default 6)")
+    p.add_argument("--damping", type=float, default=1.0, help="fraction of W_data - W_model added per iteration")
+    p.add_argument("--cutoff", type=float, default=None, help="range of the pair table, A (default: the model's r_max)")
+
     p = sub.add_parser("demo", help="LJ argon end to end: data, training, force recovery, MD, RDF")
     p.add_argument("--output", default="demo_output", help="directory for data, model and plots")
     p.add_argument("--minutes", type=float, default=7.0, help="training budget (default 7)")
@@ -395,6 +406,38 @@ def cmd_refine_structure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_correct_mean_forces(args: argparse.Namespace) -> int:
+    from .checkpoint import save_model
+    from .data import read_frames
+    from .inference import structure_frame
+    from .mean_force import correct_mean_forces
+    from .zoo import load_model
+
+    if args.output is not None:
+        _check_model_output(args, "corrected")
+    model = load_model(args.model)
+    frames = read_frames(args.data)
+    for i, atoms in enumerate(frames):
+        structure_frame(atoms, model, what=f"frame {i} of {args.data}")
+    result = correct_mean_forces(model, frames, iterations=args.iterations if args.output else 0,
+                                 damping=args.damping, cutoff=args.cutoff)
+
+    def line(m):
+        return ", ".join(f"{k} {v:.3f}" for k, v in m.items())
+
+    print(f"mean-force mismatch against the data's RDFs (kT; 0: Kirkwood's relation holds): {line(result.before)}")
+    if args.output is None:
+        return 0
+    print(f"after {args.iterations} iteration(s): {line(result.after)}")
+    for key, u in result.correction_at.items():
+        print(f"  pair correction {key}: {u.min():+.4f} .. {u.max():+.4f} eV")
+    meta = model.metadata
+    save_model(result.model, args.output, training=meta.get("training"), metrics=meta.get("metrics"),
+               overwrite=args.overwrite)
+    print(f"written to {args.output}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -445,7 +488,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         datefmt="%H:%M:%S",
     )
     commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "choose-forces": cmd_choose_forces,
-                "check-md": cmd_check_md, "refine-structure": cmd_refine_structure, "demo": cmd_demo,
+                "check-md": cmd_check_md, "refine-structure": cmd_refine_structure,
+                "correct-mean-forces": cmd_correct_mean_forces, "demo": cmd_demo,
                 "models": cmd_models}
     try:
         return commands[args.command](args)

@@ -28,6 +28,8 @@ The choice is only as good as the MD behind it: ``rdf_error_noise`` says how wel
 data's partial RDFs into a tabulated pair correction (iterative Boltzmann inversion,
 :func:`pair_correction`, stored as a :class:`ase_denoise.priors.PairTable` prior), checks again, and
 keeps the best model (``docs/beyond-one-sigma.md``, "Correcting the pair structure").
+:mod:`ase_denoise.mean_force` corrects the same pair structure without MD, from Kirkwood's relation
+on the data frames.
 
 Units: Angstrom, ps, K, eV; RDFs are dimensionless.
 """
@@ -386,26 +388,38 @@ def pair_correction(
     r_all = np.asarray(reference["r"])
     keep = r_all <= cutoff + 1e-9
     r = r_all[keep]
-    start_taper = r[-1] - taper
-    switch = np.where(r < start_taper, 1.0, 0.5 * (1 + np.cos(np.pi * np.clip((r - start_taper) / taper, 0, 1))))
+    switch = taper_switch(r, taper)
     out = {}
     for key in [k for k in reference if f"{k}_err" in reference]:
         g_ref, g_md = np.maximum(np.asarray(reference[key])[keep], 0), np.maximum(np.asarray(rdfs[key])[keep], 0)
         e_ref, e_md = np.asarray(reference[f"{key}_err"])[keep], np.asarray(rdf_errors[key])[keep]
         du = kT * np.log((g_md + regularization) / (g_ref + regularization))
         se = kT * np.sqrt((e_md / (g_md + regularization)) ** 2 + (e_ref / (g_ref + regularization)) ** 2)
-        significant = np.abs(du) > se
-        du = np.where(significant, du * (1 - (se / np.where(significant, np.abs(du), 1.0)) ** 2), 0.0)
-        sampled = np.maximum(g_ref, g_md) > g_min
-        if not sampled.any():
-            out[key] = np.zeros_like(r)
-            continue
-        du = np.interp(r, r[sampled], du[sampled])  # constant beyond the first and last sampled bins
-        du = np.convolve(np.pad(du, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid")
-        du = du * switch
-        du[-1] = 0.0
-        out[key] = du
+        out[key] = finish_correction(r, du, se, np.maximum(g_ref, g_md) > g_min, switch)
     return r, out
+
+
+def taper_switch(r: np.ndarray, taper: float = REFINE_TAPER_A) -> np.ndarray:
+    """1 up to ``r[-1] - taper``, then a cosine down to 0 at ``r[-1]`` (Angstrom)."""
+    start = r[-1] - taper
+    return np.where(r < start, 1.0, 0.5 * (1 + np.cos(np.pi * np.clip((r - start) / taper, 0, 1))))
+
+
+def finish_correction(r: np.ndarray, du: np.ndarray, se: np.ndarray, sampled: np.ndarray,
+                      switch: np.ndarray) -> np.ndarray:
+    """A pair correction ``du`` (eV) on the bins ``r`` made safe to add: each bin shrunk by
+    ``max(0, 1 - (se / |du|)^2)`` (``se`` its standard error: a difference within the noise gives
+    nothing), values of bins that are not ``sampled`` interpolated from their sampled neighbours
+    (constant beyond the first and last sampled bins: no force where no data are), a 3-point
+    smoothing, times ``switch`` (the taper), zero at the last bin. All zeros if nothing is sampled."""
+    if not np.any(sampled):
+        return np.zeros_like(r)
+    significant = np.abs(du) > se
+    du = np.where(significant, du * (1 - (se / np.where(significant, np.abs(du), 1.0)) ** 2), 0.0)
+    du = np.interp(r, r[sampled], du[sampled])
+    du = np.convolve(np.pad(du, 1, mode="edge"), [0.25, 0.5, 0.25], mode="valid") * switch
+    du[-1] = 0.0
+    return du
 
 
 @dataclass

@@ -195,6 +195,12 @@ def test_replica_md_pools_independent_replicas_and_measures_its_own_noise(tmp_pa
     assert 100 < res["mean_temperature_K"] < 1000
     # skipped when its file exists: the same figures come back without running again
     assert replica_md.run_model("dn-k1", 3, equilibration_ps=0.02, production_ps=0.3, quick=True) == res
+    # the mean-force correction of the same quick model (no MD): saved, and it lowers the mismatch
+    mf = replica_md.mean_force_run("dn-k1", iterations=2, quick=True)
+    assert (tmp_path / "replicas" / "mean_force" / "dn-k1-quick.json").exists()
+    from ase_denoise.checkpoint import load_model_file
+    assert load_model_file(tmp_path / "runs" / "dn-k1-quick" / "mean_force.safetensors").priors[-1].kind == "pair_table"
+    assert len(mf["mismatch"]) == 3 and mf["mismatch"][-1]["Li-Cl"] < mf["mismatch"][0]["Li-Cl"]
 
 
 def test_seed_selection_keeps_the_seed_the_check_prefers(tmp_path, monkeypatch):
@@ -242,3 +248,30 @@ def test_refinement_table_scores_the_kept_model_of_each_seed(tmp_path, monkeypat
     assert "| 0 | 0.020, 0.030, 0.040 | 0 | 0.090 | 0.090 | 12.0 / 12.0 | 11.0 / 11.0 |" in text
     assert "| 1 | 0.200, 0.150, 0.120 | 2 | 0.290 | 0.210 | 18.0 / 16.0 | 11.0 / 10.0 |" in text
     assert "Over 2 seeds: 0.190 ± 0.141 as trained, 0.150 ± 0.085 refined" in text
+
+
+def test_mean_force_table_pairs_each_run_with_its_corrected_evaluation(tmp_path, monkeypatch):
+    """``replica_md.mean_force_table``: each seed's mismatch before/after, its correction at contact and
+    both evaluations, and the paired summary over seeds; seeds without all three files are left out."""
+    replica_md = benchmark_module("licl/replica_md.py")
+    monkeypatch.setattr(replica_md, "OUT_DIR", tmp_path)
+    (tmp_path / "mean_force").mkdir()
+
+    def evaluation(err, peak, contacts):
+        return json.dumps(dict(rms_mean=err, rdf={"Li-Cl": {"peak_g": peak}}, contact_pairs_mean=contacts,
+                               collapsed=0, n_replicas=8))
+
+    for seed, before, after in [(0, 0.09, 0.08), (1, 0.29, 0.10), (2, 0.30, None)]:
+        name = "rec" if seed == 0 else f"rec-r{seed}"
+        (tmp_path / "mean_force" / f"{name}.json").write_text(json.dumps(dict(
+            mismatch=[{"Li-Cl": 0.1 + seed}, {"Li-Cl": 0.03}], li_cl_correction_contact_eV=0.01 * seed)))
+        (tmp_path / f"{name}_8x20ps.json").write_text(evaluation(before, 12.0 + seed, 8.0 + seed))
+        if after is not None:
+            (tmp_path / f"{name}-mf_8x20ps.json").write_text(evaluation(after, 12.5, 8.2))
+    text = replica_md.mean_force_table(["rec"])
+    assert "| rec | 0.100 -> 0.030 | +0.0000 | 0.090 | 0.080 | 12.0 / 12.5 | 8.0 / 8.2 | 0/8 |" in text
+    assert "| rec-r1 | 1.100 -> 0.030 | +0.0100 | 0.290 | 0.100 | 13.0 / 12.5 | 9.0 / 8.2 | 0/8 |" in text
+    assert "rec-r2" not in text
+    assert "`rec`, 2 seeds: 0.190 ± 0.141 as trained, 0.090 ± 0.014 corrected" in text
+    assert "paired gain 0.100 ± 0.090" in text
+    assert replica_md.mean_force_table(["nothing"]) == ""

@@ -196,6 +196,83 @@ def refine_run(name: str, iterations: int = 1, production_ps: float = 10.0, equi
     return result
 
 
+def mean_force_run(name: str, iterations: int = 6, n_replicas: int = 8, quick: bool = False) -> Dict[str, Any]:
+    """:func:`ase_denoise.mean_force.correct_mean_forces` of a run's model against its own training frames
+    (no MD), the corrected model saved as ``runs/licl/<name>/mean_force.safetensors``, figures ->
+    ``OUT_DIR/mean_force/<name>.json``; then the corrected model's evaluation against the 2-ns reference
+    (:func:`run_model`, under ``<name>-mf``)."""
+    import time
+
+    from ase_denoise.checkpoint import load_model_file, save_model
+    from ase_denoise.md_validation import reference_structure
+    from ase_denoise.mean_force import correct_mean_forces
+
+    work = study.RUNS_DIR / (name + ("-quick" if quick else ""))
+    out_json = OUT_DIR / "mean_force" / f"{name}{'-quick' if quick else ''}.json"
+    spec = study.RUNS[name]
+    frames = study.load_frames()
+    if out_json.exists():
+        result = json.loads(out_json.read_text())
+    else:
+        model = study.train_run(name, spec, frames, work, quick=quick)[0]
+        data = study.split(frames, spec["frames"])
+        if quick:
+            data = data[: study.QUICK["frames_cap"]]
+        t0 = time.perf_counter()
+        res = correct_mean_forces(model, data, iterations=iterations, reference=reference_structure(data, pairs=study.PAIRS))
+        wall = time.perf_counter() - t0
+        work.mkdir(parents=True, exist_ok=True)
+        save_model(res.model, work / "mean_force.safetensors", overwrite=True)
+        r = res.r
+        result = dict(name=name, iterations=iterations, n_frames=len(data), wall_s=wall, mismatch=res.mismatch,
+                      li_cl_correction_contact_eV=float(res.correction_at["Li-Cl"][int(np.argmin(abs(r - 2.35)))]))
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(result, indent=1, default=float))
+    if not quick:
+        model = study.with_defaults(load_model_file(work / "mean_force.safetensors"), spec)
+        result["evaluation"] = run_model(name, n_replicas, 5.0, 20.0, model=model, label="-mf")
+    return result
+
+
+def mean_force_table(recipes: List[str], n_replicas: int = 8, production_ps: float = 20.0) -> str:
+    """Per seed of each recipe: the mean-force mismatch before and after the correction and the
+    evaluation against the 2-ns reference of the model as trained and corrected (:func:`mean_force_run`)."""
+    lines = [
+        "", "## Mean-force correction (Kirkwood's relation on the training frames, no MD)", "",
+        "`replica_md.py --mean-force <runs>`: `ase_denoise.mean_force.correct_mean_forces` (6 iterations) against each "
+        "run's own training frames, then the corrected model evaluated against the 2-ns reference as above. Mismatch: "
+        "RMS of W_data - W_model over the sampled bins (kT), Li-Cl; correction: the Li-Cl table at 2.35 A (eV).", "",
+        "| run | mismatch Li-Cl before -> after (kT) | correction at contact (eV) | evaluation before | evaluation after "
+        "| Li-Cl peak before / after (ref 12.7) | contact pairs before / after (ref 8.1) | collapsed after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    summary = []
+    for recipe in recipes:
+        before_all, after_all = [], []
+        for seed in range(20):
+            name = recipe if seed == 0 else f"{recipe}-r{seed}"
+            mf = OUT_DIR / "mean_force" / f"{name}.json"
+            before = OUT_DIR / f"{name}_{n_replicas}x{production_ps:g}ps.json"
+            after = OUT_DIR / f"{name}-mf_{n_replicas}x{production_ps:g}ps.json"
+            if not (mf.exists() and before.exists() and after.exists()):
+                continue
+            res, b, a = (json.loads(x.read_text()) for x in (mf, before, after))
+            before_all.append(b["rms_mean"])
+            after_all.append(a["rms_mean"])
+            lines.append(f"| {name} | {res['mismatch'][0]['Li-Cl']:.3f} -> {res['mismatch'][-1]['Li-Cl']:.3f} "
+                         f"| {res['li_cl_correction_contact_eV']:+.4f} | {b['rms_mean']:.3f} | {a['rms_mean']:.3f} "
+                         f"| {b['rdf']['Li-Cl']['peak_g']:.1f} / {a['rdf']['Li-Cl']['peak_g']:.1f} "
+                         f"| {b['contact_pairs_mean']:.1f} / {a['contact_pairs_mean']:.1f} | {a['collapsed']}/{a['n_replicas']} |")
+        if before_all:
+            sd = (lambda x: np.std(x, ddof=1)) if len(before_all) > 1 else (lambda x: 0.0)
+            gain = np.subtract(before_all, after_all)
+            summary.append(f"`{recipe}`, {len(before_all)} seeds: {np.mean(before_all):.3f} ± {sd(before_all):.3f} as "
+                           f"trained, {np.mean(after_all):.3f} ± {sd(after_all):.3f} corrected (mean ± std over seeds); "
+                           f"paired gain {np.mean(gain):.3f} ± {sd(gain) / np.sqrt(len(gain)):.3f} (mean ± standard error).")
+    if not summary:
+        return ""
+    return "\n".join(lines + [""] + summary) + "\n"
+
+
 def reference_floor(n_replicas: int, production_ps: float) -> Dict[str, Any]:
     """The figure for the reference trajectory itself: windows of ``production_ps`` (its frames are 1 ps
     apart) at the same start frames, pooled, against the whole reference. What a perfect model's MD
@@ -380,6 +457,9 @@ def main(argv=None) -> int:
     p.add_argument("--refine", type=int, default=None, metavar="K",
                    help="instead: structure refinement (K corrections) against the run's own training frames, "
                         "then the chosen model's evaluation")
+    p.add_argument("--mean-force", action="store_true",
+                   help="instead: the mean-force correction (no MD) against the run's own training frames, then the "
+                        "corrected model's evaluation")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     unknown = [n for n in args.runs if n not in study.RUNS]
@@ -392,6 +472,13 @@ def main(argv=None) -> int:
             ev = res["evaluation"]
             print(f"{name}: systematic after 0..{args.refine} corrections {checks}; chosen {res['chosen']}; "
                   f"evaluation {ev.get('rms_mean', float('nan')):.3f} ± {ev.get('rms_boot', float('nan')):.3f}")
+        return 0
+    if args.mean_force:
+        for name in args.runs:
+            res = mean_force_run(name)
+            ev = res["evaluation"]
+            print(f"{name}: Li-Cl mean-force mismatch {res['mismatch'][0]['Li-Cl']:.3f} -> {res['mismatch'][-1]['Li-Cl']:.3f} kT "
+                  f"({res['wall_s']:.1f} s); evaluation {ev.get('rms_mean', float('nan')):.3f} ± {ev.get('rms_boot', float('nan')):.3f}")
         return 0
     if args.check:
         from ase_denoise.md_validation import ForcesChoice, forces_choices
@@ -410,7 +497,8 @@ def main(argv=None) -> int:
     if args.table:
         text = (table(args.replicas, args.production_ps)
                 + selection_table("la-auto-ewald-small", args.replicas, args.production_ps)
-                + refinement_table("la-auto-ewald-small", 2, args.replicas, args.production_ps))
+                + refinement_table("la-auto-ewald-small", 2, args.replicas, args.production_ps)
+                + mean_force_table(["la-auto-ewald-small", "fm-all-ewald"], args.replicas, args.production_ps))
         (study.RESULTS / "replicas.md").write_text(text)
         print(text)
     return 0
