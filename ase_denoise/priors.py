@@ -443,11 +443,13 @@ class PairTable(Prior):
     """A tabulated pair potential per element pair: ``U(r)`` on a uniform grid ``r`` (Angstrom, eV),
     interpolated by a cubic spline, ``-dU/dr`` its derivative. Below the grid's first point ``U`` is
     held at its first value (no force: the repulsive wall acts there), beyond the last it is zero (the
-    table must end at zero; :func:`ase_denoise.md_validation.refine_structure` tapers it so).
+    table must end at zero; both makers below taper it so).
 
     Made by structure refinement (iterative Boltzmann inversion against the data's pair structure,
-    :func:`ase_denoise.md_validation.refine_structure`): a correction the network does not have, added
-    at inference only, so it is *not* part of the training target. ``source`` says how it was made.
+    :func:`ase_denoise.md_validation.refine_structure`) or by the mean-force correction (Kirkwood's
+    relation on the data frames, :func:`ase_denoise.mean_force.correct_mean_forces`): a correction the
+    network does not have, added at inference only, so it is *not* part of the training target.
+    ``source`` says how it was made.
     """
 
     r: List[float]
