@@ -262,6 +262,25 @@ def _start_frames(frames: Sequence[Atoms], n_replicas: int) -> List[Atoms]:
     return [frames[i] for i in idx]
 
 
+def require_model_temperature(model: DenoiserMACE, frames: Sequence[Atoms], why: str) -> None:
+    """Refuse frames whose ``info["temperature_K"]`` is not the model's training temperature (``why``:
+    the end of the message)."""
+    temps = {float(a.info["temperature_K"]) for a in frames if "temperature_K" in a.info}
+    if temps and any(abs(t - model.temperature_K) > 1e-6 for t in temps):
+        raise ValueError(f"the frames say temperature_K {sorted(temps)}, the model was trained at "
+                         f"{model.temperature_K} K: {why}")
+
+
+def table_cutoff(model: DenoiserMACE, cutoff: Optional[float], r_range: float, who: str) -> float:
+    """The range (Angstrom) of a pair-table correction: ``cutoff`` or the model's ``r_max``, at most
+    ``r_range`` (the data's RDF range); refused when shorter than the taper plus four bins."""
+    cutoff = min(float(model.config.r_max) if cutoff is None else float(cutoff), float(r_range))
+    if not cutoff >= 4 * BIN_WIDTH + REFINE_TAPER_A:
+        raise ValueError(f"{who} needs a table cutoff of at least {4 * BIN_WIDTH + REFINE_TAPER_A:g} A "
+                         f"(the taper is {REFINE_TAPER_A:g} A), got {cutoff:g} A")
+    return cutoff
+
+
 def check_structure(
     model: DenoiserMACE,
     frames: Sequence[Atoms],
@@ -286,10 +305,7 @@ def check_structure(
     ``reference``: the data's RDFs if already computed (:func:`reference_structure` of ``frames``);
     ``start_frames``: other start structures (one per replica) instead of frames of the data."""
     frames = list(frames)
-    temps = {float(a.info["temperature_K"]) for a in frames if "temperature_K" in a.info}
-    if temps and any(abs(t - model.temperature_K) > 1e-6 for t in temps):
-        raise ValueError(f"the frames say temperature_K {sorted(temps)}, the model was trained at "
-                         f"{model.temperature_K} K: its MD can only be checked against data of its own temperature")
+    require_model_temperature(model, frames, "its MD can only be checked against data of its own temperature")
     if reference is None:
         reference = reference_structure(frames)
     pairs = [tuple(k.split("-")) for k in reference if f"{k}_err" in reference]
@@ -487,11 +503,7 @@ def refine_structure(
     frames = list(frames)
     if reference is None:
         reference = reference_structure(frames)
-    r_range = float(reference["r"][-1])
-    cutoff = min(float(model.config.r_max) if cutoff is None else float(cutoff), r_range)
-    if not cutoff >= 4 * BIN_WIDTH + REFINE_TAPER_A:
-        raise ValueError(f"refine_structure needs a table cutoff of at least {4 * BIN_WIDTH + REFINE_TAPER_A:g} A "
-                         f"(the taper is {REFINE_TAPER_A:g} A), got {cutoff:g} A")
+    cutoff = table_cutoff(model, cutoff, float(reference["r"][-1]), "refine_structure")
     kT = kB * model.temperature_K
     kwargs = dict(n_replicas=n_replicas, equilibration_ps=equilibration_ps, production_ps=production_ps,
                   timestep_fs=timestep_fs, friction_per_fs=friction_per_fs, reference=reference,

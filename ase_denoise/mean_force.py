@@ -183,24 +183,18 @@ def correct_mean_forces(
 
     from .data import to_frame
     from .inference import predict
-    from .md_validation import (BIN_WIDTH, REFINE_TAPER_A, finish_correction, reference_structure,
-                                taper_switch, with_pair_table)
+    from .md_validation import (REFINE_TAPER_A, finish_correction, reference_structure, require_model_temperature,
+                                table_cutoff, taper_switch, with_pair_table)
     from .priors import PairTable
 
     if iterations < 0 or not damping > 0:
         raise ValueError(f"correct_mean_forces needs iterations >= 0 and damping > 0, got {iterations}, {damping}")
     frames = list(frames)
-    temps = {float(a.info["temperature_K"]) for a in frames if "temperature_K" in a.info}
-    if temps and any(abs(t - model.temperature_K) > 1e-6 for t in temps):
-        raise ValueError(f"the frames say temperature_K {sorted(temps)}, the model was trained at "
-                         f"{model.temperature_K} K: Kirkwood's relation needs data of the model's own temperature")
+    require_model_temperature(model, frames, "Kirkwood's relation needs data of the model's own temperature")
     if reference is None:
         reference = reference_structure(frames)  # refuses non-periodic frames and too few of them
     r_all = np.asarray(reference["r"])
-    cutoff = min(float(model.config.r_max) if cutoff is None else float(cutoff), float(r_all[-1]))
-    if not cutoff >= 4 * BIN_WIDTH + REFINE_TAPER_A:
-        raise ValueError(f"correct_mean_forces needs a table cutoff of at least {4 * BIN_WIDTH + REFINE_TAPER_A:g} A "
-                         f"(the taper is {REFINE_TAPER_A:g} A), got {cutoff:g} A")
+    cutoff = table_cutoff(model, cutoff, float(r_all[-1]), "correct_mean_forces")
     keep = r_all <= cutoff + 1e-9
     r = r_all[keep]
     switch = taper_switch(r)
