@@ -207,7 +207,15 @@ def correct_mean_forces(
     forces0 = predict(model, [to_frame(a, numbers) for a in frames], exclude_priors=("pair_table",),
                       batch_size=batch_size)  # [n_atoms_total, 3] eV/A, the model without any pair table
     pairs = _pairs_of(frames, cutoff)
-    starts = np.cumsum([0] + [len(a) for a in frames])
+    rec, snd, dist, unit, z = pairs
+
+    def table_forces(table: PairTable) -> np.ndarray:
+        """The table's forces on every atom of the frames [n_atoms_total, 3] (eV/A), from the pairs found
+        once above (the table ends inside ``cutoff``): ``Prior.energy_and_forces`` without a new search."""
+        _, minus_du = table.pair_terms(z[rec], z[snd], dist)
+        out = np.zeros_like(forces0)
+        np.add.at(out, rec, minus_du[:, None] * unit)  # on the receiver, along sender -> receiver
+        return out
 
     table_u: Dict[str, np.ndarray] = {key: np.zeros_like(r) for key in keys}
     if old:  # continue an earlier table on this grid
@@ -226,10 +234,7 @@ def correct_mean_forces(
     table = make_table(0) if old else None
     history: List[Dict[str, float]] = []
     for it in range(iterations + 1):
-        forces = forces0.copy()
-        if table is not None:
-            for k, atoms in enumerate(frames):
-                forces[starts[k]:starts[k + 1]] += table.forces(atoms)
+        forces = forces0 if table is None else forces0 + table_forces(table)
         w_models = _pmfs(pairs, forces, keys, r, cutoff, smoothing)
         mismatch, steps = {}, {}
         for key in keys:
