@@ -31,6 +31,7 @@ optimiser steps:
   the bonded priors as the noise smooths them) and the ``auto`` rule applied to the bead pairs no
   bonded prior covers (:func:`soft_ladder`: about 2.6 times wider, so about 7 times less label variance);
 * ``mixed-<N>``: the same ladder, the variance-reduced mixture of force and noise labels;
+* ``mixeds-<N>``: the mixture with ``dns``'s smoothed priors and soft ladder;
 * ``fm-<N>``: force matching on the mapped forces.
 
 ``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-r1``/``-r2``
@@ -99,11 +100,11 @@ def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
         for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("mixed", "mixed", 4),
-                                     ("force_matching", "fm", 1)):
+                                     ("mixed", "mixeds", 4), ("force_matching", "fm", 1)):
             for seed in SEEDS:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
-                                  noise_std="auto" if loss != "force_matching" else 0.01, smoothed=prefix == "dns")
+                                  noise_std="auto" if loss != "force_matching" else 0.01, smoothed=prefix in ("dns", "mixeds"))
     return runs
 
 
@@ -331,7 +332,8 @@ def report(data: Path = DATA) -> str:
     for n in FRAME_COUNTS:
         for prefix, label in (("dn", "denoising, coordinates only (auto ladder)"),
                               ("dns", "denoising, coordinates only, smoothed priors + soft ladder"),
-                              ("mixed", "mixed labels"), ("fm", "force matching")):
+                              ("mixed", "mixed labels"),
+                              ("mixeds", "mixed labels, smoothed priors + soft ladder"), ("fm", "force matching")):
             res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else "")) for s in SEEDS) if r]
             if not res:
                 continue
