@@ -162,7 +162,7 @@ def test_kl_divergence_of_phi_psi_samples(cg):
 def test_cg_study_pipeline_quick(tmp_path, cg):
     """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas,
     writes the figures, the table and the free-energy plot."""
-    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "fm-500", "--out-dir", str(tmp_path),
+    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "mixeds-500", "fm-500", "--out-dir", str(tmp_path),
                     "--runs-dir", str(tmp_path / "runs"), "--plot", "dn-500", "fm-500"]) == 0
     for name in ("dn-500", "dns-500", "fm-500"):
         res = json.loads((tmp_path / "results" / f"cg-{name}.json").read_text())
@@ -171,6 +171,8 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
         assert np.isfinite(res["kl"]) and res["kl"] > 0
         assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
     assert json.loads((tmp_path / "results" / "cg-dns-500.json").read_text())["spec"]["smoothed"] is True
+    mixeds = json.loads((tmp_path / "results" / "cg-mixeds-500.json").read_text())
+    assert mixeds["spec"]["smoothed"] is True and mixeds["spec"]["loss"] == "mixed"
     model_dir = tmp_path / "runs" / "dn-500"
     from ase_denoise.checkpoint import load_model_file
 
@@ -194,3 +196,31 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert "4 = CB" in card and "CA-CB" in card and "H-He" not in card
     assert load_by_name("ala2-cg-300K", models_dir=zoo).config.symbols == model.config.symbols
     assert np.load(zoo / "ala2-cg-300K" / "reference_phi_psi.npz")["phi_psi_deg"].shape == (2500, 2)
+
+
+def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):
+    """``aa_replicas.py`` reads phi/psi off the all-atom coordinates: the same angles as the CG map's
+    (whose beads are those backbone atoms) on the committed frames."""
+    aa = _module("aa_replicas")
+    data = np.load(ALA2 / "ala2_aa_300K.npz")
+    angles = aa.phi_psi(data["positions"][:50], aa.backbone_index())
+    expected = cg.dihedrals(np.stack([a.positions for a in cg.map_frames()[:50]]))
+    assert np.allclose(angles, expected, atol=1e-4)
+    assert angles[:, 0].std() > 5.0  # the frames differ: not a constant compared with itself
+
+
+def test_all_atom_replicas_pipeline_quick(tmp_path):
+    """Trains a tiny all-atom model, runs two batched replicas, counts intact ones, writes the figures
+    and the table."""
+    aa = _module("aa_replicas")
+    assert aa.main(["dns-500", "--quick", "--report", "--out-dir", str(tmp_path), "--runs-dir",
+                    str(tmp_path / "runs")]) == 0
+    res = json.loads((tmp_path / "results" / "aa-replicas-dns-500.json").read_text())
+    assert res["n_replicas"] == aa.QUICK["n_replicas"] and res["stopped"] is None
+    assert res["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
+    assert 0 <= res["replicas_intact"] <= res["n_replicas"] and len(res["broken_at_ps"]) == res["n_replicas"]
+    if res["replicas_intact"]:
+        assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
+        assert res["bond_std_ratio"] > 0
+    assert (tmp_path / "runs" / "dns-500" / "best.safetensors").exists()
+    assert "| dns-500 | " in aa.report()

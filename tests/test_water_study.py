@@ -167,3 +167,17 @@ def test_committed_data_set_is_tetrahedral_water(study):
     _, test = study.split(study.load_frames())
     q = tetrahedral_order(test[::4])
     assert np.nanmean(q) > 0.4  # an ideal gas gives 0, a tetrahedral network 1
+
+
+def test_md_check_runs_replicas_of_the_zoo_model_against_the_reference():
+    """``md_check.py`` (quick): two batched replicas of the zoo model (``dn-480``'s fallback) from
+    held-out frames; pooled and per-replica figures against the held-out reference, and the table."""
+    check = _module("md_check")
+    res = check.check("dn-480", "4fs", quick=True)
+    assert res["model"].startswith("zoo water-1bead-300K") and res["replicas"] == 2 and res["intact"] == 2
+    assert res["frames"] == 2 * round(check.QUICK["production_ps"] / check.SAMPLE_PS)
+    assert len(res["per_replica"]) == 2 and 250.0 < res["mean_temperature_K"] < 350.0
+    for figures in [res["pooled"], *res["per_replica"]]:
+        assert 0.0 < figures["rdf_rms"] < 1.0 and 0.0 < figures["q_mean"] < 1.0
+    table = check.report({"dn-480/4fs": res})
+    assert "| dn-480 | 2/2 replicas, 4 fs" in table and "| reference | held-out frames |" in table

@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""All-atom alanine dipeptide: how often does a learned model keep the molecule intact in MD, over many
+replicas instead of one run, and where do its intact runs go on the phi/psi plane?
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py dns-2000 dns-2000-r1 dns-2000-r2 fm-2000
+    .venv/bin/python benchmarks/ala2/aa_replicas.py --report
+    .venv/bin/python benchmarks/ala2/aa_replicas.py dns-500 --quick --out-dir /tmp/q --runs-dir /tmp/q/runs
+
+``study.py`` runs each trained model once (10 ps from the first held-out frame), so "2 of 3 seeds
+intact" mixes the model's stability with one trajectory's luck. Here each model (trained by
+``study.py``'s recipe into ``runs/ala2/<name>``, or trained now if it is not there) runs
+:data:`MD`'s ``n_replicas`` Langevin replicas in one batched forward per step
+(:class:`ase_denoise.replicas.ReplicaLangevin`; 300 K, 0.5 fs, friction 0.01/fs), started from
+held-out frames spread over the held-out set. Per replica: the time at which a bond first went
+1 A off its mean length in the data (broken: the molecule came apart), or whether it stayed within
+0.5 A throughout (intact, ``study.py``'s rule). Over the intact replicas' production frames: the
+bond-length spread against the data's, and the Ramachandran basin populations (the molecule's own
+phi/psi from the all-atom coordinates) against the 5-ns reference.
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, List  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def _sibling(module_name: str, file: Path):
+    """The benchmark script ``file`` as module ``module_name`` (the name tests give it too), so that
+    ``study.py`` of another benchmark folder, imported first as ``study``, is never picked up."""
+    import importlib.util
+
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+study = _sibling("ala2_study", HERE / "study.py")
+make_data = _sibling("ala2_make_data", HERE / "make_data.py")
+
+MD = dict(n_replicas=8, timestep_fs=0.5, friction_per_fs=0.01, equilibration_ps=1.0, production_ps=10.0,
+          sample_every_ps=0.1)
+QUICK = dict(n_replicas=2, equilibration_ps=0.01, production_ps=0.05, sample_every_ps=0.005)
+BROKEN_A, INTACT_A = 1.0, 0.5  # A off the data's mean bond length: broken / still intact (study.py's rules)
+BACKBONE = ("ACE.C", "ALA.N", "ALA.CA", "ALA.C", "NME.N")  # phi: the first four, psi: the last four
+RESULTS = HERE / "results"
+logger = logging.getLogger("ala2.aa_replicas")
+
+
+def backbone_index(data: Path = study.DATA) -> List[int]:
+    names = [str(x) for x in np.load(data)["names"]]
+    return [names.index(n) for n in BACKBONE]
+
+
+def phi_psi(positions: np.ndarray, index: List[int]) -> np.ndarray:
+    """phi, psi (degrees, in [-180, 180)) of all-atom positions [n, atoms, 3]."""
+    from ase.geometry import get_dihedrals
+
+    x = np.asarray(positions, dtype=np.float64)[:, index]
+    out = [get_dihedrals(x[:, j] - x[:, i], x[:, k] - x[:, j], x[:, m] - x[:, k])
+           for i, j, k, m in ((0, 1, 2, 3), (1, 2, 3, 4))]
+    return (np.stack(out, axis=1) + 180.0) % 360.0 - 180.0
+
+
+def run(name: str, quick: bool = False) -> Dict[str, Any]:
+    from tqdm import tqdm
+
+    from ase_denoise.priors import molecule_topology
+    from ase_denoise.replicas import ReplicaLangevin
+
+    spec = study.RUNS[name]
+    frames = study.load_frames()
+    pool, test = study.split(frames)
+    model, _, _, _ = study.train_run(name, spec, pool, quick)
+    md = dict(MD, **(QUICK if quick else {}))
+    picks = np.linspace(0, len(test) - 1, md["n_replicas"]).round().astype(int)
+    starts = [test[i] for i in picks]
+    bonds, _ = molecule_topology(starts[0])
+    bonds = np.asarray(bonds)
+    ref_lengths = study.bond_lengths(test, bonds)
+    mean_lengths = ref_lengths.mean(axis=0)
+    runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
+                             friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
+    interval = max(1, int(round(md["sample_every_ps"] * 1000 / md["timestep_fs"])))
+    n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
+    n_total = n_equil + int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
+    n = len(picks)
+    broken_at = [None] * n  # ps at which a bond first went BROKEN_A off its mean
+    max_stretch = np.zeros(n)  # during production
+    samples: List[np.ndarray] = []
+    bar = tqdm(total=n_total, desc=f"{name}: {n} replicas", unit="step", disable=quick, mininterval=10.0)
+
+    def observe(step: int, positions: np.ndarray, velocities: np.ndarray) -> None:
+        bar.update(step - bar.n)
+        d = positions[:, bonds[:, 1]] - positions[:, bonds[:, 0]]
+        stretch = np.abs(np.linalg.norm(d, axis=-1) - mean_lengths).max(axis=1)  # [replicas]
+        for i in range(n):
+            if broken_at[i] is None and stretch[i] > BROKEN_A:
+                broken_at[i] = step * md["timestep_fs"] / 1000
+        if step > n_equil:
+            np.maximum(max_stretch, stretch, out=max_stretch)
+            samples.append(positions.copy())
+
+    t0 = time.perf_counter()
+    res = runner.run(n_total, interval=interval, observers=[observe])
+    bar.close()
+    x = np.stack(samples, axis=1) if samples else np.zeros((n, 0, len(starts[0]), 3))  # [replicas, t, atoms, 3]
+    intact = np.array([broken_at[i] is None and max_stretch[i] <= INTACT_A for i in range(n)])
+    result: Dict[str, Any] = dict(
+        name=name, spec=spec, noise_levels=list(model.noise_levels), settings=md, n_replicas=n,
+        simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000, stopped=res["stopped"],
+        wall_s=time.perf_counter() - t0, replica_steps_per_s=res["steps_per_s"] * n,
+        replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist())
+    if intact.any() and x.shape[1] > 1:
+        kept = x[intact].reshape(-1, x.shape[2], 3)
+        lengths = np.linalg.norm(kept[:, bonds[:, 1]] - kept[:, bonds[:, 0]], axis=-1)
+        result["bond_std_ratio"] = float(np.mean(lengths.std(axis=0) / ref_lengths.std(axis=0)))
+        angles = phi_psi(x[intact].reshape(-1, x.shape[2], 3), backbone_index())
+        # blocks = intact replicas (independent starts): their spread is the populations' error
+        pops = make_data.basin_populations(angles, n_blocks=max(2, int(intact.sum())))
+        result["populations"] = {k: list(map(float, v)) for k, v in pops.items()}
+        result["intact_aggregate_ps"] = float(intact.sum() * md["production_ps"])
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"aa-replicas-{name}.json").write_text(json.dumps(result, indent=1, default=float))
+    logger.info("%s: %d/%d replicas intact (%.0f replica-steps/s); broken at %s ps; populations %s", name,
+                result["replicas_intact"], n, result["replica_steps_per_s"],
+                [b for b in broken_at if b is not None], result.get("populations"))
+    return result
+
+
+def report() -> str:
+    ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()]), backbone_index()), 10)
+    basins = list(ref)
+    rows = ["| run | replicas intact | broken after (ps) | bond spread / data (intact) | "
+            + " | ".join(b.split(" ")[0] for b in basins) + " |",
+            "| --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " |",
+            "| reference (5 ns, 10 blocks) | - | - | 1 | "
+            + " | ".join(f"{ref[b][0]:.3f} ± {ref[b][1]:.3f}" for b in basins) + " |"]
+    for path in sorted(RESULTS.glob("aa-replicas-*.json")):
+        r = json.loads(path.read_text())
+        broken = sorted(b for b in r["broken_at_ps"] if b is not None)
+        pops = r.get("populations", {})
+        rows.append(f"| {r['name']} | {r['replicas_intact']}/{r['n_replicas']} | "
+                    f"{', '.join(f'{b:.1f}' for b in broken) or '-'} | {r.get('bond_std_ratio', float('nan')):.2f} | "
+                    + " | ".join(f"{pops[b][0]:.2f} ± {pops[b][1]:.2f}" if b in pops else "-" for b in basins) + " |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    global RESULTS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="runs of study.py")
+    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
+    parser.add_argument("--report", action="store_true")
+    parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
+    parser.add_argument("--runs-dir", default=str(study.RUNS_DIR), help="trained models (study.py's)")
+    args = parser.parse_args(argv)
+    RESULTS, study.RUNS_DIR = Path(args.out_dir) / "results", Path(args.runs_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    unknown = [n for n in args.names if n not in study.RUNS]
+    if unknown:
+        parser.error(f"unknown runs {unknown}; known: {sorted(study.RUNS)}")
+    for name in args.names:
+        if not args.quick and (RESULTS / f"aa-replicas-{name}.json").exists():
+            continue
+        run(name, quick=args.quick)
+    if args.report:
+        print(report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

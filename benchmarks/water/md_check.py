@@ -1,0 +1,184 @@
+#!/usr/bin/env python
+"""One-bead water: is the missing tetrahedral order the model's, or the MD set-up's?
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/water/md_check.py dn-480 fm-480   # results/md_check.json
+    .venv/bin/python benchmarks/water/md_check.py --report                            # the table
+    .venv/bin/python benchmarks/water/md_check.py dn-480 --quick                      # a smoke test
+
+``study.py`` runs each model once: one start frame (the first held-out frame), 4 fs, 1 ps discarded,
+5 ps kept. Every many-body model there gives <q> 0.47-0.51 against the reference's 0.562. This
+script runs the same models under other set-ups, to see whether the figures move:
+
+* ``4fs``: the study's time step and friction, but :data:`N_REPLICAS` replicas started from held-out
+  frames spread over the held-out set (``ase_denoise.md_validation.run_replicas``: one batched
+  forward per step), 2 ps discarded, 10 ps kept each;
+* ``2fs``: the same with half the time step.
+
+Per set-up it reports the pooled figures of all replicas against the held-out reference (as in the
+study), the spread of the per-replica figures (standard error over replicas) and the mean kinetic
+temperature. A model's figures that agree between the set-ups and with its single study run are
+the model's; figures that move with the time step or the start are the set-up's.
+
+Models: ``runs/water/<name>/best.safetensors`` (trained by ``study.py --only <name>``); ``dn-480``
+falls back to the zoo model ``water-1bead-300K``, which is that run (seed 0, published from it).
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Dict, List  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+
+
+def _sibling(module_name: str, file: Path):
+    """The benchmark script ``file`` as module ``module_name`` (the name tests give it too), so that
+    ``study.py`` of another benchmark folder, imported first as ``study``, is never picked up."""
+    import importlib.util
+
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
+
+
+study = _sibling("water_study", HERE / "study.py")
+
+N_REPLICAS = 4
+SETUPS = {  # name -> (timestep fs, friction 1/fs, equilibration ps, production ps)
+    "4fs": (4.0, 0.01, 2.0, 10.0),
+    "2fs": (2.0, 0.01, 2.0, 10.0),
+}
+SAMPLE_PS = 0.1  # a frame every 0.1 ps, as the study
+QUICK = dict(equilibration_ps=0.04, production_ps=0.2, replicas=2)
+RESULT = HERE / "results" / "md_check.json"
+logger = logging.getLogger("water.md_check")
+
+
+def load(name: str):
+    from ase_denoise import load_model
+    from ase_denoise.checkpoint import load_model_file
+
+    path = study.RUNS_DIR / name / "best.safetensors"
+    if path.exists():
+        return load_model_file(path), str(path.relative_to(study.REPO))
+    if name == "dn-480":
+        return load_model("water-1bead-300K"), "zoo water-1bead-300K (= dn-480, seed 0)"
+    raise FileNotFoundError(f"no trained model for {name}: run benchmarks/water/study.py --only {name} first")
+
+
+def starts(test, n: int):
+    """``n`` held-out frames evenly spaced over the held-out set (the first is the study's start)."""
+    idx = np.linspace(0, len(test) - 1, n).round().astype(int)
+    return [test[i] for i in idx]
+
+
+def check(name: str, setup: str, quick: bool = False) -> Dict[str, Any]:
+    from ase_denoise.md_validation import run_replicas
+
+    model, source = load(name)
+    _, test = study.split(study.load_frames())
+    ref = study.reference(test)
+    dt, friction, equil, prod = SETUPS[setup]
+    n = N_REPLICAS
+    if quick:
+        equil, prod, n = QUICK["equilibration_ps"], QUICK["production_ps"], QUICK["replicas"]
+    t0 = time.perf_counter()
+    kept, info = run_replicas(model, starts(test, n), temperature_K=study.TEMPERATURE_K, equilibration_ps=equil,
+                              production_ps=prod, timestep_fs=dt, friction_per_fs=friction,
+                              sample_every=max(1, int(round(SAMPLE_PS * 1000 / dt))),
+                              seeds=[7000 + i for i in range(n)])
+    wall = time.perf_counter() - t0
+    intact = [frames for frames, c in zip(kept, info["collapsed_at_step"]) if c is None and frames]
+    result: Dict[str, Any] = dict(
+        name=name, model=source, setup=setup, timestep_fs=dt, friction_per_fs=friction, equilibration_ps=equil,
+        production_ps=prod, replicas=n, intact=len(intact), wall_s=wall,
+        batch_steps_per_s=info["batch_steps_per_s"], mean_temperature_K=info["mean_temperature_K"],
+        closest_approach_A=float(np.min(info["closest_approach_A"])), stopped=info["stopped"])
+    if intact and not info["stopped"]:
+        pooled = [a for frames in intact for a in frames]
+        result["pooled"] = study.compare(study.structure(pooled, ref["r_max"], ref["shell_A"]), ref["curves"])
+        per = [study.compare(study.structure(frames, ref["r_max"], ref["shell_A"]), ref["curves"]) for frames in intact]
+        result["per_replica"] = per
+        result["frames"] = len(pooled)
+    logger.info("%s %s: %s", name, setup, {k: v for k, v in result.items() if k != "per_replica"})
+    return result
+
+
+def _stat(values: List[float], scale: float = 1.0, digits: int = 3) -> str:
+    v = np.asarray(values, dtype=float) * scale
+    if len(v) < 2:
+        return f"{v.mean():.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1) / np.sqrt(len(v)):.{digits}f}"
+
+
+def report(results: Dict[str, Dict[str, Any]]) -> str:
+    """The markdown table: the study's single run, then each set-up (pooled figure; per replica: mean
+    ± standard error over replicas)."""
+    rows = ["| model | MD | kinetic T (K) | RDF RMS | angles RMS (x 10^-3 / deg) | q RMS | <q> |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    ref = json.loads((study.RESULTS / "reference.json").read_text())
+    names = sorted({r["name"] for r in results.values()})
+    for name in names:
+        single = study.RESULTS / f"{name}.json"
+        if single.exists():
+            s = json.loads(single.read_text())
+            st = s.get("structure", {})
+            rows.append(f"| {name} | study: 1 run, 4 fs, 1 + 5 ps | {s['md']['mean_temperature_K']:.1f} | "
+                        f"{st['rdf_rms']:.3f} | {1000 * st['angle_rms']:.2f} | {st['q_rms']:.3f} | {st['q_mean']:.3f} |")
+        for setup in SETUPS:
+            r = results.get(f"{name}/{setup}")
+            if r is None or "pooled" not in r:
+                continue
+            p, per = r["pooled"], r["per_replica"]
+            label = (f"{r['intact']}/{r['replicas']} replicas, {r['timestep_fs']:g} fs, {r['equilibration_ps']:g} + "
+                     f"{r['production_ps']:g} ps: pooled (per replica)")
+            rows.append(
+                f"| {name} | {label} | {r['mean_temperature_K']:.1f} | {p['rdf_rms']:.3f} "
+                f"({_stat([x['rdf_rms'] for x in per])}) | {1000 * p['angle_rms']:.2f} "
+                f"({_stat([x['angle_rms'] for x in per], 1000, 2)}) | {p['q_rms']:.3f} "
+                f"({_stat([x['q_rms'] for x in per])}) | {p['q_mean']:.3f} ({_stat([x['q_mean'] for x in per])}) |")
+    rows.append(f"| reference | held-out frames | 300 | - | - | - | {ref['q_mean']:.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="runs of study.py (trained models) to check")
+    parser.add_argument("--setups", nargs="*", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--quick", action="store_true", help="tiny runs, nothing saved")
+    parser.add_argument("--report", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    for name in args.names:
+        for setup in args.setups:
+            if f"{name}/{setup}" in results and not args.quick:
+                continue
+            res = check(name, setup, quick=args.quick)
+            if args.quick:
+                print(json.dumps({k: v for k, v in res.items() if k != "per_replica"}, indent=1, default=float))
+                continue
+            results[f"{name}/{setup}"] = res
+            RESULT.write_text(json.dumps(results, indent=1, default=float))  # after each set-up: resumable
+    if args.report:
+        print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
