@@ -203,7 +203,7 @@ def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):
     (whose beads are those backbone atoms) on the committed frames."""
     aa = _module("aa_replicas")
     data = np.load(ALA2 / "ala2_aa_300K.npz")
-    angles = aa.phi_psi(data["positions"][:50], aa.backbone_index())
+    angles = aa.phi_psi(data["positions"][:50])
     expected = cg.dihedrals(np.stack([a.positions for a in cg.map_frames()[:50]]))
     assert np.allclose(angles, expected, atol=1e-4)
     assert angles[:, 0].std() > 5.0  # the frames differ: not a constant compared with itself

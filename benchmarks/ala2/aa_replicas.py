@@ -58,24 +58,15 @@ MD = dict(n_replicas=8, timestep_fs=0.5, friction_per_fs=0.01, equilibration_ps=
           sample_every_ps=0.1)
 QUICK = dict(n_replicas=2, equilibration_ps=0.01, production_ps=0.05, sample_every_ps=0.005)
 BROKEN_A, INTACT_A = 1.0, 0.5  # A off the data's mean bond length: broken / still intact (study.py's rules)
-BACKBONE = ("ACE.C", "ALA.N", "ALA.CA", "ALA.C", "NME.N")  # phi: the first four, psi: the last four
 RESULTS = HERE / "results"
 logger = logging.getLogger("ala2.aa_replicas")
 
 
-def backbone_index(data: Path = study.DATA) -> List[int]:
+def phi_psi(positions: np.ndarray, data: Path = study.DATA) -> np.ndarray:
+    """phi, psi (degrees, in [-180, 180)) of all-atom positions [n, atoms, 3] (``make_data.dihedrals``
+    with the atom names of ``data``)."""
     names = [str(x) for x in np.load(data)["names"]]
-    return [names.index(n) for n in BACKBONE]
-
-
-def phi_psi(positions: np.ndarray, index: List[int]) -> np.ndarray:
-    """phi, psi (degrees, in [-180, 180)) of all-atom positions [n, atoms, 3]."""
-    from ase.geometry import get_dihedrals
-
-    x = np.asarray(positions, dtype=np.float64)[:, index]
-    out = [get_dihedrals(x[:, j] - x[:, i], x[:, k] - x[:, j], x[:, m] - x[:, k])
-           for i, j, k, m in ((0, 1, 2, 3), (1, 2, 3, 4))]
-    return (np.stack(out, axis=1) + 180.0) % 360.0 - 180.0
+    return make_data.dihedrals(np.asarray(positions, dtype=np.float64), {n: i for i, n in enumerate(names)})
 
 
 def run(name: str, quick: bool = False) -> Dict[str, Any]:
@@ -131,7 +122,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
         kept = x[intact].reshape(-1, x.shape[2], 3)
         lengths = np.linalg.norm(kept[:, bonds[:, 1]] - kept[:, bonds[:, 0]], axis=-1)
         result["bond_std_ratio"] = float(np.mean(lengths.std(axis=0) / ref_lengths.std(axis=0)))
-        angles = phi_psi(x[intact].reshape(-1, x.shape[2], 3), backbone_index())
+        angles = phi_psi(x[intact].reshape(-1, x.shape[2], 3))
         # blocks = intact replicas (independent starts): their spread is the populations' error
         pops = make_data.basin_populations(angles, n_blocks=max(2, int(intact.sum())))
         result["populations"] = {k: list(map(float, v)) for k, v in pops.items()}
@@ -145,7 +136,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
 
 
 def report() -> str:
-    ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()]), backbone_index()), 10)
+    ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()])), 10)
     basins = list(ref)
     rows = ["| run | replicas intact | broken after (ps) | bond spread / data (intact) | "
             + " | ".join(b.split(" ")[0] for b in basins) + " |",
