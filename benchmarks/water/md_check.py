@@ -21,6 +21,9 @@ the model's; figures that move with the time step or the start are the set-up's.
 
 Models: ``runs/water/<name>/best.safetensors`` (trained by ``study.py --only <name>``); ``dn-480``
 falls back to the zoo model ``water-1bead-300K``, which is that run (seed 0, published from it).
+``<name>+mf``: the model with the label-free mean-force correction of
+:func:`ase_denoise.mean_force.correct_mean_forces` (a pair table) against its training frames, to see
+what a pair correction does to a many-body deficit.
 """
 
 from __future__ import annotations
@@ -70,15 +73,28 @@ logger = logging.getLogger("water.md_check")
 
 
 def load(name: str):
+    """(model, where it came from) for a run name; ``<run>+mf``: that model after
+    ``ase_denoise.mean_force.correct_mean_forces`` against its own training frames (a pair table from
+    the data's pair structure, no labels, no MD)."""
     from ase_denoise import load_model
     from ase_denoise.checkpoint import load_model_file
 
-    path = study.RUNS_DIR / name / "best.safetensors"
+    base, corrected = (name[: -len("+mf")], True) if name.endswith("+mf") else (name, False)
+    path = study.RUNS_DIR / base / "best.safetensors"
     if path.exists():
-        return load_model_file(path), str(path.relative_to(study.REPO))
-    if name == "dn-480":
-        return load_model("water-1bead-300K"), "zoo water-1bead-300K (= dn-480, seed 0)"
-    raise FileNotFoundError(f"no trained model for {name}: run benchmarks/water/study.py --only {name} first")
+        model, source = load_model_file(path), str(path.relative_to(study.REPO))
+    elif base == "dn-480":
+        model, source = load_model("water-1bead-300K"), "zoo water-1bead-300K (= dn-480, seed 0)"
+    else:
+        raise FileNotFoundError(f"no trained model for {base}: run benchmarks/water/study.py --only {base} first")
+    if corrected:
+        from ase_denoise.mean_force import correct_mean_forces
+
+        pool, _ = study.split(study.load_frames())
+        fix = correct_mean_forces(model, study.training_frames(pool, study.RUNS[base]["frames"]))
+        logger.info("%s: mean-force mismatch %.3f -> %.3f kT", name, *(max(m.values()) for m in (fix.before, fix.after)))
+        model, source = fix.model, f"{source}, mean-force corrected against its {study.RUNS[base]['frames']} training frames"
+    return model, source
 
 
 def starts(test, n: int):
