@@ -328,11 +328,11 @@ def report(data: Path = DATA) -> str:
 
     basins = list(ref["populations"])
     head = " | ".join(short[b] for b in basins)
-    rows = [f"| recipe | frames | seeds | KL to reference | {head} | replicas intact | force RMSE (eV/A) |",
-            "| --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " | --- | --- |",
+    rows = [f"| recipe | frames | seeds | KL to reference | {head} | replicas intact | MD kinetic T (K) | force RMSE (eV/A) |",
+            "| --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " | --- | --- | --- |",
             f"| reference (5 ns all-atom, mapped) | - | - | {ref['kl_between_halves']:.3f} (between halves) | "
             + " | ".join(f"{ref['populations'][b][0]:.3f} ± {ref['populations'][b][1]:.3f}" for b in basins)
-            + " | - | - |"]
+            + " | - | 300 | - |"]
     for n in FRAME_COUNTS:
         for prefix, label in (("dn", "denoising, coordinates only (auto ladder)"),
                               ("dns", "denoising, coordinates only, smoothed priors + soft ladder"),
@@ -344,8 +344,9 @@ def report(data: Path = DATA) -> str:
             pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
             intact = sum(r["md"]["replicas_intact"] for r in res)
             total = sum(r["md"]["n_replicas"] for r in res)
+            temps = ", ".join(f"{r['md']['mean_temperature_K']:.0f}" for r in res)
             rows.append(f"| {label} | {n} | {len(res)} | {ms([r['kl'] for r in res])} | {pops} | {intact}/{total} "
-                        f"| {ms([r['forces']['all']['rmse'] for r in res])} |")
+                        f"| {temps} | {ms([r['forces']['all']['rmse'] for r in res])} |")
     return "\n".join(rows)
 
 
@@ -480,6 +481,10 @@ replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mappe
 - The reference never visits alpha_L/C7ax (phi > 0) in 5 ns, so the model has never seen it; whatever it
   says there is extrapolation (the wall and bonded priors keep it stable, not right).
 - A CG force field is a potential of mean force of one state point (300 K, this solvent model).
+- Its forces are not exactly conservative (vector head): Langevin MD with friction 0.01/fs runs warm
+  (this model: {md['mean_temperature_K']:.0f} K mean kinetic temperature in the replicas above). A friction of 0.05/fs
+  holds the temperature (`benchmarks/ala2/heating.py`, `benchmarks/ala2/README.md`, "The MD runs
+  hot"); use at least that.
 - The replicas start from frames spread over the training set, so a short run partly inherits their
   basin populations; the figures above come from {md['simulated_ps_per_replica']:.0f}-ps runs
   (`benchmarks/ala2/README.md`, "Coarse-grained").
