@@ -216,7 +216,8 @@ def test_all_atom_replicas_pipeline_quick(tmp_path):
     assert aa.main(["dns-500", "--quick", "--report", "--out-dir", str(tmp_path), "--runs-dir",
                     str(tmp_path / "runs")]) == 0
     res = json.loads((tmp_path / "results" / "aa-replicas-dns-500.json").read_text())
-    assert res["n_replicas"] == aa.QUICK["n_replicas"] and res["stopped"] is None
+    assert res["n_replicas"] == aa.QUICK["n_replicas"] and res["stopped"] is None and res["mean_temperature_K"] > 0
+    assert len(res["replica_temperatures_K"]) == res["n_replicas"]
     assert res["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
     assert 0 <= res["replicas_intact"] <= res["n_replicas"] and len(res["broken_at_ps"]) == res["n_replicas"]
     if res["replicas_intact"]:

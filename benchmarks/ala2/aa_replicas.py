@@ -117,7 +117,9 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
         name=name, spec=spec, noise_levels=list(model.noise_levels), settings=md, n_replicas=n,
         simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000, stopped=res["stopped"],
         wall_s=time.perf_counter() - t0, replica_steps_per_s=res["steps_per_s"] * n,
-        replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist())
+        replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist(),
+        mean_temperature_K=float(np.mean(res["temperatures_K"][len(res["temperatures_K"]) // 2:])),
+        replica_temperatures_K=np.mean(res["temperatures_K"][len(res["temperatures_K"]) // 2:], axis=0).tolist())
     if intact.any() and x.shape[1] > 1:
         kept = x[intact].reshape(-1, x.shape[2], 3)
         lengths = np.linalg.norm(kept[:, bonds[:, 1]] - kept[:, bonds[:, 0]], axis=-1)
@@ -135,20 +137,31 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     return result
 
 
+def _intact_temperature(r) -> str:
+    """Mean kinetic temperature of the intact replicas (all replicas' mean where not recorded apart)."""
+    per = r.get("replica_temperatures_K")
+    if per is None:
+        return f"{r['mean_temperature_K']:.0f} (all replicas)"
+    ok = [t for t, b, m in zip(per, r["broken_at_ps"], r["max_stretch_A"]) if b is None and m <= INTACT_A]
+    return f"{np.mean(ok):.0f}" if ok else "-"
+
+
 def report() -> str:
     ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()])), 10)
     basins = list(ref)
-    rows = ["| run | replicas intact | broken after (ps) | bond spread / data (intact) | "
+    rows = ["| run | replicas intact | broken after (ps) | kinetic T (K, second half; intact replicas) | "
+            "bond spread / data (intact) | "
             + " | ".join(b.split(" ")[0] for b in basins) + " |",
-            "| --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " |",
-            "| reference (5 ns, 10 blocks) | - | - | 1 | "
+            "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " |",
+            "| reference (5 ns, 10 blocks) | - | - | 300 | 1 | "
             + " | ".join(f"{ref[b][0]:.3f} ± {ref[b][1]:.3f}" for b in basins) + " |"]
     for path in sorted(RESULTS.glob("aa-replicas-*.json")):
         r = json.loads(path.read_text())
         broken = sorted(b for b in r["broken_at_ps"] if b is not None)
         pops = r.get("populations", {})
         rows.append(f"| {r['name']} | {r['replicas_intact']}/{r['n_replicas']} | "
-                    f"{', '.join(f'{b:.1f}' for b in broken) or '-'} | {r.get('bond_std_ratio', float('nan')):.2f} | "
+                    f"{', '.join(f'{b:.1f}' for b in broken) or '-'} | {_intact_temperature(r)} | "
+                    f"{r.get('bond_std_ratio', float('nan')):.2f} | "
                     + " | ".join(f"{pops[b][0]:.2f} ± {pops[b][1]:.2f}" if b in pops else "-" for b in basins) + " |")
     return "\n".join(rows)
 
