@@ -209,10 +209,12 @@ def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):
     assert angles[:, 0].std() > 5.0  # the frames differ: not a constant compared with itself
 
 
-def test_all_atom_replicas_pipeline_quick(tmp_path):
+def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     """Trains a tiny all-atom model, runs two batched replicas, counts intact ones, writes the figures
     and the table."""
     aa = _module("aa_replicas")
+    monkeypatch.setattr(aa.study, "RUNS_DIR", aa.study.RUNS_DIR)  # main() sets both: restored afterwards
+    monkeypatch.setattr(aa, "RESULTS", aa.RESULTS)
     assert aa.main(["dns-500", "--quick", "--report", "--out-dir", str(tmp_path), "--runs-dir",
                     str(tmp_path / "runs")]) == 0
     res = json.loads((tmp_path / "results" / "aa-replicas-dns-500.json").read_text())

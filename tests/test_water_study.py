@@ -169,10 +169,12 @@ def test_committed_data_set_is_tetrahedral_water(study):
     assert np.nanmean(q) > 0.4  # an ideal gas gives 0, a tetrahedral network 1
 
 
-def test_md_check_runs_replicas_of_the_zoo_model_against_the_reference():
-    """``md_check.py`` (quick): two batched replicas of the zoo model (``dn-480``'s fallback) from
-    held-out frames; pooled and per-replica figures against the held-out reference, and the table."""
+def test_md_check_runs_replicas_of_the_zoo_model_against_the_reference(tmp_path, monkeypatch):
+    """``md_check.py`` (quick): two batched replicas of the zoo model (``dn-480``'s fallback when no
+    trained run is there) from held-out frames; pooled and per-replica figures against the held-out
+    reference, and the table."""
     check = _module("md_check")
+    monkeypatch.setattr(check.study, "RUNS_DIR", tmp_path)  # no trained runs: the zoo model
     res = check.check("dn-480", "4fs", quick=True)
     assert res["model"].startswith("zoo water-1bead-300K") and res["replicas"] == 2 and res["intact"] == 2
     assert res["frames"] == 2 * round(check.QUICK["production_ps"] / check.SAMPLE_PS)

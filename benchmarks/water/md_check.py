@@ -82,7 +82,7 @@ def load(name: str):
     base, corrected = (name[: -len("+mf")], True) if name.endswith("+mf") else (name, False)
     path = study.RUNS_DIR / base / "best.safetensors"
     if path.exists():
-        model, source = load_model_file(path), str(path.relative_to(study.REPO))
+        model, source = load_model_file(path), str(path)
     elif base == "dn-480":
         model, source = load_model("water-1bead-300K"), "zoo water-1bead-300K (= dn-480, seed 0)"
     else:
