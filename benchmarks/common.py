@@ -417,3 +417,17 @@ def machine() -> str:
 def load_average() -> str:
     """The 1/5/15-minute load averages, or '?' where the OS has none."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+
+
+def load_script(module_name: str, path) -> types.ModuleType:
+    """The benchmark script at ``path`` as the module ``module_name`` (registered in ``sys.modules``;
+    the name the tests give it, e.g. ``"ala2_study"``). Several folders have a ``study.py`` or a
+    ``make_data.py``: importing them by their bare names would return whichever came first."""
+    import importlib.util
+
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]

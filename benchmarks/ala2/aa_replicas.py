@@ -36,23 +36,11 @@ from typing import Any, Dict, List  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-
-def _sibling(module_name: str, file: Path):
-    """The benchmark script ``file`` as module ``module_name`` (the name tests give it too), so that
-    ``study.py`` of another benchmark folder, imported first as ``study``, is never picked up."""
-    import importlib.util
-
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-study = _sibling("ala2_study", HERE / "study.py")
-make_data = _sibling("ala2_make_data", HERE / "make_data.py")
+study = common.load_script("ala2_study", HERE / "study.py")
+make_data = common.load_script("ala2_make_data", HERE / "make_data.py")
 
 MD = dict(n_replicas=8, timestep_fs=0.5, friction_per_fs=0.01, equilibration_ps=1.0, production_ps=10.0,
           sample_every_ps=0.1)

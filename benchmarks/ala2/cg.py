@@ -162,13 +162,10 @@ def kl_divergence(reference: np.ndarray, model: np.ndarray) -> float:
 
 
 def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10) -> Dict[str, List[float]]:
-    import importlib.util
+    sys.path.insert(0, str(HERE.parent))
+    import common  # benchmarks/common.py
 
-    if "ala2_make_data" not in sys.modules:  # by its folder's name: water/ and licl/ have a make_data.py too
-        spec = importlib.util.spec_from_file_location("ala2_make_data", HERE / "make_data.py")
-        sys.modules["ala2_make_data"] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    populations = sys.modules["ala2_make_data"].basin_populations
+    populations = common.load_script("ala2_make_data", HERE / "make_data.py").basin_populations
     return {k: list(v) for k, v in populations(phi_psi, n_blocks).items()}
 
 

@@ -21,7 +21,6 @@ import os
 if __name__ == "__main__":
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -29,11 +28,10 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-if "ala2_cg" not in sys.modules:  # by its folder's name, as the tests import it
-    _spec = importlib.util.spec_from_file_location("ala2_cg", HERE / "cg.py")
-    sys.modules["ala2_cg"] = importlib.util.module_from_spec(_spec)
-    _spec.loader.exec_module(sys.modules["ala2_cg"])
-cg = sys.modules["ala2_cg"]
+sys.path.insert(0, str(HERE.parent))
+import common  # noqa: E402  (benchmarks/common.py: load_script)
+
+cg = common.load_script("ala2_cg", HERE / "cg.py")
 
 
 def priors_only(name: str) -> None:

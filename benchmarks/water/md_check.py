@@ -44,22 +44,10 @@ from typing import Any, Dict, List  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-
-def _sibling(module_name: str, file: Path):
-    """The benchmark script ``file`` as module ``module_name`` (the name tests give it too), so that
-    ``study.py`` of another benchmark folder, imported first as ``study``, is never picked up."""
-    import importlib.util
-
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, file)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-study = _sibling("water_study", HERE / "study.py")
+study = common.load_script("water_study", HERE / "study.py")
 
 N_REPLICAS = 4
 SETUPS = {  # name -> (timestep fs, friction 1/fs, equilibration ps, production ps)
