@@ -100,4 +100,6 @@ def zoo(friction: float = 0.05) -> None:
 
 if __name__ == "__main__":
     what, *names = sys.argv[1:] or ["zoo"]
+    if what not in ("priors", "model", "zoo") or (what != "zoo" and not names):
+        sys.exit(__doc__.split("\n\n")[1])  # the usage lines
     {"priors": lambda: priors_only(names[0]), "model": lambda: model_runs(names), "zoo": zoo}[what]()
