@@ -34,7 +34,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+import common  # noqa: E402  (load_script, machine)
+
 SETTINGS = (  # (label, MPI ranks, torch threads per rank)
     ("1 rank, 1 thread", 1, 1),
     ("2 ranks, 1 thread each", 2, 1),
@@ -52,16 +54,10 @@ CASES = {  # name -> (zoo model, steps, quick steps)
 # ----------------------------------------------------------------------------------------------
 def case_atoms(case: str):
     """The start structure of ``case`` (the same on every rank)."""
-    sys.path.insert(0, str(HERE))
-    sys.path.insert(0, str(HERE / "licl"))
     if case.startswith("licl"):
-        import study
-
-        atoms = study.load_frames()[0]
+        atoms = common.load_script("licl_study", HERE / "licl" / "study.py").load_frames()[0]
         return atoms.repeat(3) if case == "licl-1296" else atoms
-    from replicas import lj_box
-
-    return lj_box(10)
+    return common.load_script("replicas", HERE / "replicas.py").lj_box(10)
 
 
 def worker(case: str, steps: int, out: Path) -> None:
@@ -136,9 +132,6 @@ def run_setting(case: str, ranks: int, threads: int, steps: int, tmp: Path) -> d
 
 def machine() -> str:
     """The machine line of ``common.machine`` (its thread count is the driver's; each setting sets its own)."""
-    sys.path.insert(0, str(HERE))
-    import common
-
     line = common.machine().split(" with ")[0]  # the torch thread count is set per setting, not the driver's
     return f"{line}; load average at the end {common.load_average()}"
 

@@ -88,6 +88,18 @@ def test_bad_set_ups_are_refused(zoo_argon, argon):
     lmp.close()
 
 
+def _mpiexec() -> str:
+    """The venv's ``mpiexec`` (the lammps extra brings it with mpi4py); skip without it, fail under CI=true."""
+    import sys
+
+    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    if importlib.util.find_spec("mpi4py") is None or not os.path.exists(mpiexec):  # pragma: no cover
+        if os.environ.get("CI") == "true":
+            raise ImportError("mpi4py / mpiexec are not installed but CI=true (pip install 'ase_denoise[lammps]')")
+        pytest.skip("mpi4py or mpiexec is not installed (pip install 'ase_denoise[lammps]')")
+    return mpiexec
+
+
 def test_two_mpi_ranks_give_the_calculators_forces(lj_argon_small, tmp_path):
     """``mpiexec -n 2`` (``tests/lammps_mpi_job.py``): LAMMPS splits the box, rank 0 evaluates the
     model on the gathered structure, each rank gets its atoms' forces; read back from LAMMPS they
@@ -96,11 +108,7 @@ def test_two_mpi_ranks_give_the_calculators_forces(lj_argon_small, tmp_path):
     import subprocess
     import sys
 
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if importlib.util.find_spec("mpi4py") is None or not os.path.exists(mpiexec):  # pragma: no cover
-        if os.environ.get("CI") == "true":
-            raise ImportError("mpi4py / mpiexec are not installed but CI=true (pip install 'ase_denoise[lammps]')")
-        pytest.skip("mpi4py or mpiexec is not installed (pip install 'ase_denoise[lammps]')")
+    mpiexec = _mpiexec()
     atoms = lj_argon_small[1][0].copy()
     atoms.wrap()
     atoms.write(tmp_path / "start.extxyz")
@@ -130,11 +138,7 @@ def test_rank_timing_worker_runs_the_paper_set_up_on_two_ranks(tmp_path):
     import subprocess
     import sys
 
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if importlib.util.find_spec("mpi4py") is None or not os.path.exists(mpiexec):  # pragma: no cover
-        if os.environ.get("CI") == "true":
-            raise ImportError("mpi4py / mpiexec are not installed but CI=true (pip install 'ase_denoise[lammps]')")
-        pytest.skip("mpi4py or mpiexec is not installed (pip install 'ase_denoise[lammps]')")
+    mpiexec = _mpiexec()
     script = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "lammps_ranks.py")
     out = tmp_path / "ranks.json"
     proc = subprocess.run([mpiexec, "-n", "2", sys.executable, script, "--worker", "licl-48", "--steps", "20",

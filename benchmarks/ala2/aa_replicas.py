@@ -101,18 +101,18 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     bar.close()
     x = np.stack(samples, axis=1) if samples else np.zeros((n, 0, len(starts[0]), 3))  # [replicas, t, atoms, 3]
     intact = np.array([broken_at[i] is None and max_stretch[i] <= INTACT_A for i in range(n)])
+    second_half = np.asarray(res["temperatures_K"])[len(res["temperatures_K"]) // 2:]  # [samples, replicas], K
     result: Dict[str, Any] = dict(
         name=name, spec=spec, noise_levels=list(model.noise_levels), settings=md, n_replicas=n,
         simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000, stopped=res["stopped"],
         wall_s=time.perf_counter() - t0, replica_steps_per_s=res["steps_per_s"] * n,
         replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist(),
-        mean_temperature_K=float(np.mean(res["temperatures_K"][len(res["temperatures_K"]) // 2:])),
-        replica_temperatures_K=np.mean(res["temperatures_K"][len(res["temperatures_K"]) // 2:], axis=0).tolist())
+        mean_temperature_K=float(second_half.mean()), replica_temperatures_K=second_half.mean(axis=0).tolist())
     if intact.any() and x.shape[1] > 1:
         kept = x[intact].reshape(-1, x.shape[2], 3)
         lengths = np.linalg.norm(kept[:, bonds[:, 1]] - kept[:, bonds[:, 0]], axis=-1)
         result["bond_std_ratio"] = float(np.mean(lengths.std(axis=0) / ref_lengths.std(axis=0)))
-        angles = phi_psi(x[intact].reshape(-1, x.shape[2], 3))
+        angles = phi_psi(kept)
         # blocks = intact replicas (independent starts): their spread is the populations' error
         pops = make_data.basin_populations(angles, n_blocks=max(2, int(intact.sum())))
         result["populations"] = {k: list(map(float, v)) for k, v in pops.items()}

@@ -91,12 +91,19 @@ def starts(test, n: int):
     return [test[i] for i in idx]
 
 
-def check(name: str, setup: str, quick: bool = False) -> Dict[str, Any]:
+def held_out():
+    """(the held-out frames, their reference curves: ``study.reference``)."""
+    _, test = study.split(study.load_frames())
+    return test, study.reference(test)
+
+
+def check(name: str, setup: str, quick: bool = False, loaded=None, reference=None) -> Dict[str, Any]:
+    """Replicas of run ``name`` under ``setup``. ``loaded``: :func:`load`'s result and ``reference``:
+    :func:`held_out`'s, when the caller already has them (one model, several set-ups)."""
     from ase_denoise.md_validation import run_replicas
 
-    model, source = load(name)
-    _, test = study.split(study.load_frames())
-    ref = study.reference(test)
+    model, source = loaded or load(name)
+    test, ref = reference or held_out()
     dt, friction, equil, prod = SETUPS[setup]
     n = N_REPLICAS
     if quick:
@@ -169,11 +176,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    reference = None
     for name in args.names:
-        for setup in args.setups:
-            if f"{name}/{setup}" in results and not args.quick:
-                continue
-            res = check(name, setup, quick=args.quick)
+        todo = [setup for setup in args.setups if args.quick or f"{name}/{setup}" not in results]
+        if not todo:
+            continue
+        loaded, reference = load(name), reference or held_out()  # once per model (+mf: one correction)
+        for setup in todo:
+            res = check(name, setup, quick=args.quick, loaded=loaded, reference=reference)
             if args.quick:
                 print(json.dumps({k: v for k, v in res.items() if k != "per_replica"}, indent=1, default=float))
                 continue
