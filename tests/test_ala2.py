@@ -162,8 +162,8 @@ def test_kl_divergence_of_phi_psi_samples(cg):
 def test_cg_study_pipeline_quick(tmp_path, cg):
     """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas,
     writes the figures, the table and the free-energy plot."""
-    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "mixeds-500", "fm-500", "--out-dir", str(tmp_path),
-                    "--runs-dir", str(tmp_path / "runs"), "--plot", "dn-500", "fm-500"]) == 0
+    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "mixeds-500", "fm-500", "dnse-500",
+                    "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--plot", "dn-500", "fm-500"]) == 0
     for name in ("dn-500", "dns-500", "fm-500"):
         res = json.loads((tmp_path / "results" / f"cg-{name}.json").read_text())
         assert set(res["forces"]) == {"all", "C-ace", "N", "CA", "CB", "C", "N-nme"}
@@ -173,6 +173,8 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert json.loads((tmp_path / "results" / "cg-dns-500.json").read_text())["spec"]["smoothed"] is True
     mixeds = json.loads((tmp_path / "results" / "cg-mixeds-500.json").read_text())
     assert mixeds["spec"]["smoothed"] is True and mixeds["spec"]["loss"] == "mixed"
+    conservative = json.loads((tmp_path / "results" / "cg-dnse-500.json").read_text())
+    assert conservative["spec"]["head"] == "energy" and conservative["md"]["friction_per_fs"] == cg.MD["friction_per_fs"]
     model_dir = tmp_path / "runs" / "dn-500"
     from ase_denoise.checkpoint import load_model_file
 
@@ -183,6 +185,9 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert "CA-CB" in model.priors[2].describe(model.config.bead_names)
     table = cg.report()
     assert "| reference (5 ns all-atom, mapped) |" in table and "| force matching | 500 | 1 |" in table
+    assert table.startswith(f"CG MD friction: {cg.MD['friction_per_fs']:g} /fs")
+    assert "| denoising as dns, energy head (conservative) | 500 | 1 |" in table
+    assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
     assert (tmp_path / "results" / "cg_fes.png").stat().st_size > 10_000
     # publishing into a zoo directory: the card names the beads, the file verifies and loads by name
     from ase_denoise.zoo import card_text, load_model as load_by_name, verify_models

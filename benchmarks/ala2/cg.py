@@ -32,7 +32,9 @@ optimiser steps:
   bonded prior covers (:func:`soft_ladder`: about 2.6 times wider, so about 7 times less label variance);
 * ``mixed-<N>``: the same ladder, the variance-reduced mixture of force and noise labels;
 * ``mixeds-<N>``: the mixture with ``dns``'s smoothed priors and soft ladder;
-* ``fm-<N>``: force matching on the mapped forces.
+* ``fm-<N>``: force matching on the mapped forces;
+* ``dnse-<N>``, ``fme-<N>``: ``dns`` and ``fm`` with the energy head (``head="energy"``, forces the
+  gradient of a learned free energy, so conservative: CGnet's and CGSchNet's form).
 
 ``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-r1``/``-r2``
 are training seeds 1 and 2.
@@ -42,7 +44,8 @@ are training seeds 1 and 2.
 * held-out mapped-force errors. The labels are instantaneous and noisy, so even the exact mean force
   has an RMSE well above zero; only the ranking between runs means anything;
 * CG MD: ``n_replicas`` Langevin replicas in one batched forward per step
-  (:class:`ase_denoise.replicas.ReplicaLangevin`, 300 K, 2 fs, friction 0.01/fs), started from frames
+  (:class:`ase_denoise.replicas.ReplicaLangevin`, 300 K, 2 fs, friction 0.05/fs; 0.01/fs before session 16,
+  results in ``results/friction-0.01/``), started from frames
   spread over the training set. After equilibration, phi/psi are sampled every 0.2 ps. The figures
   are: the basin populations; the KL divergence of the model's phi/psi histogram (20-degree bins)
   from the reference's (all 2500 frames); and, as the floor set by the reference's own sampling, the
@@ -88,7 +91,7 @@ MASSES = {"C-ace": 12.011, "N": 14.007, "CA": 12.011, "CB": 12.011, "C": 12.011,
 MODEL = dict(r_max=6.0, num_channels=16, max_ell=2, correlation=2, head="vector")
 STEPS = 6000  # optimiser steps of every run (batch 16)
 BATCH = 16
-MD = dict(n_replicas=32, timestep_fs=2.0, friction_per_fs=0.01, equilibration_ps=5.0, production_ps=25.0,
+MD = dict(n_replicas=32, timestep_fs=2.0, friction_per_fs=0.05, equilibration_ps=5.0, production_ps=25.0,
           sample_every_ps=0.2)
 QUICK = dict(frames_cap=40, steps=20, n_replicas=4, equilibration_ps=0.02, production_ps=0.2)
 FRAME_COUNTS = (500, 2000)
@@ -100,11 +103,14 @@ def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
         for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("mixed", "mixed", 4),
-                                     ("mixed", "mixeds", 4), ("force_matching", "fm", 1)):
+                                     ("mixed", "mixeds", 4), ("force_matching", "fm", 1),
+                                     ("denoising", "dnse", 4), ("force_matching", "fme", 1)):
             for seed in SEEDS:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
-                                  noise_std="auto" if loss != "force_matching" else 0.01, smoothed=prefix in ("dns", "mixeds"))
+                                  noise_std="auto" if loss != "force_matching" else 0.01,
+                                  smoothed=prefix in ("dns", "mixeds", "dnse"),
+                                  head="energy" if prefix in ("dnse", "fme") else MODEL["head"])
     return runs
 
 
@@ -209,7 +215,8 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     names = {z: t for t, z in bead_table().items()}
     t0 = time.perf_counter()
     train(data, str(work), noise_std=noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,
-          resume=(work / "training_state.pt").exists(), progress=True, priors=priors, bead_names=names, **MODEL)
+          resume=(work / "training_state.pt").exists(), progress=True, priors=priors, bead_names=names,
+          **{**MODEL, "head": spec.get("head", MODEL["head"])})
     return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0
 
 
@@ -268,7 +275,8 @@ def run_md(model, starts: Sequence[Atoms], reference: List[Atoms], quick: bool, 
     intact = np.all(np.abs(bonds - ref_bonds.mean(axis=0)) < 0.5, axis=1).reshape(len(picks), -1).all(axis=1)
     temps = res["temperatures_K"]
     return dict(
-        n_replicas=len(picks), simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000,
+        n_replicas=len(picks), timestep_fs=md["timestep_fs"], friction_per_fs=md["friction_per_fs"],
+        simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000,
         aggregate_ns=len(picks) * n_prod * md["timestep_fs"] / 1e6, stopped=res["stopped"],
         steps_per_s=res["steps_per_s"], replica_steps_per_s=res["steps_per_s"] * len(picks),
         mean_temperature_K=float(temps[len(temps) // 2:].mean()) if len(temps) else float("nan"),
@@ -309,13 +317,24 @@ def reference_figures(data: Path = DATA) -> Dict[str, Any]:
                 n_frames=len(ref))
 
 
-def _load(name: str):
-    path = RESULTS / f"cg-{name}.json"
+def _load(name: str, results: Path = None):
+    path = Path(results or RESULTS) / f"cg-{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def report(data: Path = DATA) -> str:
-    """Mean ± std over seeds per recipe and frame count (markdown)."""
+#: the table's rows: run prefix and what the recipe is
+RECIPES = (("dn", "denoising, coordinates only (auto ladder)"),
+           ("dns", "denoising, coordinates only, smoothed priors + soft ladder"),
+           ("dnse", "denoising as dns, energy head (conservative)"),
+           ("mixed", "mixed labels"),
+           ("mixeds", "mixed labels, smoothed priors + soft ladder"),
+           ("fm", "force matching"),
+           ("fme", "force matching, energy head (conservative)"))
+
+
+def report(data: Path = DATA, results: Path = None) -> str:
+    """Mean ± std over seeds per recipe and frame count (markdown), for the runs in ``results``
+    (default ``RESULTS``); a first line names the MD friction(s) the runs used."""
     ref = reference_figures(data)
     short = {k: k.split(" ")[0] for k in ref["populations"]}
 
@@ -330,21 +349,21 @@ def report(data: Path = DATA) -> str:
             f"| reference (5 ns all-atom, mapped) | - | - | {ref['kl_between_halves']:.3f} (between halves) | "
             + " | ".join(f"{ref['populations'][b][0]:.3f} ± {ref['populations'][b][1]:.3f}" for b in basins)
             + " | - | 300 | - |"]
+    frictions = set()
     for n in FRAME_COUNTS:
-        for prefix, label in (("dn", "denoising, coordinates only (auto ladder)"),
-                              ("dns", "denoising, coordinates only, smoothed priors + soft ladder"),
-                              ("mixed", "mixed labels"),
-                              ("mixeds", "mixed labels, smoothed priors + soft ladder"), ("fm", "force matching")):
-            res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else "")) for s in SEEDS) if r]
+        for prefix, label in RECIPES:
+            res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else ""), results) for s in SEEDS) if r]
             if not res:
                 continue
             pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
             intact = sum(r["md"]["replicas_intact"] for r in res)
             total = sum(r["md"]["n_replicas"] for r in res)
             temps = ", ".join(f"{r['md']['mean_temperature_K']:.0f}" for r in res)
+            frictions.update(r["md"].get("friction_per_fs", 0.01) for r in res)  # runs before session 16: 0.01
             rows.append(f"| {label} | {n} | {len(res)} | {ms([r['kl'] for r in res])} | {pops} | {intact}/{total} "
                         f"| {temps} | {ms([r['forces']['all']['rmse'] for r in res])} |")
-    return "\n".join(rows)
+    friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
+    return f"CG MD friction: {friction} /fs\n\n" + "\n".join(rows)
 
 
 def plot(names: Sequence[str], data: Path = DATA, path: Path = None) -> Path:
@@ -424,6 +443,15 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
                   "priors subtracted from the target as the noise smooths them (`smoothed_priors=True`)"
                   if res["spec"].get("smoothed") else "(`noise_std=\"auto\"`: the C-N bonds' width sets it)")
     cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/cg.py --only {name} --publish {name}"
+    friction = md.get("friction_per_fs", 0.01)  # results written before session 16 ran at 0.01/fs
+    if c.head == "energy":
+        heating = (f"- Its forces are the gradient of a free energy (energy head), so Langevin MD holds the temperature\n"
+                   f"  (this model: {md['mean_temperature_K']:.0f} K mean kinetic temperature in the replicas above).")
+    else:
+        heating = (f"- Its forces are not exactly conservative (vector head): their work heats Langevin MD against a weak\n"
+                   f"  friction (this model: {md['mean_temperature_K']:.0f} K mean kinetic temperature at {friction:g}/fs in the\n"
+                   f"  replicas above; `benchmarks/ala2/heating.py`, `benchmarks/ala2/README.md`, \"The MD runs hot\").\n"
+                   f"  Use a friction of at least 0.05/fs.")
     card = f"""# {zoo_name}
 
 Alanine dipeptide (ACE-ALA-NME) in implicit water at 300 K, coarse-grained to six beads: the backbone
@@ -461,7 +489,7 @@ atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")   # sha256-checked, no net
 ## Measured figures
 
 CG Langevin MD: {md['n_replicas']} replicas in one batched forward per step (`ReplicaLangevin`, 300 K, 2 fs,
-friction 0.01/fs), each {md['simulated_ps_per_replica']:.0f} ps from a training frame, the first
+friction {friction:g}/fs), each {md['simulated_ps_per_replica']:.0f} ps from a training frame, the first
 {MD['equilibration_ps']:g} ps discarded: {md['aggregate_ns']:.1f} ns in all; {md['replicas_intact']}/{md['n_replicas']}
 replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mapped frames (5 ns).
 
@@ -478,10 +506,7 @@ replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mappe
 - The reference never visits alpha_L/C7ax (phi > 0) in 5 ns, so the model has never seen it; whatever it
   says there is extrapolation (the wall and bonded priors keep it stable, not right).
 - A CG force field is a potential of mean force of one state point (300 K, this solvent model).
-- Its forces are not exactly conservative (vector head): Langevin MD with friction 0.01/fs runs warm
-  (this model: {md['mean_temperature_K']:.0f} K mean kinetic temperature in the replicas above). A friction of 0.05/fs
-  holds the temperature (`benchmarks/ala2/heating.py`, `benchmarks/ala2/README.md`, "The MD runs
-  hot"); use at least that.
+{heating}
 - The replicas start from frames spread over the training set, so a short run partly inherits their
   basin populations; the figures above come from {md['simulated_ps_per_replica']:.0f}-ps runs
   (`benchmarks/ala2/README.md`, "Coarse-grained").
@@ -510,8 +535,10 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
     parser.add_argument("--runs-dir", default=str(RUNS_DIR))
+    parser.add_argument("--results-dir", default=None, help="read and write results here instead of <out-dir>/results "
+                        "(e.g. results/friction-0.01 for the table of the runs at friction 0.01/fs)")
     args = parser.parse_args(argv)
-    RESULTS, RUNS_DIR = Path(args.out_dir) / "results", Path(args.runs_dir)
+    RESULTS, RUNS_DIR = Path(args.results_dir or Path(args.out_dir) / "results"), Path(args.runs_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     unknown = [n for n in args.only if n not in RUNS]
     if unknown:
