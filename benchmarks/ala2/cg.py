@@ -349,7 +349,7 @@ def report(data: Path = DATA, results: Path = None) -> str:
             f"| reference (5 ns all-atom, mapped) | - | - | {ref['kl_between_halves']:.3f} (between halves) | "
             + " | ".join(f"{ref['populations'][b][0]:.3f} ± {ref['populations'][b][1]:.3f}" for b in basins)
             + " | - | 300 | - |"]
-    frictions = set()
+    frictions, per_seed = set(), []
     for n in FRAME_COUNTS:
         for prefix, label in RECIPES:
             res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else ""), results) for s in SEEDS) if r]
@@ -360,10 +360,12 @@ def report(data: Path = DATA, results: Path = None) -> str:
             total = sum(r["md"]["n_replicas"] for r in res)
             temps = ", ".join(f"{r['md']['mean_temperature_K']:.0f}" for r in res)
             frictions.update(r["md"].get("friction_per_fs", 0.01) for r in res)  # runs before session 16: 0.01
+            per_seed.append(f"`{prefix}-{n}` " + ", ".join(f"{r['kl']:.3f}" for r in res))
             rows.append(f"| {label} | {n} | {len(res)} | {ms([r['kl'] for r in res])} | {pops} | {intact}/{total} "
                         f"| {temps} | {ms([r['forces']['all']['rmse'] for r in res])} |")
     friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
-    return f"CG MD friction: {friction} /fs\n\n" + "\n".join(rows)
+    return (f"CG MD friction: {friction} /fs\n\n" + "\n".join(rows)
+            + "\n\nKL per training seed (seed 0 first): " + "; ".join(per_seed) + ".")
 
 
 def plot(names: Sequence[str], data: Path = DATA, path: Path = None) -> Path:
