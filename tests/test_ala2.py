@@ -188,6 +188,14 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert table.startswith(f"CG MD friction: {cg.MD['friction_per_fs']:g} /fs")
     assert "| denoising as dns, energy head (conservative) | 500 | 1 |" in table
     assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
+    # the same trained model, MD with another thermostat seed, into another results folder
+    first = json.loads((tmp_path / "results" / "cg-fm-500.json").read_text())
+    assert cg.main(["--quick", "--only", "fm-500", "--md-seed", "7", "--results-dir", str(tmp_path / "md7"),
+                    "--runs-dir", str(tmp_path / "runs")]) == 0
+    again = json.loads((tmp_path / "md7" / "cg-fm-500.json").read_text())
+    assert (first["md"]["md_seed"], again["md"]["md_seed"]) == (0, 7) and again["forces"] == first["forces"]
+    assert not np.array_equal(np.load(tmp_path / "md7" / "cg-fm-500.phi_psi.npy"),
+                              np.load(tmp_path / "results" / "cg-fm-500.phi_psi.npy"))
     assert (tmp_path / "results" / "cg_fes.png").stat().st_size > 10_000
     # publishing into a zoo directory: the card names the beads, the file verifies and loads by name
     from ase_denoise.zoo import card_text, load_model as load_by_name, verify_models

@@ -289,13 +289,16 @@ def reference_phi_psi(frames: List[Atoms]) -> np.ndarray:
     return dihedrals(np.stack([a.positions for a in frames]))
 
 
-def do_run(name: str, quick: bool = False, data: Path = DATA) -> Dict[str, Any]:
+def do_run(name: str, quick: bool = False, data: Path = DATA, md_seed: int = None) -> Dict[str, Any]:
+    """Train run ``name`` (or resume its finished training), evaluate it and run its MD; ``md_seed``
+    replaces the training seed in the replicas' thermostat seeds (the MD-sampling scatter of one model)."""
     spec = RUNS[name]
     frames = map_frames(data)
     pool, test = split(frames)
     model, n_frames, epochs, elapsed = train_run(name, spec, pool, quick)
     errors = force_errors(model, test[: 20 if quick else len(test)])
-    md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"])
+    md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"] if md_seed is None else md_seed)
+    md["md_seed"] = spec["seed"] if md_seed is None else md_seed
     ref = reference_phi_psi(frames)
     result = dict(name=name, spec=spec, n_frames=n_frames, epochs=epochs, train_s=elapsed,
                   noise_levels=list(model.noise_levels), forces=errors, md=md,
@@ -539,6 +542,8 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", default=str(RUNS_DIR))
     parser.add_argument("--results-dir", default=None, help="read and write results here instead of <out-dir>/results "
                         "(e.g. results/friction-0.01 for the table of the runs at friction 0.01/fs)")
+    parser.add_argument("--md-seed", type=int, default=None, help="thermostat seed of the MD (default: the run's "
+                        "training seed); with --results-dir, the MD-sampling scatter of already trained models")
     args = parser.parse_args(argv)
     RESULTS, RUNS_DIR = Path(args.results_dir or Path(args.out_dir) / "results"), Path(args.runs_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -546,7 +551,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {sorted(RUNS)}")
     for name in args.only:
-        do_run(name, quick=args.quick, data=Path(args.data))
+        do_run(name, quick=args.quick, data=Path(args.data), md_seed=args.md_seed)
     if args.report:
         print(report(Path(args.data)))
     if args.plot is not None:
