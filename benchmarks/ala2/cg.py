@@ -88,7 +88,7 @@ ANGLES = ((0, 1, 2), (1, 2, 3), (1, 2, 4), (3, 2, 4), (2, 4, 5))
 PHI, PSI = (0, 1, 2, 4), (1, 2, 4, 5)
 MASSES = {"C-ace": 12.011, "N": 14.007, "CA": 12.011, "CB": 12.011, "C": 12.011, "N-nme": 14.007}
 
-MODEL = dict(r_max=6.0, num_channels=16, max_ell=2, correlation=2, head="vector")
+MODEL = dict(r_max=6.0, num_channels=16, max_ell=2, correlation=2)  # the head is the recipe's
 STEPS = 6000  # optimiser steps of every run (batch 16)
 BATCH = 16
 MD = dict(n_replicas=32, timestep_fs=2.0, friction_per_fs=0.05, equilibration_ps=5.0, production_ps=25.0,
@@ -99,18 +99,26 @@ SEEDS = (0, 1, 2)
 BIN_DEG = 20.0
 
 
+#: the recipes, in the table's order: run prefix, what it is (the table's label), loss, copies per
+#: frame, smoothed priors (with the soft ladder), head
+RECIPES = (("dn", "denoising, coordinates only (auto ladder)", "denoising", 4, False, "vector"),
+           ("dns", "denoising, coordinates only, smoothed priors + soft ladder", "denoising", 4, True, "vector"),
+           ("dnse", "denoising as dns, energy head (conservative)", "denoising", 4, True, "energy"),
+           ("mixed", "mixed labels", "mixed", 4, False, "vector"),
+           ("mixeds", "mixed labels, smoothed priors + soft ladder", "mixed", 4, True, "vector"),
+           ("fm", "force matching", "force_matching", 1, False, "vector"),
+           ("fme", "force matching, energy head (conservative)", "force_matching", 1, False, "energy"))
+
+
 def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
-        for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("mixed", "mixed", 4),
-                                     ("mixed", "mixeds", 4), ("force_matching", "fm", 1),
-                                     ("denoising", "dnse", 4), ("force_matching", "fme", 1)):
+        for prefix, _, loss, copies, smoothed, head in RECIPES:
             for seed in SEEDS:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
-                                  noise_std="auto" if loss != "force_matching" else 0.01,
-                                  smoothed=prefix in ("dns", "mixeds", "dnse"),
-                                  head="energy" if prefix in ("dnse", "fme") else MODEL["head"])
+                                  noise_std="auto" if loss != "force_matching" else 0.01, smoothed=smoothed,
+                                  head=head)
     return runs
 
 
@@ -216,7 +224,7 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     t0 = time.perf_counter()
     train(data, str(work), noise_std=noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,
           resume=(work / "training_state.pt").exists(), progress=True, priors=priors, bead_names=names,
-          **{**MODEL, "head": spec.get("head", MODEL["head"])})
+          head=spec["head"], **MODEL)
     return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0
 
 
@@ -275,7 +283,7 @@ def run_md(model, starts: Sequence[Atoms], reference: List[Atoms], quick: bool, 
     intact = np.all(np.abs(bonds - ref_bonds.mean(axis=0)) < 0.5, axis=1).reshape(len(picks), -1).all(axis=1)
     temps = res["temperatures_K"]
     return dict(
-        n_replicas=len(picks), timestep_fs=md["timestep_fs"], friction_per_fs=md["friction_per_fs"],
+        n_replicas=len(picks), timestep_fs=md["timestep_fs"], friction_per_fs=md["friction_per_fs"], md_seed=seed,
         simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000,
         aggregate_ns=len(picks) * n_prod * md["timestep_fs"] / 1e6, stopped=res["stopped"],
         steps_per_s=res["steps_per_s"], replica_steps_per_s=res["steps_per_s"] * len(picks),
@@ -298,7 +306,6 @@ def do_run(name: str, quick: bool = False, data: Path = DATA, md_seed: int = Non
     model, n_frames, epochs, elapsed = train_run(name, spec, pool, quick)
     errors = force_errors(model, test[: 20 if quick else len(test)])
     md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"] if md_seed is None else md_seed)
-    md["md_seed"] = spec["seed"] if md_seed is None else md_seed
     ref = reference_phi_psi(frames)
     result = dict(name=name, spec=spec, n_frames=n_frames, epochs=epochs, train_s=elapsed,
                   noise_levels=list(model.noise_levels), forces=errors, md=md,
@@ -320,24 +327,14 @@ def reference_figures(data: Path = DATA) -> Dict[str, Any]:
                 n_frames=len(ref))
 
 
-def _load(name: str, results: Path = None):
-    path = Path(results or RESULTS) / f"cg-{name}.json"
+def _load(name: str):
+    path = RESULTS / f"cg-{name}.json"
     return json.loads(path.read_text()) if path.exists() else None
 
 
-#: the table's rows: run prefix and what the recipe is
-RECIPES = (("dn", "denoising, coordinates only (auto ladder)"),
-           ("dns", "denoising, coordinates only, smoothed priors + soft ladder"),
-           ("dnse", "denoising as dns, energy head (conservative)"),
-           ("mixed", "mixed labels"),
-           ("mixeds", "mixed labels, smoothed priors + soft ladder"),
-           ("fm", "force matching"),
-           ("fme", "force matching, energy head (conservative)"))
-
-
-def report(data: Path = DATA, results: Path = None) -> str:
-    """Mean ± std over seeds per recipe and frame count (markdown), for the runs in ``results``
-    (default ``RESULTS``); a first line names the MD friction(s) the runs used."""
+def report(data: Path = DATA) -> str:
+    """Mean ± std over seeds per recipe and frame count (markdown), for the runs in ``RESULTS``
+    (``--results-dir``); a first line names the MD friction(s) the runs used."""
     ref = reference_figures(data)
     short = {k: k.split(" ")[0] for k in ref["populations"]}
 
@@ -354,8 +351,8 @@ def report(data: Path = DATA, results: Path = None) -> str:
             + " | - | 300 | - |"]
     frictions, per_seed = set(), []
     for n in FRAME_COUNTS:
-        for prefix, label in RECIPES:
-            res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else ""), results) for s in SEEDS) if r]
+        for prefix, label, *_ in RECIPES:
+            res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else "")) for s in SEEDS) if r]
             if not res:
                 continue
             pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
