@@ -223,12 +223,14 @@ def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):
 
 
 def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
-    """Trains a tiny all-atom model, runs two batched replicas, counts intact ones, writes the figures
-    and the table."""
+    """Trains tiny all-atom models (vector and energy head), runs two batched replicas each, counts intact
+    ones, writes the figures and the table."""
+    from ase_denoise.checkpoint import load_model_file
+
     aa = _module("aa_replicas")
     monkeypatch.setattr(aa.study, "RUNS_DIR", aa.study.RUNS_DIR)  # main() sets both: restored afterwards
     monkeypatch.setattr(aa, "RESULTS", aa.RESULTS)
-    assert aa.main(["dns-500", "--quick", "--report", "--out-dir", str(tmp_path), "--runs-dir",
+    assert aa.main(["dns-500", "dnse-500", "--quick", "--report", "--out-dir", str(tmp_path), "--runs-dir",
                     str(tmp_path / "runs")]) == 0
     res = json.loads((tmp_path / "results" / "aa-replicas-dns-500.json").read_text())
     assert res["n_replicas"] == aa.QUICK["n_replicas"] and res["stopped"] is None and res["mean_temperature_K"] > 0
@@ -238,5 +240,13 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     if res["replicas_intact"]:
         assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
         assert res["bond_std_ratio"] > 0
-    assert (tmp_path / "runs" / "dns-500" / "best.safetensors").exists()
-    assert "| dns-500 | " in aa.report()
+    assert res["settings"]["friction_per_fs"] == aa.MD["friction_per_fs"] == 0.05
+    assert load_model_file(tmp_path / "runs" / "dns-500" / "best.safetensors").config.head == "vector"
+    conservative = json.loads((tmp_path / "results" / "aa-replicas-dnse-500.json").read_text())
+    assert conservative["spec"]["head"] == "energy" and conservative["spec"]["smoothed"] is True
+    assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
+    table = aa.report()
+    assert table.startswith("All-atom MD friction: 0.05 /fs") and "| dns-500 | " in table and "| dnse-500 | " in table
+    # the session-15 runs at 0.01/fs stay readable from their own folder
+    assert aa.main(["--report", "--results-dir", str(ALA2 / "results" / "friction-0.01")]) == 0
+    assert aa.report().startswith("All-atom MD friction: 0.01 /fs")

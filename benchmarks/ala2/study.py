@@ -2,15 +2,17 @@
 
 Data: ``ala2_aa_300K.npz`` (``make_data.py``: amber14 + GBn2, no constraints, 300 K, a frame every
 2 ps). The last 20% of the trajectory is held out (a later time block, not a random split). Every run
-trains the same MACE architecture (vector head, r_max 5 A, non-periodic) with the harmonic bond and
-angle priors fitted to its training frames (``--prior bonded``: the stiff modes are given, the
-network learns the rest), and the same number of optimiser steps:
+trains the same MACE architecture (vector head unless said otherwise, r_max 5 A, non-periodic) with
+the harmonic bond and angle priors fitted to its training frames (``--prior bonded``: the stiff modes
+are given, the network learns the rest), and the same number of optimiser steps:
 
 * ``dn-<N>``: denoising, coordinates only, the noise ladder ``auto`` derives from the data (the
   C=O / C-N bond widths set it), antithetic pairs, 4 copies per frame;
 * ``dns-<N>``: as ``dn`` with ``TrainConfig.smoothed_priors`` (the residual taken against the bonded
   priors as the noise smooths them), so ``auto`` leaves out the pairs the priors hold: a C=O ... 1-4
   peak (0.077 A wide) sets the ladder, 0.0134 / 0.0208 / 0.0297 A, twice ``dn``'s;
+* ``dnse-<N>``: as ``dns`` with the energy head (forces = -grad of a learned free energy: conservative,
+  so its MD cannot be heated by the network's work; about twice the vector head's cost);
 * ``mixed-<N>``: the same ladder with the variance-reduced mixture of the force and noise labels;
 * ``fm-<N>``: force matching on the instantaneous forces (exact here: without constraints the
   all-atom forces are the score, no mean-force ambiguity).
@@ -61,12 +63,14 @@ SEEDS = (0, 1, 2)
 def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
-        for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("mixed", "mixed", 4),
-                                     ("force_matching", "fm", 1)):
+        for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("denoising", "dnse", 4),
+                                     ("mixed", "mixed", 4), ("force_matching", "fm", 1)):
             for seed in SEEDS:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
-                runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, smoothed=prefix == "dns",
-                                  antithetic=copies > 1, noise_std="auto" if loss != "force_matching" else 0.01)
+                runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed,
+                                  smoothed=prefix.startswith("dns"), antithetic=copies > 1,
+                                  noise_std="auto" if loss != "force_matching" else 0.01,
+                                  head="energy" if prefix == "dnse" else MODEL["head"])
     return runs
 
 
@@ -107,7 +111,8 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
                       smoothed_priors=spec.get("smoothed", False))
     t0 = time.perf_counter()
     train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
-          resume=(work / "training_state.pt").exists(), progress=True, priors=["bonded"], **MODEL)
+          resume=(work / "training_state.pt").exists(), progress=True, priors=["bonded"],
+          **dict(MODEL, head=spec.get("head", MODEL["head"])))
     return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0
 
 
