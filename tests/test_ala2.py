@@ -222,6 +222,22 @@ def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):
     assert angles[:, 0].std() > 5.0  # the frames differ: not a constant compared with itself
 
 
+def test_all_atom_bond_angles_agree_with_ase():
+    """``aa_replicas.bond_angles`` (vectorised over frames) against ASE's ``Atoms.get_angles``."""
+    from ase import Atoms
+
+    from ase_denoise.priors import molecule_topology
+
+    aa = _module("aa_replicas")
+    data = np.load(ALA2 / "ala2_aa_300K.npz")
+    atoms = [Atoms(numbers=data["numbers"], positions=p) for p in data["positions"][:3].astype(np.float64)]
+    _, angles = molecule_topology(atoms[0])
+    ours = aa.bond_angles(np.stack([a.positions for a in atoms]), angles)
+    assert ours.shape == (3, len(angles)) and len(angles) > 30
+    for a, row in zip(atoms, ours):
+        assert np.allclose(row, a.get_angles(angles), atol=1e-6)
+
+
 def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     """Trains tiny all-atom models (vector and energy head), runs two batched replicas each, counts intact
     ones, writes the figures and the table."""
@@ -230,7 +246,7 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     aa = _module("aa_replicas")
     monkeypatch.setattr(aa.study, "RUNS_DIR", aa.study.RUNS_DIR)  # main() sets both: restored afterwards
     monkeypatch.setattr(aa, "RESULTS", aa.RESULTS)
-    assert aa.main(["dns-500", "dnse-500", "--quick", "--report", "--out-dir", str(tmp_path), "--runs-dir",
+    assert aa.main(["dns-500", "dnse-500", "--quick", "--report", "--plot", "--out-dir", str(tmp_path), "--runs-dir",
                     str(tmp_path / "runs")]) == 0
     res = json.loads((tmp_path / "results" / "aa-replicas-dns-500.json").read_text())
     assert res["n_replicas"] == aa.QUICK["n_replicas"] and res["stopped"] is None and res["mean_temperature_K"] > 0
@@ -239,7 +255,14 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     assert 0 <= res["replicas_intact"] <= res["n_replicas"] and len(res["broken_at_ps"]) == res["n_replicas"]
     if res["replicas_intact"]:
         assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
-        assert res["bond_std_ratio"] > 0
+        assert res["bond_std_ratio"] > 0 and res["angle_std_ratio"] > 0
+        geometry = np.load(tmp_path / "results" / "aa-replicas-dns-500.geometry.npz")
+        n_frames = len(geometry["phi_psi_deg"])
+        assert n_frames > 0 and n_frames % res["replicas_intact"] == 0  # the same samples from every intact replica
+        assert geometry["bond_lengths_A"].shape == (n_frames, len(geometry["bonds"]))
+        assert geometry["angles_deg"].shape[1] == len(geometry["angles"]) > len(geometry["bonds"])
+        assert 0 < geometry["angles_deg"].min() and geometry["angles_deg"].max() < 180
+    assert (tmp_path / "results" / "aa_geometry.png").stat().st_size > 10_000
     assert res["settings"]["friction_per_fs"] == aa.MD["friction_per_fs"] == 0.05
     assert load_model_file(tmp_path / "runs" / "dns-500" / "best.safetensors").config.head == "vector"
     conservative = json.loads((tmp_path / "results" / "aa-replicas-dnse-500.json").read_text())

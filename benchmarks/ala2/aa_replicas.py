@@ -3,7 +3,7 @@
 replicas instead of one run, and where do its intact runs go on the phi/psi plane?
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py dns-2000 dns-2000-r1 dns-2000-r2 fm-2000
-    .venv/bin/python benchmarks/ala2/aa_replicas.py --report
+    .venv/bin/python benchmarks/ala2/aa_replicas.py --report --plot
     .venv/bin/python benchmarks/ala2/aa_replicas.py --report --results-dir benchmarks/ala2/results/friction-0.01
     .venv/bin/python benchmarks/ala2/aa_replicas.py dns-500 --quick --out-dir /tmp/q --runs-dir /tmp/q/runs
 
@@ -16,8 +16,10 @@ intact" mixes the model's stability with one trajectory's luck. Here each model 
 ``results/friction-0.01/``), started from held-out frames spread over the held-out set. Per replica: the time at which a bond first went
 1 A off its mean length in the data (broken: the molecule came apart), or whether it stayed within
 0.5 A throughout (intact, ``study.py``'s rule). Over the intact replicas' production frames: the
-bond-length spread against the data's, and the Ramachandran basin populations (the molecule's own
-phi/psi from the all-atom coordinates) against the 5-ns reference.
+bond-length and bond-angle spreads against the held-out data's, and the Ramachandran basin populations
+(the molecule's own phi/psi from the all-atom coordinates) against the 5-ns reference. Those frames'
+bond lengths, angles and phi/psi are kept in ``results/aa-replicas-<run>.geometry.npz``; ``--plot``
+draws their distributions against the data's (``results/aa_geometry.png``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,16 @@ def phi_psi(positions: np.ndarray, data: Path = study.DATA) -> np.ndarray:
     return make_data.dihedrals(np.asarray(positions, dtype=np.float64), {n: i for i, n in enumerate(names)})
 
 
+def bond_angles(positions: np.ndarray, angles) -> np.ndarray:
+    """Angles i-j-k (degrees) of positions [n, atoms, 3] for the triples ``angles`` [n_angles, 3]:
+    [n, n_angles]."""
+    index = np.asarray(angles)
+    a = positions[:, index[:, 0]] - positions[:, index[:, 1]]
+    b = positions[:, index[:, 2]] - positions[:, index[:, 1]]
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
 def run(name: str, quick: bool = False) -> Dict[str, Any]:
     from tqdm import tqdm
 
@@ -72,9 +84,10 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     md = dict(MD, **(QUICK if quick else {}))
     picks = np.linspace(0, len(test) - 1, md["n_replicas"]).round().astype(int)
     starts = [test[i] for i in picks]
-    bonds, _ = molecule_topology(starts[0])
+    bonds, angles = molecule_topology(starts[0])
     bonds = np.asarray(bonds)
     ref_lengths = study.bond_lengths(test, bonds)
+    ref_angles = bond_angles(np.stack([a.positions for a in test]), angles)
     mean_lengths = ref_lengths.mean(axis=0)
     runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
                              friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
@@ -113,14 +126,20 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     if intact.any() and x.shape[1] > 1:
         kept = x[intact].reshape(-1, x.shape[2], 3)
         lengths = np.linalg.norm(kept[:, bonds[:, 1]] - kept[:, bonds[:, 0]], axis=-1)
+        bend = bond_angles(kept, angles)
         result["bond_std_ratio"] = float(np.mean(lengths.std(axis=0) / ref_lengths.std(axis=0)))
-        angles = phi_psi(kept)
+        result["angle_std_ratio"] = float(np.mean(bend.std(axis=0) / ref_angles.std(axis=0)))
+        dihedrals = phi_psi(kept)
         # blocks = intact replicas (independent starts): their spread is the populations' error
-        pops = make_data.basin_populations(angles, n_blocks=max(2, int(intact.sum())))
+        pops = make_data.basin_populations(dihedrals, n_blocks=max(2, int(intact.sum())))
         result["populations"] = {k: list(map(float, v)) for k, v in pops.items()}
         result["intact_aggregate_ps"] = float(intact.sum() * md["production_ps"])
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"aa-replicas-{name}.json").write_text(json.dumps(result, indent=1, default=float))
+    if "bond_std_ratio" in result:  # the intact frames' geometry, for --plot (float32, ~0.2 MB)
+        np.savez_compressed(RESULTS / f"aa-replicas-{name}.geometry.npz", bonds=bonds, angles=np.asarray(angles),
+                            bond_lengths_A=lengths.astype(np.float32), angles_deg=bend.astype(np.float32),
+                            phi_psi_deg=dihedrals.astype(np.float32))
     logger.info("%s: %d/%d replicas intact (%.0f replica-steps/s); broken at %s ps; populations %s", name,
                 result["replicas_intact"], n, result["replica_steps_per_s"],
                 [b for b in broken_at if b is not None], result.get("populations"))
@@ -141,10 +160,10 @@ def report() -> str:
     ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()])), 10)
     basins = list(ref)
     rows = ["| run | replicas intact | broken after (ps) | kinetic T (K, second half; intact replicas) | "
-            "bond spread / data (intact) | "
+            "bond spread / data (intact) | angle spread / data (intact) | "
             + " | ".join(b.split(" ")[0] for b in basins) + " |",
-            "| --- | --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " |",
-            "| reference (5 ns, 10 blocks) | - | - | 300 | 1 | "
+            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " |",
+            "| reference (5 ns, 10 blocks) | - | - | 300 | 1 | 1 | "
             + " | ".join(f"{ref[b][0]:.3f} ± {ref[b][1]:.3f}" for b in basins) + " |"]
     frictions = set()
     for path in sorted(RESULTS.glob("aa-replicas-*.json")):
@@ -154,10 +173,50 @@ def report() -> str:
         pops = r.get("populations", {})
         rows.append(f"| {r['name']} | {r['replicas_intact']}/{r['n_replicas']} | "
                     f"{', '.join(f'{b:.1f}' for b in broken) or '-'} | {_intact_temperature(r)} | "
-                    f"{r.get('bond_std_ratio', float('nan')):.2f} | "
+                    f"{r.get('bond_std_ratio', float('nan')):.2f} | {r.get('angle_std_ratio', float('nan')):.2f} | "
                     + " | ".join(f"{pops[b][0]:.2f} ± {pops[b][1]:.2f}" if b in pops else "-" for b in basins) + " |")
     friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
     return f"All-atom MD friction: {friction} /fs\n\n" + "\n".join(rows)
+
+
+def plot(path: Path = None) -> Path:
+    """Distributions of bond lengths and angles (deviation from the held-out data's mean per bond or
+    angle, pooled; bonds to hydrogen apart) of every run's intact replicas in ``RESULTS`` against the
+    held-out data's: ``RESULTS/aa_geometry.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ase_denoise.priors import molecule_topology
+
+    path = path or RESULTS / "aa_geometry.png"
+    _, test = study.split(study.load_frames())
+    bonds, angles = molecule_topology(test[0])
+    bonds = np.asarray(bonds)
+    hydrogen = (test[0].numbers[bonds] == 1).any(axis=1)
+    ref = dict(bond_lengths_A=study.bond_lengths(test, bonds),
+               angles_deg=bond_angles(np.stack([a.positions for a in test]), angles))
+    mean = {k: v.mean(axis=0) for k, v in ref.items()}
+    curves = [("held-out data", ref)] + [(f.name[len("aa-replicas-"):-len(".geometry.npz")], dict(np.load(f)))
+                                         for f in sorted(RESULTS.glob("aa-replicas-*.geometry.npz"))]
+    panels = [("bond length - data mean (A), heavy atoms", "bond_lengths_A", ~hydrogen, np.linspace(-0.15, 0.15, 61)),
+              ("bond length - data mean (A), X-H", "bond_lengths_A", hydrogen, np.linspace(-0.15, 0.15, 61)),
+              ("angle - data mean (degrees)", "angles_deg", slice(None), np.linspace(-30, 30, 61))]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for ax, (title, key, columns, bins) in zip(axes, panels):
+        for label, geometry in curves:
+            x = (geometry[key] - mean[key])[:, columns].ravel()
+            ax.hist(x, bins=bins, density=True, histtype="step", lw=2.0 if label == "held-out data" else 1.2,
+                    color="k" if label == "held-out data" else None, label=label)
+        ax.set_xlabel(title)
+    axes[0].set_ylabel("density")
+    axes[-1].legend(fontsize=8)
+    fig.suptitle("All-atom alanine dipeptide, intact replicas' production frames against the held-out data")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def main(argv=None) -> int:
@@ -166,6 +225,8 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="runs of study.py")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--plot", action="store_true", help="bond-length and angle distributions of the runs "
+                        "against the data: <results>/aa_geometry.png")
     parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
     parser.add_argument("--runs-dir", default=str(study.RUNS_DIR), help="trained models (study.py's)")
     parser.add_argument("--results-dir", default=None, help="read and write results here instead of "
@@ -182,6 +243,8 @@ def main(argv=None) -> int:
         run(name, quick=args.quick)
     if args.report:
         print(report())
+    if args.plot:
+        print(plot())
     return 0
 
 
