@@ -111,6 +111,12 @@ def test_committed_data_set_is_what_the_readme_says(make_data):
     phi_psi = make_data.dihedrals(d["positions"].astype(np.float64), {n: i for i, n in enumerate(d["names"])})
     populations = make_data.basin_populations(phi_psi)
     assert abs(populations[next(iter(make_data.BASINS))][0] - 0.588) < 0.001  # the README's table
+    # REGIONS splits beta into C7eq and PII and keeps the other basins: the same partition, finer
+    regions = make_data.basin_populations(phi_psi, basins=make_data.REGIONS)
+    c7eq, pii, alpha_r, alpha_l = (regions[k][0] for k in make_data.REGIONS)
+    beta, *others = (populations[k][0] for k in make_data.BASINS)
+    assert c7eq + pii == pytest.approx(beta, abs=1e-12) and [alpha_r, alpha_l] == others
+    assert abs(c7eq - 0.038) < 0.001 and 0 < c7eq < pii  # the README's region table: C7eq is rare in GBn2
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +193,10 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert "| reference (5 ns all-atom, mapped) |" in table and "| force matching | 500 | 1 |" in table
     assert table.startswith(f"CG MD friction: {cg.MD['friction_per_fs']:g} /fs")
     assert "| denoising as dns, energy head (conservative) | 500 | 1 |" in table
+    regions = cg.region_table().splitlines()
+    assert regions[0].startswith("| recipe | frames | seeds | C7eq | PII | alpha_R | alpha_L")
+    row = next(r for r in regions if r.startswith("| force matching | 500 | 1 |"))
+    assert sum(float(c) for c in row.strip("| ").split(" | ")[3:]) == pytest.approx(1.0, abs=0.003)
     assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
     # the same trained model, MD with another thermostat seed, into another results folder
     first = json.loads((tmp_path / "results" / "cg-fm-500.json").read_text())

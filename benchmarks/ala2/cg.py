@@ -175,12 +175,15 @@ def kl_divergence(reference: np.ndarray, model: np.ndarray) -> float:
     return float((p * np.log(p / q)).sum())
 
 
-def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10) -> Dict[str, List[float]]:
+def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10, split_beta: bool = False) -> Dict[str, List[float]]:
+    """``make_data.basin_populations``: its three basins, or with ``split_beta`` its four regions
+    (beta split into C7eq and PII)."""
     sys.path.insert(0, str(HERE.parent))
     import common  # benchmarks/common.py
 
-    populations = common.load_script("ala2_make_data", HERE / "make_data.py").basin_populations
-    return {k: list(v) for k, v in populations(phi_psi, n_blocks).items()}
+    make_data = common.load_script("ala2_make_data", HERE / "make_data.py")
+    basins = make_data.REGIONS if split_beta else make_data.BASINS
+    return {k: list(v) for k, v in make_data.basin_populations(phi_psi, n_blocks, basins).items()}
 
 
 def soft_ladder(frames: List[Atoms]) -> tuple:
@@ -368,6 +371,29 @@ def report(data: Path = DATA) -> str:
             + "\n\nKL per training seed (seed 0 first): " + "; ".join(per_seed) + ".")
 
 
+def region_table(data: Path = DATA) -> str:
+    """Populations of beta's two halves (C7eq, PII), alpha_R and alpha_L per recipe and frame count
+    (markdown, mean ± std over seeds), from the MD samples of the runs in ``RESULTS``."""
+    ref = basin_populations(reference_phi_psi(map_frames(data)), split_beta=True)
+    regions = list(ref)
+    rows = ["| recipe | frames | seeds | " + " | ".join(r.split(" (")[0] for r in regions) + " |",
+            "| --- | --- | --- | " + " | ".join("---" for _ in regions) + " |",
+            "| reference (5 ns all-atom, mapped; 10-block errors) | - | - | "
+            + " | ".join(f"{ref[r][0]:.3f} ± {ref[r][1]:.3f}" for r in regions) + " |"]
+    for n in FRAME_COUNTS:
+        for prefix, label, *_ in RECIPES:
+            files = [RESULTS / f"cg-{prefix}-{n}" f"{f'-r{s}' if s else ''}.phi_psi.npy" for s in SEEDS]
+            pops = [basin_populations(np.load(f).astype(np.float64), split_beta=True) for f in files if f.exists()]
+            if not pops:
+                continue
+            cells = []
+            for r in regions:
+                v = np.array([p[r][0] for p in pops])
+                cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
+            rows.append(f"| {label} | {n} | {len(pops)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def plot(names: Sequence[str], data: Path = DATA, path: Path = None) -> Path:
     """Free-energy surfaces -kT ln p(phi, psi) of the reference and of the runs ``names``."""
     import matplotlib
@@ -531,6 +557,8 @@ def main(argv=None) -> int:
     parser.add_argument("--report", action="store_true", help="print the table of the finished runs")
     parser.add_argument("--plot", nargs="*", default=None, help="free-energy surfaces of these runs (default: seed 0 "
                         "of each recipe at 2000 frames) against the reference")
+    parser.add_argument("--regions", action="store_true", help="print the populations of C7eq, PII (beta's two "
+                        "halves), alpha_R and alpha_L per recipe")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
     parser.add_argument("--publish", default=None, metavar="RUN", help="copy this run's model into the zoo as ala2-cg-300K")
     parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
@@ -551,6 +579,8 @@ def main(argv=None) -> int:
         do_run(name, quick=args.quick, data=Path(args.data), md_seed=args.md_seed)
     if args.report:
         print(report(Path(args.data)))
+    if args.regions:
+        print(region_table(Path(args.data)))
     if args.plot is not None:
         print(plot(args.plot or ["dn-2000", "dns-2000", "mixed-2000", "fm-2000"], Path(args.data)))
     if args.publish:

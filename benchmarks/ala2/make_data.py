@@ -128,14 +128,22 @@ BASINS = {
     "alpha_R (phi < 0, -150 < psi < 50)": lambda phi, psi: (phi < 0) & (psi > -150) & (psi < 50),
     "alpha_L/C7ax (phi > 0)": lambda phi, psi: phi > 0,
 }
+# BASINS with beta split at psi = 120 into C7eq (the internally H-bonded ring) and PII (extended)
+REGIONS = {
+    "C7eq (phi < 0, 50 < psi < 120)": lambda phi, psi: (phi < 0) & (psi > 50) & (psi < 120),
+    "PII (phi < 0, psi > 120 or psi < -150)": lambda phi, psi: (phi < 0) & ((psi >= 120) | (psi < -150)),
+    "alpha_R (phi < 0, -150 < psi < 50)": BASINS["alpha_R (phi < 0, -150 < psi < 50)"],
+    "alpha_L/C7ax (phi > 0)": BASINS["alpha_L/C7ax (phi > 0)"],
+}
 
 
-def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10):
-    """Per basin: fraction of frames and its block standard error (``n_blocks`` blocks in time order)."""
+def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10, basins=None):
+    """Per basin of ``basins`` (default :data:`BASINS`; :data:`REGIONS` splits beta): fraction of
+    frames and its block standard error (``n_blocks`` blocks in time order)."""
     out = {}
     n_blocks = max(2, min(n_blocks, len(phi_psi)))
     blocks = np.array_split(np.arange(len(phi_psi)), n_blocks)
-    for name, inside in BASINS.items():
+    for name, inside in (BASINS if basins is None else basins).items():
         hits = inside(phi_psi[:, 0], phi_psi[:, 1])
         per_block = np.array([hits[b].mean() for b in blocks])
         out[name] = (float(hits.mean()), float(per_block.std(ddof=1) / math.sqrt(n_blocks)))
