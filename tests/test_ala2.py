@@ -280,6 +280,16 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
     table = aa.report()
     assert table.startswith("All-atom MD friction: 0.05 /fs") and "| dns-500 | " in table and "| dnse-500 | " in table
+    # the energy-head model's free energy against the force field's energy on held-out frames (OpenMM
+    # reproduces the stored labels first, so atom order and units are the data's)
+    energy = _module("aa_energy")
+    res = energy.compare("dnse-500", quick=True)  # study.RUNS_DIR is still tmp_path/runs: loads the model above
+    assert res["label_check_max_abs_eV_per_A"] < 1e-3 and res["n_frames"] == 20
+    assert 2.0 < res["std_U_kT"] < 20.0  # 66 degrees of freedom: about sqrt(33) kT
+    assert np.isfinite(res["std_A_minus_U_kT"]) and -1 <= res["correlation"] <= 1
+    assert sum(b["n_frames"] for b in res["basins"].values()) <= 20
+    with pytest.raises(ValueError, match="energy-head run"):
+        energy.compare("dns-500", quick=True)
     # the session-15 runs at 0.01/fs stay readable from their own folder
     assert aa.main(["--report", "--results-dir", str(ALA2 / "results" / "friction-0.01")]) == 0
     assert aa.report().startswith("All-atom MD friction: 0.01 /fs")
