@@ -288,6 +288,11 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     assert 2.0 < res["std_U_kT"] < 20.0  # 66 degrees of freedom: about sqrt(33) kT
     assert np.isfinite(res["std_A_minus_U_kT"]) and -1 <= res["correlation"] <= 1
     assert sum(b["n_frames"] for b in res["basins"].values()) <= 20
+    assert sum(b["predicted_population"] for b in res["basins"].values()) == pytest.approx(1.0)
+    beta = res["basins"]["beta/C7eq/PII"]  # both basins are among the 20 frames spread over the held-out set
+    for b in res["basins"].values():  # each basin's weight against beta's: the data's ratio times exp(-offset)
+        assert b["predicted_population"] / beta["predicted_population"] == pytest.approx(
+            b["data_population"] / beta["data_population"] * np.exp(-b["offset_vs_beta_kT"]))
     with pytest.raises(ValueError, match="energy-head run"):
         energy.compare("dns-500", quick=True)
     # the session-15 runs at 0.01/fs stay readable from their own folder

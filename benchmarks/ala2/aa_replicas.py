@@ -13,9 +13,9 @@ intact" mixes the model's stability with one trajectory's luck. Here each model 
 :data:`MD`'s ``n_replicas`` Langevin replicas in one batched forward per step
 (:class:`ase_denoise.replicas.ReplicaLangevin`; 300 K, 0.5 fs, friction 0.05/fs: at 0.01/fs, session
 15, the vector head's work heated the denoiser's replicas to 440 K; those results are in
-``results/friction-0.01/``), started from held-out frames spread over the held-out set. Per replica: the time at which a bond first went
-1 A off its mean length in the data (broken: the molecule came apart), or whether it stayed within
-0.5 A throughout (intact, ``study.py``'s rule). Over the intact replicas' production frames: the
+``results/friction-0.01/``), started from held-out frames spread over the held-out set. Per
+replica: the time at which a bond first went 1 A off its mean length in the data (broken: the
+molecule came apart), or whether it stayed within 0.5 A throughout (intact, ``study.py``'s rule). Over the intact replicas' production frames: the
 bond-length and bond-angle spreads against the held-out data's, and the Ramachandran basin populations
 (the molecule's own phi/psi from the all-atom coordinates) against the 5-ns reference. Those frames'
 bond lengths, angles and phi/psi are kept in ``results/aa-replicas-<run>.geometry.npz``; ``--plot``

@@ -15,7 +15,9 @@ are given, the network learns the rest), and the same number of optimiser steps:
   so its MD cannot be heated by the network's work; about twice the vector head's cost);
 * ``mixed-<N>``: the same ladder with the variance-reduced mixture of the force and noise labels;
 * ``fm-<N>``: force matching on the instantaneous forces (exact here: without constraints the
-  all-atom forces are the score, no mean-force ambiguity).
+  all-atom forces are the score, no mean-force ambiguity);
+* ``fme-<N>``: as ``fm`` with the energy head (the labels' own energy surface: ``aa_energy.py``
+  compares both energy-head recipes' ``A`` with the force field's ``U``).
 
 ``N`` frames from the start of the trajectory; ``-r1``/``-r2``: training seeds 1 and 2.
 
@@ -64,13 +66,13 @@ def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
         for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("denoising", "dnse", 4),
-                                     ("mixed", "mixed", 4), ("force_matching", "fm", 1)):
+                                     ("mixed", "mixed", 4), ("force_matching", "fm", 1), ("force_matching", "fme", 1)):
             for seed in SEEDS:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed,
                                   smoothed=prefix.startswith("dns"), antithetic=copies > 1,
                                   noise_std="auto" if loss != "force_matching" else 0.01,
-                                  head="energy" if prefix == "dnse" else MODEL["head"])
+                                  head="energy" if prefix in ("dnse", "fme") else MODEL["head"])
     return runs
 
 
