@@ -191,6 +191,7 @@ def plot(path: Path = None) -> Path:
     from ase_denoise.priors import molecule_topology
 
     path = path or RESULTS / "aa_geometry.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
     _, test = study.split(study.load_frames())
     bonds, angles = molecule_topology(test[0])
     bonds = np.asarray(bonds)
