@@ -248,6 +248,37 @@ def test_all_atom_bond_angles_agree_with_ase():
         assert np.allclose(row, a.get_angles(angles), atol=1e-6)
 
 
+def test_first_distortion_names_the_bond_or_the_contact():
+    """``aa_replicas.first_distortion`` on data frames: nothing for an undisturbed frame, the stretched
+    bond for a stretched one, the pair for two non-bonded hydrogens pushed together."""
+    from ase import Atoms
+
+    from ase_denoise.priors import molecule_topology
+
+    aa = _module("aa_replicas")
+    data = np.load(ALA2 / "ala2_aa_300K.npz")
+    x = data["positions"][:50].astype(np.float64)
+    atoms = Atoms(numbers=data["numbers"], positions=x[0])
+    bonds, angles = molecule_topology(atoms)
+    bonds = np.asarray(bonds)
+    pairs = aa.non_bonded_pairs(len(atoms), bonds, angles)
+    assert len(pairs) == len(atoms) * (len(atoms) - 1) // 2 - len(bonds) - len({(a[0], a[2]) for a in angles})
+    lengths = np.linalg.norm(x[:, bonds[:, 1]] - x[:, bonds[:, 0]], axis=-1).mean(axis=0)
+    closest = np.linalg.norm(x[:, pairs[:, 1]] - x[:, pairs[:, 0]], axis=-1).min(axis=0)
+    symbols = atoms.get_chemical_symbols()
+    frames = np.stack([x[10], x[10], x[10]])
+    i, j = bonds[0]
+    frames[1, j] += 0.7 * (x[10, j] - x[10, i]) / np.linalg.norm(x[10, j] - x[10, i])  # bond 0.7 A longer
+    h = [k for k, z in enumerate(data["numbers"]) if z == 1]
+    a, b = next((int(p), int(q)) for p, q in pairs if p in h and q in h)
+    frames[2, b] = frames[2, a] + 0.5 * (frames[2, b] - frames[2, a]) / np.linalg.norm(frames[2, b] - frames[2, a])
+    calm, stretched, contact = aa.first_distortion(frames, bonds, lengths, pairs, closest, symbols)
+    assert calm is None
+    assert stretched["bond"] == f"{symbols[i]}{i}-{symbols[j]}{j}" and stretched["bond_off_A"] == pytest.approx(0.7, abs=0.1)
+    assert contact["contact"] == f"H{a}-H{b}" and contact["contact_A"] == pytest.approx(0.5)
+    assert contact["contact_data_min_A"] > 1.5
+
+
 def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     """Trains tiny all-atom models (vector and energy head), runs two batched replicas each, counts intact
     ones, writes the figures and the table."""
@@ -263,6 +294,8 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     assert len(res["replica_temperatures_K"]) == res["n_replicas"]
     assert res["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
     assert 0 <= res["replicas_intact"] <= res["n_replicas"] and len(res["broken_at_ps"]) == res["n_replicas"]
+    assert len(res["first_distortion"]) == res["n_replicas"]
+    assert all(d is None or d["ps"] > 0 for d in res["first_distortion"])
     if res["replicas_intact"]:
         assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
         assert res["bond_std_ratio"] > 0 and res["angle_std_ratio"] > 0

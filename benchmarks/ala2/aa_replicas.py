@@ -15,7 +15,9 @@ intact" mixes the model's stability with one trajectory's luck. Here each model 
 15, the vector head's work heated the denoiser's replicas to 440 K; those results are in
 ``results/friction-0.01/``), started from held-out frames spread over the held-out set. Per
 replica: the time at which a bond first went 1 A off its mean length in the data (broken: the
-molecule came apart), or whether it stayed within 0.5 A throughout (intact, ``study.py``'s rule). Over the intact replicas' production frames: the
+molecule came apart), or whether it stayed within 0.5 A throughout (intact, ``study.py``'s rule),
+and what went wrong first (``first_distortion``: the first sample, every 0.1 ps, with a bond 0.5 A
+off or a non-bonded pair closer than 0.8 times its closest approach in the held-out data). Over the intact replicas' production frames: the
 bond-length and bond-angle spreads against the held-out data's, and the Ramachandran basin populations
 (the molecule's own phi/psi from the all-atom coordinates) against the 5-ns reference. Those frames'
 bond lengths, angles and phi/psi are kept in ``results/aa-replicas-<run>.geometry.npz``; ``--plot``
@@ -50,6 +52,7 @@ MD = dict(n_replicas=8, timestep_fs=0.5, friction_per_fs=0.05, equilibration_ps=
           sample_every_ps=0.1)
 QUICK = dict(n_replicas=2, equilibration_ps=0.01, production_ps=0.05, sample_every_ps=0.005)
 BROKEN_A, INTACT_A = 1.0, 0.5  # A off the data's mean bond length: broken / still intact (study.py's rules)
+CONTACT_RATIO = 0.8  # a non-bonded pair closer than this times its closest approach in the held-out data
 RESULTS = HERE / "results"
 logger = logging.getLogger("ala2.aa_replicas")
 
@@ -71,6 +74,31 @@ def bond_angles(positions: np.ndarray, angles) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
 
 
+def non_bonded_pairs(n_atoms: int, bonds, angles) -> np.ndarray:
+    """Atom pairs [p, 2] (i < j) that are neither bonded nor the ends of an angle (1-2 and 1-3 excluded)."""
+    excluded = {tuple(sorted(map(int, b))) for b in bonds} | {tuple(sorted((int(a[0]), int(a[2])))) for a in angles}
+    return np.array([(i, j) for i in range(n_atoms) for j in range(i + 1, n_atoms) if (i, j) not in excluded])
+
+
+def first_distortion(positions: np.ndarray, bonds: np.ndarray, mean_lengths: np.ndarray, pairs: np.ndarray,
+                     closest: np.ndarray, symbols: List[str]) -> List[Any]:
+    """Per replica of positions [replicas, atoms, 3]: a description of what is off, or None: a bond more
+    than ``INTACT_A`` off its mean length, or a non-bonded pair (``pairs``) closer than ``CONTACT_RATIO``
+    times its closest approach in the data (``closest``, A). Atoms are named symbol + index."""
+    stretch = np.linalg.norm(positions[:, bonds[:, 1]] - positions[:, bonds[:, 0]], axis=-1) - mean_lengths
+    ratio = np.linalg.norm(positions[:, pairs[:, 1]] - positions[:, pairs[:, 0]], axis=-1) / closest
+    out: List[Any] = []
+    for r in range(len(positions)):
+        b, p = int(np.abs(stretch[r]).argmax()), int(ratio[r].argmin())
+        name = lambda i, j: f"{symbols[i]}{i}-{symbols[j]}{j}"  # noqa: E731
+        if abs(stretch[r, b]) <= INTACT_A and ratio[r, p] >= CONTACT_RATIO:
+            out.append(None)
+            continue
+        out.append(dict(bond=name(*bonds[b]), bond_off_A=float(stretch[r, b]), contact=name(*pairs[p]),
+                        contact_A=float(ratio[r, p] * closest[p]), contact_data_min_A=float(closest[p])))
+    return out
+
+
 def run(name: str, quick: bool = False) -> Dict[str, Any]:
     from tqdm import tqdm
 
@@ -88,6 +116,10 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     bonds = np.asarray(bonds)
     ref_lengths = study.bond_lengths(test, bonds)
     ref_angles = bond_angles(np.stack([a.positions for a in test]), angles)
+    pairs = non_bonded_pairs(len(starts[0]), bonds, angles)
+    closest = np.linalg.norm(np.stack([a.positions[pairs[:, 1]] - a.positions[pairs[:, 0]] for a in test]),
+                             axis=-1).min(axis=0)  # [pairs] A, the held-out data's closest approach
+    symbols = starts[0].get_chemical_symbols()
     mean_lengths = ref_lengths.mean(axis=0)
     runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
                              friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
@@ -96,6 +128,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     n_total = n_equil + int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
     n = len(picks)
     broken_at = [None] * n  # ps at which a bond first went BROKEN_A off its mean
+    distorted: List[Any] = [None] * n  # the first sample with a bond or a contact off (first_distortion)
     max_stretch = np.zeros(n)  # during production
     samples: List[np.ndarray] = []
     bar = tqdm(total=n_total, desc=f"{name}: {n} replicas", unit="step", disable=quick, mininterval=10.0)
@@ -107,6 +140,9 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
         for i in range(n):
             if broken_at[i] is None and stretch[i] > BROKEN_A:
                 broken_at[i] = step * md["timestep_fs"] / 1000
+        for i, what in enumerate(first_distortion(positions, bonds, mean_lengths, pairs, closest, symbols)):
+            if distorted[i] is None and what is not None:
+                distorted[i] = dict(what, ps=step * md["timestep_fs"] / 1000)
         if step > n_equil:
             np.maximum(max_stretch, stretch, out=max_stretch)
             samples.append(positions.copy())
@@ -122,6 +158,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
         simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000, stopped=res["stopped"],
         wall_s=time.perf_counter() - t0, replica_steps_per_s=res["steps_per_s"] * n,
         replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist(),
+        first_distortion=distorted,
         mean_temperature_K=float(second_half.mean()), replica_temperatures_K=second_half.mean(axis=0).tolist())
     if intact.any() and x.shape[1] > 1:
         kept = x[intact].reshape(-1, x.shape[2], 3)

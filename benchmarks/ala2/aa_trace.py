@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""Replay ``aa_replicas.py``'s MD of one trained all-atom model (the same starts, thermostat seeds and
+batch, so the same trajectories on the same CPU build) and trace one replica every 10 steps: its worst
+bond (A off the data's mean) and its closest non-bonded pair (against that pair's closest approach in
+the held-out data), printed for the 300 steps before the replica first went 0.5 A off. It shows how a
+replica that ``aa_replicas.py`` counts as broken came apart.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_trace.py dnse-2000 --replica 4 --steps 3100
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import common  # noqa: E402  (benchmarks/common.py: load_script)
+
+aa = common.load_script("ala2_aa_replicas", HERE / "aa_replicas.py")
+study = aa.study
+
+
+def trace(name: str, replica: int, steps: int, every: int = 10):
+    """[(step, worst bond, its offset (A), closest contact, distance (A), the data's closest (A))] of
+    ``replica`` every ``every`` steps."""
+    from ase_denoise.checkpoint import load_model_file
+    from ase_denoise.priors import molecule_topology
+    from ase_denoise.replicas import ReplicaLangevin
+
+    model = load_model_file(study.RUNS_DIR / name / "best.safetensors")
+    _, test = study.split(study.load_frames())
+    md = aa.MD
+    picks = np.linspace(0, len(test) - 1, md["n_replicas"]).round().astype(int)  # as aa_replicas.run
+    starts = [test[i] for i in picks]
+    bonds, angles = molecule_topology(starts[0])
+    bonds = np.asarray(bonds)
+    mean_lengths = study.bond_lengths(test, bonds).mean(axis=0)
+    pairs = aa.non_bonded_pairs(len(starts[0]), bonds, angles)
+    closest = np.linalg.norm(np.stack([a.positions[pairs[:, 1]] - a.positions[pairs[:, 0]] for a in test]),
+                             axis=-1).min(axis=0)
+    symbols = starts[0].get_chemical_symbols()
+    runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
+                             friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
+    rows = []
+
+    def observe(step, positions, velocities):
+        x = positions[replica: replica + 1]
+        stretch = np.linalg.norm(x[0, bonds[:, 1]] - x[0, bonds[:, 0]], axis=-1) - mean_lengths
+        ratio = np.linalg.norm(x[0, pairs[:, 1]] - x[0, pairs[:, 0]], axis=-1) / closest
+        b, p = int(np.abs(stretch).argmax()), int(ratio.argmin())
+        rows.append((step, f"{symbols[bonds[b, 0]]}{bonds[b, 0]}-{symbols[bonds[b, 1]]}{bonds[b, 1]}", float(stretch[b]),
+                     f"{symbols[pairs[p, 0]]}{pairs[p, 0]}-{symbols[pairs[p, 1]]}{pairs[p, 1]}",
+                     float(ratio[p] * closest[p]), float(closest[p])))
+
+    runner.run(steps, interval=every, observers=[observe])
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", help="a trained run of study.py (runs/ala2/<name>)")
+    parser.add_argument("--replica", type=int, required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--runs-dir", default=str(study.RUNS_DIR))
+    args = parser.parse_args(argv)
+    study.RUNS_DIR = Path(args.runs_dir)
+    rows = trace(args.name, args.replica, args.steps)
+    off = next((k for k, r in enumerate(rows) if abs(r[2]) > aa.INTACT_A), len(rows) - 1)
+    print(f"replica {args.replica}: " + (f"first 0.5 A off at step {rows[off][0]}" if abs(rows[off][2]) > aa.INTACT_A
+                                        else f"intact through step {rows[-1][0]}"))
+    for step, bond, d, contact, r, rmin in rows[max(0, off - 30): off + 1]:
+        print(f"  step {step:6d}: worst bond {bond} {d:+.3f} A; closest non-bonded {contact} {r:.2f} A (data min {rmin:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
