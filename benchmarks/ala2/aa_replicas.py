@@ -210,7 +210,7 @@ def report() -> str:
         pops = r.get("populations", {})
         rows.append(f"| {r['name']} | {r['replicas_intact']}/{r['n_replicas']} | "
                     f"{', '.join(f'{b:.1f}' for b in broken) or '-'} | {_intact_temperature(r)} | "
-                    f"{r.get('bond_std_ratio', float('nan')):.2f} | {r.get('angle_std_ratio', float('nan')):.2f} | "
+                    + " | ".join(f"{r[k]:.2f}" if k in r else "-" for k in ("bond_std_ratio", "angle_std_ratio")) + " | "
                     + " | ".join(f"{pops[b][0]:.2f} ± {pops[b][1]:.2f}" if b in pops else "-" for b in basins) + " |")
     friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
     return f"All-atom MD friction: {friction} /fs\n\n" + "\n".join(rows)
