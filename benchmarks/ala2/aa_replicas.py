@@ -37,6 +37,7 @@ import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 from typing import Any, Dict, List  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -99,34 +100,47 @@ def first_distortion(positions: np.ndarray, bonds: np.ndarray, mean_lengths: np.
     return out
 
 
-def run(name: str, quick: bool = False) -> Dict[str, Any]:
-    from tqdm import tqdm
-
+def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace:
+    """What :func:`run` (and ``aa_trace.py``, to replay it) sets up for a model: ``md["n_replicas"]``
+    starts spread over the held-out frames ``test``, the molecule's bonds and angles, the data's bond
+    lengths [frames, bonds] and their means, the non-bonded pairs and their closest approach in the
+    data (A), the atoms' symbols, and the :class:`~ase_denoise.replicas.ReplicaLangevin` runner (its
+    thermostat seeds fixed: 5000 + replica)."""
     from ase_denoise.priors import molecule_topology
     from ase_denoise.replicas import ReplicaLangevin
+
+    picks = np.linspace(0, len(test) - 1, md["n_replicas"]).round().astype(int)
+    starts = [test[i] for i in picks]
+    bonds, angles = molecule_topology(starts[0])
+    bonds = np.asarray(bonds)
+    ref_lengths = study.bond_lengths(test, bonds)
+    pairs = non_bonded_pairs(len(starts[0]), bonds, angles)
+    closest = np.linalg.norm(np.stack([a.positions[pairs[:, 1]] - a.positions[pairs[:, 0]] for a in test]),
+                             axis=-1).min(axis=0)  # [pairs] A, the held-out data's closest approach
+    runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
+                             friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
+    return SimpleNamespace(starts=starts, bonds=bonds, angles=angles, ref_lengths=ref_lengths,
+                           mean_lengths=ref_lengths.mean(axis=0), pairs=pairs, closest=closest,
+                           symbols=starts[0].get_chemical_symbols(), runner=runner)
+
+
+def run(name: str, quick: bool = False) -> Dict[str, Any]:
+    from tqdm import tqdm
 
     spec = study.RUNS[name]
     frames = study.load_frames()
     pool, test = study.split(frames)
     model, _, _, _ = study.train_run(name, spec, pool, quick)
     md = dict(MD, **(QUICK if quick else {}))
-    picks = np.linspace(0, len(test) - 1, md["n_replicas"]).round().astype(int)
-    starts = [test[i] for i in picks]
-    bonds, angles = molecule_topology(starts[0])
-    bonds = np.asarray(bonds)
-    ref_lengths = study.bond_lengths(test, bonds)
+    setup = replica_setup(model, test, md)
+    starts, bonds, angles, runner = setup.starts, setup.bonds, setup.angles, setup.runner
+    ref_lengths, mean_lengths, pairs, closest, symbols = (setup.ref_lengths, setup.mean_lengths, setup.pairs,
+                                                          setup.closest, setup.symbols)
     ref_angles = bond_angles(np.stack([a.positions for a in test]), angles)
-    pairs = non_bonded_pairs(len(starts[0]), bonds, angles)
-    closest = np.linalg.norm(np.stack([a.positions[pairs[:, 1]] - a.positions[pairs[:, 0]] for a in test]),
-                             axis=-1).min(axis=0)  # [pairs] A, the held-out data's closest approach
-    symbols = starts[0].get_chemical_symbols()
-    mean_lengths = ref_lengths.mean(axis=0)
-    runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
-                             friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
     interval = max(1, int(round(md["sample_every_ps"] * 1000 / md["timestep_fs"])))
     n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
     n_total = n_equil + int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
-    n = len(picks)
+    n = len(starts)
     broken_at = [None] * n  # ps at which a bond first went BROKEN_A off its mean
     distorted: List[Any] = [None] * n  # the first sample with a bond or a contact off (first_distortion)
     max_stretch = np.zeros(n)  # during production

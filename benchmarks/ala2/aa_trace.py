@@ -33,23 +33,12 @@ def trace(name: str, replica: int, steps: int, every: int = 10):
     """[(step, worst bond, its offset (A), closest contact, distance (A), the data's closest (A))] of
     ``replica`` every ``every`` steps."""
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.priors import molecule_topology
-    from ase_denoise.replicas import ReplicaLangevin
 
     model = load_model_file(study.RUNS_DIR / name / "best.safetensors")
     _, test = study.split(study.load_frames())
-    md = aa.MD
-    picks = np.linspace(0, len(test) - 1, md["n_replicas"]).round().astype(int)  # as aa_replicas.run
-    starts = [test[i] for i in picks]
-    bonds, angles = molecule_topology(starts[0])
-    bonds = np.asarray(bonds)
-    mean_lengths = study.bond_lengths(test, bonds).mean(axis=0)
-    pairs = aa.non_bonded_pairs(len(starts[0]), bonds, angles)
-    closest = np.linalg.norm(np.stack([a.positions[pairs[:, 1]] - a.positions[pairs[:, 0]] for a in test]),
-                             axis=-1).min(axis=0)
-    symbols = starts[0].get_chemical_symbols()
-    runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
-                             friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
+    setup = aa.replica_setup(model, test, aa.MD)  # the starts, seeds and batch of aa_replicas.run
+    bonds, pairs, closest, symbols = setup.bonds, setup.pairs, setup.closest, setup.symbols
+    mean_lengths = setup.mean_lengths
     rows = []
 
     def observe(step, positions, velocities):
@@ -61,7 +50,7 @@ def trace(name: str, replica: int, steps: int, every: int = 10):
                      f"{symbols[pairs[p, 0]]}{pairs[p, 0]}-{symbols[pairs[p, 1]]}{pairs[p, 1]}",
                      float(ratio[p] * closest[p]), float(closest[p])))
 
-    runner.run(steps, interval=every, observers=[observe])
+    setup.runner.run(steps, interval=every, observers=[observe])
     return rows
 
 
