@@ -328,6 +328,15 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
             b["data_population"] / beta["data_population"] * np.exp(-b["offset_vs_beta_kT"]))
     with pytest.raises(ValueError, match="energy-head run"):
         energy.compare("dns-500", quick=True)
+    # replaying the replicas (aa_trace.py): the same trajectory twice, energies only for the energy head
+    tracer = _module("aa_trace")
+    rows, model = tracer.trace("dnse-500", replica=1, steps=20)
+    again, _ = tracer.trace("dnse-500", replica=1, steps=20)
+    assert [r[0] for r in rows] == list(range(0, 21, 10)) and np.array_equal(rows[-1][-1], again[-1][-1])
+    assert not np.array_equal(rows[0][-1], rows[-1][-1])  # it moved
+    energies = tracer.energies_kT(model, rows)
+    assert energies[0] == (0.0, 0.0) and all(np.isfinite(e).all() for e in energies)
+    assert tracer.energies_kT(tracer.trace("dns-500", replica=0, steps=10)[1], rows) == []
     # the session-15 runs at 0.01/fs stay readable from their own folder
     assert aa.main(["--report", "--results-dir", str(ALA2 / "results" / "friction-0.01")]) == 0
     assert aa.report().startswith("All-atom MD friction: 0.01 /fs")

@@ -3,7 +3,9 @@
 batch, so the same trajectories on the same CPU build) and trace one replica every 10 steps: its worst
 bond (A off the data's mean) and its closest non-bonded pair (against that pair's closest approach in
 the held-out data), printed for the 300 steps before the replica first went 0.5 A off. It shows how a
-replica that ``aa_replicas.py`` counts as broken came apart.
+replica that ``aa_replicas.py`` counts as broken came apart. For an energy-head model each printed row
+also has the model's free energy ``A`` and the force field's energy ``U`` (OpenMM, as ``aa_energy.py``),
+both in kT from the first printed row: a model with a hole goes down where ``U`` climbs.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_trace.py dnse-2000 --replica 4 --steps 3100
 """
@@ -18,6 +20,7 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any, List  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -30,8 +33,8 @@ study = aa.study
 
 
 def trace(name: str, replica: int, steps: int, every: int = 10):
-    """[(step, worst bond, its offset (A), closest contact, distance (A), the data's closest (A))] of
-    ``replica`` every ``every`` steps."""
+    """[(step, worst bond, its offset (A), closest contact, distance (A), the data's closest (A),
+    positions [atoms, 3] (A))] of ``replica`` every ``every`` steps, and the model."""
     from ase_denoise.checkpoint import load_model_file
 
     model = load_model_file(study.RUNS_DIR / name / "best.safetensors")
@@ -48,10 +51,26 @@ def trace(name: str, replica: int, steps: int, every: int = 10):
         b, p = int(np.abs(stretch).argmax()), int(ratio.argmin())
         rows.append((step, f"{symbols[bonds[b, 0]]}{bonds[b, 0]}-{symbols[bonds[b, 1]]}{bonds[b, 1]}", float(stretch[b]),
                      f"{symbols[pairs[p, 0]]}{pairs[p, 0]}-{symbols[pairs[p, 1]]}{pairs[p, 1]}",
-                     float(ratio[p] * closest[p]), float(closest[p])))
+                     float(ratio[p] * closest[p]), float(closest[p]), x[0].copy()))
 
     setup.runner.run(steps, interval=every, observers=[observe])
-    return rows
+    return rows, model
+
+
+def energies_kT(model, rows) -> List[Any]:
+    """(A, U) in kT from the first row's, for the rows' positions (energy-head models; else [])."""
+    if model.config.head != "energy":
+        return []
+    from ase import Atoms
+
+    from ase_denoise.inference import predict_free_energy, structure_frame
+
+    energy = common.load_script("ala2_aa_energy", HERE / "aa_energy.py")
+    numbers = study.load_frames()[0].numbers
+    frames = [Atoms(numbers=numbers, positions=r[-1]) for r in rows]
+    energy_U, _ = energy.openmm_energies_and_forces(frames)
+    energy_A, _ = predict_free_energy(model, [structure_frame(a, model) for a in frames])
+    return list(zip((energy_A - energy_A[0]) / model.kT, (energy_U - energy_U[0]) / model.kT))
 
 
 def main(argv=None) -> int:
@@ -62,12 +81,15 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", default=str(study.RUNS_DIR))
     args = parser.parse_args(argv)
     study.RUNS_DIR = Path(args.runs_dir)
-    rows = trace(args.name, args.replica, args.steps)
+    rows, model = trace(args.name, args.replica, args.steps)
     off = next((k for k, r in enumerate(rows) if abs(r[2]) > aa.INTACT_A), len(rows) - 1)
     print(f"replica {args.replica}: " + (f"first 0.5 A off at step {rows[off][0]}" if abs(rows[off][2]) > aa.INTACT_A
                                         else f"intact through step {rows[-1][0]}"))
-    for step, bond, d, contact, r, rmin in rows[max(0, off - 30): off + 1]:
-        print(f"  step {step:6d}: worst bond {bond} {d:+.3f} A; closest non-bonded {contact} {r:.2f} A (data min {rmin:.2f})")
+    window = rows[max(0, off - 30): off + 1]
+    energies = energies_kT(model, window) or [None] * len(window)
+    for (step, bond, d, contact, r, rmin, _), e in zip(window, energies):
+        print(f"  step {step:6d}: worst bond {bond} {d:+.3f} A; closest non-bonded {contact} {r:.2f} A (data min {rmin:.2f})"
+              + (f"; A {e[0]:+.1f} kT, U {e[1]:+.1f} kT" if e else ""))
     return 0
 
 
