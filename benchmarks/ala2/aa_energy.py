@@ -44,8 +44,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-study = common.load_script("ala2_study", HERE / "study.py")
-make_data = common.load_script("ala2_make_data", HERE / "make_data.py")
+aa_replicas = common.load_script("ala2_aa_replicas", HERE / "aa_replicas.py")
+study, make_data = aa_replicas.study, aa_replicas.make_data
 
 KJ_PER_MOL_IN_EV = 1.0 / 96.48533212
 RESULTS = HERE / "results"
@@ -56,13 +56,12 @@ def openmm_energies_and_forces(frames: List[Atoms]) -> Tuple[np.ndarray, np.ndar
     """Potential energies [n] (eV) and forces [n, atoms, 3] (eV/A) of the frames under the data's own
     system (``make_data.build_system``: amber14 + GBn2, no cutoff, no constraints), on one CPU thread."""
     import openmm
-    import openmm.app as app
     import openmm.unit as u
 
     topology, _, forcefield = make_data.build_system()
-    system = forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
-    context = openmm.Context(system, openmm.VerletIntegrator(1.0 * u.femtosecond),
-                             openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+    context = openmm.Context(make_data.create_system(topology, forcefield),
+                             openmm.VerletIntegrator(1.0 * u.femtosecond), openmm.Platform.getPlatformByName("CPU"),
+                             {"Threads": "1"})
     energies, forces = [], []
     for atoms in frames:
         context.setPositions(atoms.positions / 10.0 * u.nanometer)
@@ -96,8 +95,7 @@ def compare(name: str, quick: bool = False) -> Dict[str, Any]:
     forces_A = forces_A.reshape(forces_U.shape)
     kT = model.kT
     diff = (energy_A - energy_U) / kT  # [frames], in kT
-    names = [str(x) for x in np.load(study.DATA)["names"]]
-    angles = make_data.dihedrals(np.stack([a.positions for a in test]), {n: i for i, n in enumerate(names)})
+    angles = aa_replicas.phi_psi(np.stack([a.positions for a in test]))
     basins = {}
     for basin, inside in make_data.BASINS.items():
         hits = inside(angles[:, 0], angles[:, 1])

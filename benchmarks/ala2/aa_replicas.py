@@ -17,10 +17,10 @@ intact" mixes the model's stability with one trajectory's luck. Here each model 
 replica: the time at which a bond first went 1 A off its mean length in the data (broken: the
 molecule came apart), or whether it stayed within 0.5 A throughout (intact, ``study.py``'s rule),
 and what went wrong first (``first_distortion``: the first sample, every 0.1 ps, with a bond 0.5 A
-off or a non-bonded pair closer than 0.8 times its closest approach in the held-out data). Over the intact replicas' production frames: the
-bond-length and bond-angle spreads against the held-out data's, and the Ramachandran basin populations
-(the molecule's own phi/psi from the all-atom coordinates) against the 5-ns reference. Those frames'
-bond lengths, angles and phi/psi are kept in ``results/aa-replicas-<run>.geometry.npz``; ``--plot``
+off or a non-bonded pair closer than 0.8 times its closest approach in the held-out data). Over the
+intact replicas' production frames: the bond-length and bond-angle spreads against the held-out
+data's, and the Ramachandran basin populations (the molecule's own phi/psi from the all-atom
+coordinates) against the 5-ns reference. Those frames' bond lengths, angles and phi/psi are kept in ``results/aa-replicas-<run>.geometry.npz``; ``--plot``
 draws their distributions against the data's (``results/aa_geometry.png``).
 """
 
@@ -81,23 +81,45 @@ def non_bonded_pairs(n_atoms: int, bonds, angles) -> np.ndarray:
     return np.array([(i, j) for i in range(n_atoms) for j in range(i + 1, n_atoms) if (i, j) not in excluded])
 
 
-def first_distortion(positions: np.ndarray, bonds: np.ndarray, mean_lengths: np.ndarray, pairs: np.ndarray,
-                     closest: np.ndarray, symbols: List[str]) -> List[Any]:
-    """Per replica of positions [replicas, atoms, 3]: a description of what is off, or None: a bond more
-    than ``INTACT_A`` off its mean length, or a non-bonded pair (``pairs``) closer than ``CONTACT_RATIO``
-    times its closest approach in the data (``closest``, A). Atoms are named symbol + index."""
+def atom_pair_name(symbols: List[str], i: int, j: int) -> str:
+    """``"H12-H17"``: the two atoms as symbol + index."""
+    return f"{symbols[i]}{i}-{symbols[j]}{j}"
+
+
+def worst_bond_and_contact(positions: np.ndarray, bonds: np.ndarray, mean_lengths: np.ndarray, pairs: np.ndarray,
+                           closest: np.ndarray):
+    """Per replica of positions [replicas, atoms, 3]: the bond furthest from its mean length in the data
+    (index into ``bonds`` [r], signed offset [r], A) and the non-bonded pair (``pairs``) closest relative
+    to its closest approach in the data (index into ``pairs`` [r], distance / ``closest`` [r])."""
     stretch = np.linalg.norm(positions[:, bonds[:, 1]] - positions[:, bonds[:, 0]], axis=-1) - mean_lengths
     ratio = np.linalg.norm(positions[:, pairs[:, 1]] - positions[:, pairs[:, 0]], axis=-1) / closest
+    rows = np.arange(len(positions))
+    b, p = np.abs(stretch).argmax(axis=1), ratio.argmin(axis=1)
+    return b, stretch[rows, b], p, ratio[rows, p]
+
+
+def describe_distortion(worst, bonds: np.ndarray, pairs: np.ndarray, closest: np.ndarray,
+                        symbols: List[str]) -> List[Any]:
+    """Per replica, from :func:`worst_bond_and_contact`'s ``worst``: what is off, or None: a bond more
+    than ``INTACT_A`` off its mean length, or a non-bonded pair closer than ``CONTACT_RATIO`` times its
+    closest approach in the data."""
     out: List[Any] = []
-    for r in range(len(positions)):
-        b, p = int(np.abs(stretch[r]).argmax()), int(ratio[r].argmin())
-        name = lambda i, j: f"{symbols[i]}{i}-{symbols[j]}{j}"  # noqa: E731
-        if abs(stretch[r, b]) <= INTACT_A and ratio[r, p] >= CONTACT_RATIO:
+    for b, off, p, ratio in zip(*worst):
+        if abs(off) <= INTACT_A and ratio >= CONTACT_RATIO:
             out.append(None)
             continue
-        out.append(dict(bond=name(*bonds[b]), bond_off_A=float(stretch[r, b]), contact=name(*pairs[p]),
-                        contact_A=float(ratio[r, p] * closest[p]), contact_data_min_A=float(closest[p])))
+        out.append(dict(bond=atom_pair_name(symbols, *bonds[b]), bond_off_A=float(off),
+                        contact=atom_pair_name(symbols, *pairs[p]), contact_A=float(ratio * closest[p]),
+                        contact_data_min_A=float(closest[p])))
     return out
+
+
+def first_distortion(positions: np.ndarray, bonds: np.ndarray, mean_lengths: np.ndarray, pairs: np.ndarray,
+                     closest: np.ndarray, symbols: List[str]) -> List[Any]:
+    """Per replica of positions [replicas, atoms, 3]: a description of what is off, or None
+    (:func:`describe_distortion` of :func:`worst_bond_and_contact`). Atoms are named symbol + index."""
+    return describe_distortion(worst_bond_and_contact(positions, bonds, mean_lengths, pairs, closest), bonds, pairs,
+                               closest, symbols)
 
 
 def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace:
@@ -133,9 +155,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     model, _, _, _ = study.train_run(name, spec, pool, quick)
     md = dict(MD, **(QUICK if quick else {}))
     setup = replica_setup(model, test, md)
-    starts, bonds, angles, runner = setup.starts, setup.bonds, setup.angles, setup.runner
-    ref_lengths, mean_lengths, pairs, closest, symbols = (setup.ref_lengths, setup.mean_lengths, setup.pairs,
-                                                          setup.closest, setup.symbols)
+    starts, bonds, angles = setup.starts, setup.bonds, setup.angles
     ref_angles = bond_angles(np.stack([a.positions for a in test]), angles)
     interval = max(1, int(round(md["sample_every_ps"] * 1000 / md["timestep_fs"])))
     n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
@@ -149,12 +169,12 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
 
     def observe(step: int, positions: np.ndarray, velocities: np.ndarray) -> None:
         bar.update(step - bar.n)
-        d = positions[:, bonds[:, 1]] - positions[:, bonds[:, 0]]
-        stretch = np.abs(np.linalg.norm(d, axis=-1) - mean_lengths).max(axis=1)  # [replicas]
+        worst = worst_bond_and_contact(positions, bonds, setup.mean_lengths, setup.pairs, setup.closest)
+        stretch = np.abs(worst[1])  # [replicas] A, the largest bond offset of each
         for i in range(n):
             if broken_at[i] is None and stretch[i] > BROKEN_A:
                 broken_at[i] = step * md["timestep_fs"] / 1000
-        for i, what in enumerate(first_distortion(positions, bonds, mean_lengths, pairs, closest, symbols)):
+        for i, what in enumerate(describe_distortion(worst, bonds, setup.pairs, setup.closest, setup.symbols)):
             if distorted[i] is None and what is not None:
                 distorted[i] = dict(what, ps=step * md["timestep_fs"] / 1000)
         if step > n_equil:
@@ -162,7 +182,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
             samples.append(positions.copy())
 
     t0 = time.perf_counter()
-    res = runner.run(n_total, interval=interval, observers=[observe])
+    res = setup.runner.run(n_total, interval=interval, observers=[observe])
     bar.close()
     x = np.stack(samples, axis=1) if samples else np.zeros((n, 0, len(starts[0]), 3))  # [replicas, t, atoms, 3]
     intact = np.array([broken_at[i] is None and max_stretch[i] <= INTACT_A for i in range(n)])
@@ -178,7 +198,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
         kept = x[intact].reshape(-1, x.shape[2], 3)
         lengths = np.linalg.norm(kept[:, bonds[:, 1]] - kept[:, bonds[:, 0]], axis=-1)
         bend = bond_angles(kept, angles)
-        result["bond_std_ratio"] = float(np.mean(lengths.std(axis=0) / ref_lengths.std(axis=0)))
+        result["bond_std_ratio"] = float(np.mean(lengths.std(axis=0) / setup.ref_lengths.std(axis=0)))
         result["angle_std_ratio"] = float(np.mean(bend.std(axis=0) / ref_angles.std(axis=0)))
         dihedrals = phi_psi(kept)
         # blocks = intact replicas (independent starts): their spread is the populations' error

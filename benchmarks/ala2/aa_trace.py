@@ -41,17 +41,13 @@ def trace(name: str, replica: int, steps: int, every: int = 10):
     _, test = study.split(study.load_frames())
     setup = aa.replica_setup(model, test, aa.MD)  # the starts, seeds and batch of aa_replicas.run
     bonds, pairs, closest, symbols = setup.bonds, setup.pairs, setup.closest, setup.symbols
-    mean_lengths = setup.mean_lengths
     rows = []
 
     def observe(step, positions, velocities):
         x = positions[replica: replica + 1]
-        stretch = np.linalg.norm(x[0, bonds[:, 1]] - x[0, bonds[:, 0]], axis=-1) - mean_lengths
-        ratio = np.linalg.norm(x[0, pairs[:, 1]] - x[0, pairs[:, 0]], axis=-1) / closest
-        b, p = int(np.abs(stretch).argmax()), int(ratio.argmin())
-        rows.append((step, f"{symbols[bonds[b, 0]]}{bonds[b, 0]}-{symbols[bonds[b, 1]]}{bonds[b, 1]}", float(stretch[b]),
-                     f"{symbols[pairs[p, 0]]}{pairs[p, 0]}-{symbols[pairs[p, 1]]}{pairs[p, 1]}",
-                     float(ratio[p] * closest[p]), float(closest[p]), x[0].copy()))
+        (b,), (off,), (p,), (ratio,) = aa.worst_bond_and_contact(x, bonds, setup.mean_lengths, pairs, closest)
+        rows.append((step, aa.atom_pair_name(symbols, *bonds[b]), float(off), aa.atom_pair_name(symbols, *pairs[p]),
+                     float(ratio * closest[p]), float(closest[p]), x[0].copy()))
 
     setup.runner.run(steps, interval=every, observers=[observe])
     return rows, model

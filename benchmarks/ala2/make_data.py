@@ -110,6 +110,13 @@ def build_system():
     return modeller.topology, modeller.positions, forcefield
 
 
+def create_system(topology, forcefield):
+    """The OpenMM system the data are generated with: no cutoff, no constraints, flexible water."""
+    import openmm.app as app
+
+    return forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
+
+
 def dihedrals(positions: np.ndarray, index: dict) -> np.ndarray:
     """phi, psi (degrees, in [-180, 180)) of each frame of ``positions`` [n, atoms, 3]."""
     from ase.geometry import get_dihedrals
@@ -177,7 +184,7 @@ def main(argv=None) -> int:
         return 2
     t_start = time.perf_counter()
     topology, positions0, forcefield = build_system()
-    system = forcefield.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
+    system = create_system(topology, forcefield)
     integrator = openmm.LangevinMiddleIntegrator(args.temperature_K * u.kelvin, args.friction_per_ps / u.picosecond,
                                                  args.timestep_fs * u.femtosecond)
     integrator.setRandomNumberSeed(args.seed)
