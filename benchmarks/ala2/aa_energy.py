@@ -147,7 +147,7 @@ def report() -> str:
 def main(argv=None) -> int:
     global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="energy-head runs of study.py (dnse-<N>)")
+    parser.add_argument("names", nargs="*", help="energy-head runs of study.py (dnse-<N>, fme-<N>)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test (nothing written)")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--runs-dir", default=str(study.RUNS_DIR), help="trained models (study.py's)")
