@@ -25,6 +25,7 @@ _EXPORTS = {
     "run_langevin": "md",
     "DenoiserMACE": "model",
     "build_model": "model",
+    "with_prior": "model",
     "TrainResult": "training",
     "train": "training",
     "ChecksumError": "zoo",

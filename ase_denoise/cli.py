@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--prior", action="append", default=[], metavar="SPEC",
         help="add a prior (repeatable): 'wall' (repulsive wall below each pair's closest approach in the data), "
              "'bonded' (harmonic bonds and angles of a molecule, fitted to the data; every frame the same molecule), "
+             "'nonbonded-wall' (with 'bonded': the wall on the pairs the bonded priors do not hold), "
              "'coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10' (DSF Coulomb, charges in e) or "
              "'ewald:Li=1,Cl=-1,eps=94,alpha=0.3,cutoff=10,accuracy=1e-6' (periodic Ewald Coulomb, as LAMMPS "
              "coul/long + pppm); Coulomb terms are learned as a residual",
@@ -169,7 +170,7 @@ def _noise_std_arg(values: List[str]):
 
 
 def _prior_arg(spec: str):
-    """``wall``, ``coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]`` (DSF) or
+    """``wall``, ``bonded``, ``nonbonded-wall``, ``coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]`` (DSF) or
     ``ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]`` -> a prior (or 'repulsive_wall')."""
     from ase.data import atomic_numbers
 
@@ -179,7 +180,9 @@ def _prior_arg(spec: str):
         return "repulsive_wall"
     if spec == "bonded":
         return "bonded"
-    usage = ("use 'wall', 'bonded', 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
+    if spec == "nonbonded-wall":
+        return "nonbonded_wall"
+    usage = ("use 'wall', 'bonded', 'nonbonded-wall', 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
              "'ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]'")
     kind, _, rest = spec.partition(":")
     if kind not in ("coulomb", "ewald") or not rest:

@@ -333,7 +333,8 @@ def prepare_data(
     element table to use (a model being fine-tuned keeps its own: every element of the frames must be
     in it); default: the elements of the frames. ``priors``: :class:`ase_denoise.priors.Prior`
     objects, or ``"repulsive_wall"`` for a wall fitted to the frames' closest approaches
-    (:func:`ase_denoise.priors.fit_repulsive_wall`), or ``"bonded"`` for harmonic bonds and angles
+    (:func:`ase_denoise.priors.fit_repulsive_wall`), ``"nonbonded_wall"`` for the same wall on the
+    pairs the bonded priors in ``priors`` do not hold (:class:`~ase_denoise.priors.NonBondedWall`), or ``"bonded"`` for harmonic bonds and angles
     of a molecule fitted by Boltzmann inversion (:func:`ase_denoise.priors.fit_bonded_priors`). ``model_options``: any other
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
@@ -353,6 +354,7 @@ def prepare_data(
     priors) and the frames converted for training.
     """
     from .priors import Prior, fit_bonded_priors, fit_repulsive_wall
+    from .suggest import pairs_held_by_priors
 
     if initial_model is not None:
         inherited = initial_model.config.to_dict()
@@ -376,8 +378,6 @@ def prepare_data(
     model_options = dict(model_options)
     if (isinstance(noise_std, str) and noise_std == "auto") or model_options.get("r_max") == "auto":
         from .suggest import suggest_settings
-
-        from .suggest import pairs_held_by_priors
 
         held = pairs_held_by_priors(priors, atoms_list) if skip_bonded_pairs else None
         suggestion = suggest_settings(atoms_list, names=model_options.get("bead_names"), exclude_pairs=held)
@@ -406,11 +406,17 @@ def prepare_data(
     for prior in priors:
         if isinstance(prior, str) and prior == "repulsive_wall":
             prior = fit_repulsive_wall(atoms_list, kT)
+        elif isinstance(prior, str) and prior == "nonbonded_wall":
+            held = pairs_held_by_priors(priors, atoms_list)
+            if not held:
+                raise ValueError("priors: 'nonbonded_wall' is a wall on the pairs that bonded priors do not hold; "
+                                 "give it with them (e.g. priors=['bonded', 'nonbonded_wall'])")
+            prior = fit_repulsive_wall(atoms_list, kT, exclude=held)
         chosen = fit_bonded_priors(atoms_list, kT) if isinstance(prior, str) and prior == "bonded" else [prior]
         for prior in chosen:
             if not isinstance(prior, Prior):
                 raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects, "
-                                 "'repulsive_wall' or 'bonded'")
+                                 "'repulsive_wall', 'nonbonded_wall' or 'bonded'")
             logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
             fitted.append(prior.to_dict())
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted,

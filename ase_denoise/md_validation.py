@@ -45,7 +45,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from ase import Atoms
 
-from .model import DenoiserMACE
+from .model import DenoiserMACE, with_prior
 
 logger = logging.getLogger(__name__)
 
@@ -453,10 +453,7 @@ class Refinement:
 def with_pair_table(model: DenoiserMACE, table) -> DenoiserMACE:
     """A copy of ``model`` whose pair-table prior is ``table`` (any earlier one replaced); ``model``
     itself is not changed."""
-    out = copy.deepcopy(model)
-    out.priors = [p for p in out.priors if p.kind != "pair_table"] + [table]
-    out.physics = replace(out.physics, priors=[p.to_dict() for p in out.priors])
-    return out
+    return with_prior(model, table)
 
 
 def refine_structure(

@@ -38,8 +38,10 @@ Batch format (MACE's conventions, built by :func:`ase_denoise.data.collate`): ``
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
+from dataclasses import replace
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -375,3 +377,17 @@ def build_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return DenoiserMACE(config, physics).to(dtype)
+
+
+def with_prior(model: DenoiserMACE, prior: Prior) -> DenoiserMACE:
+    """A copy of ``model`` with ``prior`` added (one of the same ``kind`` replaced), saved with it and
+    shown in its card; ``model`` itself is not changed. For priors that act at inference only (a
+    wall, a pair table: ``in_residual`` False) the weights need no retraining; a residual prior
+    changes what the network should have learned and is refused."""
+    if prior.in_residual:
+        raise ValueError(f"a {prior.kind!r} prior is learned as a residual: train with it instead of adding it "
+                         "to a trained model")
+    out = copy.deepcopy(model)
+    out.priors = [p for p in out.priors if p.kind != prior.kind] + [prior]
+    out.physics = replace(out.physics, priors=[p.to_dict() for p in out.priors])
+    return out

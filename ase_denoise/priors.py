@@ -12,6 +12,13 @@ card:
     force and its derivative vanish at ``r_on``) and steep (16 epsilon at ``2 width`` inside).
     It acts only where the data have no samples, so it is *not* part of the training target (at noisy
     inputs its labels would blow up); :func:`ase_denoise.inference.predict` adds it to the forces.
+:class:`NonBondedWall`
+    the same wall on a molecule's non-bonded pairs only: the pairs its bonded priors hold (each
+    bond's atoms, each angle's ends) are excluded, as a molecular force field excludes them, and
+    each element pair's ``r_on`` is the closest approach of its non-bonded instances (all-atom
+    alanine dipeptide: two hydrogens four bonds apart, 1.95 A apart at their closest in the data,
+    were not stopped by anything at 0.8 A; benchmarks/ala2/README.md). ``priors=["bonded",
+    "nonbonded_wall"]`` fits it.
 :class:`DSFCoulomb`
     damped shifted force Coulomb (Fennell and Gezelter, J. Chem. Phys. 124, 234104 (2006)) with
     per-element charges (e), a relative permittivity, the damping ``alpha`` (1/Angstrom) and a cutoff
@@ -225,6 +232,61 @@ class RepulsiveWall(Prior):
         pairs = ", ".join(f"{species_name(a, names)}-{species_name(b, names)} {r:.3f} A" for (a, b), r in sorted(self.r_on.items()))
         return (f"repulsive wall U = {self.epsilon:.4g} eV * ((r_on - r)/{self.width:g} A)^4 below r_on "
                 f"(the closest approach in the training data): {pairs}; not in the training target")
+
+
+@dataclass
+class NonBondedWall(RepulsiveWall):
+    """A :class:`RepulsiveWall` on the atom pairs of a molecule that no bonded prior holds: the pairs
+    ``exclude`` [(i, j)] (indices into a structure of ``n_atoms`` atoms; its bonds' atoms and its
+    angles' ends, the 1-2 and 1-3 pairs a molecular force field excludes from its non-bonded terms)
+    get no wall, so each element pair's ``r_on`` is the closest approach of its *non-bonded*
+    instances in the data (a C...H contact is not allowed down to a C-H bond's length).
+
+    A structure of ``m * n_atoms`` atoms is read as ``m`` copies of the molecule (batched replicas,
+    or a box of identical molecules in the same order): the pair ``(c n + i, c n + j)`` is excluded
+    for every copy ``c``; any other atom count is refused. At inference only, like the wall.
+    """
+
+    exclude: List[Tuple[int, int]] = field(default_factory=list)
+    n_atoms: int = 0
+    kind: str = field(default="nonbonded_wall", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.exclude = sorted({(min(int(i), int(j)), max(int(i), int(j))) for i, j in self.exclude})
+        self.n_atoms = int(self.n_atoms)
+        if self.n_atoms < 1 or any(i == j or i < 0 or j >= self.n_atoms for i, j in self.exclude):
+            raise ValueError(f"a non-bonded wall needs n_atoms >= 1 and excluded pairs (i, j), i != j, of atoms "
+                             f"0..n_atoms-1; got n_atoms={self.n_atoms}")
+        self._keys = np.array([i * self.n_atoms + j for i, j in self.exclude], dtype=np.int64)
+
+    def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        positions = np.asarray(positions, dtype=np.float64)
+        n, total = self.n_atoms, len(positions)
+        if total % n:
+            raise ValueError(f"{self.kind}: its excluded pairs are for a molecule of {n} atoms; a structure of "
+                             f"{total} atoms is not a whole number of copies of it")
+        if geometry is None:
+            geometry = PairGeometry.of(positions, cell, pbc, self.cutoff)
+        rec, snd = geometry.receiver, geometry.sender
+        lo, hi = np.minimum(rec % n, snd % n), np.maximum(rec % n, snd % n)
+        held = (rec // n == snd // n) & np.isin(lo * n + hi, self._keys)
+        keep = ~held
+        return super().energy_and_forces(numbers, positions, cell, pbc, PairGeometry(
+            rec[keep], snd[keep], geometry.d[keep], geometry.u[keep]))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {**super().to_dict(), "exclude": [list(p) for p in self.exclude], "n_atoms": self.n_atoms}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "NonBondedWall":
+        return cls({(int(a), int(b)): float(r) for a, b, r in d["r_on"]}, float(d["epsilon"]), float(d["width"]),
+                   exclude=[tuple(p) for p in d["exclude"]], n_atoms=int(d["n_atoms"]))
+
+    def describe(self, names: Optional[Dict[int, str]] = None) -> str:
+        return (super().describe(names).replace("repulsive wall", "non-bonded repulsive wall", 1)
+                + f"; on the pairs of the {self.n_atoms}-atom molecule not held by its bonded priors "
+                f"({len(self.exclude)} bonded and angle-end pairs excluded)")
 
 
 @dataclass
@@ -719,7 +781,7 @@ def fit_bonded_priors(
     return priors
 
 
-_KINDS = {"repulsive_wall": RepulsiveWall, "coulomb_dsf": DSFCoulomb, "coulomb_ewald": EwaldCoulomb,
+_KINDS = {"repulsive_wall": RepulsiveWall, "nonbonded_wall": NonBondedWall, "coulomb_dsf": DSFCoulomb, "coulomb_ewald": EwaldCoulomb,
           "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles, "pair_table": PairTable}
 
 
@@ -732,23 +794,41 @@ def prior_from_dict(d: Dict[str, Any]) -> Prior:
 
 
 def fit_repulsive_wall(
-    frames: Iterable[Atoms], kT: float, strength_kT: float = 1.0, width: float = 0.1, cutoff: float = 6.0
+    frames: Iterable[Atoms], kT: float, strength_kT: float = 1.0, width: float = 0.1, cutoff: float = 6.0,
+    exclude: Optional[Iterable[Tuple[int, int]]] = None,
 ) -> RepulsiveWall:
     """A wall per element pair starting at the pair's closest approach in ``frames`` (Angstrom).
 
     ``epsilon = strength_kT * kT`` (eV): the wall costs ``strength_kT`` kT at ``width`` below the
     closest approach and 16 times that at twice the width. Pairs never seen within ``cutoff`` get no
     wall. The wall is zero wherever the data have samples.
+
+    ``exclude``: atom index pairs of a molecule that bonded priors hold (e.g.
+    :func:`ase_denoise.suggest.pairs_held_by_priors`): they are left out of the closest approaches and
+    get no wall, and a :class:`NonBondedWall` is returned (every frame must hold the same atoms).
     """
+    frames = list(frames)
+    excluded = sorted({(min(int(i), int(j)), max(int(i), int(j))) for i, j in (exclude or ())})
+    n_atoms = len(frames[0]) if frames else 0
+    if excluded and any(len(a) != n_atoms or not np.array_equal(a.numbers, frames[0].numbers) for a in frames):
+        raise ValueError("a wall with excluded (bonded) pairs needs every frame to hold the same molecule "
+                         "(same atoms in the same order)")
+    keys = np.array([i * n_atoms + j for i, j in excluded], dtype=np.int64)
     closest: Dict[Tuple[int, int], float] = {}
     for atoms in frames:
         geometry = PairGeometry.of(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
-        zi, zj = atoms.numbers[geometry.receiver], atoms.numbers[geometry.sender]
+        rec, snd, d = geometry.receiver, geometry.sender, geometry.d
+        if excluded:
+            free = ~np.isin(np.minimum(rec, snd) * n_atoms + np.maximum(rec, snd), keys)
+            rec, snd, d = rec[free], snd[free], d[free]
+        zi, zj = atoms.numbers[rec], atoms.numbers[snd]
         for a, b in {_pair_key(x, y) for x, y in zip(zi, zj)}:
             mask = ((zi == a) & (zj == b)) | ((zi == b) & (zj == a))
-            closest[(a, b)] = min(closest.get((a, b), np.inf), float(geometry.d[mask].min()))
+            closest[(a, b)] = min(closest.get((a, b), np.inf), float(d[mask].min()))
     if not closest:
         raise ValueError(f"no pair of atoms within {cutoff} A in the frames: nothing to fit a wall to")
+    if excluded:
+        return NonBondedWall(closest, epsilon=strength_kT * kT, width=width, exclude=excluded, n_atoms=n_atoms)
     return RepulsiveWall(closest, epsilon=strength_kT * kT, width=width)
 
 

@@ -532,8 +532,9 @@ def train(
     ``noise_std``: sigma in Angstrom, a ladder of several levels (the model then takes sigma as an
     input and its calculator returns forces corrected to sigma -> 0), or ``"auto"``
     (:func:`ase_denoise.suggest.suggest_settings`). ``train_config``: :class:`TrainConfig`
-    (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects or
-    ``"repulsive_wall"`` (fitted to the frames). ``model_options``: :class:`ModelConfig` fields
+    (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects,
+    ``"repulsive_wall"``, ``"bonded"`` or ``"nonbonded_wall"`` (fitted to the frames:
+    :func:`ase_denoise.data.prepare_data`). ``model_options``: :class:`ModelConfig` fields
     (``r_max``, which may be ``"auto"``, ``head``, ...). ``rank``/``world_size``/``device``: see
     :class:`Trainer`. ``default_noise_std`` / ``default_extrapolation_order``: what a ladder model's
     forces are by default (one trained level, or the extrapolation of that degree; default the

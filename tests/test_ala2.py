@@ -282,6 +282,8 @@ def test_first_distortion_names_the_bond_or_the_contact():
 def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     """Trains tiny all-atom models (vector and energy head), runs two batched replicas each, counts intact
     ones, writes the figures and the table."""
+    import torch
+
     from ase_denoise.checkpoint import load_model_file
 
     aa = _module("aa_replicas")
@@ -311,8 +313,18 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     conservative = json.loads((tmp_path / "results" / "aa-replicas-dnse-500.json").read_text())
     assert conservative["spec"]["head"] == "energy" and conservative["spec"]["smoothed"] is True
     assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
+    # the same trained model with the non-bonded wall (same weights; results under "<run>+wall")
+    assert aa.main(["dnse-500", "--wall", "--quick", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
+    walled = json.loads((tmp_path / "results" / "aa-replicas-dnse-500+wall.json").read_text())
+    assert (walled["name"], walled["wall"], conservative["wall"]) == ("dnse-500+wall", True, False)
+    model, label, _ = aa.load_run("dnse-500", quick=True, wall=True)
+    plain = load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors")
+    assert label == "dnse-500+wall" and [p.kind for p in model.priors] == [p.kind for p in plain.priors] + ["nonbonded_wall"]
+    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in model.state_dict().items())
+    assert model.priors[-1].r_on[(1, 1)] > 1.5  # H...H: the closest non-bonded approach, not a methyl's 1-3 pair
     table = aa.report()
     assert table.startswith("All-atom MD friction: 0.05 /fs") and "| dns-500 | " in table and "| dnse-500 | " in table
+    assert "| dnse-500+wall | " in table
     # the energy-head model's free energy against the force field's energy on held-out frames (OpenMM
     # reproduces the stored labels first, so atom order and units are the data's)
     energy = _module("aa_energy")

@@ -473,6 +473,7 @@ def test_prior_specs_give_the_priors_they_name():
     from ase_denoise.priors import DSFCoulomb, EwaldCoulomb
 
     assert _prior_arg("wall") == "repulsive_wall"
+    assert (_prior_arg("bonded"), _prior_arg("nonbonded-wall")) == ("bonded", "nonbonded_wall")
     dsf = _prior_arg("coulomb:Li=1,Cl=-1,eps=78,cutoff=9")
     assert dsf == DSFCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.2, r_cut=9.0)
     ewald = _prior_arg("ewald:Li=1,Cl=-1,eps=94,alpha=0.35,accuracy=1e-7")

@@ -402,3 +402,128 @@ def test_pair_table_round_trips_and_refuses_broken_tables():
         PairTable([0.1, 0.2, 0.3, 0.4], {(18, 18): [0.0, float("nan"), 0.0, 0.0]})
     with pytest.raises(ValueError, match="increasing"):
         PairTable([0.1, 0.3, 0.2, 0.4], {(18, 18): [0.0] * 4})
+
+
+@pytest.fixture(scope="module")
+def ethanols():
+    from ase.build import molecule
+
+    rng = np.random.default_rng(21)
+    frames = []
+    for _ in range(20):
+        a = molecule("CH3CH2OH")
+        a.positions += rng.normal(0, 0.03, a.positions.shape)
+        frames.append(a)
+    return frames
+
+
+def test_nonbonded_wall_leaves_out_the_pairs_bonded_priors_hold(ethanols):
+    """The non-bonded wall (all-atom molecules): a C...H pair is walled at its non-bonded closest
+    approach, not at a C-H bond's length; a squeezed bond (a held pair) feels nothing from it, a
+    squeezed non-bonded pair is pushed apart by minus the energy gradient; copies of the molecule
+    (batched replicas) get the per-copy forces; it round-trips and refuses another molecule."""
+    from ase.build import molecule
+
+    from ase_denoise.priors import NonBondedWall, replicas_total_energy_and_forces
+    from ase_denoise.suggest import pairs_held_by_priors
+
+    kT = 0.02585
+    held = pairs_held_by_priors(["bonded"], ethanols)
+    assert len(held) == 8 + 13  # ethanol's bonds and angle ends (test_bonded_priors_... counts them)
+    wall = fit_repulsive_wall(ethanols, kT, exclude=held)
+    plain = fit_repulsive_wall(ethanols, kT)
+    assert isinstance(wall, NonBondedWall) and not isinstance(plain, NonBondedWall) and wall.n_atoms == 9
+    assert plain.r_on[(1, 6)] < 1.2 < 2.0 < wall.r_on[(1, 6)]  # C-H: a bond's length vs the closest 1-4 contact
+    assert all(wall.forces(a).max() == 0 for a in ethanols)  # zero wherever the data are
+    i, j = next((a, b) for a, b in held if {ethanols[0].numbers[a], ethanols[0].numbers[b]} == {1, 6})
+    squeezed = ethanols[0].copy()
+    squeezed.positions[j] = squeezed.positions[i] + 0.7 * (squeezed.positions[j] - squeezed.positions[i])
+    assert plain.energy_and_forces(squeezed.numbers, squeezed.positions, squeezed.cell.array, squeezed.pbc)[0] > 0
+    assert wall.energy_and_forces(squeezed.numbers, squeezed.positions, squeezed.cell.array, squeezed.pbc)[0] == 0
+    a, b = next((a, b) for a in range(9) for b in range(a + 1, 9)
+                if (a, b) not in held and {ethanols[0].numbers[a], ethanols[0].numbers[b]} == {1, 6})
+    close = ethanols[0].copy()
+    direction = close.positions[b] - close.positions[a]
+    close.positions[b] = close.positions[a] + (wall.r_on[(1, 6)] - 0.2) * direction / np.linalg.norm(direction)
+    energy, forces = wall.energy_and_forces(close.numbers, close.positions, close.cell.array, close.pbc)
+    assert energy > 10 * kT and np.dot(forces[b], direction) > 0  # pushed apart
+    np.testing.assert_allclose(forces, _finite_difference(wall, close), atol=1e-7)
+    np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-12)
+    copies = np.stack([close.positions, ethanols[1].positions, close.positions + 0.01])
+    e3, f3 = replicas_total_energy_and_forces([wall], close.numbers, copies, close.cell.array, close.pbc)
+    per_copy = [wall.energy_and_forces(close.numbers, x, close.cell.array, close.pbc) for x in copies]
+    assert e3 == pytest.approx(sum(e for e, _ in per_copy), rel=1e-12)
+    np.testing.assert_allclose(f3, np.stack([f for _, f in per_copy]), atol=1e-12)
+    assert prior_from_dict(wall.to_dict()) == wall and prior_from_dict(plain.to_dict()) == plain
+    assert "non-bonded repulsive wall" in wall.describe() and "21 bonded and angle-end pairs excluded" in wall.describe()
+    with pytest.raises(ValueError, match="molecule of 9 atoms"):
+        wall.forces(molecule("CH4"))
+    with pytest.raises(ValueError, match="n_atoms"):
+        NonBondedWall({(1, 6): 2.0}, 0.03, exclude=[(0, 9)], n_atoms=9)
+    with pytest.raises(ValueError, match="same molecule"):
+        fit_repulsive_wall([ethanols[0], molecule("CH4")], kT, exclude=held)
+
+
+def test_training_data_fit_the_nonbonded_wall_with_the_bonded_priors(ethanols):
+    """``priors=["bonded", "nonbonded_wall"]``: the wall excludes exactly the fitted bonded priors'
+    pairs; ``"repulsive_wall"`` stays the plain wall on every pair; the non-bonded wall alone is refused."""
+    from ase_denoise import prepare_data
+    from ase_denoise.priors import molecule_topology
+
+    _, physics, _ = prepare_data(ethanols, noise_std=0.02, temperature_K=300.0, priors=["bonded", "nonbonded_wall"],
+                                 r_max=3.0, num_channels=4)
+    assert [d["kind"] for d in physics.priors] == ["harmonic_bonds", "harmonic_angles", "nonbonded_wall"]
+    bonds, angles = molecule_topology(ethanols[0])
+    expected = sorted(set(bonds) | {(i, k) for i, _, k in angles})
+    assert [tuple(p) for p in physics.priors[2]["exclude"]] == expected
+    _, physics, _ = prepare_data(ethanols, noise_std=0.02, temperature_K=300.0, priors=["bonded", "repulsive_wall"],
+                                 r_max=3.0, num_channels=4)
+    assert physics.priors[2]["kind"] == "repulsive_wall"
+    with pytest.raises(ValueError, match="give it with them"):
+        prepare_data(ethanols, noise_std=0.02, temperature_K=300.0, priors=["nonbonded_wall"], r_max=3.0, num_channels=4)
+
+
+def test_with_prior_adds_an_inference_prior_to_a_trained_model(ethanols, tmp_path):
+    """``with_prior``: a copy carrying the wall (the given model unchanged), saved and loaded with it,
+    whose calculator adds it; a residual prior is refused (the network would have to be retrained)."""
+    from ase_denoise import with_prior
+    from ase_denoise.priors import fit_bonded_priors
+    from ase_denoise.suggest import pairs_held_by_priors
+
+    kT = 0.02585
+    bonded = fit_bonded_priors(ethanols, kT)
+    physics = PhysicsConfig(300.0, 0.02, (False, False, False), priors=[p.to_dict() for p in bonded])
+    model = build_model(ModelConfig([1, 6, 8], r_max=3.0, num_channels=4, avg_num_neighbors=4.0), physics, torch.float64, seed=0)
+    wall = fit_repulsive_wall(ethanols, kT, exclude=pairs_held_by_priors(bonded, ethanols))
+    walled = with_prior(model, wall)
+    assert [p.kind for p in model.priors] == ["harmonic_bonds", "harmonic_angles"]
+    assert [p.kind for p in walled.priors] == ["harmonic_bonds", "harmonic_angles", "nonbonded_wall"]
+    assert [p.kind for p in with_prior(walled, wall).priors] == [p.kind for p in walled.priors]  # replaced, not doubled
+    save_model(walled, tmp_path / "walled.safetensors")
+    loaded = load_model(tmp_path / "walled.safetensors")
+    assert loaded.priors[-1] == wall
+    atoms = ethanols[0].copy()
+    held = pairs_held_by_priors(bonded, ethanols)
+    a, b = next((a, b) for a in range(9) for b in range(a + 1, 9)  # a C...H 1-4 pair, squeezed inside the wall
+                if (a, b) not in held and sorted(atoms.numbers[[a, b]]) == [1, 6])
+    atoms.positions[b] = atoms.positions[a] + [wall.r_on[(1, 6)] - 0.2, 0, 0]
+    difference = DenoiseCalculator(loaded).get_forces(atoms) - DenoiseCalculator(model).get_forces(atoms)
+    np.testing.assert_allclose(difference, wall.forces(atoms), atol=1e-10)
+    assert np.abs(difference).max() > 0.1
+    with pytest.raises(ValueError, match="learned as a residual"):
+        with_prior(model, bonded[0])
+
+
+def test_training_with_the_nonbonded_wall_gives_the_same_network(ethanols, tmp_path):
+    """The wall is not in the training target, so training with ``priors=["bonded",
+    "nonbonded_wall"]`` gives the network ``priors=["bonded"]`` gives, weight for weight: adding it to
+    a trained model afterwards (``with_prior``, ``benchmarks/ala2/aa_replicas.py --wall``) is the same."""
+    from ase_denoise import TrainConfig, train
+
+    cfg = TrainConfig(n_duplicates=2, epochs=1, batch_size=8, seed=3, dtype="float64")
+    runs = {name: train(ethanols, str(tmp_path / name), noise_std=0.03, temperature_K=300.0, train_config=cfg,
+                        priors=priors, r_max=3.0, num_channels=4).model
+            for name, priors in (("bonded", ["bonded"]), ("walled", ["bonded", "nonbonded_wall"]))}
+    assert [p.kind for p in runs["walled"].priors][-1] == "nonbonded_wall"
+    reference = runs["bonded"].state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in runs["walled"].state_dict().items())

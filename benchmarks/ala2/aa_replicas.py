@@ -146,13 +146,35 @@ def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace
                            symbols=starts[0].get_chemical_symbols(), runner=runner)
 
 
-def run(name: str, quick: bool = False) -> Dict[str, Any]:
+def with_nonbonded_wall(model, data: List[Any]):
+    """``model`` with the library's non-bonded repulsive wall fitted to its training frames ``data``
+    (:class:`ase_denoise.priors.NonBondedWall`: the pairs its bonded priors hold excluded, as
+    ``train(..., priors=["bonded", "repulsive_wall"])`` fits it). The weights are the model's own: the
+    wall is not part of the training target, so training with it gives the same network."""
+    from ase_denoise import with_prior
+    from ase_denoise.priors import fit_repulsive_wall
+    from ase_denoise.suggest import pairs_held_by_priors
+
+    return with_prior(model, fit_repulsive_wall(data, model.kT, exclude=pairs_held_by_priors(model.priors, data)))
+
+
+def load_run(name: str, quick: bool = False, wall: bool = False):
+    """The trained model of ``study.py``'s run ``name`` (trained now if missing), with the non-bonded
+    wall if ``wall``; its label (``name``, ``+wall`` appended) and the held-out frames."""
+    spec = study.RUNS[name]
+    pool, test = study.split(study.load_frames())
+    model, n_frames, _, _ = study.train_run(name, spec, pool, quick)
+    if wall:
+        model = with_nonbonded_wall(model, pool[:n_frames])
+    return model, name + ("+wall" if wall else ""), test
+
+
+def run(name: str, quick: bool = False, wall: bool = False) -> Dict[str, Any]:
+    """``MD``'s replicas of run ``name`` (with the non-bonded wall if ``wall``); results under its label."""
     from tqdm import tqdm
 
     spec = study.RUNS[name]
-    frames = study.load_frames()
-    pool, test = study.split(frames)
-    model, _, _, _ = study.train_run(name, spec, pool, quick)
+    model, label, test = load_run(name, quick, wall)
     md = dict(MD, **(QUICK if quick else {}))
     setup = replica_setup(model, test, md)
     starts, bonds, angles = setup.starts, setup.bonds, setup.angles
@@ -165,7 +187,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     distorted: List[Any] = [None] * n  # the first sample with a bond or a contact off (first_distortion)
     max_stretch = np.zeros(n)  # during production
     samples: List[np.ndarray] = []
-    bar = tqdm(total=n_total, desc=f"{name}: {n} replicas", unit="step", disable=quick, mininterval=10.0)
+    bar = tqdm(total=n_total, desc=f"{label}: {n} replicas", unit="step", disable=quick, mininterval=10.0)
 
     def observe(step: int, positions: np.ndarray, velocities: np.ndarray) -> None:
         bar.update(step - bar.n)
@@ -188,7 +210,7 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
     intact = np.array([broken_at[i] is None and max_stretch[i] <= INTACT_A for i in range(n)])
     second_half = np.asarray(res["temperatures_K"])[len(res["temperatures_K"]) // 2:]  # [samples, replicas], K
     result: Dict[str, Any] = dict(
-        name=name, spec=spec, noise_levels=list(model.noise_levels), settings=md, n_replicas=n,
+        name=label, spec=spec, wall=wall, noise_levels=list(model.noise_levels), settings=md, n_replicas=n,
         simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000, stopped=res["stopped"],
         wall_s=time.perf_counter() - t0, replica_steps_per_s=res["steps_per_s"] * n,
         replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist(),
@@ -206,12 +228,12 @@ def run(name: str, quick: bool = False) -> Dict[str, Any]:
         result["populations"] = {k: list(map(float, v)) for k, v in pops.items()}
         result["intact_aggregate_ps"] = float(intact.sum() * md["production_ps"])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"aa-replicas-{name}.json").write_text(json.dumps(result, indent=1, default=float))
+    (RESULTS / f"aa-replicas-{label}.json").write_text(json.dumps(result, indent=1, default=float))
     if "bond_std_ratio" in result:  # the intact frames' geometry, for --plot (float32, ~0.2 MB)
-        np.savez_compressed(RESULTS / f"aa-replicas-{name}.geometry.npz", bonds=bonds, angles=np.asarray(angles),
+        np.savez_compressed(RESULTS / f"aa-replicas-{label}.geometry.npz", bonds=bonds, angles=np.asarray(angles),
                             bond_lengths_A=lengths.astype(np.float32), angles_deg=bend.astype(np.float32),
                             phi_psi_deg=dihedrals.astype(np.float32))
-    logger.info("%s: %d/%d replicas intact (%.0f replica-steps/s); broken at %s ps; populations %s", name,
+    logger.info("%s: %d/%d replicas intact (%.0f replica-steps/s); broken at %s ps; populations %s", label,
                 result["replicas_intact"], n, result["replica_steps_per_s"],
                 [b for b in broken_at if b is not None], result.get("populations"))
     return result
@@ -296,6 +318,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="runs of study.py")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
+    parser.add_argument("--wall", action="store_true", help="add the non-bonded repulsive wall fitted to the "
+                        "run's training frames (same weights; results as <run>+wall)")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--plot", action="store_true", help="bond-length and angle distributions of the runs "
                         "against the data: <results>/aa_geometry.png")
@@ -310,9 +334,9 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {sorted(study.RUNS)}")
     for name in args.names:
-        if not args.quick and (RESULTS / f"aa-replicas-{name}.json").exists():
+        if not args.quick and (RESULTS / f"aa-replicas-{name}{'+wall' if args.wall else ''}.json").exists():
             continue
-        run(name, quick=args.quick)
+        run(name, quick=args.quick, wall=args.wall)
     if args.report:
         print(report())
     if args.plot:
