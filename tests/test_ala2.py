@@ -322,9 +322,16 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     assert label == "dnse-500+wall" and [p.kind for p in model.priors] == [p.kind for p in plain.priors] + ["nonbonded_wall"]
     assert all(torch.equal(v, plain.state_dict()[k]) for k, v in model.state_dict().items())
     assert model.priors[-1].r_on[(1, 1)] > 1.5  # H...H: the closest non-bonded approach, not a methyl's 1-3 pair
+    # the same protocol with the exact force field (OpenMM): every replica intact, near 300 K
+    assert aa.main(["--reference", "--quick", "--out-dir", str(tmp_path)]) == 0
+    exact = json.loads((tmp_path / "results" / "aa-replicas-openmm.json").read_text())
+    assert exact["replicas_intact"] == exact["n_replicas"] == aa.QUICK["n_replicas"] and exact["spec"] is None
+    assert exact["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
+    assert 150 < exact["mean_temperature_K"] < 450 and exact["bond_std_ratio"] > 0
     table = aa.report()
     assert table.startswith("All-atom MD friction: 0.05 /fs") and "| dns-500 | " in table and "| dnse-500 | " in table
-    assert "| dnse-500+wall | " in table
+    assert "| dnse-500+wall | " in table and "| openmm (exact force field) | 2/2 |" in table
+    assert "| C7eq | PII | alpha_R | alpha_L/C7ax |" in table.splitlines()[2]
     # the energy-head model's free energy against the force field's energy on held-out frames (OpenMM
     # reproduces the stored labels first, so atom order and units are the data's)
     energy = _module("aa_energy")
@@ -340,6 +347,17 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
             b["data_population"] / beta["data_population"] * np.exp(-b["offset_vs_beta_kT"]))
     with pytest.raises(ValueError, match="energy-head run"):
         energy.compare("dns-500", quick=True)
+    # A - U along psi over every 25th frame of the data set: per bin the frames (phi < 0) and the mean
+    profile = energy.profile("dnse-500", quick=True)
+    bins = profile["bins"]
+    assert profile["n_frames"] == 100 and len(bins) == len(energy.PSI_BINS) - 1
+    assert [b["psi_lo"] for b in bins][:2] == [-150.0, -130.0] and 50.0 in [b["psi_hi"] for b in bins]
+    assert 50 < sum(b["n_frames"] for b in bins) <= 100
+    assert all(np.isfinite(b["mean_kT"]) == (b["n_frames"] > 0) for b in bins)
+    monkeypatch.setattr(energy, "RESULTS", tmp_path / "energy")
+    (tmp_path / "energy").mkdir()
+    (tmp_path / "energy" / "aa-energy-profile-dnse-500.json").write_text(json.dumps(profile))
+    assert energy.plot_profiles().stat().st_size > 10_000
     # replaying the replicas (aa_trace.py): the same trajectory twice, energies only for the energy head
     tracer = _module("aa_trace")
     rows, model = tracer.trace("dnse-500", replica=1, steps=20)

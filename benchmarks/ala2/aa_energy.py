@@ -72,27 +72,39 @@ def openmm_energies_and_forces(frames: List[Atoms]) -> Tuple[np.ndarray, np.ndar
     return np.asarray(energies), np.asarray(forces)
 
 
-def compare(name: str, quick: bool = False) -> Dict[str, Any]:
-    """Train (or load) ``name`` with ``study.py``'s recipe and compare its free energy ``A`` with the
-    force field's ``U`` on the held-out frames (``quick``: tiny training, 20 of those frames)."""
-    from ase_denoise.inference import predict_free_energy, structure_frame
-
+def _energy_head_spec(name: str) -> Dict[str, Any]:
     spec = study.RUNS[name]
     if spec.get("head") != "energy":
         raise ValueError(f"run {name!r} has the {spec.get('head', 'vector')} head; a free energy needs an "
                          f"energy-head run ({sorted(n for n, s in study.RUNS.items() if s.get('head') == 'energy')})")
-    pool, test = study.split(study.load_frames())
-    if quick:  # 20 frames spread over the held-out set (both basins)
-        test = test[:: len(test) // 20][:20]
-    model, _, _, _ = study.train_run(name, spec, pool, quick)
-    energy_U, forces_U = openmm_energies_and_forces(test)
-    labels = np.stack([a.arrays["ref_forces"] for a in test])
+    return spec
+
+
+def learned_and_exact(model, frames: List[Atoms]):
+    """The model's free energy [n] (eV) and forces [n, atoms, 3] (eV/A) on ``frames``, the force
+    field's energy and forces (OpenMM), and the largest difference of OpenMM's forces from the stored
+    labels (eV/A), checked first: a RuntimeError if they are not the data's system."""
+    from ase_denoise.inference import predict_free_energy, structure_frame
+
+    energy_U, forces_U = openmm_energies_and_forces(frames)
+    labels = np.stack([a.arrays["ref_forces"] for a in frames])
     label_error = float(np.abs(forces_U - labels).max())  # the stored labels are float32
     if label_error > 1e-3 * max(1.0, float(np.abs(labels).max())):
         raise RuntimeError(f"OpenMM's forces differ from the data's labels by up to {label_error:.3g} eV/A: "
                            "not the system the data were generated with")
-    energy_A, forces_A = predict_free_energy(model, [structure_frame(a, model) for a in test])
-    forces_A = forces_A.reshape(forces_U.shape)
+    energy_A, forces_A = predict_free_energy(model, [structure_frame(a, model) for a in frames])
+    return energy_A, forces_A.reshape(forces_U.shape), energy_U, forces_U, label_error
+
+
+def compare(name: str, quick: bool = False) -> Dict[str, Any]:
+    """Train (or load) ``name`` with ``study.py``'s recipe and compare its free energy ``A`` with the
+    force field's ``U`` on the held-out frames (``quick``: tiny training, 20 of those frames)."""
+    spec = _energy_head_spec(name)
+    pool, test = study.split(study.load_frames())
+    if quick:  # 20 frames spread over the held-out set (both basins)
+        test = test[:: len(test) // 20][:20]
+    model, _, _, _ = study.train_run(name, spec, pool, quick)
+    energy_A, forces_A, energy_U, forces_U, label_error = learned_and_exact(model, test)
     kT = model.kT
     diff = (energy_A - energy_U) / kT  # [frames], in kT
     angles = aa_replicas.phi_psi(np.stack([a.positions for a in test]))
@@ -127,6 +139,77 @@ def compare(name: str, quick: bool = False) -> Dict[str, Any]:
     return result
 
 
+#: psi (degrees) on an axis cut at -150 (beta's edge on the far side): alpha_R (-40), the bridge
+#: (0 to 50), C7eq (50 to 120), PII (150) and on to -150 (= 210) in one run; 20-degree bins, so the
+#: basins' borders at 50 and 210 are edges
+PSI_BINS = np.arange(-150.0, 210.0 + 1e-9, 20.0)
+
+
+def profile(name: str, quick: bool = False) -> Dict[str, Any]:
+    """Where ``A - U`` changes on the way from alpha_R to beta: its mean (kT, zero in beta) per psi
+    bin (:data:`PSI_BINS`, phi < 0) over every frame of the data set (training and held-out: the
+    transition region has few of either), with each bin's frame count and standard error. A model
+    whose ``A - U`` steps where the data are sparse has its basin offset from the path between the
+    basins; one whose ``A - U`` drifts inside a well-sampled basin has it from there."""
+    spec = _energy_head_spec(name)
+    frames = study.load_frames()
+    pool, _ = study.split(frames)
+    if quick:  # every 25th frame
+        frames = frames[::25]
+    model, n_train, _, _ = study.train_run(name, spec, pool, quick)
+    energy_A, _, energy_U, _, _ = learned_and_exact(model, frames)
+    diff = (energy_A - energy_U) / model.kT
+    angles = aa_replicas.phi_psi(np.stack([a.positions for a in frames]))
+    phi, psi = angles[:, 0], np.where(angles[:, 1] < PSI_BINS[0], angles[:, 1] + 360.0, angles[:, 1])
+    beta = make_data.BASINS[next(iter(make_data.BASINS))](angles[:, 0], angles[:, 1])
+    diff = diff - diff[beta].mean()
+    rows = []
+    for lo, hi in zip(PSI_BINS[:-1], PSI_BINS[1:]):
+        d = diff[(phi < 0) & (psi >= lo) & (psi < hi)]
+        rows.append(dict(psi_lo=float(lo), psi_hi=float(hi), n_frames=int(len(d)),
+                         mean_kT=float(d.mean()) if len(d) else float("nan"),
+                         stderr_kT=float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")))
+    result = dict(name=name, n_frames=len(frames), n_training_frames=n_train, bins=rows)
+    if not quick:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"aa-energy-profile-{name}.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def plot_profiles(path: Path = None) -> Path:
+    """Every ``aa-energy-profile-*.json`` in ``RESULTS``: mean ``A - U`` per psi bin with its error, and
+    the frames per bin: ``RESULTS/aa_energy_profile.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = path or RESULTS / "aa_energy_profile.png"
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
+    counts = None
+    for file in sorted(RESULTS.glob("aa-energy-profile-*.json")):
+        r = json.loads(file.read_text())
+        mid = [(b["psi_lo"] + b["psi_hi"]) / 2 for b in r["bins"]]
+        top.errorbar(mid, [b["mean_kT"] for b in r["bins"]], yerr=[b["stderr_kT"] for b in r["bins"]], marker="o",
+                     ms=3, capsize=2, label=r["name"])
+        counts = (mid, [b["n_frames"] for b in r["bins"]])
+    top.axhline(0.0, color="k", lw=0.8)
+    for edge in (50.0, 210.0):
+        top.axvline(edge, color="grey", ls=":", lw=0.8)
+    top.set_ylabel("mean A - U, zero in beta (kT)")
+    top.legend(fontsize=8)
+    if counts:
+        bottom.bar(counts[0], counts[1], width=17.0, color="grey")
+        bottom.set_yscale("log")
+    bottom.set_ylabel("frames (phi < 0)")
+    bottom.set_xlabel("psi (degrees; -150 shown as 210): alpha_R | bridge | C7eq | PII")
+    fig.suptitle("Energy head, all atoms: where the learned A departs from the force field's U")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def report() -> str:
     rows = ["| run | held-out frames | std(A - U) (kT) | std(U) (kT) | slope of A on U | correlation | force RMSE (eV/A) "
             "| alpha_R offset vs beta (kT): mean | second cumulant | beta population: held-out data | "
@@ -150,6 +233,8 @@ def main(argv=None) -> int:
     parser.add_argument("names", nargs="*", help="energy-head runs of study.py (dnse-<N>, fme-<N>)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test (nothing written)")
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="instead of the held-out comparison: mean A - U "
+                        "per psi bin over all frames (results/aa-energy-profile-<run>.json, aa_energy_profile.png)")
     parser.add_argument("--runs-dir", default=str(study.RUNS_DIR), help="trained models (study.py's)")
     parser.add_argument("--results-dir", default=str(RESULTS))
     args = parser.parse_args(argv)
@@ -159,8 +244,15 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {sorted(study.RUNS)}")
     for name in args.names:
+        if args.profile:
+            r = profile(name, quick=args.quick)
+            print(name + ": " + ", ".join(f"{b['psi_lo']:.0f}..{b['psi_hi']:.0f} {b['mean_kT']:+.2f} ({b['n_frames']})"
+                                          for b in r["bins"]))
+            continue
         r = compare(name, quick=args.quick)
         print(json.dumps({k: r[k] for k in ("name", "std_A_minus_U_kT", "slope_A_on_U", "basins")}))
+    if args.profile and not args.quick:
+        print(plot_profiles())
     if args.report:
         print(report())
     return 0

@@ -127,9 +127,8 @@ def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace
     starts spread over the held-out frames ``test``, the molecule's bonds and angles, the data's bond
     lengths [frames, bonds] and their means, the non-bonded pairs and their closest approach in the
     data (A), the atoms' symbols, and the :class:`~ase_denoise.replicas.ReplicaLangevin` runner (its
-    thermostat seeds fixed: 5000 + replica)."""
+    thermostat seeds fixed: 5000 + replica; None without a ``model``)."""
     from ase_denoise.priors import molecule_topology
-    from ase_denoise.replicas import ReplicaLangevin
 
     picks = np.linspace(0, len(test) - 1, md["n_replicas"]).round().astype(int)
     starts = [test[i] for i in picks]
@@ -139,8 +138,12 @@ def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace
     pairs = non_bonded_pairs(len(starts[0]), bonds, angles)
     closest = np.linalg.norm(np.stack([a.positions[pairs[:, 1]] - a.positions[pairs[:, 0]] for a in test]),
                              axis=-1).min(axis=0)  # [pairs] A, the held-out data's closest approach
-    runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
-                             friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
+    runner = None
+    if model is not None:
+        from ase_denoise.replicas import ReplicaLangevin
+
+        runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
+                                 friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
     return SimpleNamespace(starts=starts, bonds=bonds, angles=angles, ref_lengths=ref_lengths,
                            mean_lengths=ref_lengths.mean(axis=0), pairs=pairs, closest=closest,
                            symbols=starts[0].get_chemical_symbols(), runner=runner)
@@ -171,12 +174,92 @@ def load_run(name: str, quick: bool = False, wall: bool = False):
 
 def run(name: str, quick: bool = False, wall: bool = False) -> Dict[str, Any]:
     """``MD``'s replicas of run ``name`` (with the non-bonded wall if ``wall``); results under its label."""
-    from tqdm import tqdm
-
     spec = study.RUNS[name]
     model, label, test = load_run(name, quick, wall)
     md = dict(MD, **(QUICK if quick else {}))
     setup = replica_setup(model, test, md)
+    return simulate(label, dict(spec=spec, wall=wall, noise_levels=list(model.noise_levels)), setup, test, md,
+                    progress=not quick)
+
+
+class OpenMMReplicas:
+    """The exact force field (``make_data.py``'s amber14 + GBn2 system) on ``starts``, one OpenMM
+    context per replica: ``LangevinMiddleIntegrator`` at :data:`MD`'s temperature, friction and time
+    step, seeds ``5000 + replica``, velocities drawn at the temperature. ``run`` has the interface of
+    :meth:`ase_denoise.replicas.ReplicaLangevin.run` (positions in A; temperatures from the
+    system's degrees of freedom, 3N - 3: OpenMM removes the centre-of-mass motion), so :func:`simulate` treats both alike."""
+
+    def __init__(self, starts: List[Any], md: Dict[str, Any]):
+        import openmm
+        import openmm.unit as u
+
+        topology, _, forcefield = make_data.build_system()
+        system = make_data.create_system(topology, forcefield)
+        # degrees of freedom: 3N, less 3 where the system removes the centre-of-mass motion (OpenMM's default)
+        self.dof = 3 * len(starts[0]) - 3 * any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces())
+        self.contexts = []
+        for i, atoms in enumerate(starts):
+            integrator = openmm.LangevinMiddleIntegrator(study.TEMPERATURE_K * u.kelvin,
+                                                         md["friction_per_fs"] * 1000 / u.picosecond,
+                                                         md["timestep_fs"] * u.femtosecond)
+            integrator.setRandomNumberSeed(5000 + i)
+            context = openmm.Context(make_data.create_system(topology, forcefield), integrator,
+                                     openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+            context.setPositions(atoms.positions / 10.0 * u.nanometer)
+            context.setVelocitiesToTemperature(study.TEMPERATURE_K * u.kelvin, 5000 + i)
+            self.contexts.append((context, integrator))
+
+    def _state(self):
+        import openmm.unit as u
+        from ase import units
+
+        positions, temperatures = [], []
+        for context, _ in self.contexts:
+            state = context.getState(getPositions=True, getEnergy=True)
+            positions.append(state.getPositions(asNumpy=True).value_in_unit(u.angstrom))
+            kinetic_eV = state.getKineticEnergy().value_in_unit(u.kilojoule_per_mole) / 96.48533212
+            temperatures.append(2.0 * kinetic_eV / (self.dof * units.kB))
+        return np.asarray(positions), np.asarray(temperatures)
+
+    def run(self, steps: int, interval: int = 10, observers=()) -> Dict[str, Any]:
+        temps, t0, done = [], time.perf_counter(), 0
+        while True:
+            positions, temperatures = self._state()
+            temps.append(temperatures)
+            for observer in observers:
+                observer(done, positions, None)
+            if done >= steps:
+                break
+            chunk = min(interval, steps - done)
+            for _, integrator in self.contexts:
+                integrator.step(chunk)
+            done += chunk
+        wall = time.perf_counter() - t0
+        return {"steps": done, "wall_s": wall, "steps_per_s": done / max(wall, 1e-12),
+                "temperatures_K": np.array(temps), "stopped": None}
+
+
+def reference_run(quick: bool = False) -> Dict[str, Any]:
+    """:func:`run`'s protocol (starts, temperature, friction, time step, lengths, sampling) with the
+    exact force field instead of a learned model (:class:`OpenMMReplicas`): what 8 replicas of 11 ps
+    from these starts give when the forces are right. Results as ``aa-replicas-openmm.json``."""
+    _, test = study.split(study.load_frames())
+    md = dict(MD, **(QUICK if quick else {}))
+    setup = replica_setup(None, test, md)
+    setup.runner = OpenMMReplicas(setup.starts, md)
+    return simulate(REFERENCE_LABEL, dict(spec=None, wall=False, noise_levels=[]), setup, test, md, progress=not quick)
+
+
+REFERENCE_LABEL = "openmm"
+
+
+def simulate(label: str, about: Dict[str, Any], setup: SimpleNamespace, test: List[Any], md: Dict[str, Any],
+             progress: bool = True) -> Dict[str, Any]:
+    """Run ``setup.runner`` with ``md``'s lengths, watch every replica (broken, first distortion,
+    production samples), write ``aa-replicas-<label>.json`` (``about`` merged in) and the intact
+    replicas' geometry; returns the results."""
+    from tqdm import tqdm
+
     starts, bonds, angles = setup.starts, setup.bonds, setup.angles
     ref_angles = bond_angles(np.stack([a.positions for a in test]), angles)
     interval = max(1, int(round(md["sample_every_ps"] * 1000 / md["timestep_fs"])))
@@ -187,7 +270,7 @@ def run(name: str, quick: bool = False, wall: bool = False) -> Dict[str, Any]:
     distorted: List[Any] = [None] * n  # the first sample with a bond or a contact off (first_distortion)
     max_stretch = np.zeros(n)  # during production
     samples: List[np.ndarray] = []
-    bar = tqdm(total=n_total, desc=f"{label}: {n} replicas", unit="step", disable=quick, mininterval=10.0)
+    bar = tqdm(total=n_total, desc=f"{label}: {n} replicas", unit="step", disable=not progress, mininterval=10.0)
 
     def observe(step: int, positions: np.ndarray, velocities: np.ndarray) -> None:
         bar.update(step - bar.n)
@@ -210,7 +293,7 @@ def run(name: str, quick: bool = False, wall: bool = False) -> Dict[str, Any]:
     intact = np.array([broken_at[i] is None and max_stretch[i] <= INTACT_A for i in range(n)])
     second_half = np.asarray(res["temperatures_K"])[len(res["temperatures_K"]) // 2:]  # [samples, replicas], K
     result: Dict[str, Any] = dict(
-        name=label, spec=spec, wall=wall, noise_levels=list(model.noise_levels), settings=md, n_replicas=n,
+        name=label, **about, settings=md, n_replicas=n,
         simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000, stopped=res["stopped"],
         wall_s=time.perf_counter() - t0, replica_steps_per_s=res["steps_per_s"] * n,
         replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist(),
@@ -249,25 +332,32 @@ def _intact_temperature(r) -> str:
 
 
 def report() -> str:
-    """The table of the runs in ``RESULTS`` (``--results-dir``), after a line naming their MD friction(s)."""
-    ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()])), 10)
-    basins = list(ref)
+    """The table of the runs in ``RESULTS`` (``--results-dir``), after a line naming their MD friction(s).
+    Populations per region (``make_data.REGIONS``: beta split into C7eq and PII) from each run's kept
+    phi/psi (``aa-replicas-<run>.geometry.npz``; blocks = intact replicas)."""
+    ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()])), 10,
+                                      basins=make_data.REGIONS)
+    regions = list(ref)
     rows = ["| run | replicas intact | broken after (ps) | kinetic T (K, second half; intact replicas) | "
             "bond spread / data (intact) | angle spread / data (intact) | "
-            + " | ".join(b.split(" ")[0] for b in basins) + " |",
-            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " |",
+            + " | ".join(b.split(" ")[0] for b in regions) + " |",
+            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in regions) + " |",
             "| reference (5 ns, 10 blocks) | - | - | 300 | 1 | 1 | "
-            + " | ".join(f"{ref[b][0]:.3f} ± {ref[b][1]:.3f}" for b in basins) + " |"]
+            + " | ".join(f"{ref[b][0]:.3f} ± {ref[b][1]:.3f}" for b in regions) + " |"]
     frictions = set()
     for path in sorted(RESULTS.glob("aa-replicas-*.json")):
         r = json.loads(path.read_text())
         frictions.add(r["settings"]["friction_per_fs"])
         broken = sorted(b for b in r["broken_at_ps"] if b is not None)
-        pops = r.get("populations", {})
-        rows.append(f"| {r['name']} | {r['replicas_intact']}/{r['n_replicas']} | "
+        geometry = path.with_suffix(".geometry.npz")
+        pops = (make_data.basin_populations(np.load(geometry)["phi_psi_deg"].astype(np.float64),
+                                            max(2, r["replicas_intact"]), basins=make_data.REGIONS)
+                if geometry.exists() else {})
+        name = f"{r['name']} (exact force field)" if r["name"] == REFERENCE_LABEL else r["name"]
+        rows.append(f"| {name} | {r['replicas_intact']}/{r['n_replicas']} | "
                     f"{', '.join(f'{b:.1f}' for b in broken) or '-'} | {_intact_temperature(r)} | "
                     + " | ".join(f"{r[k]:.2f}" if k in r else "-" for k in ("bond_std_ratio", "angle_std_ratio")) + " | "
-                    + " | ".join(f"{pops[b][0]:.2f} ± {pops[b][1]:.2f}" if b in pops else "-" for b in basins) + " |")
+                    + " | ".join(f"{pops[b][0]:.2f} ± {pops[b][1]:.2f}" if b in pops else "-" for b in regions) + " |")
     friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
     return f"All-atom MD friction: {friction} /fs\n\n" + "\n".join(rows)
 
@@ -318,6 +408,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="runs of study.py")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
+    parser.add_argument("--reference", action="store_true", help="the same protocol with the exact force field "
+                        "(OpenMM): results as 'openmm'")
     parser.add_argument("--wall", action="store_true", help="add the non-bonded repulsive wall fitted to the "
                         "run's training frames (same weights; results as <run>+wall)")
     parser.add_argument("--report", action="store_true")
@@ -337,6 +429,8 @@ def main(argv=None) -> int:
         if not args.quick and (RESULTS / f"aa-replicas-{name}{'+wall' if args.wall else ''}.json").exists():
             continue
         run(name, quick=args.quick, wall=args.wall)
+    if args.reference and (args.quick or not (RESULTS / f"aa-replicas-{REFERENCE_LABEL}.json").exists()):
+        reference_run(quick=args.quick)
     if args.report:
         print(report())
     if args.plot:
