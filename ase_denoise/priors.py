@@ -786,11 +786,14 @@ _KINDS = {"repulsive_wall": RepulsiveWall, "nonbonded_wall": NonBondedWall, "cou
 
 
 def prior_from_dict(d: Dict[str, Any]) -> Prior:
-    """A prior from its JSON form; unknown kinds are refused (ValueError naming them)."""
+    """A prior from its JSON form; unknown kinds and missing entries are refused (ValueError naming them)."""
     kind = d.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"unknown prior kind {kind!r}; known: {sorted(_KINDS)}")
-    return _KINDS[kind].from_dict(d)
+    try:
+        return _KINDS[kind].from_dict(d)
+    except KeyError as exc:
+        raise ValueError(f"prior of kind {kind!r} without its {exc.args[0]!r} entry") from None
 
 
 def fit_repulsive_wall(

@@ -455,6 +455,9 @@ def test_nonbonded_wall_leaves_out_the_pairs_bonded_priors_hold(ethanols):
     assert e3 == pytest.approx(sum(e for e, _ in per_copy), rel=1e-12)
     np.testing.assert_allclose(f3, np.stack([f for _, f in per_copy]), atol=1e-12)
     assert prior_from_dict(wall.to_dict()) == wall and prior_from_dict(plain.to_dict()) == plain
+    broken = {k: v for k, v in wall.to_dict().items() if k != "exclude"}
+    with pytest.raises(ValueError, match="'nonbonded_wall' without its 'exclude' entry"):
+        PhysicsConfig(300.0, 0.02, priors=[broken])
     assert "non-bonded repulsive wall" in wall.describe() and "21 bonded and angle-end pairs excluded" in wall.describe()
     with pytest.raises(ValueError, match="molecule of 9 atoms"):
         wall.forces(molecule("CH4"))

@@ -3,6 +3,8 @@
 replicas instead of one run, and where do its intact runs go on the phi/psi plane?
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py dns-2000 dns-2000-r1 dns-2000-r2 fm-2000
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py dnse-2000 dns-2000-r2 --wall
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py --reference
     .venv/bin/python benchmarks/ala2/aa_replicas.py --report --plot
     .venv/bin/python benchmarks/ala2/aa_replicas.py --report --results-dir benchmarks/ala2/results/friction-0.01
     .venv/bin/python benchmarks/ala2/aa_replicas.py dns-500 --quick --out-dir /tmp/q --runs-dir /tmp/q/runs
@@ -22,6 +24,11 @@ intact replicas' production frames: the bond-length and bond-angle spreads again
 data's, and the Ramachandran basin populations (the molecule's own phi/psi from the all-atom
 coordinates) against the 5-ns reference. Those frames' bond lengths, angles and phi/psi are kept in ``results/aa-replicas-<run>.geometry.npz``; ``--plot``
 draws their distributions against the data's (``results/aa_geometry.png``).
+
+``--wall``: the same trained model with the non-bonded repulsive wall fitted to its training frames
+(:class:`ase_denoise.priors.NonBondedWall`, added at inference: the weights are unchanged), results
+as ``<run>+wall``. ``--reference``: the same protocol (starts, thermostat, lengths, sampling) with the
+exact force field (OpenMM), results as ``openmm``: what these replicas give when the forces are right.
 """
 
 from __future__ import annotations
