@@ -334,8 +334,9 @@ def prepare_data(
     in it); default: the elements of the frames. ``priors``: :class:`ase_denoise.priors.Prior`
     objects, or ``"repulsive_wall"`` for a wall fitted to the frames' closest approaches
     (:func:`ase_denoise.priors.fit_repulsive_wall`), ``"nonbonded_wall"`` for the same wall on the
-    pairs the bonded priors in ``priors`` do not hold (:class:`~ase_denoise.priors.NonBondedWall`), or ``"bonded"`` for harmonic bonds and angles
-    of a molecule fitted by Boltzmann inversion (:func:`ase_denoise.priors.fit_bonded_priors`). ``model_options``: any other
+    pairs the bonded priors in ``priors`` do not hold (:class:`~ase_denoise.priors.NonBondedWall`),
+    or ``"bonded"`` for harmonic bonds and angles of a molecule fitted by Boltzmann inversion
+    (:func:`ase_denoise.priors.fit_bonded_priors`). ``model_options``: any other
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
 

@@ -234,6 +234,19 @@ class RepulsiveWall(Prior):
                 f"(the closest approach in the training data): {pairs}; not in the training target")
 
 
+def _pair_keys(pairs: Sequence[Tuple[int, int]], n_atoms: int) -> np.ndarray:
+    """``i * n_atoms + j`` of each pair ``(i, j)``, ``i < j``: keys for :func:`_held_pairs`."""
+    return np.array([i * n_atoms + j for i, j in pairs], dtype=np.int64)
+
+
+def _held_pairs(receiver: np.ndarray, sender: np.ndarray, keys: np.ndarray, n_atoms: int) -> np.ndarray:
+    """Which directed pairs are among ``keys`` (:func:`_pair_keys`) within one copy of an
+    ``n_atoms`` molecule (atom ``c * n_atoms + i`` is copy ``c``'s atom ``i``)."""
+    i, j = receiver % n_atoms, sender % n_atoms
+    same_copy = receiver // n_atoms == sender // n_atoms
+    return same_copy & np.isin(np.minimum(i, j) * n_atoms + np.maximum(i, j), keys)
+
+
 @dataclass
 class NonBondedWall(RepulsiveWall):
     """A :class:`RepulsiveWall` on the atom pairs of a molecule that no bonded prior holds: the pairs
@@ -258,7 +271,7 @@ class NonBondedWall(RepulsiveWall):
         if self.n_atoms < 1 or any(i == j or i < 0 or j >= self.n_atoms for i, j in self.exclude):
             raise ValueError(f"a non-bonded wall needs n_atoms >= 1 and excluded pairs (i, j), i != j, of atoms "
                              f"0..n_atoms-1; got n_atoms={self.n_atoms}")
-        self._keys = np.array([i * self.n_atoms + j for i, j in self.exclude], dtype=np.int64)
+        self._keys = _pair_keys(self.exclude, self.n_atoms)
 
     def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
         positions = np.asarray(positions, dtype=np.float64)
@@ -269,9 +282,7 @@ class NonBondedWall(RepulsiveWall):
         if geometry is None:
             geometry = PairGeometry.of(positions, cell, pbc, self.cutoff)
         rec, snd = geometry.receiver, geometry.sender
-        lo, hi = np.minimum(rec % n, snd % n), np.maximum(rec % n, snd % n)
-        held = (rec // n == snd // n) & np.isin(lo * n + hi, self._keys)
-        keep = ~held
+        keep = ~_held_pairs(rec, snd, self._keys, n)
         return super().energy_and_forces(numbers, positions, cell, pbc, PairGeometry(
             rec[keep], snd[keep], geometry.d[keep], geometry.u[keep]))
 
@@ -781,8 +792,9 @@ def fit_bonded_priors(
     return priors
 
 
-_KINDS = {"repulsive_wall": RepulsiveWall, "nonbonded_wall": NonBondedWall, "coulomb_dsf": DSFCoulomb, "coulomb_ewald": EwaldCoulomb,
-          "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles, "pair_table": PairTable}
+_KINDS = {"repulsive_wall": RepulsiveWall, "nonbonded_wall": NonBondedWall, "coulomb_dsf": DSFCoulomb,
+          "coulomb_ewald": EwaldCoulomb, "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles,
+          "pair_table": PairTable}
 
 
 def prior_from_dict(d: Dict[str, Any]) -> Prior:
@@ -816,13 +828,13 @@ def fit_repulsive_wall(
     if excluded and any(len(a) != n_atoms or not np.array_equal(a.numbers, frames[0].numbers) for a in frames):
         raise ValueError("a wall with excluded (bonded) pairs needs every frame to hold the same molecule "
                          "(same atoms in the same order)")
-    keys = np.array([i * n_atoms + j for i, j in excluded], dtype=np.int64)
+    keys = _pair_keys(excluded, n_atoms)
     closest: Dict[Tuple[int, int], float] = {}
     for atoms in frames:
         geometry = PairGeometry.of(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
         rec, snd, d = geometry.receiver, geometry.sender, geometry.d
         if excluded:
-            free = ~np.isin(np.minimum(rec, snd) * n_atoms + np.maximum(rec, snd), keys)
+            free = ~_held_pairs(rec, snd, keys, n_atoms)
             rec, snd, d = rec[free], snd[free], d[free]
         zi, zj = atoms.numbers[rec], atoms.numbers[snd]
         for a, b in {_pair_key(x, y) for x, y in zip(zi, zj)}:
