@@ -47,7 +47,6 @@ import common  # noqa: E402  (benchmarks/common.py: load_script)
 aa_replicas = common.load_script("ala2_aa_replicas", HERE / "aa_replicas.py")
 study, make_data = aa_replicas.study, aa_replicas.make_data
 
-KJ_PER_MOL_IN_EV = 1.0 / 96.48533212
 RESULTS = HERE / "results"
 logger = logging.getLogger("ala2.aa_energy")
 
@@ -58,6 +57,8 @@ def openmm_energies_and_forces(frames: List[Atoms]) -> Tuple[np.ndarray, np.ndar
     import openmm
     import openmm.unit as u
 
+    from ase_denoise.integrations.openmm import EV_IN_KJ_PER_MOL
+
     topology, _, forcefield = make_data.build_system()
     context = openmm.Context(make_data.create_system(topology, forcefield),
                              openmm.VerletIntegrator(1.0 * u.femtosecond), openmm.Platform.getPlatformByName("CPU"),
@@ -66,9 +67,9 @@ def openmm_energies_and_forces(frames: List[Atoms]) -> Tuple[np.ndarray, np.ndar
     for atoms in frames:
         context.setPositions(atoms.positions / 10.0 * u.nanometer)
         state = context.getState(getEnergy=True, getForces=True)
-        energies.append(state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole) * KJ_PER_MOL_IN_EV)
+        energies.append(state.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole) / EV_IN_KJ_PER_MOL)
         forces.append(state.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.angstrom)
-                      * KJ_PER_MOL_IN_EV)
+                      / EV_IN_KJ_PER_MOL)
     return np.asarray(energies), np.asarray(forces)
 
 

@@ -61,6 +61,7 @@ MD = dict(n_replicas=8, timestep_fs=0.5, friction_per_fs=0.05, equilibration_ps=
 QUICK = dict(n_replicas=2, equilibration_ps=0.01, production_ps=0.05, sample_every_ps=0.005)
 BROKEN_A, INTACT_A = 1.0, 0.5  # A off the data's mean bond length: broken / still intact (study.py's rules)
 CONTACT_RATIO = 0.8  # a non-bonded pair closer than this times its closest approach in the held-out data
+REFERENCE_LABEL = "openmm"  # the results of the replicas with the exact force field (reference_run)
 RESULTS = HERE / "results"
 logger = logging.getLogger("ala2.aa_replicas")
 
@@ -159,7 +160,7 @@ def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace
 def with_nonbonded_wall(model, data: List[Any]):
     """``model`` with the library's non-bonded repulsive wall fitted to its training frames ``data``
     (:class:`ase_denoise.priors.NonBondedWall`: the pairs its bonded priors hold excluded, as
-    ``train(..., priors=["bonded", "repulsive_wall"])`` fits it). The weights are the model's own: the
+    ``train(..., priors=["bonded", "nonbonded_wall"])`` fits it). The weights are the model's own: the
     wall is not part of the training target, so training with it gives the same network."""
     from ase_denoise import with_prior
     from ase_denoise.priors import fit_repulsive_wall
@@ -168,15 +169,20 @@ def with_nonbonded_wall(model, data: List[Any]):
     return with_prior(model, fit_repulsive_wall(data, model.kT, exclude=pairs_held_by_priors(model.priors, data)))
 
 
+def run_label(name: str, wall: bool = False) -> str:
+    """The name a run's results go under: ``name``, ``+wall`` appended for the model with the wall."""
+    return name + ("+wall" if wall else "")
+
+
 def load_run(name: str, quick: bool = False, wall: bool = False):
     """The trained model of ``study.py``'s run ``name`` (trained now if missing), with the non-bonded
-    wall if ``wall``; its label (``name``, ``+wall`` appended) and the held-out frames."""
+    wall if ``wall``; its label (:func:`run_label`) and the held-out frames."""
     spec = study.RUNS[name]
     pool, test = study.split(study.load_frames())
     model, n_frames, _, _ = study.train_run(name, spec, pool, quick)
     if wall:
         model = with_nonbonded_wall(model, pool[:n_frames])
-    return model, name + ("+wall" if wall else ""), test
+    return model, run_label(name, wall), test
 
 
 def run(name: str, quick: bool = False, wall: bool = False) -> Dict[str, Any]:
@@ -194,7 +200,8 @@ class OpenMMReplicas:
     context per replica: ``LangevinMiddleIntegrator`` at :data:`MD`'s temperature, friction and time
     step, seeds ``5000 + replica``, velocities drawn at the temperature. ``run`` has the interface of
     :meth:`ase_denoise.replicas.ReplicaLangevin.run` (positions in A; temperatures from the
-    system's degrees of freedom, 3N - 3: OpenMM removes the centre-of-mass motion), so :func:`simulate` treats both alike."""
+    system's degrees of freedom, 3N - 3: OpenMM removes the centre-of-mass motion), so
+    :func:`simulate` treats both alike."""
 
     def __init__(self, starts: List[Any], md: Dict[str, Any]):
         import openmm
@@ -210,8 +217,7 @@ class OpenMMReplicas:
                                                          md["friction_per_fs"] * 1000 / u.picosecond,
                                                          md["timestep_fs"] * u.femtosecond)
             integrator.setRandomNumberSeed(5000 + i)
-            context = openmm.Context(make_data.create_system(topology, forcefield), integrator,
-                                     openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
+            context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "1"})
             context.setPositions(atoms.positions / 10.0 * u.nanometer)
             context.setVelocitiesToTemperature(study.TEMPERATURE_K * u.kelvin, 5000 + i)
             self.contexts.append((context, integrator))
@@ -220,11 +226,13 @@ class OpenMMReplicas:
         import openmm.unit as u
         from ase import units
 
+        from ase_denoise.integrations.openmm import EV_IN_KJ_PER_MOL
+
         positions, temperatures = [], []
         for context, _ in self.contexts:
             state = context.getState(getPositions=True, getEnergy=True)
             positions.append(state.getPositions(asNumpy=True).value_in_unit(u.angstrom))
-            kinetic_eV = state.getKineticEnergy().value_in_unit(u.kilojoule_per_mole) / 96.48533212
+            kinetic_eV = state.getKineticEnergy().value_in_unit(u.kilojoule_per_mole) / EV_IN_KJ_PER_MOL
             temperatures.append(2.0 * kinetic_eV / (self.dof * units.kB))
         return np.asarray(positions), np.asarray(temperatures)
 
@@ -256,8 +264,6 @@ def reference_run(quick: bool = False) -> Dict[str, Any]:
     setup.runner = OpenMMReplicas(setup.starts, md)
     return simulate(REFERENCE_LABEL, dict(spec=None, wall=False, noise_levels=[]), setup, test, md, progress=not quick)
 
-
-REFERENCE_LABEL = "openmm"
 
 
 def simulate(label: str, about: Dict[str, Any], setup: SimpleNamespace, test: List[Any], md: Dict[str, Any],
@@ -433,7 +439,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {sorted(study.RUNS)}")
     for name in args.names:
-        if not args.quick and (RESULTS / f"aa-replicas-{name}{'+wall' if args.wall else ''}.json").exists():
+        if not args.quick and (RESULTS / f"aa-replicas-{run_label(name, args.wall)}.json").exists():
             continue
         run(name, quick=args.quick, wall=args.wall)
     if args.reference and (args.quick or not (RESULTS / f"aa-replicas-{REFERENCE_LABEL}.json").exists()):
