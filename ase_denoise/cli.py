@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="add a prior (repeatable): 'wall' (repulsive wall below each pair's closest approach in the data), "
              "'bonded' (harmonic bonds and angles of a molecule, fitted to the data; every frame the same molecule), "
              "'nonbonded-wall' (with 'bonded': the wall on the pairs the bonded priors do not hold), "
+             "'dihedrals:4-6-8-14,6-8-14-16' (torsion free energies on those atom quadruples, 0-based, fitted to "
+             "the data's dihedrals; learned as a residual), "
              "'coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10' (DSF Coulomb, charges in e) or "
              "'ewald:Li=1,Cl=-1,eps=94,alpha=0.3,cutoff=10,accuracy=1e-6' (periodic Ewald Coulomb, as LAMMPS "
              "coul/long + pppm); Coulomb terms are learned as a residual",
@@ -170,7 +172,8 @@ def _noise_std_arg(values: List[str]):
 
 
 def _prior_arg(spec: str):
-    """``wall``, ``bonded``, ``nonbonded-wall``, ``coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]`` (DSF) or
+    """``wall``, ``bonded``, ``nonbonded-wall``, ``dihedrals:4-6-8-14[,...]``,
+    ``coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]`` (DSF) or
     ``ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]`` -> a prior (or 'repulsive_wall')."""
     from ase.data import atomic_numbers
 
@@ -182,7 +185,13 @@ def _prior_arg(spec: str):
         return "bonded"
     if spec == "nonbonded-wall":
         return "nonbonded_wall"
-    usage = ("use 'wall', 'bonded', 'nonbonded-wall', 'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
+    if spec.startswith("dihedrals:"):
+        from .priors import parse_dihedrals
+
+        parse_dihedrals(spec.partition(":")[2])  # refused here, before any data are read
+        return spec
+    usage = ("use 'wall', 'bonded', 'nonbonded-wall', 'dihedrals:i-j-k-l[,...]', "
+             "'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
              "'ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]'")
     kind, _, rest = spec.partition(":")
     if kind not in ("coulomb", "ewald") or not rest:

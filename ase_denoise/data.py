@@ -335,8 +335,10 @@ def prepare_data(
     objects, or ``"repulsive_wall"`` for a wall fitted to the frames' closest approaches
     (:func:`ase_denoise.priors.fit_repulsive_wall`), ``"nonbonded_wall"`` for the same wall on the
     pairs the bonded priors in ``priors`` do not hold (:class:`~ase_denoise.priors.NonBondedWall`),
-    or ``"bonded"`` for harmonic bonds and angles of a molecule fitted by Boltzmann inversion
-    (:func:`ase_denoise.priors.fit_bonded_priors`). ``model_options``: any other
+    ``"bonded"`` for harmonic bonds and angles of a molecule fitted by Boltzmann inversion
+    (:func:`ase_denoise.priors.fit_bonded_priors`), or ``"dihedrals:4-6-8-14,6-8-14-16"`` for torsion
+    free energies on those atom quadruples (0-based) fitted to the frames' dihedrals
+    (:func:`ase_denoise.priors.fit_dihedral_priors`). ``model_options``: any other
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
 
@@ -354,7 +356,7 @@ def prepare_data(
     Returns the architecture, the physics (temperature, noise levels, the frames' periodicity,
     priors) and the frames converted for training.
     """
-    from .priors import Prior, fit_bonded_priors, fit_repulsive_wall
+    from .priors import Prior, fit_bonded_priors, fit_dihedral_priors, fit_repulsive_wall, parse_dihedrals
     from .suggest import pairs_held_by_priors
 
     if initial_model is not None:
@@ -413,11 +415,13 @@ def prepare_data(
                 raise ValueError("priors: 'nonbonded_wall' is a wall on the pairs that bonded priors do not hold; "
                                  "give it with them (e.g. priors=['bonded', 'nonbonded_wall'])")
             prior = fit_repulsive_wall(atoms_list, kT, exclude=held)
+        elif isinstance(prior, str) and prior.startswith("dihedrals:"):
+            prior = fit_dihedral_priors(atoms_list, kT, parse_dihedrals(prior.partition(":")[2]))
         chosen = fit_bonded_priors(atoms_list, kT) if isinstance(prior, str) and prior == "bonded" else [prior]
         for prior in chosen:
             if not isinstance(prior, Prior):
                 raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects, "
-                                 "'repulsive_wall', 'nonbonded_wall' or 'bonded'")
+                                 "'repulsive_wall', 'nonbonded_wall', 'bonded' or 'dihedrals:i-j-k-l[,...]'")
             logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
             fitted.append(prior.to_dict())
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted,

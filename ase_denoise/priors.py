@@ -736,6 +736,167 @@ class HarmonicAngles(Prior):
                 f"k {min(self.k):.3g}-{max(self.k):.3g} eV/rad^2, fitted to the data); the network learns the residual")
 
 
+def _dihedral_geometry(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], index: np.ndarray):
+    """For quadruples ``index`` [n, 4]: the dihedral angles (radians, in (-pi, pi], IUPAC: 180 degrees
+    trans, the sign of ASE's ``get_dihedrals``) and their gradients with respect to the four atoms
+    [..., n, 4, 3] (1/A), for positions [..., n_atoms, 3] (Blondel and Karplus, J. Comput. Chem. 17,
+    1132 (1996))."""
+    b1 = _bond_vectors(positions, cell, pbc, index[:, 0], index[:, 1])  # i -> j  [..., n, 3]
+    b2 = _bond_vectors(positions, cell, pbc, index[:, 1], index[:, 2])  # j -> k
+    b3 = _bond_vectors(positions, cell, pbc, index[:, 2], index[:, 3])  # k -> l
+    m, n = np.cross(b1, b2), np.cross(b2, b3)  # normals of the planes ijk and jkl
+    lb2 = np.linalg.norm(b2, axis=-1)
+    phi = np.arctan2(lb2 * (b1 * n).sum(axis=-1), (m * n).sum(axis=-1))
+    mm = np.maximum((m * m).sum(axis=-1), 1e-24)[..., None]
+    nn = np.maximum((n * n).sum(axis=-1), 1e-24)[..., None]
+    grad_i = -lb2[..., None] * m / mm
+    grad_l = lb2[..., None] * n / nn
+    p = ((b1 * b2).sum(axis=-1) / lb2**2)[..., None]  # projections of the outer bonds on the axis
+    q = ((b3 * b2).sum(axis=-1) / lb2**2)[..., None]
+    grad_j = q * grad_l - (1.0 + p) * grad_i
+    grad_k = p * grad_i - (1.0 + q) * grad_l
+    return phi, np.stack([grad_i, grad_j, grad_k, grad_l], axis=-2)
+
+
+@dataclass
+class Dihedrals(Prior):
+    """Torsion terms ``U_d(phi) = sum_m (a_dm cos(m phi) + b_dm sin(m phi))``, ``m = 1..M``, over atom
+    quadruples ``dihedrals`` [(i, j, k, l)] (phi: the IUPAC dihedral of i-j-k-l), coefficients ``cos``
+    and ``sin`` (eV) [n_dihedrals][M]: a smooth periodic free energy per torsion, fitted to the data's
+    distribution of each dihedral by :func:`fit_dihedral_priors` (the torsion priors of CG protein
+    models: Charron et al., arXiv:2310.18278 (2023)). Learned as a residual: where data are, the
+    network learns what the one-dimensional picture leaves out; where they thin out (a barrier the data
+    crossed a few times, a basin they never reached) the fitted torsion free energy is what is left."""
+
+    dihedrals: List[Tuple[int, int, int, int]]
+    cos: List[List[float]]
+    sin: List[List[float]]
+    kind: str = field(default="dihedrals", init=False)
+    in_residual: bool = field(default=True, init=False)
+
+    def __post_init__(self) -> None:
+        self.dihedrals = [tuple(int(x) for x in q) for q in self.dihedrals]
+        self.cos = [[float(x) for x in row] for row in self.cos]
+        self.sin = [[float(x) for x in row] for row in self.sin]
+        orders = {len(row) for row in self.cos + self.sin}
+        if (any(len(q) != 4 or len(set(q)) != 4 for q in self.dihedrals) or len(self.cos) != len(self.dihedrals)
+                or len(self.sin) != len(self.dihedrals) or len(orders) > 1):
+            raise ValueError("dihedral priors need four distinct atoms per dihedral and one row of cos and of sin "
+                             "coefficients (all of the same length) per dihedral")
+
+    @property
+    def cutoff(self) -> float:
+        return 0.0  # not a pair term on a neighbour list
+
+    def angles(self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> np.ndarray:
+        """The dihedrals (radians, in (-pi, pi]) [..., n_dihedrals] of positions [..., n_atoms, 3]."""
+        index = np.asarray(self.dihedrals, dtype=np.int64).reshape(-1, 4)
+        return _dihedral_geometry(np.asarray(positions, dtype=np.float64), cell, pbc, index)[0]
+
+    def profile(self, phi: np.ndarray) -> np.ndarray:
+        """``U_d(phi)`` (eV) [..., n_dihedrals] at angles ``phi`` (radians) [..., n_dihedrals]."""
+        return self._terms(np.asarray(phi, dtype=np.float64))[0]
+
+    def _terms(self, phi: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        a, b = np.asarray(self.cos), np.asarray(self.sin)  # [n, M]
+        orders = np.arange(1, a.shape[-1] + 1)
+        mphi = phi[..., None] * orders  # [..., n, M]
+        energy = (a * np.cos(mphi) + b * np.sin(mphi)).sum(axis=-1)
+        slope = (orders * (b * np.cos(mphi) - a * np.sin(mphi))).sum(axis=-1)  # dU/dphi
+        return energy, slope
+
+    def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        # positions [n_atoms, 3], or [R, n_atoms, 3] for copies (replicas_energy_and_forces)
+        positions = np.asarray(positions, dtype=np.float64)
+        index = np.asarray(self.dihedrals, dtype=np.int64).reshape(-1, 4)
+        _check_indices(self.kind, index, positions.shape[-2])
+        phi, grad = _dihedral_geometry(positions, cell, pbc, index)  # [..., n], [..., n, 4, 3]
+        energy, slope = self._terms(phi)
+        forces = np.zeros_like(positions)
+        for a in range(4):
+            forces += _scatter(positions.shape, index[:, a], -slope[..., None] * grad[..., a, :])
+        return float(energy.sum()), forces
+
+    def replicas_energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        return self.energy_and_forces(numbers, positions, cell, pbc)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "dihedrals": [list(q) for q in self.dihedrals], "cos": self.cos, "sin": self.sin}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Dihedrals":
+        return cls([tuple(q) for q in d["dihedrals"]], d["cos"], d["sin"])
+
+    def describe(self, names: Optional[Dict[int, str]] = None) -> str:
+        grid = np.linspace(-np.pi, np.pi, 361)
+        u = self.profile(np.repeat(grid[:, None], len(self.dihedrals), axis=1))  # [grid, n]
+        spans = u.max(axis=0) - u.min(axis=0)
+        quads = ", ".join("-".join(str(x) for x in q) for q in self.dihedrals)
+        return (f"dihedral free energies on {len(self.dihedrals)} torsion(s) ({quads}; {len(self.cos[0])} Fourier "
+                f"orders, spans {spans.min():.3g}-{spans.max():.3g} eV, fitted to the data); "
+                "the network learns the residual")
+
+
+def parse_dihedrals(spec: str) -> List[Tuple[int, int, int, int]]:
+    """``"4-6-8-14,6-8-14-16"`` (the string after ``dihedrals:`` in ``priors`` and ``--prior``) ->
+    atom index quadruples; anything else is refused with the expected form."""
+    try:
+        quads = [tuple(int(x) for x in part.split("-")) for part in spec.split(",") if part.strip()]
+    except ValueError:
+        quads = []
+    if not quads or any(len(q) != 4 or min(q) < 0 for q in quads):
+        raise ValueError(f"dihedrals {spec!r}: expected atom index quadruples such as '4-6-8-14,6-8-14-16' "
+                         "(0-based indices i-j-k-l, comma-separated)")
+    return quads
+
+
+def fit_dihedral_priors(
+    frames: Sequence[Atoms], kT: float, dihedrals: Sequence[Tuple[int, int, int, int]], orders: int = 6,
+    floor: float = 0.01,
+) -> Dihedrals:
+    """Torsion free energies by maximum likelihood: per dihedral, the Fourier series ``U(phi)`` of
+    ``orders`` orders whose density ``exp(-U/kT)`` best explains the data's angles (a convex fit; the
+    Jacobian of a dihedral is flat, so nothing is divided out). ``floor``: the weight of a uniform
+    density mixed into the data's, which bounds ``U`` where the data have no samples at about
+    ``kT ln(p_max / p_floor)`` (a few kT: ``floor=0.01`` puts alanine dipeptide's never-visited
+    ``phi > 0`` 5-6 kT up) instead of letting the coefficients grow without bound. Mixing in a
+    uniform density shrinks the data's Fourier moments by ``1 - floor``; that is all it changes.
+    Every frame must hold the same molecule."""
+    from scipy.optimize import minimize
+
+    frames = list(frames)
+    if not frames:
+        raise ValueError("no frames to fit dihedral priors to")
+    n = len(frames[0])
+    if any(len(a) != n or not np.array_equal(a.numbers, frames[0].numbers) for a in frames):
+        raise ValueError("dihedral priors need every frame to hold the same molecule (same atoms in the same order)")
+    if not 0.0 < floor < 1.0 or orders < 1:
+        raise ValueError(f"dihedral priors need 0 < floor < 1 and orders >= 1 (got floor={floor}, orders={orders})")
+    index = np.asarray(dihedrals, dtype=np.int64).reshape(-1, 4)
+    _check_indices("dihedrals", index, n)
+    phi = np.array([_dihedral_geometry(a.positions, a.cell.array, a.pbc, index)[0] for a in frames])  # [frames, n]
+    m = np.arange(1, orders + 1)
+    grid = np.linspace(-np.pi, np.pi, 720, endpoint=False)
+    basis_grid = np.concatenate([np.cos(grid[:, None] * m), np.sin(grid[:, None] * m)], axis=1)  # [grid, 2M]
+    cos_rows, sin_rows = [], []
+    for column in phi.T:
+        # target moments of (1 - floor) * data + floor * uniform; theta: the coefficients of -U/kT
+        basis = np.concatenate([np.cos(column[:, None] * m), np.sin(column[:, None] * m)], axis=1)  # [frames, 2M]
+        moments = (1.0 - floor) * basis.mean(axis=0)
+
+        def objective(theta):
+            log_w = basis_grid @ theta
+            top = log_w.max()
+            w = np.exp(log_w - top)
+            expected = (w @ basis_grid) / w.sum()
+            return top + np.log(w.mean()) - moments @ theta, expected - moments
+
+        theta = minimize(objective, np.zeros(2 * orders), jac=True, method="BFGS", options=dict(gtol=1e-10)).x
+        cos_rows.append(list(-kT * theta[:orders]))
+        sin_rows.append(list(-kT * theta[orders:]))
+    return Dihedrals([tuple(q) for q in index], cos_rows, sin_rows)
+
+
 def molecule_topology(atoms: Atoms, scale: float = 1.15) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int, int]]]:
     """Bonds (pairs closer than ``scale`` times the sum of ASE's natural covalent radii) and the
     angles they make (triples ``i-j-k`` with ``j`` bonded to both), from one structure."""
@@ -794,7 +955,7 @@ def fit_bonded_priors(
 
 _KINDS = {"repulsive_wall": RepulsiveWall, "nonbonded_wall": NonBondedWall, "coulomb_dsf": DSFCoulomb,
           "coulomb_ewald": EwaldCoulomb, "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles,
-          "pair_table": PairTable}
+          "dihedrals": Dihedrals, "pair_table": PairTable}
 
 
 def prior_from_dict(d: Dict[str, Any]) -> Prior:

@@ -168,7 +168,7 @@ def test_kl_divergence_of_phi_psi_samples(cg):
 def test_cg_study_pipeline_quick(tmp_path, cg):
     """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas,
     writes the figures, the table and the free-energy plot."""
-    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "mixeds-500", "fm-500", "dnse-500",
+    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "mixeds-500", "fm-500", "dnse-500", "dnst-500",
                     "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--plot", "dn-500", "fm-500"]) == 0
     for name in ("dn-500", "dns-500", "fm-500"):
         res = json.loads((tmp_path / "results" / f"cg-{name}.json").read_text())
@@ -189,6 +189,9 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     kinds = [p.to_dict()["kind"] for p in model.priors]
     assert kinds == ["harmonic_bonds", "harmonic_angles", "repulsive_wall"]
     assert "CA-CB" in model.priors[2].describe(model.config.bead_names)
+    torsions = load_model_file(tmp_path / "runs" / "dnst-500" / "best.safetensors").priors
+    assert [p.kind for p in torsions] == ["harmonic_bonds", "harmonic_angles", "repulsive_wall", "dihedrals"]
+    assert torsions[3].dihedrals == [cg.PHI, cg.PSI] and torsions[3].in_residual
     table = cg.report()
     assert "| reference (5 ns all-atom, mapped) |" in table and "| force matching | 500 | 1 |" in table
     assert table.startswith(f"CG MD friction: {cg.MD['friction_per_fs']:g} /fs")
@@ -219,6 +222,28 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert "4 = CB" in card and "CA-CB" in card and "H-He" not in card
     assert load_by_name("ala2-cg-300K", models_dir=zoo).config.symbols == model.config.symbols
     assert np.load(zoo / "ala2-cg-300K" / "reference_phi_psi.npz")["phi_psi_deg"].shape == (2500, 2)
+
+
+def test_all_atom_torsion_priors_are_on_phi_and_psi():
+    """``dnst`` runs: the ``dihedrals:`` entry names the atoms whose dihedrals are the data's phi and
+    psi (``make_data.PHI``/``PSI``), and the fitted prior is lowest where the data are densest."""
+    study, aa = _module("study"), _module("aa_replicas")
+    from ase_denoise.priors import fit_dihedral_priors, parse_dihedrals
+
+    spec = study.backbone_dihedrals()
+    assert spec.startswith("dihedrals:") and study.RUNS["dnst-2000-r1"]["torsions"]
+    assert study.RUNS["dnste-500"]["head"] == "energy" and not study.RUNS["dns-500"]["torsions"]
+    frames = study.load_frames()[:400]
+    prior = fit_dihedral_priors(frames, 0.025852, parse_dihedrals(spec.partition(":")[2]))
+    positions = np.stack([a.positions for a in frames])
+    angles = np.degrees(prior.angles(positions, np.zeros((3, 3)), [False] * 3))
+    expected = aa.phi_psi(positions)
+    np.testing.assert_allclose(np.angle(np.exp(1j * np.radians(angles - expected))), 0.0, atol=1e-9)
+    grid = np.radians(np.arange(-180.0, 180.0, 5.0))
+    u = prior.profile(np.stack([grid, grid], axis=1))
+    counts = [np.histogram(angles[:, k], bins=np.arange(-180.0, 181.0, 5.0))[0] for k in range(2)]
+    for k in range(2):
+        assert abs(grid[np.argmin(u[:, k])] - grid[np.argmax(counts[k])]) < np.radians(30.0)
 
 
 def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):

@@ -474,11 +474,12 @@ def test_prior_specs_give_the_priors_they_name():
 
     assert _prior_arg("wall") == "repulsive_wall"
     assert (_prior_arg("bonded"), _prior_arg("nonbonded-wall")) == ("bonded", "nonbonded_wall")
+    assert _prior_arg("dihedrals:4-6-8-14,6-8-14-16") == "dihedrals:4-6-8-14,6-8-14-16"
     dsf = _prior_arg("coulomb:Li=1,Cl=-1,eps=78,cutoff=9")
     assert dsf == DSFCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.2, r_cut=9.0)
     ewald = _prior_arg("ewald:Li=1,Cl=-1,eps=94,alpha=0.35,accuracy=1e-7")
     assert ewald == EwaldCoulomb({3: 1.0, 17: -1.0}, 94.0, alpha=0.35, r_cut=10.0, accuracy=1e-7)
     for bad, message in (("ewald:Li=1,Cl=-1", "missing eps"), ("ewald:Xx=1,eps=2", r"unknown element\(s\) \['Xx'\]"),
-                         ("zbl", "use 'wall'")):
+                         ("zbl", "use 'wall'"), ("dihedrals:4-6-8", "quadruples")):
         with pytest.raises(ValueError, match=message):
             _prior_arg(bad)

@@ -530,3 +530,111 @@ def test_training_with_the_nonbonded_wall_gives_the_same_network(ethanols, tmp_p
     assert [p.kind for p in runs["walled"].priors][-1] == "nonbonded_wall"
     reference = runs["bonded"].state_dict()
     assert all(torch.equal(v, reference[k]) for k, v in runs["walled"].state_dict().items())
+
+
+def _butane_like(phi: np.ndarray) -> list:
+    """Four atoms i-j-k-l (1.5 A bonds, 110-degree angles) with the dihedral ``phi`` (radians) each,
+    plus a fifth atom off to the side: frames whose one torsion is exactly ``phi``."""
+    frames = []
+    theta = np.radians(110.0)
+    for p in np.atleast_1d(phi):
+        j, k = np.zeros(3), np.array([1.5, 0.0, 0.0])
+        i = j + 1.5 * np.array([np.cos(theta), np.sin(theta), 0.0])  # angle i-j-k = theta
+        l = k + 1.5 * np.array([-np.cos(theta), np.sin(theta) * np.cos(p), np.sin(theta) * np.sin(p)])  # noqa: E741
+        frames.append(Atoms("C4H", positions=[i, j, k, l, [0.7, -3.0, 1.0]]))
+    return frames
+
+
+def test_dihedral_prior_forces_are_minus_its_energy_gradient():
+    """Torsion terms (``Dihedrals``): the angle is ASE's IUPAC dihedral, forces are minus the energy's
+    gradient (finite differences, 1e-7 eV/A), sum to zero with zero torque (a function of one internal
+    coordinate), copies get the per-copy forces, and the JSON form round trips."""
+    from ase.geometry import get_dihedrals
+
+    from ase_denoise.priors import Dihedrals
+
+    rng = np.random.default_rng(8)
+    atoms = Atoms("C6", positions=rng.normal(0, 1.5, (6, 3)))
+    quads = [(0, 1, 2, 3), (1, 2, 3, 4), (5, 0, 2, 4)]
+    prior = Dihedrals(quads, rng.normal(0, 0.1, (3, 4)).tolist(), rng.normal(0, 0.1, (3, 4)).tolist())
+    p = atoms.positions
+    index = np.array(quads)
+    b1, b2, b3 = (p[index[:, a + 1]] - p[index[:, a]] for a in range(3))
+    measured = np.degrees(prior.angles(p, atoms.cell.array, atoms.pbc))
+    np.testing.assert_allclose(measured % 360, get_dihedrals(b1, b2, b3) % 360, atol=1e-9)
+    energy, forces = prior.energy_and_forces(atoms.numbers, p, atoms.cell.array, atoms.pbc)
+    assert np.abs(forces).max() > 0.05
+    np.testing.assert_allclose(forces, _finite_difference(prior, atoms), atol=1e-7)
+    np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.cross(p, forces).sum(axis=0), 0.0, atol=1e-12)
+    moved = p + rng.normal(0, 0.2, p.shape)
+    e2, f2 = prior.replicas_energy_and_forces(atoms.numbers, np.stack([p, moved]), atoms.cell.array, atoms.pbc)
+    np.testing.assert_allclose(f2[0], forces, atol=1e-12)
+    np.testing.assert_allclose(f2[1], prior.energy_and_forces(atoms.numbers, moved, atoms.cell.array, atoms.pbc)[1],
+                               atol=1e-12)
+    assert abs(e2 - energy - prior.energy_and_forces(atoms.numbers, moved, atoms.cell.array, atoms.pbc)[0]) < 1e-12
+    assert prior_from_dict(prior.to_dict()) == prior and prior.in_residual
+    with pytest.raises(ValueError, match="four distinct atoms"):
+        Dihedrals([(0, 1, 1, 2)], [[0.1]], [[0.0]])
+    with pytest.raises(ValueError, match="has 6 atoms"):
+        Dihedrals([(0, 1, 2, 9)], [[0.1]], [[0.0]]).forces(atoms)
+
+
+def test_dihedral_fit_recovers_a_known_torsion_free_energy_and_stays_bounded_without_data():
+    """``fit_dihedral_priors``: angles drawn from ``exp(-U/kT)`` for a known two-order ``U`` give back
+    ``U`` within 0.2 kT where it is less than 2 kT above its minimum and 0.5 kT everywhere (4 kT up,
+    where few of the 4000 samples are; the fit has six orders); angles only in half
+    the circle give a finite plateau a few kT up on the empty half (``floor``), not a runaway."""
+    from ase_denoise.priors import fit_dihedral_priors
+
+    kT = 0.025852
+    grid = np.linspace(-np.pi, np.pi, 3600, endpoint=False)
+    true = kT * (1.5 * np.cos(grid) - 0.8 * np.cos(2 * grid) + 0.6 * np.sin(grid))
+    cdf = np.cumsum(np.exp(-true / kT))
+    rng = np.random.default_rng(0)
+    phi = np.interp(rng.uniform(0, cdf[-1], 4000), cdf, grid)
+    frames = _butane_like(phi)
+    prior = fit_dihedral_priors(frames, kT, [(0, 1, 2, 3)], floor=1e-4)
+    measured = prior.angles(np.stack([a.positions for a in frames]), np.zeros((3, 3)), [False] * 3)[:, 0]
+    np.testing.assert_allclose(np.angle(np.exp(1j * (measured - phi))), 0.0, atol=1e-9)  # the frames carry phi
+    fitted = prior.profile(grid[:, None])[:, 0]
+    low = np.argmin(true)
+    error = np.abs((fitted - fitted[low]) - (true - true[low])) / kT
+    assert error[true - true[low] < 2 * kT].max() < 0.2 and error.max() < 0.5, error.max()
+    half = fit_dihedral_priors(_butane_like(rng.uniform(-np.pi, 0, 2000)), kT, [(0, 1, 2, 3)], floor=0.01)
+    u = half.profile(grid[:, None])[:, 0] / kT
+    empty, full = u[(grid > 0.5) & (grid < np.pi - 0.5)], u[(grid < -0.5) & (grid > -np.pi + 0.5)]
+    assert 3.0 < empty.min() - full.max() and u.max() - u.min() < 10.0, (empty.min() - full.max(), u.max() - u.min())
+    with pytest.raises(ValueError, match="same molecule"):
+        fit_dihedral_priors(frames[:2] + [Atoms("C4", positions=frames[0].positions[:4])], kT, [(0, 1, 2, 3)])
+    with pytest.raises(ValueError, match="0 < floor < 1"):
+        fit_dihedral_priors(frames, kT, [(0, 1, 2, 3)], floor=0.0)
+
+
+def test_dihedral_priors_from_the_training_data_are_learned_as_a_residual(tmp_path):
+    """``priors=["dihedrals:0-1-2-3"]`` fits the torsion to the frames and the model carries it as a
+    residual prior: the residual target at a noisy input is lowered by ``sigma F_prior / kT``, and the
+    calculator adds the prior's forces to the network's. Malformed specs are refused by name."""
+    from ase_denoise import prepare_data
+    from ase_denoise.priors import Dihedrals, parse_dihedrals
+
+    rng = np.random.default_rng(5)
+    frames = _butane_like(rng.normal(-1.0, 0.4, 40))
+    config, physics, converted = prepare_data(frames, noise_std=0.02, temperature_K=300.0,
+                                              priors=["dihedrals:0-1-2-3"], r_max=3.0, num_channels=4)
+    assert [d["kind"] for d in physics.priors] == ["dihedrals"]
+    prior = prior_from_dict(physics.priors[0])
+    assert isinstance(prior, Dihedrals) and prior.dihedrals == [(0, 1, 2, 3)]
+    model = build_model(config, physics, torch.float64, seed=0)
+    save_model(model, tmp_path / "torsion.safetensors")
+    model = load_model(tmp_path / "torsion.safetensors")
+    atoms = _butane_like(np.array([1.2]))[0]  # phi > 0: where the data never were
+    assert np.abs(prior.forces(atoms)).max() > 0.01
+    expected = predict(model, [structure_frame(atoms, model)], priors=False) + prior.forces(atoms)
+    np.testing.assert_allclose(DenoiseCalculator(model).get_forces(atoms), expected, atol=1e-12)
+    assert parse_dihedrals("4-6-8-14,6-8-14-16") == [(4, 6, 8, 14), (6, 8, 14, 16)]
+    for bad in ("4-6-8", "a-b-c-d", "", "1-2-3--4"):
+        with pytest.raises(ValueError, match="quadruples"):
+            parse_dihedrals(bad)
+    with pytest.raises(ValueError, match="quadruples"):
+        prepare_data(frames, noise_std=0.02, temperature_K=300.0, priors=["dihedrals:0-1-2"], r_max=3.0, num_channels=4)

@@ -34,7 +34,10 @@ optimiser steps:
 * ``mixeds-<N>``: the mixture with ``dns``'s smoothed priors and soft ladder;
 * ``fm-<N>``: force matching on the mapped forces;
 * ``dnse-<N>``, ``fme-<N>``: ``dns`` and ``fm`` with the energy head (``head="energy"``, forces the
-  gradient of a learned free energy, so conservative: CGnet's and CGSchNet's form).
+  gradient of a learned free energy, so conservative: CGnet's and CGSchNet's form);
+* ``dnst-<N>``: ``dns`` with torsion priors on phi and psi as well (each dihedral's free energy
+  fitted to the training frames, :func:`ase_denoise.priors.fit_dihedral_priors`, learned as a
+  residual like the bonded priors).
 
 ``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-r1``/``-r2``
 are training seeds 1 and 2.
@@ -104,6 +107,7 @@ BIN_DEG = 20.0
 RECIPES = (("dn", "denoising, coordinates only (auto ladder)", "denoising", 4, False, "vector"),
            ("dns", "denoising, coordinates only, smoothed priors + soft ladder", "denoising", 4, True, "vector"),
            ("dnse", "denoising as dns, energy head (conservative)", "denoising", 4, True, "energy"),
+           ("dnst", "denoising as dns, torsion priors on phi and psi", "denoising", 4, True, "vector"),
            ("mixed", "mixed labels", "mixed", 4, False, "vector"),
            ("mixeds", "mixed labels, smoothed priors + soft ladder", "mixed", 4, True, "vector"),
            ("fm", "force matching", "force_matching", 1, False, "vector"),
@@ -118,7 +122,7 @@ def _runs() -> Dict[str, Dict[str, Any]]:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
                                   noise_std="auto" if loss != "force_matching" else 0.01, smoothed=smoothed,
-                                  head=head)
+                                  head=head, torsions=prefix == "dnst")
     return runs
 
 
@@ -208,7 +212,7 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     from ase_denoise import TrainConfig, train
     from ase_denoise.checkpoint import load_model_file
     from ase_denoise.config import PhysicsConfig
-    from ase_denoise.priors import fit_bonded_priors
+    from ase_denoise.priors import fit_bonded_priors, fit_dihedral_priors
 
     data = pool[: spec["frames"]]
     steps = STEPS
@@ -223,6 +227,8 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
     noise_std = spec["noise_std"]  # "auto": with smoothed_priors, the soft ladder (the priors' pairs left out)
     kT = PhysicsConfig(temperature_K=TEMPERATURE_K, noise_std=(0.01,)).kT
     priors = [*fit_bonded_priors(data, kT, bonds=BONDS, angles=ANGLES), "repulsive_wall"]
+    if spec.get("torsions"):
+        priors.append(fit_dihedral_priors(data, kT, [PHI, PSI]))
     names = {z: t for t, z in bead_table().items()}
     t0 = time.perf_counter()
     train(data, str(work), noise_std=noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,

@@ -11,6 +11,10 @@ are given, the network learns the rest), and the same number of optimiser steps:
 * ``dns-<N>``: as ``dn`` with ``TrainConfig.smoothed_priors`` (the residual taken against the bonded
   priors as the noise smooths them), so ``auto`` leaves out the pairs the priors hold: a C=O ... 1-4
   peak (0.077 A wide) sets the ladder, 0.0134 / 0.0208 / 0.0297 A, twice ``dn``'s;
+* ``dnst-<N>``: as ``dns`` with torsion priors on phi and psi as well (``dihedrals:...``: each
+  backbone dihedral's free energy fitted to the training frames' distribution, learned as a residual
+  like the bonded priors; :func:`ase_denoise.priors.fit_dihedral_priors`), ``dnste-<N>`` the same with
+  the energy head;
 * ``dnse-<N>``: as ``dns`` with the energy head (forces = -grad of a learned free energy: conservative,
   so its MD cannot be heated by the network's work; about twice the vector head's cost);
 * ``mixed-<N>``: the same ladder with the variance-reduced mixture of the force and noise labels;
@@ -66,18 +70,30 @@ def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
         for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("denoising", "dnse", 4),
+                                     ("denoising", "dnst", 4), ("denoising", "dnste", 4),
                                      ("mixed", "mixed", 4), ("force_matching", "fm", 1), ("force_matching", "fme", 1)):
             for seed in SEEDS:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed,
                                   smoothed=prefix.startswith("dns"), antithetic=copies > 1,
                                   noise_std="auto" if loss != "force_matching" else 0.01,
-                                  head="energy" if prefix in ("dnse", "fme") else MODEL["head"])
+                                  head="energy" if prefix in ("dnse", "dnste", "fme") else MODEL["head"],
+                                  torsions=prefix.startswith("dnst"))
     return runs
 
 
 RUNS = _runs()
 logger = logging.getLogger("ala2")
+
+
+def backbone_dihedrals(path: Path = DATA) -> str:
+    """The ``priors`` entry of torsion priors on phi and psi (``make_data.PHI``/``PSI``, atom indices
+    from the data's atom names): ``"dihedrals:4-6-8-14,6-8-14-16"``."""
+    sys.path.insert(0, str(HERE))
+    import make_data
+
+    index = {str(n): i for i, n in enumerate(np.load(path)["names"])}
+    return "dihedrals:" + ",".join("-".join(str(index[a]) for a in quad) for quad in (make_data.PHI, make_data.PSI))
 
 
 def load_frames(path: Path = DATA) -> List[Atoms]:
@@ -113,7 +129,8 @@ def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
                       smoothed_priors=spec.get("smoothed", False))
     t0 = time.perf_counter()
     train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
-          resume=(work / "training_state.pt").exists(), progress=True, priors=["bonded"],
+          resume=(work / "training_state.pt").exists(), progress=True,
+          priors=["bonded"] + ([backbone_dihedrals()] if spec.get("torsions") else []),
           **dict(MODEL, head=spec.get("head", MODEL["head"])))
     return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0
 
