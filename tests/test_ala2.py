@@ -224,7 +224,7 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert np.load(zoo / "ala2-cg-300K" / "reference_phi_psi.npz")["phi_psi_deg"].shape == (2500, 2)
 
 
-def test_all_atom_torsion_priors_are_on_phi_and_psi():
+def test_all_atom_torsion_priors_are_on_phi_and_psi(tmp_path):
     """``dnst`` runs: the ``dihedrals:`` entry names the atoms whose dihedrals are the data's phi and
     psi (``make_data.PHI``/``PSI``), and the fitted prior is lowest where the data are densest."""
     study, aa = _module("study"), _module("aa_replicas")
@@ -244,6 +244,7 @@ def test_all_atom_torsion_priors_are_on_phi_and_psi():
     counts = [np.histogram(angles[:, k], bins=np.arange(-180.0, 181.0, 5.0))[0] for k in range(2)]
     for k in range(2):
         assert abs(grid[np.argmin(u[:, k])] - grid[np.argmax(counts[k])]) < np.radians(30.0)
+    assert study.plot_torsion_priors(tmp_path / "torsions.png", n_frames=400).stat().st_size > 10_000
 
 
 def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):

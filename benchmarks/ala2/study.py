@@ -240,12 +240,51 @@ def report() -> str:
     return "\n".join(rows)
 
 
+def plot_torsion_priors(path: Optional[Path] = None, n_frames: int = 2000) -> Path:
+    """The torsion priors of the ``dnst`` runs (fitted to the first ``n_frames`` training frames)
+    against ``-kT ln p`` of the data's phi and psi (all frames, 10-degree bins), both in kT and zero
+    at their minimum: ``results/torsion_priors.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ase_denoise.priors import fit_dihedral_priors, parse_dihedrals
+
+    frames = load_frames()
+    kT = 8.617333262e-5 * TEMPERATURE_K
+    prior = fit_dihedral_priors(split(frames)[0][:n_frames], kT, parse_dihedrals(backbone_dihedrals().partition(":")[2]))
+    angles = np.degrees(prior.angles(np.stack([a.positions for a in frames]), np.zeros((3, 3)), [False] * 3))
+    grid = np.linspace(-180.0, 180.0, 361)
+    u = prior.profile(np.radians(np.stack([grid, grid], axis=1))) / kT
+    edges = np.arange(-180.0, 181.0, 10.0)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for k, (ax, name) in enumerate(zip(axes, ("phi", "psi"))):
+        counts, _ = np.histogram(angles[:, k], bins=edges)
+        seen = counts > 0
+        pmf = -np.log(counts[seen] / counts.max())
+        ax.plot(0.5 * (edges[1:] + edges[:-1])[seen], pmf, "o", ms=4, label="data, -ln p (all 2500 frames)")
+        ax.plot(grid, u[:, k] - u[:, k].min(), "-", label=f"torsion prior (first {n_frames} frames)")
+        ax.set_xlabel(f"{name} (degrees)")
+        ax.set_xlim(-180, 180)
+    axes[0].set_ylabel("free energy (kT)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = path or RESULTS / "torsion_priors.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None) -> int:
     global RESULTS, RUNS_DIR
     parser = argparse.ArgumentParser(description="alanine dipeptide (all atoms): denoising vs force matching")
     parser.add_argument("--only", nargs="*", default=[], help="runs to train and evaluate")
     parser.add_argument("--report", action="store_true", help="print the table of the finished runs")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
+    parser.add_argument("--plot-torsions", action="store_true", help="the dnst runs' torsion priors against the "
+                        "data's phi/psi free energies: results/torsion_priors.png")
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
     parser.add_argument("--runs-dir", default=str(RUNS_DIR))
@@ -259,6 +298,8 @@ def main(argv=None) -> int:
         do_run(name, quick=args.quick, data=Path(args.data))
     if args.report:
         print(report())
+    if args.plot_torsions:
+        print(plot_torsion_priors())
     return 0
 
 
