@@ -859,7 +859,7 @@ def fit_dihedral_priors(
     Jacobian of a dihedral is flat, so nothing is divided out). ``floor``: the weight of a uniform
     density mixed into the data's, which bounds ``U`` where the data have no samples at about
     ``kT ln(p_max / p_floor)`` (a few kT: ``floor=0.01`` puts alanine dipeptide's never-visited
-    ``phi > 0`` 5-6 kT up) instead of letting the coefficients grow without bound. Mixing in a
+    ``phi > 0`` 6-7 kT up) instead of letting the coefficients grow without bound. Mixing in a
     uniform density shrinks the data's Fourier moments by ``1 - floor``; that is all it changes.
     Every frame must hold the same molecule."""
     from scipy.optimize import minimize

@@ -35,9 +35,9 @@ optimiser steps:
 * ``fm-<N>``: force matching on the mapped forces;
 * ``dnse-<N>``, ``fme-<N>``: ``dns`` and ``fm`` with the energy head (``head="energy"``, forces the
   gradient of a learned free energy, so conservative: CGnet's and CGSchNet's form);
-* ``dnst-<N>``: ``dns`` with torsion priors on phi and psi as well (each dihedral's free energy
-  fitted to the training frames, :func:`ase_denoise.priors.fit_dihedral_priors`, learned as a
-  residual like the bonded priors).
+* ``dnst-<N>``, ``fmt-<N>``: ``dns`` and ``fm`` with torsion priors on phi and psi as well (each
+  dihedral's free energy fitted to the training frames, :func:`ase_denoise.priors.fit_dihedral_priors`,
+  learned as a residual like the bonded priors).
 
 ``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-r1``/``-r2``
 are training seeds 1 and 2.
@@ -111,7 +111,8 @@ RECIPES = (("dn", "denoising, coordinates only (auto ladder)", "denoising", 4, F
            ("mixed", "mixed labels", "mixed", 4, False, "vector"),
            ("mixeds", "mixed labels, smoothed priors + soft ladder", "mixed", 4, True, "vector"),
            ("fm", "force matching", "force_matching", 1, False, "vector"),
-           ("fme", "force matching, energy head (conservative)", "force_matching", 1, False, "energy"))
+           ("fme", "force matching, energy head (conservative)", "force_matching", 1, False, "energy"),
+           ("fmt", "force matching, torsion priors on phi and psi", "force_matching", 1, False, "vector"))
 
 
 def _runs() -> Dict[str, Dict[str, Any]]:
@@ -122,7 +123,7 @@ def _runs() -> Dict[str, Dict[str, Any]]:
                 name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
                                   noise_std="auto" if loss != "force_matching" else 0.01, smoothed=smoothed,
-                                  head=head, torsions=prefix == "dnst")
+                                  head=head, torsions=prefix in ("dnst", "fmt"))
     return runs
 
 
