@@ -163,6 +163,13 @@ def test_kl_divergence_of_phi_psi_samples(cg):
     same_law = cg.kl_divergence(beta[:2000], beta[2000:])
     assert 0 < same_law < 0.05  # sampling noise only
     assert cg.kl_divergence(beta, alpha) > 2.0  # disjoint basins
+    # the product of the marginals keeps each angle's samples and loses their correlation
+    coupled = np.column_stack([rng.normal(0, 30, 4000), np.zeros(4000)])
+    coupled[:, 1] = coupled[:, 0] + rng.normal(0, 5, 4000)
+    product = cg.marginals_product(coupled, copies=3)
+    assert product.shape == (12000, 2) and np.array_equal(np.sort(product[:4000, 1]), np.sort(coupled[:, 1]))
+    assert np.corrcoef(coupled.T)[0, 1] > 0.95 and abs(np.corrcoef(product.T)[0, 1]) < 0.05
+    assert cg.kl_divergence(coupled, product) > 0.5
 
 
 def test_cg_study_pipeline_quick(tmp_path, cg):
@@ -195,6 +202,7 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     table = cg.report()
     assert "| reference (5 ns all-atom, mapped) |" in table and "| force matching | 500 | 1 |" in table
     assert table.startswith(f"CG MD friction: {cg.MD['friction_per_fs']:g} /fs")
+    assert "The product of the phi and psi marginals of the first 2000 training frames" in table
     assert "| denoising as dns, energy head (conservative) | 500 | 1 |" in table
     regions = cg.region_table().splitlines()
     assert regions[0].startswith("| recipe | frames | seeds | C7eq | PII | alpha_R | alpha_L")
