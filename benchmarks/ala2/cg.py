@@ -481,10 +481,22 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     rows = "\n".join(f"| {b} | {res['populations'][b][0]:.3f} ± {res['populations'][b][1]:.3f} | "
                      f"{figures['populations'][b][0]:.3f} ± {figures['populations'][b][1]:.3f} |" for b in basins)
     kl_seeds = ", ".join(f"{r['kl']:.3f}" for r in seeds)
-    fm = [r for r in (_load(f"fm-{res['n_frames']}" + (f"-r{k}" if k else "")) for k in SEEDS) if r]
-    fm_kl = ", ".join(f"{r['kl']:.3f}" for r in fm)
-    fm_line = (f"\n- Force matching on the {res['n_frames']} frames' mapped forces, same priors, protocol and optimiser "
-               f"steps (`fm-{res['n_frames']}`): KL {fm_kl} over {len(fm)} training seed(s)." if fm else "")
+    torsions = any(p.kind == "dihedrals" for p in model.priors)
+    fm_line = ""
+    for fm_prefix, fm_what in (("fm", "the bonded priors and the wall"), ("fmt", "the same priors, torsions included")):
+        if fm_prefix == "fmt" and not torsions:
+            continue
+        fm = [r for r in (_load(f"{fm_prefix}-{res['n_frames']}" + (f"-r{k}" if k else "")) for k in SEEDS) if r]
+        if fm:
+            fm_line += (f"\n- Force matching on the {res['n_frames']} frames' mapped forces with {fm_what}, the same "
+                        f"protocol and optimiser steps (`{fm_prefix}-{res['n_frames']}`): KL "
+                        + ", ".join(f"{r['kl']:.3f}" for r in fm) + f" over {len(fm)} training seed(s).")
+    prior_words = "the bonded priors, the wall and the torsion priors on phi and psi" if torsions else \
+        "the bonded priors and the wall"
+    torsion_limit = (f"\n- The torsion priors are the training frames' phi and psi free energies. A sample with exactly "
+                     f"those two marginals and no\n  correlation between phi and psi is at KL "
+                     f"{figures['kl_marginals_product']:.3f} from the reference, closer than this model's MD: the "
+                     f"network does not yet\n  add the coupling of phi and psi." if torsions else "")
     ladder_how = ("(`soft_ladder`: the `auto` rule applied to the bead pairs no bonded prior covers), the bonded "
                   "priors subtracted from the target as the noise smooths them (`smoothed_priors=True`)"
                   if res["spec"].get("smoothed") else "(`noise_std=\"auto\"`: the C-N bonds' width sets it)")
@@ -504,7 +516,7 @@ Alanine dipeptide (ACE-ALA-NME) in implicit water at 300 K, coarse-grained to si
 atoms C (ACE), N, CA, C (ALA), N (NME) and the alanine CB (the CGSchNet map, Husic et al., J. Chem. Phys.
 153, 194101 (2020)). A denoiser trained on **bead coordinates alone** (run `{name}` of
 `benchmarks/ala2/cg.py`); `DenoiseCalculator.from_zoo("{zoo_name}")` gives the mean force on each bead
-(eV/A), the noise ladder {levels} A extrapolated to sigma -> 0, plus the bonded priors and the wall
+(eV/A), the noise ladder {levels} A extrapolated to sigma -> 0, plus {prior_words}
 (forces only: no energy). Bead types, each its own placeholder number:
 {", ".join(f"{z} = {t}" for z, t in sorted(names.items()))} (`model.config.bead_names`; build structures with
 `ase_denoise.data.bead_atoms`).
@@ -551,7 +563,7 @@ replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mappe
 
 - The reference never visits alpha_L/C7ax (phi > 0) in 5 ns, so the model has never seen it; whatever it
   says there is extrapolation (the wall and bonded priors keep it stable, not right).
-- A CG force field is a potential of mean force of one state point (300 K, this solvent model).
+- A CG force field is a potential of mean force of one state point (300 K, this solvent model).{torsion_limit}
 {heating}
 - The replicas start from frames spread over the training set, so a short run partly inherits their
   basin populations; the figures above come from {md['simulated_ps_per_replica']:.0f}-ps runs
@@ -563,8 +575,8 @@ reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb
     register_model(models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
                    noise_std=list(model.noise_levels),
                    summary=f"alanine dipeptide in implicit water at 300 K, 6 CG beads (backbone + CB, non-periodic), "
-                           f"vector head, noise ladder {levels} A corrected to sigma -> 0, harmonic bond/angle priors "
-                           f"and a wall; coordinates only")
+                           f"vector head, noise ladder {levels} A corrected to sigma -> 0, harmonic bond/angle priors"
+                           + (", a wall and phi/psi torsion priors" if torsions else " and a wall") + "; coordinates only")
     return dest
 
 
