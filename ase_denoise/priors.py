@@ -613,8 +613,20 @@ def _angle_geometry(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]
     return np.arccos(cos), cos, ua, ub, la, lb
 
 
+class _IndexedTerm(Prior):
+    """A term on atom *indices* of one molecule (bonds, angles, dihedrals): no neighbour search, and
+    positions [R, n_atoms, 3] of ``R`` copies broadcast through its own ``energy_and_forces``."""
+
+    @property
+    def cutoff(self) -> float:
+        return 0.0  # not a pair term on a neighbour list
+
+    def replicas_energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        return self.energy_and_forces(numbers, positions, cell, pbc)
+
+
 @dataclass
-class HarmonicBonds(Prior):
+class HarmonicBonds(_IndexedTerm):
     """``U = sum_b k_b / 2 (r_b - r0_b)^2`` over atom pairs ``bonds`` [(i, j)] (indices into the
     structure), ``r0`` (A) and ``k`` (eV/A^2) per bond. Learned as a residual."""
 
@@ -630,9 +642,6 @@ class HarmonicBonds(Prior):
         if not (len(self.bonds) == len(self.r0) == len(self.k)) or any(k <= 0 for k in self.k):
             raise ValueError("harmonic bonds need one r0 and one k > 0 per bond")
 
-    @property
-    def cutoff(self) -> float:
-        return 0.0  # not a pair term on a neighbour list
 
     def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
         return self._energy_and_forces(positions, cell, pbc, np.asarray(self.k))
@@ -655,8 +664,6 @@ class HarmonicBonds(Prior):
         forces = _scatter(positions.shape, index[:, 0], pull) - _scatter(positions.shape, index[:, 1], pull)
         return 0.5 * float((k * stretch**2).sum()), forces
 
-    def replicas_energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
-        return self.energy_and_forces(numbers, positions, cell, pbc)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"kind": self.kind, "bonds": [list(b) for b in self.bonds], "r0": self.r0, "k": self.k}
@@ -671,7 +678,7 @@ class HarmonicBonds(Prior):
 
 
 @dataclass
-class HarmonicAngles(Prior):
+class HarmonicAngles(_IndexedTerm):
     """``U = sum_a k_a / 2 (theta_a - theta0_a)^2`` over atom triples ``angles`` [(i, j, k)] with the
     vertex ``j``; ``theta0`` (radians) and ``k`` (eV/rad^2) per angle. Learned as a residual."""
 
@@ -687,9 +694,6 @@ class HarmonicAngles(Prior):
         if not (len(self.angles) == len(self.theta0) == len(self.k)) or any(k <= 0 for k in self.k):
             raise ValueError("harmonic angles need one theta0 and one k > 0 per angle")
 
-    @property
-    def cutoff(self) -> float:
-        return 0.0
 
     def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
         return self._energy_and_forces(positions, cell, pbc)
@@ -720,8 +724,6 @@ class HarmonicAngles(Prior):
                   - _scatter(positions.shape, index[:, 1], fi + fk))
         return 0.5 * float((kk * dtheta**2).sum()), forces
 
-    def replicas_energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
-        return self.energy_and_forces(numbers, positions, cell, pbc)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"kind": self.kind, "angles": [list(t) for t in self.angles], "theta0": self.theta0, "k": self.k}
@@ -759,7 +761,7 @@ def _dihedral_geometry(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bo
 
 
 @dataclass
-class Dihedrals(Prior):
+class Dihedrals(_IndexedTerm):
     """Torsion terms ``U_d(phi) = sum_m (a_dm cos(m phi) + b_dm sin(m phi))``, ``m = 1..M``, over atom
     quadruples ``dihedrals`` [(i, j, k, l)] (phi: the IUPAC dihedral of i-j-k-l), coefficients ``cos``
     and ``sin`` (eV) [n_dihedrals][M]: a smooth periodic free energy per torsion, fitted to the data's
@@ -784,9 +786,6 @@ class Dihedrals(Prior):
             raise ValueError("dihedral priors need four distinct atoms per dihedral and one row of cos and of sin "
                              "coefficients (all of the same length) per dihedral")
 
-    @property
-    def cutoff(self) -> float:
-        return 0.0  # not a pair term on a neighbour list
 
     def angles(self, positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool]) -> np.ndarray:
         """The dihedrals (radians, in (-pi, pi]) [..., n_dihedrals] of positions [..., n_atoms, 3]."""
@@ -817,8 +816,6 @@ class Dihedrals(Prior):
             forces += _scatter(positions.shape, index[:, a], -slope[..., None] * grad[..., a, :])
         return float(energy.sum()), forces
 
-    def replicas_energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
-        return self.energy_and_forces(numbers, positions, cell, pbc)
 
     def to_dict(self) -> Dict[str, Any]:
         return {"kind": self.kind, "dihedrals": [list(q) for q in self.dihedrals], "cos": self.cos, "sin": self.sin}
