@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutoff", type=float, default=None, help="range of the pair table, A (default: the model's r_max)")
     _md_check_arguments(p)
 
+    p = sub.add_parser("refine-torsions", help="correct a molecule model's torsion distributions towards the data's, "
+                       "no labels (iterative Boltzmann inversion into a dihedral correction); writes the best model")
+    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--output", required=True, help="model file to write (the checked best of the corrections)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    p.add_argument("--dihedrals", default=None, help="atom quadruples, e.g. '4-6-8-14,6-8-14-16' (0-based; default: "
+                   "those of the model's torsion prior)")
+    p.add_argument("--iterations", type=int, default=1, help="corrections, each followed by a check (default 1)")
+    p.add_argument("--damping", type=float, default=1.0, help="fraction of kT ln(p_md/p_data) added per iteration")
+    _md_check_arguments(p, what="one molecule in every frame", friction=0.05)
+
     p = sub.add_parser("correct-mean-forces", help="a model's mean forces along each element pair against its "
                        "data's RDFs (Kirkwood's relation, no labels, no MD): the mismatch, and with --output a "
                        "corrected model (a tabulated pair prior)")
@@ -124,15 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _md_check_arguments(p: argparse.ArgumentParser) -> None:
+def _md_check_arguments(p: argparse.ArgumentParser, what: str = "periodic", friction: float = 0.01) -> None:
     """The options of the label-free MD checks (``ase_denoise.md_validation``)."""
     p.add_argument("--data", required=True, help="equilibrium frames of the model's system (e.g. its training data), "
-                   "periodic, any file ASE can read")
+                   f"{what}, any file ASE can read")
     p.add_argument("--replicas", type=int, default=8, help="Langevin replicas per check, one batched run (default 8)")
     p.add_argument("--equilibration-ps", type=float, default=5.0, help="discarded part of each replica (default 5)")
     p.add_argument("--production-ps", type=float, default=20.0, help="kept part of each replica (default 20)")
     p.add_argument("--timestep-fs", type=float, default=1.0)
-    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    p.add_argument("--friction", type=float, default=friction, help=f"Langevin friction, 1/fs (default {friction:g})")
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -418,6 +429,40 @@ def cmd_refine_structure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_refine_torsions(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import save_model
+    from .data import read_frames
+    from .inference import structure_frame
+    from .md_validation import refine_torsions
+    from .priors import parse_dihedrals
+    from .zoo import load_model
+
+    _check_model_output(args, "refined")
+    dihedrals = parse_dihedrals(args.dihedrals) if args.dihedrals else None  # refused before any data are read
+    model = load_model(args.model)
+    frames = read_frames(args.data)
+    for i, atoms in enumerate(frames):
+        structure_frame(atoms, model, what=f"frame {i} of {args.data}")
+    steps = (args.iterations + 1) * int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    with tqdm(total=steps, desc="refine-torsions", unit="step", mininterval=10) as bar:
+        result = refine_torsions(
+            model, frames, dihedrals, iterations=args.iterations, damping=args.damping, n_replicas=args.replicas,
+            equilibration_ps=args.equilibration_ps, production_ps=args.production_ps, timestep_fs=args.timestep_fs,
+            friction_per_fs=args.friction, seed=args.seed, progress=bar.update)
+    for i in range(len(result.marginal_kl)):
+        print(f"{i} correction(s): {result.figures(i)}")
+    if result.chosen == 0:
+        print("no correction improved on the model's own torsion distributions; the model is written unchanged")
+    meta = model.metadata
+    save_model(result.model, args.output, training=meta.get("training"), metrics=meta.get("metrics"),
+               overwrite=args.overwrite)
+    print(f"chosen: {result.chosen} correction(s) (torsion marginal KL {result.marginal_kl[result.chosen].mean():.3f}); "
+          f"written to {args.output}")
+    return 0
+
+
 def cmd_correct_mean_forces(args: argparse.Namespace) -> int:
     from .checkpoint import save_model
     from .data import read_frames
@@ -501,6 +546,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     commands = {"train": cmd_train, "md": cmd_md, "eval": cmd_eval, "choose-forces": cmd_choose_forces,
                 "check-md": cmd_check_md, "refine-structure": cmd_refine_structure,
+                "refine-torsions": cmd_refine_torsions,
                 "correct-mean-forces": cmd_correct_mean_forces, "demo": cmd_demo,
                 "models": cmd_models}
     try:

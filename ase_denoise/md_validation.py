@@ -533,3 +533,133 @@ def refine_structure(
     intact = [i for i, c in enumerate(checks) if c.collapsed == 0 and np.isfinite(c.systematic_error)]
     chosen = min(intact, key=lambda i: checks[i].systematic_error) if intact else 0
     return Refinement(model=models[chosen], checks=checks, chosen=chosen, models=models[: len(checks)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Torsion refinement: a dihedral correction from the data's torsion distributions (molecules)
+# --------------------------------------------------------------------------------------------------
+
+#: bin width (degrees) of the torsion histograms behind :func:`torsion_marginal_kl`
+TORSION_BIN_DEG = 20.0
+
+
+def torsion_marginal_kl(reference: np.ndarray, sampled: np.ndarray, bin_deg: float = TORSION_BIN_DEG) -> np.ndarray:
+    """Per dihedral, ``KL(reference || sampled)`` (nats) of the one-dimensional histograms of two
+    samples of angles [n, n_dihedrals] (radians), ``bin_deg``-degree bins with half a count added to
+    every bin of both (so a bin one sample missed is finite). 0 for identical histograms."""
+    edges = np.radians(np.linspace(-180.0, 180.0, int(round(360.0 / bin_deg)) + 1))
+    reference, sampled = np.atleast_2d(reference), np.atleast_2d(sampled)
+    out = []
+    for a, b in zip(reference.T, sampled.T):
+        wrap = lambda x: (x + np.pi) % (2 * np.pi) - np.pi  # noqa: E731
+        p, q = np.histogram(wrap(a), edges)[0] + 0.5, np.histogram(wrap(b), edges)[0] + 0.5
+        p, q = p / p.sum(), q / q.sum()
+        out.append(float((p * np.log(p / q)).sum()))
+    return np.array(out)
+
+
+@dataclass
+class TorsionRefinement:
+    """The result of :func:`refine_torsions`: ``marginal_kl[i]`` (per dihedral, nats) of the MD after
+    ``i`` corrections (0: the model as given), ``models[i]`` that model, ``model`` the one with the
+    smallest mean marginal KL among those whose MD stayed intact (``chosen`` its index), ``sampled``
+    the MD's angles [n, n_dihedrals] (radians) per check."""
+
+    model: DenoiserMACE
+    chosen: int
+    marginal_kl: List[np.ndarray]
+    intact: List[bool]
+    mean_temperature_K: List[float]
+    models: List[DenoiserMACE] = field(repr=False, default_factory=list)
+    sampled: List[np.ndarray] = field(repr=False, default_factory=list)
+
+    def figures(self, i: int) -> str:
+        kl = self.marginal_kl[i]
+        return (f"torsion marginal KL {np.mean(kl):.3f} (per dihedral {', '.join(f'{x:.3f}' for x in kl)}), "
+                f"{'intact' if self.intact[i] else 'a replica collapsed'}, {self.mean_temperature_K[i]:.0f} K")
+
+
+def refine_torsions(
+    model: DenoiserMACE,
+    frames: Sequence[Atoms],
+    dihedrals: Optional[Sequence[Tuple[int, int, int, int]]] = None,
+    *,
+    iterations: int = 1,
+    damping: float = 1.0,
+    n_replicas: int = 8,
+    equilibration_ps: float = 5.0,
+    production_ps: float = 20.0,
+    timestep_fs: float = 1.0,
+    friction_per_fs: float = 0.05,
+    seed: int = 0,
+    collapse_distance: float = 0.5,
+    start_frames: Optional[Sequence[Atoms]] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> TorsionRefinement:
+    """Correct a molecule model's torsion distributions towards its data's, without labels.
+
+    The torsions of a molecule are where a coordinates-only denoiser is weakest (their forces are
+    small against the label noise ``kT / sigma``) and where its MD's free energy goes wrong first
+    (alanine dipeptide's phi/psi populations, ``benchmarks/ala2/README.md``). The data's distribution
+    of each named dihedral is measured well. So: run the model's replicas (as
+    :func:`check_structure`: ``n_replicas`` starts spread over ``frames``, thermostat seeds ``1000 *
+    (seed + i + 1) + r`` for the check after ``i`` corrections), measure each dihedral's distribution,
+    and add ``damping * kT ln(p_md / p_data)`` (:func:`ase_denoise.priors.fit_dihedral_correction`,
+    Fourier fits of both) to a :class:`ase_denoise.priors.DihedralCorrection` (saved with the model,
+    shown in its card, added at inference only); ``iterations`` times, checking after each.
+
+    ``dihedrals``: atom quadruples (default: those of the model's torsion prior, ``dihedrals`` kind).
+    ``collapse_distance`` (Angstrom): two atoms closer than this end a replica (bonded hydrogens sit
+    near 1 A, so lower than the liquids' default). What each check measures is what the correction is
+    fitted to: judge the refined model also by what it was not fitted to (the joint distribution of
+    several torsions, populations against an independent reference)."""
+    from ase.units import kB
+
+    from .priors import dihedral_angles, fit_dihedral_correction
+
+    if iterations < 0 or not 0.0 < damping <= 1.0:
+        raise ValueError(f"refine_torsions needs iterations >= 0 and 0 < damping <= 1, got {iterations}, {damping}")
+    frames = list(frames)
+    require_model_temperature(model, frames, "its torsions can only be refined against data of its own temperature")
+    if dihedrals is None:
+        named = [p for p in model.priors if p.kind == "dihedrals"]
+        if not named:
+            raise ValueError("refine_torsions needs the dihedrals to refine: the model has no torsion prior to take "
+                             "them from; pass dihedrals=[(i, j, k, l), ...]")
+        dihedrals = named[0].dihedrals
+    dihedrals = [tuple(int(x) for x in q) for q in dihedrals]
+    target = dihedral_angles(frames, dihedrals)
+    kT = kB * model.temperature_K
+    starts = _start_frames(frames, n_replicas) if start_frames is None else list(start_frames)
+    steps_per_sample = max(1, int(round(100.0 / timestep_fs)))
+    old = [p for p in model.priors if p.kind == "dihedral_correction"]
+    if old and [tuple(q) for q in old[0].dihedrals] != dihedrals:
+        raise ValueError(f"the model already carries a torsion correction on {old[0].dihedrals}, not on {dihedrals}: "
+                         "refine the same dihedrals, or start from the model without it")
+    correction = old[0] if old else None
+    models, kls, intact, temps, sampled = [model], [], [], [], []
+    for i in range(iterations + 1):
+        kept, info = run_replicas(
+            models[-1], starts, temperature_K=model.temperature_K, equilibration_ps=equilibration_ps,
+            production_ps=production_ps, timestep_fs=timestep_fs, friction_per_fs=friction_per_fs,
+            sample_every=steps_per_sample, seeds=[1000 * (seed + i + 1) + r for r in range(len(starts))],
+            collapse_distance=collapse_distance, progress=progress)
+        ok = not info["stopped"] and all(c is None for c in info["collapsed_at_step"]) and all(kept)
+        angles = dihedral_angles([a for rep in kept for a in rep], dihedrals) if any(kept) else np.zeros((0, len(dihedrals)))
+        kls.append(torsion_marginal_kl(target, angles) if len(angles) else np.full(len(dihedrals), np.nan))
+        intact.append(ok)
+        temps.append(info["mean_temperature_K"])
+        sampled.append(angles)
+        logger.info("torsion refinement, %d correction(s): marginal KL %s, %s", i, np.round(kls[-1], 3),
+                    "intact" if ok else "a replica collapsed")
+        if i == iterations:
+            break
+        if not ok or len(angles) < 2:
+            logger.warning("torsion refinement stopped: the MD after %d correction(s) did not stay intact", i)
+            break
+        correction = fit_dihedral_correction(angles, target, kT, dihedrals, previous=correction, damping=damping)
+        models.append(with_prior(model, correction))
+    usable = [i for i in range(len(kls)) if intact[i] and np.all(np.isfinite(kls[i]))]
+    chosen = min(usable, key=lambda i: float(np.mean(kls[i]))) if usable else 0
+    return TorsionRefinement(model=models[chosen], chosen=chosen, marginal_kl=kls, intact=intact,
+                             mean_temperature_K=temps, models=models[: len(kls)], sampled=sampled)

@@ -859,24 +859,44 @@ def fit_dihedral_priors(
     ``phi > 0`` 6-7 kT up) instead of letting the coefficients grow without bound. Mixing in a
     uniform density shrinks the data's Fourier moments by ``1 - floor``; that is all it changes.
     Every frame must hold the same molecule."""
-    from scipy.optimize import minimize
-
     frames = list(frames)
     if not frames:
         raise ValueError("no frames to fit dihedral priors to")
-    n = len(frames[0])
-    if any(len(a) != n or not np.array_equal(a.numbers, frames[0].numbers) for a in frames):
-        raise ValueError("dihedral priors need every frame to hold the same molecule (same atoms in the same order)")
+    _check_fourier_fit(orders, floor)
+    index = np.asarray(dihedrals, dtype=np.int64).reshape(-1, 4)
+    phi = dihedral_angles(frames, index)  # [frames, n]
+    cos_rows, sin_rows = _fit_fourier(phi, kT, orders, floor)
+    return Dihedrals([tuple(q) for q in index], cos_rows.tolist(), sin_rows.tolist())
+
+
+def _check_fourier_fit(orders: int, floor: float) -> None:
     if not 0.0 < floor < 1.0 or orders < 1:
         raise ValueError(f"dihedral priors need 0 < floor < 1 and orders >= 1 (got floor={floor}, orders={orders})")
+
+
+def dihedral_angles(frames: Sequence[Atoms], dihedrals: Sequence[Tuple[int, int, int, int]]) -> np.ndarray:
+    """The dihedrals ``i-j-k-l`` (radians, in (-pi, pi], IUPAC sign as ASE's ``get_dihedrals``) of
+    every frame [frames, n_dihedrals]; every frame must hold the same molecule."""
+    frames = list(frames)
+    n = len(frames[0]) if frames else 0
+    if any(len(a) != n or not np.array_equal(a.numbers, frames[0].numbers) for a in frames):
+        raise ValueError("dihedral priors need every frame to hold the same molecule (same atoms in the same order)")
     index = np.asarray(dihedrals, dtype=np.int64).reshape(-1, 4)
     _check_indices("dihedrals", index, n)
-    phi = np.array([_dihedral_geometry(a.positions, a.cell.array, a.pbc, index)[0] for a in frames])  # [frames, n]
+    return np.array([_dihedral_geometry(a.positions, a.cell.array, a.pbc, index)[0] for a in frames]).reshape(-1, len(index))
+
+
+def _fit_fourier(phi: np.ndarray, kT: float, orders: int, floor: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Per column of ``phi`` [samples, n] (radians): the cos and sin coefficients [n, orders] (eV) of
+    the ``U`` whose ``exp(-U/kT)`` is the maximum-likelihood density of ``(1 - floor) * data + floor *
+    uniform`` (the exponential family's moment matching, solved by BFGS on a 720-point grid)."""
+    from scipy.optimize import minimize
+
     m = np.arange(1, orders + 1)
     grid = np.linspace(-np.pi, np.pi, 720, endpoint=False)
     basis_grid = np.concatenate([np.cos(grid[:, None] * m), np.sin(grid[:, None] * m)], axis=1)  # [grid, 2M]
     cos_rows, sin_rows = [], []
-    for column in phi.T:
+    for column in np.asarray(phi, dtype=np.float64).T:
         # target moments of (1 - floor) * data + floor * uniform; theta: the coefficients of -U/kT
         basis = np.concatenate([np.cos(column[:, None] * m), np.sin(column[:, None] * m)], axis=1)  # [frames, 2M]
         moments = (1.0 - floor) * basis.mean(axis=0)
@@ -889,9 +909,65 @@ def fit_dihedral_priors(
             return top + np.log(w.mean()) - moments @ theta, expected - moments
 
         theta = minimize(objective, np.zeros(2 * orders), jac=True, method="BFGS", options=dict(gtol=1e-10)).x
-        cos_rows.append(list(-kT * theta[:orders]))
-        sin_rows.append(list(-kT * theta[orders:]))
-    return Dihedrals([tuple(q) for q in index], cos_rows, sin_rows)
+        cos_rows.append(-kT * theta[:orders])
+        sin_rows.append(-kT * theta[orders:])
+    return np.array(cos_rows).reshape(-1, orders), np.array(sin_rows).reshape(-1, orders)
+
+
+@dataclass
+class DihedralCorrection(Dihedrals):
+    """A torsion term added to a trained model at inference only (``in_residual`` False: the network's
+    weights are unchanged), of the same form as :class:`Dihedrals`: the iterative Boltzmann correction
+    of :func:`fit_dihedral_correction`, which moves the model's own sampled torsion distributions onto
+    the data's."""
+
+    kind: str = field(default="dihedral_correction", init=False)
+    in_residual: bool = field(default=False, init=False)
+
+    def describe(self, names: Optional[Dict[int, str]] = None) -> str:
+        grid = np.linspace(-np.pi, np.pi, 361)
+        u = self.profile(np.repeat(grid[:, None], len(self.dihedrals), axis=1))
+        spans = u.max(axis=0) - u.min(axis=0)
+        quads = ", ".join("-".join(str(x) for x in q) for q in self.dihedrals)
+        return (f"iterative Boltzmann correction on {len(self.dihedrals)} torsion(s) ({quads}; {len(self.cos[0])} "
+                f"Fourier orders, spans {spans.min():.3g}-{spans.max():.3g} eV): moves the model's sampled torsion "
+                "distributions onto the data's, added at inference only")
+
+
+def fit_dihedral_correction(
+    sampled: np.ndarray, target: np.ndarray, kT: float, dihedrals: Sequence[Tuple[int, int, int, int]],
+    previous: Optional[Dihedrals] = None, damping: float = 1.0, orders: int = 6, floor: float = 0.01,
+) -> DihedralCorrection:
+    """One step of iterative Boltzmann inversion (Reith, Puetz and Mueller-Plathe, J. Comput. Chem. 24,
+    1624 (2003)) on torsions: ``dU(phi) = damping * kT ln(p_sampled(phi) / p_target(phi))`` per
+    dihedral, added to ``previous`` (the correction the sampling ran with, if any).
+
+    ``sampled``: the dihedrals [samples, n_dihedrals] (radians, as :func:`dihedral_angles`) of a
+    model's MD (with ``previous`` in place); ``target``: the same dihedrals of the data it was trained
+    on. Both densities are the maximum-likelihood Fourier fits of :func:`fit_dihedral_priors` (same
+    ``orders`` and ``floor``), so the step is the difference of two fitted free energies: where the
+    model went and the data did not, the term rises by up to the floor's few kT; where neither went, it
+    stays put. Coordinates only: no force labels enter. Add the result with
+    :func:`ase_denoise.model.with_prior` (it replaces an earlier correction), rerun the MD, repeat."""
+    _check_fourier_fit(orders, floor)
+    index = np.asarray(dihedrals, dtype=np.int64).reshape(-1, 4)
+    sampled = np.asarray(sampled, dtype=np.float64).reshape(-1, len(index))
+    target = np.asarray(target, dtype=np.float64).reshape(-1, len(index))
+    if len(sampled) < 2 or len(target) < 2 or not (np.isfinite(sampled).all() and np.isfinite(target).all()):
+        raise ValueError("a dihedral correction needs at least two finite sampled and two finite target angles "
+                         f"per dihedral (got {len(sampled)} and {len(target)})")
+    if not 0.0 < damping <= 1.0:
+        raise ValueError(f"a dihedral correction's damping must be in (0, 1] (got {damping})")
+    a_sampled, b_sampled = _fit_fourier(sampled, kT, orders, floor)
+    a_target, b_target = _fit_fourier(target, kT, orders, floor)
+    # U = -kT ln p: kT ln(p_sampled / p_target) = U_target - U_sampled
+    cos, sin = damping * (a_target - a_sampled), damping * (b_target - b_sampled)
+    if previous is not None:
+        if [tuple(q) for q in previous.dihedrals] != [tuple(int(x) for x in q) for q in index] or len(previous.cos[0]) != orders:
+            raise ValueError("the previous correction must be on the same dihedrals with the same number of Fourier "
+                             f"orders (it has {previous.dihedrals} with {len(previous.cos[0])} orders)")
+        cos, sin = cos + np.asarray(previous.cos), sin + np.asarray(previous.sin)
+    return DihedralCorrection([tuple(q) for q in index], cos.tolist(), sin.tolist())
 
 
 def molecule_topology(atoms: Atoms, scale: float = 1.15) -> Tuple[List[Tuple[int, int]], List[Tuple[int, int, int]]]:
@@ -952,7 +1028,8 @@ def fit_bonded_priors(
 
 _KINDS = {"repulsive_wall": RepulsiveWall, "nonbonded_wall": NonBondedWall, "coulomb_dsf": DSFCoulomb,
           "coulomb_ewald": EwaldCoulomb, "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles,
-          "dihedrals": Dihedrals, "pair_table": PairTable}
+          "dihedrals": Dihedrals, "dihedral_correction": DihedralCorrection,
+          "pair_table": PairTable}
 
 
 def prior_from_dict(d: Dict[str, Any]) -> Prior:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 if importlib.util.find_spec("openmm") is None:  # pragma: no cover
     if os.environ.get("CI") == "true":
@@ -209,6 +210,20 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     row = next(r for r in regions if r.startswith("| force matching | 500 | 1 |"))
     assert sum(float(c) for c in row.strip("| ").split(" | ")[3:]) == pytest.approx(1.0, abs=0.003)
     assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
+    # iterative Boltzmann correction of the torsions: the weights stay, a correction term is added
+    assert cg.main(["--quick", "--refine", "dnst-500", "--iterations", "2", "--out-dir", str(tmp_path),
+                    "--runs-dir", str(tmp_path / "runs")]) == 0
+    base = load_model_file(tmp_path / "runs" / "dnst-500" / "best.safetensors")
+    refined = [load_model_file(tmp_path / "runs" / f"dnst-500-ibi{k}" / "best.safetensors") for k in (1, 2)]
+    for k, m in enumerate(refined, start=1):
+        res = json.loads((tmp_path / "results" / f"cg-dnst-500-ibi{k}.json").read_text())
+        assert res["spec"]["refined_from"] == "dnst-500" and res["md"]["md_seed"] == 100 * k and np.isfinite(res["kl"])
+        assert [p.kind for p in m.priors] == [p.kind for p in base.priors] + ["dihedral_correction"]
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
+    assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
+    assert "torsion correction, iteration 2 (coordinates only) | 500 | 1 |" in cg.report()
+    marginals = cg.marginal_table().splitlines()
+    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 3 + 8
     # the same trained model, MD with another thermostat seed, into another results folder
     first = json.loads((tmp_path / "results" / "cg-fm-500.json").read_text())
     assert cg.main(["--quick", "--only", "fm-500", "--md-seed", "7", "--results-dir", str(tmp_path / "md7"),
@@ -347,6 +362,20 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     conservative = json.loads((tmp_path / "results" / "aa-replicas-dnse-500.json").read_text())
     assert conservative["spec"]["head"] == "energy" and conservative["spec"]["smoothed"] is True
     assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
+    # iterative Boltzmann correction of the torsions: the weights stay, a correction term is added
+    assert cg.main(["--quick", "--refine", "dnst-500", "--iterations", "2", "--out-dir", str(tmp_path),
+                    "--runs-dir", str(tmp_path / "runs")]) == 0
+    base = load_model_file(tmp_path / "runs" / "dnst-500" / "best.safetensors")
+    refined = [load_model_file(tmp_path / "runs" / f"dnst-500-ibi{k}" / "best.safetensors") for k in (1, 2)]
+    for k, m in enumerate(refined, start=1):
+        res = json.loads((tmp_path / "results" / f"cg-dnst-500-ibi{k}.json").read_text())
+        assert res["spec"]["refined_from"] == "dnst-500" and res["md"]["md_seed"] == 100 * k and np.isfinite(res["kl"])
+        assert [p.kind for p in m.priors] == [p.kind for p in base.priors] + ["dihedral_correction"]
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
+    assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
+    assert "torsion correction, iteration 2 (coordinates only) | 500 | 1 |" in cg.report()
+    marginals = cg.marginal_table().splitlines()
+    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 3 + 8
     # the same trained model with the non-bonded wall (same weights; results under "<run>+wall")
     assert aa.main(["dnse-500", "--wall", "--quick", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
     walled = json.loads((tmp_path / "results" / "aa-replicas-dnse-500+wall.json").read_text())
@@ -404,3 +433,88 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     # the session-15 runs at 0.01/fs stay readable from their own folder
     assert aa.main(["--report", "--results-dir", str(ALA2 / "results" / "friction-0.01")]) == 0
     assert aa.report().startswith("All-atom MD friction: 0.01 /fs")
+
+
+@pytest.mark.slow
+def test_refine_torsions_adds_a_dihedral_correction_that_the_calculator_applies(cg, tmp_path):
+    """``refine_torsions`` on the zoo CG model (its torsion prior names phi and psi), one short
+    correction (4 replicas x 1 ps against 200 data frames): the check before and after, a copy with a
+    ``dihedral_correction`` (the given model and its weights unchanged) whose forces are the given
+    model's plus exactly the correction's; the chosen model has the smallest torsion marginal KL; the
+    marginal KL is 0 for a sample against itself and large for disjoint ones; bad input is refused."""
+    from ase_denoise import DenoiseCalculator, load_model
+    from ase_denoise.md_validation import refine_torsions, torsion_marginal_kl
+    from ase_denoise.priors import dihedral_angles
+
+    model = load_model("ala2-cg-300K")
+    frames = cg.split(cg.map_frames())[0][:2000:10]
+    result = refine_torsions(model, frames, iterations=1, n_replicas=4, equilibration_ps=0.1, production_ps=1.0,
+                             timestep_fs=2.0)
+    assert len(result.marginal_kl) == 2 and len(result.models) == 2 and all(result.intact)
+    assert all(k.shape == (2,) and np.all(k > 0) for k in result.marginal_kl)
+    assert result.chosen == int(np.argmin([k.mean() for k in result.marginal_kl]))
+    assert result.sampled[0].shape == (4 * 10, 2)  # a frame every 0.1 ps of 1 ps, per replica
+    refined = result.models[1]
+    assert [p.kind for p in model.priors][-1] == "dihedrals" and "dihedral_correction" not in [p.kind for p in model.priors]
+    correction = refined.priors[-1]
+    assert correction.kind == "dihedral_correction" and correction.dihedrals == [cg.PHI, cg.PSI]
+    assert all(torch.equal(a, b) for a, b in zip(refined.state_dict().values(), model.state_dict().values()))
+    atoms = frames[7].copy()
+    difference = (DenoiseCalculator(refined, dtype=torch.float64).get_forces(atoms.copy())
+                  - DenoiseCalculator(model, dtype=torch.float64).get_forces(atoms.copy()))
+    np.testing.assert_allclose(difference, correction.forces(atoms), atol=1e-9)
+    angles = dihedral_angles(frames, [cg.PHI, cg.PSI])
+    np.testing.assert_allclose(torsion_marginal_kl(angles, angles), 0.0, atol=1e-12)
+    assert torsion_marginal_kl(angles, angles + np.pi)[0] > 1.0  # phi: one basin, moved onto the empty half
+    with pytest.raises(ValueError, match="damping"):
+        refine_torsions(model, frames, damping=1.5)
+    from ase_denoise.model import build_model
+
+    plain = build_model(model.config, replace_priors(model.physics, []), torch.float32, seed=0)
+    with pytest.raises(ValueError, match="no torsion prior"):
+        refine_torsions(plain, frames)
+    warm = [a.copy() for a in frames]
+    for a in warm:
+        a.info["temperature_K"] = 350.0
+    with pytest.raises(ValueError, match="temperature_K"):
+        refine_torsions(model, warm)
+
+
+def replace_priors(physics, priors):
+    from dataclasses import replace
+
+    return replace(physics, priors=priors)
+
+
+@pytest.mark.slow
+def test_refine_torsions_cli_writes_the_checked_best_model(cg, tmp_path):
+    """``ase-denoise refine-torsions`` on the zoo CG model: one line per check, the choice, a new file
+    holding the chosen model (with its correction when a correction was chosen); the zoo file is
+    untouched; an existing output and malformed dihedrals are refused."""
+    import hashlib
+
+    from ase.io import write
+    from _helpers import run_cli
+    from ase_denoise.checkpoint import load_model_file
+
+    data = tmp_path / "cg.extxyz"
+    write(data, cg.split(cg.map_frames())[0][:2000:20])
+    zoo_file = ALA2.parent.parent / "models" / "ala2-cg-300K" / "ala2-cg-300K.safetensors"
+    before = hashlib.sha256(zoo_file.read_bytes()).hexdigest()
+    out = tmp_path / "refined.safetensors"
+    args = ["refine-torsions", "--model", "ala2-cg-300K", "--data", data, "--output", out, "--replicas", 2,
+            "--equilibration-ps", 0.05, "--production-ps", 0.5, "--timestep-fs", 2]
+    code, stdout, stderr = run_cli(args)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("0 correction(s): torsion marginal KL") and lines[1].startswith("1 correction(s): ")
+    chosen = int(lines[-1].split("chosen: ")[1].split()[0])
+    kls = [float(line.split("torsion marginal KL ")[1].split()[0]) for line in lines[:2]]
+    assert kls[chosen] == min(kls)
+    kinds = [p.kind for p in load_model_file(out).priors]
+    assert ("dihedral_correction" in kinds) == (chosen == 1)
+    assert hashlib.sha256(zoo_file.read_bytes()).hexdigest() == before
+    code, _, stderr = run_cli(args)
+    assert code == 2 and "exists" in stderr
+    code, _, stderr = run_cli(args[:-6] + ["--overwrite", "--dihedrals", "0-1-2"])
+    assert code != 0 and "quadruples" in stderr

@@ -638,3 +638,63 @@ def test_dihedral_priors_from_the_training_data_are_learned_as_a_residual(tmp_pa
             parse_dihedrals(bad)
     with pytest.raises(ValueError, match="quadruples"):
         prepare_data(frames, noise_std=0.02, temperature_K=300.0, priors=["dihedrals:0-1-2"], r_max=3.0, num_channels=4)
+
+
+def _torsion_samples(u_over_kT, n: int, rng) -> np.ndarray:
+    """``n`` angles (radians) drawn from ``exp(-u(phi))`` by inverting its tabulated CDF."""
+    grid = np.linspace(-np.pi, np.pi, 3600, endpoint=False)
+    cdf = np.cumsum(np.exp(-u_over_kT(grid)))
+    return np.interp(rng.uniform(0, cdf[-1], n), cdf, grid)
+
+
+def test_dihedral_correction_is_the_free_energy_difference_between_sampled_and_target_torsions(tmp_path):
+    """``fit_dihedral_correction`` (one iterative Boltzmann step): a model whose MD samples its torsion
+    from ``exp(-U_m/kT)`` while the data follow ``exp(-U_t/kT)`` gets ``U_t - U_m`` (within 0.3 kT
+    everywhere, both densities covering the circle; 0.16-0.25 kT over sample seeds 3-7); a model already sampling the data gets nothing
+    more than its previous correction; ``damping`` scales the step. Added with ``with_prior`` it acts
+    at inference only, beside the residual torsion prior, and round-trips through a checkpoint."""
+    from ase_denoise import with_prior
+    from ase_denoise.priors import DihedralCorrection, fit_dihedral_correction
+
+    kT = 0.025852
+    u_model = lambda p: 1.2 * np.cos(p) + 0.5 * np.sin(2 * p)  # noqa: E731  (in kT)
+    u_data = lambda p: -0.8 * np.cos(p - 0.4) + 0.7 * np.cos(3 * p)  # noqa: E731
+    rng = np.random.default_rng(3)
+    sampled, target = _torsion_samples(u_model, 6000, rng), _torsion_samples(u_data, 6000, rng)
+    quad = [(0, 1, 2, 3)]
+    step = fit_dihedral_correction(sampled[:, None], target[:, None], kT, quad, floor=1e-4)
+    assert isinstance(step, DihedralCorrection) and step.kind == "dihedral_correction" and not step.in_residual
+    grid = np.linspace(-np.pi, np.pi, 360, endpoint=False)
+    fitted = step.profile(grid[:, None])[:, 0] / kT
+    true = u_data(grid) - u_model(grid)
+    error = fitted - true - np.mean(fitted - true)  # up to a constant
+    assert np.abs(error).max() < 0.3, np.abs(error).max()
+    # the model now samples the data: the next step adds nothing to the correction it ran with
+    again = fit_dihedral_correction(target[:, None], target[:, None], kT, quad, previous=step, floor=1e-4)
+    np.testing.assert_allclose(again.cos, step.cos, atol=1e-12)
+    np.testing.assert_allclose(again.sin, step.sin, atol=1e-12)
+    half = fit_dihedral_correction(sampled[:, None], target[:, None], kT, quad, damping=0.5, floor=1e-4)
+    np.testing.assert_allclose(half.cos, 0.5 * np.asarray(step.cos), atol=1e-12)
+    for bad, match in ((dict(damping=0.0), "damping"), (dict(previous=DihedralCorrection(quad, [[0.0]], [[0.0]])), "same dihedrals"),
+                       (dict(sampled=np.full((10, 1), np.nan)), "finite")):
+        args = dict(sampled=sampled[:, None], target=target[:, None], kT=kT, dihedrals=quad)
+        with pytest.raises(ValueError, match=match):
+            fit_dihedral_correction(**{**args, **bad})
+
+    # on a trained-style model with a residual torsion prior: added beside it, at inference only
+    from ase_denoise import prepare_data
+
+    frames = _butane_like(target[:40])
+    config, physics, _ = prepare_data(frames, noise_std=0.02, temperature_K=300.0, priors=["dihedrals:0-1-2-3"],
+                                      r_max=3.0, num_channels=4)
+    model = build_model(config, physics, torch.float64, seed=0)
+    corrected = with_prior(model, step)
+    assert [p.kind for p in corrected.priors] == ["dihedrals", "dihedral_correction"]
+    assert "iterative Boltzmann correction" in corrected.priors[-1].describe()
+    save_model(corrected, tmp_path / "corrected.safetensors")
+    loaded = load_model(tmp_path / "corrected.safetensors")
+    assert loaded.priors[-1] == step
+    atoms = _butane_like(np.array([2.0]))[0]
+    difference = DenoiseCalculator(loaded).get_forces(atoms) - DenoiseCalculator(model).get_forces(atoms)
+    np.testing.assert_allclose(difference, step.forces(atoms), atol=1e-10)
+    assert np.abs(difference).max() > 0.01

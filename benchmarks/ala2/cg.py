@@ -330,6 +330,53 @@ def do_run(name: str, quick: bool = False, data: Path = DATA, md_seed: int = Non
     return result
 
 
+def refine_run(name: str, iterations: int = 2, damping: float = 1.0, quick: bool = False, data: Path = DATA) -> List[Dict[str, Any]]:
+    """Iterative Boltzmann correction of run ``name``'s torsions, coordinates only: from the phi/psi
+    of its MD (``results/cg-<name>.phi_psi.npy``, run first if missing) and of its training frames,
+    :func:`ase_denoise.priors.fit_dihedral_correction` fits the correction, which is added to the
+    trained model at inference (weights unchanged) and saved as ``runs/ala2-cg/<name>-ibi<k>/``; the
+    MD is rerun with it (thermostat seed ``training seed + 100 k``), and so on ``iterations`` times.
+    Each iteration's figures go to ``results/cg-<name>-ibi<k>.json`` as for :func:`do_run`."""
+    from ase_denoise.checkpoint import load_model_file, save_model
+    from ase_denoise.config import PhysicsConfig
+    from ase_denoise.model import with_prior
+    from ase_denoise.priors import dihedral_angles, fit_dihedral_correction
+
+    spec = RUNS[name]
+    frames = map_frames(data)
+    pool, test = split(frames)
+    train_frames = pool[: spec["frames"]][: QUICK["frames_cap"] if quick else None]
+    samples_path = RESULTS / f"cg-{name}.phi_psi.npy"
+    if not samples_path.exists():
+        do_run(name, quick=quick, data=data)
+    base = load_model_file(RUNS_DIR / name / "best.safetensors")
+    kT = PhysicsConfig(temperature_K=TEMPERATURE_K, noise_std=(0.01,)).kT
+    target = dihedral_angles(train_frames, [PHI, PSI])
+    sampled = np.radians(np.load(samples_path).astype(np.float64))
+    ref = reference_phi_psi(frames)
+    correction, results = None, []
+    for k in range(1, iterations + 1):
+        correction = fit_dihedral_correction(sampled, target, kT, [PHI, PSI], previous=correction, damping=damping)
+        model = with_prior(base, correction)
+        refined = f"{name}-ibi{k}"
+        (RUNS_DIR / refined).mkdir(parents=True, exist_ok=True)
+        save_model(model, RUNS_DIR / refined / "best.safetensors", overwrite=True,
+                   training=dict(refined_from=name, iteration=k, damping=damping))
+        md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"] + 100 * k)
+        result = dict(name=refined, spec=dict(spec, refined_from=name, iteration=k, damping=damping),
+                      correction=correction.to_dict(), forces=force_errors(model, test[: 20 if quick else len(test)]),
+                      md=md, kl=kl_divergence(ref, phi_psi) if len(phi_psi) else float("nan"),
+                      populations=basin_populations(phi_psi) if len(phi_psi) > 1 else {})
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"cg-{refined}.json").write_text(json.dumps(result, indent=1))
+        np.save(RESULTS / f"cg-{refined}.phi_psi.npy", phi_psi.astype(np.float32))
+        logger.info("%s: KL %.3f, populations %s", refined, result["kl"],
+                    {b.split(" ")[0]: round(v[0], 3) for b, v in result["populations"].items()})
+        results.append(result)
+        sampled = np.radians(phi_psi.astype(np.float64))
+    return results
+
+
 def marginals_product(phi_psi: np.ndarray, copies: int = 13, seed: int = 0) -> np.ndarray:
     """Samples [copies * n, 2] of the product of the phi and psi marginals of ``phi_psi`` [n, 2] (psi
     shuffled against phi): the joint density a model that knew only the two one-dimensional free
@@ -351,6 +398,20 @@ def _load(name: str):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+#: iterations of --refine that the tables look for
+REFINE_ITERATIONS = (1, 2, 3)
+
+
+def _table_rows():
+    """(frames, recipe prefix, label, suffix) per table row: each recipe, then its torsion-corrected
+    iterations (``-ibi<k>``, :func:`refine_run`) where they were run."""
+    for n in FRAME_COUNTS:
+        for prefix, label, *_ in RECIPES:
+            yield n, prefix, label, ""
+            for k in REFINE_ITERATIONS:
+                yield n, prefix, f"{label} + torsion correction, iteration {k} (coordinates only)", f"-ibi{k}"
+
+
 def report(data: Path = DATA) -> str:
     """Mean ± std over seeds per recipe and frame count (markdown), for the runs in ``RESULTS``
     (``--results-dir``); a first line names the MD friction(s) the runs used."""
@@ -369,19 +430,18 @@ def report(data: Path = DATA) -> str:
             + " | ".join(f"{ref['populations'][b][0]:.3f} ± {ref['populations'][b][1]:.3f}" for b in basins)
             + " | - | 300 | - |"]
     frictions, per_seed = set(), []
-    for n in FRAME_COUNTS:
-        for prefix, label, *_ in RECIPES:
-            res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else "")) for s in SEEDS) if r]
-            if not res:
-                continue
-            pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
-            intact = sum(r["md"]["replicas_intact"] for r in res)
-            total = sum(r["md"]["n_replicas"] for r in res)
-            temps = ", ".join(f"{r['md']['mean_temperature_K']:.0f}" for r in res)
-            frictions.update(r["md"].get("friction_per_fs", 0.01) for r in res)  # runs before session 16: 0.01
-            per_seed.append(f"`{prefix}-{n}` " + ", ".join(f"{r['kl']:.3f}" for r in res))
-            rows.append(f"| {label} | {n} | {len(res)} | {ms([r['kl'] for r in res])} | {pops} | {intact}/{total} "
-                        f"| {temps} | {ms([r['forces']['all']['rmse'] for r in res])} |")
+    for n, prefix, label, refined in _table_rows():
+        res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else "") + refined) for s in SEEDS) if r]
+        if not res:
+            continue
+        pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
+        intact = sum(r["md"]["replicas_intact"] for r in res)
+        total = sum(r["md"]["n_replicas"] for r in res)
+        temps = ", ".join(f"{r['md']['mean_temperature_K']:.0f}" for r in res)
+        frictions.update(r["md"].get("friction_per_fs", 0.01) for r in res)  # runs before session 16: 0.01
+        per_seed.append(f"`{prefix}-{n}{refined}` " + ", ".join(f"{r['kl']:.3f}" for r in res))
+        rows.append(f"| {label} | {n} | {len(res)} | {ms([r['kl'] for r in res])} | {pops} | {intact}/{total} "
+                    f"| {temps} | {ms([r['forces']['all']['rmse'] for r in res])} |")
     friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
     return (f"CG MD friction: {friction} /fs\n\n" + "\n".join(rows)
             + "\n\nKL per training seed (seed 0 first): " + "; ".join(per_seed) + "."
@@ -398,17 +458,54 @@ def region_table(data: Path = DATA) -> str:
             "| --- | --- | --- | " + " | ".join("---" for _ in regions) + " |",
             "| reference (5 ns all-atom, mapped; 10-block errors) | - | - | "
             + " | ".join(f"{ref[r][0]:.3f} ± {ref[r][1]:.3f}" for r in regions) + " |"]
-    for n in FRAME_COUNTS:
-        for prefix, label, *_ in RECIPES:
-            files = [RESULTS / f"cg-{prefix}-{n}" f"{f'-r{s}' if s else ''}.phi_psi.npy" for s in SEEDS]
-            pops = [basin_populations(np.load(f).astype(np.float64), split_beta=True) for f in files if f.exists()]
-            if not pops:
-                continue
-            cells = []
-            for r in regions:
-                v = np.array([p[r][0] for p in pops])
-                cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
-            rows.append(f"| {label} | {n} | {len(pops)} | " + " | ".join(cells) + " |")
+    for n, prefix, label, refined in _table_rows():
+        files = [RESULTS / f"cg-{prefix}-{n}" f"{f'-r{s}' if s else ''}{refined}.phi_psi.npy" for s in SEEDS]
+        pops = [basin_populations(np.load(f).astype(np.float64), split_beta=True) for f in files if f.exists()]
+        if not pops:
+            continue
+        cells = []
+        for r in regions:
+            v = np.array([p[r][0] for p in pops])
+            cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
+        rows.append(f"| {label} | {n} | {len(pops)} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def marginal_figures(reference: np.ndarray, model: np.ndarray) -> Dict[str, float]:
+    """Where a phi/psi KL comes from: the KL of each one-dimensional marginal (20-degree bins, half a
+    count per bin as :func:`kl_divergence`) and the mutual information between phi and psi (nats, of
+    the 20-degree histogram) of ``model``; what a torsion correction can fix is the first two."""
+    edges = np.linspace(-180.0, 180.0, int(round(360.0 / BIN_DEG)) + 1)
+
+    def kl_1d(a, b):
+        p, q = np.histogram(a, edges)[0] + 0.5, np.histogram(b, edges)[0] + 0.5
+        p, q = p / p.sum(), q / q.sum()
+        return float((p * np.log(p / q)).sum())
+
+    joint = histogram(model) + 0.5
+    joint /= joint.sum()
+    independent = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
+    return dict(kl_phi=kl_1d(reference[:, 0], model[:, 0]), kl_psi=kl_1d(reference[:, 1], model[:, 1]),
+                mutual_information=float((joint * np.log(joint / independent)).sum()))
+
+
+def marginal_table(data: Path = DATA) -> str:
+    """Per recipe (mean ± std over seeds, markdown): the KL of the phi and of the psi marginal and the
+    phi-psi mutual information of its MD samples (:func:`marginal_figures`), with the reference's."""
+    ref = reference_phi_psi(map_frames(data))
+    rows = ["| recipe | frames | seeds | KL of phi marginal | KL of psi marginal | mutual information |",
+            "| --- | --- | --- | --- | --- | --- |",
+            f"| reference (5 ns all-atom, mapped) | - | - | 0 | 0 | {marginal_figures(ref, ref)['mutual_information']:.3f} |"]
+    for n, prefix, label, refined in _table_rows():
+        files = [RESULTS / f"cg-{prefix}-{n}" f"{f'-r{s}' if s else ''}{refined}.phi_psi.npy" for s in SEEDS]
+        figures = [marginal_figures(ref, np.load(f).astype(np.float64)) for f in files if f.exists()]
+        if not figures:
+            continue
+        cells = []
+        for key in ("kl_phi", "kl_psi", "mutual_information"):
+            v = np.array([f[key] for f in figures])
+            cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
+        rows.append(f"| {label} | {n} | {len(figures)} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -589,6 +686,8 @@ def main(argv=None) -> int:
                         "of each recipe at 2000 frames) against the reference")
     parser.add_argument("--regions", action="store_true", help="print the populations of C7eq, PII (beta's two "
                         "halves), alpha_R and alpha_L per recipe")
+    parser.add_argument("--marginals", action="store_true", help="print the KL of the phi and psi marginals and the "
+                        "phi-psi mutual information per recipe")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
     parser.add_argument("--publish", default=None, metavar="RUN", help="copy this run's model into the zoo as ala2-cg-300K")
     parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
@@ -597,20 +696,27 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-dir", default=str(RUNS_DIR))
     parser.add_argument("--results-dir", default=None, help="read and write results here instead of <out-dir>/results "
                         "(e.g. results/friction-0.01 for the table of the runs at friction 0.01/fs)")
+    parser.add_argument("--refine", nargs="*", default=[], metavar="RUN", help="iterative Boltzmann correction of "
+                        "these runs' phi/psi (coordinates only; after their MD): RUN-ibi1, RUN-ibi2, ...")
+    parser.add_argument("--iterations", type=int, default=2, help="correction iterations for --refine")
     parser.add_argument("--md-seed", type=int, default=None, help="thermostat seed of the MD (default: the run's "
                         "training seed); with --results-dir, the MD-sampling scatter of already trained models")
     args = parser.parse_args(argv)
     RESULTS, RUNS_DIR = Path(args.results_dir or Path(args.out_dir) / "results"), Path(args.runs_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    unknown = [n for n in args.only if n not in RUNS]
+    unknown = [n for n in [*args.only, *args.refine] if n not in RUNS]
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {sorted(RUNS)}")
     for name in args.only:
         do_run(name, quick=args.quick, data=Path(args.data), md_seed=args.md_seed)
+    for name in args.refine:
+        refine_run(name, iterations=args.iterations, quick=args.quick, data=Path(args.data))
     if args.report:
         print(report(Path(args.data)))
     if args.regions:
         print(region_table(Path(args.data)))
+    if args.marginals:
+        print(marginal_table(Path(args.data)))
     if args.plot is not None:
         print(plot(args.plot or ["dn-2000", "dns-2000", "mixed-2000", "fm-2000"], Path(args.data)))
     if args.publish:
