@@ -223,7 +223,7 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
     assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
     assert "torsion correction, iteration 2 (coordinates only) | 500 | 1 |" in cg.report()
     marginals = cg.marginal_table().splitlines()
-    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 3 + 8
+    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 8
     # the same trained model, MD with another thermostat seed, into another results folder
     first = json.loads((tmp_path / "results" / "cg-fm-500.json").read_text())
     assert cg.main(["--quick", "--only", "fm-500", "--md-seed", "7", "--results-dir", str(tmp_path / "md7"),
@@ -375,7 +375,7 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
     assert "torsion correction, iteration 2 (coordinates only) | 500 | 1 |" in cg.report()
     marginals = cg.marginal_table().splitlines()
-    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 3 + 8
+    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 8
     # the same trained model with the non-bonded wall (same weights; results under "<run>+wall")
     assert aa.main(["dnse-500", "--wall", "--quick", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
     walled = json.loads((tmp_path / "results" / "aa-replicas-dnse-500+wall.json").read_text())

@@ -491,18 +491,30 @@ def marginal_figures(reference: np.ndarray, model: np.ndarray) -> Dict[str, floa
 
 def marginal_table(data: Path = DATA) -> str:
     """Per recipe (mean ± std over seeds, markdown): the KL of the phi and of the psi marginal and the
-    phi-psi mutual information of its MD samples (:func:`marginal_figures`), with the reference's."""
-    ref = reference_phi_psi(map_frames(data))
-    rows = ["| recipe | frames | seeds | KL of phi marginal | KL of psi marginal | mutual information |",
-            "| --- | --- | --- | --- | --- | --- |",
-            f"| reference (5 ns all-atom, mapped) | - | - | 0 | 0 | {marginal_figures(ref, ref)['mutual_information']:.3f} |"]
+    phi-psi mutual information of its MD samples (:func:`marginal_figures`), and the KL to the
+    held-out last 500 frames alone (1 ns no run trained on, nor fitted a prior or a correction to); first
+    the reference, the training frames themselves and the product of their marginals."""
+    frames = map_frames(data)
+    ref = reference_phi_psi(frames)
+    pool, test = split(frames)
+    held_out, train = reference_phi_psi(test), reference_phi_psi(pool[: max(FRAME_COUNTS)])
+    rows = ["| recipe | frames | seeds | KL of phi marginal | KL of psi marginal | mutual information | KL to the held-out 500 |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            f"| reference (5 ns all-atom, mapped) | - | - | 0 | 0 | {marginal_figures(ref, ref)['mutual_information']:.3f} | "
+            f"{kl_divergence(held_out, ref):.3f} |"]
+    for label, sample in ((f"the first {len(train)} training frames themselves", train),
+                          ("the product of their phi and psi marginals", marginals_product(train))):
+        f = marginal_figures(ref, sample)
+        rows.append(f"| {label} | - | - | {f['kl_phi']:.3f} | {f['kl_psi']:.3f} | {f['mutual_information']:.3f} | "
+                    f"{kl_divergence(held_out, sample):.3f} |")
     for n, prefix, label, refined in _table_rows():
         files = [RESULTS / f"cg-{prefix}-{n}" f"{f'-r{s}' if s else ''}{refined}.phi_psi.npy" for s in SEEDS]
-        figures = [marginal_figures(ref, np.load(f).astype(np.float64)) for f in files if f.exists()]
-        if not figures:
+        samples = [np.load(f).astype(np.float64) for f in files if f.exists()]
+        if not samples:
             continue
+        figures = [dict(marginal_figures(ref, x), held_out=kl_divergence(held_out, x)) for x in samples]
         cells = []
-        for key in ("kl_phi", "kl_psi", "mutual_information"):
+        for key in ("kl_phi", "kl_psi", "mutual_information", "held_out"):
             v = np.array([f[key] for f in figures])
             cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
         rows.append(f"| {label} | {n} | {len(figures)} | " + " | ".join(cells) + " |")
@@ -554,6 +566,11 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     res = _load(name)
     if res is None:
         raise FileNotFoundError(f"no results for run {name!r} in {RESULTS}")
+    base_name, _, iteration = name.partition("-ibi")  # a run corrected by refine_run: its training is the base's
+    base = _load(base_name) if iteration else res
+    if base is None:
+        raise FileNotFoundError(f"no results for run {base_name!r}, which {name!r} corrects, in {RESULTS}")
+    suffix = f"-ibi{iteration}" if iteration else ""
     model = load_model_file(RUNS_DIR / name / "best.safetensors")
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -569,7 +586,7 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
         os.chmod(f, 0o644)
     figures = reference_figures(data)
     prefix = name.split("-")[0]
-    seeds = [r for r in (_load(f"{prefix}-{res['n_frames']}" + (f"-r{k}" if k else "")) for k in SEEDS) if r]
+    seeds = [r for r in (_load(f"{prefix}-{base['n_frames']}" + (f"-r{k}" if k else "") + suffix) for k in SEEDS) if r]
     c, physics = model.config, model.physics
     names = c.bead_names
     levels = ", ".join(f"{x:g}" for x in model.noise_levels)
@@ -583,21 +600,31 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     for fm_prefix, fm_what in (("fm", "the bonded priors and the wall"), ("fmt", "the same priors, torsions included")):
         if fm_prefix == "fmt" and not torsions:
             continue
-        fm = [r for r in (_load(f"{fm_prefix}-{res['n_frames']}" + (f"-r{k}" if k else "")) for k in SEEDS) if r]
-        if fm:
-            fm_line += (f"\n- Force matching on the {res['n_frames']} frames' mapped forces with {fm_what}, the same "
-                        f"protocol and optimiser steps (`{fm_prefix}-{res['n_frames']}`): KL "
-                        + ", ".join(f"{r['kl']:.3f}" for r in fm) + f" over {len(fm)} training seed(s).")
+        for fm_suffix in dict.fromkeys(("", suffix)):
+            fm = [r for r in (_load(f"{fm_prefix}-{base['n_frames']}" + (f"-r{k}" if k else "") + fm_suffix)
+                              for k in SEEDS) if r]
+            if fm:
+                fm_line += (f"\n- Force matching on the {base['n_frames']} frames' mapped forces with {fm_what}"
+                            + (", with the same torsion correction" if fm_suffix else "") + ", the same protocol and "
+                            f"optimiser steps (`{fm_prefix}-{base['n_frames']}{fm_suffix}`): KL "
+                            + ", ".join(f"{r['kl']:.3f}" for r in fm) + f" over {len(fm)} training seed(s).")
     prior_words = "the bonded priors, the wall and the torsion priors on phi and psi" if torsions else \
         "the bonded priors and the wall"
     torsion_limit = (f"\n- The torsion priors are the training frames' phi and psi free energies. A sample with exactly "
                      f"those two marginals and no\n  correlation between phi and psi is at KL "
-                     f"{figures['kl_marginals_product']:.3f} from the reference, closer than this model's MD: the "
-                     f"network does not yet\n  add the coupling of phi and psi." if torsions else "")
+                     f"{figures['kl_marginals_product']:.3f} from the reference (this model's MD: {res['kl']:.3f}): "
+                     "the coupling of phi and psi is\n  what the network has to add, and the data's coupling is what "
+                     "a 6-bead model of 2000 frames learns least well." if torsions else "")
+    refined_line = (f"\n- Torsion correction (`cg.py --refine`; `ase-denoise refine-torsions` does the same for any "
+                    f"molecule): {iteration} step(s) of\n  iterative Boltzmann inversion on phi and psi, each from the "
+                    f"model's own replica MD against the training frames'\n  distributions (no labels), added at "
+                    f"inference only (the weights are as trained). KL of the model as trained: {base['kl']:.3f}."
+                    if iteration else "")
     ladder_how = ("(`soft_ladder`: the `auto` rule applied to the bead pairs no bonded prior covers), the bonded "
                   "priors subtracted from the target as the noise smooths them (`smoothed_priors=True`)"
                   if res["spec"].get("smoothed") else "(`noise_std=\"auto\"`: the C-N bonds' width sets it)")
-    cmd = f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/cg.py --only {name} --publish {name}"
+    cmd = (f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/cg.py --only {base_name}"
+           + (f" --refine {base_name} --iterations {iteration}" if iteration else "") + f" --publish {name}")
     friction = md.get("friction_per_fs", 0.01)  # results written before session 16 ran at 0.01/fs
     if c.head == "energy":
         heating = (f"- Its forces are the gradient of a free energy (energy head), so Langevin MD holds the temperature\n"
@@ -625,7 +652,7 @@ atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")   # sha256-checked, no net
 
 ## Training data
 
-- The first {res['n_frames']} frames (4 ns, a frame every 2 ps) of all-atom OpenMM MD: amber14 + GBn2 implicit
+- The first {base['n_frames']} frames ({base['n_frames'] * 2 / 1000:g} ns, a frame every 2 ps) of all-atom OpenMM MD: amber14 + GBn2 implicit
   solvent, no constraints, 300 K (`benchmarks/ala2/make_data.py`, data `benchmarks/ala2/ala2_aa_300K.npz`),
   mapped to the six beads. The mapped forces in the data were not used.
 - Temperature **{physics.temperature_K} K** (kT = {physics.kT:.6f} eV).
@@ -634,8 +661,8 @@ atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")   # sha256-checked, no net
 
 - noise_std (sigma): noise ladder **{levels} A** {ladder_how}; n_duplicates: **{res['spec']['n_duplicates']}**
   (noise drawn in antithetic pairs).
-- Training: {res['epochs']} epochs, batch {BATCH}, AdamW lr 0.005 with cosine schedule, seed {res['spec']['seed']}, float32;
-  {res['train_s'] / 60:.1f} min on one CPU thread.
+- Training: {base['epochs']} epochs, batch {BATCH}, AdamW lr 0.005 with cosine schedule, seed {res['spec']['seed']}, float32;
+  {base['train_s'] / 60:.1f} min on one CPU thread.{refined_line}
 - Priors: {"; ".join(p.describe(names) for p in model.priors)}.
 - Architecture: MACE, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels}, max_ell={c.max_ell},
   max_L={c.max_L}, correlation={c.correlation}, num_interactions={c.num_interactions};
@@ -673,7 +700,8 @@ reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb
                    noise_std=list(model.noise_levels),
                    summary=f"alanine dipeptide in implicit water at 300 K, 6 CG beads (backbone + CB, non-periodic), "
                            f"vector head, noise ladder {levels} A corrected to sigma -> 0, harmonic bond/angle priors"
-                           + (", a wall and phi/psi torsion priors" if torsions else " and a wall") + "; coordinates only")
+                           + (", a wall and phi/psi torsion priors" if torsions else " and a wall")
+                           + (", an iterative Boltzmann torsion correction" if iteration else "") + "; coordinates only")
     return dest
 
 
