@@ -397,20 +397,28 @@ def cmd_check_md(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_refine_structure(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .checkpoint import save_model
+def _model_and_frames(args: argparse.Namespace):
+    """The model ``--model`` (file or zoo name) and the frames of ``--data``, each frame checked
+    against the model (elements, bead types, cell) with a message naming the frame."""
     from .data import read_frames
     from .inference import structure_frame
-    from .md_validation import refine_structure
     from .zoo import load_model
 
-    _check_model_output(args, "refined")
     model = load_model(args.model)
     frames = read_frames(args.data)
     for i, atoms in enumerate(frames):
         structure_frame(atoms, model, what=f"frame {i} of {args.data}")
+    return model, frames
+
+
+def cmd_refine_structure(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import save_model
+    from .md_validation import refine_structure
+
+    _check_model_output(args, "refined")
+    model, frames = _model_and_frames(args)
     steps = (args.iterations + 1) * int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
     with tqdm(total=steps, desc="refine-structure", unit="step", mininterval=10) as bar:
         result = refine_structure(
@@ -433,18 +441,12 @@ def cmd_refine_torsions(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .checkpoint import save_model
-    from .data import read_frames
-    from .inference import structure_frame
     from .md_validation import refine_torsions
     from .priors import parse_dihedrals
-    from .zoo import load_model
 
     _check_model_output(args, "refined")
     dihedrals = parse_dihedrals(args.dihedrals) if args.dihedrals else None  # refused before any data are read
-    model = load_model(args.model)
-    frames = read_frames(args.data)
-    for i, atoms in enumerate(frames):
-        structure_frame(atoms, model, what=f"frame {i} of {args.data}")
+    model, frames = _model_and_frames(args)
     steps = (args.iterations + 1) * int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
     with tqdm(total=steps, desc="refine-torsions", unit="step", mininterval=10) as bar:
         result = refine_torsions(
@@ -465,17 +467,11 @@ def cmd_refine_torsions(args: argparse.Namespace) -> int:
 
 def cmd_correct_mean_forces(args: argparse.Namespace) -> int:
     from .checkpoint import save_model
-    from .data import read_frames
-    from .inference import structure_frame
     from .mean_force import correct_mean_forces
-    from .zoo import load_model
 
     if args.output is not None:
         _check_model_output(args, "corrected")
-    model = load_model(args.model)
-    frames = read_frames(args.data)
-    for i, atoms in enumerate(frames):
-        structure_frame(atoms, model, what=f"frame {i} of {args.data}")
+    model, frames = _model_and_frames(args)
     result = correct_mean_forces(model, frames, iterations=args.iterations if args.output else 0,
                                  damping=args.damping, cutoff=args.cutoff)
 

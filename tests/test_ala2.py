@@ -362,20 +362,6 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     conservative = json.loads((tmp_path / "results" / "aa-replicas-dnse-500.json").read_text())
     assert conservative["spec"]["head"] == "energy" and conservative["spec"]["smoothed"] is True
     assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
-    # iterative Boltzmann correction of the torsions: the weights stay, a correction term is added
-    assert cg.main(["--quick", "--refine", "dnst-500", "--iterations", "2", "--out-dir", str(tmp_path),
-                    "--runs-dir", str(tmp_path / "runs")]) == 0
-    base = load_model_file(tmp_path / "runs" / "dnst-500" / "best.safetensors")
-    refined = [load_model_file(tmp_path / "runs" / f"dnst-500-ibi{k}" / "best.safetensors") for k in (1, 2)]
-    for k, m in enumerate(refined, start=1):
-        res = json.loads((tmp_path / "results" / f"cg-dnst-500-ibi{k}.json").read_text())
-        assert res["spec"]["refined_from"] == "dnst-500" and res["md"]["md_seed"] == 100 * k and np.isfinite(res["kl"])
-        assert [p.kind for p in m.priors] == [p.kind for p in base.priors] + ["dihedral_correction"]
-        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
-    assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
-    assert "torsion correction, iteration 2 (coordinates only) | 500 | 1 |" in cg.report()
-    marginals = cg.marginal_table().splitlines()
-    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 8
     # the same trained model with the non-bonded wall (same weights; results under "<run>+wall")
     assert aa.main(["dnse-500", "--wall", "--quick", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
     walled = json.loads((tmp_path / "results" / "aa-replicas-dnse-500+wall.json").read_text())
