@@ -423,11 +423,12 @@ def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_refine_torsions_adds_a_dihedral_correction_that_the_calculator_applies(cg, tmp_path):
-    """``refine_torsions`` on the zoo CG model (its torsion prior names phi and psi), one short
-    correction (4 replicas x 1 ps against 200 data frames): the check before and after, a copy with a
-    ``dihedral_correction`` (the given model and its weights unchanged) whose forces are the given
-    model's plus exactly the correction's; the chosen model has the smallest torsion marginal KL; the
-    marginal KL is 0 for a sample against itself and large for disjoint ones; bad input is refused."""
+    """``refine_torsions`` on the zoo CG model (its torsion prior names phi and psi; it ships with one
+    correction already), one more short correction (4 replicas x 1 ps against 200 data frames): the
+    check before and after, a copy whose ``dihedral_correction`` replaces the given one (the given
+    model and its weights unchanged) and whose forces are the given model's plus exactly the change of
+    the correction; the chosen model has the smallest torsion marginal KL; the marginal KL is 0 for a
+    sample against itself and large for disjoint ones; bad input is refused."""
     from ase_denoise import DenoiseCalculator, load_model
     from ase_denoise.md_validation import refine_torsions, torsion_marginal_kl
     from ase_denoise.priors import dihedral_angles
@@ -441,14 +442,20 @@ def test_refine_torsions_adds_a_dihedral_correction_that_the_calculator_applies(
     assert result.chosen == int(np.argmin([k.mean() for k in result.marginal_kl]))
     assert result.sampled[0].shape == (4 * 10, 2)  # a frame every 0.1 ps of 1 ps, per replica
     refined = result.models[1]
-    assert [p.kind for p in model.priors][-1] == "dihedrals" and "dihedral_correction" not in [p.kind for p in model.priors]
+    kinds = [p.kind for p in model.priors]
+    assert "dihedrals" in kinds and kinds.count("dihedral_correction") <= 1
+    assert [p.to_dict() for p in load_model("ala2-cg-300K").priors] == [p.to_dict() for p in model.priors]  # unchanged
+    before = next((p for p in model.priors if p.kind == "dihedral_correction"), None)
     correction = refined.priors[-1]
     assert correction.kind == "dihedral_correction" and correction.dihedrals == [cg.PHI, cg.PSI]
+    assert [p.kind for p in refined.priors].count("dihedral_correction") == 1 and correction != before
     assert all(torch.equal(a, b) for a, b in zip(refined.state_dict().values(), model.state_dict().values()))
     atoms = frames[7].copy()
     difference = (DenoiseCalculator(refined, dtype=torch.float64).get_forces(atoms.copy())
                   - DenoiseCalculator(model, dtype=torch.float64).get_forces(atoms.copy()))
-    np.testing.assert_allclose(difference, correction.forces(atoms), atol=1e-9)
+    expected = correction.forces(atoms) - (before.forces(atoms) if before is not None else 0.0)
+    np.testing.assert_allclose(difference, expected, atol=1e-9)
+    assert np.abs(expected).max() > 1e-4
     angles = dihedral_angles(frames, [cg.PHI, cg.PSI])
     np.testing.assert_allclose(torsion_marginal_kl(angles, angles), 0.0, atol=1e-12)
     assert torsion_marginal_kl(angles, angles + np.pi)[0] > 1.0  # phi: one basin, moved onto the empty half
@@ -459,6 +466,9 @@ def test_refine_torsions_adds_a_dihedral_correction_that_the_calculator_applies(
     plain = build_model(model.config, replace_priors(model.physics, []), torch.float32, seed=0)
     with pytest.raises(ValueError, match="no torsion prior"):
         refine_torsions(plain, frames)
+    if before is not None:
+        with pytest.raises(ValueError, match="already carries a torsion correction"):
+            refine_torsions(model, frames, dihedrals=[cg.PHI])
     warm = [a.copy() for a in frames]
     for a in warm:
         a.info["temperature_K"] = 350.0
@@ -475,7 +485,7 @@ def replace_priors(physics, priors):
 @pytest.mark.slow
 def test_refine_torsions_cli_writes_the_checked_best_model(cg, tmp_path):
     """``ase-denoise refine-torsions`` on the zoo CG model: one line per check, the choice, a new file
-    holding the chosen model (with its correction when a correction was chosen); the zoo file is
+    holding the chosen model (with the new correction when a correction was chosen); the zoo file is
     untouched; an existing output and malformed dihedrals are refused."""
     import hashlib
 
@@ -497,8 +507,10 @@ def test_refine_torsions_cli_writes_the_checked_best_model(cg, tmp_path):
     chosen = int(lines[-1].split("chosen: ")[1].split()[0])
     kls = [float(line.split("torsion marginal KL ")[1].split()[0]) for line in lines[:2]]
     assert kls[chosen] == min(kls)
-    kinds = [p.kind for p in load_model_file(out).priors]
-    assert ("dihedral_correction" in kinds) == (chosen == 1)
+    given = [p.to_dict() for p in load_model_file(zoo_file).priors]
+    written = [p.to_dict() for p in load_model_file(out).priors]
+    assert [d["kind"] for d in written].count("dihedral_correction") == 1
+    assert (written == given) == (chosen == 0)  # the chosen check's correction, the shipped one if none helped
     assert hashlib.sha256(zoo_file.read_bytes()).hexdigest() == before
     code, _, stderr = run_cli(args)
     assert code == 2 and "exists" in stderr

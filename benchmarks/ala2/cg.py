@@ -40,7 +40,10 @@ optimiser steps:
   learned as a residual like the bonded priors).
 
 ``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-r1``/``-r2``
-are training seeds 1 and 2.
+are training seeds 1 and 2. ``<run>-ibi<k>`` (``--refine <run>``, :func:`refine_run`): the trained
+model of ``<run>`` with ``k`` steps of iterative Boltzmann correction of its phi and psi distributions
+towards the training frames' (:func:`ase_denoise.priors.fit_dihedral_correction`; no labels, the
+weights unchanged), each step from the previous MD.
 
 **Figures per run** (``results/cg-<run>.json``):
 
@@ -59,6 +62,8 @@ Commands:
     python benchmarks/ala2/cg.py --only dn-2000 fm-2000 mixed-2000   # trains, runs MD, writes results
     python benchmarks/ala2/cg.py --report                            # the table in README.md
     python benchmarks/ala2/cg.py --plot                              # results/cg_fes.png
+    python benchmarks/ala2/cg.py --refine dnst-2000 --iterations 2   # dnst-2000-ibi1, -ibi2 (after its MD)
+    python benchmarks/ala2/cg.py --marginals                         # where each KL comes from
 """
 from __future__ import annotations
 
