@@ -221,7 +221,7 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
         assert [p.kind for p in m.priors] == [p.kind for p in base.priors] + ["dihedral_correction"]
         assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
     assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
-    assert "torsion correction, iteration 2 (coordinates only) | 500 | 1 |" in cg.report()
+    assert "+ torsion correction (no labels), iteration 2 | 500 | 1 |" in cg.report()
     marginals = cg.marginal_table().splitlines()
     assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 8
     # the same trained model, MD with another thermostat seed, into another results folder

@@ -414,7 +414,7 @@ def _table_rows():
         for prefix, label, *_ in RECIPES:
             yield n, prefix, label, ""
             for k in REFINE_ITERATIONS:
-                yield n, prefix, f"{label} + torsion correction, iteration {k} (coordinates only)", f"-ibi{k}"
+                yield n, prefix, f"{label} + torsion correction (no labels), iteration {k}", f"-ibi{k}"
 
 
 def report(data: Path = DATA) -> str:
