@@ -548,11 +548,11 @@ def torsion_marginal_kl(reference: np.ndarray, sampled: np.ndarray, bin_deg: flo
     samples of angles [n, n_dihedrals] (radians), ``bin_deg``-degree bins with half a count added to
     every bin of both (so a bin one sample missed is finite). 0 for identical histograms."""
     edges = np.radians(np.linspace(-180.0, 180.0, int(round(360.0 / bin_deg)) + 1))
-    reference, sampled = np.atleast_2d(reference), np.atleast_2d(sampled)
+    reference = (np.atleast_2d(reference) + np.pi) % (2 * np.pi) - np.pi  # into [-pi, pi)
+    sampled = (np.atleast_2d(sampled) + np.pi) % (2 * np.pi) - np.pi
     out = []
     for a, b in zip(reference.T, sampled.T):
-        wrap = lambda x: (x + np.pi) % (2 * np.pi) - np.pi  # noqa: E731
-        p, q = np.histogram(wrap(a), edges)[0] + 0.5, np.histogram(wrap(b), edges)[0] + 0.5
+        p, q = np.histogram(a, edges)[0] + 0.5, np.histogram(b, edges)[0] + 0.5
         p, q = p / p.sum(), q / q.sum()
         out.append(float((p * np.log(p / q)).sum()))
     return np.array(out)

@@ -824,14 +824,17 @@ class Dihedrals(_IndexedTerm):
     def from_dict(cls, d: Dict[str, Any]) -> "Dihedrals":
         return cls([tuple(q) for q in d["dihedrals"]], d["cos"], d["sin"])
 
-    def describe(self, names: Optional[Dict[int, str]] = None) -> str:
+    def _summary(self) -> str:
+        """``"<n> torsion(s) (<quadruples>; <M> Fourier orders, spans <min>-<max> eV"`` for the cards."""
         grid = np.linspace(-np.pi, np.pi, 361)
         u = self.profile(np.repeat(grid[:, None], len(self.dihedrals), axis=1))  # [grid, n]
         spans = u.max(axis=0) - u.min(axis=0)
         quads = ", ".join("-".join(str(x) for x in q) for q in self.dihedrals)
-        return (f"dihedral free energies on {len(self.dihedrals)} torsion(s) ({quads}; {len(self.cos[0])} Fourier "
-                f"orders, spans {spans.min():.3g}-{spans.max():.3g} eV, fitted to the data); "
-                "the network learns the residual")
+        return (f"{len(self.dihedrals)} torsion(s) ({quads}; {len(self.cos[0])} Fourier orders, spans "
+                f"{spans.min():.3g}-{spans.max():.3g} eV")
+
+    def describe(self, names: Optional[Dict[int, str]] = None) -> str:
+        return f"dihedral free energies on {self._summary()}, fitted to the data); the network learns the residual"
 
 
 def parse_dihedrals(spec: str) -> List[Tuple[int, int, int, int]]:
@@ -925,12 +928,7 @@ class DihedralCorrection(Dihedrals):
     in_residual: bool = field(default=False, init=False)
 
     def describe(self, names: Optional[Dict[int, str]] = None) -> str:
-        grid = np.linspace(-np.pi, np.pi, 361)
-        u = self.profile(np.repeat(grid[:, None], len(self.dihedrals), axis=1))
-        spans = u.max(axis=0) - u.min(axis=0)
-        quads = ", ".join("-".join(str(x) for x in q) for q in self.dihedrals)
-        return (f"iterative Boltzmann correction on {len(self.dihedrals)} torsion(s) ({quads}; {len(self.cos[0])} "
-                f"Fourier orders, spans {spans.min():.3g}-{spans.max():.3g} eV): moves the model's sampled torsion "
+        return (f"iterative Boltzmann correction on {self._summary()}): moves the model's sampled torsion "
                 "distributions onto the data's, added at inference only")
 
 

@@ -120,12 +120,17 @@ RECIPES = (("dn", "denoising, coordinates only (auto ladder)", "denoising", 4, F
            ("fmt", "force matching, torsion priors on phi and psi", "force_matching", 1, False, "vector"))
 
 
+def seed_runs(prefix: str, n: int, suffix: str = "") -> List[str]:
+    """The run names of recipe ``prefix`` at ``n`` frames over :data:`SEEDS` (seed 0 first), each with
+    ``suffix`` (e.g. ``-ibi1``, a torsion-corrected run)."""
+    return [f"{prefix}-{n}" + (f"-r{seed}" if seed else "") + suffix for seed in SEEDS]
+
+
 def _runs() -> Dict[str, Dict[str, Any]]:
     runs = {}
     for n in FRAME_COUNTS:
         for prefix, _, loss, copies, smoothed, head in RECIPES:
-            for seed in SEEDS:
-                name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
+            for seed, name in zip(SEEDS, seed_runs(prefix, n)):
                 runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
                                   noise_std="auto" if loss != "force_matching" else 0.01, smoothed=smoothed,
                                   head=head, torsions=prefix in ("dnst", "fmt"))
@@ -343,7 +348,6 @@ def refine_run(name: str, iterations: int = 2, damping: float = 1.0, quick: bool
     MD is rerun with it (thermostat seed ``training seed + 100 k``), and so on ``iterations`` times.
     Each iteration's figures go to ``results/cg-<name>-ibi<k>.json`` as for :func:`do_run`."""
     from ase_denoise.checkpoint import load_model_file, save_model
-    from ase_denoise.config import PhysicsConfig
     from ase_denoise.model import with_prior
     from ase_denoise.priors import dihedral_angles, fit_dihedral_correction
 
@@ -355,7 +359,7 @@ def refine_run(name: str, iterations: int = 2, damping: float = 1.0, quick: bool
     if not samples_path.exists():
         do_run(name, quick=quick, data=data)
     base = load_model_file(RUNS_DIR / name / "best.safetensors")
-    kT = PhysicsConfig(temperature_K=TEMPERATURE_K, noise_std=(0.01,)).kT
+    kT = base.kT
     target = dihedral_angles(train_frames, [PHI, PSI])
     sampled = np.radians(np.load(samples_path).astype(np.float64))
     ref = reference_phi_psi(frames)
@@ -436,7 +440,7 @@ def report(data: Path = DATA) -> str:
             + " | - | 300 | - |"]
     frictions, per_seed = set(), []
     for n, prefix, label, refined in _table_rows():
-        res = [r for r in (_load(f"{prefix}-{n}" + (f"-r{s}" if s else "") + refined) for s in SEEDS) if r]
+        res = [r for r in map(_load, seed_runs(prefix, n, refined)) if r]
         if not res:
             continue
         pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
@@ -464,7 +468,7 @@ def region_table(data: Path = DATA) -> str:
             "| reference (5 ns all-atom, mapped; 10-block errors) | - | - | "
             + " | ".join(f"{ref[r][0]:.3f} ± {ref[r][1]:.3f}" for r in regions) + " |"]
     for n, prefix, label, refined in _table_rows():
-        files = [RESULTS / f"cg-{prefix}-{n}" f"{f'-r{s}' if s else ''}{refined}.phi_psi.npy" for s in SEEDS]
+        files = [RESULTS / f"cg-{name}.phi_psi.npy" for name in seed_runs(prefix, n, refined)]
         pops = [basin_populations(np.load(f).astype(np.float64), split_beta=True) for f in files if f.exists()]
         if not pops:
             continue
@@ -477,20 +481,17 @@ def region_table(data: Path = DATA) -> str:
 
 
 def marginal_figures(reference: np.ndarray, model: np.ndarray) -> Dict[str, float]:
-    """Where a phi/psi KL comes from: the KL of each one-dimensional marginal (20-degree bins, half a
-    count per bin as :func:`kl_divergence`) and the mutual information between phi and psi (nats, of
-    the 20-degree histogram) of ``model``; what a torsion correction can fix is the first two."""
-    edges = np.linspace(-180.0, 180.0, int(round(360.0 / BIN_DEG)) + 1)
+    """Where a phi/psi KL comes from: the KL of each one-dimensional marginal
+    (:func:`ase_denoise.md_validation.torsion_marginal_kl`: 20-degree bins, half a count per bin as
+    :func:`kl_divergence`) and the mutual information between phi and psi (nats, of the 20-degree
+    histogram) of ``model``; what a torsion correction can fix is the first two. Angles in degrees."""
+    from ase_denoise.md_validation import torsion_marginal_kl
 
-    def kl_1d(a, b):
-        p, q = np.histogram(a, edges)[0] + 0.5, np.histogram(b, edges)[0] + 0.5
-        p, q = p / p.sum(), q / q.sum()
-        return float((p * np.log(p / q)).sum())
-
+    kl_phi, kl_psi = torsion_marginal_kl(np.radians(reference), np.radians(model), BIN_DEG)
     joint = histogram(model) + 0.5
     joint /= joint.sum()
     independent = joint.sum(axis=1, keepdims=True) * joint.sum(axis=0, keepdims=True)
-    return dict(kl_phi=kl_1d(reference[:, 0], model[:, 0]), kl_psi=kl_1d(reference[:, 1], model[:, 1]),
+    return dict(kl_phi=float(kl_phi), kl_psi=float(kl_psi),
                 mutual_information=float((joint * np.log(joint / independent)).sum()))
 
 
@@ -513,7 +514,7 @@ def marginal_table(data: Path = DATA) -> str:
         rows.append(f"| {label} | - | - | {f['kl_phi']:.3f} | {f['kl_psi']:.3f} | {f['mutual_information']:.3f} | "
                     f"{kl_divergence(held_out, sample):.3f} |")
     for n, prefix, label, refined in _table_rows():
-        files = [RESULTS / f"cg-{prefix}-{n}" f"{f'-r{s}' if s else ''}{refined}.phi_psi.npy" for s in SEEDS]
+        files = [RESULTS / f"cg-{name}.phi_psi.npy" for name in seed_runs(prefix, n, refined)]
         samples = [np.load(f).astype(np.float64) for f in files if f.exists()]
         if not samples:
             continue
@@ -591,7 +592,7 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
         os.chmod(f, 0o644)
     figures = reference_figures(data)
     prefix = name.split("-")[0]
-    seeds = [r for r in (_load(f"{prefix}-{base['n_frames']}" + (f"-r{k}" if k else "") + suffix) for k in SEEDS) if r]
+    seeds = [r for r in map(_load, seed_runs(prefix, base["n_frames"], suffix)) if r]
     c, physics = model.config, model.physics
     names = c.bead_names
     levels = ", ".join(f"{x:g}" for x in model.noise_levels)
@@ -606,8 +607,7 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
         if fm_prefix == "fmt" and not torsions:
             continue
         for fm_suffix in dict.fromkeys(("", suffix)):
-            fm = [r for r in (_load(f"{fm_prefix}-{base['n_frames']}" + (f"-r{k}" if k else "") + fm_suffix)
-                              for k in SEEDS) if r]
+            fm = [r for r in map(_load, seed_runs(fm_prefix, base["n_frames"], fm_suffix)) if r]
             if fm:
                 fm_line += (f"\n- Force matching on the {base['n_frames']} frames' mapped forces with {fm_what}"
                             + (", with the same torsion correction" if fm_suffix else "") + ", the same protocol and "
