@@ -1024,9 +1024,166 @@ def fit_bonded_priors(
     return priors
 
 
+def _pair_frequencies(orders: int) -> np.ndarray:
+    """The frequencies ``(m, n)`` [K, 2] of a real two-dimensional Fourier series up to ``orders`` in
+    each angle, one of each ``+-(m, n)`` pair: ``(0, 1..M)`` then ``(1..M, -M..M)``; K = 2 M (M + 1)."""
+    return np.array([(0, n) for n in range(1, orders + 1)]
+                    + [(m, n) for m in range(1, orders + 1) for n in range(-orders, orders + 1)], dtype=np.float64)
+
+
+@dataclass
+class DihedralPairCorrection(_IndexedTerm):
+    """A joint correction on pairs of dihedrals, added at inference only (``in_residual`` False):
+    ``U_p(phi, psi) = sum_(m, n) (a_pmn cos(m phi + n psi) + b_pmn sin(m phi + n psi))`` over the
+    frequencies of :func:`_pair_frequencies` (``M`` orders in each angle), for dihedral pairs ``pairs``
+    [((i, j, k, l), (i', j', k', l'))] (phi: the first, psi: the second), coefficients ``cos`` and
+    ``sin`` (eV) [n_pairs][K]. What one-dimensional terms cannot hold: the coupling of the two angles
+    (e.g. a peptide's phi/psi map, as CHARMM's CMAP corrects it). Fitted by
+    :func:`fit_dihedral_pair_correction`, an iterative Boltzmann step on the joint distribution."""
+
+    pairs: List[Tuple[Tuple[int, int, int, int], Tuple[int, int, int, int]]]
+    cos: List[List[float]]
+    sin: List[List[float]]
+    kind: str = field(default="dihedral_pair_correction", init=False)
+    in_residual: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.pairs = [tuple(tuple(int(x) for x in q) for q in pair) for pair in self.pairs]
+        self.cos = [[float(x) for x in row] for row in self.cos]
+        self.sin = [[float(x) for x in row] for row in self.sin]
+        sizes = {len(row) for row in self.cos + self.sin}
+        orders = (np.sqrt(1.0 + 2.0 * sizes.pop()) - 1.0) / 2.0 if len(sizes) == 1 else 0.0
+        if (any(len(pair) != 2 or any(len(q) != 4 or len(set(q)) != 4 for q in pair) for pair in self.pairs)
+                or len(self.cos) != len(self.pairs) or len(self.sin) != len(self.pairs) or not self.pairs
+                or orders < 1 or orders != int(orders)):
+            raise ValueError("a dihedral pair correction needs pairs of two dihedrals of four distinct atoms each and "
+                             "one row of cos and of sin coefficients per pair, all of length 2 M (M + 1) for M >= 1 "
+                             "orders")
+
+    @property
+    def orders(self) -> int:
+        """``M``: the highest order in each angle."""
+        return int(round((np.sqrt(1.0 + 2.0 * len(self.cos[0])) - 1.0) / 2.0))
+
+    def profile(self, angles: np.ndarray) -> np.ndarray:
+        """``U_p`` (eV) [..., n_pairs] at ``angles`` (radians) [..., n_pairs, 2] (phi, psi per pair)."""
+        return self._terms(np.asarray(angles, dtype=np.float64))[0]
+
+    def _terms(self, angles: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        a, b = np.asarray(self.cos), np.asarray(self.sin)  # [P, K]
+        freq = _pair_frequencies(self.orders)  # [K, 2]
+        arg = angles @ freq.T  # [..., P, K]
+        energy = (a * np.cos(arg) + b * np.sin(arg)).sum(axis=-1)
+        d_arg = b * np.cos(arg) - a * np.sin(arg)  # dU / d(m phi + n psi)
+        return energy, d_arg @ freq  # [..., P], [..., P, 2]: dU/dphi, dU/dpsi
+
+    def energy_and_forces(self, numbers, positions, cell, pbc, geometry=None):
+        # positions [n_atoms, 3], or [R, n_atoms, 3] for copies (replicas_energy_and_forces)
+        positions = np.asarray(positions, dtype=np.float64)
+        index = np.asarray(self.pairs, dtype=np.int64).reshape(-1, 4)  # [2 P, 4]: phi_1, psi_1, phi_2, ...
+        _check_indices(self.kind, index, positions.shape[-2])
+        angle, grad = _dihedral_geometry(positions, cell, pbc, index)  # [..., 2 P], [..., 2 P, 4, 3]
+        energy, slope = self._terms(angle.reshape(*angle.shape[:-1], -1, 2))
+        slope = slope.reshape(angle.shape)
+        forces = np.zeros_like(positions)
+        for a in range(4):
+            forces += _scatter(positions.shape, index[:, a], -slope[..., None] * grad[..., a, :])
+        return float(energy.sum()), forces
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "pairs": [[list(q) for q in pair] for pair in self.pairs], "cos": self.cos,
+                "sin": self.sin}
+
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "DihedralPairCorrection":
+        return cls([tuple(tuple(q) for q in pair) for pair in d["pairs"]], d["cos"], d["sin"])
+
+    def describe(self, names: Optional[Dict[int, str]] = None) -> str:
+        grid = np.linspace(-np.pi, np.pi, 73)
+        phi, psi = np.meshgrid(grid, grid, indexing="ij")
+        angles = np.repeat(np.stack([phi, psi], axis=-1)[..., None, :], len(self.pairs), axis=-2)
+        u = self.profile(angles).reshape(-1, len(self.pairs))
+        spans = u.max(axis=0) - u.min(axis=0)
+        quads = "; ".join(" x ".join("-".join(str(x) for x in q) for q in pair) for pair in self.pairs)
+        return (f"joint iterative Boltzmann correction on {len(self.pairs)} dihedral pair(s) ({quads}; {self.orders} "
+                f"Fourier orders per angle, spans {spans.min():.3g}-{spans.max():.3g} eV): moves the model's sampled "
+                "joint torsion distribution onto the data's, added at inference only")
+
+
+def _fit_fourier_2d(angles: np.ndarray, kT: float, orders: int, floor: float, points: int = 90) -> Tuple[np.ndarray, np.ndarray]:
+    """The cos and sin coefficients [K] (eV) of the two-dimensional ``U(phi, psi)`` (frequencies of
+    :func:`_pair_frequencies`) whose ``exp(-U/kT)`` is the maximum-likelihood density of ``(1 - floor)
+    * data + floor * uniform`` for ``angles`` [samples, 2] (radians): :func:`_fit_fourier` on the torus
+    (moment matching, BFGS on a ``points`` x ``points`` grid)."""
+    from scipy.optimize import minimize
+
+    freq = _pair_frequencies(orders)
+    k = len(freq)
+    axis = np.linspace(-np.pi, np.pi, points, endpoint=False)
+    grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+    arg_grid = grid @ freq.T
+    basis_grid = np.concatenate([np.cos(arg_grid), np.sin(arg_grid)], axis=1)  # [grid, 2K]
+    arg = np.asarray(angles, dtype=np.float64) @ freq.T
+    moments = (1.0 - floor) * np.concatenate([np.cos(arg), np.sin(arg)], axis=1).mean(axis=0)
+
+    def objective(theta):
+        log_w = basis_grid @ theta
+        top = log_w.max()
+        w = np.exp(log_w - top)
+        expected = (w @ basis_grid) / w.sum()
+        return top + np.log(w.mean()) - moments @ theta, expected - moments
+
+    theta = minimize(objective, np.zeros(2 * k), jac=True, method="BFGS", options=dict(gtol=1e-10)).x
+    return -kT * theta[:k], -kT * theta[k:]
+
+
+def fit_dihedral_pair_correction(
+    sampled: np.ndarray, target: np.ndarray, kT: float,
+    pairs: Sequence[Tuple[Tuple[int, int, int, int], Tuple[int, int, int, int]]],
+    previous: Optional[DihedralPairCorrection] = None, damping: float = 1.0, orders: int = 3, floor: float = 0.01,
+) -> DihedralPairCorrection:
+    """One iterative Boltzmann step on the *joint* distribution of each dihedral pair:
+    ``dU(phi, psi) = damping * kT ln(p_sampled(phi, psi) / p_target(phi, psi))``, added to ``previous``.
+    :func:`fit_dihedral_correction` in two dimensions, for what it cannot reach: the coupling of the
+    two angles.
+
+    ``sampled`` and ``target``: the angles [samples, 2 n_pairs] (radians; phi and psi of pair 1, then of
+    pair 2, ...; :func:`dihedral_angles` on the pairs' dihedrals in that order) of the model's MD (with
+    ``previous``, and whatever other correction it carries, in place) and of its training data. Both
+    densities are maximum-likelihood fits of ``exp(-U/kT)`` with ``orders`` orders per angle and a
+    ``floor`` of uniform density (:func:`fit_dihedral_priors`), so the step is the difference of two
+    smooth, bounded joint free energies. Low orders (3: 24 frequencies) keep the fit well posed for a
+    few thousand frames; the step reaches the marginals' coarse shape and the coupling, finer
+    one-dimensional detail is the job of a one-dimensional correction beside it. Coordinates only."""
+    _check_fourier_fit(orders, floor)
+    pairs = [tuple(tuple(int(x) for x in q) for q in pair) for pair in pairs]
+    width = 2 * len(pairs)
+    sampled = np.asarray(sampled, dtype=np.float64).reshape(-1, width)
+    target = np.asarray(target, dtype=np.float64).reshape(-1, width)
+    if len(sampled) < 2 or len(target) < 2 or not (np.isfinite(sampled).all() and np.isfinite(target).all()):
+        raise ValueError("a dihedral pair correction needs at least two finite sampled and two finite target angle "
+                         f"pairs (got {len(sampled)} and {len(target)})")
+    if not 0.0 < damping <= 1.0:
+        raise ValueError(f"a dihedral pair correction's damping must be in (0, 1] (got {damping})")
+    cos, sin = [], []
+    for p in range(len(pairs)):
+        a_sampled, b_sampled = _fit_fourier_2d(sampled[:, 2 * p: 2 * p + 2], kT, orders, floor)
+        a_target, b_target = _fit_fourier_2d(target[:, 2 * p: 2 * p + 2], kT, orders, floor)
+        cos.append(damping * (a_target - a_sampled))
+        sin.append(damping * (b_target - b_sampled))
+    cos, sin = np.array(cos), np.array(sin)
+    if previous is not None:
+        if previous.pairs != pairs or previous.orders != orders:
+            raise ValueError("the previous pair correction must be on the same dihedral pairs with the same number of "
+                             f"Fourier orders (it has {previous.pairs} with {previous.orders} orders)")
+        cos, sin = cos + np.asarray(previous.cos), sin + np.asarray(previous.sin)
+    return DihedralPairCorrection(pairs, cos.tolist(), sin.tolist())
+
+
 _KINDS = {"repulsive_wall": RepulsiveWall, "nonbonded_wall": NonBondedWall, "coulomb_dsf": DSFCoulomb,
           "coulomb_ewald": EwaldCoulomb, "harmonic_bonds": HarmonicBonds, "harmonic_angles": HarmonicAngles,
           "dihedrals": Dihedrals, "dihedral_correction": DihedralCorrection,
+          "dihedral_pair_correction": DihedralPairCorrection,
           "pair_table": PairTable}
 
 

@@ -222,8 +222,27 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
         assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
     assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
     assert "+ torsion correction (no labels), iteration 2 | 500 | 1 |" in cg.report()
+    # a damped second step continues from the first: half of the full second step's change
+    assert cg.main(["--quick", "--refine", "dnst-500", "--start", "1", "--iterations", "1", "--damping", "0.5",
+                    "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
+    damped = load_model_file(tmp_path / "runs" / "dnst-500-ibi2d0.5" / "best.safetensors").priors[-1]
+    first, full = (np.array([m.priors[-1].cos, m.priors[-1].sin]) for m in refined)
+    np.testing.assert_allclose(np.array([damped.cos, damped.sin]) - first, 0.5 * (full - first), rtol=1e-3, atol=1e-6)
+    res = json.loads((tmp_path / "results" / "cg-dnst-500-ibi2d0.5.json").read_text())
+    assert (res["spec"]["iteration"], res["spec"]["damping"], res["md"]["md_seed"]) == (2, 0.5, 200)
+    assert "iteration 2 (damping 0.5 after a full first step) | 500 | 1 |" in cg.report()
+    with pytest.raises(FileNotFoundError, match="--iterations 3 first"):
+        cg.refine_run("dnst-500", iterations=1, quick=True, start=3)
+    # a joint phi/psi step beside the first step's one-dimensional correction
+    assert cg.main(["--quick", "--refine", "dnst-500", "--start", "1", "--joint", "--iterations", "1",
+                    "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
+    joint = load_model_file(tmp_path / "runs" / "dnst-500-ibi2j" / "best.safetensors")
+    assert [p.kind for p in joint.priors] == [p.kind for p in refined[0].priors] + ["dihedral_pair_correction"]
+    assert joint.priors[-2] == refined[0].priors[-1] and joint.priors[-1].pairs == [(cg.PHI, cg.PSI)]
+    assert np.abs(joint.priors[-1].cos).max() > 0
+    assert "iteration 2 (a joint phi-psi step after a full first step) | 500 | 1 |" in cg.report()
     marginals = cg.marginal_table().splitlines()
-    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 8
+    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 10
     # the same trained model, MD with another thermostat seed, into another results folder
     first = json.loads((tmp_path / "results" / "cg-fm-500.json").read_text())
     assert cg.main(["--quick", "--only", "fm-500", "--md-seed", "7", "--results-dir", str(tmp_path / "md7"),

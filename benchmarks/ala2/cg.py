@@ -340,39 +340,63 @@ def do_run(name: str, quick: bool = False, data: Path = DATA, md_seed: int = Non
     return result
 
 
-def refine_run(name: str, iterations: int = 2, damping: float = 1.0, quick: bool = False, data: Path = DATA) -> List[Dict[str, Any]]:
+def refined_name(name: str, k: int, damping: float = 1.0, joint: bool = False) -> str:
+    """The run name of iteration ``k`` of :func:`refine_run`: ``<name>-ibi<k>`` for full steps,
+    ``<name>-ibi<k>d<damping>`` (e.g. ``dnst-2000-ibi2d0.5``) for a damped step, ``<name>-ibi<k>j`` for
+    a joint phi/psi step."""
+    return f"{name}-ibi{k}" + ("j" if joint else "") + ("" if damping == 1.0 else f"d{damping:g}")
+
+
+def refine_run(name: str, iterations: int = 2, damping: float = 1.0, quick: bool = False, data: Path = DATA,
+               start: int = 0, joint: bool = False) -> List[Dict[str, Any]]:
     """Iterative Boltzmann correction of run ``name``'s torsions, coordinates only: from the phi/psi
     of its MD (``results/cg-<name>.phi_psi.npy``, run first if missing) and of its training frames,
     :func:`ase_denoise.priors.fit_dihedral_correction` fits the correction, which is added to the
     trained model at inference (weights unchanged) and saved as ``runs/ala2-cg/<name>-ibi<k>/``; the
     MD is rerun with it (thermostat seed ``training seed + 100 k``), and so on ``iterations`` times.
-    Each iteration's figures go to ``results/cg-<name>-ibi<k>.json`` as for :func:`do_run`."""
+    Each iteration's figures go to ``results/cg-<name>-ibi<k>.json`` as for :func:`do_run`.
+
+    ``start`` > 0 continues from the full-step iteration ``start`` (its model, correction included,
+    and MD samples, ``<name>-ibi<start>``) instead of the uncorrected run; with ``damping`` < 1 the new
+    iterations are ``<name>-ibi<k>d<damping>`` (:func:`refined_name`), e.g. a damped second step after a
+    full first. ``joint``: the new steps fit the joint phi/psi correction
+    (:func:`ase_denoise.priors.fit_dihedral_pair_correction`, 3 orders per angle) beside the start's
+    one-dimensional one, ``<name>-ibi<k>j``."""
     from ase_denoise.checkpoint import load_model_file, save_model
     from ase_denoise.model import with_prior
-    from ase_denoise.priors import dihedral_angles, fit_dihedral_correction
+    from ase_denoise.priors import dihedral_angles, fit_dihedral_correction, fit_dihedral_pair_correction
 
     spec = RUNS[name]
     frames = map_frames(data)
     pool, test = split(frames)
     train_frames = pool[: spec["frames"]][: QUICK["frames_cap"] if quick else None]
-    samples_path = RESULTS / f"cg-{name}.phi_psi.npy"
+    start_name = refined_name(name, start) if start else name
+    samples_path = RESULTS / f"cg-{start_name}.phi_psi.npy"
     if not samples_path.exists():
+        if start:
+            raise FileNotFoundError(f"{samples_path} is missing: run --refine {name} --iterations {start} first")
         do_run(name, quick=quick, data=data)
-    base = load_model_file(RUNS_DIR / name / "best.safetensors")
+    base = load_model_file(RUNS_DIR / start_name / "best.safetensors")  # the start's correction included
     kT = base.kT
     target = dihedral_angles(train_frames, [PHI, PSI])
     sampled = np.radians(np.load(samples_path).astype(np.float64))
     ref = reference_phi_psi(frames)
-    correction, results = None, []
-    for k in range(1, iterations + 1):
-        correction = fit_dihedral_correction(sampled, target, kT, [PHI, PSI], previous=correction, damping=damping)
+    kind = "dihedral_pair_correction" if joint else "dihedral_correction"
+    correction = next((p for p in base.priors if p.kind == kind), None)  # with_prior replaces it
+    results = []
+    for k in range(start + 1, start + iterations + 1):
+        if joint:
+            correction = fit_dihedral_pair_correction(sampled, target, kT, [(PHI, PSI)], previous=correction,
+                                                      damping=damping)
+        else:
+            correction = fit_dihedral_correction(sampled, target, kT, [PHI, PSI], previous=correction, damping=damping)
         model = with_prior(base, correction)
-        refined = f"{name}-ibi{k}"
+        refined = refined_name(name, k, damping, joint)
         (RUNS_DIR / refined).mkdir(parents=True, exist_ok=True)
         save_model(model, RUNS_DIR / refined / "best.safetensors", overwrite=True,
-                   training=dict(refined_from=name, iteration=k, damping=damping))
+                   training=dict(refined_from=name, iteration=k, damping=damping, joint=joint))
         md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"] + 100 * k)
-        result = dict(name=refined, spec=dict(spec, refined_from=name, iteration=k, damping=damping),
+        result = dict(name=refined, spec=dict(spec, refined_from=name, iteration=k, damping=damping, joint=joint),
                       correction=correction.to_dict(), forces=force_errors(model, test[: 20 if quick else len(test)]),
                       md=md, kl=kl_divergence(ref, phi_psi) if len(phi_psi) else float("nan"),
                       populations=basin_populations(phi_psi) if len(phi_psi) > 1 else {})
@@ -407,18 +431,23 @@ def _load(name: str):
     return json.loads(path.read_text()) if path.exists() else None
 
 
-#: iterations of --refine that the tables look for
-REFINE_ITERATIONS = (1, 2, 3)
+#: (iteration, damping, joint) of --refine that the tables look for; damped and joint steps follow a
+#: full first step
+REFINE_ITERATIONS = ((1, 1.0, False), (2, 1.0, False), (2, 0.5, False), (2, 1.0, True), (3, 1.0, False),
+                     (3, 0.5, False), (3, 1.0, True))
 
 
 def _table_rows():
     """(frames, recipe prefix, label, suffix) per table row: each recipe, then its torsion-corrected
-    iterations (``-ibi<k>``, :func:`refine_run`) where they were run."""
+    iterations (``-ibi<k>``, ``-ibi<k>d<damping>``; :func:`refine_run`) where they were run."""
     for n in FRAME_COUNTS:
         for prefix, label, *_ in RECIPES:
             yield n, prefix, label, ""
-            for k in REFINE_ITERATIONS:
-                yield n, prefix, f"{label} + torsion correction (no labels), iteration {k}", f"-ibi{k}"
+            for k, damping, joint in REFINE_ITERATIONS:
+                notes = (["a joint phi-psi step"] if joint else []) + ([f"damping {damping:g}"] if damping != 1.0 else [])
+                how = f" ({', '.join(notes)} after a full first step)" if notes else ""
+                yield (n, prefix, f"{label} + torsion correction (no labels), iteration {k}{how}",
+                       refined_name("", k, damping, joint))
 
 
 def report(data: Path = DATA) -> str:
@@ -738,6 +767,12 @@ def main(argv=None) -> int:
     parser.add_argument("--refine", nargs="*", default=[], metavar="RUN", help="iterative Boltzmann correction of "
                         "these runs' phi/psi (coordinates only; after their MD): RUN-ibi1, RUN-ibi2, ...")
     parser.add_argument("--iterations", type=int, default=2, help="correction iterations for --refine")
+    parser.add_argument("--damping", type=float, default=1.0, help="fraction of each --refine step applied "
+                        "(runs RUN-ibi<k>d<damping> when below 1)")
+    parser.add_argument("--joint", action="store_true", help="--refine fits the joint phi/psi correction (beside "
+                        "the --start iteration's one-dimensional one): runs RUN-ibi<k>j")
+    parser.add_argument("--start", type=int, default=0, help="--refine continues from this full-step iteration "
+                        "(its correction and MD) instead of the uncorrected run")
     parser.add_argument("--md-seed", type=int, default=None, help="thermostat seed of the MD (default: the run's "
                         "training seed); with --results-dir, the MD-sampling scatter of already trained models")
     args = parser.parse_args(argv)
@@ -749,7 +784,8 @@ def main(argv=None) -> int:
     for name in args.only:
         do_run(name, quick=args.quick, data=Path(args.data), md_seed=args.md_seed)
     for name in args.refine:
-        refine_run(name, iterations=args.iterations, quick=args.quick, data=Path(args.data))
+        refine_run(name, iterations=args.iterations, damping=args.damping, quick=args.quick, data=Path(args.data),
+                   start=args.start, joint=args.joint)
     if args.report:
         print(report(Path(args.data)))
     if args.regions:
