@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "those of the model's torsion prior)")
     p.add_argument("--iterations", type=int, default=1, help="corrections, each followed by a check (default 1)")
     p.add_argument("--damping", type=float, default=1.0, help="fraction of kT ln(p_md/p_data) added per iteration")
+    p.add_argument("--joint", action="store_true", help="correct the joint distribution of the dihedrals in pairs "
+                   "(1st with 2nd, ...; a peptide's phi and psi) beside a one-dimensional correction already there")
     _md_check_arguments(p, what="one molecule in every frame", friction=0.05)
 
     p = sub.add_parser("correct-mean-forces", help="a model's mean forces along each element pair against its "
@@ -452,7 +454,7 @@ def cmd_refine_torsions(args: argparse.Namespace) -> int:
         result = refine_torsions(
             model, frames, dihedrals, iterations=args.iterations, damping=args.damping, n_replicas=args.replicas,
             equilibration_ps=args.equilibration_ps, production_ps=args.production_ps, timestep_fs=args.timestep_fs,
-            friction_per_fs=args.friction, seed=args.seed, progress=bar.update)
+            friction_per_fs=args.friction, seed=args.seed, progress=bar.update, joint=args.joint)
     for i in range(len(result.marginal_kl)):
         print(f"{i} correction(s): {result.figures(i)}")
     if result.chosen == 0:
@@ -460,8 +462,8 @@ def cmd_refine_torsions(args: argparse.Namespace) -> int:
     meta = model.metadata
     save_model(result.model, args.output, training=meta.get("training"), metrics=meta.get("metrics"),
                overwrite=args.overwrite)
-    print(f"chosen: {result.chosen} correction(s) (torsion marginal KL {result.marginal_kl[result.chosen].mean():.3f}); "
-          f"written to {args.output}")
+    print(f"chosen: {result.chosen} correction(s) ({'joint' if args.joint else 'marginal'} torsion KL "
+          f"{result.score(result.chosen):.3f}); written to {args.output}")
     return 0
 
 

@@ -495,6 +495,39 @@ def test_refine_torsions_adds_a_dihedral_correction_that_the_calculator_applies(
         refine_torsions(model, warm)
 
 
+@pytest.mark.slow
+def test_refine_torsions_joint_adds_a_pair_correction_beside_the_one_dimensional_one(cg):
+    """``refine_torsions(..., joint=True)`` on the zoo CG model (phi and psi from its torsion prior, one
+    pair): the checks carry the joint phi/psi KL and are ranked by it; the refined copy keeps the
+    shipped one-dimensional correction and adds a ``dihedral_pair_correction`` whose forces are exactly
+    the difference to the given model's; the joint KL is 0 for a sample against itself and large when
+    one angle is shifted; an odd number of dihedrals is refused."""
+    from ase_denoise import DenoiseCalculator, load_model
+    from ase_denoise.md_validation import refine_torsions, torsion_pair_kl
+    from ase_denoise.priors import dihedral_angles
+
+    model = load_model("ala2-cg-300K")
+    frames = cg.split(cg.map_frames())[0][:2000:10]
+    result = refine_torsions(model, frames, iterations=1, n_replicas=4, equilibration_ps=0.1, production_ps=1.0,
+                             timestep_fs=2.0, joint=True)
+    assert len(result.joint_kl) == 2 and all(k.shape == (1,) and k[0] > 0 for k in result.joint_kl)
+    assert result.chosen == int(np.argmin([k[0] for k in result.joint_kl]))
+    assert "joint KL per pair" in result.figures(1)
+    refined = result.models[1]
+    assert [p.kind for p in refined.priors] == [p.kind for p in model.priors] + ["dihedral_pair_correction"]
+    assert refined.priors[-2] == model.priors[-1] and refined.priors[-1].pairs == [(cg.PHI, cg.PSI)]
+    atoms = frames[3].copy()
+    difference = (DenoiseCalculator(refined, dtype=torch.float64).get_forces(atoms.copy())
+                  - DenoiseCalculator(model, dtype=torch.float64).get_forces(atoms.copy()))
+    np.testing.assert_allclose(difference, refined.priors[-1].forces(atoms), atol=1e-9)
+    assert np.abs(difference).max() > 1e-4
+    angles = dihedral_angles(frames, [cg.PHI, cg.PSI])
+    np.testing.assert_allclose(torsion_pair_kl(angles, angles), 0.0, atol=1e-12)
+    assert torsion_pair_kl(angles, angles + [np.pi, 0.0])[0] > 1.0  # phi moved onto its empty half
+    with pytest.raises(ValueError, match="in pairs"):
+        refine_torsions(model, frames, dihedrals=[cg.PHI], joint=True)
+
+
 def replace_priors(physics, priors):
     from dataclasses import replace
 
@@ -533,5 +566,12 @@ def test_refine_torsions_cli_writes_the_checked_best_model(cg, tmp_path):
     assert hashlib.sha256(zoo_file.read_bytes()).hexdigest() == before
     code, _, stderr = run_cli(args)
     assert code == 2 and "exists" in stderr
+    joint = tmp_path / "joint.safetensors"
+    code, stdout, stderr = run_cli(args[:6] + [joint, "--joint"] + args[7:])
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert "joint KL per pair" in lines[1] and "joint torsion KL" in lines[-1]
+    kinds = [p.kind for p in load_model_file(joint).priors]
+    assert kinds.count("dihedral_pair_correction") == (0 if lines[-1].startswith("chosen: 0 ") else 1)
     code, _, stderr = run_cli(args[:-6] + ["--overwrite", "--dihedrals", "0-1-2"])
     assert code != 0 and "quadruples" in stderr
