@@ -889,12 +889,27 @@ def dihedral_angles(frames: Sequence[Atoms], dihedrals: Sequence[Tuple[int, int,
     return np.array([_dihedral_geometry(a.positions, a.cell.array, a.pbc, index)[0] for a in frames]).reshape(-1, len(index))
 
 
+def _exponential_family_fit(basis_grid: np.ndarray, moments: np.ndarray) -> np.ndarray:
+    """The ``theta`` [F] of the density ``exp(basis . theta) / Z`` on a uniform grid (``basis_grid``
+    [grid, F]: the basis functions at the grid points) whose expected basis equals ``moments`` [F]:
+    the maximum-likelihood fit of an exponential family, a convex problem (BFGS on ``log Z - moments .
+    theta``, ``Z`` the grid mean)."""
+    from scipy.optimize import minimize
+
+    def objective(theta):
+        log_w = basis_grid @ theta
+        top = log_w.max()
+        w = np.exp(log_w - top)
+        expected = (w @ basis_grid) / w.sum()
+        return top + np.log(w.mean()) - moments @ theta, expected - moments
+
+    return minimize(objective, np.zeros(len(moments)), jac=True, method="BFGS", options=dict(gtol=1e-10)).x
+
+
 def _fit_fourier(phi: np.ndarray, kT: float, orders: int, floor: float) -> Tuple[np.ndarray, np.ndarray]:
     """Per column of ``phi`` [samples, n] (radians): the cos and sin coefficients [n, orders] (eV) of
     the ``U`` whose ``exp(-U/kT)`` is the maximum-likelihood density of ``(1 - floor) * data + floor *
     uniform`` (the exponential family's moment matching, solved by BFGS on a 720-point grid)."""
-    from scipy.optimize import minimize
-
     m = np.arange(1, orders + 1)
     grid = np.linspace(-np.pi, np.pi, 720, endpoint=False)
     basis_grid = np.concatenate([np.cos(grid[:, None] * m), np.sin(grid[:, None] * m)], axis=1)  # [grid, 2M]
@@ -902,16 +917,7 @@ def _fit_fourier(phi: np.ndarray, kT: float, orders: int, floor: float) -> Tuple
     for column in np.asarray(phi, dtype=np.float64).T:
         # target moments of (1 - floor) * data + floor * uniform; theta: the coefficients of -U/kT
         basis = np.concatenate([np.cos(column[:, None] * m), np.sin(column[:, None] * m)], axis=1)  # [frames, 2M]
-        moments = (1.0 - floor) * basis.mean(axis=0)
-
-        def objective(theta):
-            log_w = basis_grid @ theta
-            top = log_w.max()
-            w = np.exp(log_w - top)
-            expected = (w @ basis_grid) / w.sum()
-            return top + np.log(w.mean()) - moments @ theta, expected - moments
-
-        theta = minimize(objective, np.zeros(2 * orders), jac=True, method="BFGS", options=dict(gtol=1e-10)).x
+        theta = _exponential_family_fit(basis_grid, (1.0 - floor) * basis.mean(axis=0))
         cos_rows.append(-kT * theta[:orders])
         sin_rows.append(-kT * theta[orders:])
     return np.array(cos_rows).reshape(-1, orders), np.array(sin_rows).reshape(-1, orders)
@@ -1115,8 +1121,6 @@ def _fit_fourier_2d(angles: np.ndarray, kT: float, orders: int, floor: float, po
     :func:`_pair_frequencies`) whose ``exp(-U/kT)`` is the maximum-likelihood density of ``(1 - floor)
     * data + floor * uniform`` for ``angles`` [samples, 2] (radians): :func:`_fit_fourier` on the torus
     (moment matching, BFGS on a ``points`` x ``points`` grid)."""
-    from scipy.optimize import minimize
-
     freq = _pair_frequencies(orders)
     k = len(freq)
     axis = np.linspace(-np.pi, np.pi, points, endpoint=False)
@@ -1124,16 +1128,7 @@ def _fit_fourier_2d(angles: np.ndarray, kT: float, orders: int, floor: float, po
     arg_grid = grid @ freq.T
     basis_grid = np.concatenate([np.cos(arg_grid), np.sin(arg_grid)], axis=1)  # [grid, 2K]
     arg = np.asarray(angles, dtype=np.float64) @ freq.T
-    moments = (1.0 - floor) * np.concatenate([np.cos(arg), np.sin(arg)], axis=1).mean(axis=0)
-
-    def objective(theta):
-        log_w = basis_grid @ theta
-        top = log_w.max()
-        w = np.exp(log_w - top)
-        expected = (w @ basis_grid) / w.sum()
-        return top + np.log(w.mean()) - moments @ theta, expected - moments
-
-    theta = minimize(objective, np.zeros(2 * k), jac=True, method="BFGS", options=dict(gtol=1e-10)).x
+    theta = _exponential_family_fit(basis_grid, (1.0 - floor) * np.concatenate([np.cos(arg), np.sin(arg)], axis=1).mean(axis=0))
     return -kT * theta[:k], -kT * theta[k:]
 
 
