@@ -433,8 +433,8 @@ def _load(name: str):
 
 #: (iteration, damping, joint) of --refine that the tables look for; damped and joint steps follow a
 #: full first step
-REFINE_ITERATIONS = ((1, 1.0, False), (2, 1.0, False), (2, 0.5, False), (2, 1.0, True), (3, 1.0, False),
-                     (3, 0.5, False), (3, 1.0, True))
+REFINE_ITERATIONS = ((1, 1.0, False), (2, 1.0, False), (2, 0.5, False), (2, 1.0, True), (2, 0.5, True),
+                     (3, 1.0, False), (3, 0.5, False), (3, 1.0, True))
 
 
 def _table_rows():
