@@ -671,10 +671,11 @@ def refine_torsions(
     if joint and len(dihedrals) % 2:
         raise ValueError(f"a joint torsion refinement needs the dihedrals in pairs (an even number), got {len(dihedrals)}")
     old = [p for p in model.priors if p.kind == ("dihedral_pair_correction" if joint else "dihedral_correction")]
-    if old and (old[0].pairs if joint else [tuple(q) for q in old[0].dihedrals]) != (pairs if joint else dihedrals):
-        held = old[0].pairs if joint else old[0].dihedrals
-        raise ValueError(f"the model already carries a torsion correction on {held}, not on "
-                         f"{pairs if joint else dihedrals}: refine the same dihedrals, or start from the model without it")
+    wanted = pairs if joint else dihedrals
+    held = (old[0].pairs if joint else [tuple(q) for q in old[0].dihedrals]) if old else wanted
+    if held != wanted:
+        raise ValueError(f"the model already carries a torsion correction on {held}, not on {wanted}: refine the "
+                         "same dihedrals, or start from the model without it")
     correction = old[0] if old else None
     models, kls, joint_kls, intact, temps, sampled = [model], [], [], [], [], []
     for i in range(iterations + 1):

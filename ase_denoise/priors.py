@@ -1037,6 +1037,11 @@ def _pair_frequencies(orders: int) -> np.ndarray:
                     + [(m, n) for m in range(1, orders + 1) for n in range(-orders, orders + 1)], dtype=np.float64)
 
 
+def _orders_of(n_frequencies: int) -> float:
+    """``M`` for ``K = 2 M (M + 1)`` frequencies (:func:`_pair_frequencies`); not whole for other ``K``."""
+    return (np.sqrt(1.0 + 2.0 * n_frequencies) - 1.0) / 2.0
+
+
 @dataclass
 class DihedralPairCorrection(_IndexedTerm):
     """A joint correction on pairs of dihedrals, added at inference only (``in_residual`` False):
@@ -1058,7 +1063,7 @@ class DihedralPairCorrection(_IndexedTerm):
         self.cos = [[float(x) for x in row] for row in self.cos]
         self.sin = [[float(x) for x in row] for row in self.sin]
         sizes = {len(row) for row in self.cos + self.sin}
-        orders = (np.sqrt(1.0 + 2.0 * sizes.pop()) - 1.0) / 2.0 if len(sizes) == 1 else 0.0
+        orders = _orders_of(sizes.pop()) if len(sizes) == 1 else 0.0
         if (any(len(pair) != 2 or any(len(q) != 4 or len(set(q)) != 4 for q in pair) for pair in self.pairs)
                 or len(self.cos) != len(self.pairs) or len(self.sin) != len(self.pairs) or not self.pairs
                 or orders < 1 or orders != int(orders)):
@@ -1069,7 +1074,7 @@ class DihedralPairCorrection(_IndexedTerm):
     @property
     def orders(self) -> int:
         """``M``: the highest order in each angle."""
-        return int(round((np.sqrt(1.0 + 2.0 * len(self.cos[0])) - 1.0) / 2.0))
+        return int(round(_orders_of(len(self.cos[0]))))
 
     def profile(self, angles: np.ndarray) -> np.ndarray:
         """``U_p`` (eV) [..., n_pairs] at ``angles`` (radians) [..., n_pairs, 2] (phi, psi per pair)."""
