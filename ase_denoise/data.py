@@ -24,7 +24,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from .config import ModelConfig, PhysicsConfig
-from .neighbours import SkinNeighbourList, average_num_neighbors, cell_heights, neighbour_graph
+from .neighbours import SkinNeighbourList, average_num_neighbors, cell_heights, neighbour_graph, reused_edges
 
 logger = logging.getLogger(__name__)
 
@@ -280,22 +280,32 @@ def collate(
     ``noise_std``: the noise level (Angstrom) each graph is evaluated at, stored as
     ``data["noise_std"]`` [n_graphs]; a model with a single level needs none.
     """
-    pos_list, attr_list, edge_list, shift_list, batch_list = [], [], [], [], []
-    ptr = [0]
-    offset = 0
-    for g, (pos, frame) in enumerate(zip(positions, frames)):
-        if neighbour_lists is None:
-            edge_index, unit_shifts = neighbour_graph(pos, frame.cell, frame.pbc, cutoff)
-            shifts = unit_shifts @ frame.cell
-        else:
-            edge_index, shifts = neighbour_lists[g].edges(pos, frame.cell, frame.pbc, update=update_lists)
-        pos_list.append(pos)
-        attr_list.append(frame.species)
-        edge_list.append(edge_index + offset)
-        shift_list.append(shifts)
-        batch_list.append(np.full(len(pos), g, dtype=np.int64))
-        offset += len(pos)
-        ptr.append(offset)
+    reused = None if neighbour_lists is None else reused_edges(
+        neighbour_lists, positions, [f.cell for f in frames], [f.pbc for f in frames])
+    if reused is not None:  # every list reused as it stands: the whole batch in a few array operations
+        edge_index, shifts = reused
+        sizes = [len(pos) for pos in positions]
+        pos_list, attr_list = list(positions), [frame.species for frame in frames]
+        edge_list, shift_list = [edge_index], [shifts]
+        batch_list = [np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)]
+        ptr = [0, *np.cumsum(sizes).tolist()]
+    else:
+        pos_list, attr_list, edge_list, shift_list, batch_list = [], [], [], [], []
+        ptr = [0]
+        offset = 0
+        for g, (pos, frame) in enumerate(zip(positions, frames)):
+            if neighbour_lists is None:
+                edge_index, unit_shifts = neighbour_graph(pos, frame.cell, frame.pbc, cutoff)
+                shifts = unit_shifts @ frame.cell
+            else:
+                edge_index, shifts = neighbour_lists[g].edges(pos, frame.cell, frame.pbc, update=update_lists)
+            pos_list.append(pos)
+            attr_list.append(frame.species)
+            edge_list.append(edge_index + offset)
+            shift_list.append(shifts)
+            batch_list.append(np.full(len(pos), g, dtype=np.int64))
+            offset += len(pos)
+            ptr.append(offset)
     species = torch.from_numpy(np.concatenate(attr_list))
     return {
         "positions": torch.as_tensor(np.concatenate(pos_list), dtype=dtype, device=device),

@@ -10,7 +10,13 @@ from ase.units import fs
 
 from ase_denoise import DenoiseCalculator
 from ase_denoise.data import collate, to_frame
-from ase_denoise.neighbours import SkinNeighbourList, average_num_neighbors, neighbour_graph, training_skin
+from ase_denoise.neighbours import (
+    SkinNeighbourList,
+    average_num_neighbors,
+    neighbour_graph,
+    reused_edges,
+    training_skin,
+)
 from ase_denoise.sampler import DuplicationSampler
 
 R_MAX = 4.5  # the cutoff of the shared argon_model
@@ -73,6 +79,37 @@ def test_outlier_noise_gets_a_fresh_list_without_losing_the_clean_one(argon_mode
     b = argon_model(collate([moved], [f], 1, R_MAX, torch.float64))
     torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
     assert nl.n_builds == 2 and not nl.needs_rebuild(f.positions, f.cell, f.pbc)
+
+
+def test_a_batch_reuses_its_lists_at_once_with_the_edges_of_one_graph_at_a_time(frames):
+    """``reused_edges`` (collate's batch path) gives the concatenated per-graph edges, edge for edge
+    and in order, for graphs of different sizes and periodicities; one copy that moved past its
+    skin makes it decline (None), and then the per-graph path rebuilds that copy alone."""
+    rng = np.random.default_rng(0)
+    molecules = [to_frame(bulk("Ar", "fcc", a=5.26, cubic=True).repeat((1, 1, 2)), [18]) for _ in range(2)]
+    for m in molecules:
+        m.pbc = (False, False, False)
+    graphs = [frames[0], molecules[0], frames[1], molecules[1], frames[2]]
+    lists = [SkinNeighbourList(R_MAX, skin=0.5) for _ in graphs]
+    for f, nl in zip(graphs, lists):
+        nl.edges(f.positions, f.cell, f.pbc)
+    noisy = [f.positions + rng.normal(0.0, 0.05, f.positions.shape) for f in graphs]
+    edge_index, shifts = reused_edges(lists, noisy, [f.cell for f in graphs], [f.pbc for f in graphs])
+    offsets = np.cumsum([0] + [f.n_atoms for f in graphs])[:-1]
+    one_by_one = [nl.edges(x, f.cell, f.pbc, update=False) for nl, x, f in zip(lists, noisy, graphs)]
+    np.testing.assert_array_equal(edge_index, np.concatenate([e + o for (e, _), o in zip(one_by_one, offsets)], axis=1))
+    np.testing.assert_array_equal(shifts, np.concatenate([s for _, s in one_by_one]))
+    assert {e.shape[1] for e, _ in one_by_one[1::2]} != {0} and [nl.n_builds for nl in lists] == [1] * 5
+
+    noisy[3][0] += [0.3, 0.0, 0.0]  # 2 * 0.3 > skin: this copy needs a fresh list
+    assert reused_edges(lists, noisy, [f.cell for f in graphs], [f.pbc for f in graphs]) is None
+    data = collate(noisy, graphs, 1, R_MAX, torch.float64, neighbour_lists=lists, update_lists=False)
+    fresh = collate(noisy, graphs, 1, R_MAX, torch.float64)
+    assert data["edge_index"].shape == fresh["edge_index"].shape
+    assert [nl.n_builds for nl in lists] == [1, 1, 1, 2, 1]
+    assert reused_edges(lists[:1], noisy[:1], [frames[0].cell], [(False, False, False)]) is None  # other periodicity
+    assert reused_edges(lists[:1], noisy[:1], [frames[0].cell * 1.01], [frames[0].pbc]) is None  # other cell
+    assert reused_edges(lists[:1], noisy[:1], [frames[0].cell], [frames[0].pbc]) is not None
 
 
 def test_md_verlet_list_gives_the_forces_of_fresh_lists(argon_model):
