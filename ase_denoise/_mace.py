@@ -46,7 +46,7 @@ with host_environment_kept(), warnings.catch_warnings(), contextlib.redirect_std
     # warns about the variable. A library prints nothing: the notice goes to the debug log.
     warnings.simplefilter("ignore")
     import mace  # noqa: F401  (sets the variable e3nn needs; must precede e3nn)
-    from e3nn import o3  # noqa: F401
+    from e3nn import get_optimization_defaults, o3, set_optimization_defaults  # noqa: F401
     from mace.modules.blocks import (  # noqa: F401
         EquivariantProductBasisBlock,
         LinearNodeEmbeddingBlock,
@@ -61,6 +61,24 @@ with host_environment_kept(), warnings.catch_warnings(), contextlib.redirect_std
 
 for _line in _printed.getvalue().splitlines():
     logger.debug("mace at import: %s", _line)
+
+
+@contextlib.contextmanager
+def eager_e3nn_codegen() -> Iterator[None]:
+    """Build e3nn modules with their generated code left as ``torch.fx`` modules, not TorchScript.
+
+    e3nn scripts every generated tensor-product and linear kernel with ``torch.jit.script`` by
+    default, which is about half of a model's construction time (1 s of 2 s for the argon zoo model:
+    every load pays it) and buys nothing measurable here (training and force calls on CPU equally
+    fast either way; MACE builds the same way for ``torch.compile``: ``mace.tools.compile``). The
+    setting is e3nn's global; it is restored on leaving, also when the block raises.
+    """
+    before = get_optimization_defaults()["jit_script_fx"]
+    set_optimization_defaults(jit_script_fx=False)
+    try:
+        yield
+    finally:
+        set_optimization_defaults(jit_script_fx=before)
 
 
 class ContiguousContraction(_MaceContraction):

@@ -340,6 +340,10 @@ def mace_model_config(
 # Transfer
 # --------------------------------------------------------------------------------------------------
 def _signature(module: nn.Module) -> Tuple[str, ...]:
+    if isinstance(module, (torch.jit.ScriptModule, torch.fx.GraphModule)):
+        # e3nn's generated kernels (constants such as Wigner 3j): the same code whether e3nn scripted
+        # it (a MACE model built with e3nn's defaults) or left it as fx (ours: model.eager_e3nn_codegen)
+        return ("e3nn generated code",)
     sig = [type(module).__name__]
     for attr in _SIGNATURE_ATTRS:
         value = getattr(module, attr, None)

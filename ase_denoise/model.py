@@ -55,6 +55,7 @@ from ._mace import (
     RadialEmbeddingBlock,
     RealAgnosticInteractionBlock,
     RealAgnosticResidualInteractionBlock,
+    eager_e3nn_codegen,
     get_edge_vectors_and_lengths,
     make_contractions_contiguous,
     o3,
@@ -140,7 +141,7 @@ class DenoiserMACE(nn.Module):
         self.metadata: Dict[str, Any] = {}
         self.provenance: Dict[str, Any] = {}
         self.priors: List[Prior] = [prior_from_dict(d) for d in physics.priors]
-        with warnings.catch_warnings():  # e3nn/mace emit ~45 TorchScript warnings per build
+        with warnings.catch_warnings(), eager_e3nn_codegen():  # e3nn/mace emit ~45 TorchScript warnings per build
             warnings.simplefilter("ignore")
             self._build_blocks(config)
 

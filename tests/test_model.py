@@ -157,9 +157,21 @@ def test_forces_scale_each_graph_by_its_own_sigma(small_model):
 
 
 def test_build_does_not_change_global_dtype():
+    """Nor e3nn's code-generation setting, which the build switches off while it runs
+    (``eager_e3nn_codegen``): modules built outside keep whichever the user chose."""
+    import e3nn
+
     before = torch.get_default_dtype()
-    build_model(ModelConfig(atomic_numbers=[18], **TINY), physics(), torch.float64)
-    assert torch.get_default_dtype() == before
+    codegen = e3nn.get_optimization_defaults()
+    model = build_model(ModelConfig(atomic_numbers=[18], **TINY), physics(), torch.float64)
+    assert torch.get_default_dtype() == before and e3nn.get_optimization_defaults() == codegen
+    assert not any(isinstance(m, torch.jit.ScriptModule) for m in model.modules())  # e3nn's kernels stay fx
+    e3nn.set_optimization_defaults(jit_script_fx=False)
+    try:
+        build_model(ModelConfig(atomic_numbers=[18], **TINY), physics(), torch.float64)
+        assert e3nn.get_optimization_defaults()["jit_script_fx"] is False
+    finally:
+        e3nn.set_optimization_defaults(**codegen)
     with pytest.raises(RuntimeError), default_dtype(torch.float64):  # restored also when the block raises
         assert torch.get_default_dtype() == torch.float64
         raise RuntimeError
