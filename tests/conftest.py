@@ -6,12 +6,12 @@
 * mace and e3nn are imported once, through ``ase_denoise._mace`` (the library's
   one import point, which leaves ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD`` as the
   host had it), with their import-time warnings silenced.
-* ``@pytest.mark.slow`` marks tests that take more than ~8 s. They run by
-  default (``make test``, which CI runs, runs everything). For a quick run::
-
-      OMP_NUM_THREADS=1 .venv/bin/python -m pytest -m "not slow"
-
-  or ``make test-quick``.
+* ``@pytest.mark.slow`` marks the long runs (about 15 s or more each: trainings
+  to a tolerance, benchmark pipelines, notebooks, MD engines against ASE). The
+  default suite, ``make test``, leaves them out (``-m "not slow"``: about 5 min
+  on 2 cores); ``make test-slow`` runs them, ``make test-all`` runs everything,
+  and CI (``.ci/run``) runs ``test-slow`` and then ``test``. Plain ``pytest``
+  runs everything.
 * Fixtures shared by several files: ``argon`` (a fresh 32-atom periodic argon
   box), ``argon_model`` / ``argon_model_file`` (a tiny periodic argon model and
   its saved file; never modify them in place), ``dimers`` (16 harmonic H2

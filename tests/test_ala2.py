@@ -86,6 +86,7 @@ def test_data_script_writes_unconstrained_forces_and_resumes(make_data, tmp_path
     assert phi_psi.shape == (6, 2) and np.all(np.abs(phi_psi) <= 180)
 
 
+@pytest.mark.slow
 def test_study_pipeline_quick(make_data, tmp_path):
     data = tmp_path / "ala2.npz"
     assert make_data.main(["--output", str(data), "--n-frames", "60", "--equil-ps", "0.2",
@@ -173,6 +174,7 @@ def test_kl_divergence_of_phi_psi_samples(cg):
     assert cg.kl_divergence(coupled, product) > 0.5
 
 
+@pytest.mark.slow
 def test_cg_study_pipeline_quick(tmp_path, cg):
     """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas,
     writes the figures, the table and the free-energy plot."""
@@ -347,6 +349,7 @@ def test_first_distortion_names_the_bond_or_the_contact():
     assert contact["contact_data_min_A"] > 1.5
 
 
+@pytest.mark.slow
 def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
     """Trains tiny all-atom models (vector and energy head), runs two batched replicas each, counts intact
     ones, writes the figures and the table."""

@@ -42,7 +42,6 @@ def bond_force_slope(model) -> float:
     return float(np.polyfit(ds - D0, f_bond, 1)[0])
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("head", ["edge", "vector"])
 def test_harmonic_bond_force_is_recovered_with_the_predicted_shrink(head, tmp_path):
     frames = sample_harmonic_dimer(2000, k=K, d0=D0, temperature_K=T, seed=0)

@@ -100,6 +100,7 @@ def _mpiexec() -> str:
     return mpiexec
 
 
+@pytest.mark.slow
 def test_two_mpi_ranks_give_the_calculators_forces(lj_argon_small, tmp_path):
     """``mpiexec -n 2`` (``tests/lammps_mpi_job.py``): LAMMPS splits the box, rank 0 evaluates the
     model on the gathered structure, each rank gets its atoms' forces; read back from LAMMPS they
@@ -130,6 +131,7 @@ def test_two_mpi_ranks_give_the_calculators_forces(lj_argon_small, tmp_path):
     assert abs(expected) > 1e-3 and pe == pytest.approx(expected, rel=1e-8)
 
 
+@pytest.mark.slow
 def test_rank_timing_worker_runs_the_paper_set_up_on_two_ranks(tmp_path):
     """``benchmarks/lammps_ranks.py``'s worker under ``mpiexec -n 2``: the LiCl zoo model with LAMMPS'
     coul/long + PPPM and the model's Ewald copy excluded runs on two ranks that split the 48 ions,

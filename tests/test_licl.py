@@ -56,6 +56,7 @@ def test_reference_rdfs_match_the_data(study, frames):
     assert ref["r"][-1] <= 0.5 * frames[0].cell[0, 0]
 
 
+@pytest.mark.slow
 def test_study_pipeline_quick(study, tmp_path):
     """--quick: every stage of the study (train, CG MD through ASE, RDFs, table, plots) on the real data.
     The committed reference RDFs are copied in (recomputing them from 2000 frames is the slow part)."""
@@ -86,6 +87,7 @@ def test_study_pipeline_quick(study, tmp_path):
     assert (zoo / name / "reference_rdf.npz").exists() and (zoo / name / "start.extxyz").exists()
 
 
+@pytest.mark.slow
 def test_committee_run_trains_its_members_and_runs_their_mean(study, tmp_path, monkeypatch):
     """A committee spec (``committee``: member runs) trains each member once, in its own run directory,
     and runs MD with one calculator over all of them; the force errors are those of the members' mean."""

@@ -91,6 +91,7 @@ def test_the_choices_of_a_ladder_and_the_stored_default():
     assert linear.physics.default_noise_std is None and linear.physics.default_extrapolation_order == 1
 
 
+@pytest.mark.slow
 def test_choose_forces_cli_writes_a_new_model_with_the_best_choice(tmp_path):
     """The zoo LiCl model (3 levels) on 20 of its data frames, 2 replicas of 0.22 ps per choice: three
     choices measured and printed, the best (smallest systematic error, none collapsed) stored in a new

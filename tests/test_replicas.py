@@ -62,6 +62,7 @@ def test_replicas_refuse_different_systems(argon_model, argon):
         ReplicaLangevin(argon_model, [argon, argon.copy()], temperature_K=94.4, seeds=[1])
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path):
     """``benchmarks/gpu_replicas.py`` (run on lent GPUs only) in its CPU smoke mode: every engine it
     times gives a positive rate and the table names them (guards the script against API drift)."""

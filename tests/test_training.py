@@ -147,7 +147,6 @@ def test_evaluate_forces_needs_labels(dimers64):
         evaluate_forces(model, frames)
 
 
-@pytest.mark.slow
 def test_lennard_jones_forces_are_recovered(tmp_path, lj_argon_small):
     """A denoiser trained on LJ argon coordinates recovers the true LJ forces on frames from an
     independent MD run: cosine similarity > 0.95 and relative RMSE < 0.55 after ~30 s on 1 core

@@ -111,6 +111,7 @@ def test_paired_script_matches_notebook(path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_notebook_runs_in_fast_mode(path, tmp_path, kernel_env):
     before = sorted(p.name for p in TUTORIALS.iterdir())

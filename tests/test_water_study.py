@@ -120,6 +120,7 @@ def tiny_water(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_study_pipeline_quick(study, tiny_water, tmp_path):
     assert study.main(["--quick", "--only", "dn-480", "fm-pair-480", "fm-big-480", "--data", str(tiny_water), "--out-dir",
                        str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--plot", "--publish", "dn-480",
@@ -170,6 +171,7 @@ def test_committed_data_set_is_tetrahedral_water(study):
     assert np.nanmean(q) > 0.4  # an ideal gas gives 0, a tetrahedral network 1
 
 
+@pytest.mark.slow
 def test_md_check_runs_replicas_of_the_zoo_model_against_the_reference(tmp_path, monkeypatch):
     """``md_check.py`` (quick): two batched replicas of the zoo model (``dn-480``'s fallback when no
     trained run is there) from held-out frames; pooled and per-replica figures against the held-out
