@@ -48,8 +48,10 @@ $(STAMP): pyproject.toml
 test: venv
 	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
+# the slow tests are few and long (15 s to 2 min, 10 notebooks in one file): worksteal spreads them
+# one by one instead of file by file
 test-slow: venv
-	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m slow $(PYTEST_ARGS)
+	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal -m slow $(PYTEST_ARGS)
 
 test-all: venv
 	OMP_NUM_THREADS=1 $(VENV_PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
