@@ -142,6 +142,8 @@ def reused_edges(
     graphs (dimers, molecules in training) in a few array operations instead of a dozen per graph
     is what makes this worth having; nothing is rebuilt or stored.
     """
+    if len(lists) == 0:
+        return None
     refs = [nl._ref for nl in lists]
     for ref, pos, cell, pbc in zip(refs, positions, cells, pbcs):
         if ref is None or ref[0].shape != np.shape(pos) or len(pos) == 0 or ref[2] != tuple(bool(p) for p in pbc):

@@ -110,6 +110,7 @@ def test_a_batch_reuses_its_lists_at_once_with_the_edges_of_one_graph_at_a_time(
     assert reused_edges(lists[:1], noisy[:1], [frames[0].cell], [(False, False, False)]) is None  # other periodicity
     assert reused_edges(lists[:1], noisy[:1], [frames[0].cell * 1.01], [frames[0].pbc]) is None  # other cell
     assert reused_edges(lists[:1], noisy[:1], [frames[0].cell], [frames[0].pbc]) is not None
+    assert reused_edges([], [], [], []) is None  # no graphs: nothing to reuse
 
 
 def test_md_verlet_list_gives_the_forces_of_fresh_lists(argon_model):
