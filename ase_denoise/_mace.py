@@ -70,8 +70,9 @@ def eager_e3nn_codegen() -> Iterator[None]:
     e3nn scripts every generated tensor-product and linear kernel with ``torch.jit.script`` by
     default, which is about half of a model's construction time (1 s of 2 s for the argon zoo model:
     every load pays it) and buys nothing measurable here (training and force calls on CPU equally
-    fast either way; MACE builds the same way for ``torch.compile``: ``mace.tools.compile``). The
-    setting is e3nn's global; it is restored on leaving, also when the block raises.
+    fast either way). MACE has the same switch for ``torch.compile``
+    (``mace.tools.compile.disable_e3nn_codegen``), but importing it imports ``torch._dynamo`` and it
+    does not restore the setting when the block raises; this one does (the setting is e3nn's global).
     """
     before = get_optimization_defaults()["jit_script_fx"]
     set_optimization_defaults(jit_script_fx=False)
