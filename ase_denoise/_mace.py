@@ -71,8 +71,8 @@ def eager_e3nn_codegen() -> Iterator[None]:
     default, which is about half of a model's construction time (1 s of 2 s for the argon zoo model:
     every load pays it) and buys nothing measurable here (training and force calls on CPU equally
     fast either way). MACE has the same switch for ``torch.compile``
-    (``mace.tools.compile.disable_e3nn_codegen``), but importing it imports ``torch._dynamo`` and it
-    does not restore the setting when the block raises; this one does (the setting is e3nn's global).
+    (``mace.tools.compile.disable_e3nn_codegen``), but it leaves the setting switched off when the
+    block raises; this one restores e3nn's global setting on every exit.
     """
     before = get_optimization_defaults()["jit_script_fx"]
     set_optimization_defaults(jit_script_fx=False)
