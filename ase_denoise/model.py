@@ -141,7 +141,7 @@ class DenoiserMACE(nn.Module):
         self.metadata: Dict[str, Any] = {}
         self.provenance: Dict[str, Any] = {}
         self.priors: List[Prior] = [prior_from_dict(d) for d in physics.priors]
-        with warnings.catch_warnings(), eager_e3nn_codegen():  # e3nn/mace emit ~45 TorchScript warnings per build
+        with warnings.catch_warnings(), eager_e3nn_codegen():  # scripting the kernels warned ~45 times; kept for other e3nn versions
             warnings.simplefilter("ignore")
             self._build_blocks(config)
 
