@@ -7,17 +7,19 @@ Plots use matplotlib's Agg canvas locally (no global backend change) and are sav
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers
+from matscipy.neighbours import neighbour_list
+
+from .data.neighbours import cell_heights
+from .files import PathLike
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
 ArrayOrList = Union[np.ndarray, Sequence[np.ndarray]]
 
 
@@ -88,12 +90,6 @@ def force_metrics(pred: ArrayOrList, ref: ArrayOrList) -> Dict[str, float]:
 # --------------------------------------------------------------------------------------------------
 # Radial distribution function
 # --------------------------------------------------------------------------------------------------
-def _box_heights(atoms: Atoms) -> np.ndarray:
-    cell = atoms.cell.array
-    volume = abs(np.linalg.det(cell))
-    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
-
-
 def _species_mask(atoms: Atoms, symbol: str) -> np.ndarray:
     if symbol not in atomic_numbers:
         raise ValueError(f"unknown element {symbol!r}")
@@ -122,8 +118,6 @@ def rdf(
     Returns:
         ``(r_centers, g)``: bin centres (Angstrom) and ``g`` (dimensionless), each ``(n_bins,)``.
     """
-    from matscipy.neighbours import neighbour_list
-
     if isinstance(frames, Atoms):
         frames = [frames]
     if len(frames) == 0:
@@ -140,7 +134,7 @@ def rdf(
                 f"rdf needs fully periodic frames with a 3D cell; frame {index} has pbc={atoms.pbc.tolist()} "
                 f"and a cell of rank {atoms.cell.rank}"
             )
-        half = 0.5 * float(np.min(_box_heights(atoms)))
+        half = 0.5 * float(np.min(cell_heights(atoms.cell)))
         if r_max > half + 1e-12:
             raise ValueError(
                 f"r_max={r_max} A exceeds half the shortest box height ({half:.4f} A) of frame {index}: "
@@ -220,6 +214,7 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> Tuple[float, float]:
 # Plots
 # --------------------------------------------------------------------------------------------------
 def _new_figure(size: Tuple[float, float]):
+    # imported here, not at the top: matplotlib takes a noticeable part of a second (start-up cost)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -324,8 +319,6 @@ def _padded_neighbours(atoms: Atoms, cutoff: float) -> Tuple[np.ndarray, np.ndar
     """Vectors from every atom to its neighbours within ``cutoff`` (Angstrom; all periodic images,
     so the minimum image and beyond) sorted by distance, padded: ``(vectors [n, m, 3], counts [n])``,
     ``m`` the largest count; padding rows are zero."""
-    from matscipy.neighbours import neighbour_list
-
     n = len(atoms)
     if atoms.cell.rank < 3:  # matscipy needs a cell: a box around a non-periodic structure
         atoms = atoms.copy()

@@ -25,10 +25,12 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 
-from .inference import evaluation_levels, predict, predict_free_energy, prior_forces, structure_frame
+from .checkpoint import load_model_file
+from .data.neighbours import SkinNeighbourList
+from .forces import evaluation_levels
+from .inference import predict, predict_free_energy, prior_forces, structure_frame
 from .model import DenoiserMACE
-from .neighbours import SkinNeighbourList
-from .zoo import load_model
+from .zoo import load_model, load_zoo_model
 
 _WHY_NO_ENERGY = (
     "a denoiser with a {head!r} head learns forces (the score of the Boltzmann density) from coordinates "
@@ -89,7 +91,7 @@ class DenoiseCalculator(Calculator):
         (Angstrom) returns that level's smoothed forces.
     extrapolation_order:
         degree in sigma^2 of the sigma -> 0 extrapolation through the levels (default ``min(L - 1, 2)``;
-        1 amplifies the levels' own errors less, :func:`ase_denoise.inference.evaluation_levels`).
+        1 amplifies the levels' own errors less, :func:`ase_denoise.forces.evaluation_levels`).
         Given neither ``noise_std`` nor ``extrapolation_order``, a model that stores a default
         (``model.physics.default_noise_std`` or ``default_extrapolation_order``: what its recipe was
         validated with, e.g. the zoo's ``licl-cg-300K``) returns that.
@@ -146,14 +148,12 @@ class DenoiseCalculator(Calculator):
             self.implemented_properties += ["forces_comm"]
             if self.model.config.head == "energy":
                 self.implemented_properties += ["energy_comm", "energy_var"]
-        # Verlet list: rebuilt only when an atom moved more than skin/2 (ase_denoise.neighbours)
+        # Verlet list: rebuilt only when an atom moved more than skin/2 (ase_denoise.data.neighbours)
         self.neighbours = SkinNeighbourList(self.model.config.r_max, skin)
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], **kwargs) -> "DenoiseCalculator":
         """Load a model file (safetensors; never unpickled) and wrap it."""
-        from .checkpoint import load_model_file
-
         return cls(load_model_file(path), **kwargs)
 
     @classmethod
@@ -166,8 +166,6 @@ class DenoiseCalculator(Calculator):
         nothing is downloaded. ``models_dir``: another zoo directory (default: the shipped one).
         Other keyword arguments go to the constructor (``device``, ``dtype``).
         """
-        from .zoo import load_zoo_model
-
         return cls(load_zoo_model(name, models_dir), **kwargs)
 
     @property

@@ -26,18 +26,19 @@ import os
 from typing import Any, Callable, Dict, Optional, Union
 
 import torch
+import safetensors.torch
+from safetensors import safe_open
 
 from . import __version__
 from .config import ModelConfig, PhysicsConfig
-from .files import atomic_write
+from .errors import CheckpointError
+from .files import PathLike, atomic_write
 from .model import DenoiserMACE, build_model
 
 logger = logging.getLogger(__name__)
 
 FORMAT_NAME = "ase_denoise.model"
 FORMAT_VERSION = 2
-
-PathLike = Union[str, os.PathLike]
 
 
 def _upgrade_1_to_2(raw: Dict[str, str]) -> Dict[str, str]:
@@ -58,10 +59,6 @@ def _upgrade_1_to_2(raw: Dict[str, str]) -> Dict[str, str]:
 UPGRADES: Dict[int, Callable[[Dict[str, str]], Dict[str, str]]] = {1: _upgrade_1_to_2}
 
 
-class CheckpointError(ValueError):
-    """A model file that cannot be loaded: corrupt, foreign, pickled, from a newer version, or mismatched."""
-
-
 _PICKLE_MAGIC = (b"\x80",)  # pickle protocol 2+
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's zip container (holds a pickle)
 
@@ -75,8 +72,6 @@ def save_model(
     overwrite: bool = False,
 ) -> str:
     """Write ``model`` to ``path`` (safetensors + JSON metadata), atomically. Returns the path."""
-    from safetensors.torch import save_file
-
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT_NAME,
@@ -87,7 +82,7 @@ def save_model(
         "training": json.dumps(training or {}, sort_keys=True, default=_json_default),
         "metrics": json.dumps(metrics or {}, sort_keys=True, default=_json_default),
     }
-    return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata), overwrite)
+    return atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=metadata), overwrite)
 
 
 def _json_default(obj: Any) -> Any:
@@ -118,8 +113,6 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
 
 
 def _open(path: PathLike, read_tensors: bool):
-    from safetensors import safe_open
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")

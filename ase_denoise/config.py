@@ -27,6 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Un
 from ase.data import chemical_symbols
 from ase.units import kB
 
+from .priors import prior_from_dict
+
 HEADS = ("edge", "energy", "vector")
 LOSSES = ("denoising", "force_matching", "hybrid", "mixed")
 
@@ -233,8 +235,6 @@ class PhysicsConfig(_Dictable):
             if order is not None:
                 _fail("default_noise_std", self.default_noise_std,
                       f"give a default level or a default extrapolation order ({order}), not both")
-        from .priors import prior_from_dict
-
         for prior in self.priors:
             prior_from_dict(prior)  # refuses unknown kinds and bad parameters
 
@@ -264,15 +264,15 @@ class TrainConfig(_Dictable):
     ``patience``: epochs without validation improvement before early stopping (0 disables).
     ``max_minutes``: wall-clock budget of one call to fit(); training stops cleanly (resumable) when spent.
     ``valid_duplicates``: fixed noise draws per validation frame (seeded once).
-    ``loss``: what the network learns from (:mod:`ase_denoise.losses`): "denoising" (noisy
+    ``loss``: what the network learns from (:mod:`ase_denoise.training.losses`): "denoising" (noisy
     coordinates in, ``-N/sigma`` out; needs no labels), "force_matching" (clean coordinates in,
     per-atom force labels out; every training frame needs forces) or "hybrid" (the denoising term
     plus ``force_weight`` times the force term of the frames that carry labels) or "mixed" (noisy
     coordinates in; where a frame has force labels the target mixes them with the noise,
-    variance-optimally: :class:`ase_denoise.losses.LabelMixing`). ``level_weighting``: how the
-    squared errors of a ladder's levels are weighted (:func:`ase_denoise.losses.inverse_square_level_weight`).
+    variance-optimally: :class:`ase_denoise.training.losses.LabelMixing`). ``level_weighting``: how the
+    squared errors of a ladder's levels are weighted (:func:`ase_denoise.training.losses.inverse_square_level_weight`).
     ``antithetic_noise``: each frame's noise draws come in mirrored pairs ``(N, -N)`` in one batch
-    (:class:`ase_denoise.sampler.DuplicationSampler`); same optimum, lower gradient variance at small sigma.
+    (:class:`ase_denoise.training.sampler.DuplicationSampler`); same optimum, lower gradient variance at small sigma.
     ``smoothed_priors``: the residual of bonded priors is taken against their noise-smoothed forces
     at each level (:meth:`ase_denoise.priors.Prior.smoothed_forces`); inference is unchanged (the raw
     priors plus the network's residual extrapolated to sigma -> 0).

@@ -11,12 +11,25 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from typing import Any, Dict, List
 
+import ase.io
 import numpy as np
+
+from .analysis import first_peak, force_metrics, plot_force_parity, plot_rdf, rdf, rdf_difference
+from .calculator import DenoiseCalculator
+from .checkpoint import save_model
+from .config import TrainConfig
+from .data.frames import to_frame
+from .data.reference import lj_argon_frames
+from .inference import evaluate_forces
+from .md.langevin import run_langevin
+from .training.sampler import noised_copies
+from .training.trainer import STATE_FILE, train
 
 logger = logging.getLogger(__name__)
 
@@ -35,19 +48,6 @@ def run_demo(
     progress: bool = False,
 ) -> Dict[str, Any]:
     """Run the demo; returns the figures (also written to ``output_dir/summary.json``)."""
-    import json
-
-    from .analysis import first_peak, force_metrics, plot_force_parity, plot_rdf, rdf, rdf_difference
-    from .calculator import DenoiseCalculator
-    from .checkpoint import save_model
-    from .config import TrainConfig
-    from .data import to_frame
-    from .inference import evaluate_forces
-    from .md import run_langevin
-    from .reference import lj_argon_frames
-    from .sampler import noised_copies
-    from .training import STATE_FILE, train
-
     t_start = time.perf_counter()
     os.makedirs(output_dir, exist_ok=True)
     data_dir = os.path.join(output_dir, "data")
@@ -91,8 +91,6 @@ def run_demo(
         friction_per_fs=0.01, trajectory=traj_path, interval=10, seed=0, progress=progress, overwrite=True,
     )
     t_md = time.perf_counter() - t0
-    import ase.io
-
     md_frames: List = ase.io.read(traj_path, index=":")
     md_frames = md_frames[len(md_frames) // 5 :]  # drop the first 20% as equilibration
     r_max_rdf = 0.49 * float(min(np.diag(frames[0].cell.array)))

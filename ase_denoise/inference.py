@@ -23,30 +23,14 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .data import Frame, check_atoms, collate, fold_far_atoms, to_frame
+from .data.frames import Frame, check_atoms, fold_far_atoms, to_frame
+from .data.graphs import collate
+from .data.neighbours import SkinNeighbourList
+from .forces import evaluation_levels
 from .model import DenoiserMACE
-from .neighbours import SkinNeighbourList
 from .priors import PairGeometry, replicas_total_energy_and_forces, total_energy_and_forces, union_geometry
 
 OUTPUTS = ("forces", "eps_hat")
-
-
-def default_order(n_levels: int) -> int:
-    """Degree in sigma^2 of the extrapolation through ``n_levels`` levels: ``min(n_levels - 1, 2)``."""
-    return min(n_levels - 1, 2)
-
-
-def extrapolation_weights(levels: Sequence[float], order: Optional[int] = None) -> np.ndarray:
-    """Weights ``w`` [L] with ``F_0 ~ sum_i w_i F(sigma_i)``: the value at ``sigma = 0`` of the
-    least-squares polynomial of degree ``order`` in ``sigma^2`` through the levels (exact
-    interpolation when ``order = L - 1``). The weights sum to 1; ``sqrt(sum w_i^2)`` is how much
-    independent errors of the levels are amplified."""
-    levels = np.asarray(levels, dtype=np.float64)
-    order = default_order(len(levels)) if order is None else int(order)
-    if not 0 <= order < len(levels):
-        raise ValueError(f"extrapolation order {order} needs more than {order} noise levels, got {len(levels)}")
-    x = (levels / levels.max()) ** 2
-    return np.linalg.pinv(np.vander(x, order + 1, increasing=True))[0]
 
 
 def tile_levels(data: Dict[str, torch.Tensor], levels: Sequence[float]) -> Dict[str, torch.Tensor]:
@@ -67,28 +51,6 @@ def tile_levels(data: Dict[str, torch.Tensor], levels: Sequence[float]) -> Dict[
             [s for s in levels for _ in range(n_graphs)], dtype=data["positions"].dtype, device=data["positions"].device
         ),
     }
-
-
-def evaluation_levels(
-    model: DenoiserMACE, noise_std: Optional[float], extrapolation_order: Optional[int] = None
-) -> Tuple[List[float], np.ndarray]:
-    """The levels to evaluate and their weights: one trained level ``noise_std`` (weight 1), or for
-    ``None`` the model's only level, or all levels with the sigma -> 0 extrapolation weights of degree
-    ``extrapolation_order`` in sigma^2 (1 amplifies the levels' own errors less: weights 0.96 / 0.46 /
-    -0.42 against 2.13 / -1.37 / 0.24 for the auto ladder). Given neither, the model's stored
-    defaults apply (``model.physics.default_noise_std`` or ``default_extrapolation_order``), else
-    the extrapolation of degree :func:`default_order`."""
-    levels = list(model.noise_levels)
-    if noise_std is None and extrapolation_order is None:  # what the model was validated with, if stored
-        noise_std, extrapolation_order = model.physics.default_noise_std, model.physics.default_extrapolation_order
-    if noise_std is not None:
-        level = model.physics.trained_level(noise_std)
-        if level is None:
-            raise ValueError(f"noise_std={noise_std} A is not a trained level of this model {tuple(levels)}")
-        return [level], np.ones(1)
-    if len(levels) == 1:
-        return levels, np.ones(1)
-    return levels, extrapolation_weights(levels, extrapolation_order)
 
 
 def structure_frame(atoms: Atoms, model: DenoiserMACE, what: str = "structure") -> Frame:

@@ -3,8 +3,8 @@
 Parametrisation (where sigma and kT enter the forces; docs/design.md, "The estimator"):
 
 * the network sees noisy positions ``x = r + N`` with ``N ~ Normal(0, sigma^2)`` per component
-  (drawn in :mod:`ase_denoise.sampler`),
-* it predicts the *unit-variance* target ``eps_hat ~ -N / sigma`` (:mod:`ase_denoise.losses`),
+  (drawn in :mod:`ase_denoise.training.sampler`),
+* it predicts the *unit-variance* target ``eps_hat ~ -N / sigma`` (:mod:`ase_denoise.training.losses`),
 * so the Tweedie score estimate is ``g = sigma * eps_hat = sigma^2 grad log rho_sigma``,
 * and the forces are ``F_hat = kT * g / sigma^2 = kT * eps_hat / sigma`` in eV/Angstrom
   (:func:`forces_from_output`), with ``kT = ase.units.kB * temperature_K``.
@@ -29,7 +29,7 @@ Two heads (``ModelConfig.head``):
     output is ``eps_hat = sigma * F / kT``. The network's sum is scaled by ``kT / sigma_ref``
     (eV/A), so its gradient is of order one like the other heads' outputs.
 
-Batch format (MACE's conventions, built by :func:`ase_denoise.data.collate`): ``positions``
+Batch format (MACE's conventions, built by :func:`ase_denoise.data.graphs.collate`): ``positions``
 [n_nodes, 3], ``node_attrs`` one-hot [n_nodes, n_elements], ``edge_index`` [2, n_edges] as
 (sender, receiver), ``shifts`` [n_edges, 3] (Cartesian, Angstrom) so that
 ``vector = positions[receiver] - positions[sender] + shifts``, ``batch`` [n_nodes], ``ptr``
@@ -124,7 +124,7 @@ class DenoiserMACE(nn.Module):
     ``interactions``, ``products``) match ``mace.modules.MACE`` so backbone tensors transfer.
 
     ``metadata``: what the model file said (:func:`ase_denoise.checkpoint.load_model` fills it);
-    ``provenance``: where the weights came from (e.g. a MACE model, :mod:`ase_denoise.mace_adapter`).
+    ``provenance``: where the weights came from (e.g. a MACE model, :mod:`ase_denoise.integrations.mace`).
     """
 
     def __init__(self, config: ModelConfig, physics: PhysicsConfig):

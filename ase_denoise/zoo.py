@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, Union
 
-from .files import atomic_write
+from .errors import CheckpointError, ChecksumError, ZooError
+from .files import PathLike, atomic_write
 
 if TYPE_CHECKING:  # torch and mace load lazily: listing the zoo stays cheap
     import torch
@@ -45,8 +46,6 @@ if TYPE_CHECKING:  # torch and mace load lazily: listing the zoo stays cheap
 
 logger = logging.getLogger(__name__)
 
-PathLike = Union[str, os.PathLike]
-
 REGISTRY_FILE = "registry.json"
 REGISTRY_FORMAT = "ase_denoise.zoo"
 REGISTRY_VERSION = 1
@@ -54,14 +53,6 @@ REGISTRY_VERSION = 1
 ENV_MODELS_DIR = "ASE_DENOISE_MODELS_DIR"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-class ZooError(ValueError):
-    """A zoo problem: unknown model name, missing or malformed registry, missing model file."""
-
-
-class ChecksumError(ZooError):
-    """A zoo file whose size or sha256 differs from the registry: it is refused, not loaded."""
 
 
 @dataclass
@@ -265,7 +256,7 @@ def load_model(
     ``model.metadata``. Raises :class:`~ase_denoise.checkpoint.CheckpointError` for pickled, corrupt,
     foreign, newer-format or mismatched files.
     """
-    from .checkpoint import load_model_file
+    from .checkpoint import load_model_file  # torch and mace load here: listing the zoo stays cheap
 
     return load_model_file(resolve(name_or_path, models_dir), dtype=dtype, device=device)
 
@@ -278,7 +269,7 @@ def load_zoo_model(
     device: Union[str, "torch.device"] = "cpu",
 ) -> "DenoiserMACE":
     """Load the zoo model ``name`` (sha256-checked, safetensors only; no network)."""
-    from .checkpoint import load_model_file
+    from .checkpoint import load_model_file  # torch and mace load here: listing the zoo stays cheap
 
     path = verified_path(name, models_dir)
     logger.info("loading zoo model %r from %s", name, path)
@@ -290,7 +281,7 @@ def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> L
 
     Returns ``(name, ok, message)`` per model; never raises for a bad model file.
     """
-    from .checkpoint import CheckpointError, load_model_file
+    from .checkpoint import load_model_file  # torch and mace load here: listing the zoo stays cheap
 
     results: List[Tuple[str, bool, str]] = []
     for name in list_models(models_dir):

@@ -89,7 +89,7 @@ def argon_model_file(argon_model, tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_dimers():
     """The frames of ``dimers``, one list for the session (for module-scoped fixtures): read only."""
-    from ase_denoise.reference import sample_harmonic_dimer
+    from ase_denoise.data.reference import sample_harmonic_dimer
 
     return sample_harmonic_dimer(16, k=2.0, d0=1.5, temperature_K=300.0, seed=3)
 
@@ -106,7 +106,7 @@ def lj_argon_small(tmp_path_factory):
     """``(train, test)``: 60 Lennard-Jones argon frames (seed 0) and 6 frames of an independent run
     (seed 1), short runs (5 ps equilibration, one frame every 0.4 ps) with the true forces as labels.
     Shared by the force-recovery tests; read only."""
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     kw = dict(cache_dir=tmp_path_factory.mktemp("lj_argon_small"), stride=40, equilibration_steps=500)
     return lj_argon_frames(60, seed=0, **kw), lj_argon_frames(6, seed=1, **kw)

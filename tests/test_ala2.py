@@ -149,7 +149,7 @@ def test_cg_map_keeps_the_backbone_atoms_their_forces_and_the_dihedrals(make_dat
 def test_soft_ladder_skips_the_pairs_the_bonded_priors_cover(cg):
     """dns recipe: the auto rule on the bead pairs no bond or angle prior covers is set by a 1-4 pair
     (about 0.1 A wide), 2.5x wider than auto's, which the C-N bond (0.039 A) sets."""
-    from ase_denoise.suggest import suggest_settings
+    from ase_denoise.training import suggest_settings
 
     pool = cg.split(cg.map_frames())[0]
     soft, auto = cg.soft_ladder(pool), suggest_settings(pool).noise_std
@@ -452,7 +452,7 @@ def test_refine_torsions_adds_a_dihedral_correction_that_the_calculator_applies(
     the correction; the chosen model has the smallest torsion marginal KL; the marginal KL is 0 for a
     sample against itself and large for disjoint ones; bad input is refused."""
     from ase_denoise import DenoiseCalculator, load_model
-    from ase_denoise.md_validation import refine_torsions, torsion_marginal_kl
+    from ase_denoise.refine import refine_torsions, torsion_marginal_kl
     from ase_denoise.priors import dihedral_angles
 
     model = load_model("ala2-cg-300K")
@@ -506,7 +506,7 @@ def test_refine_torsions_joint_adds_a_pair_correction_beside_the_one_dimensional
     the difference to the given model's; the joint KL is 0 for a sample against itself and large when
     one angle is shifted; an odd number of dihedrals is refused."""
     from ase_denoise import DenoiseCalculator, load_model
-    from ase_denoise.md_validation import refine_torsions, torsion_pair_kl
+    from ase_denoise.refine import refine_torsions, torsion_pair_kl
     from ase_denoise.priors import dihedral_angles
 
     model = load_model("ala2-cg-300K")

@@ -30,9 +30,11 @@ from ase_denoise import (
     save_model,
 )
 from ase_denoise.checkpoint import FORMAT_VERSION
-from ase_denoise.data import data_pbc, data_temperature, prepare_data
+from ase_denoise.data import data_pbc, data_temperature
+from ase_denoise.training import prepare_data
 from ase_denoise.md import run_langevin
-from ase_denoise.training import Trainer, TrainingError
+from ase_denoise.errors import TrainingError
+from ase_denoise.training import Trainer
 
 from _helpers import TINY, TINY_CLI, rewrite_metadata, run_cli
 

@@ -9,7 +9,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError
 from ase.md.langevin import Langevin
 from ase.units import fs, kB
 
-from ase_denoise import DataError, DenoiseCalculator, build_model
+from ase_denoise import DataError, DenoiseCalculator
+from ase_denoise.model import build_model
 from ase_denoise.inference import predict, structure_frame
 from ase_denoise.testing import model_output
 

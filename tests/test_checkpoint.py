@@ -22,12 +22,10 @@ from ase_denoise import (
     ModelConfig,
     PhysicsConfig,
     TrainConfig,
-    build_model,
-    load_model_file,
-    read_metadata,
     save_model,
 )
-from ase_denoise.checkpoint import FORMAT_VERSION
+from ase_denoise.checkpoint import FORMAT_VERSION, load_model_file, read_metadata
+from ase_denoise.model import build_model
 
 from _helpers import rewrite_metadata
 

@@ -28,7 +28,7 @@ import torch
 from ase_denoise import DenoiseCalculator, load_model
 from ase_denoise.cli import build_parser, main
 from ase_denoise.config import ModelConfig, PhysicsConfig, TrainConfig, cli_fields, options_from_args
-from ase_denoise.reference import sample_harmonic_dimer
+from ase_denoise.data.reference import sample_harmonic_dimer
 
 from _helpers import TINY_CLI, run_cli
 
@@ -469,7 +469,7 @@ def test_eval_missing_model_file(data, tmp_path, capsys):
 
 
 def test_prior_specs_give_the_priors_they_name():
-    from ase_denoise.cli import _prior_arg
+    from ase_denoise.cli.train import _prior_arg
     from ase_denoise.priors import DSFCoulomb, EwaldCoulomb
 
     assert _prior_arg("wall") == "repulsive_wall"

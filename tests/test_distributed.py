@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from ase_denoise.config import TrainConfig
-from ase_denoise.data import prepare_data
-from ase_denoise.reference import sample_harmonic_dimer
-from ase_denoise.sampler import DuplicationSampler, NoisyBatch
+from ase_denoise.training import prepare_data
+from ase_denoise.data.reference import sample_harmonic_dimer
+from ase_denoise.training.sampler import DuplicationSampler, NoisyBatch
 from ase_denoise.training import Trainer
 
 from _helpers import TINY, TINY_CLI

@@ -25,7 +25,7 @@ from ase.md.verlet import VelocityVerlet
 
 from ase_denoise import DenoiseCalculator, TrainConfig, load_model, save_model, train
 from ase_denoise.config import ModelConfig, PhysicsConfig
-from ase_denoise.inference import extrapolation_weights
+from ase_denoise.forces import extrapolation_weights
 from ase_denoise.model import build_model
 from ase_denoise.priors import RepulsiveWall
 from ase_denoise.testing import (
@@ -140,7 +140,8 @@ def test_training_reaches_the_readouts_through_the_double_backward(argon):
     ``dA/dx``, is differentiated again with respect to the parameters."""
     model = energy_model(levels=(0.05,))
     model.train()
-    from ase_denoise.data import collate, to_frame
+    from ase_denoise.data import to_frame
+    from ase_denoise.data.graphs import collate
 
     frame = to_frame(argon, [18])
     data = collate([frame.positions], [frame], 1, model.config.r_max, torch.float64, torch.device("cpu"))
@@ -324,7 +325,7 @@ def test_harmonic_dimer_free_energy_curvature(tmp_path):
     from test_noise_ladder import KT, _train_dimer
 
     from ase_denoise.inference import predict_free_energy, structure_frame
-    from ase_denoise.reference import sample_harmonic_dimer
+    from ase_denoise.data.reference import sample_harmonic_dimer
 
     k, d0 = 2.0, 1.5
     model = _train_dimer(sample_harmonic_dimer(4000, k=k, d0=d0, temperature_K=300.0, seed=0), tmp_path,

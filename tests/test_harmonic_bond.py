@@ -17,9 +17,9 @@ from ase import Atoms
 from ase.units import kB
 
 from ase_denoise.config import TrainConfig
-from ase_denoise.reference import sample_harmonic_dimer
+from ase_denoise.data.reference import sample_harmonic_dimer
 from ase_denoise.testing import model_output
-from ase_denoise.data import prepare_data
+from ase_denoise.training import prepare_data
 from ase_denoise.training import Trainer
 
 T = 300.0

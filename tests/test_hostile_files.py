@@ -30,11 +30,14 @@ import torch
 from ase.build import bulk
 
 import ase_denoise
+import ase_denoise.checkpoint
 from ase_denoise import CheckpointError, DenoiseCalculator, save_model
-from ase_denoise import mace_adapter
-from ase_denoise.data import prepare_data
-from ase_denoise.md import TrajectoryWriteError, run_langevin
-from ase_denoise.training import STATE_FILE, Trainer, TrainingError
+from ase_denoise.integrations import mace as mace_adapter
+from ase_denoise.training import prepare_data
+from ase_denoise.errors import TrajectoryWriteError
+from ase_denoise.md import run_langevin
+from ase_denoise.errors import TrainingError
+from ase_denoise.training import STATE_FILE, Trainer
 from ase_denoise.zoo import ENV_MODELS_DIR, REGISTRY_FILE, REGISTRY_FORMAT, REGISTRY_VERSION, ZooError
 
 from _helpers import TINY, TINY_CLI, WRITERS, leftovers, run_cli, write_evil
@@ -81,11 +84,11 @@ def evil_zoo(root: Path, marker: Path, name: str = "evil-model", writer: str = "
 # --------------------------------------------------------------------------------------------------
 API_LOADERS = {
     "load_model": lambda p: ase_denoise.load_model(p),
-    "load_model_file": lambda p: ase_denoise.load_model_file(p),
+    "load_model_file": lambda p: ase_denoise.checkpoint.load_model_file(p),
     "DenoiseCalculator.from_file": lambda p: DenoiseCalculator.from_file(p),
     "DenoiseCalculator(path)": lambda p: DenoiseCalculator(p),
     "DenoiseCalculator(str)": lambda p: DenoiseCalculator(str(p)),
-    "read_metadata": lambda p: ase_denoise.read_metadata(p),
+    "read_metadata": lambda p: ase_denoise.checkpoint.read_metadata(p),
 }
 
 

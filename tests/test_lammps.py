@@ -171,7 +171,8 @@ def licl_frame():
 
 def _coulomb_model(prior):
     """A small LiCl model (float64) with a repulsive wall and the Coulomb ``prior``."""
-    from ase_denoise import ModelConfig, PhysicsConfig, build_model
+    from ase_denoise import ModelConfig, PhysicsConfig
+    from ase_denoise.model import build_model
     from ase_denoise.priors import RepulsiveWall
 
     wall = RepulsiveWall({(3, 17): 2.14, (3, 3): 3.57, (17, 17): 4.16}, epsilon=0.026)

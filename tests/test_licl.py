@@ -151,7 +151,8 @@ def test_default_forces_recipes_reuse_the_weights_and_store_their_choice(study, 
     """``la-auto-ewald-small`` / ``-lin``: the zoo recipe's trained weights (``weights_of``, trained once)
     with the smallest level, or the linear extrapolation, stored as the model's default forces; a model
     file saved from them gives those forces through a plain ``DenoiseCalculator``."""
-    from ase_denoise import DenoiseCalculator, load_model_file, save_model
+    from ase_denoise import DenoiseCalculator, save_model
+    from ase_denoise.checkpoint import load_model_file
     from ase_denoise.data import to_frame
     from ase_denoise.inference import predict
 

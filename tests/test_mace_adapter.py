@@ -24,15 +24,11 @@ import torch
 from ase_denoise import train
 from ase_denoise.checkpoint import CheckpointError, load_model_file, save_model
 from ase_denoise.config import TrainConfig
-from ase_denoise.data import DataError, collate, to_frame
-from ase_denoise.mace_adapter import (
-    MaceAdapterError,
-    UntrustedPickleError,
-    denoiser_from_mace,
-    load_mace_model,
-    mace_model_config,
-)
-from ase_denoise.reference import lj_argon_frames
+from ase_denoise.data import DataError, to_frame
+from ase_denoise.data.graphs import collate
+from ase_denoise.errors import MaceAdapterError, UntrustedPickleError
+from ase_denoise.integrations.mace import denoiser_from_mace, load_mace_model, mace_model_config
+from ase_denoise.data.reference import lj_argon_frames
 from ase_denoise.testing import default_dtype, equivariance_errors, net_force
 from ase_denoise.training import Trainer
 

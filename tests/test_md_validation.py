@@ -1,4 +1,4 @@
-"""Label-free check of a model's MD against its data's pair structure (ase_denoise.md_validation) and
+"""Label-free check of a model's MD against its data's pair structure (ase_denoise.refine) and
 ``ase-denoise choose-forces``: the noise subtraction, the choices, and the model file written."""
 
 from __future__ import annotations
@@ -13,15 +13,9 @@ from ase import Atoms
 from ase.io import write
 
 from ase_denoise.checkpoint import load_model_file
-from ase_denoise.inference import evaluation_levels
-from ase_denoise.md_validation import (
-    ForcesChoice,
-    compare_with_reference,
-    element_pairs,
-    forces_choices,
-    reference_structure,
-    with_default_forces,
-)
+from ase_denoise.forces import evaluation_levels
+from ase_denoise.forces import ForcesChoice, forces_choices, with_default_forces
+from ase_denoise.refine import compare_with_reference, element_pairs, reference_structure
 from ase_denoise.zoo import load_model
 
 from _helpers import ARGON_TINY, make_model, run_cli
@@ -123,7 +117,7 @@ def test_choose_forces_cli_writes_a_new_model_with_the_best_choice(tmp_path):
 
 
 def test_check_structure_refuses_data_of_another_temperature():
-    from ase_denoise.md_validation import check_structure
+    from ase_denoise.refine import check_structure
 
     frames = licl_frames(10)
     for atoms in frames:
@@ -165,7 +159,7 @@ def test_pair_correction_inverts_a_known_change_of_the_pair_structure():
     too attractive at contact and too repulsive in the second shell): one correction is -dU to within
     the 3-point smoothing in the sampled region; constant (no force) inside the core no pair reached;
     zero at the cutoff. An MD RDF within the noise of the data's gives no correction."""
-    from ase_denoise.md_validation import pair_correction
+    from ase_denoise.refine import pair_correction
 
     kT = 0.0259
     ref = _synthetic_reference(kT)
@@ -191,7 +185,7 @@ def test_refine_structure_adds_a_pair_table_that_the_calculator_applies(tmp_path
     the smallest systematic error; bad arguments are refused."""
     from ase_denoise import DenoiseCalculator
     from ase_denoise.checkpoint import save_model
-    from ase_denoise.md_validation import refine_structure
+    from ase_denoise.refine import refine_structure
 
     model = load_model("licl-cg-300K")
     frames = licl_frames(2000)[::50]

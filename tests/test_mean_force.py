@@ -1,4 +1,4 @@
-"""Kirkwood's relation on data frames: the mean-force check and correction (ase_denoise.mean_force)."""
+"""Kirkwood's relation on data frames: the mean-force check and correction (ase_denoise.refine.mean_force)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from ase.io import write
 from ase.units import kB
 
 from ase_denoise.checkpoint import load_model_file
-from ase_denoise.md_validation import reference_structure
-from ase_denoise.mean_force import correct_mean_forces, pmf_from_forces
+from ase_denoise.refine import reference_structure
+from ase_denoise.refine import correct_mean_forces, pmf_from_forces
 from ase_denoise.priors import DSFCoulomb
 from ase_denoise.zoo import load_model
 

@@ -13,8 +13,9 @@ from ase.build import bulk
 from ase.units import kB
 
 from ase_denoise.config import ModelConfig, PhysicsConfig
-from ase_denoise.data import collate, to_frame
-from ase_denoise.losses import denoising_target
+from ase_denoise.data import to_frame
+from ase_denoise.data.graphs import collate
+from ase_denoise.training.losses import denoising_target
 from ase_denoise.model import build_model, forces_from_output
 from ase_denoise.testing import default_dtype, equivariance_errors, model_output, net_force
 

@@ -9,15 +9,16 @@ from ase.md.langevin import Langevin
 from ase.units import fs
 
 from ase_denoise import DenoiseCalculator
-from ase_denoise.data import collate, to_frame
-from ase_denoise.neighbours import (
+from ase_denoise.data import to_frame
+from ase_denoise.data.graphs import collate
+from ase_denoise.data.neighbours import (
     SkinNeighbourList,
     average_num_neighbors,
     neighbour_graph,
     reused_edges,
     training_skin,
 )
-from ase_denoise.sampler import DuplicationSampler
+from ase_denoise.training.sampler import DuplicationSampler
 
 R_MAX = 4.5  # the cutoff of the shared argon_model
 

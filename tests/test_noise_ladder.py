@@ -14,11 +14,18 @@ from ase import Atoms
 from ase.build import bulk
 from ase.units import kB
 
-from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, build_model, load_model
+from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, load_model
+from ase_denoise.model import build_model
 from ase_denoise.data import to_frame
-from ase_denoise.inference import extrapolation_weights, predict, structure_frame
-from ase_denoise.reference import morse_bond, sample_bond_dimer, sample_harmonic_dimer, smoothed_bond_force
-from ase_denoise.sampler import DuplicationSampler, validation_batches
+from ase_denoise.forces import extrapolation_weights
+from ase_denoise.inference import predict, structure_frame
+from ase_denoise.data.reference import (
+    morse_bond,
+    sample_bond_dimer,
+    sample_harmonic_dimer,
+    smoothed_bond_force,
+)
+from ase_denoise.training.sampler import DuplicationSampler, validation_batches
 from ase_denoise.testing import equivariance_errors
 
 LEVELS = (0.02, 0.035, 0.05)
@@ -89,7 +96,8 @@ def test_the_defaults_stored_with_a_model_decide_its_forces_and_survive_saving(l
     travels in the model file; a calculator's own ``noise_std`` or ``extrapolation_order`` overrides it."""
     from dataclasses import replace
 
-    from ase_denoise import load_model_file, save_model
+    from ase_denoise import save_model
+    from ase_denoise.checkpoint import load_model_file
 
     frames = [structure_frame(a, ladder_model) for a in argon_frames[:2]]
     linear = predict(ladder_model, frames, extrapolation_order=1)
@@ -254,8 +262,8 @@ def test_morse_dimer_corrected_force_matches_the_true_force(tmp_path):
 
 
 def test_inverse_square_level_weighting_counts_each_level_in_network_units(argon_frames):
-    from ase_denoise.losses import inverse_square_level_weight, loss_inputs, squared_errors
-    from ase_denoise.sampler import NoisyBatch
+    from ase_denoise.training.losses import inverse_square_level_weight, loss_inputs, squared_errors
+    from ase_denoise.training.sampler import NoisyBatch
 
     weight = inverse_square_level_weight(LEVELS)
     reference = np.exp(np.mean(np.log(LEVELS)))

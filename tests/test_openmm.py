@@ -43,7 +43,8 @@ def test_openmm_computes_the_models_coulomb_prior(kind):
     (Ewald, measured 1.5e-8 eV/A) or to rounding of the same expression (DSF, measured 3e-16 eV/A)."""
     from ase import Atoms
 
-    from ase_denoise import ModelConfig, PhysicsConfig, build_model
+    from ase_denoise import ModelConfig, PhysicsConfig
+    from ase_denoise.model import build_model
     from ase_denoise.priors import DSFCoulomb, EwaldCoulomb
 
     d = np.load(os.path.join(os.path.dirname(__file__), "..", "benchmarks", "licl", "licl_cg_300K.npz"))

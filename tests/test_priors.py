@@ -10,13 +10,21 @@ import torch
 from ase import Atoms
 from ase.build import bulk
 
-from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, build_model, load_model, save_model
+from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, load_model, save_model
+from ase_denoise.model import build_model
 from ase_denoise.data import to_frame
 from ase_denoise.inference import predict, structure_frame
-from ase_denoise.losses import LabelMixing, denoising_target, force_target, loss_inputs
-from ase_denoise.priors import (COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, RepulsiveWall, fit_repulsive_wall, prior_from_dict,
-                                total_energy_and_forces)
-from ase_denoise.sampler import NoisyBatch
+from ase_denoise.training.losses import LabelMixing, denoising_target, force_target, loss_inputs
+from ase_denoise.priors import (
+    COULOMB_EV_A,
+    DSFCoulomb,
+    EwaldCoulomb,
+    RepulsiveWall,
+    fit_repulsive_wall,
+    prior_from_dict,
+    total_energy_and_forces,
+)
+from ase_denoise.training.sampler import NoisyBatch
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +189,7 @@ def test_bonded_priors_are_exact_forces_and_their_fit_recovers_a_known_stiffness
     from ase.build import molecule
 
     from ase_denoise.priors import HarmonicAngles, HarmonicBonds, fit_bonded_priors, molecule_topology
-    from ase_denoise.reference import sample_harmonic_dimer
+    from ase_denoise.data.reference import sample_harmonic_dimer
 
     ethanol = molecule("CH3CH2OH")
     bonds, angles = molecule_topology(ethanol)
@@ -243,7 +251,7 @@ def test_a_prior_reaching_beyond_the_model_keeps_its_own_verlet_list(salt, monke
     """An Ewald prior with a 6 A real-space cutoff on a model with r_max 3 A: the calculator's
     forces equal a fresh evaluation at every step of a small walk, and the prior's pairs are not
     searched afresh each call (a wider Verlet list kept with the model's)."""
-    from ase_denoise import neighbours as neighbours_module
+    from ase_denoise.data import neighbours as neighbours_module
 
     prior = EwaldCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.6, r_cut=6.0, accuracy=1e-6)
     physics = PhysicsConfig(300.0, 0.05, (True, True, True), priors=[prior.to_dict()])
@@ -277,8 +285,13 @@ def test_replicas_of_one_system_get_the_per_copy_prior_forces_in_one_call(salt):
     from ase.build import molecule
 
     from ase_denoise.inference import prior_forces
-    from ase_denoise.neighbours import SkinNeighbourList
-    from ase_denoise.priors import HarmonicAngles, HarmonicBonds, molecule_topology, replicas_total_energy_and_forces
+    from ase_denoise.data.neighbours import SkinNeighbourList
+    from ase_denoise.priors import (
+        HarmonicAngles,
+        HarmonicBonds,
+        molecule_topology,
+        replicas_total_energy_and_forces,
+    )
 
     rng = np.random.default_rng(11)
     ewald = EwaldCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.6, r_cut=4.0, accuracy=1e-6)
@@ -316,7 +329,7 @@ def test_smoothed_bonded_prior_is_the_bonds_part_of_the_smoothed_score():
     while minus the raw prior it does, strongly, at a sigma twice the bond's thermal width.
     Exact harmonic dimers (k = 2 eV/A^2, 300 K), 40000 noisy copies."""
     from ase_denoise.priors import HarmonicAngles, HarmonicBonds
-    from ase_denoise.reference import sample_harmonic_dimer
+    from ase_denoise.data.reference import sample_harmonic_dimer
 
     kT, k, d0 = 300.0 * 8.617333262e-5, 2.0, 1.5
     width = np.sqrt(kT / k)  # 0.114 A
@@ -425,7 +438,7 @@ def test_nonbonded_wall_leaves_out_the_pairs_bonded_priors_hold(ethanols):
     from ase.build import molecule
 
     from ase_denoise.priors import NonBondedWall, replicas_total_energy_and_forces
-    from ase_denoise.suggest import pairs_held_by_priors
+    from ase_denoise.priors import pairs_held_by_priors
 
     kT = 0.02585
     held = pairs_held_by_priors(["bonded"], ethanols)
@@ -470,7 +483,7 @@ def test_nonbonded_wall_leaves_out_the_pairs_bonded_priors_hold(ethanols):
 def test_training_data_fit_the_nonbonded_wall_with_the_bonded_priors(ethanols):
     """``priors=["bonded", "nonbonded_wall"]``: the wall excludes exactly the fitted bonded priors'
     pairs; ``"repulsive_wall"`` stays the plain wall on every pair; the non-bonded wall alone is refused."""
-    from ase_denoise import prepare_data
+    from ase_denoise.training import prepare_data
     from ase_denoise.priors import molecule_topology
 
     _, physics, _ = prepare_data(ethanols, noise_std=0.02, temperature_K=300.0, priors=["bonded", "nonbonded_wall"],
@@ -489,9 +502,9 @@ def test_training_data_fit_the_nonbonded_wall_with_the_bonded_priors(ethanols):
 def test_with_prior_adds_an_inference_prior_to_a_trained_model(ethanols, tmp_path):
     """``with_prior``: a copy carrying the wall (the given model unchanged), saved and loaded with it,
     whose calculator adds it; a residual prior is refused (the network would have to be retrained)."""
-    from ase_denoise import with_prior
+    from ase_denoise.model import with_prior
     from ase_denoise.priors import fit_bonded_priors
-    from ase_denoise.suggest import pairs_held_by_priors
+    from ase_denoise.priors import pairs_held_by_priors
 
     kT = 0.02585
     bonded = fit_bonded_priors(ethanols, kT)
@@ -615,7 +628,7 @@ def test_dihedral_priors_from_the_training_data_are_learned_as_a_residual(tmp_pa
     """``priors=["dihedrals:0-1-2-3"]`` fits the torsion to the frames and the model carries it as a
     residual prior: the residual target at a noisy input is lowered by ``sigma F_prior / kT``, and the
     calculator adds the prior's forces to the network's. Malformed specs are refused by name."""
-    from ase_denoise import prepare_data
+    from ase_denoise.training import prepare_data
     from ase_denoise.priors import Dihedrals, parse_dihedrals
 
     rng = np.random.default_rng(5)
@@ -653,7 +666,7 @@ def test_dihedral_correction_is_the_free_energy_difference_between_sampled_and_t
     everywhere, both densities covering the circle; 0.16-0.25 kT over sample seeds 3-7); a model already sampling the data gets nothing
     more than its previous correction; ``damping`` scales the step. Added with ``with_prior`` it acts
     at inference only, beside the residual torsion prior, and round-trips through a checkpoint."""
-    from ase_denoise import with_prior
+    from ase_denoise.model import with_prior
     from ase_denoise.priors import DihedralCorrection, fit_dihedral_correction
 
     kT = 0.025852
@@ -682,7 +695,7 @@ def test_dihedral_correction_is_the_free_energy_difference_between_sampled_and_t
             fit_dihedral_correction(**{**args, **bad})
 
     # on a trained-style model with a residual torsion prior: added beside it, at inference only
-    from ase_denoise import prepare_data
+    from ase_denoise.training import prepare_data
 
     frames = _butane_like(target[:40])
     config, physics, _ = prepare_data(frames, noise_std=0.02, temperature_K=300.0, priors=["dihedrals:0-1-2-3"],
@@ -718,9 +731,9 @@ def test_dihedral_pair_correction_is_the_joint_free_energy_difference_and_acts_o
     which no one-dimensional correction can hold; the data already sampled give no step; ``damping``
     scales it. Its forces are minus its energy's gradient (finite differences) with zero net force and
     torque, the JSON form round trips, and ``with_prior`` keeps it beside a one-dimensional correction."""
-    from ase_denoise import with_prior
-    from ase_denoise.priors import (DihedralCorrection, DihedralPairCorrection, _pair_frequencies,
-                                    fit_dihedral_pair_correction)
+    from ase_denoise.model import with_prior
+    from ase_denoise.priors import DihedralCorrection, DihedralPairCorrection, fit_dihedral_pair_correction
+    from ase_denoise.priors.torsions import _pair_frequencies
 
     kT = 0.025852
     u_model = lambda a, b: 0.9 * np.cos(a) - 0.6 * np.cos(b - 0.5)  # noqa: E731  (in kT)
@@ -768,7 +781,7 @@ def test_dihedral_pair_correction_is_the_joint_free_energy_difference_and_acts_o
     assert prior_from_dict(json.loads(json.dumps(term.to_dict()))) == term
 
     # beside a one-dimensional correction on a model, at inference only, through a checkpoint
-    from ase_denoise import prepare_data
+    from ase_denoise.training import prepare_data
 
     frames = [Atoms("C5", positions=rng.normal(0, 1.2, (5, 3))) for _ in range(6)]
     config, physics, _ = prepare_data(frames, noise_std=0.02, temperature_K=300.0, r_max=3.0, num_channels=4)

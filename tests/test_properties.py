@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ase_denoise import DenoiseCalculator
-from ase_denoise.data import cell_heights
+from ase_denoise.data.neighbours import cell_heights
 
 from _helpers import make_model
 

@@ -20,7 +20,7 @@ from ase_denoise import (
     train,
     trajectory_to_frames,
 )
-from ase_denoise.interop import atoms_to_structure, frames_to_trajectory
+from ase_denoise.data.interop import atoms_to_structure, frames_to_trajectory
 
 from _helpers import TINY as _TINY
 from _helpers import make_model

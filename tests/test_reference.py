@@ -18,7 +18,7 @@ from matscipy.calculators.pair_potential import LennardJonesCut
 from matscipy.neighbours import neighbour_list
 
 from ase_denoise.data import DataError, read_frames
-from ase_denoise.reference import (
+from ase_denoise.data.reference import (
     ARGON_CUTOFF_A,
     ARGON_EPSILON_EV,
     ARGON_SIGMA_A,

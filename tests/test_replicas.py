@@ -1,4 +1,4 @@
-"""Batched Langevin replicas (ase_denoise.replicas): the same trajectories as separate ASE runs, the
+"""Batched Langevin replicas (ase_denoise.md.replicas): the same trajectories as separate ASE runs, the
 right temperature, one batched forward per step."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
 
 from ase_denoise import DenoiseCalculator
-from ase_denoise.replicas import ReplicaLangevin
+from ase_denoise.md import ReplicaLangevin
 
 
 def test_each_replica_follows_its_own_ase_langevin_run(argon_model, argon):
@@ -85,4 +85,4 @@ def test_gpu_benchmark_script_runs_on_the_cpu(tmp_path):
     for check in report["agreement"].values():  # the same float64 model on "both" devices: identical
         assert check["replica_positions_max_diff_A"] < 1e-12 and check["torchsim_forces_max_diff_eV_A"] < 1e-12
     table = (tmp_path / "replicas_gpu.md").read_text()
-    assert "ase_denoise.replicas.ReplicaLangevin" in table and "torch-sim nvt_langevin" in table
+    assert "ase_denoise.md.replicas.ReplicaLangevin" in table and "torch-sim nvt_langevin" in table

@@ -5,7 +5,13 @@ import pytest
 from ase.build import bulk
 
 from ase_denoise.data import to_frame
-from ase_denoise.sampler import DuplicationSampler, NoisyBatch, noised_copies, split_frames, validation_batches
+from ase_denoise.training.sampler import (
+    DuplicationSampler,
+    NoisyBatch,
+    noised_copies,
+    split_frames,
+    validation_batches,
+)
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +197,7 @@ def test_antithetic_pairs_lower_the_gradient_noise_at_small_sigma(tmp_path, dtyp
     from gradient_noise import compare
 
     from ase_denoise import TrainConfig
-    from ase_denoise.data import prepare_data
+    from ase_denoise.training import prepare_data
     from ase_denoise.training import Trainer
 
     atoms = []

@@ -1,4 +1,4 @@
-"""Noise ladder and cutoff from the data (ase_denoise/suggest.py, ``--noise-std auto``)."""
+"""Noise ladder and cutoff from the data (ase_denoise/training/suggest.py, ``--noise-std auto``)."""
 
 import subprocess
 import sys
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from ase.units import kB
 
-from ase_denoise.reference import lj_argon_frames, sample_harmonic_dimer
-from ase_denoise.suggest import LADDER, MAX_SHRINK, suggest_settings
+from ase_denoise.data.reference import lj_argon_frames, sample_harmonic_dimer
+from ase_denoise.training import suggest_settings
+from ase_denoise.training.suggest import LADDER, MAX_SHRINK
 
 
 def test_harmonic_dimer_width_gives_the_ladder():
@@ -53,7 +54,8 @@ def test_auto_ladder_can_leave_out_the_pairs_bonded_priors_hold():
     from ase import Atoms
 
     from ase_denoise.priors import HarmonicBonds
-    from ase_denoise.suggest import pairs_held_by_priors, suggest_settings
+    from ase_denoise.priors import pairs_held_by_priors
+    from ase_denoise.training import suggest_settings
 
     rng = np.random.default_rng(0)
     frames = []

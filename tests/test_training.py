@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from ase_denoise import DataError, build_model, load_model, train
+from ase_denoise import DataError, load_model, train
+from ase_denoise.model import build_model
 from ase_denoise.analysis import force_metrics
 from ase_denoise.config import TrainConfig
-from ase_denoise.data import prepare_data, to_frame
+from ase_denoise.data import to_frame
+from ase_denoise.training import prepare_data
 from ase_denoise.inference import evaluate_forces
-from ase_denoise.reference import sample_harmonic_dimer
-from ase_denoise.training import Trainer, TrainingError
+from ase_denoise.data.reference import sample_harmonic_dimer
+from ase_denoise.errors import TrainingError
+from ase_denoise.training import Trainer
 
 from _helpers import TINY
 

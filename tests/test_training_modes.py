@@ -7,12 +7,14 @@ import torch
 
 from ase_denoise import DataError, TrainConfig
 from ase_denoise.analysis import force_metrics
-from ase_denoise.data import prepare_data, reference_forces, to_frame
+from ase_denoise.data import reference_forces, to_frame
+from ase_denoise.training import prepare_data
 from ase_denoise.inference import evaluate_forces
-from ase_denoise.losses import force_target, loss_inputs
+from ase_denoise.training.losses import force_target, loss_inputs
 from ase_denoise.model import forces_from_output
-from ase_denoise.reference import sample_harmonic_dimer
-from ase_denoise.training import Trainer, TrainingError
+from ase_denoise.data.reference import sample_harmonic_dimer
+from ase_denoise.errors import TrainingError
+from ase_denoise.training import Trainer
 
 from _helpers import TINY
 
@@ -161,7 +163,7 @@ def test_coarse_grained_beads_keep_their_names_through_training_saving_and_error
         ModelConfig([1, 2], bead_names={5: "CA"})
     # logs and cards name the beads, not the elements their placeholder numbers happen to be (H, He, Li)
     from ase_denoise.priors import fit_repulsive_wall
-    from ase_denoise.suggest import suggest_settings
+    from ase_denoise.training import suggest_settings
 
     frames = [bead_atoms(types, base + rng.normal(0, 0.1, base.shape), masses, numbers) for _ in range(20)]
     wall = fit_repulsive_wall(frames, kT=0.025)

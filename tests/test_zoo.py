@@ -20,7 +20,7 @@ from ase_denoise import ChecksumError, DenoiseCalculator, ZooError, list_models,
 from ase_denoise.analysis import force_metrics
 from ase_denoise.cli import main
 from ase_denoise.inference import evaluate_forces, structure_frame
-from ase_denoise.reference import lj_argon_frames
+from ase_denoise.data.reference import lj_argon_frames
 from ase_denoise.zoo import ENV_MODELS_DIR, REGISTRY_FILE, card_text, verified_path, verify_models, zoo_dir
 
 REPO = Path(__file__).resolve().parents[1]

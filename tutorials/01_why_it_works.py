@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -34,7 +34,7 @@
 # $$F_\sigma = kT\, \nabla\log\rho_\sigma = \frac{kT\, g}{\sigma^2} = \frac{kT\, \hat\varepsilon}{\sigma}
 # \quad\xrightarrow{\sigma\to 0}\quad F .$$
 #
-# In the code: `ase_denoise.losses.denoising_target` (the target `-N/σ`) and
+# In the code: `ase_denoise.training.losses.denoising_target` (the target `-N/σ`) and
 # `ase_denoise.model.forces_from_output` (`kT * ε̂ / σ`); `kT` and `σ` are stored with the weights.
 #
 # **The price: smoothing.** `F_σ` is the force of the *smoothed* density. For the harmonic bond
@@ -67,7 +67,7 @@ from ase.units import kB
 
 from ase_denoise import DenoiseCalculator, TrainConfig, train
 from ase_denoise.model import forces_from_output
-from ase_denoise.reference import harmonic_dimer_forces, sample_harmonic_dimer
+from ase_denoise.data.reference import harmonic_dimer_forces, sample_harmonic_dimer
 from ase_denoise.testing import model_output
 
 T = 300.0  # K

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -41,7 +41,7 @@ from IPython.display import Image, display
 from ase_denoise import DenoiseCalculator, TrainConfig, train
 from ase_denoise.analysis import first_peak, force_metrics, plot_force_parity, plot_rdf, rdf, rdf_difference
 from ase_denoise.md import ForcesOnlyMDLogger
-from ase_denoise.reference import lj_argon_forces, lj_argon_frames, rms_force
+from ase_denoise.data.reference import lj_argon_forces, lj_argon_frames, rms_force
 
 TEMPERATURE_K = 94.4  # K, near argon's triple point
 if FAST:

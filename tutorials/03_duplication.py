@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -22,7 +22,7 @@
 # what does it cost?
 #
 # One thing to know before looking at the numbers: the sampler draws **fresh noise every epoch**
-# (`ase_denoise/sampler.py`). So `k` duplicates for `E` epochs and 1 duplicate for `k·E` epochs show the
+# (`ase_denoise/training/sampler.py`). So `k` duplicates for `E` epochs and 1 duplicate for `k·E` epochs show the
 # model the same number of noisy samples; they differ in the order of the samples, in how often the
 # model is validated and checkpointed, and in the learning-rate schedule. We therefore train
 # `k ∈ {1, 2, 4, 8}` at a fixed number of epochs and add one control run: `k = 1` for `8×` the epochs.
@@ -41,7 +41,7 @@ from ase.md.langevin import Langevin
 
 from ase_denoise import DenoiseCalculator, TrainConfig, train
 from ase_denoise.analysis import force_metrics, rdf, rdf_difference
-from ase_denoise.reference import lj_argon_forces, lj_argon_frames
+from ase_denoise.data.reference import lj_argon_forces, lj_argon_frames
 
 TEMPERATURE_K = 94.4
 KS = [1, 2, 4, 8]

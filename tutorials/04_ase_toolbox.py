@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -45,7 +45,7 @@ from IPython.display import Image, display
 from ase_denoise import DenoiseCalculator, list_models, model_info, relax, run_langevin
 from ase_denoise.analysis import plot_rdf, rdf, rdf_difference
 from ase_denoise.md import ForcesOnlyFIRE, ForcesOnlyMDLogger, max_force
-from ase_denoise.reference import lj_argon_frames
+from ase_denoise.data.reference import lj_argon_frames
 
 try:  # ASE >= 3.28
     from ase.md.velocitydistribution import thermalize_momenta
@@ -75,7 +75,7 @@ print(f"calculator: sigma = {calc.noise_levels} A, T = {calc.temperature_K} K")
 
 # %% [markdown]
 # A starting structure and reference frames: liquid argon sampled with the true Lennard-Jones potential
-# at the model's temperature (`ase_denoise.reference`).
+# at the model's temperature (`ase_denoise.data.reference`).
 
 # %%
 T = calc.temperature_K

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -17,7 +17,7 @@
 # # 05 · From a MACE model to a denoiser
 #
 # A denoiser and a MACE energy model share their backbone: node embedding, radial basis, spherical
-# harmonics, interaction and product blocks, under the same module names. `ase_denoise.mace_adapter`
+# harmonics, interaction and product blocks, under the same module names. `ase_denoise.integrations.mace`
 # copies that backbone out of a trained MACE model, attaches a fresh noise head and fine-tunes the result
 # by denoising. Useful when you have a MACE model for related chemistry (a foundation model, a model of
 # another phase) and only unlabelled coordinates for the system you care about.
@@ -53,8 +53,9 @@ with warnings.catch_warnings():
 
 from ase_denoise import DenoiseCalculator, TrainConfig, train
 from ase_denoise.analysis import force_metrics
-from ase_denoise.mace_adapter import UntrustedPickleError, denoiser_from_mace
-from ase_denoise.reference import lj_argon_frames
+from ase_denoise.errors import UntrustedPickleError
+from ase_denoise.integrations.mace import denoiser_from_mace
+from ase_denoise.data.reference import lj_argon_frames
 from ase_denoise.testing import default_dtype
 
 TEMPERATURE_K = 94.4

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -19,12 +19,12 @@
 # If your snapshots live in pymatgen (a `Trajectory` read from a VASP `XDATCAR`, `Structure`s from a
 # database), you can train on them directly and get pymatgen objects back from the MD:
 #
-# 1. structures in: an `XDATCAR` read with pymatgen, converted by `ase_denoise.interop`;
+# 1. structures in: an `XDATCAR` read with pymatgen, converted by `ase_denoise.data.interop`;
 # 2. train on the list of `Structure`s;
 # 3. run MD from a `Structure`, and turn the MD frames back into `Structure`s and a pymatgen `Trajectory`;
 # 4. analyse with pymatgen (coordination numbers), write a CIF, compare RDFs.
 #
-# The snapshots here are Lennard-Jones argon sampled with `ase_denoise.reference` and written as an
+# The snapshots here are Lennard-Jones argon sampled with `ase_denoise.data.reference` and written as an
 # `XDATCAR` first, so that the notebook runs anywhere; replace that file with your own.
 
 # %%
@@ -46,8 +46,8 @@ from pymatgen.io.ase import AseAtomsAdaptor
 
 from ase_denoise import DenoiseCalculator, TrainConfig, frames_to_structures, structures_to_frames, train
 from ase_denoise.analysis import first_peak, rdf, rdf_difference
-from ase_denoise.interop import frames_to_trajectory
-from ase_denoise.reference import lj_argon_frames
+from ase_denoise.data.interop import frames_to_trajectory
+from ase_denoise.data.reference import lj_argon_frames
 
 TEMPERATURE_K = 94.4
 if FAST:

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -28,7 +28,7 @@
 # 3. the ladder and the cutoff can be **read off the data** (`--noise-std auto`).
 #
 # Everything is checked against exact numbers: the exact smoothed force of a dimer is one integral
-# (`ase_denoise.reference.smoothed_bond_force`), with no expansion in σ. Background and validity:
+# (`ase_denoise.data.reference.smoothed_bond_force`), with no expansion in σ. Background and validity:
 # `docs/beyond-one-sigma.md`.
 
 # %%
@@ -44,9 +44,10 @@ from ase import Atoms
 from ase.units import kB
 
 from ase_denoise import DenoiseCalculator, TrainConfig, train
-from ase_denoise.inference import extrapolation_weights, predict, structure_frame
-from ase_denoise.reference import morse_bond, sample_bond_dimer, smoothed_bond_force
-from ase_denoise.suggest import suggest_settings
+from ase_denoise.forces import extrapolation_weights
+from ase_denoise.inference import predict, structure_frame
+from ase_denoise.data.reference import morse_bond, sample_bond_dimer, smoothed_bond_force
+from ase_denoise.training import suggest_settings
 
 T = 300.0  # K
 kT = kB * T  # eV

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -40,7 +40,7 @@ import numpy as np
 from ase.geometry import get_dihedrals
 
 from ase_denoise import DenoiseCalculator, load_model
-from ase_denoise.replicas import ReplicaLangevin
+from ase_denoise.md import ReplicaLangevin
 from ase_denoise.zoo import zoo_dir
 
 N_REPLICAS = 4 if FAST else 32

@@ -6,5 +6,5 @@
 * :mod:`ase_denoise.integrations.torchsim` - a torch-sim ``ModelInterface`` over batched systems
   (``pip install ase_denoise[torchsim]``).
 
-Batched replicas of one small system in a single forward per step live in :mod:`ase_denoise.replicas`.
+Batched replicas of one small system in a single forward per step live in :mod:`ase_denoise.md.replicas`.
 """

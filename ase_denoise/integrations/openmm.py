@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from ase import Atoms, units
 
+from scipy.special import erfc
+
 from ..calculator import DenoiseCalculator
 from ..model import DenoiserMACE
 from ..priors import COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, Prior
@@ -130,8 +132,6 @@ def coulomb_force(prior: Prior, numbers: Sequence[int], box_A: Optional[Sequence
         return force
     if isinstance(prior, DSFCoulomb):
         a, rc = prior.alpha, prior.r_cut
-        from scipy.special import erfc
-
         erfc_rc = float(erfc(a * rc))
         shift = float(erfc_rc / rc**2 + 2.0 * a / np.sqrt(np.pi) * np.exp(-((a * rc) ** 2)) / rc)
         pref = COULOMB_EV_A * EV_IN_KJ_PER_MOL / prior.relative_permittivity  # kJ/mol * A

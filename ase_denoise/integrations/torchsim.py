@@ -27,12 +27,14 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from ..data import DataError, Frame, species_index
+from ..data.frames import Frame, species_index
+from ..data.neighbours import SkinNeighbourList
+from ..errors import DataError
 from ..inference import predict, predict_free_energy
 from ..model import DenoiserMACE
-from ..neighbours import SkinNeighbourList
 
-try:
+try:  # the optional engine: this module exists for it
+    import torch_sim as ts
     from torch_sim.models.interface import ModelInterface
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("the torch-sim integration needs torch-sim: pip install 'ase_denoise[torchsim]'") from exc
@@ -61,8 +63,6 @@ class DenoiserTorchSimModel(ModelInterface):
 
     def forward(self, state, **_) -> Dict[str, torch.Tensor]:
         if isinstance(state, dict):
-            import torch_sim as ts
-
             state = ts.SimState(**state, masses=torch.ones_like(state["positions"][:, 0]))
         positions = state.positions.detach().to("cpu", torch.float64).numpy()
         cells = state.row_vector_cell.detach().to("cpu", torch.float64).numpy()  # [n_systems, 3, 3], rows a, b, c

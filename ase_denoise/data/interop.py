@@ -20,43 +20,26 @@ for ASE MD: ``atoms = AseAtomsAdaptor.get_atoms(structure); atoms.calc = Denoise
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterable, List, Optional, Sequence, Union
+from typing import Any, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms
+from pymatgen.core import IMolecule, IStructure, Molecule, Structure
+from pymatgen.core.trajectory import Trajectory
+from pymatgen.io.ase import AseAtomsAdaptor
 
-from .data import DataError
-
-if TYPE_CHECKING:
-    from pymatgen.core import IStructure, Molecule, Structure
-    from pymatgen.core.trajectory import Trajectory
+from ..errors import DataError
 
 logger = logging.getLogger(__name__)
 
 _FORCE_KEYS = ("ref_forces", "forces")
 
 
-def _adaptor():
-    try:
-        from pymatgen.io.ase import AseAtomsAdaptor
-    except ImportError as exc:  # pragma: no cover - pymatgen is a dependency
-        raise ImportError("pymatgen is needed for ase_denoise.interop (pip install pymatgen)") from exc
-    return AseAtomsAdaptor
-
-
 def _is_trajectory(obj: Any) -> bool:
-    try:
-        from pymatgen.core.trajectory import Trajectory
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(obj, Trajectory)
 
 
 def _is_pymatgen_structure(obj: Any) -> bool:
-    try:
-        from pymatgen.core import IMolecule, IStructure
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(obj, (IStructure, IMolecule))
 
 
@@ -97,7 +80,7 @@ def _move_forces(atoms: Atoms, extra: Optional[dict] = None) -> None:
 
 
 def structure_to_atoms(
-    structure: Union["Structure", "Molecule"], temperature_K: Optional[float] = None, *, what: str = "structure"
+    structure: Union[Structure, Molecule], temperature_K: Optional[float] = None, *, what: str = "structure"
 ) -> Atoms:
     """One pymatgen ``Structure`` (periodic) or ``Molecule`` (not periodic) as an ``ase.Atoms`` frame.
 
@@ -107,7 +90,7 @@ def structure_to_atoms(
     if isinstance(structure, Atoms):
         atoms = structure.copy()
     elif _is_pymatgen_structure(structure):
-        atoms = _adaptor().get_atoms(structure)
+        atoms = AseAtomsAdaptor.get_atoms(structure)
     else:
         raise DataError(f"{what}: expected a pymatgen Structure or Molecule, got {type(structure).__name__}")
     _move_forces(atoms)
@@ -116,7 +99,7 @@ def structure_to_atoms(
 
 
 def structures_to_frames(
-    structures: Union["Structure", "Molecule", Iterable[Union["Structure", "Molecule"]], "Trajectory"],
+    structures: Union[Structure, Molecule, Iterable[Union[Structure, Molecule]], Trajectory],
     temperature_K: Optional[float] = None,
 ) -> List[Atoms]:
     """Frames from a list of ``Structure``/``Molecule`` (a single one, or a ``Trajectory``, works too).
@@ -136,7 +119,7 @@ def structures_to_frames(
     return frames
 
 
-def trajectory_to_frames(trajectory: "Trajectory", temperature_K: Optional[float] = None) -> List[Atoms]:
+def trajectory_to_frames(trajectory: Trajectory, temperature_K: Optional[float] = None) -> List[Atoms]:
     """Frames of a pymatgen ``Trajectory`` (one ``Atoms`` per frame).
 
     Per-frame ``frame_properties`` become ``atoms.info`` (so ``{"temperature_K": T}`` there is honoured)
@@ -154,35 +137,31 @@ def trajectory_to_frames(trajectory: "Trajectory", temperature_K: Optional[float
     return frames
 
 
-def atoms_to_structure(atoms: Atoms) -> Union["Structure", "Molecule"]:
+def atoms_to_structure(atoms: Atoms) -> Union[Structure, Molecule]:
     """One frame as a pymatgen ``Structure`` (any periodic axis) or ``Molecule`` (no periodicity).
 
     ``info`` goes to ``properties`` (so ``temperature_K`` survives) and ``arrays["ref_forces"]`` to the
     site property ``ref_forces``. A partially periodic frame becomes a ``Structure`` (pymatgen
     structures are periodic along all three axes): a warning is logged.
     """
-    adaptor = _adaptor()
+    adaptor = AseAtomsAdaptor
     if not atoms.pbc.any():
-        from pymatgen.core import Molecule
-
         return adaptor.get_molecule(atoms, cls=Molecule)
     if not atoms.pbc.all():
         logger.warning("frame with pbc=%s becomes a fully periodic pymatgen Structure", atoms.pbc.tolist())
     return adaptor.get_structure(atoms)
 
 
-def frames_to_structures(frames: Iterable[Atoms]) -> List[Union["Structure", "Molecule"]]:
+def frames_to_structures(frames: Iterable[Atoms]) -> List[Union[Structure, Molecule]]:
     """Frames (``ase.Atoms``) as pymatgen structures; see :func:`atoms_to_structure`."""
     return [atoms_to_structure(a) for a in frames]
 
 
-def frames_to_trajectory(frames: Sequence[Atoms]) -> "Trajectory":
+def frames_to_trajectory(frames: Sequence[Atoms]) -> Trajectory:
     """Periodic frames as a pymatgen ``Trajectory`` (per-frame lattices; ``info`` as ``frame_properties``).
 
     Reference forces (``arrays["ref_forces"]``, eV/Angstrom) are stored as ``frame_properties[i]["forces"]``.
     """
-    from pymatgen.core.trajectory import Trajectory
-
     frames = list(frames)
     if not frames:
         raise DataError("no frames given")

@@ -48,8 +48,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
+from ase.data import atomic_numbers, chemical_symbols
+from ase.units import kB
 
-from .model import DenoiserMACE
+from ..data.frames import to_frame
+from ..inference import predict
+from ..model import DenoiserMACE
+from ..priors import PairGeometry, PairTable
+from .pair_table import REFINE_TAPER_A, finish_correction, table_cutoff, taper_switch, with_pair_table
+from .rdf import reference_structure
+from .replica_md import require_model_temperature
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +95,6 @@ def _pairs_of(frames: Sequence[Atoms], cutoff: float) -> Tuple[np.ndarray, ...]:
     """Every ordered pair closer than ``cutoff`` in every frame, indices into the concatenated atoms:
     receiver, sender [P], distances [P] (A), unit vectors sender -> receiver [P, 3], and the atomic
     numbers of all atoms."""
-    from .priors import PairGeometry
-
     rec, snd, dist, unit, numbers, start = [], [], [], [], [], 0
     for atoms in frames:
         g = PairGeometry.of(atoms.positions, atoms.cell.array, atoms.pbc, cutoff)
@@ -130,8 +136,6 @@ def _pmfs(pairs: Tuple[np.ndarray, ...], forces: np.ndarray, keys: Sequence[str]
           smoothing: float) -> Dict[str, np.ndarray]:
     """``W`` per element pair (``"A-B"``) on the grid ``r`` from ``forces`` [n_atoms_total, 3] (eV/A) and
     the pairs of :func:`_pairs_of`."""
-    from ase.data import atomic_numbers
-
     rec, snd, dist, unit, z = pairs
     along = -0.5 * np.einsum("pk,pk->p", forces[rec] - forces[snd], unit)  # dW/dr in expectation
     out = {}
@@ -172,21 +176,12 @@ def correct_mean_forces(
     at most half the box). ``g_min``: bins where the data's RDF stays below this are unsampled (the
     correction is interpolated across them). ``damping``: the fraction of ``W_data - W_model`` added per
     iteration. ``reference``: the data's RDFs with block errors if already computed
-    (:func:`ase_denoise.md_validation.reference_structure`). A pair table the model already has is
+    (:func:`ase_denoise.refine.reference_structure`). A pair table the model already has is
     continued (the new correction is added to it). The model's default forces are used (its stored
     level or extrapolation, with its priors).
 
     Cost: one forward pass over the frames, then per iteration the table's forces on the frames
     (LiCl, 500 frames of 48 ions: about 3 s for 6 iterations on one core)."""
-    from ase.data import atomic_numbers, chemical_symbols
-    from ase.units import kB
-
-    from .data import to_frame
-    from .inference import predict
-    from .md_validation import (REFINE_TAPER_A, finish_correction, reference_structure, require_model_temperature,
-                                table_cutoff, taper_switch, with_pair_table)
-    from .priors import PairTable
-
     if iterations < 0 or not damping > 0:
         raise ValueError(f"correct_mean_forces needs iterations >= 0 and damping > 0, got {iterations}, {damping}")
     frames = list(frames)

@@ -22,10 +22,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 from ase import Atoms, units
 
-from .data import fold_far_atoms
-from .inference import predict, structure_frame
-from .model import DenoiserMACE
-from .neighbours import SkinNeighbourList
+from ..data.frames import fold_far_atoms
+from ..data.neighbours import SkinNeighbourList
+from ..inference import predict, structure_frame
+from ..model import DenoiserMACE
+from .langevin import thermalize_momenta
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,6 @@ class ReplicaLangevin:
         self.c4 = fr / 2.0 * self.c5
         self.positions = np.stack([f.positions for f in self.frames])  # [N, n, 3]
         if thermalize:
-            from ase.md.velocitydistribution import thermalize_momenta
-
             momenta = []
             for atoms, rng in zip(replicas, self.rngs):
                 copy = atoms.copy()

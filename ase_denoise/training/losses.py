@@ -37,7 +37,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .data import Frame
+from ..data.frames import Frame
 from .sampler import NoisyBatch
 
 DENOISING, FORCES = "denoising", "forces"

@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Iterator, List, Sequence, Tuple, Union
 
 import numpy as np
-
 from ase import Atoms
 
-from .data import Frame
+from ..data.frames import Frame
 
 _VALIDATION_STREAM = 2**31 - 1  # a stream id no training epoch uses
 

@@ -38,17 +38,18 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import zipfile
+
 import torch
 from torch import nn
 
-from ._mace import host_environment_kept, o3
-from .checkpoint import CheckpointError
-from .config import ModelConfig, PhysicsConfig
-from .model import DenoiserMACE, build_model, hidden_irreps
+from .._mace import host_environment_kept, o3
+from ..config import ModelConfig, PhysicsConfig
+from ..errors import MaceAdapterError, UntrustedPickleError
+from ..files import PathLike
+from ..model import DenoiserMACE, build_model, hidden_irreps
 
 logger = logging.getLogger(__name__)
-
-PathLike = Union[str, os.PathLike]
 
 #: State-dict prefixes of the backbone shared by MACE and DenoiserMACE.
 BACKBONE_PREFIXES = ("node_embedding.", "radial_embedding.", "spherical_harmonics.", "interactions.", "products.")
@@ -73,14 +74,6 @@ _SIGNATURE_ATTRS = (
     "irreps_in", "irreps_in1", "irreps_in2", "irreps_out", "hs", "correlation", "num_features",
     "r_max", "num_basis", "p",
 )
-
-
-class MaceAdapterError(ValueError):
-    """The object is not a MACE model this adapter can read, or uses a feature it cannot map."""
-
-
-class UntrustedPickleError(CheckpointError):
-    """A pickled model file was passed without ``trust_pickle=True``; nothing was unpickled."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,8 +163,6 @@ def load_mace_model(path: PathLike, *, trust_pickle: bool = False, map_location:
             "where the file came from, pass trust_pickle=True (e.g. denoiser_from_mace(path, ..., "
             "trust_pickle=True)), or load the module yourself and pass it instead of the path."
         )
-    import zipfile
-
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as zf:
             if any(name.endswith("constants.pkl") or "/code/" in name for name in zf.namelist()):
@@ -182,7 +173,8 @@ def load_mace_model(path: PathLike, *, trust_pickle: bool = False, map_location:
     logger.warning("unpickling %s (trust_pickle=True): this runs code stored in the file", path)
     with host_environment_kept(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import mace.modules  # noqa: F401  (the pickle references mace classes)
+        # inside the guard, like every mace import (ase_denoise._mace): the pickle references mace classes
+        import mace.modules  # noqa: F401
 
         obj = torch.load(path, map_location=map_location, weights_only=False)
     if not isinstance(obj, nn.Module):
@@ -477,7 +469,7 @@ def denoiser_from_mace(
         dtype: dtype of the returned denoiser; default MACE's (the copy is bit-identical in MACE's
             dtype and converted afterwards if ``dtype`` differs).
         seed: seeds the fresh tensors (same seed and architecture -> same fresh weights as a
-            from-scratch :class:`~ase_denoise.training.Trainer` with that seed); ``None`` uses
+            from-scratch :class:`~ase_denoise.training.trainer.Trainer` with that seed); ``None`` uses
             torch's global generator. The global generator is left untouched otherwise.
 
     Fine-tune the result with ``ase_denoise.train(frames, run_dir, initial_model=model)``.

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import numpy as np
 from ase import Atoms
 
-from .neighbours import cell_heights
-from .priors import PairGeometry, species_name
+from ..data.neighbours import cell_heights
+from ..priors import PairGeometry, species_name
 
 #: relative positions of the ladder's levels below the largest
 LADDER = (0.45, 0.7, 1.0)
@@ -78,28 +78,6 @@ def _inner_crossing(r: np.ndarray, g: np.ndarray, k: int, fraction: float) -> fl
         return float(r[0])
     i = int(below[-1])
     return float(r[i] + (level - g[i]) / (g[i + 1] - g[i]) * (r[i + 1] - r[i]))
-
-
-def pairs_held_by_priors(priors: Sequence[Any], frames: Sequence[Atoms]) -> Set[Tuple[int, int]]:
-    """Atom index pairs ``(i, j)``, ``i < j``, that bonded priors hold: each bond's atoms and each
-    angle's two ends. ``priors``: :class:`ase_denoise.priors.Prior` objects or the string
-    ``"bonded"`` (the topology :func:`ase_denoise.priors.molecule_topology` finds in the first
-    frame, as the fit does); other priors hold no pair."""
-    from .priors import HarmonicAngles, HarmonicBonds, molecule_topology
-
-    held: Set[Tuple[int, int]] = set()
-    for prior in priors:
-        if isinstance(prior, str) and prior == "bonded" and frames:
-            bonds, angles = molecule_topology(frames[0])
-        elif isinstance(prior, HarmonicBonds):
-            bonds, angles = prior.bonds, []
-        elif isinstance(prior, HarmonicAngles):
-            bonds, angles = [], prior.angles
-        else:
-            continue
-        held |= {(min(i, j), max(i, j)) for i, j in bonds}
-        held |= {(min(i, k), max(i, k)) for i, _, k in angles}
-    return held
 
 
 def pair_shells(

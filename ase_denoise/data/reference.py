@@ -22,10 +22,9 @@ Systems
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence
 
 import ase.io
 import numpy as np
@@ -34,13 +33,20 @@ from ase.build import bulk
 from ase.calculators.calculator import Calculator
 from ase.data import atomic_masses, atomic_numbers
 
-from .data import read_frames
+from ase.md.langevin import Langevin
+from matscipy.calculators.pair_potential import LennardJonesCut, PairPotential
+from tqdm.auto import tqdm
+
+from ..files import PathLike, atomic_write
+from .frames import read_frames
 from .neighbours import cell_heights
-from .files import atomic_write
+
+try:  # ASE >= 3.28 (3.29 deprecates MaxwellBoltzmannDistribution in its favour)
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # older ASE
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
 logger = logging.getLogger(__name__)
-
-PathLike = Union[str, os.PathLike]
 
 #: Lennard-Jones well depth for argon, eV (about 120 K * k_B).
 ARGON_EPSILON_EV = 0.0104
@@ -253,8 +259,6 @@ def lj_argon_calculator() -> Calculator:
     with ``ase.calculators.lj.LennardJones(smooth=False)`` to machine precision, which is 2x slower).
     Returns a fresh ASE calculator (energy eV, forces eV/Angstrom).
     """
-    from matscipy.calculators.pair_potential import LennardJonesCut, PairPotential
-
     z = atomic_numbers["Ar"]
     return PairPotential({(z, z): LennardJonesCut(ARGON_EPSILON_EV, ARGON_SIGMA_A, ARGON_CUTOFF_A)})
 
@@ -365,13 +369,6 @@ def lj_argon_frames(
     atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat(n_cells)
     _check_cutoff(atoms)
     atoms.calc = lj_argon_calculator()
-    from ase.md.langevin import Langevin
-
-    try:  # ASE >= 3.28 (3.29 deprecates MaxwellBoltzmannDistribution in its favour)
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:  # older ASE
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
-
     rng = np.random.default_rng(seed)
     thermalize_momenta(atoms, temperature_K=melt_temperature_K, rng=rng)
 
@@ -390,8 +387,6 @@ def lj_argon_frames(
 
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=n_frames, desc="LJ argon frames", unit="frame")
     frames: List[Atoms] = []
     log_every = max(1, n_frames // 10)

@@ -1,4 +1,4 @@
-"""Frames in, graphs out: reading and checking data, deriving a model's settings from it, batching.
+"""Frames: reading and checking data, and the arrays a model needs.
 
 A *frame* is an equilibrium snapshot (``ase.Atoms``). Per-atom force labels, when a frame has them,
 are ``atoms.arrays["ref_forces"]`` or, failing that, forces stored by a single-point calculator
@@ -6,33 +6,22 @@ are ``atoms.arrays["ref_forces"]`` or, failing that, forces stored by a single-p
 validation and ``ase-denoise eval`` compare predictions with them; the ``denoising`` loss never
 sees them. The sampling temperature may be given per frame in ``atoms.info["temperature_K"]``; a
 data set must have a single temperature.
-
-Graphs follow MACE's batch format (see :mod:`ase_denoise.model`); neighbour lists come from
-:mod:`ase_denoise.neighbours`.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
+import ase.io
 import numpy as np
-import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .config import ModelConfig, PhysicsConfig
-from .neighbours import SkinNeighbourList, average_num_neighbors, cell_heights, neighbour_graph, reused_edges
-
-logger = logging.getLogger(__name__)
-
-PathLike = Union[str, os.PathLike]
-
-
-class DataError(ValueError):
-    """Raised for input data the library cannot use; the message names the problem."""
+from ..errors import DataError
+from ..files import PathLike
+from .neighbours import cell_heights
 
 
 def check_atoms(
@@ -138,8 +127,6 @@ def read_frames(source: Union[PathLike, Atoms, Iterable], index: str = ":") -> L
     if isinstance(source, Atoms):
         frames = [source]
     elif isinstance(source, (str, os.PathLike)):
-        import ase.io
-
         path = os.fspath(source)
         if not os.path.exists(path):
             raise DataError(f"data file {path!r} does not exist")
@@ -164,7 +151,7 @@ def _to_atoms(item) -> Atoms:
     if isinstance(item, Atoms):
         return item
     try:  # pymatgen Structure / Molecule / Trajectory frames
-        from pymatgen.io.ase import AseAtomsAdaptor
+        from pymatgen.io.ase import AseAtomsAdaptor  # pymatgen input only: a slow import (start-up cost)
 
         return AseAtomsAdaptor.get_atoms(item)
     except Exception as exc:
@@ -260,180 +247,3 @@ def to_frame(atoms: Atoms, atomic_numbers: Sequence[int]) -> Frame:
         pbc=tuple(bool(p) for p in atoms.pbc),  # type: ignore[arg-type]
         ref_forces=reference_forces(atoms),
     )
-
-
-def collate(
-    positions: Sequence[np.ndarray],
-    frames: Sequence[Frame],
-    n_elements: int,
-    cutoff: float,
-    dtype: torch.dtype,
-    device: Union[str, torch.device] = "cpu",
-    neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
-    update_lists: bool = True,
-    noise_std: Optional[Sequence[float]] = None,
-) -> Dict[str, torch.Tensor]:
-    """Batch graphs for the (possibly noisy) ``positions`` of ``frames`` (MACE's batch format).
-
-    ``neighbour_lists``: one :class:`SkinNeighbourList` per item to reuse (its cutoff must be
-    ``cutoff``; ``update_lists`` is passed on as ``update``); without them each graph gets a fresh list.
-    ``noise_std``: the noise level (Angstrom) each graph is evaluated at, stored as
-    ``data["noise_std"]`` [n_graphs]; a model with a single level needs none.
-    """
-    reused = None if neighbour_lists is None else reused_edges(
-        neighbour_lists, positions, [f.cell for f in frames], [f.pbc for f in frames])
-    if reused is not None:  # every list reused as it stands: the whole batch in a few array operations
-        edge_index, shifts = reused
-        sizes = [len(pos) for pos in positions]
-        pos_list, attr_list = list(positions), [frame.species for frame in frames]
-        edge_list, shift_list = [edge_index], [shifts]
-        batch_list = [np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)]
-        ptr = [0, *np.cumsum(sizes).tolist()]
-    else:
-        pos_list, attr_list, edge_list, shift_list, batch_list = [], [], [], [], []
-        ptr = [0]
-        offset = 0
-        for g, (pos, frame) in enumerate(zip(positions, frames)):
-            if neighbour_lists is None:
-                edge_index, unit_shifts = neighbour_graph(pos, frame.cell, frame.pbc, cutoff)
-                shifts = unit_shifts @ frame.cell
-            else:
-                edge_index, shifts = neighbour_lists[g].edges(pos, frame.cell, frame.pbc, update=update_lists)
-            pos_list.append(pos)
-            attr_list.append(frame.species)
-            edge_list.append(edge_index + offset)
-            shift_list.append(shifts)
-            batch_list.append(np.full(len(pos), g, dtype=np.int64))
-            offset += len(pos)
-            ptr.append(offset)
-    species = torch.from_numpy(np.concatenate(attr_list))
-    return {
-        "positions": torch.as_tensor(np.concatenate(pos_list), dtype=dtype, device=device),
-        "node_attrs": torch.nn.functional.one_hot(species, n_elements).to(dtype=dtype, device=device),
-        "edge_index": torch.as_tensor(np.concatenate(edge_list, axis=1), dtype=torch.int64, device=device),
-        "shifts": torch.as_tensor(np.concatenate(shift_list), dtype=dtype, device=device),
-        "batch": torch.as_tensor(np.concatenate(batch_list), device=device),
-        "ptr": torch.as_tensor(ptr, dtype=torch.int64, device=device),
-        **({} if noise_std is None else {"noise_std": torch.as_tensor(list(noise_std), dtype=dtype, device=device)}),
-    }
-
-
-def prepare_data(
-    frames,
-    *,
-    noise_std: Union[None, str, float, Sequence[float]],
-    temperature_K: Optional[float] = None,
-    atomic_numbers: Optional[Sequence[int]] = None,
-    default_temperature_K: Optional[float] = None,
-    priors: Sequence[Any] = (),
-    initial_model: Any = None,
-    skip_bonded_pairs: bool = False,
-    default_noise_std: Optional[float] = None,
-    default_extrapolation_order: Optional[int] = None,
-    **model_options: Any,
-) -> Tuple[ModelConfig, PhysicsConfig, List[Frame]]:
-    """Check frames and derive a model's settings from them.
-
-    ``frames``: a path ASE can read, a list of ``Atoms`` or pymatgen structures.
-    ``noise_std``: sigma (Angstrom), one level or several (a ladder: the model takes sigma as an
-    input and ``ModelConfig.noise_embedding`` defaults to ``min(levels - 1, 2)``), or ``"auto"``:
-    the ladder :func:`ase_denoise.suggest.suggest_settings` derives from the frames.
-    ``temperature_K``: K, else the frames' ``info["temperature_K"]`` (one temperature per data set),
-    else ``default_temperature_K`` (a model being fine-tuned passes its own). ``atomic_numbers``: the
-    element table to use (a model being fine-tuned keeps its own: every element of the frames must be
-    in it); default: the elements of the frames. ``priors``: :class:`ase_denoise.priors.Prior`
-    objects, or ``"repulsive_wall"`` for a wall fitted to the frames' closest approaches
-    (:func:`ase_denoise.priors.fit_repulsive_wall`), ``"nonbonded_wall"`` for the same wall on the
-    pairs the bonded priors in ``priors`` do not hold (:class:`~ase_denoise.priors.NonBondedWall`),
-    ``"bonded"`` for harmonic bonds and angles of a molecule fitted by Boltzmann inversion
-    (:func:`ase_denoise.priors.fit_bonded_priors`), or ``"dihedrals:4-6-8-14,6-8-14-16"`` for torsion
-    free energies on those atom quadruples (0-based) fitted to the frames' dihedrals
-    (:func:`ase_denoise.priors.fit_dihedral_priors`). ``model_options``: any other
-    :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
-    ``avg_num_neighbors`` is measured on the frames unless given.
-
-    ``default_noise_std`` / ``default_extrapolation_order``: what the model's forces are by default
-    (one trained level, or the extrapolation of that degree; :class:`PhysicsConfig`), stored with it.
-
-    ``skip_bonded_pairs``: the ``auto`` ladder ignores the atom pairs bonded priors hold (training
-    with ``TrainConfig.smoothed_priors`` takes their smoothing out of the target).
-
-    ``initial_model``: a :class:`~ase_denoise.model.DenoiserMACE` to fine-tune. Its architecture is
-    inherited, element table and ``avg_num_neighbors`` included (its weights depend on them; every
-    element of the frames must be in its table); ``noise_std`` defaults to its levels (``None``) and
-    the temperature, failing the frames', to its own.
-
-    Returns the architecture, the physics (temperature, noise levels, the frames' periodicity,
-    priors) and the frames converted for training.
-    """
-    from .priors import Prior, fit_bonded_priors, fit_dihedral_priors, fit_repulsive_wall, parse_dihedrals
-    from .suggest import pairs_held_by_priors
-
-    if initial_model is not None:
-        inherited = initial_model.config.to_dict()
-        atomic_numbers = inherited.pop("atomic_numbers")
-        model_options = {**inherited, **model_options}
-        if noise_std is None:  # the model's ladder, and with it the defaults it was given
-            noise_std = initial_model.noise_levels
-            if default_noise_std is None and default_extrapolation_order is None:
-                default_noise_std = initial_model.physics.default_noise_std
-                default_extrapolation_order = initial_model.physics.default_extrapolation_order
-        default_temperature_K = initial_model.temperature_K
-    if noise_std is None:
-        raise ValueError("noise_std (sigma, Angstrom) is needed")
-
-    atoms_list: List[Atoms] = read_frames(frames)
-    stated = any("temperature_K" in a.info for a in atoms_list)
-    if temperature_K is None and not stated:
-        temperature_K = default_temperature_K
-    temperature_K = data_temperature(atoms_list, temperature_K)
-    pbc = data_pbc(atoms_list)
-    model_options = dict(model_options)
-    if (isinstance(noise_std, str) and noise_std == "auto") or model_options.get("r_max") == "auto":
-        from .suggest import suggest_settings
-
-        held = pairs_held_by_priors(priors, atoms_list) if skip_bonded_pairs else None
-        suggestion = suggest_settings(atoms_list, names=model_options.get("bead_names"), exclude_pairs=held)
-        for line in suggestion.reasoning:
-            logger.info("suggested settings: %s", line)
-        if isinstance(noise_std, str):
-            noise_std = suggestion.noise_std
-        if model_options.get("r_max") == "auto":
-            model_options["r_max"] = suggestion.r_max
-    if isinstance(noise_std, str):
-        raise ValueError(f"noise_std={noise_std!r}: give sigma in Angstrom (one or several levels) or 'auto'")
-    levels = (noise_std,) if isinstance(noise_std, (int, float)) else tuple(noise_std)
-    if len(levels) > 1 and not model_options.get("noise_embedding"):
-        model_options["noise_embedding"] = min(len(levels) - 1, 2)
-    r_max = float(model_options.get("r_max", ModelConfig.r_max))
-    for i, atoms in enumerate(atoms_list):
-        check_atoms(atoms, r_max=r_max, what=f"frame {i}", atomic_numbers=atomic_numbers)
-    numbers = sorted({int(z) for a in atoms_list for z in a.numbers}) if atomic_numbers is None else list(atomic_numbers)
-    options = dict(model_options)
-    avg = options.pop("avg_num_neighbors", None)
-    config = ModelConfig(atomic_numbers=numbers, **options)
-    converted = [to_frame(a, config.atomic_numbers) for a in atoms_list]
-    config.avg_num_neighbors = float(avg or average_num_neighbors(converted, r_max))
-    kT = PhysicsConfig(temperature_K=temperature_K, noise_std=levels).kT
-    fitted = []
-    for prior in priors:
-        if isinstance(prior, str) and prior == "repulsive_wall":
-            prior = fit_repulsive_wall(atoms_list, kT)
-        elif isinstance(prior, str) and prior == "nonbonded_wall":
-            held = pairs_held_by_priors(priors, atoms_list)
-            if not held:
-                raise ValueError("priors: 'nonbonded_wall' is a wall on the pairs that bonded priors do not hold; "
-                                 "give it with them (e.g. priors=['bonded', 'nonbonded_wall'])")
-            prior = fit_repulsive_wall(atoms_list, kT, exclude=held)
-        elif isinstance(prior, str) and prior.startswith("dihedrals:"):
-            prior = fit_dihedral_priors(atoms_list, kT, parse_dihedrals(prior.partition(":")[2]))
-        chosen = fit_bonded_priors(atoms_list, kT) if isinstance(prior, str) and prior == "bonded" else [prior]
-        for prior in chosen:
-            if not isinstance(prior, Prior):
-                raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects, "
-                                 "'repulsive_wall', 'nonbonded_wall', 'bonded' or 'dihedrals:i-j-k-l[,...]'")
-            logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
-            fitted.append(prior.to_dict())
-    physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted,
-                            default_noise_std=default_noise_std, default_extrapolation_order=default_extrapolation_order)
-    return config, physics, converted

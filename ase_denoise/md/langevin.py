@@ -1,65 +1,8 @@
-"""ASE dynamics and relaxation with a forces-only calculator.
+"""Langevin MD with a forces-only calculator (:func:`run_langevin`, the library's one MD driver) and an
+MD logger that never asks for an energy.
 
-A denoiser with the default ``vector`` head (or the ``edge`` head) learns forces,
-not energies: its calculator implements only ``"forces"`` and
-``get_potential_energy()`` raises ASE's ``PropertyNotImplementedError``. What
-that means for ASE's tools (measured with ASE 3.29, see ``tests/test_md_tools.py``)
-is listed below. A model trained with ``head="energy"`` has a free energy
-``A(x)`` (docs/energy-head.md): its calculator implements ``energy`` and
-``free_energy`` too, and every tool listed under "Fails" runs unchanged with it
-(``MDLogger``, all the optimizers, ``BasinHopping``, ``MinimaHopping``,
-``ase.mep.NEB``; ``tests/test_energy_head.py``), except ``SciPyFmin`` and
-``SciPyFminPowell``, whose ``run()`` fails in ASE 3.29 with every calculator
-(a ``TypeError`` from its convergence check: ``fmax`` is never set). Line
-searches compare energies that differ by ~1e-7 eV near a minimum: run their
-calculator in float64.
-
-Works unchanged
-    Every MD integrator: ``VelocityVerlet``, ``Langevin``, ``Bussi``,
-    ``Andersen``, ``NoseHooverChainNVT``, ``NVTBerendsen``. Their steps use forces
-    and momenta only.
-
-    ``ase.io.Trajectory``, as ``trajectory=`` of a dynamics object or attached
-    by hand: the writer asks the calculator for each property with
-    ``allow_calculation=False`` and skips the ones it does not implement, so
-    frames store positions, momenta and forces. Reading a frame back gives a
-    ``SinglePointCalculator`` with forces only (no energy).
-
-Fails
-    ``MDLogger``, hence any MD created with ``logfile=...``: it logs Epot and
-    Etot. Use :class:`ForcesOnlyMDLogger` and pass no ``logfile`` to the
-    integrator::
-
-        dyn = Langevin(atoms, 2 * units.fs, temperature_K=300, friction=0.01 / units.fs)
-        with ForcesOnlyMDLogger(dyn, atoms, "md.log") as logger:
-            dyn.attach(logger, interval=10)
-            dyn.run(1000)
-
-    Every ASE optimizer, even with ``logfile=None``: ``Optimizer.log`` fetches
-    the energy at step 0 whether or not it writes anything. On top of that the
-    *step* of some optimizers needs energies (line searches, trust radius or
-    downhill checks): ``BFGSLineSearch``, ``LBFGSLineSearch``,
-    ``LBFGS(use_line_search=True)``, ``FIRE(downhill_check=True)``, ``GPMin``,
-    ``GoodOldQuasiNewton``, ``PreconLBFGS``, ``PreconFIRE`` (Armijo line
-    search), ``SciPyFminCG``/``SciPyFminBFGS``/``SciPyFmin``/``SciPyFminPowell``,
-    ``BasinHopping`` and ``MinimaHopping``.
-
-    Forces-only steps: ``FIRE`` (default ``downhill_check=False``), ``FIRE2``,
-    ``BFGS``, ``LBFGS`` without line search, ``MDMin`` (also ``RFO`` and
-    ``ODE12r``, which are not wrapped here; :class:`ForcesOnlyLogMixin` makes
-    them usable). This module exports the first five with a ``log()`` that
-    reports fmax only:
-    :class:`ForcesOnlyFIRE`, :class:`ForcesOnlyFIRE2`, :class:`ForcesOnlyBFGS`,
-    :class:`ForcesOnlyLBFGS`, :class:`ForcesOnlyMDMin`, and the one-liner
-    :func:`relax`.
-
-Relaxing on learned forces stops where the *smoothed* forces vanish: with a
-denoiser trained at noise level sigma this is the minimum of the
-sigma-smoothed free energy, close to but not exactly the minimum of U
-(docs/design.md, "The estimator").
-
-Units: ASE throughout. Time in ps in logs, energies in eV, temperature in K,
-forces and fmax in eV/Angstrom, lengths in Angstrom.
+Units: ASE throughout. Time in ps in logs, energies in eV, temperature in K, forces in eV/Angstrom,
+lengths in Angstrom.
 """
 
 from __future__ import annotations
@@ -68,30 +11,26 @@ import contextlib
 import logging
 import time
 import weakref
-from typing import IO, Any, Callable, Dict, Optional, Sequence, Type, Union
+from typing import IO, Any, Callable, Dict, Optional, Sequence, Union
 
+import ase.io
+import ase.io.formats
 import numpy as np
 from ase import Atoms, units
-from ase.optimize import BFGS, FIRE, FIRE2, LBFGS, MDMin
-from ase.optimize.optimize import Optimizer
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.langevin import Langevin
 from ase.parallel import world
 from ase.utils import IOContext
+from matscipy.neighbours import neighbour_list
+from tqdm.auto import tqdm
 
-__all__ = [
-    "ForcesOnlyMDLogger",
-    "ForcesOnlyLogMixin",
-    "ForcesOnlyFIRE",
-    "ForcesOnlyFIRE2",
-    "ForcesOnlyBFGS",
-    "ForcesOnlyLBFGS",
-    "ForcesOnlyMDMin",
-    "FORCES_ONLY_OPTIMIZERS",
-    "max_force",
-    "min_pair_distance",
-    "relax",
-    "run_langevin",
-    "TrajectoryWriteError",
-]
+from ..errors import TrajectoryWriteError
+from ..files import atomic_output, check_writable
+
+try:  # ASE >= 3.28 (3.29 deprecates MaxwellBoltzmannDistribution in its favour)
+    from ase.md.velocitydistribution import thermalize_momenta
+except ImportError:  # older ASE
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
 
 logger = logging.getLogger(__name__)
 
@@ -185,152 +124,8 @@ class ForcesOnlyMDLogger(IOContext):
         self.logfile.flush()
 
 
-class ForcesOnlyLogMixin:
-    """Replace ``Optimizer.log`` by one that reports fmax only, never energies.
-
-    Put it first in the bases of an ASE optimizer whose ``step()`` uses forces
-    only (``class MyOpt(ForcesOnlyLogMixin, RFO)``). Log line: optimizer name,
-    step number, wall-clock time and ``fmax`` (eV/Angstrom), the largest
-    per-atom norm of the (generalised) forces that the convergence test uses.
-    """
-
-    def log(self, *args: Any, **kwargs: Any) -> None:  # signature differs across ASE versions
-        fmax = max_force(self.atoms.get_forces())
-        if self.logfile is None:
-            return
-        name = self.__class__.__name__
-        if self.nsteps == 0:
-            self.logfile.write("%s  %4s %8s %15s\n" % (" " * len(name), "Step", "Time", "fmax[eV/A]"))
-        t = time.localtime()
-        self.logfile.write("%s:  %3d %02d:%02d:%02d %15.6f\n" % (name, self.nsteps, t[3], t[4], t[5], fmax))
-
-
-class ForcesOnlyFIRE(ForcesOnlyLogMixin, FIRE):
-    """ASE ``FIRE`` for forces-only calculators.
-
-    ``downhill_check=True`` compares energies between steps and is refused.
-    All other arguments are FIRE's (``dt``, ``maxstep`` in Angstrom, ...).
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        if kwargs.get("downhill_check", False):
-            raise ValueError("FIRE's downhill_check needs potential energies; a forces-only calculator has none")
-        kwargs["downhill_check"] = False
-        super().__init__(*args, **kwargs)
-
-
-class ForcesOnlyFIRE2(ForcesOnlyLogMixin, FIRE2):
-    """ASE ``FIRE2`` (its step uses forces only) with an energy-free log."""
-
-
-class ForcesOnlyBFGS(ForcesOnlyLogMixin, BFGS):
-    """ASE ``BFGS`` (Hessian update from forces and positions, no line search)
-    with an energy-free log. ``maxstep`` in Angstrom."""
-
-
-class ForcesOnlyLBFGS(ForcesOnlyLogMixin, LBFGS):
-    """ASE ``LBFGS`` without line search, with an energy-free log.
-
-    ``use_line_search=True`` evaluates energies and is refused.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        if kwargs.get("use_line_search", False):
-            raise ValueError("LBFGS's line search needs potential energies; a forces-only calculator has none")
-        kwargs["use_line_search"] = False
-        super().__init__(*args, **kwargs)
-
-
-class ForcesOnlyMDMin(ForcesOnlyLogMixin, MDMin):
-    """ASE ``MDMin`` (damped MD, forces only) with an energy-free log."""
-
-
-FORCES_ONLY_OPTIMIZERS: Dict[str, Type[Optimizer]] = {
-    "FIRE": ForcesOnlyFIRE,
-    "FIRE2": ForcesOnlyFIRE2,
-    "BFGS": ForcesOnlyBFGS,
-    "LBFGS": ForcesOnlyLBFGS,
-    "MDMIN": ForcesOnlyMDMin,
-}
-
-
-def _optimizer_class(optimizer: Union[str, Type[Optimizer]]) -> Type[Optimizer]:
-    if isinstance(optimizer, str):
-        try:
-            return FORCES_ONLY_OPTIMIZERS[optimizer.upper()]
-        except KeyError:
-            raise ValueError(
-                f"unknown optimizer {optimizer!r}; choose one of {sorted(FORCES_ONLY_OPTIMIZERS)} "
-                "(the others need potential energies)"
-            ) from None
-    if isinstance(optimizer, type) and issubclass(optimizer, ForcesOnlyLogMixin) and issubclass(optimizer, Optimizer):
-        return optimizer
-    raise TypeError(
-        f"optimizer must be a name in {sorted(FORCES_ONLY_OPTIMIZERS)} or an Optimizer subclass using "
-        f"ForcesOnlyLogMixin, not {optimizer!r}"
-    )
-
-
-def relax(
-    atoms: Atoms,
-    fmax: float = 0.05,
-    steps: int = 1000,
-    optimizer: Union[str, Type[Optimizer]] = "FIRE",
-    logfile: Optional[Union[IO, str]] = None,
-    trajectory: Optional[str] = None,
-    **optimizer_kwargs: Any,
-) -> bool:
-    """Relax ``atoms`` in place using forces only; return whether it converged.
-
-    Parameters
-    ----------
-    atoms:
-        Atoms (or an ASE filter) with a calculator attached; whatever calculator
-        the user set is used, only its forces are requested.
-    fmax:
-        Convergence threshold on the largest per-atom force norm, eV/Angstrom.
-    steps:
-        Maximum number of optimizer steps.
-    optimizer:
-        ``"FIRE"`` (default, robust far from a minimum), ``"FIRE2"``, ``"BFGS"``
-        (fast near a minimum), ``"LBFGS"`` or ``"MDMin"`` (case-insensitive), or a
-        class built with :class:`ForcesOnlyLogMixin`.
-    logfile:
-        ``None`` for no log, a file name, an open file, or ``"-"`` for stdout.
-    trajectory:
-        Optional ``.traj`` file name; every step is written (positions, forces).
-    **optimizer_kwargs:
-        Passed to the optimizer (e.g. ``maxstep`` in Angstrom).
-
-    Returns
-    -------
-    bool
-        ``True`` if max |F| < ``fmax`` was reached within ``steps`` steps.
-    """
-    if getattr(getattr(atoms, "atoms", atoms), "calc", None) is None:
-        raise ValueError("relax: atoms has no calculator attached")
-    if fmax <= 0:
-        raise ValueError(f"relax: fmax must be > 0 eV/A, got {fmax}")
-    if steps < 0:
-        raise ValueError(f"relax: steps must be >= 0, got {steps}")
-    cls = _optimizer_class(optimizer)
-    with cls(atoms, logfile=logfile, trajectory=trajectory, **optimizer_kwargs) as opt:
-        converged = bool(opt.run(fmax=fmax, steps=steps))
-        nsteps = opt.nsteps
-    final = max_force(atoms.get_forces())
-    if converged:
-        logger.info("relax(%s): converged in %d steps, fmax %.4g eV/A", cls.__name__, nsteps, final)
-    else:
-        logger.warning(
-            "relax(%s): not converged after %d steps, fmax %.4g eV/A > %.4g", cls.__name__, nsteps, final, fmax
-        )
-    return converged
-
-
 def min_pair_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
     """Closest approach of any two atoms (Angstrom), periodic images included; inf if none within ``cutoff``."""
-    from matscipy.neighbours import neighbour_list
-
     if atoms.pbc.any():
         d = neighbour_list("d", atoms, cutoff)
     else:
@@ -341,6 +136,8 @@ def min_pair_distance(atoms: Atoms, cutoff: float = 6.0) -> float:
 
 #: an observer is called every ``interval`` MD steps with the atoms and the step number
 Observer = Callable[[Atoms, int], None]
+
+
 #: a stop hook returns ``None`` to go on, or a reason (str) to end the run cleanly
 StopHook = Callable[[Atoms, int], Optional[str]]
 
@@ -348,8 +145,6 @@ StopHook = Callable[[Atoms, int], Optional[str]]
 def _trajectory_format(trajectory: str) -> str:
     """ASE's name of the file format of ``trajectory``; refuses formats ASE cannot write or that
     hold a single frame. Called before the run, so it fails now, not after the whole run."""
-    import ase.io.formats
-
     try:
         fmt = ase.io.formats.filetype(trajectory, read=False)
         io = ase.io.formats.get_ioformat(fmt)
@@ -369,8 +164,6 @@ class _TrajectoryStream:
     """Appends frames to an open trajectory file as MD runs (nothing is held in memory)."""
 
     def __init__(self, path: str, fmt: str):
-        import ase.io
-
         self.fmt = fmt
         if fmt == "traj":
             self.handle = ase.io.Trajectory(path, "w")
@@ -378,8 +171,6 @@ class _TrajectoryStream:
             self.handle = open(path, "w")
 
     def write(self, atoms: Atoms) -> None:
-        import ase.io
-
         if self.fmt == "traj":
             self.handle.write(atoms)
         else:
@@ -388,10 +179,6 @@ class _TrajectoryStream:
 
     def close(self) -> None:
         self.handle.close()
-
-
-class TrajectoryWriteError(OSError):
-    """Writing the trajectory failed (e.g. the disk is full); an existing file was kept."""
 
 
 def run_langevin(
@@ -438,15 +225,6 @@ def run_langevin(
     ``mean_temperature_K``, ``min_distance`` (Angstrom, over the observed steps),
     ``min_distance_step``, ``max_force`` (eV/Angstrom) and ``stopped`` (``None`` or the reason).
     """
-    from ase.md.langevin import Langevin
-
-    try:  # ASE >= 3.28 (3.29 deprecates MaxwellBoltzmannDistribution in its favour)
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:  # older ASE
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution as thermalize_momenta
-
-    from .files import atomic_output, check_writable
-
     if steps < 0 or interval < 1 or timestep_fs <= 0 or temperature_K <= 0:
         raise ValueError(
             f"need steps >= 0, interval >= 1, timestep_fs > 0, temperature_K > 0; got {steps}, {interval}, "
@@ -486,8 +264,6 @@ def run_langevin(
         stats["min_distance"].append(d)
         stats["max_force"].append(max_force(forces))
         if stream is not None:
-            from ase.calculators.singlepoint import SinglePointCalculator
-
             snap = atoms.copy()
             snap.calc = SinglePointCalculator(snap, forces=forces.copy())
             try:
@@ -513,7 +289,6 @@ def run_langevin(
         dyn.attach(md_logger, interval=interval)
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
         bar = tqdm(total=steps, desc="MD", unit="step", dynamic_ncols=True)
         dyn.attach(lambda: bar.update(1) if dyn.nsteps > 0 else None, interval=1)

@@ -1,7 +1,7 @@
 """Training a denoiser: noisy frames in, ``-noise/sigma`` out (docs/design.md).
 
 The network and its loss terms are defined elsewhere (:mod:`ase_denoise.model`,
-:mod:`ase_denoise.losses`), the noise is drawn in :mod:`ase_denoise.sampler`; this module owns the
+:mod:`ase_denoise.training.losses`), the noise is drawn in :mod:`ase_denoise.training.sampler`; this module owns the
 loop: AdamW, the learning-rate schedule, an EMA of the weights, validation on *fixed* noise, early
 stopping, a wall-clock budget, checkpoints, resuming to bit-identical weights, and data-parallel
 training. When validation frames carry force labels, each epoch also reports the force error of
@@ -29,16 +29,22 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .analysis import force_metrics
-from .checkpoint import load_model_file, save_model
-from .config import ModelConfig, PhysicsConfig, TrainConfig
-from .data import DataError, Frame, collate, prepare_data
-from .files import atomic_write
-from .inference import evaluate_forces
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from ..analysis import force_metrics
+from ..checkpoint import load_model_file, save_model
+from ..config import ModelConfig, PhysicsConfig, TrainConfig
+from ..data.frames import Frame
+from ..data.graphs import collate
+from ..data.neighbours import SkinNeighbourList, training_skin
+from ..errors import DataError, TrainingError
+from ..files import atomic_write
+from ..inference import evaluate_forces
+from ..model import DenoiserMACE, build_model
+from ..priors import prior_from_dict, total_forces
 from .losses import LabelMixing, Residual, inverse_square_level_weight, loss_inputs, squared_errors, term_weight
-from .model import DenoiserMACE, build_model
-from .neighbours import SkinNeighbourList, training_skin
-from .priors import prior_from_dict, total_forces
+from .prepare import prepare_data
 from .sampler import DuplicationSampler, NoisyBatch, split_frames, validation_batches
 
 logger = logging.getLogger(__name__)
@@ -53,10 +59,6 @@ LOG_COLUMNS = [
 # Settings that define the split and the noise stream: a resumed run must keep them.
 RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype", "loss", "force_weight",
                  "level_weighting", "antithetic_noise")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. a non-finite loss); the last good checkpoint is kept."""
 
 
 @dataclass
@@ -105,10 +107,10 @@ class Trainer:
         device: Union[str, torch.device] = "cpu",
         initial_model: Optional[DenoiserMACE] = None,
     ):
-        """``model_config``/``physics``/``frames``: as :func:`ase_denoise.data.prepare_data` returns them.
+        """``model_config``/``physics``/``frames``: as :func:`ase_denoise.training.prepare_data` returns them.
 
         ``initial_model``: start from these weights instead of a fresh initialisation (fine-tuning,
-        e.g. a model from :func:`ase_denoise.mace_adapter.denoiser_from_mace`). Its architecture
+        e.g. a model from :func:`ase_denoise.integrations.mace.denoiser_from_mace`). Its architecture
         (:class:`ModelConfig`, element table included) must equal ``model_config``; its physics may
         differ. A resumed run continues from its saved state instead.
 
@@ -142,7 +144,7 @@ class Trainer:
         self.valid_batches = validation_batches(
             self.frames, self.valid_ids, valid_copies, physics.noise_std, self.cfg.batch_size, self.cfg.seed,
         )
-        # priors acting where data are: the network learns the residual (ase_denoise.losses)
+        # priors acting where data are: the network learns the residual (ase_denoise.training.losses)
         residual_priors = [p for p in (prior_from_dict(d) for d in physics.priors) if p.in_residual]
         numbers = np.asarray(model_config.atomic_numbers)
         self.residual: Optional[Residual] = None
@@ -163,7 +165,7 @@ class Trainer:
                         "force label at each level %s", self.mixing.second_moment,
                         {s: {k: round(float(self.mixing.weight(np.array([k]), s)[0, 0]), 3)
                              for k in self.mixing.second_moment} for s in physics.noise_std})
-        # one skin list per clean frame serves all its noisy copies (ase_denoise.neighbours)
+        # one skin list per clean frame serves all its noisy copies (ase_denoise.data.neighbours)
         skin = training_skin(max(physics.noise_std))
         self.neighbour_lists = [SkinNeighbourList(model_config.r_max, skin) for _ in self.frames]
         for frame, nl in zip(self.frames, self.neighbour_lists):
@@ -178,8 +180,6 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.total_steps))
         self.ema = None
         if self.cfg.ema_decay > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay), use_buffers=True)
         self.epoch = 0  # next epoch to run
         self.batch = 0  # next batch within that epoch
@@ -312,7 +312,7 @@ class Trainer:
     # ------------------------------------------------------------------ steps
     def _loss_terms(self, model: DenoiserMACE, batch: NoisyBatch) -> Dict[str, tuple]:
         """Squared-error sums and component counts of this rank's share of the batch, per loss term
-        (:mod:`ase_denoise.losses`), from one forward pass."""
+        (:mod:`ase_denoise.training.losses`), from one forward pass."""
         inputs = loss_inputs(self.cfg.loss, batch, self.frames, self.physics.kT, self.residual, self.mixing,
                              self.level_weight)
         data = collate(
@@ -420,8 +420,6 @@ class Trainer:
         start = call_start - self.elapsed_s
         bar = None
         if self.progress and self.is_main:
-            from tqdm.auto import tqdm
-
             bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
         try:
             while self.epoch < self.cfg.epochs:
@@ -531,10 +529,10 @@ def train(
 
     ``noise_std``: sigma in Angstrom, a ladder of several levels (the model then takes sigma as an
     input and its calculator returns forces corrected to sigma -> 0), or ``"auto"``
-    (:func:`ase_denoise.suggest.suggest_settings`). ``train_config``: :class:`TrainConfig`
+    (:func:`ase_denoise.training.suggest.suggest_settings`). ``train_config``: :class:`TrainConfig`
     (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects,
     ``"repulsive_wall"``, ``"bonded"`` or ``"nonbonded_wall"`` (fitted to the frames:
-    :func:`ase_denoise.data.prepare_data`). ``model_options``: :class:`ModelConfig` fields
+    :func:`ase_denoise.training.prepare_data`). ``model_options``: :class:`ModelConfig` fields
     (``r_max``, which may be ``"auto"``, ``head``, ...). ``rank``/``world_size``/``device``: see
     :class:`Trainer`. ``default_noise_std`` / ``default_extrapolation_order``: what a ladder model's
     forces are by default (one trained level, or the extrapolation of that degree; default the

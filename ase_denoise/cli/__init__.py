@@ -1,0 +1,50 @@
+"""The command line, ``ase-denoise <command>``: one module per group of commands; printing and progress
+bars live here, the library only logs.
+
+* :mod:`ase_denoise.cli.train` - ``train``;
+* :mod:`ase_denoise.cli.run` - ``md``, ``eval``;
+* :mod:`ase_denoise.cli.refine` - ``choose-forces``, ``check-md``, ``refine-structure``,
+  ``refine-torsions``, ``correct-mean-forces``;
+* :mod:`ase_denoise.cli.models` - ``models``, ``demo``.
+
+Commands import the library inside their functions: ``ase-denoise --help`` and ``ase-denoise models list``
+must not pay for importing torch and MACE (start-up cost, seconds)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import List, Optional
+
+from . import models, refine, run, train
+from .common import COMMANDS
+
+
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ase-denoise`` parser: every group adds its commands, and the top-level help lists them all."""
+    parser = argparse.ArgumentParser(prog="ase-denoise", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in (train, run, refine, models):
+        group.add_parsers(sub)
+    parser.description = "Learn a force field from atomic coordinates alone.\n\ncommands:\n" + "\n".join(
+        f"  {name:<22}{action.help}" for name, action in sub.choices.items() for action in
+        [next(a for a in sub._choices_actions if a.dest == name)])
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,31 @@
+"""What the command groups share: the table of commands and small helpers."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Callable, Dict
+
+#: command name -> function(args) -> exit status; each group registers its own
+COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str):
+    """Register ``fn`` as the implementation of ``ase-denoise <name>``."""
+
+    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def refuse_existing(path: str, overwrite: bool) -> None:
+    """Refuse to replace an existing output file unless ``--overwrite`` was given."""
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path!r} exists; pass --overwrite to replace it")
+
+
+def _sig(value):
+    """Floats to 5 significant digits for printing (``round(v, 5)`` turns 3e-6 eV/A into 0.0)."""
+    return float(f"{value:.5g}") if isinstance(value, float) else value

@@ -1,0 +1,81 @@
+"""``ase-denoise md`` and ``ase-denoise eval``: run a model, and measure its forces against labels.
+
+Commands import the library inside their functions: ``ase-denoise --help`` and ``ase-denoise models list``
+must not pay for importing torch and MACE (start-up cost, seconds)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .common import _sig, command, refuse_existing
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("md", help="run Langevin MD with a denoiser")
+    p.add_argument("--model", required=True, nargs="+",
+                   help="model file or zoo name; several: a committee (the same recipe trained with different "
+                        "seeds), whose mean forces drive the MD")
+    p.add_argument("--noise-std", type=float, default=None,
+                   help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
+    p.add_argument("--structure", required=True, help="starting structure, any file ASE can read (last frame used)")
+    p.add_argument("--temperature-K", type=float, required=True)
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--timestep-fs", type=float, default=5.0)
+    p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
+    p.add_argument("--interval", type=int, default=10, help="write/log every N steps")
+    p.add_argument("--output", required=True, help="trajectory file (.traj or .extxyz)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("eval", help="force error of a denoiser against reference forces in frames")
+    p.add_argument("--model", required=True, help="model file or zoo name")
+    p.add_argument("--data", required=True, help="frames with per-atom force labels, any file ASE can read")
+    p.add_argument("--noise-std", type=float, default=None,
+                   help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
+    p.add_argument("--parity", default=None, help="write a force parity plot (PNG) here")
+
+
+@command("md")
+def cmd_md(args: argparse.Namespace) -> int:
+    from ..calculator import DenoiseCalculator
+    from ..data import read_frames
+    from ..md import run_langevin
+
+    refuse_existing(args.output, args.overwrite)
+    atoms = read_frames(args.structure, index="-1")[-1]
+    atoms.calc = DenoiseCalculator(args.model if len(args.model) > 1 else args.model[0], noise_std=args.noise_std)
+    stats = run_langevin(
+        atoms, temperature_K=args.temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
+        friction_per_fs=args.friction, trajectory=args.output, interval=args.interval, seed=args.seed,
+        progress=True, overwrite=args.overwrite,
+    )
+    print(json.dumps(stats, indent=1))
+    if stats["stopped"]:
+        print(f"warning: MD stopped early: {stats['stopped']}", file=sys.stderr)
+    print(f"trajectory written to {args.output}")
+    return 0
+
+
+@command("eval")
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ..analysis import force_metrics, plot_force_parity
+    from ..data import read_frames
+    from ..inference import evaluate_forces, structure_frame
+    from ..zoo import load_model
+
+    model = load_model(args.model)
+    frames = [structure_frame(a, model, what=f"frame {i}") for i, a in enumerate(read_frames(args.data))]
+    missing = sum(f.ref_forces is None for f in frames)
+    if missing:
+        print(f"error: {missing} of {len(frames)} frames carry no reference forces "
+              "(arrays['ref_forces'] or calculator forces); nothing to compare against", file=sys.stderr)
+        return 2
+    pred, ref = evaluate_forces(model, frames, noise_std=args.noise_std)
+    metrics = force_metrics(pred, ref)
+    print(json.dumps({k: _sig(v) for k, v in metrics.items()}, indent=1))
+    if args.parity:
+        print("parity plot:", plot_force_parity(pred, ref, args.parity, title=os.path.basename(args.model)))
+    return 0

@@ -1,0 +1,19 @@
+"""Training: from frames to a denoiser.
+
+* :mod:`ase_denoise.training.prepare` - check the frames and derive a model's settings from them
+  (:func:`prepare_data`: element table, temperature, periodicity, priors fitted to the data);
+* :mod:`ase_denoise.training.suggest` - the noise ladder and cutoff read off the data (``"auto"``);
+* :mod:`ase_denoise.training.sampler` - the duplication sampler: **where the noise is drawn**;
+* :mod:`ase_denoise.training.losses` - what the network is trained to output (targets, loss terms);
+* :mod:`ase_denoise.training` - the loop (:class:`Trainer`, :func:`train`): AdamW, EMA, schedule,
+  validation, checkpoints, resume, data parallelism.
+"""
+
+from .prepare import prepare_data
+from .suggest import suggest_settings
+from .trainer import STATE_FILE, Trainer, TrainResult, train
+
+__all__ = ["STATE_FILE", "TrainResult", "Trainer", "prepare_data", "suggest_settings", "train"]
+
+
+
