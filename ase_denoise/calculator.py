@@ -27,7 +27,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 
 from .checkpoint import load_model_file
 from .data.neighbours import SkinNeighbourList
-from .forces import evaluation_levels
+from .forces import ForcesChoice, as_forces_choice, evaluation_levels, refuse_old_keywords
 from .inference import predict, predict_free_energy, prior_forces, structure_frame
 from .model import DenoiserMACE
 from .zoo import load_model, load_zoo_model
@@ -84,17 +84,13 @@ class DenoiseCalculator(Calculator):
     skin:
         Verlet skin, Angstrom: the neighbour list (cutoff ``r_max + skin``) is reused until an atom
         has moved more than ``skin / 2``; results equal a fresh list's. ``0`` rebuilds every call.
-    noise_std:
-        for a model trained at several noise levels: ``None`` (default) returns the forces corrected
-        to sigma -> 0 (all levels in one batched forward, extrapolated in sigma^2,
-        :mod:`ase_denoise.inference`), or the model's stored default (below); a trained level
-        (Angstrom) returns that level's smoothed forces.
-    extrapolation_order:
-        degree in sigma^2 of the sigma -> 0 extrapolation through the levels (default ``min(L - 1, 2)``;
-        1 amplifies the levels' own errors less, :func:`ase_denoise.forces.evaluation_levels`).
-        Given neither ``noise_std`` nor ``extrapolation_order``, a model that stores a default
-        (``model.physics.default_noise_std`` or ``default_extrapolation_order``: what its recipe was
-        validated with, e.g. the zoo's ``licl-cg-300K``) returns that.
+    forces:
+        which forces, for a model trained at several noise levels
+        (:class:`~ase_denoise.forces.ForcesChoice`): by default the model's stored default (what its
+        recipe was validated with, e.g. the zoo's ``licl-cg-300K`` returns its smallest level), else
+        the forces corrected to sigma -> 0 (all levels in one batched forward, extrapolated in
+        sigma^2); ``ForcesChoice(noise_std=s)``: that trained level's smoothed forces;
+        ``ForcesChoice(extrapolation_order=k)``: the extrapolation of degree ``k``.
     exclude_priors:
         kinds of the model's priors to leave out (e.g. ``("coulomb_dsf",)`` when the MD engine
         computes the identical term itself); all priors are added by default.
@@ -108,25 +104,25 @@ class DenoiseCalculator(Calculator):
         device: Union[str, torch.device] = "cpu",
         dtype: Optional[torch.dtype] = None,
         skin: float = 1.0,
-        noise_std: Optional[float] = None,
+        forces: Optional[ForcesChoice] = None,
         exclude_priors: Sequence[str] = (),
-        extrapolation_order: Optional[int] = None,
         **kwargs,
     ):
+        refuse_old_keywords(kwargs, "DenoiseCalculator")
         super().__init__(**kwargs)
+        forces = as_forces_choice(forces)
         members = list(model) if isinstance(model, (list, tuple)) else [model]
         if not members:
             raise ValueError("a committee needs at least one model")
         members = [m if isinstance(m, DenoiserMACE) else load_model(m) for m in members]
         check_committee(members)
         for m in members:
-            evaluation_levels(m, noise_std, extrapolation_order)  # refuses an untrained level or too high an order
+            evaluation_levels(m, forces)  # refuses an untrained level or too high an order
         known = {p.kind for m in members for p in m.priors}
         unknown = sorted(set(exclude_priors) - known)
         if unknown:
             raise ValueError(f"exclude_priors={unknown}: the model has no such prior (it has {sorted(known)})")
-        self.noise_std = noise_std
-        self.extrapolation_order = extrapolation_order
+        self.forces_choice = forces
         self.exclude_priors = tuple(exclude_priors)
         self.device = torch.device(device)
         parameter = next(members[0].parameters())
@@ -200,20 +196,19 @@ class DenoiseCalculator(Calculator):
             return
         if self.model.config.head == "energy":
             energy, forces = predict_free_energy(
-                self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
-                neighbour_lists=[self.neighbours], extrapolation_order=self.extrapolation_order,
+                self.model, [frame], forces=self.forces_choice, exclude_priors=self.exclude_priors,
+                neighbour_lists=[self.neighbours],
             )
             self.results.update(energy=float(energy[0]), free_energy=float(energy[0]), forces=forces)
             return
         self.results["forces"] = predict(
-            self.model, [frame], noise_std=self.noise_std, exclude_priors=self.exclude_priors,
-            neighbour_lists=[self.neighbours], extrapolation_order=self.extrapolation_order,
+            self.model, [frame], forces=self.forces_choice, exclude_priors=self.exclude_priors,
+            neighbour_lists=[self.neighbours],
         )
 
     def _calculate_committee(self, frame) -> None:
         """Every member on ``frame`` (one forward each, the Verlet list shared); the mean and the members."""
-        common = dict(noise_std=self.noise_std, exclude_priors=self.exclude_priors, neighbour_lists=[self.neighbours],
-                      extrapolation_order=self.extrapolation_order)
+        common = dict(forces=self.forces_choice, exclude_priors=self.exclude_priors, neighbour_lists=[self.neighbours])
         if self.model.config.head == "energy":  # priors per member: their energies are part of each A
             pairs = [predict_free_energy(m, [frame], **common) for m in self.models]
             energies = np.array([float(e[0]) for e, _ in pairs])  # [n_members], eV

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Un
 from ase.data import chemical_symbols
 from ase.units import kB
 
+from .forces import ForcesChoice
 from .priors import prior_from_dict
 
 HEADS = ("edge", "energy", "vector")
@@ -237,6 +238,16 @@ class PhysicsConfig(_Dictable):
                       f"give a default level or a default extrapolation order ({order}), not both")
         for prior in self.priors:
             prior_from_dict(prior)  # refuses unknown kinds and bad parameters
+
+    @property
+    def default_forces(self) -> ForcesChoice:
+        """What the model returns when asked for its default forces (:class:`~ase_denoise.forces.ForcesChoice`)."""
+        return ForcesChoice(noise_std=self.default_noise_std, extrapolation_order=self.default_extrapolation_order)
+
+    def with_default_forces(self, forces: ForcesChoice) -> "PhysicsConfig":
+        """A copy that stores ``forces`` as the default (validated like any stored default)."""
+        return dataclasses.replace(self, default_noise_std=forces.noise_std,
+                                   default_extrapolation_order=forces.extrapolation_order)
 
     def trained_level(self, sigma: float) -> Optional[float]:
         """The trained level equal to ``sigma`` (Angstrom, to a relative 1e-9), or None."""

@@ -17,8 +17,9 @@ engine front-end.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,11 +29,49 @@ if TYPE_CHECKING:  # typing only: the model imports this module
 
 @dataclass(frozen=True)
 class ForcesChoice:
-    """One way to turn a model's trained levels into forces: the keywords of
-    :class:`~ase_denoise.calculator.DenoiseCalculator` (both ``None``: the model's stored default)."""
+    """Which forces a model returns, as one value.
 
-    noise_std: Optional[float] = None  # one trained level, Angstrom
-    extrapolation_order: Optional[int] = None  # degree in sigma^2 of the sigma -> 0 extrapolation
+    * ``ForcesChoice()``: the model's stored default (``PhysicsConfig.default_noise_std`` or
+      ``default_extrapolation_order``, what its recipe was validated with), else for a ladder the
+      extrapolation of degree :func:`default_order` (a single-level model has only its level);
+    * ``ForcesChoice(noise_std=0.04)``: one trained level alone (Angstrom): that level's
+      sigma-smoothed forces;
+    * ``ForcesChoice(extrapolation_order=1)``: every level, extrapolated to sigma -> 0 with a
+      polynomial of that degree in sigma^2 (1 amplifies the levels' own errors less than 2).
+
+    Giving both is refused. The calculator, the replicas, the engine front-ends, ``predict`` and
+    ``train(default_forces=...)`` all take it as ``forces=``; the command line builds it from
+    ``--noise-std`` and ``--extrapolation-order``.
+    """
+
+    noise_std: Optional[float] = field(default=None, metadata={
+        "cli": "--noise-std", "type": float,
+        "help": "return the forces of this trained noise level alone, Angstrom (default: the model's stored "
+                "default, else a ladder's forces extrapolated to sigma -> 0)"})
+    extrapolation_order: Optional[int] = field(default=None, metadata={
+        "cli": "--extrapolation-order", "type": int,
+        "help": "return a ladder's forces extrapolated to sigma -> 0 with a polynomial of this degree in sigma^2"})
+
+    def __post_init__(self) -> None:
+        if self.noise_std is not None and self.extrapolation_order is not None:
+            raise ValueError(f"forces: give a trained level (noise_std={self.noise_std}) or an extrapolation order "
+                             f"(extrapolation_order={self.extrapolation_order}), not both")
+        if self.noise_std is not None:
+            if isinstance(self.noise_std, bool) or not isinstance(self.noise_std, (int, float)) or not (
+                    math.isfinite(self.noise_std) and self.noise_std > 0):
+                raise ValueError(f"forces: noise_std={self.noise_std!r} must be a trained level, a finite number of "
+                                 "Angstrom > 0")
+            object.__setattr__(self, "noise_std", float(self.noise_std))
+        order = self.extrapolation_order
+        if order is not None and (isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0):
+            raise ValueError(f"forces: extrapolation_order={order!r} must be an integer >= 0 (a degree in sigma^2)")
+        if order is not None:
+            object.__setattr__(self, "extrapolation_order", int(order))
+
+    @property
+    def is_default(self) -> bool:
+        """Neither a level nor an order: the model decides (its stored default)."""
+        return self.noise_std is None and self.extrapolation_order is None
 
     @property
     def label(self) -> str:
@@ -41,6 +80,25 @@ class ForcesChoice:
         if self.extrapolation_order is not None:
             return f"extrapolated to sigma -> 0, degree {self.extrapolation_order} in sigma^2"
         return "the model's default"
+
+
+def as_forces_choice(forces: Optional[ForcesChoice]) -> ForcesChoice:
+    """``forces`` itself, or ``ForcesChoice()`` for ``None``; anything else is refused with the way to say it."""
+    if forces is None:
+        return ForcesChoice()
+    if not isinstance(forces, ForcesChoice):
+        raise TypeError(f"forces={forces!r}: pass a ForcesChoice, e.g. ForcesChoice(noise_std=0.04) for one trained "
+                        "level or ForcesChoice(extrapolation_order=1)")
+    return forces
+
+
+def refuse_old_keywords(kwargs: Dict[str, Any], who: str) -> None:
+    """Refuse ``noise_std=`` / ``extrapolation_order=`` given to ``who`` on their own: they are one
+    ``forces=ForcesChoice(...)`` value (ASE's ``Calculator`` would otherwise keep them as unused parameters)."""
+    stray = sorted(set(kwargs) & {"noise_std", "extrapolation_order"})
+    if stray:
+        given = ", ".join(f"{k}={kwargs[k]!r}" for k in stray)
+        raise TypeError(f"{who}: {given} is now one value: forces=ForcesChoice({given})")
 
 
 def default_order(n_levels: int) -> int:
@@ -61,18 +119,18 @@ def extrapolation_weights(levels: Sequence[float], order: Optional[int] = None) 
     return np.linalg.pinv(np.vander(x, order + 1, increasing=True))[0]
 
 
-def evaluation_levels(
-    model: DenoiserMACE, noise_std: Optional[float], extrapolation_order: Optional[int] = None
-) -> Tuple[List[float], np.ndarray]:
-    """The levels to evaluate and their weights: one trained level ``noise_std`` (weight 1), or for
-    ``None`` the model's only level, or all levels with the sigma -> 0 extrapolation weights of degree
-    ``extrapolation_order`` in sigma^2 (1 amplifies the levels' own errors less: weights 0.96 / 0.46 /
-    -0.42 against 2.13 / -1.37 / 0.24 for the auto ladder). Given neither, the model's stored
-    defaults apply (``model.physics.default_noise_std`` or ``default_extrapolation_order``), else
-    the extrapolation of degree :func:`default_order`."""
+def evaluation_levels(model: DenoiserMACE, forces: Optional[ForcesChoice] = None) -> Tuple[List[float], np.ndarray]:
+    """The levels to evaluate and their weights for ``forces``: one trained level (weight 1), the
+    model's only level, or all levels with the sigma -> 0 extrapolation weights of the chosen degree
+    in sigma^2 (1 amplifies the levels' own errors less: weights 0.96 / 0.46 / -0.42 against 2.13 /
+    -1.37 / 0.24 for the auto ladder). The default choice takes the model's stored default
+    (``model.physics.default_forces``), else the extrapolation of degree :func:`default_order`.
+    Refuses a level the model was not trained at and an order its levels cannot carry."""
+    forces = as_forces_choice(forces)
+    if forces.is_default:  # what the model was validated with, if stored
+        forces = model.physics.default_forces
     levels = list(model.noise_levels)
-    if noise_std is None and extrapolation_order is None:  # what the model was validated with, if stored
-        noise_std, extrapolation_order = model.physics.default_noise_std, model.physics.default_extrapolation_order
+    noise_std, extrapolation_order = forces.noise_std, forces.extrapolation_order
     if noise_std is not None:
         level = model.physics.trained_level(noise_std)
         if level is None:
@@ -93,10 +151,10 @@ def forces_choices(model: DenoiserMACE) -> List[ForcesChoice]:
     return [ForcesChoice(extrapolation_order=k) for k in orders] + [ForcesChoice(noise_std=min(levels))]
 
 
-def with_default_forces(model: DenoiserMACE, choice: ForcesChoice) -> DenoiserMACE:
-    """A copy of ``model`` that returns ``choice``'s forces by default (stored in its physics and
-    saved with it); ``model`` itself is not changed."""
+def with_default_forces(model: DenoiserMACE, forces: ForcesChoice) -> DenoiserMACE:
+    """A copy of ``model`` that returns ``forces`` by default (stored in its physics and saved with it;
+    refused if the model cannot return them); ``model`` itself is not changed."""
+    evaluation_levels(model, as_forces_choice(forces))
     out = copy.deepcopy(model)
-    out.physics = replace(out.physics, default_noise_std=choice.noise_std,
-                          default_extrapolation_order=choice.extrapolation_order)
+    out.physics = out.physics.with_default_forces(forces)
     return out

@@ -6,13 +6,10 @@ that drifted far out of a periodic cell back by lattice vectors) and :func:`pred
 scale to forces, correct to sigma -> 0, add the priors), so there is one place where a structure
 becomes forces.
 
-The sigma -> 0 correction (docs/beyond-one-sigma.md): a model trained at several noise levels
-``sigma_1 < ... < sigma_L`` predicts the smoothed forces ``F_sigma`` at each of them, and
-``F_sigma = F_0 + c_1 sigma^2 + c_2 sigma^4 + ...``. :func:`extrapolation_weights` fits a polynomial
-in ``sigma^2`` of degree ``order`` (default ``min(L - 1, 2)``) through the levels by least squares and
-returns its value at 0 as fixed weights ``F_0 = sum_i w_i F_sigma_i``. All levels go through the
-network in one batched forward (the graph is tiled L times), so a corrected call costs about L times
-the forward of one level.
+Which forces (one trained level, or the sigma -> 0 extrapolation through a ladder's levels) is one
+value, :class:`~ase_denoise.forces.ForcesChoice`, resolved to levels and weights in
+:mod:`ase_denoise.forces`. All levels go through the network in one batched forward (the graph is
+tiled L times), so a corrected call costs about L times the forward of one level.
 """
 
 from __future__ import annotations
@@ -26,7 +23,7 @@ from ase import Atoms
 from .data.frames import Frame, check_atoms, fold_far_atoms, to_frame
 from .data.graphs import collate
 from .data.neighbours import SkinNeighbourList
-from .forces import evaluation_levels
+from .forces import ForcesChoice, evaluation_levels
 from .model import DenoiserMACE
 from .priors import PairGeometry, replicas_total_energy_and_forces, total_energy_and_forces, union_geometry
 
@@ -124,9 +121,8 @@ def _network_outputs(
     return (np.concatenate(energies) if energies else np.zeros(0)), out
 
 
-def _setup(model: DenoiserMACE, noise_std: Optional[float], device,
-           extrapolation_order: Optional[int] = None) -> Tuple[List[float], np.ndarray, torch.device]:
-    levels, weights = evaluation_levels(model, noise_std, extrapolation_order)
+def _setup(model: DenoiserMACE, forces: Optional[ForcesChoice], device) -> Tuple[List[float], np.ndarray, torch.device]:
+    levels, weights = evaluation_levels(model, forces)
     parameter = next(model.parameters())
     return levels, weights, (parameter.device if device is None else torch.device(device))
 
@@ -136,33 +132,30 @@ def predict(
     frames: Sequence[Frame],
     *,
     output: str = "forces",
-    noise_std: Optional[float] = None,
+    forces: Optional[ForcesChoice] = None,
     priors: bool = True,
     exclude_priors: Sequence[str] = (),
     batch_size: int = 8,
     neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
     device: Optional[Union[str, torch.device]] = None,
-    extrapolation_order: Optional[int] = None,
 ) -> np.ndarray:
     """The model's output at the (clean) positions of ``frames``, float64 numpy [n_atoms_total, 3].
 
     ``output``: ``"forces"`` (eV/Angstrom) or ``"eps_hat"`` (the raw, unitless network output at one
-    level). ``noise_std``: evaluate this trained level (Angstrom); default: the model's only level, or
-    for a multi-level model the forces corrected to sigma -> 0 (module docstring), unless the model
-    stores another default. Forces are
-    ``kT * eps_hat / sigma`` (the energy head: ``-dA/dx``) plus the model's priors (``priors=False``:
-    the network's part alone; ``exclude_priors``: kinds to leave out, e.g. ``("coulomb_dsf",)`` when
-    an MD engine computes that term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per
-    frame to reuse and update (the calculator's Verlet list); default: fresh lists. ``device``:
-    default the model's. ``extrapolation_order``: degree in sigma^2 of the sigma -> 0 extrapolation
-    (:func:`evaluation_levels`; default ``min(L - 1, 2)``). Given neither ``noise_std`` nor
-    ``extrapolation_order``, the model's stored defaults apply (:class:`~ase_denoise.config.PhysicsConfig`).
+    level). ``forces``: which forces (:class:`~ase_denoise.forces.ForcesChoice`: one trained level, or
+    the sigma -> 0 extrapolation of a degree; default the model's stored default, else a ladder's
+    extrapolation); ``eps_hat`` needs one level. Forces are ``kT * eps_hat / sigma`` (the energy head:
+    ``-dA/dx``) plus the model's priors (``priors=False``: the network's part alone;
+    ``exclude_priors``: kinds to leave out, e.g. ``("coulomb_dsf",)`` when an MD engine computes that
+    term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per frame to reuse and update
+    (the calculator's Verlet list); default: fresh lists. ``device``: default the model's.
     """
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r}: choose one of {OUTPUTS}")
-    levels, weights, device = _setup(model, noise_std, device, extrapolation_order)
+    levels, weights, device = _setup(model, forces, device)
     if output == "eps_hat" and len(levels) > 1:
-        raise ValueError(f"eps_hat is the output at one noise level: pass noise_std (one of {model.noise_levels})")
+        raise ValueError("eps_hat is the output at one noise level: pass forces=ForcesChoice(noise_std=...) with one "
+                         f"of {model.noise_levels}")
     _, out = _network_outputs(model, frames, output, levels, weights, batch_size, neighbour_lists, device)
     if output == "forces" and priors and model.priors:
         out += prior_forces(model, frames, exclude=exclude_priors, neighbour_lists=neighbour_lists)
@@ -173,13 +166,12 @@ def predict_free_energy(
     model: DenoiserMACE,
     frames: Sequence[Frame],
     *,
-    noise_std: Optional[float] = None,
+    forces: Optional[ForcesChoice] = None,
     priors: bool = True,
     exclude_priors: Sequence[str] = (),
     batch_size: int = 8,
     neighbour_lists: Optional[Sequence[SkinNeighbourList]] = None,
     device: Optional[Union[str, torch.device]] = None,
-    extrapolation_order: Optional[int] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Energy head: the free energy ``A`` of each frame [n_frames] (eV, up to a constant) and the
     forces ``-dA/dx`` [n_atoms_total, 3] (eV/A), float64, from one forward pass.
@@ -192,14 +184,14 @@ def predict_free_energy(
             f"a free energy needs a model with head='energy'; this model's head is {model.config.head!r} "
             "(it learns forces only)"
         )
-    levels, weights, device = _setup(model, noise_std, device, extrapolation_order)
-    energy, forces = _network_outputs(model, frames, "forces", levels, weights, batch_size, neighbour_lists, device)
+    levels, weights, device = _setup(model, forces, device)
+    energy, out = _network_outputs(model, frames, "forces", levels, weights, batch_size, neighbour_lists, device)
     assert energy is not None
     if priors and model.priors:
         for k, (e, fp, start) in enumerate(_prior_terms(model, frames, exclude_priors, neighbour_lists)):
             energy[k] += e
-            forces[start : start + len(fp)] += fp
-    return energy, forces
+            out[start : start + len(fp)] += fp
+    return energy, out
 
 
 def _prior_terms(
@@ -276,13 +268,13 @@ def evaluate_forces(
     frames: Sequence[Frame],
     batch_size: int = 8,
     device: Optional[Union[str, torch.device]] = None,
-    noise_std: Optional[float] = None,
+    forces: Optional[ForcesChoice] = None,
 ):
-    """Predicted forces (eV/Angstrom) at the clean positions of ``frames`` (as :func:`predict`:
-    ``noise_std=None`` gives a multi-level model's corrected forces) and the frames' force labels,
-    both float64 [n_atoms_total, 3]. Every frame must carry labels (``Frame.ref_forces``)."""
+    """Predicted forces (eV/Angstrom) at the clean positions of ``frames`` (as :func:`predict`, the
+    model's default ``forces`` unless given) and the frames' force labels, both float64
+    [n_atoms_total, 3]. Every frame must carry labels (``Frame.ref_forces``)."""
     missing = [i for i, f in enumerate(frames) if f.ref_forces is None]
     if missing:
         raise ValueError(f"frames {missing[:10]} carry no force labels to compare with")
-    pred = predict(model, frames, batch_size=batch_size, device=device, noise_std=noise_std)
+    pred = predict(model, frames, batch_size=batch_size, device=device, forces=forces)
     return pred, np.concatenate([f.ref_forces for f in frames]) if frames else np.zeros((0, 3))

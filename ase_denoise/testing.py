@@ -16,6 +16,7 @@ import torch
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
+from .forces import ForcesChoice
 from .inference import predict, predict_free_energy, structure_frame
 from .model import DenoiserMACE
 
@@ -23,7 +24,8 @@ from .model import DenoiserMACE
 def model_output(model: DenoiserMACE, atoms: Atoms, noise_std: Optional[float] = None) -> np.ndarray:
     """``eps_hat`` [n_atoms, 3] of ``model`` for ``atoms`` (no noise added), float64 numpy.
     ``noise_std``: the level of a multi-level model (Angstrom)."""
-    return predict(model, [structure_frame(atoms, model)], output="eps_hat", noise_std=noise_std)
+    forces = ForcesChoice() if noise_std is None else ForcesChoice(noise_std=noise_std)
+    return predict(model, [structure_frame(atoms, model)], output="eps_hat", forces=forces)
 
 
 def random_rotation(seed: int = 0) -> np.ndarray:
@@ -66,41 +68,41 @@ def net_force(model: DenoiserMACE, atoms: Atoms, noise_std: Optional[float] = No
     return float(np.abs(model_output(model, atoms, noise_std).sum(axis=0)).max())
 
 
-def free_energy(model: DenoiserMACE, atoms: Atoms, noise_std: Optional[float] = None):
+def free_energy(model: DenoiserMACE, atoms: Atoms, forces: Optional[ForcesChoice] = None):
     """Energy head: ``(A, forces)`` of ``atoms``: the free energy (eV, priors included; a multi-level
-    model's corrected value unless ``noise_std``) and its forces [n_atoms, 3] (eV/A)."""
-    energy, forces = predict_free_energy(model, [structure_frame(atoms, model)], noise_std=noise_std)
-    return float(energy[0]), forces
+    model's corrected value unless ``forces`` says otherwise) and its forces [n_atoms, 3] (eV/A)."""
+    energy, out = predict_free_energy(model, [structure_frame(atoms, model)], forces=forces)
+    return float(energy[0]), out
 
 
 def free_energy_gradient_error(
     model: DenoiserMACE, atoms: Atoms, step: float = 1e-4, n_components: int = 6, seed: int = 0,
-    noise_std: Optional[float] = None,
+    forces: Optional[ForcesChoice] = None,
 ) -> float:
     """Energy head: ``max |F_fd - F| / max |F|`` over ``n_components`` random Cartesian components,
     with ``F_fd = -(A(x + h) - A(x - h)) / 2h`` (central differences, ``h = step`` Angstrom). In float64
     the truncation error is ``~h^2``: about 1e-8 relative for ``h = 1e-4`` A."""
-    _, forces = free_energy(model, atoms, noise_std)
+    _, out = free_energy(model, atoms, forces)
     rng = np.random.default_rng(seed)
     worst = 0.0
-    for flat in rng.choice(forces.size, size=min(n_components, forces.size), replace=False):
+    for flat in rng.choice(out.size, size=min(n_components, out.size), replace=False):
         i, k = divmod(int(flat), 3)
         energies = []
         for sign in (1.0, -1.0):
             moved = atoms.copy()
             moved.positions[i, k] += sign * step
-            energies.append(free_energy(model, moved, noise_std)[0])
-        worst = max(worst, abs(-(energies[0] - energies[1]) / (2 * step) - forces[i, k]))
-    return worst / float(np.abs(forces).max())
+            energies.append(free_energy(model, moved, forces)[0])
+        worst = max(worst, abs(-(energies[0] - energies[1]) / (2 * step) - out[i, k]))
+    return worst / float(np.abs(out).max())
 
 
 def free_energy_invariance_errors(
-    model: DenoiserMACE, atoms: Atoms, seed: int = 0, noise_std: Optional[float] = None
+    model: DenoiserMACE, atoms: Atoms, seed: int = 0, forces: Optional[ForcesChoice] = None
 ) -> Dict[str, float]:
     """Energy head: ``|A(T x) - A(x)| / max(|A(x)|, 1e-12 eV)`` for a rotation, an inversion, a
     translation and a permutation of the atoms ``T``; the forces' own equivariance is
     :func:`equivariance_errors`."""
-    ref = free_energy(model, atoms, noise_std)[0]
+    ref = free_energy(model, atoms, forces)[0]
     R = random_rotation(seed)
     rng = np.random.default_rng(seed)
     moved = {
@@ -110,7 +112,7 @@ def free_energy_invariance_errors(
         "permutation": atoms[rng.permutation(len(atoms))],
     }
     scale = max(abs(ref), 1e-12)
-    return {k: abs(free_energy(model, a, noise_std)[0] - ref) / scale for k, a in moved.items()}
+    return {k: abs(free_energy(model, a, forces)[0] - ref) / scale for k, a in moved.items()}
 
 
 @contextlib.contextmanager

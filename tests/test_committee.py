@@ -12,6 +12,7 @@ from ase_denoise import DenoiseCalculator, save_model
 from ase_denoise.config import ModelConfig, PhysicsConfig
 from ase_denoise.model import build_model
 from ase_denoise.priors import DSFCoulomb, RepulsiveWall
+from ase_denoise.forces import ForcesChoice
 
 from _helpers import ARGON_TINY, make_model
 
@@ -105,4 +106,4 @@ def test_committee_refuses_members_of_different_kinds(members):
     with pytest.raises(ValueError, match="at least one"):
         DenoiseCalculator([])
     with pytest.raises(ValueError, match="not a trained level"):
-        DenoiseCalculator(members, noise_std=0.1)
+        DenoiseCalculator(members, forces=ForcesChoice(noise_std=0.1))

@@ -35,6 +35,7 @@ from ase_denoise.testing import (
     free_energy_invariance_errors,
     net_force,
 )
+from ase_denoise.forces import ForcesChoice
 
 from _helpers import ARGON_TINY, make_model
 
@@ -72,7 +73,7 @@ def test_forces_are_minus_the_gradient_of_the_free_energy(levels, priors, argon)
         assert np.sort(argon.get_all_distances(mic=True).ravel())[len(argon)] < 3.7
     assert free_energy_gradient_error(model, argon, n_components=8) < 1e-6
     for level in levels[:1] if len(levels) > 1 else ():
-        assert free_energy_gradient_error(model, argon, n_components=4, noise_std=level) < 1e-6
+        assert free_energy_gradient_error(model, argon, n_components=4, forces=ForcesChoice(noise_std=level)) < 1e-6
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-3)], ids=["float64", "float32"])
@@ -80,10 +81,10 @@ def test_free_energy_is_invariant_and_forces_equivariant(dtype, tol, argon):
     model = energy_model(dtype=dtype, levels=LEVELS)
     for atoms in (cluster(), argon):
         model.physics.pbc = tuple(bool(x) for x in atoms.pbc)
-        errors = free_energy_invariance_errors(model, atoms, seed=1, noise_std=LEVELS[0])
+        errors = free_energy_invariance_errors(model, atoms, seed=1, forces=ForcesChoice(noise_std=LEVELS[0]))
         assert max(errors.values()) < tol, errors
         out = equivariance_errors(model, atoms, seed=1, noise_std=LEVELS[0])
-        scale = float(np.abs(free_energy(model, atoms, LEVELS[0])[1]).max()) * LEVELS[0] / model.kT
+        scale = float(np.abs(free_energy(model, atoms, ForcesChoice(noise_std=LEVELS[0]))[1]).max()) * LEVELS[0] / model.kT
         assert max(out.values()) < 10 * tol * max(scale, 1.0), out
         # a translation-invariant A has zero net force (Newton's third law, up to rounding)
         assert net_force(model, atoms, noise_std=LEVELS[0]) < 10 * tol * max(scale, 1.0)
@@ -91,7 +92,7 @@ def test_free_energy_is_invariant_and_forces_equivariant(dtype, tol, argon):
 
 def test_corrected_free_energy_is_the_weighted_levels(argon):
     model = energy_model(levels=LEVELS)
-    levels = [free_energy(model, argon, s) for s in LEVELS]
+    levels = [free_energy(model, argon, ForcesChoice(noise_std=s)) for s in LEVELS]
     energy, forces = free_energy(model, argon)
     w = extrapolation_weights(LEVELS)
     assert energy == pytest.approx(sum(wi * e for wi, (e, _) in zip(w, levels)), rel=1e-12, abs=1e-14)
@@ -104,7 +105,7 @@ def test_network_output_is_sigma_over_kT_times_the_forces(argon):
 
     model = energy_model(levels=LEVELS)
     for s in LEVELS:
-        _, forces = free_energy(model, argon, s)
+        _, forces = free_energy(model, argon, ForcesChoice(noise_std=s))
         np.testing.assert_allclose(model_output(model, argon, s), forces * s / model.kT, rtol=1e-10, atol=1e-15)
 
 
@@ -334,7 +335,7 @@ def test_harmonic_dimer_free_energy_curvature(tmp_path):
     ds = np.linspace(d0 - 0.15, d0 + 0.15, 31)
     frames = [structure_frame(Atoms("HH", positions=[[0, 0, 0], [d, 0, 0]]), model) for d in ds]
     for s in list(model.noise_levels) + [None]:
-        energy, forces = predict_free_energy(model, frames, noise_std=s)
+        energy, forces = predict_free_energy(model, frames, forces=ForcesChoice(noise_std=s))
         curvature = 2 * np.polyfit(ds - d0, energy, 2)[0]
         expected = k if s is None else k / (1 + 2 * k * s**2 / KT)
         assert abs(curvature / expected - 1) < 0.05, (s, curvature, expected)

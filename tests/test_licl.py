@@ -9,6 +9,7 @@ import torch
 
 from ase_denoise.analysis import first_peak
 from ase_denoise.zoo import card_text, model_info, verify_models
+from ase_denoise.forces import ForcesChoice
 
 from _helpers import benchmark_module
 
@@ -168,7 +169,7 @@ def test_default_forces_recipes_reuse_the_weights_and_store_their_choice(study, 
     test = [to_frame(a, base.config.atomic_numbers) for a in frames[-2:]]
     atoms = frames[-1].copy()
     for model, expected in ((small, predict(base, test, noise_std=min(base.noise_levels))),
-                            (linear, predict(base, test, extrapolation_order=1))):
+                            (linear, predict(base, test, forces=ForcesChoice(extrapolation_order=1)))):
         again = load_model_file(save_model(model, tmp_path / f"m{id(model)}.safetensors"))
         np.testing.assert_allclose(DenoiseCalculator(again).get_forces(atoms), expected[-len(atoms):], rtol=0,
                                    atol=1e-5 * np.abs(expected).max())  # float32: one frame against a batch of two

@@ -17,7 +17,7 @@ from ase.units import kB
 from ase_denoise import DenoiseCalculator, ModelConfig, PhysicsConfig, load_model
 from ase_denoise.model import build_model
 from ase_denoise.data import to_frame
-from ase_denoise.forces import extrapolation_weights
+from ase_denoise.forces import ForcesChoice, extrapolation_weights
 from ase_denoise.inference import predict, structure_frame
 from ase_denoise.data.reference import (
     morse_bond,
@@ -27,6 +27,8 @@ from ase_denoise.data.reference import (
 )
 from ase_denoise.training.sampler import DuplicationSampler, validation_batches
 from ase_denoise.testing import equivariance_errors
+
+from _helpers import assert_same
 
 LEVELS = (0.02, 0.035, 0.05)
 
@@ -72,7 +74,7 @@ def test_extrapolation_weights_are_exact_for_polynomials_in_sigma_squared():
 
 def test_corrected_forces_are_the_weighted_levels_in_one_forward(ladder_model, argon_frames):
     frames = [structure_frame(a, ladder_model) for a in argon_frames]
-    per_level = [predict(ladder_model, frames, noise_std=s) for s in LEVELS]
+    per_level = [predict(ladder_model, frames, forces=ForcesChoice(noise_std=s)) for s in LEVELS]
     assert np.abs(per_level[0] - per_level[2]).max() > 1e-3 * np.abs(per_level[0]).max()  # levels differ
     expected = sum(w * f for w, f in zip(extrapolation_weights(LEVELS), per_level))
     tol = 1e-12 if next(ladder_model.parameters()).dtype == torch.float64 else 1e-5
@@ -81,13 +83,13 @@ def test_corrected_forces_are_the_weighted_levels_in_one_forward(ladder_model, a
     # a linear extrapolation through the same levels: the least-squares line's weights, one forward too
     linear = sum(w * f for w, f in zip(extrapolation_weights(LEVELS, 1), per_level))
     assert np.abs(linear - expected).max() > 1e-6 * np.abs(expected).max()
-    got = predict(ladder_model, frames, batch_size=2, extrapolation_order=1)
+    got = predict(ladder_model, frames, batch_size=2, forces=ForcesChoice(extrapolation_order=1))
     assert np.abs(got - linear).max() <= tol * np.abs(linear).max() + 1e-12
     atoms = argon_frames[0]
-    calc = DenoiseCalculator(ladder_model, extrapolation_order=1)
+    calc = DenoiseCalculator(ladder_model, forces=ForcesChoice(extrapolation_order=1))
     np.testing.assert_allclose(calc.get_forces(atoms), got[: len(atoms)], rtol=0, atol=tol * np.abs(got).max() + 1e-12)
     with pytest.raises(ValueError, match="extrapolation order 3"):
-        DenoiseCalculator(ladder_model, extrapolation_order=3)
+        DenoiseCalculator(ladder_model, forces=ForcesChoice(extrapolation_order=3))
 
 
 def test_the_defaults_stored_with_a_model_decide_its_forces_and_survive_saving(ladder_model, argon_frames, tmp_path):
@@ -100,9 +102,9 @@ def test_the_defaults_stored_with_a_model_decide_its_forces_and_survive_saving(l
     from ase_denoise.checkpoint import load_model_file
 
     frames = [structure_frame(a, ladder_model) for a in argon_frames[:2]]
-    linear = predict(ladder_model, frames, extrapolation_order=1)
-    quadratic = predict(ladder_model, frames, extrapolation_order=2)
-    smallest = predict(ladder_model, frames, noise_std=LEVELS[0])
+    linear = predict(ladder_model, frames, forces=ForcesChoice(extrapolation_order=1))
+    quadratic = predict(ladder_model, frames, forces=ForcesChoice(extrapolation_order=2))
+    smallest = predict(ladder_model, frames, forces=ForcesChoice(noise_std=LEVELS[0]))
     assert np.abs(linear - quadratic).max() > 1e-6 * np.abs(quadratic).max()
     np.testing.assert_array_equal(predict(ladder_model, frames), quadratic)  # nothing stored: quadratic for 3 levels
     atoms = argon_frames[0]
@@ -113,13 +115,15 @@ def test_the_defaults_stored_with_a_model_decide_its_forces_and_survive_saving(l
         stored.load_state_dict(ladder_model.state_dict())
         loaded = load_model_file(save_model(stored, tmp_path / f"{sorted(stored_as)[0]}.safetensors"))
         assert loaded.physics == stored.physics and getattr(loaded.physics, *stored_as) == stored_as[next(iter(stored_as))]
-        np.testing.assert_allclose(predict(loaded, frames), expected, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(DenoiseCalculator(loaded).get_forces(atoms), expected[:n], rtol=0, atol=1e-12)
+        # the reloaded model on the same batch, and one frame through the calculator (its own batch and
+        # Verlet list): the same forces to the dtype's rounding
+        assert_same(predict(loaded, frames), expected, dtype)
+        assert_same(DenoiseCalculator(loaded).get_forces(atoms), expected[:n], dtype)
         # a calculator's own choice overrides the stored one
-        np.testing.assert_allclose(DenoiseCalculator(loaded, extrapolation_order=2).get_forces(atoms), quadratic[:n],
-                                   rtol=0, atol=1e-12)
-        np.testing.assert_allclose(DenoiseCalculator(loaded, noise_std=LEVELS[1]).get_forces(atoms),
-                                   predict(ladder_model, frames, noise_std=LEVELS[1])[:n], rtol=0, atol=1e-12)
+        assert_same(DenoiseCalculator(loaded, forces=ForcesChoice(extrapolation_order=2)).get_forces(atoms),
+                    quadratic[:n], dtype)
+        assert_same(DenoiseCalculator(loaded, forces=ForcesChoice(noise_std=LEVELS[1])).get_forces(atoms),
+                    predict(ladder_model, frames, forces=ForcesChoice(noise_std=LEVELS[1]))[:n], dtype)
     for bad in (3, -1, 1.5, True):
         with pytest.raises(ValueError, match="invalid default_extrapolation_order"):
             replace(ladder_model.physics, default_extrapolation_order=bad)
@@ -135,13 +139,14 @@ def test_calculator_returns_corrected_forces_or_one_trained_level(ladder_model, 
     atoms = argon_frames[0].copy()
     corrected = DenoiseCalculator(ladder_model).get_forces(atoms)
     frame = [structure_frame(atoms, ladder_model)]
-    np.testing.assert_allclose(corrected, predict(ladder_model, frame), rtol=0, atol=1e-12)
-    level = DenoiseCalculator(ladder_model, noise_std=0.035).get_forces(atoms)
-    np.testing.assert_allclose(level, predict(ladder_model, frame, noise_std=0.035), rtol=0, atol=1e-12)
+    dtype = next(ladder_model.parameters()).dtype
+    assert_same(corrected, predict(ladder_model, frame), dtype)  # the calculator's Verlet list against a fresh one
+    level = DenoiseCalculator(ladder_model, forces=ForcesChoice(noise_std=0.035)).get_forces(atoms)
+    assert_same(level, predict(ladder_model, frame, forces=ForcesChoice(noise_std=0.035)), dtype)
     assert np.abs(level - corrected).max() > 0
     with pytest.raises(ValueError, match="not a trained level"):
-        DenoiseCalculator(ladder_model, noise_std=0.03)
-    with pytest.raises(ValueError, match="pass noise_std"):
+        DenoiseCalculator(ladder_model, forces=ForcesChoice(noise_std=0.03))
+    with pytest.raises(ValueError, match="eps_hat is the output at one noise level"):
         predict(ladder_model, frame, output="eps_hat")
 
 
@@ -193,7 +198,7 @@ def _train_dimer(frames, tmp_path, *extra):
 
 def _bond_forces(model, ds, noise_std):
     frames = [structure_frame(Atoms("HH", positions=[[0, 0, 0], [d, 0, 0]]), model) for d in ds]
-    return predict(model, frames, noise_std=noise_std)[1::2, 0]  # force on atom 2 along the bond
+    return predict(model, frames, forces=ForcesChoice(noise_std=noise_std))[1::2, 0]  # force on atom 2 along the bond
 
 
 @pytest.mark.slow

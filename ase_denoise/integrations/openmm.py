@@ -32,6 +32,7 @@ from ase import Atoms, units
 from scipy.special import erfc
 
 from ..calculator import DenoiseCalculator
+from ..forces import ForcesChoice
 from ..model import DenoiserMACE
 from ..priors import COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, Prior
 
@@ -39,8 +40,9 @@ from ..priors import COULOMB_EV_A, DSFCoulomb, EwaldCoulomb, Prior
 EV_IN_KJ_PER_MOL = units.mol * units.eV / units.kJ
 
 
-def _openmm():
-    try:
+def require_openmm():
+    """The ``openmm`` module, or an ``ImportError`` saying how to install it (the ``openmm`` extra, OpenMM >= 8.4)."""
+    try:  # the optional engine, imported on first use (an ImportError then says which extra to install)
         import openmm
         import openmm.unit
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -55,7 +57,7 @@ def denoiser_force(
     numbers: Sequence[int],
     *,
     periodic: bool = True,
-    noise_std: Optional[float] = None,
+    forces: Optional[ForcesChoice] = None,
     exclude_priors: Sequence[str] = (),
     dtype: Optional[torch.dtype] = None,
     device: str = "cpu",
@@ -64,11 +66,11 @@ def denoiser_force(
     (atomic numbers ``numbers``, in particle order); ``model``: one model or a committee (a list: their
     mean forces, as :class:`DenoiseCalculator`). ``periodic``: the System has a periodic box
     (all three directions, as OpenMM's periodic forces do); otherwise the model must be non-periodic.
-    ``noise_std``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator` (e.g.
+    ``forces``, ``exclude_priors``, ``dtype``, ``device``: as :class:`DenoiseCalculator` (e.g.
     ``exclude_priors=("coulomb_ewald",)`` when the System computes that term itself, with :func:`coulomb_force`).
     The calculator is kept as ``force.calculator`` (its Verlet list persists between steps)."""
-    openmm = _openmm()
-    calc = DenoiseCalculator(model, device=device, dtype=dtype, noise_std=noise_std, exclude_priors=exclude_priors)
+    openmm = require_openmm()
+    calc = DenoiseCalculator(model, device=device, dtype=dtype, forces=forces, exclude_priors=exclude_priors)
     atoms = Atoms(numbers=np.asarray(numbers), pbc=periodic)
     has_energy = "energy" in calc.implemented_properties
     nm = openmm.unit.nanometer
@@ -91,7 +93,7 @@ def system_from_atoms(atoms: Atoms):
     """An ``openmm.System`` with one particle per atom (ASE masses, amu) and, for a periodic
     ``atoms``, its cell as the default box (OpenMM needs a reduced triclinic box: the first vector
     along x, the second in the xy plane; ``atoms`` is rejected otherwise)."""
-    openmm = _openmm()
+    openmm = require_openmm()
     system = openmm.System()
     for mass in atoms.get_masses():
         system.addParticle(float(mass))
@@ -115,7 +117,7 @@ def coulomb_force(prior: Prior, numbers: Sequence[int], box_A: Optional[Sequence
     accuracy 1e-6 (``tests/test_openmm.py``).
     :class:`~ase_denoise.priors.DSFCoulomb`: a ``CustomNonbondedForce`` of the same expression,
     cut off at the prior's cutoff (periodic)."""
-    openmm = _openmm()
+    openmm = require_openmm()
     charges = [prior.charges.get(int(z), 0.0) for z in numbers] if hasattr(prior, "charges") else None
     if isinstance(prior, EwaldCoulomb):
         if box_A is None:

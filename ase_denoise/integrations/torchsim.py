@@ -30,6 +30,7 @@ import torch
 from ..data.frames import Frame, species_index
 from ..data.neighbours import SkinNeighbourList
 from ..errors import DataError
+from ..forces import ForcesChoice, as_forces_choice, evaluation_levels
 from ..inference import predict, predict_free_energy
 from ..model import DenoiserMACE
 
@@ -44,18 +45,20 @@ class DenoiserTorchSimModel(ModelInterface):
     """A trained denoiser as a torch-sim ``ModelInterface``: ``forward(state)`` returns ``forces``
     [n_atoms, 3] (eV/A) and ``energy`` [n_systems] (eV; zeros unless the model has the energy head).
 
-    ``noise_std``, ``exclude_priors``: as :class:`~ase_denoise.calculator.DenoiseCalculator`.
+    ``forces``, ``exclude_priors``: as :class:`~ase_denoise.calculator.DenoiseCalculator` (which forces:
+    :class:`~ase_denoise.forces.ForcesChoice`, default the model's).
     ``skin``: the Verlet skin of each system's neighbour list (Angstrom). The model's own dtype and
     device are used (``self.dtype``, ``self.device``)."""
 
-    def __init__(self, model: DenoiserMACE, *, noise_std: Optional[float] = None, exclude_priors: Sequence[str] = (),
-                 skin: float = 1.0):
+    def __init__(self, model: DenoiserMACE, *, forces: Optional[ForcesChoice] = None,
+                 exclude_priors: Sequence[str] = (), skin: float = 1.0):
         super().__init__()
         parameter = next(model.parameters())
         self.model = model.eval()
         self._device, self._dtype = parameter.device, parameter.dtype
         self._compute_forces, self._compute_stress = True, False
-        self.noise_std = noise_std
+        self.forces_choice = as_forces_choice(forces)
+        evaluation_levels(model, self.forces_choice)  # refuses an untrained level or too high an order, now
         self.exclude_priors = tuple(exclude_priors)
         self.skin = float(skin)
         self._lists: List[SkinNeighbourList] = []
@@ -81,7 +84,7 @@ class DenoiserTorchSimModel(ModelInterface):
                   self.model.config.atomic_numbers), cell=cells[i], pbc=pbc)
             for i in range(len(counts))
         ]
-        kw = dict(noise_std=self.noise_std, exclude_priors=self.exclude_priors, batch_size=len(frames),
+        kw = dict(forces=self.forces_choice, exclude_priors=self.exclude_priors, batch_size=len(frames),
                   neighbour_lists=self._lists)
         if self.model.config.head == "energy":
             energy, forces = predict_free_energy(self.model, frames, **kw)

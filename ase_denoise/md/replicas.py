@@ -24,6 +24,7 @@ from ase import Atoms, units
 
 from ..data.frames import fold_far_atoms
 from ..data.neighbours import SkinNeighbourList
+from ..forces import ForcesChoice, as_forces_choice, evaluation_levels
 from ..inference import predict, structure_frame
 from ..model import DenoiserMACE
 from .langevin import thermalize_momenta
@@ -51,10 +52,10 @@ class ReplicaLangevin:
     thermalize:
         draw momenta from Maxwell-Boltzmann (ASE's ``thermalize_momenta`` with each replica's
         stream); otherwise the replicas' own momenta are used.
-    noise_std, extrapolation_order, skin:
-        as :class:`~ase_denoise.calculator.DenoiseCalculator` (one trained level, or the degree of
-        the sigma -> 0 extrapolation, instead of the model's default forces; the Verlet skin of each
-        replica's neighbour list, Angstrom).
+    forces, skin:
+        as :class:`~ase_denoise.calculator.DenoiseCalculator`: which forces
+        (:class:`~ase_denoise.forces.ForcesChoice`, default the model's), and the Verlet skin of each
+        replica's neighbour list, Angstrom.
     """
 
     def __init__(
@@ -67,8 +68,7 @@ class ReplicaLangevin:
         friction_per_fs: float = 0.01,
         seeds: Optional[Sequence[int]] = None,
         thermalize: bool = True,
-        noise_std: Optional[float] = None,
-        extrapolation_order: Optional[int] = None,
+        forces: Optional[ForcesChoice] = None,
         skin: float = 1.0,
     ):
         if not replicas:
@@ -80,8 +80,8 @@ class ReplicaLangevin:
         if len(seeds) != len(replicas):
             raise ValueError(f"{len(seeds)} seeds for {len(replicas)} replicas")
         self.model = model
-        self.noise_std = noise_std
-        self.extrapolation_order = extrapolation_order
+        self.forces_choice = as_forces_choice(forces)
+        evaluation_levels(model, self.forces_choice)  # refuses an untrained level or too high an order, now
         self.frames = [structure_frame(a, model, what=f"replica {i}") for i, a in enumerate(replicas)]
         self.lists = [SkinNeighbourList(model.config.r_max, skin) for _ in replicas]
         self.rngs = [np.random.default_rng(s) for s in seeds]
@@ -116,8 +116,8 @@ class ReplicaLangevin:
         """Forces (eV/A) [N, n, 3] at the current positions: one batched forward."""
         for frame, x in zip(self.frames, self.positions):
             frame.positions = x
-        out = predict(self.model, self.frames, noise_std=self.noise_std, batch_size=self.n_replicas,
-                      neighbour_lists=self.lists, extrapolation_order=self.extrapolation_order)
+        out = predict(self.model, self.frames, forces=self.forces_choice, batch_size=self.n_replicas,
+                      neighbour_lists=self.lists)
         return out.reshape(self.positions.shape)
 
     def step(self) -> None:

@@ -46,7 +46,7 @@ logger = logging.getLogger(__name__)
 class StructureCheck:
     """The figures of :func:`check_structure` for one choice of forces (RDFs dimensionless)."""
 
-    choice: ForcesChoice
+    forces: ForcesChoice  # the forces the MD ran with
     rdf_error: float  # RMS difference to the data's RDFs, mean over pairs
     rdf_error_noise: float  # its bootstrap standard error over replicas
     systematic_error: float  # the RMS difference with both sampling variances subtracted
@@ -65,13 +65,13 @@ class StructureCheck:
                 f"{self.mean_temperature_K:.0f} K, {self.wall_s:.0f} s")
 
     def line(self) -> str:
-        return f"{self.choice.label}: {self.figures()}"
+        return f"{self.forces.label}: {self.figures()}"
 
 
 def check_structure(
     model: DenoiserMACE,
     frames: Sequence[Atoms],
-    choice: ForcesChoice = ForcesChoice(),
+    forces: ForcesChoice = ForcesChoice(),
     *,
     n_replicas: int = 8,
     equilibration_ps: float = 5.0,
@@ -83,7 +83,7 @@ def check_structure(
     start_frames: Optional[Sequence[Atoms]] = None,
     progress: Optional[Callable[[int], None]] = None,
 ) -> StructureCheck:
-    """MD of ``model`` (forces as ``choice`` says) against the pair structure of ``frames``.
+    """MD of ``model`` (its ``forces``: :class:`~ase_denoise.forces.ForcesChoice`, default the model's own) against the pair structure of ``frames``.
 
     ``n_replicas`` Langevin replicas at the model's training temperature, one from each of
     ``n_replicas`` frames evenly spaced over ``frames`` (so the starts are as independent as the data
@@ -104,15 +104,15 @@ def check_structure(
         model, spread_starts(frames, n_replicas) if start_frames is None else list(start_frames),
         temperature_K=model.temperature_K,
         equilibration_ps=equilibration_ps, production_ps=production_ps, timestep_fs=timestep_fs,
-        friction_per_fs=friction_per_fs, sample_every=steps_per_sample, seeds=seeds, choice=choice, progress=progress)
+        friction_per_fs=friction_per_fs, sample_every=steps_per_sample, seeds=seeds, forces=forces, progress=progress)
     collapsed = sum(c is not None for c in info["collapsed_at_step"])
     if info["stopped"] or not all(kept):
         nan = float("nan")
-        return StructureCheck(choice, nan, nan, nan, {}, max(collapsed, 1 if info["stopped"] else 0), n_replicas,
+        return StructureCheck(forces, nan, nan, nan, {}, max(collapsed, 1 if info["stopped"] else 0), n_replicas,
                               float(np.min(info["closest_approach_A"])), info["mean_temperature_K"], info["wall_s"])
     figs = compare_with_reference(reference, kept, pairs, np.random.default_rng(seed))
     return StructureCheck(
-        choice=choice, rdf_error=figs["rdf_error"], rdf_error_noise=figs["rdf_error_noise"],
+        forces=forces, rdf_error=figs["rdf_error"], rdf_error_noise=figs["rdf_error_noise"],
         systematic_error=figs["systematic_error"], systematic_per_pair=figs["systematic_per_pair"],
         collapsed=collapsed, n_replicas=n_replicas, closest_approach_A=float(np.min(info["closest_approach_A"])),
         mean_temperature_K=info["mean_temperature_K"], wall_s=info["wall_s"], rdfs=figs["rdfs"],
@@ -135,11 +135,11 @@ def choose_default_forces(
     reference = kwargs.pop("reference", None) or reference_structure(frames)
     checks = []
     for choice in choices:
-        check = check_structure(model, frames, choice, reference=reference, **kwargs)
+        check = check_structure(model, frames, forces=choice, reference=reference, **kwargs)
         logger.info("%s", check.line())
         checks.append(check)
     best = best_check(checks)
-    return with_default_forces(model, best.choice), checks
+    return with_default_forces(model, best.forces), checks
 
 
 def best_check(checks: Sequence[StructureCheck]) -> StructureCheck:

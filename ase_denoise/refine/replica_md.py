@@ -36,7 +36,7 @@ def run_replicas(
     friction_per_fs: float = 0.01,
     sample_every: int = 100,
     seeds: Optional[Sequence[int]] = None,
-    choice: ForcesChoice = ForcesChoice(),
+    forces: ForcesChoice = ForcesChoice(),
     collapse_distance: float = COLLAPSE_DISTANCE,
     progress: Optional[Callable[[int], None]] = None,
 ) -> Tuple[List[List[Atoms]], Dict[str, object]]:
@@ -49,8 +49,7 @@ def run_replicas(
     ``progress``: called with the steps done after each chunk (e.g. a tqdm bar's ``update``)."""
     n = len(starts)
     rep = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs,
-                          friction_per_fs=friction_per_fs, seeds=seeds, noise_std=choice.noise_std,
-                          extrapolation_order=choice.extrapolation_order)
+                          friction_per_fs=friction_per_fs, seeds=seeds, forces=forces)
     n_equil = int(round(equilibration_ps * 1000 / timestep_fs))
     n_total = n_equil + int(round(production_ps * 1000 / timestep_fs))
     kept: List[List[Atoms]] = [[] for _ in range(n)]

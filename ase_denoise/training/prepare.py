@@ -10,6 +10,7 @@ from ase import Atoms
 from ..config import ModelConfig, PhysicsConfig
 from ..data.frames import Frame, check_atoms, data_pbc, data_temperature, read_frames, to_frame
 from ..data.neighbours import average_num_neighbors
+from ..forces import ForcesChoice, as_forces_choice
 from ..priors import Prior, fit_bonded_priors, fit_dihedral_priors, fit_repulsive_wall
 from ..priors.specs import pairs_held_by_priors, parse_dihedrals
 from .suggest import suggest_settings
@@ -27,8 +28,7 @@ def prepare_data(
     priors: Sequence[Any] = (),
     initial_model: Any = None,
     skip_bonded_pairs: bool = False,
-    default_noise_std: Optional[float] = None,
-    default_extrapolation_order: Optional[int] = None,
+    default_forces: Optional[ForcesChoice] = None,
     **model_options: Any,
 ) -> Tuple[ModelConfig, PhysicsConfig, List[Frame]]:
     """Check frames and derive a model's settings from them.
@@ -51,8 +51,8 @@ def prepare_data(
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
 
-    ``default_noise_std`` / ``default_extrapolation_order``: what the model's forces are by default
-    (one trained level, or the extrapolation of that degree; :class:`PhysicsConfig`), stored with it.
+    ``default_forces``: what the model's forces are by default (:class:`~ase_denoise.forces.ForcesChoice`:
+    one trained level, or the extrapolation of a degree), stored with it (:class:`PhysicsConfig`).
 
     ``skip_bonded_pairs``: the ``auto`` ladder ignores the atom pairs bonded priors hold (training
     with ``TrainConfig.smoothed_priors`` takes their smoothing out of the target).
@@ -71,9 +71,8 @@ def prepare_data(
         model_options = {**inherited, **model_options}
         if noise_std is None:  # the model's ladder, and with it the defaults it was given
             noise_std = initial_model.noise_levels
-            if default_noise_std is None and default_extrapolation_order is None:
-                default_noise_std = initial_model.physics.default_noise_std
-                default_extrapolation_order = initial_model.physics.default_extrapolation_order
+            if as_forces_choice(default_forces).is_default:
+                default_forces = initial_model.physics.default_forces
         default_temperature_K = initial_model.temperature_K
     if noise_std is None:
         raise ValueError("noise_std (sigma, Angstrom) is needed")
@@ -90,7 +89,7 @@ def prepare_data(
         held = pairs_held_by_priors(priors, atoms_list) if skip_bonded_pairs else None
         suggestion = suggest_settings(atoms_list, names=model_options.get("bead_names"), exclude_pairs=held)
         for line in suggestion.reasoning:
-            logger.info("suggested settings: %s", line)
+            logger.info("settings from the data: %s", line)
         if isinstance(noise_std, str):
             noise_std = suggestion.noise_std
         if model_options.get("r_max") == "auto":
@@ -129,6 +128,8 @@ def prepare_data(
                                  "'repulsive_wall', 'nonbonded_wall', 'bonded' or 'dihedrals:i-j-k-l[,...]'")
             logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
             fitted.append(prior.to_dict())
+    default_forces = as_forces_choice(default_forces)
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted,
-                            default_noise_std=default_noise_std, default_extrapolation_order=default_extrapolation_order)
+                            default_noise_std=default_forces.noise_std,
+                            default_extrapolation_order=default_forces.extrapolation_order)
     return config, physics, converted

@@ -40,6 +40,7 @@ from ..data.graphs import collate
 from ..data.neighbours import SkinNeighbourList, training_skin
 from ..errors import DataError, TrainingError
 from ..files import atomic_write
+from ..forces import ForcesChoice
 from ..inference import evaluate_forces
 from ..model import DenoiserMACE, build_model
 from ..priors import prior_from_dict, total_forces
@@ -521,8 +522,7 @@ def train(
     world_size: int = 1,
     device: Union[str, torch.device] = "cpu",
     initial_model: Optional[DenoiserMACE] = None,
-    default_noise_std: Optional[float] = None,
-    default_extrapolation_order: Optional[int] = None,
+    default_forces: Optional[ForcesChoice] = None,
     **model_options: Any,
 ) -> TrainResult:
     """Train a denoiser on equilibrium ``frames`` sampled at ``temperature_K`` (K).
@@ -534,10 +534,10 @@ def train(
     ``"repulsive_wall"``, ``"bonded"`` or ``"nonbonded_wall"`` (fitted to the frames:
     :func:`ase_denoise.training.prepare_data`). ``model_options``: :class:`ModelConfig` fields
     (``r_max``, which may be ``"auto"``, ``head``, ...). ``rank``/``world_size``/``device``: see
-    :class:`Trainer`. ``default_noise_std`` / ``default_extrapolation_order``: what a ladder model's
-    forces are by default (one trained level, or the extrapolation of that degree; default the
-    extrapolation of degree ``min(levels - 1, 2)``), stored with it (:class:`PhysicsConfig`) and used
-    by the validation forces and by every calculator of the model unless it asks for another.
+    :class:`Trainer`. ``default_forces``: what a ladder model's forces are by default
+    (:class:`~ase_denoise.forces.ForcesChoice`: one trained level, or the extrapolation of a degree;
+    default the extrapolation of degree ``min(levels - 1, 2)``), stored with it (:class:`PhysicsConfig`)
+    and used by the validation forces and by every calculator of the model unless it asks for another.
 
     Fine-tuning: with ``initial_model`` training starts from its weights. The architecture is the
     model's, element table and ``avg_num_neighbors`` included (its weights depend on them): every
@@ -548,7 +548,7 @@ def train(
     config, physics, converted = prepare_data(
         frames, noise_std=noise_std, temperature_K=temperature_K, priors=priors, initial_model=initial_model,
         skip_bonded_pairs=bool(train_config and train_config.smoothed_priors),
-        default_noise_std=default_noise_std, default_extrapolation_order=default_extrapolation_order,
+        default_forces=default_forces,
         **model_options,
     )
     trainer = Trainer(
