@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+import numpy as np
+
 from ase_denoise.config import ModelConfig, cli_fields
 
 # The smallest model that still exercises every block: fast enough for tests that train.
@@ -61,6 +63,20 @@ def make_model(atomic_numbers: Sequence[int], *, noise_std=0.05, temperature_K: 
     config = ModelConfig(atomic_numbers=list(atomic_numbers), **options)
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=noise_std, pbc=(pbc,) * 3)
     return build_model(config, physics, dtype or torch.float64, seed=seed)
+
+
+#: relative tolerance for the same quantity computed along two code paths (other batching, another
+#: neighbour-list order): a few units in the last place of the dtype, never exact equality in float32
+SAME_RTOL = {"float32": 1e-5, "float64": 1e-12}
+
+
+def assert_same(actual, expected, dtype) -> None:
+    """``actual`` equals ``expected`` to the rounding of ``dtype`` (a torch dtype or its name), relative
+    to the largest magnitude of ``expected``: float32 paths that batch or order sums differently
+    differ by a few ulps (3e-11 eV/A on a 1e-4 eV/A force), float64 ones by 1e-15."""
+    name = str(dtype).replace("torch.", "")
+    scale = float(np.abs(np.asarray(expected)).max()) if np.size(expected) else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=SAME_RTOL[name] * max(scale, 1e-30))
 
 
 def run_cli(argv) -> Tuple[int, str, str]:

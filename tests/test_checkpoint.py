@@ -115,8 +115,9 @@ def test_format_1_files_load_through_the_upgrade_with_identical_forces(name, exp
     forces = DenoiseCalculator(model).get_forces(atoms)
     assert forces.shape == expected_forces[name].shape and np.abs(forces).max() > 0
     # the same weights and the same computation, in float32: equal to rounding. Exact equality held on
-    # the machine that froze the files and not on every CPU (session 19: 3e-8 eV/A on the molecule,
-    # the float32 sums vectorised differently); a wrong upgrade (units, sigma, kT) is off by far more
+    # the machine that froze the files and not on every CPU (3e-8 eV/A on the molecule on a 2-core EPYC
+    # VM, 2026-12-01: the float32 sums vectorised differently); a wrong upgrade (units, sigma, kT) is off
+    # by far more
     np.testing.assert_allclose(forces, expected_forces[name], rtol=0, atol=1e-6)
 
     meta = model.metadata

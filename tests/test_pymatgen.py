@@ -1,4 +1,4 @@
-"""pymatgen interoperability (issue 3, item 4): round trips, the calculator on converted
+"""pymatgen interoperability: round trips, the calculator on converted
 structures, and training runs from a list of ``Structure``s and from a ``Trajectory``."""
 
 from __future__ import annotations

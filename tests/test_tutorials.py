@@ -1,4 +1,4 @@
-"""The tutorials (issue 7): every ``tutorials/*.ipynb`` runs top to bottom in fast mode.
+"""The tutorials: every ``tutorials/*.ipynb`` runs top to bottom in fast mode.
 
 Each notebook is copied into a temporary directory and executed there with nbclient (so plots, model
 files and trajectories never land in the repository), in a kernel whose environment has

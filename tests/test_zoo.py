@@ -1,4 +1,4 @@
-"""The model zoo (issue 3, items 1-2): registry, sha256 checks, loading by name, CLI, and the
+"""The model zoo: registry, sha256 checks, loading by name, CLI, and the
 shipped models inside a built wheel installed outside the repository."""
 
 from __future__ import annotations
