@@ -469,17 +469,22 @@ def test_eval_missing_model_file(data, tmp_path, capsys):
 
 
 def test_prior_specs_give_the_priors_they_name():
-    from ase_denoise.cli.train import _prior_arg
+    """One parser for ``--prior`` and ``train(priors=...)`` (ase_denoise.priors.specs): the forms fitted
+    to the data, the complete Coulomb terms, and a clear refusal of anything else."""
     from ase_denoise.priors import DSFCoulomb, EwaldCoulomb
+    from ase_denoise.priors.specs import FittedPrior, parse_prior
 
-    assert _prior_arg("wall") == "repulsive_wall"
-    assert (_prior_arg("bonded"), _prior_arg("nonbonded-wall")) == ("bonded", "nonbonded_wall")
-    assert _prior_arg("dihedrals:4-6-8-14,6-8-14-16") == "dihedrals:4-6-8-14,6-8-14-16"
-    dsf = _prior_arg("coulomb:Li=1,Cl=-1,eps=78,cutoff=9")
+    assert parse_prior("wall") == parse_prior("repulsive_wall") == FittedPrior("wall")
+    assert (parse_prior("bonded"), parse_prior("nonbonded-wall")) == (FittedPrior("bonded"), FittedPrior("nonbonded-wall"))
+    assert parse_prior("nonbonded_wall") == FittedPrior("nonbonded-wall")
+    assert parse_prior("dihedrals:4-6-8-14,6-8-14-16") == FittedPrior("dihedrals", ((4, 6, 8, 14), (6, 8, 14, 16)))
+    dsf = parse_prior("coulomb:Li=1,Cl=-1,eps=78,cutoff=9")
     assert dsf == DSFCoulomb({3: 1.0, 17: -1.0}, 78.0, alpha=0.2, r_cut=9.0)
-    ewald = _prior_arg("ewald:Li=1,Cl=-1,eps=94,alpha=0.35,accuracy=1e-7")
+    ewald = parse_prior("ewald:Li=1,Cl=-1,eps=94,alpha=0.35,accuracy=1e-7")
     assert ewald == EwaldCoulomb({3: 1.0, 17: -1.0}, 94.0, alpha=0.35, r_cut=10.0, accuracy=1e-7)
+    assert parse_prior(ewald) is ewald
     for bad, message in (("ewald:Li=1,Cl=-1", "missing eps"), ("ewald:Xx=1,eps=2", r"unknown element\(s\) \['Xx'\]"),
-                         ("zbl", "use 'wall'"), ("dihedrals:4-6-8", "quadruples")):
+                         ("ewald:Li=one,eps=2", "must be numbers"), ("zbl", "unknown prior 'zbl': use wall"),
+                         ("dihedrals:4-6-8", "quadruples"), (3.0, "pass an ase_denoise.priors.Prior")):
         with pytest.raises(ValueError, match=message):
-            _prior_arg(bad)
+            parse_prior(bad)

@@ -12,11 +12,9 @@ import sys
 import time
 from typing import List
 
-from ase.data import atomic_numbers
-
 from ..config import ModelConfig, PhysicsConfig, TrainConfig, add_arguments, options_from_args
 from ..forces import ForcesChoice
-from ..priors import DSFCoulomb, EwaldCoulomb, parse_dihedrals
+from ..priors.specs import SHORT_FORMS, parse_prior
 from .common import _sig, command, refuse_existing
 
 
@@ -42,10 +40,9 @@ def add_parsers(sub) -> None:
              "'bonded' (harmonic bonds and angles of a molecule, fitted to the data; every frame the same molecule), "
              "'nonbonded-wall' (with 'bonded': the wall on the pairs the bonded priors do not hold), "
              "'dihedrals:4-6-8-14,6-8-14-16' (torsion free energies on those atom quadruples, 0-based, fitted to "
-             "the data's dihedrals; learned as a residual), "
-             "'coulomb:Li=1,Cl=-1,eps=78,alpha=0.2,cutoff=10' (DSF Coulomb, charges in e) or "
-             "'ewald:Li=1,Cl=-1,eps=94,alpha=0.3,cutoff=10,accuracy=1e-6' (periodic Ewald Coulomb, as LAMMPS "
-             "coul/long + pppm); Coulomb terms are learned as a residual",
+             "the data's dihedrals; learned as a residual), 'coulomb:...' (DSF Coulomb, charges in e) or "
+             "'ewald:...' (periodic Ewald Coulomb, as LAMMPS coul/long + pppm); Coulomb terms are learned as a "
+             "residual. Forms: " + "; ".join(SHORT_FORMS),
     )
     add_arguments(p.add_argument_group("training"), TrainConfig)
     add_arguments(p.add_argument_group("model (MACE hyperparameters)"), ModelConfig, r_max={
@@ -83,38 +80,6 @@ def _noise_std_arg(values: List[str]):
         raise ValueError(f"--noise-std {' '.join(values)}: give sigma values in Angstrom or the single word 'auto'") from None
 
 
-def _prior_arg(spec: str):
-    """``wall``, ``bonded``, ``nonbonded-wall``, ``dihedrals:4-6-8-14[,...]``,
-    ``coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]`` (DSF) or
-    ``ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]`` -> a prior (or 'repulsive_wall')."""
-    if spec == "wall":
-        return "repulsive_wall"
-    if spec == "bonded":
-        return "bonded"
-    if spec == "nonbonded-wall":
-        return "nonbonded_wall"
-    if spec.startswith("dihedrals:"):
-        parse_dihedrals(spec.partition(":")[2])  # refused here, before any data are read
-        return spec
-    usage = ("use 'wall', 'bonded', 'nonbonded-wall', 'dihedrals:i-j-k-l[,...]', "
-             "'coulomb:Li=1,Cl=-1,eps=78[,alpha=0.2][,cutoff=10]' (DSF) or "
-             "'ewald:Li=1,Cl=-1,eps=94[,alpha=0.3][,cutoff=10][,accuracy=1e-6]'")
-    kind, _, rest = spec.partition(":")
-    if kind not in ("coulomb", "ewald") or not rest:
-        raise ValueError(f"--prior {spec!r}: {usage}")
-    values = dict(item.split("=", 1) for item in rest.split(",") if "=" in item)
-    names = ("eps", "alpha", "cutoff") + (("accuracy",) if kind == "ewald" else ())
-    settings = {k: float(values.pop(k)) for k in names if k in values}
-    unknown = [k for k in values if k not in atomic_numbers]
-    if unknown or "eps" not in settings:
-        raise ValueError(f"--prior {spec!r}: unknown element(s) {unknown} or missing eps=<relative permittivity>; {usage}")
-    charges = {atomic_numbers[k]: float(v) for k, v in values.items()}
-    if kind == "ewald":
-        return EwaldCoulomb(charges, settings["eps"], alpha=settings.get("alpha", 0.3),
-                            r_cut=settings.get("cutoff", 10.0), accuracy=settings.get("accuracy", 1e-6))
-    return DSFCoulomb(charges, settings["eps"], alpha=settings.get("alpha", 0.2), r_cut=settings.get("cutoff", 10.0))
-
-
 @command("train")
 def cmd_train(args: argparse.Namespace) -> int:
     from ..checkpoint import load_model_file, save_model
@@ -131,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "r_max" in model_options and model_options["r_max"] != "auto":
         model_options["r_max"] = float(model_options["r_max"])
     noise_std = _noise_std_arg(args.noise_std)
-    priors = [_prior_arg(spec) for spec in args.prior]
+    priors = [parse_prior(spec) for spec in args.prior]  # refused now, before any data are read
     default_forces = ForcesChoice(noise_std=args.default_noise_std, extrapolation_order=args.default_extrapolation_order)
     frames = read_frames(args.data)
     rank, world_size, device = _distributed_setup(args.device)

@@ -70,7 +70,7 @@ from .bonded import HarmonicAngles, HarmonicBonds, fit_bonded_priors, molecule_t
 from .coulomb import COULOMB_EV_A, DSFCoulomb, EwaldCoulomb
 from .pair import NonBondedWall, PairTable, RepulsiveWall, fit_repulsive_wall
 from .registry import prior_from_dict
-from .specs import pairs_held_by_priors, parse_dihedrals
+from .specs import SHORT_FORMS, FittedPrior, fit_priors, pairs_held_by_priors, parse_dihedrals, parse_prior
 from .torsions import (
     DihedralCorrection,
     DihedralPairCorrection,
@@ -82,7 +82,7 @@ from .torsions import (
 )
 
 __all__ = [
-    "COULOMB_EV_A", "DSFCoulomb", "DihedralCorrection", "DihedralPairCorrection", "Dihedrals", "EwaldCoulomb",
+    "COULOMB_EV_A", "SHORT_FORMS", "DSFCoulomb", "FittedPrior", "fit_priors", "parse_prior", "DihedralCorrection", "DihedralPairCorrection", "Dihedrals", "EwaldCoulomb",
     "HarmonicAngles", "HarmonicBonds", "NonBondedWall", "PairGeometry", "PairTable", "Prior", "RepulsiveWall",
     "describe", "dihedral_angles", "fit_bonded_priors", "fit_dihedral_correction", "fit_dihedral_pair_correction",
     "fit_dihedral_priors", "fit_repulsive_wall", "molecule_topology", "pairs_held_by_priors", "parse_dihedrals",

@@ -11,8 +11,7 @@ from ..config import ModelConfig, PhysicsConfig
 from ..data.frames import Frame, check_atoms, data_pbc, data_temperature, read_frames, to_frame
 from ..data.neighbours import average_num_neighbors
 from ..forces import ForcesChoice, as_forces_choice
-from ..priors import Prior, fit_bonded_priors, fit_dihedral_priors, fit_repulsive_wall
-from ..priors.specs import pairs_held_by_priors, parse_dihedrals
+from ..priors.specs import PriorSpec, fit_priors, pairs_held_by_priors, parse_prior
 from .suggest import suggest_settings
 
 logger = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ def prepare_data(
     temperature_K: Optional[float] = None,
     atomic_numbers: Optional[Sequence[int]] = None,
     default_temperature_K: Optional[float] = None,
-    priors: Sequence[Any] = (),
+    priors: Sequence[PriorSpec] = (),
     initial_model: Any = None,
     skip_bonded_pairs: bool = False,
     default_forces: Optional[ForcesChoice] = None,
@@ -41,13 +40,9 @@ def prepare_data(
     else ``default_temperature_K`` (a model being fine-tuned passes its own). ``atomic_numbers``: the
     element table to use (a model being fine-tuned keeps its own: every element of the frames must be
     in it); default: the elements of the frames. ``priors``: :class:`ase_denoise.priors.Prior`
-    objects, or ``"repulsive_wall"`` for a wall fitted to the frames' closest approaches
-    (:func:`ase_denoise.priors.fit_repulsive_wall`), ``"nonbonded_wall"`` for the same wall on the
-    pairs the bonded priors in ``priors`` do not hold (:class:`~ase_denoise.priors.NonBondedWall`),
-    ``"bonded"`` for harmonic bonds and angles of a molecule fitted by Boltzmann inversion
-    (:func:`ase_denoise.priors.fit_bonded_priors`), or ``"dihedrals:4-6-8-14,6-8-14-16"`` for torsion
-    free energies on those atom quadruples (0-based) fitted to the frames' dihedrals
-    (:func:`ase_denoise.priors.fit_dihedral_priors`). ``model_options``: any other
+    objects or short forms (``"wall"``, ``"bonded"``, ``"nonbonded-wall"``, ``"dihedrals:4-6-8-14"``,
+    ``"ewald:Li=1,Cl=-1,eps=94"``...: :mod:`ase_denoise.priors.specs`), the data-dependent ones fitted
+    to the frames (:func:`~ase_denoise.priors.specs.fit_priors`). ``model_options``: any other
     :class:`ModelConfig` field (``r_max``, which may be ``"auto"`` too, ``num_channels``, ``head``...);
     ``avg_num_neighbors`` is measured on the frames unless given.
 
@@ -65,6 +60,7 @@ def prepare_data(
     Returns the architecture, the physics (temperature, noise levels, the frames' periodicity,
     priors) and the frames converted for training.
     """
+    priors = [parse_prior(p) for p in priors]  # an unknown form is refused before any data are read
     if initial_model is not None:
         inherited = initial_model.config.to_dict()
         atomic_numbers = inherited.pop("atomic_numbers")
@@ -85,7 +81,6 @@ def prepare_data(
     pbc = data_pbc(atoms_list)
     model_options = dict(model_options)
     if (isinstance(noise_std, str) and noise_std == "auto") or model_options.get("r_max") == "auto":
-
         held = pairs_held_by_priors(priors, atoms_list) if skip_bonded_pairs else None
         suggestion = suggest_settings(atoms_list, names=model_options.get("bead_names"), exclude_pairs=held)
         for line in suggestion.reasoning:
@@ -110,24 +105,9 @@ def prepare_data(
     config.avg_num_neighbors = float(avg or average_num_neighbors(converted, r_max))
     kT = PhysicsConfig(temperature_K=temperature_K, noise_std=levels).kT
     fitted = []
-    for prior in priors:
-        if isinstance(prior, str) and prior == "repulsive_wall":
-            prior = fit_repulsive_wall(atoms_list, kT)
-        elif isinstance(prior, str) and prior == "nonbonded_wall":
-            held = pairs_held_by_priors(priors, atoms_list)
-            if not held:
-                raise ValueError("priors: 'nonbonded_wall' is a wall on the pairs that bonded priors do not hold; "
-                                 "give it with them (e.g. priors=['bonded', 'nonbonded_wall'])")
-            prior = fit_repulsive_wall(atoms_list, kT, exclude=held)
-        elif isinstance(prior, str) and prior.startswith("dihedrals:"):
-            prior = fit_dihedral_priors(atoms_list, kT, parse_dihedrals(prior.partition(":")[2]))
-        chosen = fit_bonded_priors(atoms_list, kT) if isinstance(prior, str) and prior == "bonded" else [prior]
-        for prior in chosen:
-            if not isinstance(prior, Prior):
-                raise ValueError(f"unknown prior {prior!r}: pass ase_denoise.priors.Prior objects, "
-                                 "'repulsive_wall', 'nonbonded_wall', 'bonded' or 'dihedrals:i-j-k-l[,...]'")
-            logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
-            fitted.append(prior.to_dict())
+    for prior in fit_priors(priors, atoms_list, kT):
+        logger.info("prior: %s", prior.describe(model_options.get("bead_names")))
+        fitted.append(prior.to_dict())
     default_forces = as_forces_choice(default_forces)
     physics = PhysicsConfig(temperature_K=temperature_K, noise_std=levels, pbc=pbc, priors=fitted,
                             default_noise_std=default_forces.noise_std,

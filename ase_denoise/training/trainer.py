@@ -530,9 +530,9 @@ def train(
     ``noise_std``: sigma in Angstrom, a ladder of several levels (the model then takes sigma as an
     input and its calculator returns forces corrected to sigma -> 0), or ``"auto"``
     (:func:`ase_denoise.training.suggest.suggest_settings`). ``train_config``: :class:`TrainConfig`
-    (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects,
-    ``"repulsive_wall"``, ``"bonded"`` or ``"nonbonded_wall"`` (fitted to the frames:
-    :func:`ase_denoise.training.prepare_data`). ``model_options``: :class:`ModelConfig` fields
+    (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects or
+    short forms (``"wall"``, ``"bonded"``, ``"ewald:Li=1,Cl=-1,eps=94"``...; :mod:`ase_denoise.priors.specs`),
+    fitted to the frames (:func:`ase_denoise.training.prepare_data`). ``model_options``: :class:`ModelConfig` fields
     (``r_max``, which may be ``"auto"``, ``head``, ...). ``rank``/``world_size``/``device``: see
     :class:`Trainer`. ``default_forces``: what a ladder model's forces are by default
     (:class:`~ase_denoise.forces.ForcesChoice`: one trained level, or the extrapolation of a degree;
