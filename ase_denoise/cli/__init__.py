@@ -5,7 +5,8 @@ bars live here, the library only logs.
 * :mod:`ase_denoise.cli.run` - ``md``, ``eval``;
 * :mod:`ase_denoise.cli.refine` - ``choose-forces``, ``check-md``, ``refine-structure``,
   ``refine-torsions``, ``correct-mean-forces``;
-* :mod:`ase_denoise.cli.models` - ``models``, ``demo``.
+* :mod:`ase_denoise.cli.models` - ``models``, ``demo``;
+* :mod:`ase_denoise.cli.common` - the table of commands and what the groups share.
 
 Commands import the library inside their functions: ``ase-denoise --help`` and ``ase-denoise models list``
 must not pay for importing torch and MACE (start-up cost, seconds)."""
@@ -25,15 +26,14 @@ from .common import COMMANDS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``ase-denoise`` parser: every group adds its commands, and the top-level help lists them all."""
-    parser = argparse.ArgumentParser(prog="ase-denoise", formatter_class=argparse.RawDescriptionHelpFormatter)
+    """The ``ase-denoise`` parser: every group adds its commands (argparse lists them all in the help)."""
+    parser = argparse.ArgumentParser(
+        prog="ase-denoise", description="Learn a force field from atomic coordinates alone: train a denoiser, run "
+        "it, check and correct it against its own data without labels, and use the model zoo.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (train, run, refine, models):
         group.add_parsers(sub)
-    parser.description = "Learn a force field from atomic coordinates alone.\n\ncommands:\n" + "\n".join(
-        f"  {name:<22}{action.help}" for name, action in sub.choices.items() for action in
-        [next(a for a in sub._choices_actions if a.dest == name)])
     return parser
 
 

@@ -5,7 +5,7 @@
 * :mod:`ase_denoise.training.suggest` - the noise ladder and cutoff read off the data (``"auto"``);
 * :mod:`ase_denoise.training.sampler` - the duplication sampler: **where the noise is drawn**;
 * :mod:`ase_denoise.training.losses` - what the network is trained to output (targets, loss terms);
-* :mod:`ase_denoise.training` - the loop (:class:`Trainer`, :func:`train`): AdamW, EMA, schedule,
+* :mod:`ase_denoise.training.trainer` - the loop (:class:`Trainer`, :func:`train`): AdamW, EMA, schedule,
   validation, checkpoints, resume, data parallelism.
 """
 
