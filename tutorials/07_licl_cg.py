@@ -126,7 +126,7 @@ display(Image("licl_rdf.png"))
 #   0.0184 / 0.0263 Å, derived from the width of that peak by `--noise-std auto`). By default it returns
 #   the forces of its smallest level, stored in the file: over nine training seeds that level gave better
 #   ion pairing in MD than the extrapolation to sigma -> 0, which amplifies the levels' errors on the rarely
-#   sampled contact barrier (`extrapolation_order=2` gives it). A repulsive wall below the closest approaches in the data keeps
+#   sampled contact barrier (`forces=ForcesChoice(extrapolation_order=2)` gives it). A repulsive wall below the closest approaches in the data keeps
 #   MD out of cores no sample reached (at the design paper's 0.26 Å the contact peak drops to 3-4, and
 #   without the wall most runs collapse).
 # * Short runs flatter every CG model of this system: ion pairing in the reference decorrelates over

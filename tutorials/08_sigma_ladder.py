@@ -44,7 +44,7 @@ from ase import Atoms
 from ase.units import kB
 
 from ase_denoise import DenoiseCalculator, TrainConfig, train
-from ase_denoise.forces import extrapolation_weights
+from ase_denoise.forces import ForcesChoice, extrapolation_weights
 from ase_denoise.inference import predict, structure_frame
 from ase_denoise.data.reference import morse_bond, sample_bond_dimer, smoothed_bond_force
 from ase_denoise.training import suggest_settings
@@ -91,7 +91,7 @@ print(f"trained in {time.perf_counter() - t0:.0f} s: levels {model.noise_levels}
 # %% [markdown]
 # ## 2. Each level against its exact smoothed force
 #
-# `DenoiseCalculator(model, noise_std=s)` evaluates one trained level. Its force along the bond should
+# `DenoiseCalculator(model, forces=ForcesChoice(noise_std=s))` evaluates one trained level. Its force along the bond should
 # follow the exact smoothed force at that σ, softer the larger σ.
 
 # %%
@@ -102,7 +102,8 @@ bond_frames = [structure_frame(Atoms("HH", positions=[[0, 0, 0], [x, 0, 0]]), mo
 
 def learned(noise_std):
     """Force on atom 2 along the bond, eV/A (noise_std=None: corrected to sigma -> 0)."""
-    return predict(model, bond_frames, noise_std=noise_std)[1::2, 0]
+    forces = ForcesChoice() if noise_std is None else ForcesChoice(noise_std=noise_std)
+    return predict(model, bond_frames, forces=forces)[1::2, 0]
 
 
 true = force(ds)
