@@ -16,9 +16,8 @@ variance (docs/beyond-one-sigma.md, "Committees").
 
 from __future__ import annotations
 
-import copy
 import os
-from typing import List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -29,14 +28,27 @@ from .checkpoint import load_model_file
 from .data.neighbours import SkinNeighbourList
 from .forces import ForcesChoice, as_forces_choice, evaluation_levels, refuse_old_keywords
 from .inference import predict, predict_free_energy, prior_forces, structure_frame
-from .model import DenoiserMACE
+from .model import DenoiserMACE, copy_model
 from .zoo import load_model, load_zoo_model
 
 _WHY_NO_ENERGY = (
     "a denoiser with a {head!r} head learns forces (the score of the Boltzmann density) from coordinates "
-    "alone, not an energy; DenoiseCalculator implements only 'forces' for it (train with --head energy "
-    "for a free energy)"
+    "alone, not an energy; DenoiseCalculator implements only 'forces' for it. To relax a structure use "
+    "ase_denoise.relax(atoms) or the forces-only optimizers (ase_denoise.md.ForcesOnlyFIRE, ForcesOnlyBFGS, "
+    "...); for MD logs ase_denoise.md.ForcesOnlyMDLogger; for a free energy train with --head energy"
 )
+#: the keywords of ase.calculators.calculator.Calculator that mean something here; any other is refused
+_ASE_KEYWORDS = ("label", "atoms", "directory")
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _as_dtype(dtype: Union[None, str, torch.dtype]) -> Optional[torch.dtype]:
+    """``torch.float32``/``torch.float64`` or their names (``"float64"``, as MACE's ``default_dtype``)."""
+    if dtype is None or dtype in (torch.float32, torch.float64):
+        return dtype
+    if isinstance(dtype, str) and dtype.replace("torch.", "") in _DTYPES:
+        return _DTYPES[dtype.replace("torch.", "")]
+    raise ValueError(f"dtype={dtype!r}: choose torch.float32 or torch.float64 (or 'float32', 'float64')")
 _WHY_NO_STRESS = (
     "the energy head's A(x) is a free energy of coarse-grained coordinates at one state point: its strain "
     "derivative misses the explicit volume dependence of a CG free energy, so it is not the CG pressure; "
@@ -97,20 +109,32 @@ class DenoiseCalculator(Calculator):
     """
 
     implemented_properties: List[str] = ["forces"]  # our own list: never share ASE's class attribute
+    name = "DenoiseCalculator"
 
     def __init__(
         self,
         model: Union[ModelLike, Sequence[ModelLike]],
         device: Union[str, torch.device] = "cpu",
-        dtype: Optional[torch.dtype] = None,
+        dtype: Union[None, str, torch.dtype] = None,
         skin: float = 1.0,
         forces: Optional[ForcesChoice] = None,
         exclude_priors: Sequence[str] = (),
         **kwargs,
     ):
         refuse_old_keywords(kwargs, "DenoiseCalculator")
+        if "default_dtype" in kwargs:  # MACE's MACECalculator spelling
+            if dtype is not None:
+                raise TypeError("DenoiseCalculator: give dtype or default_dtype, not both")
+            dtype = kwargs.pop("default_dtype")
+        unknown = sorted(set(kwargs) - set(_ASE_KEYWORDS))
+        if unknown:
+            raise TypeError(f"DenoiseCalculator got unknown keyword(s) {unknown}; it takes model, device, dtype, skin, "
+                            f"forces, exclude_priors and ASE's {list(_ASE_KEYWORDS)}")
+        dtype = _as_dtype(dtype)
         super().__init__(**kwargs)
         forces = as_forces_choice(forces)
+        self._sources = [m if isinstance(m, (str, os.PathLike)) else None
+                         for m in (model if isinstance(model, (list, tuple)) else [model])]
         members = list(model) if isinstance(model, (list, tuple)) else [model]
         if not members:
             raise ValueError("a committee needs at least one model")
@@ -131,8 +155,8 @@ class DenoiseCalculator(Calculator):
         for m in members:
             p = next(m.parameters())
             if (self.dtype, self.device) != (p.dtype, p.device):  # never convert the caller's model
-                m = copy.deepcopy(m)
-            converted.append(m.to(device=self.device, dtype=self.dtype).eval())
+                m = copy_model(m, dtype=self.dtype, device=self.device)
+            converted.append(m.eval())
         self.models: List[DenoiserMACE] = converted
         self.model = converted[0]
         # members with identical priors: the network parts are averaged and the priors added once
@@ -146,6 +170,27 @@ class DenoiseCalculator(Calculator):
                 self.implemented_properties += ["energy_comm", "energy_var"]
         # Verlet list: rebuilt only when an atom moved more than skin/2 (ase_denoise.data.neighbours)
         self.neighbours = SkinNeighbourList(self.model.config.r_max, skin)
+        self.skin = float(skin)
+
+    def todict(self) -> Dict[str, Any]:
+        """The calculator's settings as plain values (ASE writes them into trajectories): the model(s)
+        as given (file or zoo name, or ``None`` for an object), what they are, and how they are run."""
+        return {
+            "model": [None if m is None else os.fspath(m) for m in self._sources] if len(self.models) > 1
+            else (None if self._sources[0] is None else os.fspath(self._sources[0])),
+            "head": self.model.config.head, "elements": self.model.config.symbols,
+            "temperature_K": self.temperature_K, "noise_std": list(self.noise_levels),
+            "forces": {"noise_std": self.forces_choice.noise_std,
+                       "extrapolation_order": self.forces_choice.extrapolation_order},
+            "exclude_priors": list(self.exclude_priors), "device": str(self.device),
+            "dtype": str(self.dtype).replace("torch.", ""), "skin": self.skin,
+        }
+
+    def __repr__(self) -> str:
+        members = f"{len(self.models)} models" if len(self.models) > 1 else repr(self.todict()["model"] or "model")
+        return (f"DenoiseCalculator({members}, {self.model.config.head} head, {'/'.join(self.model.config.symbols)}, "
+                f"{self.temperature_K:g} K, sigma {'/'.join(f'{s:g}' for s in self.noise_levels)} A, "
+                f"forces: {self.forces_choice.label}, {str(self.dtype).replace('torch.', '')} on {self.device})")
 
     @classmethod
     def from_file(cls, path: Union[str, os.PathLike], **kwargs) -> "DenoiseCalculator":

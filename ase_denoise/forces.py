@@ -16,7 +16,6 @@ engine front-end.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
@@ -149,12 +148,3 @@ def forces_choices(model: DenoiserMACE) -> List[ForcesChoice]:
         return [ForcesChoice()]
     orders = range(min(len(levels) - 1, 2), 0, -1)
     return [ForcesChoice(extrapolation_order=k) for k in orders] + [ForcesChoice(noise_std=min(levels))]
-
-
-def with_default_forces(model: DenoiserMACE, forces: ForcesChoice) -> DenoiserMACE:
-    """A copy of ``model`` that returns ``forces`` by default (stored in its physics and saved with it;
-    refused if the model cannot return them); ``model`` itself is not changed."""
-    evaluation_levels(model, as_forces_choice(forces))
-    out = copy.deepcopy(model)
-    out.physics = out.physics.with_default_forces(forces)
-    return out

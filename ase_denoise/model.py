@@ -42,7 +42,7 @@ import copy
 import math
 import warnings
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -61,6 +61,7 @@ from ._mace import (
     o3,
 )
 from .config import ModelConfig, PhysicsConfig
+from .forces import ForcesChoice, as_forces_choice, evaluation_levels
 from .priors import Prior, prior_from_dict
 
 
@@ -380,6 +381,22 @@ def build_model(
         return DenoiserMACE(config, physics).to(dtype)
 
 
+def copy_model(model: DenoiserMACE, physics: Optional[PhysicsConfig] = None, dtype: Optional[torch.dtype] = None,
+               device: Optional[Union[str, torch.device]] = None) -> DenoiserMACE:
+    """A copy of ``model`` (its weights, metadata and provenance), optionally with other ``physics``
+    (the same levels: the weights depend on them) or in another ``dtype``/on another ``device``;
+    ``model`` itself is not changed. Rebuilt and loaded, not ``copy.deepcopy``-ed: a deep copy
+    recompiles every e3nn kernel with TorchScript (about a second and a hundred warnings), and
+    building touches no global RNG here (the fresh weights are overwritten anyway)."""
+    parameter = next(model.parameters())
+    out = build_model(model.config, model.physics if physics is None else physics, parameter.dtype, seed=0)
+    out.load_state_dict(model.state_dict())
+    out.metadata, out.provenance = copy.deepcopy(model.metadata), copy.deepcopy(model.provenance)
+    out.priors = [prior_from_dict(p.to_dict()) for p in model.priors] if physics is None else out.priors
+    out.train(model.training)
+    return out.to(device=device or parameter.device, dtype=dtype or parameter.dtype)
+
+
 def with_prior(model: DenoiserMACE, prior: Prior) -> DenoiserMACE:
     """A copy of ``model`` with ``prior`` added (one of the same ``kind`` replaced), saved with it and
     shown in its card; ``model`` itself is not changed. For priors that act at inference only (a
@@ -388,7 +405,14 @@ def with_prior(model: DenoiserMACE, prior: Prior) -> DenoiserMACE:
     if prior.in_residual:
         raise ValueError(f"a {prior.kind!r} prior is learned as a residual: train with it instead of adding it "
                          "to a trained model")
-    out = copy.deepcopy(model)
-    out.priors = [p for p in out.priors if p.kind != prior.kind] + [prior]
-    out.physics = replace(out.physics, priors=[p.to_dict() for p in out.priors])
+    priors = [p for p in model.priors if p.kind != prior.kind] + [prior]
+    out = copy_model(model, physics=replace(model.physics, priors=[p.to_dict() for p in priors]))
+    out.priors = priors
     return out
+
+
+def with_default_forces(model: DenoiserMACE, forces: ForcesChoice) -> DenoiserMACE:
+    """A copy of ``model`` that returns ``forces`` by default (stored in its physics and saved with it;
+    refused if the model cannot return them); ``model`` itself is not changed."""
+    evaluation_levels(model, as_forces_choice(forces))
+    return copy_model(model, physics=model.physics.with_default_forces(forces))

@@ -131,3 +131,48 @@ def test_structure_frame_moves_only_far_atoms_back_by_lattice_vectors(argon_mode
     assert np.array_equal(moved.positions[2], argon.positions[2] + 5 * cell[0] - 3 * cell[2])  # input untouched
     np.testing.assert_allclose(predict(argon_model, [frame]), predict(argon_model, [structure_frame(argon, argon_model)]),
                                rtol=0, atol=1e-10)
+
+
+def test_keywords_are_checked_and_dtype_takes_names(argon_model, argon, tmp_path):
+    """Unknown keywords are refused (ASE's Calculator would keep them as unused parameters); the
+    dtype is a torch dtype, its name, or MACE's ``default_dtype`` spelling; the old per-value keywords
+    say the new way; a model converted to another dtype stays untouched and no TorchScript warning
+    is emitted on the way."""
+    import warnings
+
+    for bad in (dict(bogus=1), dict(model_paths="x"), dict(default_dtype="float64", dtype="float32")):
+        with pytest.raises(TypeError):
+            DenoiseCalculator(argon_model, **bad)
+    with pytest.raises(TypeError, match=r"forces=ForcesChoice\(noise_std=0.05\)"):
+        DenoiseCalculator(argon_model, noise_std=0.05)
+    with pytest.raises(ValueError, match="dtype='float16'"):
+        DenoiseCalculator(argon_model, dtype="float16")
+    reference = DenoiseCalculator(argon_model).get_forces(argon)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deep copy of the model would recompile e3nn's kernels, warning
+        for kw in (dict(dtype="float32"), dict(default_dtype="float32"), dict(dtype=torch.float32)):
+            calc = DenoiseCalculator(argon_model, **kw)
+            assert next(calc.model.parameters()).dtype == torch.float32
+            np.testing.assert_allclose(calc.get_forces(argon), reference, atol=1e-4 * np.abs(reference).max())
+    assert next(argon_model.parameters()).dtype == torch.float64  # the caller's model is not converted
+    assert DenoiseCalculator(argon_model, directory=str(tmp_path), label="x").directory == str(tmp_path)
+
+
+def test_repr_and_todict_say_what_runs_and_go_into_trajectories(argon_model, argon, tmp_path):
+    from ase.io import Trajectory
+    from ase.io.ulm import open as ulm_open
+
+    calc = DenoiseCalculator(argon_model)
+    settings = calc.todict()
+    assert settings["temperature_K"] == 94.4 and settings["noise_std"] == [0.05] and settings["elements"] == ["Ar"]
+    assert settings["forces"] == {"noise_std": None, "extrapolation_order": None} and settings["model"] is None
+    assert "94.4 K" in repr(calc) and "vector head" in repr(calc) and "the model's default" in repr(calc)
+    assert "'lj-argon-94K'" in repr(DenoiseCalculator("lj-argon-94K"))
+    argon.calc = calc
+    forces = argon.get_forces()
+    with Trajectory(tmp_path / "t.traj", "w") as traj:
+        traj.write(argon)
+    with ulm_open(tmp_path / "t.traj") as reader:  # what ASE stored about the calculator
+        stored = reader[0].calculator
+        assert stored.name == "DenoiseCalculator" and stored.parameters["temperature_K"] == 94.4
+        np.testing.assert_allclose(stored.forces, forces)

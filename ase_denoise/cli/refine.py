@@ -113,7 +113,8 @@ def _check_model_output(args: argparse.Namespace, what: str) -> None:
 @command("choose-forces")
 def cmd_choose_forces(args: argparse.Namespace) -> int:
     from ..checkpoint import save_model
-    from ..forces import forces_choices, with_default_forces
+    from ..forces import forces_choices
+    from ..model import with_default_forces
     from ..refine import best_check
     from ..zoo import load_model
 

@@ -34,8 +34,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from ase import Atoms
 
-from ..forces import ForcesChoice, forces_choices, with_default_forces
-from ..model import DenoiserMACE
+from ..forces import ForcesChoice, forces_choices
+from ..model import DenoiserMACE, with_default_forces
 from .rdf import compare_with_reference, reference_structure
 from .replica_md import require_model_temperature, run_replicas, spread_starts
 
