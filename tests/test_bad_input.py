@@ -203,8 +203,49 @@ def test_missing_data_file(tmp_path):
 def test_data_file_in_an_unknown_format(tmp_path):
     path = tmp_path / "frames.zzz"
     path.write_text("this is not a structure file\n")
-    with pytest.raises(DataError, match=r"could not read frames from .*frames.zzz': unknown or unsupported file format"):
+    with pytest.raises(DataError, match=r"could not read frames from .*frames.zzz': ASE does not know its format"):
         read_frames(path)
+
+
+def test_data_file_that_ase_misreads_names_the_guessed_format(tmp_path):
+    """A junk file whose content ASE takes for some format crashes that reader (AttributeError here):
+    the DataError names the guessed format and says how to give frames."""
+    path = tmp_path / "junk.dat"
+    path.write_text("hello world\n1 2 3\nfoo\n")
+    with pytest.raises(DataError, match=r"junk.dat' as '[\w-]+', the format ASE guessed .*write the frames as extxyz"):
+        read_frames(path)
+
+
+def test_training_temperature_contradicted_by_the_momenta(dimers, caplog):
+    """Frames with momenta say their temperature: 300 K data trained as 600 K are refused, naming both;
+    momenta at the stated temperature pass."""
+    from ase.md.velocitydistribution import thermalize_momenta
+
+    rng = np.random.default_rng(0)
+    hot = [a.copy() for a in dimers for _ in range(8)]  # 128 frames of 2 atoms: the mean kinetic T is resolved
+    for a in hot:
+        del a.info["temperature_K"]  # the momenta are the only word on the temperature
+        thermalize_momenta(a, temperature_K=300.0, rng=rng)
+    with pytest.raises(DataError, match=r"temperature_K=600 K, but the momenta of 128 frames say \d+ K"):
+        prepare_data(hot, noise_std=0.1, temperature_K=600.0, **TINY)
+    with caplog.at_level("INFO", logger="ase_denoise"):
+        prepare_data([a.copy() for a in hot], noise_std=0.1, temperature_K=300.0, **TINY)
+    assert "not periodic: a molecule or cluster in vacuum" in caplog.text
+
+
+def test_a_periodic_box_read_without_its_cell_is_said(tmp_path, caplog):
+    """A plain .xyz file of a liquid box holds no cell: the frames train as a cluster, and the log says
+    so with the way to give the cell."""
+    from ase.build import bulk
+    from ase.io import write
+
+    box = bulk("Ar", "fcc", a=5.26, cubic=True).repeat((3, 3, 3))
+    box.rattle(0.05, seed=1)
+    write(tmp_path / "box.xyz", [box, box], format="xyz")  # plain xyz: no Lattice
+    with caplog.at_level("INFO", logger="ase_denoise"):
+        prepare_data(str(tmp_path / "box.xyz"), noise_std=0.1, temperature_K=94.4, **TINY)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("look like a periodic box read without its cell" in w for w in warnings), caplog.text
 
 
 def test_data_item_that_is_not_a_structure():

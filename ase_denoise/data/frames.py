@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import ase.io
+import ase.io.formats
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
@@ -135,8 +136,15 @@ def read_frames(source: Union[PathLike, Atoms, Iterable], index: str = ":") -> L
         except Exception as exc:  # ASE raises many types for unreadable files
             if os.path.isfile(path) and os.path.getsize(path) == 0:
                 raise DataError(f"data file {path!r} is empty (0 bytes): no frames") from exc
-            why = "unknown or unsupported file format, " if type(exc).__name__ == "UnknownFileTypeError" else ""
-            raise DataError(f"could not read frames from {path!r}: {why}{type(exc).__name__}: {exc}") from exc
+            if type(exc).__name__ == "UnknownFileTypeError":
+                raise DataError(f"could not read frames from {path!r}: ASE does not know its format ({exc}); "
+                                "write the frames as extxyz (ase.io.write('frames.extxyz', frames))") from exc
+            try:
+                guessed = f" as {ase.io.formats.filetype(path, read=True)!r}, the format ASE guessed from its name and content"
+            except Exception:  # noqa: BLE001 - only for the message
+                guessed = ""
+            raise DataError(f"could not read frames from {path!r}{guessed}: {type(exc).__name__}: {exc}; write the "
+                            "frames as extxyz (ase.io.write('frames.extxyz', frames))") from exc
         if isinstance(frames, Atoms):
             frames = [frames]
     else:
@@ -179,6 +187,44 @@ def data_temperature(frames: Sequence[Atoms], temperature_K: Optional[float] = N
     if not np.isfinite(temperature_K) or temperature_K <= 0:
         raise DataError(f"temperature_K={temperature_K} K must be a positive number")
     return float(temperature_K)
+
+
+def check_kinetic_temperature(frames: Sequence[Atoms], temperature_K: float) -> Optional[float]:
+    """Frames that carry momenta say their temperature: refuse a ``temperature_K`` (K) their mean
+    kinetic temperature contradicts (off by more than 10 % and five standard errors, the error of a
+    mean over ``F`` frames of ``N`` atoms being ``T sqrt(2 / (3 N F))``). Returns that kinetic
+    temperature, or ``None`` when no frame has momenta."""
+    moving = [a for a in frames if "momenta" in a.arrays and np.any(a.arrays["momenta"])]
+    if not moving:
+        return None
+    kinetic = float(np.mean([a.get_temperature() for a in moving]))
+    n_atoms = float(np.mean([len(a) for a in moving]))
+    error = temperature_K * np.sqrt(2.0 / (3.0 * n_atoms * len(moving)))
+    if abs(kinetic - temperature_K) > max(0.1 * temperature_K, 5.0 * error):
+        raise DataError(
+            f"temperature_K={temperature_K:g} K, but the momenta of {len(moving)} frames say {kinetic:.0f} K (their mean "
+            f"kinetic temperature): a denoiser's forces are kT times its output, so the temperature must be the one "
+            f"the frames were sampled at; if the momenta are not of this ensemble, drop them (atoms.set_momenta(None))")
+    return kinetic
+
+
+def describe_periodicity(frames: Sequence[Atoms]) -> Tuple[str, bool]:
+    """One line on the periodicity a data set will be trained with, and whether it looks like a mistake:
+    non-periodic frames of at least 50 atoms packed like a liquid or solid (under 30 A^3 per atom in their
+    bounding box), as a plain .xyz file of a periodic box reads (it holds no cell)."""
+    pbc = data_pbc(frames)
+    if any(pbc):
+        heights = cell_heights(frames[0].cell)
+        return f"periodic along {', '.join('xyz'[i] for i in range(3) if pbc[i])} (cell heights {np.round(heights, 2).tolist()} A)", False
+    atoms = frames[0]
+    span = np.ptp(atoms.positions, axis=0) if len(atoms) else np.zeros(3)
+    dense = len(atoms) >= 50 and float(np.prod(np.maximum(span, 1e-9))) / len(atoms) < 30.0
+    line = "not periodic: a molecule or cluster in vacuum (the frames have no periodic cell)"
+    if dense:
+        line += (f"; but {len(atoms)} atoms packed at {float(np.prod(span)) / len(atoms):.1f} A^3 per atom look like a "
+                 "periodic box read without its cell (plain .xyz holds none): give the frames with their cell "
+                 "(extxyz with Lattice=..., or set atoms.cell and atoms.pbc)")
+    return line, dense
 
 
 def data_pbc(frames: Sequence[Atoms]) -> Tuple[bool, bool, bool]:

@@ -8,7 +8,16 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 from ase import Atoms
 
 from ..config import ModelConfig, PhysicsConfig
-from ..data.frames import Frame, check_atoms, data_pbc, data_temperature, read_frames, to_frame
+from ..data.frames import (
+    Frame,
+    check_atoms,
+    check_kinetic_temperature,
+    data_pbc,
+    data_temperature,
+    describe_periodicity,
+    read_frames,
+    to_frame,
+)
 from ..data.neighbours import average_num_neighbors
 from ..forces import ForcesChoice, as_forces_choice
 from ..priors.specs import PriorSpec, fit_priors, pairs_held_by_priors, parse_prior
@@ -78,7 +87,10 @@ def prepare_data(
     if temperature_K is None and not stated:
         temperature_K = default_temperature_K
     temperature_K = data_temperature(atoms_list, temperature_K)
+    check_kinetic_temperature(atoms_list, temperature_K)
     pbc = data_pbc(atoms_list)
+    periodicity, suspicious = describe_periodicity(atoms_list)
+    (logger.warning if suspicious else logger.info)("data: %d frames, %s", len(atoms_list), periodicity)
     model_options = dict(model_options)
     if (isinstance(noise_std, str) and noise_std == "auto") or model_options.get("r_max") == "auto":
         held = pairs_held_by_priors(priors, atoms_list) if skip_bonded_pairs else None
