@@ -284,7 +284,7 @@ def test_eval_prints_force_metrics_and_parity_plot(trained, data, tmp_path):
     code, out, err = run_cli(["eval", "--model", trained["model"], "--data", data["frames"], "--parity", parity])
     assert code == 0, err
     metrics = first_json(out)
-    for key in ("rmse", "relative_rmse", "cosine"):
+    for key in ("rmse_eV/A", "relative_rmse", "cosine"):  # units on the dimensional figures
         assert math.isfinite(metrics[key]), key
     assert -1.0 <= metrics["cosine"] <= 1.0
     assert parity.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -299,7 +299,7 @@ def test_eval_prints_force_metrics_and_parity_plot(trained, data, tmp_path):
         pred.append(atoms.get_forces())
     pred, ref = np.concatenate(pred), np.concatenate(ref)
     rmse = float(np.sqrt(np.mean((pred - ref) ** 2)))
-    assert metrics["rmse"] == pytest.approx(rmse, rel=1e-3)
+    assert metrics["rmse_eV/A"] == pytest.approx(rmse, rel=1e-3)
     assert metrics["relative_rmse"] == pytest.approx(rmse / float(np.sqrt(np.mean(ref**2))), rel=1e-3)
 
 
@@ -352,7 +352,8 @@ def test_md_writes_trajectory_and_refuses_overwrite(trained, data, tmp_path):
     code, out, err = run_cli(argv)
     assert code == 0, err
     stats = first_json(out)
-    assert stats["steps"] == 20 and stats["stopped"] is None and math.isfinite(stats["min_distance"])
+    assert stats["steps"] == 20 and stats["stopped"] is None and math.isfinite(stats["min_distance_A"])
+    assert "max_force_eV/A" in stats and "mean_temperature_K" in stats
     assert str(traj) in out
     frames = ase.io.read(traj, index=":")
     assert len(frames) == 20 // 5 + 1  # step 0 and every 5th step
@@ -374,6 +375,28 @@ def test_md_writes_trajectory_and_refuses_overwrite(trained, data, tmp_path):
     code, out, err = run_cli([*argv, "--overwrite", "--seed", "1"])
     assert code == 0, err
     assert len(ase.io.read(traj, index=":")) == 5
+
+
+def test_md_runs_at_the_models_temperature_unless_told(trained, data, tmp_path):
+    """Without --temperature-K the MD runs at the model's training temperature; another temperature is
+    refused (the forces are that ensemble's) unless --allow-other-temperature; the overlap guard is on."""
+    traj = tmp_path / "md.traj"
+    base = ["md", "--model", trained["model"], "--structure", data["start"], "--steps", "5", "--interval", "5",
+            "--timestep-fs", "1.0", "--output", traj]
+    code, out, err = run_cli([*base, "--temperature-K", str(2 * TEMPERATURE_K)])
+    assert code == 2 and "trained at 300 K" in err and "--allow-other-temperature" in err and not traj.exists()
+    code, out, err = run_cli(base)
+    assert code == 0, err
+    code, out, err = run_cli([*base, "--temperature-K", str(2 * TEMPERATURE_K), "--allow-other-temperature",
+                              "--overwrite"])
+    assert code == 0, err
+    # two atoms made to overlap: the run ends at once, saying why
+    start = ase.io.read(data["start"])
+    start.positions[1] = start.positions[0] + [0.2, 0.0, 0.0]
+    ase.io.write(tmp_path / "overlap.extxyz", start)
+    code, out, err = run_cli(["md", "--model", trained["model"], "--structure", tmp_path / "overlap.extxyz",
+                              "--steps", "20", "--output", tmp_path / "o.traj"])
+    assert code == 0 and first_json(out)["stopped"].startswith("atoms 0.200 A apart at step 0"), out
 
 
 @pytest.mark.parametrize("kind", ["missing", "unknown"])

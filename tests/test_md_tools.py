@@ -451,3 +451,23 @@ def test_single_frame_trajectory_formats_are_refused_before_the_run(crystal, tmp
         run_langevin(crystal, temperature_K=94.4, steps=5, trajectory=str(tmp_path / "POSCAR"))
     np.testing.assert_array_equal(crystal.positions, start)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_md_at_another_temperature_than_the_models_is_refused_unless_allowed(argon_model, argon):
+    """A learned force field is its data's temperature's: run_langevin and ReplicaLangevin refuse 300 K
+    with a 94.4 K model (API), name both temperatures, and run when told to; other calculators
+    (which state no training temperature) are not checked."""
+    from ase_denoise.md import ReplicaLangevin
+
+    argon.calc = DenoiseCalculator(argon_model)
+    for T in (300.0, 5000.0):
+        with pytest.raises(ValueError, match=rf"MD at {T:g} K with a model trained at 94.4 K.*allow_other_temperature"):
+            run_langevin(argon, temperature_K=T, steps=1)
+        with pytest.raises(ValueError, match="allow_other_temperature"):
+            ReplicaLangevin(argon_model, [argon], temperature_K=T)
+    assert run_langevin(argon, temperature_K=300.0, steps=2, allow_other_temperature=True)["steps"] == 2
+    assert ReplicaLangevin(argon_model, [argon], temperature_K=300.0, allow_other_temperature=True).run(2)["steps"] == 2
+    assert run_langevin(argon, temperature_K=94.4, steps=2)["steps"] == 2
+    other = argon_crystal()
+    other.calc = LennardJones(sigma=3.4, epsilon=0.0104, rc=8.0)
+    assert run_langevin(other, temperature_K=300.0, steps=2)["steps"] == 2

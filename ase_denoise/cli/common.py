@@ -26,6 +26,12 @@ def refuse_existing(path: str, overwrite: bool) -> None:
         raise FileExistsError(f"{path!r} exists; pass --overwrite to replace it")
 
 
-def _sig(value):
-    """Floats to 5 significant digits for printing (``round(v, 5)`` turns 3e-6 eV/A into 0.0)."""
-    return float(f"{value:.5g}") if isinstance(value, float) else value
+def _sig(value, digits: int = 5):
+    """Floats to ``digits`` significant digits for printing (``round(v, 5)`` turns 3e-6 eV/A into 0.0)."""
+    return float(f"{value:.{digits}g}") if isinstance(value, float) else value
+
+
+def with_units(figures: Dict, units: Dict[str, str], digits: int = 4) -> Dict:
+    """``figures`` for printing: each key that has a unit gets it as a suffix (``rmse`` -> ``rmse_eV/A``)
+    and floats are rounded to ``digits`` significant digits."""
+    return {(f"{k}_{units[k]}" if k in units else k): _sig(v, digits) for k, v in figures.items()}

@@ -12,7 +12,13 @@ import sys
 
 from ..config import add_arguments, options_from_args
 from ..forces import ForcesChoice
-from .common import _sig, command, refuse_existing
+from ..md.langevin import OVERLAP_DISTANCE
+from .common import command, refuse_existing, with_units
+
+#: units of the figures ``md`` and ``eval`` print
+MD_UNITS = {"wall_s": "s", "steps_per_second": "1/s", "ns_per_day": "ns/day", "min_distance": "A",
+            "max_force": "eV/A"}
+EVAL_UNITS = {"rmse": "eV/A", "mae": "eV/A"}
 
 
 def add_parsers(sub) -> None:
@@ -22,7 +28,14 @@ def add_parsers(sub) -> None:
                         "seeds), whose mean forces drive the MD")
     add_arguments(p.add_argument_group("which forces (a noise ladder)"), ForcesChoice)
     p.add_argument("--structure", required=True, help="starting structure, any file ASE can read (last frame used)")
-    p.add_argument("--temperature-K", type=float, required=True)
+    p.add_argument("--temperature-K", type=float, default=None,
+                   help="thermostat temperature, K (default: the model's training temperature; another one needs "
+                        "--allow-other-temperature)")
+    p.add_argument("--allow-other-temperature", action="store_true",
+                   help="run at a temperature other than the model's training temperature (its forces are that "
+                        "ensemble's)")
+    p.add_argument("--min-distance-stop", type=float, default=OVERLAP_DISTANCE,
+                   help=f"end the run when two atoms come closer than this, Angstrom (default {OVERLAP_DISTANCE}; 0: off)")
     p.add_argument("--steps", type=int, required=True)
     p.add_argument("--timestep-fs", type=float, default=5.0)
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default 0.01)")
@@ -48,12 +61,14 @@ def cmd_md(args: argparse.Namespace) -> int:
     atoms = read_frames(args.structure, index="-1")[-1]
     atoms.calc = DenoiseCalculator(args.model if len(args.model) > 1 else args.model[0],
                                    forces=ForcesChoice(**options_from_args(args, ForcesChoice)))
+    temperature_K = atoms.calc.temperature_K if args.temperature_K is None else args.temperature_K
     stats = run_langevin(
-        atoms, temperature_K=args.temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
+        atoms, temperature_K=temperature_K, steps=args.steps, timestep_fs=args.timestep_fs,
         friction_per_fs=args.friction, trajectory=args.output, interval=args.interval, seed=args.seed,
-        progress=True, overwrite=args.overwrite,
+        progress=True, overwrite=args.overwrite, allow_other_temperature=args.allow_other_temperature,
+        min_distance_stop=args.min_distance_stop or None,
     )
-    print(json.dumps(stats, indent=1))
+    print(json.dumps(with_units(stats, MD_UNITS), indent=1))
     if stats["stopped"]:
         print(f"warning: MD stopped early: {stats['stopped']}", file=sys.stderr)
     print(f"trajectory written to {args.output}")
@@ -76,7 +91,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return 2
     pred, ref = evaluate_forces(model, frames, forces=ForcesChoice(**options_from_args(args, ForcesChoice)))
     metrics = force_metrics(pred, ref)
-    print(json.dumps({k: _sig(v) for k, v in metrics.items()}, indent=1))
+    print(json.dumps(with_units(metrics, EVAL_UNITS), indent=1))
     if args.parity:
         print("parity plot:", plot_force_parity(pred, ref, args.parity, title=os.path.basename(args.model)))
     return 0

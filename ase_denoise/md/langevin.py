@@ -34,6 +34,22 @@ except ImportError:  # older ASE
 
 logger = logging.getLogger(__name__)
 
+#: two atoms closer than this (Angstrom) end an MD run by default: no bond is this short
+OVERLAP_DISTANCE = 0.5
+
+
+def check_md_temperature(model_temperature_K: Optional[float], temperature_K: float, allowed: bool) -> None:
+    """Refuse MD at a temperature other than the model's training temperature (both K) unless ``allowed``:
+    the learned forces are ``kT * score`` of the data's ensemble and mean nothing at another state point."""
+    if model_temperature_K is None or allowed:
+        return
+    if abs(float(temperature_K) - float(model_temperature_K)) > 1e-6 * float(model_temperature_K):
+        raise ValueError(
+            f"MD at {temperature_K:g} K with a model trained at {model_temperature_K:g} K: its forces are the "
+            f"{model_temperature_K:g} K ensemble's (kT times the score of that data) and are not a force field of "
+            f"another temperature; run at {model_temperature_K:g} K, or pass allow_other_temperature=True "
+            "(CLI: --allow-other-temperature) to run it anyway")
+
 
 def max_force(forces: np.ndarray) -> float:
     """Largest per-atom force norm, ``max_i |F_i|``.
@@ -196,9 +212,10 @@ def run_langevin(
     overwrite: bool = False,
     observers: Sequence[Observer] = (),
     stop: Optional[StopHook] = None,
-    min_distance_stop: Optional[float] = None,
+    min_distance_stop: Optional[float] = OVERLAP_DISTANCE,
     thermalize: bool = True,
     distance_cutoff: float = 6.0,
+    allow_other_temperature: bool = False,
 ) -> Dict[str, Any]:
     """Langevin MD with any forces-only calculator attached to ``atoms`` (modified in place).
 
@@ -218,8 +235,12 @@ def run_langevin(
     * a line is logged with :class:`ForcesOnlyMDLogger` to ``logfile``;
     * each of ``observers`` is called as ``observer(atoms, step)``;
     * ``stop(atoms, step)`` may return a reason to end the run early, and ``min_distance_stop``
-      (Angstrom) ends it when two atoms come closer (an MD collapse): the run then ends cleanly and
-      the result says why in ``stopped``.
+      (Angstrom; default :data:`OVERLAP_DISTANCE`, ``None`` switches the guard off) ends it when two
+      atoms come closer (an MD collapse): the run then ends cleanly and the result says why in ``stopped``.
+
+    A learned force field is the data's own temperature's (its forces are ``kT`` times a score): with
+    a calculator that states its training temperature (``DenoiseCalculator.temperature_K``) a run at
+    another ``temperature_K`` is refused unless ``allow_other_temperature``.
 
     Returns ``steps`` (done), ``wall_s``, ``steps_per_second``, ``ns_per_day``,
     ``mean_temperature_K``, ``min_distance`` (Angstrom, over the observed steps),
@@ -230,6 +251,7 @@ def run_langevin(
             f"need steps >= 0, interval >= 1, timestep_fs > 0, temperature_K > 0; got {steps}, {interval}, "
             f"{timestep_fs}, {temperature_K}"
         )
+    check_md_temperature(getattr(atoms.calc, "temperature_K", None), temperature_K, allow_other_temperature)
     traj_format = None
     if trajectory is not None:  # fail now, not after the whole run
         check_writable(trajectory, overwrite)

@@ -27,7 +27,7 @@ from ..data.neighbours import SkinNeighbourList
 from ..forces import ForcesChoice, as_forces_choice, evaluation_levels
 from ..inference import predict, structure_frame
 from ..model import DenoiserMACE
-from .langevin import thermalize_momenta
+from .langevin import check_md_temperature, thermalize_momenta
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class ReplicaLangevin:
     thermalize:
         draw momenta from Maxwell-Boltzmann (ASE's ``thermalize_momenta`` with each replica's
         stream); otherwise the replicas' own momenta are used.
+    allow_other_temperature:
+        run at a ``temperature_K`` other than the model's training temperature (refused by default,
+        :func:`~ase_denoise.md.langevin.check_md_temperature`).
     forces, skin:
         as :class:`~ase_denoise.calculator.DenoiseCalculator`: which forces
         (:class:`~ase_denoise.forces.ForcesChoice`, default the model's), and the Verlet skin of each
@@ -70,9 +73,11 @@ class ReplicaLangevin:
         thermalize: bool = True,
         forces: Optional[ForcesChoice] = None,
         skin: float = 1.0,
+        allow_other_temperature: bool = False,
     ):
         if not replicas:
             raise ValueError("no replicas to run")
+        check_md_temperature(model.temperature_K, temperature_K, allow_other_temperature)
         numbers = replicas[0].numbers
         if any(len(a) != len(numbers) or np.any(a.numbers != numbers) for a in replicas):
             raise ValueError("every replica must hold the same atoms in the same order (one system, many copies)")
