@@ -33,7 +33,9 @@ from . import __version__
 from .config import ModelConfig, PhysicsConfig
 from .errors import CheckpointError
 from .files import PathLike, atomic_write
+from .forces import ForcesChoice, default_order
 from .model import DenoiserMACE, build_model
+from .priors import prior_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +72,12 @@ def save_model(
     training: Optional[Dict[str, Any]] = None,
     metrics: Optional[Dict[str, Any]] = None,
     overwrite: bool = False,
+    card: Optional[str] = None,
 ) -> str:
-    """Write ``model`` to ``path`` (safetensors + JSON metadata), atomically. Returns the path."""
+    """Write ``model`` to ``path`` (safetensors + JSON metadata), atomically. Returns the path.
+    ``card``: a Markdown summary kept in the file (``ase-denoise models show FILE`` prints it; default:
+    the card the model was loaded with, if any)."""
+    card = model.metadata.get("card", "") if card is None else card
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     metadata = {
         "format": FORMAT_NAME,
@@ -81,6 +87,7 @@ def save_model(
         "physics": json.dumps(model.physics.to_dict(), sort_keys=True),
         "training": json.dumps(training or {}, sort_keys=True, default=_json_default),
         "metrics": json.dumps(metrics or {}, sort_keys=True, default=_json_default),
+        **({"card": str(card)} if card else {}),
     }
     return atomic_write(path, lambda tmp: safetensors.torch.save_file(tensors, tmp, metadata=metadata), overwrite)
 
@@ -159,6 +166,7 @@ def _open(path: PathLike, read_tensors: bool):
             "physics": json.loads(raw["physics"]),
             "training": json.loads(raw.get("training", "{}")),
             "metrics": json.loads(raw.get("metrics", "{}")),
+            "card": str(raw.get("card", "")),
         }
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path!r} has missing or malformed JSON metadata: {exc!r}") from exc
@@ -195,3 +203,40 @@ def load_model_file(
     model.metadata = meta
     model.to(device=device, dtype=dtype or saved_dtype)
     return model.eval()
+
+
+def _default_forces_label(physics: PhysicsConfig) -> str:
+    if not physics.default_forces.is_default:
+        return physics.default_forces.label
+    if len(physics.noise_std) == 1:
+        return "its one level"
+    return ForcesChoice(extrapolation_order=default_order(len(physics.noise_std))).label
+
+
+def describe_metadata(meta: Dict[str, Any], name: str = "model") -> str:
+    """A model file's card (Markdown): the card stored in it, if any, then what its metadata says
+    (architecture, physics, priors, training, best-epoch figures), so any file can be shown."""
+    config, physics = ModelConfig.from_dict(meta["model_config"]), PhysicsConfig.from_dict(meta["physics"])
+    training, metrics = meta.get("training") or {}, meta.get("metrics") or {}
+    names = config.bead_names or None
+    lines = [f"# {name}", ""]
+    if meta.get("card"):
+        lines += [meta["card"].rstrip(), "", "## From the file's metadata", ""]
+    lines += [
+        f"- species: {', '.join(config.symbols)}; periodic: {list(physics.pbc)}",
+        f"- {config.head} head; cutoff {config.r_max:g} A; MACE {config.num_channels} channels, max_L {config.max_L}, "
+        f"max_ell {config.max_ell}, {config.num_interactions} interactions, correlation {config.correlation}",
+        f"- trained at {physics.temperature_K:g} K on noise level(s) {', '.join(f'{s:g}' for s in physics.noise_std)} A; "
+        f"default forces: {_default_forces_label(physics)}",
+    ]
+    lines += [f"- prior: {prior_from_dict(d).describe(names)}" for d in physics.priors]
+    if training:
+        cfg = training.get("train_config", {})
+        lines.append(f"- training: {training.get('n_frames', '?')} frames ({training.get('n_train_frames', '?')} "
+                     f"train, {training.get('n_valid_frames', '?')} validation), {training.get('epochs_completed', '?')} "
+                     f"epochs, {training.get('steps', '?')} steps, loss {cfg.get('loss', '?')}, seed {cfg.get('seed', '?')}")
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "lr"}
+    if shown:
+        lines.append("- best epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+    lines.append(f"- written by ase_denoise {meta.get('library_version')}, file format {meta.get('format_version')}")
+    return "\n".join(lines) + "\n"

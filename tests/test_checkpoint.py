@@ -177,3 +177,25 @@ def test_physics_noise_levels_are_a_sorted_tuple():
     assert PhysicsConfig(temperature_K=300.0, noise_std=0.05).to_dict()["noise_std"] == [0.05]
     with pytest.raises(ValueError, match="must differ"):
         PhysicsConfig(temperature_K=300.0, noise_std=[0.1, 0.1])
+
+
+def test_a_card_travels_in_the_file_and_models_show_prints_any_file(argon_model, tmp_path):
+    """``save_model(card=...)`` keeps a Markdown card in the file (older readers ignore the entry);
+    it survives loading and saving again, and ``ase-denoise models show FILE`` prints it with what
+    the metadata says, for a file without a card too."""
+    from _helpers import run_cli
+
+    path = save_model(argon_model, tmp_path / "with_card.safetensors", card="Fitted by hand.\n\nRDF error 0.02.")
+    loaded = load_model_file(path)
+    assert loaded.metadata["card"].startswith("Fitted by hand.")
+    again = save_model(loaded, tmp_path / "again.safetensors")
+    assert read_metadata(again)["card"] == loaded.metadata["card"]
+    code, out, err = run_cli(["models", "show", again])
+    assert code == 0, err
+    assert "Fitted by hand." in out and "RDF error 0.02." in out
+    assert "trained at 94.4 K on noise level(s) 0.05 A" in out and "species: Ar" in out
+    bare = save_model(argon_model, tmp_path / "bare.safetensors")
+    code, out, err = run_cli(["models", "show", bare])
+    assert code == 0 and "# bare.safetensors" in out and "vector head" in out and "default forces: its one level" in out
+    code, out, err = run_cli(["models", "show", tmp_path / "missing.safetensors"])
+    assert code == 2 and "does not exist" in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .common import command
@@ -24,8 +25,8 @@ def add_parsers(sub) -> None:
                    help="zoo directory (default: $ASE_DENOISE_MODELS_DIR or the shipped models)")
     msub = p.add_subparsers(dest="models_command", required=True)
     msub.add_parser("list", help="names, sizes and summaries of the shipped models")
-    q = msub.add_parser("show", help="registry entry and model card of one model")
-    q.add_argument("name")
+    q = msub.add_parser("show", help="registry entry and model card of one zoo model, or the card of a model file")
+    q.add_argument("name", help="a zoo name or a model file (.safetensors)")
     msub.add_parser("verify", help="check every model's sha256 and that it loads (exit 1 if one fails)")
 
 
@@ -54,6 +55,11 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"  {name:<{width}}  {e.size_bytes / 1e6:6.2f} MB  {e.summary}")
         if not entries:
             print("  (none)")
+        return 0
+    if args.models_command == "show" and zoo.looks_like_path(args.name):
+        from ..checkpoint import describe_metadata, read_metadata  # a file: its metadata (torch loads here)
+
+        print(describe_metadata(read_metadata(args.name), os.path.basename(args.name)))
         return 0
     if args.models_command == "show":
         entry = zoo.model_info(args.name, args.models_dir)
