@@ -557,7 +557,8 @@ def test_refine_torsions_cli_writes_the_checked_best_model(cg, tmp_path):
             "--equilibration-ps", 0.05, "--production-ps", 0.5, "--timestep-fs", 2]
     code, stdout, stderr = run_cli(args)
     assert code == 0, stderr
-    lines = stdout.splitlines()
+    announcement, *lines = stdout.splitlines()  # what runs and how long it should take, then the checks
+    assert announcement.startswith("refine-torsions: 2 check(s) of 2 Langevin replicas")
     assert lines[0].startswith("0 correction(s): torsion marginal KL") and lines[1].startswith("1 correction(s): ")
     chosen = int(lines[-1].split("chosen: ")[1].split()[0])
     kls = [float(line.split("torsion marginal KL ")[1].split()[0]) for line in lines[:2]]
@@ -572,7 +573,7 @@ def test_refine_torsions_cli_writes_the_checked_best_model(cg, tmp_path):
     joint = tmp_path / "joint.safetensors"
     code, stdout, stderr = run_cli(args[:6] + [joint, "--joint"] + args[7:])
     assert code == 0, stderr
-    lines = stdout.splitlines()
+    lines = stdout.splitlines()[1:]
     assert "joint KL per pair" in lines[1] and "joint torsion KL" in lines[-1]
     kinds = [p.kind for p in load_model_file(joint).priors]
     assert kinds.count("dihedral_pair_correction") == (0 if lines[-1].startswith("chosen: 0 ") else 1)

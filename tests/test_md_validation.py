@@ -135,7 +135,9 @@ def test_check_md_cli_ranks_models_by_their_md_against_the_data(tmp_path, argon_
     args = ["check-md", "--data", data, "--replicas", 2, "--equilibration-ps", 0.0, "--production-ps", 0.1]
     code, stdout, stderr = run_cli(args + ["--model", "licl-cg-300K", "licl-cg-300K"])
     assert code == 0, stderr
-    lines = stdout.splitlines()
+    announcement, *lines = stdout.splitlines()  # what runs, and how long it should take here
+    assert announcement.startswith("MD checks: 2 check(s) of 2 Langevin replicas x (0 ps discarded + 0.1 ps kept)")
+    assert "300 K: 200 batched steps, about" in announcement and "steps/s here" in announcement
     assert [l.split(":")[0] for l in lines[:2]] == ["licl-cg-300K"] * 2
     figures = [l.split(": ", 1)[1].split(" replicas collapsed")[0] for l in lines[:2]]
     assert "systematic RDF error" in figures[0] and figures[0] == figures[1]  # same starts, same thermostat seeds
@@ -226,7 +228,8 @@ def test_refine_structure_cli_writes_the_checked_best_model(tmp_path):
             "--equilibration-ps", 0.02, "--production-ps", 0.2]
     code, stdout, stderr = run_cli(args)
     assert code == 0, stderr
-    lines = stdout.splitlines()
+    announcement, *lines = stdout.splitlines()
+    assert announcement.startswith("refine-structure: 2 check(s) of 2 Langevin replicas") and "about" in announcement
     assert lines[0].startswith("0 correction(s): systematic RDF error") and lines[1].startswith("1 correction(s): ")
     chosen = int(lines[-1].split("chosen: ")[1].split()[0])
     errors = [float(l.split("systematic RDF error ")[1].split()[0]) for l in lines[:2]]

@@ -75,6 +75,32 @@ def _md_check_arguments(p: argparse.ArgumentParser, what: str = "periodic", fric
     p.add_argument("--seed", type=int, default=0)
 
 
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _announce(args: argparse.Namespace, model, frames, n_checks: int, label: str) -> int:
+    """Print what the MD checks will run and how long they should take (from a few timed batched steps
+    of this model on this machine); returns the steps of one check."""
+    import time
+
+    from ..md import ReplicaLangevin
+    from ..refine.replica_md import spread_starts
+
+    steps = int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    replicas = ReplicaLangevin(model, spread_starts(frames, args.replicas), temperature_K=model.temperature_K,
+                               timestep_fs=args.timestep_fs, friction_per_fs=args.friction)
+    replicas.run(2)  # warm-up
+    t0 = time.perf_counter()
+    replicas.run(5)
+    rate = 5 / max(time.perf_counter() - t0, 1e-9)
+    print(f"{label}: {n_checks} check(s) of {args.replicas} Langevin replicas x ({args.equilibration_ps:g} ps discarded + "
+          f"{args.production_ps:g} ps kept) at {args.timestep_fs:g} fs, friction {args.friction:g}/fs, "
+          f"{model.temperature_K:g} K: {n_checks * steps} batched steps, about {_duration(n_checks * steps / rate)} "
+          f"at {rate:.1f} steps/s here", flush=True)
+    return steps
+
+
 def _md_checks(args: argparse.Namespace, runs) -> list:
     """Read ``args.data``, check it against every model of ``runs`` ((label, model, choice) triples) and
     run :func:`~ase_denoise.refine.check_structure` for each, a progress bar and a printed line each."""
@@ -90,7 +116,7 @@ def _md_checks(args: argparse.Namespace, runs) -> list:
             for i, atoms in enumerate(frames):
                 structure_frame(atoms, model, what=f"frame {i} of {args.data} (for {label})")
     reference = reference_structure(frames)
-    steps = int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    steps = _announce(args, runs[0][1], frames, len(runs), "MD checks")
     checks = []
     for label, model, choice in runs:
         with tqdm(total=steps, desc=label[:40], unit="step", mininterval=10) as bar:
@@ -131,9 +157,9 @@ def cmd_choose_forces(args: argparse.Namespace) -> int:
         print(f"error: {exc}; nothing written", file=sys.stderr)
         return 1
     meta = model.metadata
-    save_model(with_default_forces(model, best.choice), args.output, training=meta.get("training"),
+    save_model(with_default_forces(model, best.forces), args.output, training=meta.get("training"),
                metrics=meta.get("metrics"), overwrite=args.overwrite)
-    print(f"chosen: {best.choice.label} (systematic RDF error {best.systematic_error:.3f} against the data's; "
+    print(f"chosen: {best.forces.label} (systematic RDF error {best.systematic_error:.3f} against the data's; "
           f"MD noise of each figure about {best.rdf_error_noise:.3f}); written to {args.output}")
     return 0
 
@@ -177,7 +203,7 @@ def cmd_refine_structure(args: argparse.Namespace) -> int:
 
     _check_model_output(args, "refined")
     model, frames = _model_and_frames(args)
-    steps = (args.iterations + 1) * int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    steps = (args.iterations + 1) * _announce(args, model, frames, args.iterations + 1, "refine-structure")
     with tqdm(total=steps, desc="refine-structure", unit="step", mininterval=10) as bar:
         result = refine_structure(
             model, frames, iterations=args.iterations, damping=args.damping, cutoff=args.cutoff,
@@ -204,7 +230,7 @@ def cmd_refine_torsions(args: argparse.Namespace) -> int:
     _check_model_output(args, "refined")
     dihedrals = parse_dihedrals(args.dihedrals) if args.dihedrals else None  # refused before any data are read
     model, frames = _model_and_frames(args)
-    steps = (args.iterations + 1) * int(round((args.equilibration_ps + args.production_ps) * 1000 / args.timestep_fs))
+    steps = (args.iterations + 1) * _announce(args, model, frames, args.iterations + 1, "refine-torsions")
     with tqdm(total=steps, desc="refine-torsions", unit="step", mininterval=10) as bar:
         result = refine_torsions(
             model, frames, dihedrals, iterations=args.iterations, damping=args.damping, n_replicas=args.replicas,
