@@ -57,7 +57,7 @@ def test_integrator_forces_equal_the_calculator_for_every_system(zoo_argon, dtyp
     expected = np.concatenate([DenoiseCalculator(model).get_forces(a) for a in atoms])
     forces = md_state.forces.detach().numpy()
     assert np.abs(forces - expected).max() <= tol * np.abs(expected).max()
-    assert torch.equal(md_state.energy, torch.zeros(3, dtype=dtype))  # forces only: no energy
+    assert torch.isnan(md_state.energy).all() and md_state.energy.shape == (3,)  # forces only: no energy, not zeros
 
 
 def test_energy_head_model_gives_its_free_energy(argon):

@@ -12,9 +12,9 @@ torch-sim batches many systems into one state (``system_idx``). ``forward`` hand
 included), with one Verlet list per system kept between calls. Units are torch-sim's metal units,
 which are ASE's (Angstrom, eV, amu; time in sqrt(amu A^2 / eV), so ``dt = 1.0 * ase.units.fs`` is 1 fs).
 
-torch-sim's integrators read ``energy`` on every step: a forces-only model (vector or edge head)
-returns zeros there, so use the Langevin integrators (``nvt_langevin``), not Nose-Hoover, whose conserved
-quantity needs energies. An energy-head model returns its free energy ``A`` (docs/energy-head.md).
+torch-sim's integrators read ``energy`` on every step: a forces-only model (vector or edge head) has
+none and returns NaN there (not zeros, which would pass for an energy), so use the Langevin
+integrators (``nvt_langevin``), not Nose-Hoover, whose conserved quantity needs energies. An energy-head model returns its free energy ``A`` (docs/energy-head.md).
 No stress (``compute_stress`` is False): the model has no pressure. Releases of torch-sim after 0.3.0
 need Python >= 3.12; the neighbour lists here are our own (numpy/matscipy on the CPU), so a state on
 a GPU is copied to the CPU for them every step.
@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 class DenoiserTorchSimModel(ModelInterface):
     """A trained denoiser as a torch-sim ``ModelInterface``: ``forward(state)`` returns ``forces``
-    [n_atoms, 3] (eV/A) and ``energy`` [n_systems] (eV; zeros unless the model has the energy head).
+    [n_atoms, 3] (eV/A) and ``energy`` [n_systems] (eV; NaN, no energy, unless the model has the energy head).
 
     ``forces``, ``exclude_priors``: as :class:`~ase_denoise.calculator.DenoiseCalculator` (which forces:
     :class:`~ase_denoise.forces.ForcesChoice`, default the model's).
@@ -89,6 +89,6 @@ class DenoiserTorchSimModel(ModelInterface):
         if self.model.config.head == "energy":
             energy, forces = predict_free_energy(self.model, frames, **kw)
         else:
-            forces, energy = predict(self.model, frames, **kw), np.zeros(len(frames))
+            forces, energy = predict(self.model, frames, **kw), np.full(len(frames), np.nan)  # no energy
         to = dict(device=state.positions.device, dtype=state.positions.dtype)
         return {"energy": torch.as_tensor(energy, **to), "forces": torch.as_tensor(forces, **to)}
