@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Union
 
 import ase.io
 import numpy as np
@@ -29,7 +29,7 @@ from .data.reference import lj_argon_frames
 from .inference import evaluate_forces
 from .md.langevin import run_langevin
 from .training.sampler import noised_copies
-from .training.trainer import STATE_FILE, train
+from .training.trainer import STATE_FILE, ProgressCallback, train
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def run_demo(
     minutes: float = 7.0,
     md_steps: int = 2000,
     quick: bool = False,
-    progress: bool = False,
+    progress: Union[bool, ProgressCallback] = False,
 ) -> Dict[str, Any]:
     """Run the demo; returns the figures (also written to ``output_dir/summary.json``)."""
     t_start = time.perf_counter()
@@ -57,8 +57,8 @@ def run_demo(
     sample_kw = dict(stride=20, equilibration_steps=200) if quick else {}
 
     logger.info("sampling LJ argon reference data (cached in %s)", data_dir)
-    frames = lj_argon_frames(n_train, TEMPERATURE_K, cache_dir=data_dir, seed=0, progress=progress, **sample_kw)
-    test_frames = lj_argon_frames(n_test, TEMPERATURE_K, cache_dir=data_dir, seed=1, progress=progress, **sample_kw)
+    frames = lj_argon_frames(n_train, TEMPERATURE_K, cache_dir=data_dir, seed=0, progress=bool(progress), **sample_kw)
+    test_frames = lj_argon_frames(n_test, TEMPERATURE_K, cache_dir=data_dir, seed=1, progress=bool(progress), **sample_kw)
     t_data = time.perf_counter() - t_start
 
     train_cfg = TrainConfig(epochs=2 if quick else 40, max_minutes=0.3 if quick else minutes, seed=0)
@@ -88,7 +88,7 @@ def run_demo(
     t0 = time.perf_counter()
     md = run_langevin(
         atoms, temperature_K=TEMPERATURE_K, steps=(100 if quick else md_steps), timestep_fs=10.0,
-        friction_per_fs=0.01, trajectory=traj_path, interval=10, seed=0, progress=progress, overwrite=True,
+        friction_per_fs=0.01, trajectory=traj_path, interval=10, seed=0, progress=bool(progress), overwrite=True,
     )
     t_md = time.perf_counter() - t0
     md_frames: List = ase.io.read(traj_path, index=":")

@@ -255,10 +255,12 @@ def test_train_resume_continues_the_run(data, tmp_path):
     assert meta["training"]["epochs_completed"] == 2
     assert str(output) in out
 
-    # resuming a finished run trains nothing more and still writes the model
-    code, _, err = run_cli(train_argv(data["frames"], output, "--resume", "--overwrite", epochs=2))
+    # resuming a finished run trains nothing more and still writes the model; --resume finishes the output
+    # it was started for, so the existing file needs no --overwrite
+    code, _, err = run_cli(train_argv(data["frames"], output, "--resume", epochs=2))
     assert code == 0, err
     assert len(read_log(run_dir)) == 2
+    assert "\r" not in err  # not a terminal: log lines, no bar redrawn with carriage returns
 
 
 def test_train_resume_with_another_split_is_refused(data, tmp_path):
@@ -511,3 +513,18 @@ def test_prior_specs_give_the_priors_they_name():
                          ("dihedrals:4-6-8", "quadruples"), (3.0, "pass an ase_denoise.priors.Prior")):
         with pytest.raises(ValueError, match=message):
             parse_prior(bad)
+
+
+def test_the_training_bar_follows_the_budget_capped_total(capsys):
+    """The CLI's bar (on a terminal) takes its total from the trainer's reports: when a time budget
+    leaves room for fewer steps than the epochs ask, the bar's total, and the time it shows left, shrink."""
+    from ase_denoise.cli.common import TrainingBar
+    from ase_denoise.training.trainer import Progress
+
+    bar = TrainingBar()
+    bar(Progress(step=1, total=5000, epoch=0, epochs=50, loss=1.2, eta_s=900.0))
+    assert bar.bar.total == 5000 and bar.bar.n == 1
+    bar(Progress(step=40, total=300, epoch=0, epochs=50, loss=1.1, eta_s=200.0))
+    assert bar.bar.total == 300 and bar.bar.n == 40
+    bar.close()
+    assert "40/300" in capsys.readouterr().err

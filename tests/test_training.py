@@ -80,6 +80,45 @@ def test_time_budget_stops_cleanly_and_can_resume(dimers64, tmp_path):
     assert os.path.exists(result.best_path)
 
 
+def test_a_time_budget_plans_the_learning_rate_schedule_and_the_progress_reports(dimers64, tmp_path, caplog):
+    """With max_minutes the cosine ends where the budget does (not at the last of 100000 epochs: the
+    learning rate would stay at its maximum), it is saved for a resume, and every progress report's
+    total and time left stay within the budget; one readable line per epoch, the loss floor said once."""
+    budget_s = 6.0
+    reports = []
+    t = make_trainer(dimers64, tmp_path, epochs=100000, max_minutes=budget_s / 60)
+    t.progress = reports.append
+    with caplog.at_level("INFO", logger="ase_denoise"):
+        result = t.fit()
+    assert result.stopped == "time_budget" and t.epoch >= 1
+    assert t.schedule["steps"] < 100000 * len(t.sampler)
+    factor = t.scheduler.get_last_lr()[0] / t.cfg.lr
+    assert factor < 0.5, (factor, t.step, t.schedule)  # near the end of the cosine (0.02), not at its start (1)
+    state = torch.load(t.state_path, weights_only=True)
+    assert state["schedule_steps"] == t.schedule["steps"]
+    assert reports and all(r.total >= r.step and r.eta_s <= budget_s + 1e-6 for r in reports)
+    assert reports[-1].step == t.step and reports[-1].epochs == 100000
+    text = caplog.text
+    assert text.count("stays near 1 even for a perfect model") == 1
+    assert "epoch 1 of 100000: train loss" in text and "validation forces: RMSE" in text
+    assert "learning-rate schedule planned for" in text
+
+
+def test_a_budget_that_ends_inside_the_first_epoch_is_warned_about(dimers64, tmp_path, caplog, monkeypatch):
+    """Stopped before one full epoch: the model is never validated, and the log says so; progress=True
+    logs plain lines (no bar)."""
+    import ase_denoise.training.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "PROGRESS_LOG_S", 0.0)
+    t = make_trainer(dimers64, tmp_path, epochs=2, n_duplicates=64, batch_size=1, max_minutes=0.5 / 60)
+    t.progress = True
+    with caplog.at_level("INFO", logger="ase_denoise"):
+        result = t.fit()
+    assert result.stopped == "time_budget" and t.epoch == 0
+    assert "stopped after" in caplog.text and "of the first epoch" in caplog.text and "never validated" in caplog.text
+    assert "step 1 of" in caplog.text and "to go" in caplog.text
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(dimers64, tmp_path):
     make_trainer(dimers64, tmp_path, epochs=1).fit()
     good = (tmp_path / "best.safetensors").read_bytes()

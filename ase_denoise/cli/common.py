@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Callable, Dict
+import sys
+from typing import Callable, Dict, Union
+
+from tqdm import tqdm
 
 #: command name -> function(args) -> exit status; each group registers its own
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -35,3 +38,29 @@ def with_units(figures: Dict, units: Dict[str, str], digits: int = 4) -> Dict:
     """``figures`` for printing: each key that has a unit gets it as a suffix (``rmse`` -> ``rmse_eV/A``)
     and floats are rounded to ``digits`` significant digits."""
     return {(f"{k}_{units[k]}" if k in units else k): _sig(v, digits) for k, v in figures.items()}
+
+
+class TrainingBar:
+    """A progress bar fed by the trainer's reports (``train(progress=TrainingBar())``): its total is
+    what the time budget leaves room for, so the time it shows left stays within the budget."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, report) -> None:
+        if self.bar is None:
+            self.bar = tqdm(total=report.total, initial=report.step - 1, desc="training", unit="step",
+                            dynamic_ncols=True, mininterval=1.0)
+        self.bar.total = report.total
+        self.bar.set_postfix(epoch=f"{report.epoch + 1}/{report.epochs}", loss=f"{report.loss:.4f}", refresh=False)
+        self.bar.update(report.step - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def training_progress() -> Union[bool, TrainingBar]:
+    """A bar on a terminal; elsewhere (a log file, CI) the library's periodic log lines, not a bar
+    redrawn with carriage returns."""
+    return TrainingBar() if sys.stderr.isatty() else True

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .common import command
+from .common import command, training_progress
 
 
 def add_parsers(sub) -> None:
@@ -34,7 +34,8 @@ def add_parsers(sub) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
-    summary = run_demo(args.output, minutes=args.minutes, md_steps=args.md_steps, quick=args.quick, progress=True)
+    summary = run_demo(args.output, minutes=args.minutes, md_steps=args.md_steps, quick=args.quick,
+                       progress=training_progress())
     print("\n=== ase_denoise demo: Lennard-Jones argon, 94.4 K ===")
     for key, value in summary.items():
         print(f"{key:>28}: {value}")

@@ -15,7 +15,7 @@ from typing import List
 from ..config import ModelConfig, PhysicsConfig, TrainConfig, add_arguments, options_from_args
 from ..forces import ForcesChoice
 from ..priors.specs import SHORT_FORMS, parse_prior
-from .common import _sig, command, refuse_existing
+from .common import _sig, command, refuse_existing, training_progress
 
 
 def add_parsers(sub) -> None:
@@ -87,7 +87,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..errors import TrainingError
     from ..training import train
 
-    refuse_existing(args.output, args.overwrite)
+    if not args.resume:  # a resumed run finishes the output it was started for
+        refuse_existing(args.output, args.overwrite)
     run_dir = args.run_dir or args.output + ".run"
     # the model is written after training: make its directory now, not fail once training is done
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
@@ -104,7 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:  # 'auto' settings are read off the data in prepare_data, which logs its reasoning
         result = train(
             frames, run_dir, noise_std=noise_std, temperature_K=args.temperature_K, train_config=cfg,
-            default_forces=default_forces, priors=priors, resume=args.resume, progress=True, rank=rank, world_size=world_size, device=device,
+            default_forces=default_forces, priors=priors, resume=args.resume, progress=training_progress(),
+            rank=rank, world_size=world_size, device=device,
             **model_options,
         )
     except KeyboardInterrupt:
@@ -117,7 +119,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     best = load_model_file(result.best_path)
     meta = best.metadata
-    save_model(best, args.output, training=meta["training"], metrics=meta["metrics"], overwrite=args.overwrite)
+    save_model(best, args.output, training=meta["training"], metrics=meta["metrics"],
+               overwrite=args.overwrite or args.resume)
     print(f"trained in {time.perf_counter() - t0:.0f} s ({result.stopped}); model written to {args.output}")
     if result.history:
         print("best epoch:", json.dumps({k: _sig(v) for k, v in meta["metrics"].items()}))

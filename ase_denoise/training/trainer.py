@@ -24,13 +24,12 @@ import os
 import pickle
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
 from ..analysis import force_metrics
 from ..checkpoint import load_model_file, save_model
@@ -71,15 +70,35 @@ class TrainResult:
     stopped: str = "epochs"  # "epochs" | "early_stopping" | "time_budget"
 
 
-def _lr_lambda(cfg: TrainConfig, total_steps: int):
+def _lr_lambda(cfg: TrainConfig, horizon: Dict[str, int]):
+    """The learning-rate factor at a step: a linear warm-up, then a cosine down to 0.02 over
+    ``horizon["steps"]`` (read at every step: a time budget re-plans it, :meth:`Trainer.fit`)."""
     def fn(step: int) -> float:
         warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
         if cfg.lr_schedule == "constant":
             return warm
-        progress = min(1.0, step / max(total_steps, 1))
+        progress = min(1.0, step / max(horizon["steps"], 1))
         return warm * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
     return fn
+
+
+@dataclass
+class Progress:
+    """Where a training run stands after an optimiser step (what a progress bar or a log line shows)."""
+
+    step: int  # optimiser steps done, the whole run
+    total: int  # the step the run will reach: its last epoch's, or what the time budget leaves room for
+    epoch: int  # the epoch under way, 0-based
+    epochs: int
+    loss: float  # mean training loss of the last 50 steps
+    eta_s: float  # seconds to go, within the time budget
+
+
+#: called with a :class:`Progress` after every optimiser step (on the main rank)
+ProgressCallback = Callable[[Progress], None]
+#: how often ``progress=True`` logs a line (seconds)
+PROGRESS_LOG_S = 60.0
 
 
 def _physics_of(state: Dict[str, Any]) -> Optional[PhysicsConfig]:
@@ -102,7 +121,7 @@ class Trainer:
         output_dir: str,
         train_config: Optional[TrainConfig] = None,
         *,
-        progress: bool = False,
+        progress: Union[bool, ProgressCallback] = False,
         rank: int = 0,
         world_size: int = 1,
         device: Union[str, torch.device] = "cpu",
@@ -178,7 +197,9 @@ class Trainer:
         self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.total_steps = self.cfg.epochs * len(self.sampler)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.total_steps))
+        # the cosine's length: every epoch's steps, or (re-planned by fit) the steps the time budget allows
+        self.schedule = {"steps": self.total_steps}
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.schedule))
         self.ema = None
         if self.cfg.ema_decay > 0:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay), use_buffers=True)
@@ -264,6 +285,7 @@ class Trainer:
             "best_valid": self.best_valid,
             "epochs_since_best": self.epochs_since_best,
             "elapsed_s": self.elapsed_s,
+            "schedule_steps": self.schedule["steps"],
             "history": self.history,
             "model_config": self.model_config.to_dict(),
             "physics": self.physics.to_dict(),
@@ -308,6 +330,8 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         for key in ("epoch", "batch", "step", "best_valid", "epochs_since_best", "elapsed_s", "history"):
             setattr(self, key, state[key])
+        if saved["epochs"] == now["epochs"]:  # else the schedule spans the new epochs (warned above)
+            self.schedule["steps"] = int(state.get("schedule_steps", self.schedule["steps"]))
         logger.info("resumed from %s at epoch %d batch %d", self.state_path, self.epoch, self.batch)
 
     # ------------------------------------------------------------------ steps
@@ -416,12 +440,13 @@ class Trainer:
                 f"{self.output_dir} already holds a training run ({STATE_FILE}); resume it or choose a new directory"
             )
         budget_s = self.cfg.max_minutes * 60.0 if self.cfg.max_minutes else math.inf  # per call of fit()
+        if self.is_main and self.cfg.loss in ("denoising", "hybrid", "mixed") and self.step == 0:
+            logger.info("the denoising loss per component stays near 1 even for a perfect model (the noise is mostly "
+                        "unpredictable): judge a model by its forces and structure, not by the loss")
         stopped = "epochs"
-        call_start = time.perf_counter()
-        start = call_start - self.elapsed_s
-        bar = None
-        if self.progress and self.is_main:
-            bar = tqdm(total=self.total_steps, initial=self.step, desc="training", unit="step", dynamic_ncols=True)
+        clock = _Clock(budget_s, self.step)
+        start = clock.start - self.elapsed_s
+        report = self._progress_reporter()
         try:
             while self.epoch < self.cfg.epochs:
                 for batch in self.sampler.epoch(self.epoch, start_batch=self.batch):
@@ -429,10 +454,11 @@ class Trainer:
                     self.batch += 1
                     self._running.append(loss)
                     self.elapsed_s = time.perf_counter() - start
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(epoch=self.epoch, loss=f"{np.mean(self._running[-50:]):.4f}")
-                    if self._agree(time.perf_counter() - call_start > budget_s):
+                    if clock.plan_due(self.step):
+                        self._plan_schedule(clock)
+                    if report is not None:
+                        report(self._progress(clock))
+                    if self._agree(clock.spent()):
                         break
                 if self.batch < len(self.sampler):  # time budget spent mid-epoch
                     stopped = "time_budget"
@@ -440,18 +466,64 @@ class Trainer:
                 if self._end_epoch():
                     stopped = "early_stopping"
                     break
+                if math.isfinite(budget_s):
+                    self._plan_schedule(clock)  # with the validation time now known
         except KeyboardInterrupt:
             self._save_state_if_main()
             logger.warning("interrupted: state saved to %s; resume to continue", self.state_path)
             raise
         finally:
-            if bar is not None:
-                bar.close()
+            if report is not None and hasattr(report, "close"):
+                report.close()
         self._save_state_if_main()
+        if self.is_main and self.epoch == 0 and stopped == "time_budget":
+            logger.warning("training stopped after %d of the %d steps of the first epoch (time budget of %g min): the "
+                           "model written is the weights so far, never validated; give more time or fewer frames",
+                           self.batch, len(self.sampler), self.cfg.max_minutes)
         if self.is_main and not os.path.exists(self.best_path):  # stopped before the first epoch ended
             save_model(self.eval_model(), self.best_path, training=self.training_summary(), overwrite=True)
         self._barrier()
         return TrainResult(load_model_file(self.best_path), self.best_path, self.last_path, self.history, stopped)
+
+    def _plan_schedule(self, clock: "_Clock") -> None:
+        """Fit the learning-rate cosine to the time budget: it ends where the budget does (at the pace of
+        this call so far), not at the last of ``epochs`` epochs the budget cannot reach."""
+        reachable = self._broadcast(clock.reachable(self.step))
+        steps = min(self.total_steps, max(reachable, self.step + 1))
+        if steps != self.schedule["steps"] and self.is_main:
+            logger.info("learning-rate schedule planned for %d steps (%.2g s per step, %.1f of %g min left)",
+                        steps, clock.per_step(self.step), clock.left_s() / 60, self.cfg.max_minutes)
+        self.schedule["steps"] = steps
+
+    def _progress(self, clock: "_Clock") -> Progress:
+        total = min(self.total_steps, max(clock.reachable(self.step), self.step))
+        per_step = clock.per_step(self.step)
+        return Progress(step=self.step, total=total, epoch=self.epoch, epochs=self.cfg.epochs,
+                        loss=float(np.mean(self._running[-50:])), eta_s=min((total - self.step) * per_step, clock.left_s()))
+
+    def _progress_reporter(self) -> Optional[ProgressCallback]:
+        """``progress``: a callback as given, or for ``True`` a log line every :data:`PROGRESS_LOG_S` s."""
+        if not self.progress or not self.is_main:
+            return None
+        if callable(self.progress):
+            return self.progress
+        last = {"t": time.perf_counter()}
+
+        def log_line(p: Progress) -> None:
+            if time.perf_counter() - last["t"] >= PROGRESS_LOG_S:
+                last["t"] = time.perf_counter()
+                logger.info("step %d of %d (epoch %d of %d), loss %.4f, about %s to go", p.step, p.total,
+                            p.epoch + 1, p.epochs, p.loss, _duration(p.eta_s))
+
+        return log_line
+
+    def _broadcast(self, value: int) -> int:
+        """Rank 0's ``value`` on every rank."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([int(value)], device=self.device)
+        torch.distributed.broadcast(t, 0)
+        return int(t.item())
 
     def _end_epoch(self) -> bool:
         """Validate, log, checkpoint; return True when early stopping triggers."""
@@ -478,7 +550,8 @@ class Trainer:
             save_model(self.eval_model(), self.last_path, training=summary, metrics=row, overwrite=True)
             self._write_log()
             self.save_state()
-        logger.info("epoch %d: %s", row["epoch"], {k: round(v, 5) for k, v in row.items() if isinstance(v, float)})
+        if self.is_main:
+            logger.info("%s", _epoch_line(row, self.cfg.epochs, improved))
         return bool(self.cfg.patience) and self.epochs_since_best >= self.cfg.patience
 
     def _agree(self, flag: bool) -> bool:
@@ -508,6 +581,59 @@ class Trainer:
         atomic_write(os.path.join(self.output_dir, "log.csv"), write, overwrite=True)
 
 
+class _Clock:
+    """The wall clock of one call of :meth:`Trainer.fit`: its budget, its pace, when to plan the schedule."""
+
+    def __init__(self, budget_s: float, first_step: int):
+        self.budget_s, self.first_step = budget_s, first_step
+        self.start = time.perf_counter()
+        self.planned = False
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def spent(self) -> bool:
+        return self.elapsed() > self.budget_s
+
+    def left_s(self) -> float:
+        return max(self.budget_s - self.elapsed(), 0.0)
+
+    def per_step(self, step: int) -> float:
+        return self.elapsed() / max(step - self.first_step, 1)
+
+    def reachable(self, step: int) -> int:
+        """The step this call reaches at its pace so far (a large number without a budget)."""
+        if not math.isfinite(self.budget_s):
+            return 2**62
+        return step + int(0.98 * self.left_s() / max(self.per_step(step), 1e-9))
+
+    def plan_due(self, step: int) -> bool:
+        """Plan once, early: after a few steps and a tenth of the budget (or a minute)."""
+        if self.planned or not math.isfinite(self.budget_s) or step - self.first_step < 3:
+            return False
+        if self.elapsed() < min(0.1 * self.budget_s, 60.0):
+            return False
+        self.planned = True
+        return True
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(float(seconds), 0.0)
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+def _epoch_line(row: Dict[str, Any], epochs: int, improved: bool) -> str:
+    """One readable line per epoch: losses, the force error where labels exist, the time."""
+    parts = [f"epoch {row['epoch'] + 1} of {epochs}: train loss {row['train_loss']:.4f}"]
+    if "valid_loss" in row:
+        parts.append(f"valid loss {row['valid_loss']:.4f}{' (best so far)' if improved else ''}")
+    if "force_rmse" in row:
+        parts.append(f"validation forces: RMSE {row['force_rmse']:.3g} eV/A, relative {row['force_relative_rmse']:.3f}, "
+                     f"cosine {row['force_cosine']:.4f}")
+    parts.append(f"lr {row['lr']:.2g}, {row['elapsed_s']:.0f} s")
+    return ", ".join(parts)
+
+
 def train(
     frames,
     output_dir: str,
@@ -517,7 +643,7 @@ def train(
     train_config: Optional[TrainConfig] = None,
     priors: Sequence[Any] = (),
     resume: bool = False,
-    progress: bool = False,
+    progress: Union[bool, ProgressCallback] = False,
     rank: int = 0,
     world_size: int = 1,
     device: Union[str, torch.device] = "cpu",
