@@ -269,8 +269,9 @@ class TrainConfig(_Dictable):
 
     ``n_duplicates``: independent noise draws of every training frame per epoch
     (docs/design.md, "Duplication sampler"). ``batch_size``: noisy samples (frame copies) per
-    optimiser step. ``lr``, ``weight_decay``: AdamW. ``ema_decay``: exponential moving average of
-    the weights (0 disables). ``lr_schedule``: "cosine" or "constant" (after ``warmup_steps``).
+    optimiser step; by default as many as hold ``batch_atoms`` atoms (:meth:`frames_per_batch`: small
+    graphs are batched by the hundred, as MACE users size batches by graph size). ``lr``,
+    ``weight_decay``: AdamW. ``ema_decay``: exponential moving average of the weights (0 disables). ``lr_schedule``: "cosine" or "constant" (after ``warmup_steps``).
     ``valid_fraction``: fraction of *frames* held out (split by frame, never by duplicate).
     ``patience``: epochs without validation improvement before early stopping (0 disables).
     ``max_minutes``: wall-clock budget of one call to fit(); training stops cleanly (resumable) when spent.
@@ -291,7 +292,12 @@ class TrainConfig(_Dictable):
 
     n_duplicates: int = field(default=4, metadata=_cli("--duplicates", "noise draws per frame per epoch", type=int))
     epochs: int = field(default=50, metadata=_cli("--epochs", "epochs (passes over the training frames)", type=int))
-    batch_size: int = field(default=4, metadata=_cli("--batch-size", "noisy frame copies per step", type=int))
+    batch_size: Optional[int] = field(
+        default=None, metadata=_cli("--batch-size", "noisy frame copies per step (default: as many as hold "
+                                    "--batch-atoms atoms)", type=int))
+    batch_atoms: int = field(
+        default=512, metadata=_cli("--batch-atoms", "atoms per optimiser step, when --batch-size is not given: "
+                                   "4 frames of 108 atoms, 256 copies of a dimer", type=int))
     lr: float = field(default=5e-3, metadata=_cli("--lr", "AdamW learning rate", type=float))
     weight_decay: float = field(default=1e-6, metadata=_cli("--weight-decay", "AdamW weight decay", type=float))
     ema_decay: float = field(
@@ -345,13 +351,23 @@ class TrainConfig(_Dictable):
                       action=argparse.BooleanOptionalAction),
     )
 
+    def frames_per_batch(self, atoms_per_frame: float) -> int:
+        """``batch_size``, or the frame copies that hold ``batch_atoms`` atoms of frames of
+        ``atoms_per_frame`` atoms (at least one; even for antithetic pairs)."""
+        if self.batch_size is not None:
+            return int(self.batch_size)
+        n = max(1, int(self.batch_atoms // max(float(atoms_per_frame), 1.0)))
+        return max(2, n - n % 2) if self.antithetic_noise else n
+
     def __post_init__(self) -> None:
         if int(self.n_duplicates) < 1:
             _fail("n_duplicates", self.n_duplicates, "each frame needs at least one noise draw per epoch")
         if int(self.epochs) < 1:
             _fail("epochs", self.epochs, "must be >= 1")
-        if int(self.batch_size) < 1:
+        if self.batch_size is not None and int(self.batch_size) < 1:
             _fail("batch_size", self.batch_size, "must be >= 1")
+        if int(self.batch_atoms) < 1:
+            _fail("batch_atoms", self.batch_atoms, "must be >= 1")
         if not self.lr > 0:
             _fail("lr", self.lr, "must be > 0")
         if not 0 <= self.ema_decay < 1:
@@ -372,7 +388,7 @@ class TrainConfig(_Dictable):
             _fail("max_minutes", self.max_minutes, "must be > 0")
         if self.level_weighting not in LEVEL_WEIGHTINGS:
             _fail("level_weighting", self.level_weighting, f"choose one of {LEVEL_WEIGHTINGS}")
-        if self.antithetic_noise and (int(self.n_duplicates) % 2 or int(self.batch_size) % 2):
+        if self.antithetic_noise and (int(self.n_duplicates) % 2 or (self.batch_size is not None and int(self.batch_size) % 2)):
             _fail("antithetic_noise", self.antithetic_noise,
                   f"pairs (N, -N) need an even n_duplicates and batch_size (got {self.n_duplicates} and {self.batch_size})")
 

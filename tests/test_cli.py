@@ -133,7 +133,12 @@ def test_train_without_options_uses_the_dataclass_defaults():
     assert TrainConfig(**options_from_args(args, TrainConfig)) == TrainConfig()
     assert options_from_args(args, ModelConfig) == {}
     assert args.temperature_K is None  # not given: the frames' temperature applies
-    assert (TrainConfig().epochs, TrainConfig().batch_size) == (50, 4)
+    assert (TrainConfig().epochs, TrainConfig().batch_size, TrainConfig().batch_atoms) == (50, None, 512)
+    # batches by atoms: four 108-atom frames, 256 copies of a dimer, an even number for antithetic pairs
+    assert [TrainConfig().frames_per_batch(n) for n in (108, 2, 48, 600)] == [4, 256, 10, 1]
+    assert TrainConfig(antithetic_noise=True).frames_per_batch(48) == 10
+    assert TrainConfig(antithetic_noise=True).frames_per_batch(100) == 4 and TrainConfig(batch_size=3).frames_per_batch(2) == 3
+    assert TrainConfig(antithetic_noise=True).frames_per_batch(600) == 2
 
     args = build_parser().parse_args([
         "train", "--data", "x", "--noise-std", "0.1", "--output", "y", "--epochs", "7", "--loss", "hybrid",

@@ -107,9 +107,9 @@ def test_a_time_budget_plans_the_learning_rate_schedule_and_the_progress_reports
 def test_a_budget_that_ends_inside_the_first_epoch_is_warned_about(dimers64, tmp_path, caplog, monkeypatch):
     """Stopped before one full epoch: the model is never validated, and the log says so; progress=True
     logs plain lines (no bar)."""
-    import ase_denoise.training.trainer as trainer_module
+    import ase_denoise.training.progress as progress_module
 
-    monkeypatch.setattr(trainer_module, "PROGRESS_LOG_S", 0.0)
+    monkeypatch.setattr(progress_module, "PROGRESS_LOG_S", 0.0)
     t = make_trainer(dimers64, tmp_path, epochs=2, n_duplicates=64, batch_size=1, max_minutes=0.5 / 60)
     t.progress = True
     with caplog.at_level("INFO", logger="ase_denoise"):

@@ -5,15 +5,18 @@
 * :mod:`ase_denoise.training.suggest` - the noise ladder and cutoff read off the data (``"auto"``);
 * :mod:`ase_denoise.training.sampler` - the duplication sampler: **where the noise is drawn**;
 * :mod:`ase_denoise.training.losses` - what the network is trained to output (targets, loss terms);
+* :mod:`ase_denoise.training.progress` - the time budget, the learning-rate schedule that fits it,
+  and the progress reports a bar or a log line is drawn from;
 * :mod:`ase_denoise.training.trainer` - the loop (:class:`Trainer`, :func:`train`): AdamW, EMA, schedule,
   validation, checkpoints, resume, data parallelism.
 """
 
 from .prepare import prepare_data
 from .suggest import suggest_settings
+from .progress import Progress
 from .trainer import STATE_FILE, Trainer, TrainResult, train
 
-__all__ = ["STATE_FILE", "TrainResult", "Trainer", "prepare_data", "suggest_settings", "train"]
+__all__ = ["STATE_FILE", "Progress", "TrainResult", "Trainer", "prepare_data", "suggest_settings", "train"]
 
 
 

@@ -24,7 +24,7 @@ import os
 import pickle
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -45,6 +45,7 @@ from ..model import DenoiserMACE, build_model
 from ..priors import prior_from_dict, total_forces
 from .losses import LabelMixing, Residual, inverse_square_level_weight, loss_inputs, squared_errors, term_weight
 from .prepare import prepare_data
+from .progress import Clock, Progress, ProgressCallback, epoch_line, log_lines, lr_lambda
 from .sampler import DuplicationSampler, NoisyBatch, split_frames, validation_batches
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ LOG_COLUMNS = [
 
 
 # Settings that define the split and the noise stream: a resumed run must keep them.
-RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "batch_size", "n_duplicates", "dtype", "loss", "force_weight",
+RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "n_duplicates", "dtype", "loss", "force_weight",
                  "level_weighting", "antithetic_noise")
 
 
@@ -68,37 +69,6 @@ class TrainResult:
     last_path: str
     history: List[Dict[str, float]] = field(default_factory=list)
     stopped: str = "epochs"  # "epochs" | "early_stopping" | "time_budget"
-
-
-def _lr_lambda(cfg: TrainConfig, horizon: Dict[str, int]):
-    """The learning-rate factor at a step: a linear warm-up, then a cosine down to 0.02 over
-    ``horizon["steps"]`` (read at every step: a time budget re-plans it, :meth:`Trainer.fit`)."""
-    def fn(step: int) -> float:
-        warm = min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        if cfg.lr_schedule == "constant":
-            return warm
-        progress = min(1.0, step / max(horizon["steps"], 1))
-        return warm * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-    return fn
-
-
-@dataclass
-class Progress:
-    """Where a training run stands after an optimiser step (what a progress bar or a log line shows)."""
-
-    step: int  # optimiser steps done, the whole run
-    total: int  # the step the run will reach: its last epoch's, or what the time budget leaves room for
-    epoch: int  # the epoch under way, 0-based
-    epochs: int
-    loss: float  # mean training loss of the last 50 steps
-    eta_s: float  # seconds to go, within the time budget
-
-
-#: called with a :class:`Progress` after every optimiser step (on the main rank)
-ProgressCallback = Callable[[Progress], None]
-#: how often ``progress=True`` logs a line (seconds)
-PROGRESS_LOG_S = 60.0
 
 
 def _physics_of(state: Dict[str, Any]) -> Optional[PhysicsConfig]:
@@ -154,15 +124,17 @@ class Trainer:
         self.dtype = torch.float64 if self.cfg.dtype == "float64" else torch.float32
         self.train_ids, self.valid_ids = split_frames(len(self.frames), self.cfg.valid_fraction, self.cfg.seed)
         self._check_labels()
+        # frame copies per step: given, or as many as hold cfg.batch_atoms atoms
+        self.batch_size = self.cfg.frames_per_batch(self._atoms_per_frame())
         self.sampler = DuplicationSampler(
             self.frames, self.train_ids, self.cfg.n_duplicates, physics.noise_std,
-            self.cfg.batch_size, self.cfg.seed, rank=rank, world_size=world_size,
+            self.batch_size, self.cfg.seed, rank=rank, world_size=world_size,
             antithetic=self.cfg.antithetic_noise,
         )
         # force matching sees clean coordinates: one copy of each validation frame is enough
         valid_copies = 1 if self.cfg.loss == "force_matching" else self.cfg.valid_duplicates
         self.valid_batches = validation_batches(
-            self.frames, self.valid_ids, valid_copies, physics.noise_std, self.cfg.batch_size, self.cfg.seed,
+            self.frames, self.valid_ids, valid_copies, physics.noise_std, self.batch_size, self.cfg.seed,
         )
         # priors acting where data are: the network learns the residual (ase_denoise.training.losses)
         residual_priors = [p for p in (prior_from_dict(d) for d in physics.priors) if p.in_residual]
@@ -199,7 +171,7 @@ class Trainer:
         self.total_steps = self.cfg.epochs * len(self.sampler)
         # the cosine's length: every epoch's steps, or (re-planned by fit) the steps the time budget allows
         self.schedule = {"steps": self.total_steps}
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(self.cfg, self.schedule))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.cfg, self.schedule))
         self.ema = None
         if self.cfg.ema_decay > 0:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay), use_buffers=True)
@@ -211,6 +183,10 @@ class Trainer:
         self.elapsed_s = 0.0
         self.history: List[Dict[str, float]] = []
         self._running: List[float] = []
+
+    def _atoms_per_frame(self) -> float:
+        ids = self.train_ids if len(self.train_ids) else np.arange(len(self.frames))
+        return float(np.mean([self.frames[i].n_atoms for i in ids])) if len(ids) else 1.0
 
     def _check_labels(self) -> None:
         """Force-matching needs a label on every frame (and one noise level: it has no noise); hybrid
@@ -268,6 +244,7 @@ class Trainer:
             "temperature_K": self.physics.temperature_K,
             "noise_std": list(self.physics.noise_std),
             "train_config": self.cfg.to_dict(),
+            "frames_per_batch": self.batch_size,
             "epochs_completed": self.epoch,
             "steps": self.step,
             **({"initial_weights": self.initial_weights} if self.initial_weights else {}),
@@ -309,7 +286,10 @@ class Trainer:
             )
         saved = TrainConfig.from_dict(state["train_config"]).to_dict()
         now = self.cfg.to_dict()
-        changed = [k for k in RESUME_FROZEN if saved[k] != now[k]]
+        # the frame copies per step, as resolved from batch_size or batch_atoms
+        saved["batch_size"] = TrainConfig.from_dict(state["train_config"]).frames_per_batch(self._atoms_per_frame())
+        now["batch_size"] = self.batch_size
+        changed = [k for k in (*RESUME_FROZEN, "batch_size") if saved[k] != now[k]]
         if changed:
             raise TrainingError(
                 f"cannot resume {self.state_path} with different {', '.join(changed)} "
@@ -423,7 +403,7 @@ class Trainer:
                 out.update({f"valid_{name}_loss": v for name, v in means.items()})
         with_ref = [i for i in self.valid_ids if self.frames[i].ref_forces is not None]
         if with_ref:
-            pred, ref = evaluate_forces(model, [self.frames[i] for i in with_ref], self.cfg.batch_size, self.device)
+            pred, ref = evaluate_forces(model, [self.frames[i] for i in with_ref], self.batch_size, self.device)
             m = force_metrics(pred, ref)
             out.update(force_rmse=m["rmse"], force_relative_rmse=m["relative_rmse"], force_cosine=m["cosine"])
         return out
@@ -444,7 +424,7 @@ class Trainer:
             logger.info("the denoising loss per component stays near 1 even for a perfect model (the noise is mostly "
                         "unpredictable): judge a model by its forces and structure, not by the loss")
         stopped = "epochs"
-        clock = _Clock(budget_s, self.step)
+        clock = Clock(budget_s, self.step)
         start = clock.start - self.elapsed_s
         report = self._progress_reporter()
         try:
@@ -485,7 +465,7 @@ class Trainer:
         self._barrier()
         return TrainResult(load_model_file(self.best_path), self.best_path, self.last_path, self.history, stopped)
 
-    def _plan_schedule(self, clock: "_Clock") -> None:
+    def _plan_schedule(self, clock: Clock) -> None:
         """Fit the learning-rate cosine to the time budget: it ends where the budget does (at the pace of
         this call so far), not at the last of ``epochs`` epochs the budget cannot reach."""
         reachable = self._broadcast(clock.reachable(self.step))
@@ -495,27 +475,14 @@ class Trainer:
                         steps, clock.per_step(self.step), clock.left_s() / 60, self.cfg.max_minutes)
         self.schedule["steps"] = steps
 
-    def _progress(self, clock: "_Clock") -> Progress:
-        total = min(self.total_steps, max(clock.reachable(self.step), self.step))
-        per_step = clock.per_step(self.step)
-        return Progress(step=self.step, total=total, epoch=self.epoch, epochs=self.cfg.epochs,
-                        loss=float(np.mean(self._running[-50:])), eta_s=min((total - self.step) * per_step, clock.left_s()))
+    def _progress(self, clock: Clock) -> Progress:
+        return clock.progress(self.step, self.total_steps, self.epoch, self.cfg.epochs, float(np.mean(self._running[-50:])))
 
     def _progress_reporter(self) -> Optional[ProgressCallback]:
-        """``progress``: a callback as given, or for ``True`` a log line every :data:`PROGRESS_LOG_S` s."""
+        """``progress``: a callback as given, or for ``True`` log lines (:func:`progress.log_lines`)."""
         if not self.progress or not self.is_main:
             return None
-        if callable(self.progress):
-            return self.progress
-        last = {"t": time.perf_counter()}
-
-        def log_line(p: Progress) -> None:
-            if time.perf_counter() - last["t"] >= PROGRESS_LOG_S:
-                last["t"] = time.perf_counter()
-                logger.info("step %d of %d (epoch %d of %d), loss %.4f, about %s to go", p.step, p.total,
-                            p.epoch + 1, p.epochs, p.loss, _duration(p.eta_s))
-
-        return log_line
+        return self.progress if callable(self.progress) else log_lines(logger)
 
     def _broadcast(self, value: int) -> int:
         """Rank 0's ``value`` on every rank."""
@@ -551,7 +518,7 @@ class Trainer:
             self._write_log()
             self.save_state()
         if self.is_main:
-            logger.info("%s", _epoch_line(row, self.cfg.epochs, improved))
+            logger.info("%s", epoch_line(row, self.cfg.epochs, improved))
         return bool(self.cfg.patience) and self.epochs_since_best >= self.cfg.patience
 
     def _agree(self, flag: bool) -> bool:
@@ -579,59 +546,6 @@ class Trainer:
                     w.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
 
         atomic_write(os.path.join(self.output_dir, "log.csv"), write, overwrite=True)
-
-
-class _Clock:
-    """The wall clock of one call of :meth:`Trainer.fit`: its budget, its pace, when to plan the schedule."""
-
-    def __init__(self, budget_s: float, first_step: int):
-        self.budget_s, self.first_step = budget_s, first_step
-        self.start = time.perf_counter()
-        self.planned = False
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def spent(self) -> bool:
-        return self.elapsed() > self.budget_s
-
-    def left_s(self) -> float:
-        return max(self.budget_s - self.elapsed(), 0.0)
-
-    def per_step(self, step: int) -> float:
-        return self.elapsed() / max(step - self.first_step, 1)
-
-    def reachable(self, step: int) -> int:
-        """The step this call reaches at its pace so far (a large number without a budget)."""
-        if not math.isfinite(self.budget_s):
-            return 2**62
-        return step + int(0.98 * self.left_s() / max(self.per_step(step), 1e-9))
-
-    def plan_due(self, step: int) -> bool:
-        """Plan once, early: after a few steps and a tenth of the budget (or a minute)."""
-        if self.planned or not math.isfinite(self.budget_s) or step - self.first_step < 3:
-            return False
-        if self.elapsed() < min(0.1 * self.budget_s, 60.0):
-            return False
-        self.planned = True
-        return True
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(float(seconds), 0.0)
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
-
-
-def _epoch_line(row: Dict[str, Any], epochs: int, improved: bool) -> str:
-    """One readable line per epoch: losses, the force error where labels exist, the time."""
-    parts = [f"epoch {row['epoch'] + 1} of {epochs}: train loss {row['train_loss']:.4f}"]
-    if "valid_loss" in row:
-        parts.append(f"valid loss {row['valid_loss']:.4f}{' (best so far)' if improved else ''}")
-    if "force_rmse" in row:
-        parts.append(f"validation forces: RMSE {row['force_rmse']:.3g} eV/A, relative {row['force_relative_rmse']:.3f}, "
-                     f"cosine {row['force_cosine']:.4f}")
-    parts.append(f"lr {row['lr']:.2g}, {row['elapsed_s']:.0f} s")
-    return ", ".join(parts)
 
 
 def train(
