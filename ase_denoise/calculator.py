@@ -11,7 +11,7 @@ A committee (``DenoiseCalculator([model_a, model_b, ...])``: the same recipe tra
 seeds) returns the members' mean forces and, as MACE's committee calculator does, the members' own
 forces as ``forces_comm`` [n_members, n_atoms, 3]; their spread is a label-free uncertainty. Averaging
 K members divides the part of the error that changes from one training run to the next by about K in
-variance (docs/beyond-one-sigma.md, "Committees").
+variance (docs/noise-ladder.md, "Committees").
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ class PhysicsConfig(_Dictable):
     forces are by default (a calculator given ``noise_std`` or ``extrapolation_order`` overrides
     both): one trained level, or the sigma -> 0 extrapolation of that degree in sigma^2. Neither set:
     the extrapolation of degree ``min(levels - 1, 2)``. A recipe stores what its MD was validated with
-    (docs/beyond-one-sigma.md, "Which forces a ladder model returns"); at most one of the two is set.
+    (docs/noise-ladder.md, "Which forces a ladder model returns"); at most one of the two is set.
     """
 
     temperature_K: float = field(

@@ -34,7 +34,7 @@ from .training.trainer import STATE_FILE, ProgressCallback, train
 logger = logging.getLogger(__name__)
 
 TEMPERATURE_K = 94.4
-NOISE_STD = 0.03  # Angstrom; from a sigma scan (0.1, 0.05, 0.03 A), see README
+NOISE_STD = 0.03  # Angstrom; from a sigma scan (0.1, 0.05, 0.03 A): docs/results/lj-argon.md
 #: the quick smoke test's model: smaller than ModelConfig's defaults (which the full demo uses)
 QUICK_MODEL_OPTIONS = dict(num_channels=8, max_ell=1, correlation=1)
 

@@ -4,7 +4,7 @@ A model trained at several noise levels ``sigma_1 < ... < sigma_L`` predicts the
 ``F_sigma`` at each of them, and ``F_sigma = F_0 + c_1 sigma^2 + c_2 sigma^4 + ...``.
 :func:`extrapolation_weights` fits a polynomial in ``sigma^2`` of degree ``order`` (default
 ``min(L - 1, 2)``) through the levels by least squares and returns its value at 0 as fixed weights
-``F_0 = sum_i w_i F_sigma_i`` (docs/beyond-one-sigma.md, "Which forces a ladder model returns").
+``F_0 = sum_i w_i F_sigma_i`` (docs/noise-ladder.md, "Which forces a ladder model returns").
 
 :class:`ForcesChoice` is that choice as one value: one trained level (``noise_std``), the
 extrapolation of a given degree (``extrapolation_order``), or neither, which means the model's stored

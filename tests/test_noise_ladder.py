@@ -1,5 +1,5 @@
 """A model trained at several noise levels (a sigma ladder) and the sigma -> 0 correction
-(docs/beyond-one-sigma.md): extrapolation weights, one batched forward for all levels, the
+(docs/noise-ladder.md): extrapolation weights, one batched forward for all levels, the
 calculator's choice of level, equivariance at every level, the sampler's level draws, and the
 exact dimers of the acceptance checks (harmonic and Morse, trained with ``ase-denoise train``)."""
 

@@ -143,7 +143,7 @@ def test_bad_settings_are_refused(frames, kw, msg):
 
 
 # ------------------------------------------------------------------------------------------------
-# Antithetic pairs (N, -N): same marginal noise, lower gradient noise (docs/beyond-one-sigma.md)
+# Antithetic pairs (N, -N): same marginal noise, lower gradient noise (docs/noise-ladder.md)
 # ------------------------------------------------------------------------------------------------
 def test_antithetic_pairs_are_mirrored_draws_of_one_frame_in_one_batch(frames):
     levels = (0.05, 0.1)

@@ -29,7 +29,7 @@
 #
 # Everything is checked against exact numbers: the exact smoothed force of a dimer is one integral
 # (`ase_denoise.data.reference.smoothed_bond_force`), with no expansion in σ. Background and validity:
-# `docs/beyond-one-sigma.md`.
+# `docs/noise-ladder.md`.
 
 # %%
 import os

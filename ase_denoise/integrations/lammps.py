@@ -15,7 +15,7 @@ from their LAMMPS types through ``type_to_element``, the box from LAMMPS, and th
 ``coul/long`` + ``kspace_style pppm`` electrostatics with a ``dielectric``) add on top: a model
 trained on *total* forces must then not get them twice, while a model trained with a Coulomb prior
 runs with ``exclude_priors=("coulomb_ewald",)`` (or ``"coulomb_dsf"``) and LAMMPS computing that term,
-whose commands :func:`coulomb_commands` writes from the prior itself (docs/beyond-one-sigma.md;
+whose commands :func:`coulomb_commands` writes from the prior itself (docs/priors.md, "Ewald Coulomb";
 ``tutorials/09_licl_lammps_pppm``)::
 
     lmp, type_to_element = lammps_from_atoms(atoms, atom_style="charge")

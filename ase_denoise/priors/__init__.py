@@ -1,4 +1,4 @@
-"""Priors: pair terms the network does not have to learn (docs/beyond-one-sigma.md, "Priors").
+"""Priors: pair terms the network does not have to learn (docs/priors.md).
 
 A coarse-grained model knows nothing below the closest approach in its data: MD that gets there
 (more likely the larger sigma is) falls into a hole no sample ever reached. And a long-ranged term

@@ -3,7 +3,7 @@
 A noise-ladder model can return its forces in several ways (the sigma -> 0 extrapolation of degree 2
 or 1, or one trained level alone), and which one gives the best MD depends on the data: the
 extrapolation removes the smoothing bias where the data are dense and amplifies the levels' errors
-where they are thin (``docs/beyond-one-sigma.md``, "Which forces a ladder model returns"). Force
+where they are thin (``docs/noise-ladder.md``, "Which forces a ladder model returns"). Force
 labels cannot decide it (a user may have none, and on LiCl the choice with the smallest force error
 gave the worst MD). The data can: the pair structure of the frames the model was trained on is
 what its MD has to reproduce.

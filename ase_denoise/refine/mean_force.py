@@ -35,7 +35,7 @@ What it assumes: the frames are a fair sample of one Boltzmann ensemble at the m
 well sampled. What it cannot fix: errors that are not pair-like (angles, many-body order). It fits
 the data's RDFs through the forces, so judge a corrected model also by what it was not fitted to
 (its MD against an independent trajectory, force errors where labels exist).
-docs/beyond-one-sigma.md, "Mean forces against the data's pair structure".
+docs/refine.md, "Mean forces against the data's pair structure".
 
 Units: Angstrom, eV, K.
 """

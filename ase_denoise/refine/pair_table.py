@@ -1,6 +1,7 @@
 """Structure refinement: the difference between a model's MD RDFs and its data's, turned into a
 tabulated pair correction (iterative Boltzmann inversion, :class:`ase_denoise.priors.PairTable`),
-checked after each step, the best model kept (docs/refine.md, "Correcting the pair structure").
+checked after each step, the best model kept (docs/refine.md, "Correcting the pair structure towards
+the data's").
 
 The pieces that make a correction safe to add (:func:`finish_correction`, :func:`taper_switch`,
 :func:`table_cutoff`) are shared with the mean-force correction (:mod:`ase_denoise.refine.mean_force`).

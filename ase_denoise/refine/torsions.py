@@ -1,5 +1,5 @@
 """Torsion refinement: a molecule model's torsion distributions corrected towards its data's, without
-labels (docs/refine.md, "Torsions")."""
+labels (docs/refine.md, "Correcting a molecule's torsions towards the data's")."""
 
 from __future__ import annotations
 

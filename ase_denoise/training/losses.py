@@ -11,7 +11,7 @@ target), so one formula turns any model's output into forces: ``kT * eps_hat / s
   of a finer model as labels this is classic force-matching coarse graining (optimum: the mean force).
 * ``hybrid``: the denoising term plus ``force_weight`` times the force-matching term of the frames
   in the batch that carry labels.
-* ``mixed`` (variance-reduced labels, docs/beyond-one-sigma.md): noisy positions in, and for a frame
+* ``mixed`` (variance-reduced labels, docs/noise-ladder.md, "Mixed labels when forces exist"): noisy positions in, and for a frame
   with force labels ``f`` the target ``a * sigma * f / kT + (1 - a) * (-N / sigma)``. Both parts are
   unbiased estimates of the same ``sigma * grad log rho_sigma(x)`` (for coarse-grained data
   ``E[f | r] = F(r)``, the mean force), so any mixture is; :class:`LabelMixing` picks ``a`` per

@@ -2,13 +2,14 @@
 
 Every epoch visits each training frame ``n_duplicates`` times in a shuffled order; every visit gets
 an independent Gaussian noise draw ``N ~ Normal(0, sigma^2)`` per atom and Cartesian component.
-With several noise levels (a sigma ladder, docs/beyond-one-sigma.md) each visit first draws its
+With several noise levels (a sigma ladder, docs/noise-ladder.md) each visit first draws its
 sigma uniformly from the ladder. All randomness derives from ``(seed, epoch, batch index)`` through
 numpy's ``SeedSequence``, so noise is fresh each epoch, a run is reproducible from its seed, and a
 run interrupted in the middle of an epoch resumes with exactly the batches and noise it would have
 seen.
 
-Antithetic pairs (``antithetic=True``, docs/beyond-one-sigma.md): the ``n_duplicates`` visits of a
+Antithetic pairs (``antithetic=True``, docs/noise-ladder.md, "Less gradient noise without labels:
+antithetic pairs"): the ``n_duplicates`` visits of a
 frame come as ``n_duplicates / 2`` pairs, each pair one draw ``N`` and its mirror ``-N`` at the same
 sigma, next to each other in one batch. Every copy is still a Gaussian draw, so the loss keeps its
 expectation and optimum; in the pair's summed gradient the term linear in ``N``, whose variance grows

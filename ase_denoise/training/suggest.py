@@ -1,6 +1,6 @@
 """Noise levels and cutoff from the data, so that users need not guess (``--noise-std auto``).
 
-The rule (docs/beyond-one-sigma.md, "Choosing the ladder"):
+The rule (docs/noise-ladder.md, "Choosing the ladder and the cutoff"):
 
 * For every element pair, the first peak of the pair-distance distribution (divided by ``r^2``, i.e.
   ``g(r)`` up to a constant, or ``exp(-PMF/kT)``) and its *inner* width ``w``, read off the steep
