@@ -7,15 +7,18 @@ removes by extrapolating to sigma -> 0. The result is a forces-only ASE calculat
 
 The names here are what a user needs: train a model, run it, check and correct it without labels,
 load and save files. The stages behind them are subpackages (docs/design.md, "Layout"):
-:mod:`ase_denoise.data`, :mod:`ase_denoise.priors`, :mod:`ase_denoise.training`,
-:mod:`ase_denoise.refine`, :mod:`ase_denoise.md`, :mod:`ase_denoise.integrations`, :mod:`ase_denoise.cli`.
+:mod:`ase_denoise.data`, :mod:`ase_denoise.priors`, :mod:`ase_denoise.training`, :mod:`ase_denoise.refine`,
+:mod:`ase_denoise.fitting`, :mod:`ase_denoise.md`, :mod:`ase_denoise.integrations`, :mod:`ase_denoise.cli`.
 """
 
 __version__ = "0.1.0"
 
 #: public name -> the module that defines it (imported on first use: ``import ase_denoise`` stays cheap)
 _EXPORTS = {
-    # train and configure
+    # fit (the validated path), train (the low-level one) and configure
+    "fit": "fitting.pipeline",
+    "FitResult": "fitting.pipeline",
+    "FitConfig": "config",
     "train": "training.trainer",
     "TrainResult": "training.trainer",
     "TrainConfig": "config",

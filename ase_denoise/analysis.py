@@ -213,7 +213,8 @@ def first_peak(r: np.ndarray, g: np.ndarray) -> Tuple[float, float]:
 # --------------------------------------------------------------------------------------------------
 # Plots
 # --------------------------------------------------------------------------------------------------
-def _new_figure(size: Tuple[float, float]):
+def new_figure(size: Tuple[float, float]):
+    """A matplotlib figure of ``size`` inches on its own Agg canvas (no global backend change)."""
     # imported here, not at the top: matplotlib takes a noticeable part of a second (start-up cost)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -223,7 +224,8 @@ def _new_figure(size: Tuple[float, float]):
     return fig
 
 
-def _save(fig, path: PathLike) -> Path:
+def save_figure(fig, path: PathLike) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (directories made) and return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", dpi=120)
@@ -239,7 +241,7 @@ def plot_force_parity(pred: ArrayOrList, ref: ArrayOrList, path: PathLike, title
     """
     m = force_metrics(pred, ref)
     p, r = _as_force_array(pred, "pred"), _as_force_array(ref, "ref")
-    fig = _new_figure((5.0, 5.0))
+    fig = new_figure((5.0, 5.0))
     ax = fig.add_subplot(1, 1, 1)
     for axis, label in enumerate("xyz"):
         ax.scatter(r[:, axis], p[:, axis], s=4, alpha=0.5, label=f"F_{label}", rasterized=True)
@@ -255,7 +257,7 @@ def plot_force_parity(pred: ArrayOrList, ref: ArrayOrList, path: PathLike, title
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rdf(
@@ -264,7 +266,7 @@ def plot_rdf(
     """Plot ``g(r)`` curves, ``{label: (r in Angstrom, g)}``, on one axis; saves a PNG and returns its path."""
     if not curves:
         raise ValueError("plot_rdf needs at least one curve")
-    fig = _new_figure((6.0, 4.0))
+    fig = new_figure((6.0, 4.0))
     ax = fig.add_subplot(1, 1, 1)
     for label, (r, g) in curves.items():
         ax.plot(np.asarray(r), np.asarray(g), label=label, lw=1.5)
@@ -274,7 +276,7 @@ def plot_rdf(
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rdfs_against_reference(
@@ -289,7 +291,7 @@ def plot_rdfs_against_reference(
     ``peak_g``, ``ref_peak_r``, ``ref_peak_g``)."""
     r = np.asarray(reference["r"])
     r_max = float(r[-1] + (r[1] - r[0]) / 2)
-    fig = _new_figure((4.3 * len(pairs), 3.6))
+    fig = new_figure((4.3 * len(pairs), 3.6))
     summary: Dict[str, Dict[str, float]] = {}
     for k, pair in enumerate(pairs):
         ax = fig.add_subplot(1, len(pairs), k + 1)
@@ -308,7 +310,7 @@ def plot_rdfs_against_reference(
             ax.set_ylabel("g(r)")
             ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
     return summary
 
 

@@ -33,7 +33,6 @@ from . import __version__
 from .config import ModelConfig, PhysicsConfig
 from .errors import CheckpointError
 from .files import PathLike, atomic_write
-from .forces import ForcesChoice, default_order
 from .model import DenoiserMACE, build_model
 from .priors import prior_from_dict
 
@@ -205,14 +204,6 @@ def load_model_file(
     return model.eval()
 
 
-def _default_forces_label(physics: PhysicsConfig) -> str:
-    if not physics.default_forces.is_default:
-        return physics.default_forces.label
-    if len(physics.noise_std) == 1:
-        return "its one level"
-    return ForcesChoice(extrapolation_order=default_order(len(physics.noise_std))).label
-
-
 def describe_metadata(meta: Dict[str, Any], name: str = "model") -> str:
     """A model file's card (Markdown): the card stored in it, if any, then what its metadata says
     (architecture, physics, priors, training, best-epoch figures), so any file can be shown."""
@@ -227,7 +218,7 @@ def describe_metadata(meta: Dict[str, Any], name: str = "model") -> str:
         f"- {config.head} head; cutoff {config.r_max:g} A; MACE {config.num_channels} channels, max_L {config.max_L}, "
         f"max_ell {config.max_ell}, {config.num_interactions} interactions, correlation {config.correlation}",
         f"- trained at {physics.temperature_K:g} K on noise level(s) {', '.join(f'{s:g}' for s in physics.noise_std)} A; "
-        f"default forces: {_default_forces_label(physics)}",
+        f"default forces: {physics.describe_default_forces()}",
     ]
     lines += [f"- prior: {prior_from_dict(d).describe(names)}" for d in physics.priors]
     if training:

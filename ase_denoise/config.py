@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Un
 from ase.data import chemical_symbols
 from ase.units import kB
 
-from .forces import ForcesChoice
+from .forces import ForcesChoice, default_order
 from .priors import prior_from_dict
 
 HEADS = ("edge", "energy", "vector")
@@ -244,6 +244,15 @@ class PhysicsConfig(_Dictable):
         """What the model returns when asked for its default forces (:class:`~ase_denoise.forces.ForcesChoice`)."""
         return ForcesChoice(noise_std=self.default_noise_std, extrapolation_order=self.default_extrapolation_order)
 
+    def describe_default_forces(self) -> str:
+        """What the model returns by default, in words: its stored choice, else its one level or the
+        extrapolation through its ladder."""
+        if not self.default_forces.is_default:
+            return self.default_forces.label
+        if len(self.noise_std) == 1:
+            return f"its one level {self.noise_std[0]:g} A"
+        return ForcesChoice(extrapolation_order=default_order(len(self.noise_std))).label
+
     def with_default_forces(self, forces: ForcesChoice) -> "PhysicsConfig":
         """A copy that stores ``forces`` as the default (validated like any stored default)."""
         return dataclasses.replace(self, default_noise_std=forces.noise_std,
@@ -391,6 +400,80 @@ class TrainConfig(_Dictable):
         if self.antithetic_noise and (int(self.n_duplicates) % 2 or (self.batch_size is not None and int(self.batch_size) % 2)):
             _fail("antithetic_noise", self.antithetic_noise,
                   f"pairs (N, -N) need an even n_duplicates and batch_size (got {self.n_duplicates} and {self.batch_size})")
+
+
+#: the steps of ``ase-denoise fit`` after training that ``--skip`` can leave out
+FIT_STEPS = ("mean-force", "torsions", "validate")
+
+
+def charges_arg(text: str) -> Dict[str, float]:
+    """``"Li=1,Cl=-1"`` -> ``{"Li": 1.0, "Cl": -1.0}`` (charges in e); anything else is refused."""
+    try:
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        charges = {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        charges = {}
+    if not charges:
+        raise ValueError(f"charges {text!r}: give element=charge pairs in e, e.g. Li=1,Cl=-1")
+    return charges
+
+
+@dataclass
+class FitConfig(_Dictable):
+    """What ``ase-denoise fit`` (:func:`ase_denoise.fit`) is told about the system beyond its frames,
+    and how much checking it does; everything else it reads off the data (:mod:`ase_denoise.fitting`).
+
+    ``charges`` (e) and ``dielectric``: ions, given a Coulomb prior. ``dihedrals``: the torsions of a
+    molecule to give priors and corrections (default: the backbone's rotating ones). ``wall``: a
+    repulsive wall below the data's closest approaches (on by default). ``priors``: more priors, as
+    short forms. ``skip``: steps after training to leave out (:data:`FIT_STEPS`). The MD checks run
+    ``check_replicas`` Langevin replicas for ``equilibration_ps`` + ``check_ps`` picoseconds at
+    ``timestep_fs`` (fs) with ``friction_per_fs`` (1/fs; default 0.01, 0.05 for a molecule, whose CG
+    MD runs warm at less).
+    """
+
+    charges: Dict[str, float] = field(
+        default_factory=dict, metadata=_cli("--charges", "ions: element charges in e, e.g. Li=1,Cl=-1 (with --dielectric)",
+                                            type=charges_arg))
+    dielectric: Optional[float] = field(
+        default=None, metadata=_cli("--dielectric", "relative permittivity screening the charges (e.g. 94 for TIP3P)",
+                                    type=float))
+    dihedrals: Optional[str] = field(
+        default=None, metadata=_cli("--dihedrals", "a molecule's torsions, e.g. 4-6-8-14,6-8-14-16 (0-based; default: "
+                                    "the backbone's rotating dihedrals)"))
+    wall: bool = field(default=True, metadata=_cli("--wall", "a repulsive wall below the data's closest approaches",
+                                                   action=argparse.BooleanOptionalAction))
+    priors: List[str] = field(
+        default_factory=list, metadata=_cli("--prior", "another prior, as a short form (repeatable; "
+                                            "ase_denoise.priors.specs)", action="append"))
+    skip: List[str] = field(
+        default_factory=list, metadata=_cli("--skip", "leave out a step after training (repeatable)", action="append",
+                                            choices=FIT_STEPS))
+    check_replicas: int = field(default=8, metadata=_cli("--check-replicas", "Langevin replicas per MD check", type=int))
+    equilibration_ps: float = field(
+        default=5.0, metadata=_cli("--equilibration-ps", "discarded part of each check's replicas, ps", type=float))
+    check_ps: float = field(default=20.0, metadata=_cli("--check-ps", "kept part of each check's replicas, ps", type=float))
+    timestep_fs: float = field(default=1.0, metadata=_cli("--timestep-fs", "MD timestep of the checks, fs", type=float))
+    friction_per_fs: Optional[float] = field(
+        default=None, metadata=_cli("--friction", "Langevin friction of the checks, 1/fs (default 0.01; 0.05 for a "
+                                    "molecule)", type=float))
+
+    def __post_init__(self) -> None:
+        self.charges = {str(k): float(v) for k, v in dict(self.charges).items()}
+        self.priors, self.skip = [str(p) for p in self.priors], [str(p) for p in self.skip]
+        bad = sorted(set(self.skip) - set(FIT_STEPS))
+        if bad:
+            _fail("skip", bad, f"choose from {FIT_STEPS}")
+        if self.dielectric is not None and not (math.isfinite(self.dielectric) and self.dielectric > 0):
+            _fail("dielectric", self.dielectric, "the relative permittivity must be finite and > 0")
+        if int(self.check_replicas) < 1:
+            _fail("check_replicas", self.check_replicas, "must be >= 1")
+        for name in ("equilibration_ps", "check_ps", "timestep_fs"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= (0 if name == "equilibration_ps" else 1e-9)):
+                _fail(name, value, "must be finite and > 0 (>= 0 for the equilibration)")
+        if self.friction_per_fs is not None and not self.friction_per_fs > 0:
+            _fail("friction_per_fs", self.friction_per_fs, "must be > 0")
 
 
 # ----------------------------------------------------------------------------------------------

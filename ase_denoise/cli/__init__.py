@@ -1,7 +1,8 @@
 """The command line, ``ase-denoise <command>``: one module per group of commands; printing and progress
 bars live here, the library only logs.
 
-* :mod:`ase_denoise.cli.train` - ``train``;
+* :mod:`ase_denoise.cli.fit` - ``fit``: the validated path, one command;
+* :mod:`ase_denoise.cli.train` - ``train``: the low-level one;
 * :mod:`ase_denoise.cli.run` - ``md``, ``eval``;
 * :mod:`ase_denoise.cli.refine` - ``choose-forces``, ``check-md``, ``refine-structure``,
   ``refine-torsions``, ``correct-mean-forces``;
@@ -18,7 +19,7 @@ import logging
 import sys
 from typing import List, Optional
 
-from . import models, refine, run, train
+from . import fit, models, refine, run, train
 from .common import COMMANDS
 
 
@@ -32,13 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
         "it, check and correct it against its own data without labels, and use the model zoo.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (train, run, refine, models):
+    for group in (fit, train, run, refine, models):
         group.add_parsers(sub)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     args = build_parser().parse_args(argv)
+    args.argv = argv  # how the command was called (a fit writes it into its card)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",

@@ -46,10 +46,19 @@ _ALIASES = {"wall": "wall", "repulsive_wall": "wall", "repulsive-wall": "wall", 
 @dataclass(frozen=True)
 class FittedPrior:
     """A prior to fit to the data: ``kind`` one of ``wall``, ``bonded``, ``nonbonded-wall``,
-    ``dihedrals`` (with the atom quadruples ``dihedrals``)."""
+    ``dihedrals`` (with the atom quadruples ``dihedrals``). ``bonded`` fits the ``bonds`` and
+    ``angles`` given (atom indices), or by default the topology that covalent radii give the first
+    frame (:func:`~ase_denoise.priors.molecule_topology`)."""
 
     kind: str
     dihedrals: Tuple[Tuple[int, int, int, int], ...] = ()
+    bonds: Tuple[Tuple[int, int], ...] = ()
+    angles: Tuple[Tuple[int, int, int], ...] = ()
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, **({"dihedrals": [list(q) for q in self.dihedrals]} if self.dihedrals else {}),
+                **({"bonds": [list(b) for b in self.bonds], "angles": [list(t) for t in self.angles]}
+                   if self.bonds else {})}
 
 
 PriorSpec = Union[str, Prior, FittedPrior]
@@ -111,7 +120,9 @@ def pairs_held_by_priors(priors: Sequence[Any], frames: Sequence[Atoms]) -> Set[
     does. Other priors hold no pair."""
     held: Set[Tuple[int, int]] = set()
     for prior in map(parse_prior, priors):
-        if isinstance(prior, FittedPrior) and prior.kind == "bonded" and frames:
+        if isinstance(prior, FittedPrior) and prior.kind == "bonded" and prior.bonds:
+            bonds, angles = prior.bonds, prior.angles
+        elif isinstance(prior, FittedPrior) and prior.kind == "bonded" and frames:
             bonds, angles = molecule_topology(frames[0])
         elif isinstance(prior, HarmonicBonds):
             bonds, angles = prior.bonds, []
@@ -135,7 +146,8 @@ def fit_priors(specs: Sequence[PriorSpec], frames: Sequence[Atoms], kT: float) -
         elif prior.kind == "wall":
             out.append(fit_repulsive_wall(frames, kT))
         elif prior.kind == "bonded":
-            out.extend(fit_bonded_priors(frames, kT))
+            topology = dict(bonds=list(prior.bonds), angles=list(prior.angles)) if prior.bonds else {}
+            out.extend(fit_bonded_priors(frames, kT, **topology))
         elif prior.kind == "nonbonded-wall":
             held = pairs_held_by_priors(parsed, frames)
             if not held:

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from ..data.frames import Frame
+from ..priors import Prior, total_forces
 from .sampler import NoisyBatch
 
 DENOISING, FORCES = "denoising", "forces"
@@ -110,6 +111,25 @@ class LabelMixing:
                 sums[int(s)] = sums.get(int(s), 0.0) + float((labels[mask] ** 2).sum())
                 counts[int(s)] = counts.get(int(s), 0) + 3 * int(mask.sum())
         return cls({s: sums[s] / counts[s] for s in sums}, kT)
+
+
+def prior_residual(priors: Sequence[Prior], atomic_numbers: Sequence[int], kT: float,
+                   smoothed: bool) -> Optional[Residual]:
+    """The forces (eV/A) the network does not learn: those of the ``priors`` marked ``in_residual``, at a
+    frame's (noisy) positions, as the noise smooths them at a level ``sigma > 0`` when ``smoothed``
+    (``TrainConfig.smoothed_priors``); ``None`` when no prior is a residual."""
+    residual = [p for p in priors if p.in_residual]
+    if not residual:
+        return None
+    numbers = np.asarray(atomic_numbers)
+
+    def forces(frame: Frame, positions: np.ndarray, sigma: float) -> np.ndarray:
+        z = numbers[frame.species]
+        if smoothed and sigma > 0:
+            return sum(p.smoothed_forces(z, positions, frame.cell, frame.pbc, sigma, kT) for p in residual)
+        return total_forces(residual, z, positions, frame.cell, frame.pbc)
+
+    return forces
 
 
 def _residual(residual: Optional[Residual], frame: Frame, positions: np.ndarray, noise_std: float, kT: float,

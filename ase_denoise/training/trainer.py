@@ -23,6 +23,7 @@ import math
 import os
 import pickle
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -42,8 +43,9 @@ from ..files import atomic_write
 from ..forces import ForcesChoice
 from ..inference import evaluate_forces
 from ..model import DenoiserMACE, build_model
-from ..priors import prior_from_dict, total_forces
-from .losses import LabelMixing, Residual, inverse_square_level_weight, loss_inputs, squared_errors, term_weight
+from ..priors import prior_from_dict
+from .losses import (LabelMixing, Residual, inverse_square_level_weight, loss_inputs, prior_residual, squared_errors,
+                     term_weight)
 from .prepare import prepare_data
 from .progress import Clock, Progress, ProgressCallback, epoch_line, log_lines, lr_lambda
 from .sampler import DuplicationSampler, NoisyBatch, split_frames, validation_batches
@@ -137,16 +139,8 @@ class Trainer:
             self.frames, self.valid_ids, valid_copies, physics.noise_std, self.batch_size, self.cfg.seed,
         )
         # priors acting where data are: the network learns the residual (ase_denoise.training.losses)
-        residual_priors = [p for p in (prior_from_dict(d) for d in physics.priors) if p.in_residual]
-        numbers = np.asarray(model_config.atomic_numbers)
-        self.residual: Optional[Residual] = None
-        if residual_priors and self.cfg.smoothed_priors:
-            kT = physics.kT
-            self.residual = lambda f, pos, s: sum(
-                (p.smoothed_forces(numbers[f.species], pos, f.cell, f.pbc, s, kT) if s > 0
-                 else p.energy_and_forces(numbers[f.species], pos, f.cell, f.pbc)[1]) for p in residual_priors)
-        elif residual_priors:
-            self.residual = lambda f, pos, s: total_forces(residual_priors, numbers[f.species], pos, f.cell, f.pbc)
+        self.residual: Optional[Residual] = prior_residual(
+            [prior_from_dict(d) for d in physics.priors], model_config.atomic_numbers, physics.kT, self.cfg.smoothed_priors)
         self.level_weight = None
         if self.cfg.level_weighting == "inverse_square" and len(physics.noise_std) > 1:
             self.level_weight = inverse_square_level_weight(physics.noise_std)
@@ -174,7 +168,10 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.cfg, self.schedule))
         self.ema = None
         if self.cfg.ema_decay > 0:
-            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay), use_buffers=True)
+            with warnings.catch_warnings():  # its deep copy recompiles e3nn's kernels with TorchScript, warning
+                warnings.simplefilter("ignore")
+                self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay),
+                                         use_buffers=True)
         self.epoch = 0  # next epoch to run
         self.batch = 0  # next batch within that epoch
         self.step = 0

@@ -1,0 +1,312 @@
+"""``fit``: from equilibrium frames to a checked force field in one call, each step resumable.
+
+1. **plan**: the kind of system and its recipe, read off the data (:mod:`ase_denoise.fitting.system`);
+2. **train**: the ladder and cutoff read off the data, the recipe's priors, antithetic noise pairs
+   (:func:`ase_denoise.train`, with the time or epoch budget given);
+3. **mean-force** (periodic systems): the mean-force correction (:func:`ase_denoise.correct_mean_forces`),
+   kept only if the model's MD against the data's own RDFs says it helped;
+4. **torsions** (molecules): the torsion correction (:func:`ase_denoise.refine_torsions`), kept only if
+   the MD's torsion distributions got closer to the data's;
+5. **validate**: batched-replica MD of the final model against the data's own structure, with the
+   sampling floor, and a plain verdict;
+6. **report**: a Markdown page with plots next to the model file, and its summary in the file's card.
+
+The run directory records what is done (``fit.json``): calling again with ``resume=True`` (CLI:
+``--resume``) skips the finished steps and continues an interrupted training. Every choice is logged
+with its reason; every default can be overridden (:class:`~ase_denoise.config.FitConfig`, the training
+and model options).
+
+Units: Angstrom, K, ps, eV; RDFs are dimensionless, KL divergences in nats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Union
+
+import numpy as np
+from ase import Atoms
+
+from ..checkpoint import load_model_file, save_model
+from ..config import FitConfig, TrainConfig
+from ..data.frames import data_temperature, read_frames
+from ..errors import TrainingError
+from ..files import PathLike, atomic_write, check_writable
+from ..forces import ForcesChoice
+from ..model import DenoiserMACE, with_default_forces
+from ..refine import check_structure, correct_mean_forces, reference_structure, refine_torsions, torsion_marginal_kl
+from ..refine.replica_md import run_replicas, spread_starts
+from ..priors import dihedral_angles
+from ..training.progress import ProgressCallback
+from ..training.trainer import train
+from .report import write_report
+from .system import SystemPlan, plan_system
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "fit.json"
+#: a systematic RDF error within this many times its MD noise is "at the noise floor"
+FLOOR_FACTOR = 2.0
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` made: the model (also written to ``path``), the report page, the plan with its
+    reasons, each step's figures and the verdict."""
+
+    model: DenoiserMACE
+    path: str
+    report: str
+    plan: SystemPlan
+    steps: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    verdict: str = ""
+
+
+class _RunState:
+    """``fit.json`` in the run directory: the settings a run was started with and each finished step."""
+
+    def __init__(self, run_dir: str, settings: Dict[str, Any], resume: bool):
+        self.path = os.path.join(run_dir, STATE_FILE)
+        if resume and os.path.exists(self.path):
+            with open(self.path) as fh:
+                saved = json.load(fh)
+            if saved.get("settings") != settings:
+                changed = sorted(k for k in set(settings) | set(saved.get("settings", {}))
+                                 if settings.get(k) != saved.get("settings", {}).get(k))
+                raise TrainingError(f"cannot resume {run_dir}: it was started with other settings ({', '.join(changed)}); "
+                                    "resume with the same data and options, or use a new run directory")
+            self.steps: Dict[str, Dict[str, Any]] = saved.get("steps", {})
+        elif os.path.exists(self.path):
+            raise FileExistsError(f"{run_dir} already holds a fit ({STATE_FILE}); resume it (--resume) or choose "
+                                  "another run directory")
+        else:
+            self.steps = {}
+        self.settings = settings
+
+    def done(self, step: str) -> Optional[Dict[str, Any]]:
+        return self.steps.get(step)
+
+    def finish(self, step: str, figures: Dict[str, Any]) -> Dict[str, Any]:
+        self.steps[step] = figures
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w") as fh:
+                json.dump({"settings": self.settings, "steps": self.steps}, fh, indent=1, default=_plain)
+
+        atomic_write(self.path, write, overwrite=True)
+        return figures
+
+
+def _plain(obj: Any) -> Any:
+    return obj.tolist() if hasattr(obj, "tolist") else obj.to_dict() if hasattr(obj, "to_dict") else str(obj)
+
+
+def _check_figures(check) -> Dict[str, Any]:
+    return {"systematic_error": check.systematic_error, "rdf_error": check.rdf_error,
+            "rdf_error_noise": check.rdf_error_noise, "collapsed": check.collapsed, "n_replicas": check.n_replicas,
+            "mean_temperature_K": check.mean_temperature_K, "wall_s": check.wall_s,
+            "rdfs": {k: np.asarray(v).tolist() for k, v in check.rdfs.items()},
+            "rdf_errors": {k: np.asarray(v).tolist() for k, v in check.rdf_errors.items()}}
+
+
+def _better(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """``b`` beats ``a``: no collapse, and a smaller systematic RDF error."""
+    ok = b["collapsed"] == 0 and np.isfinite(b["systematic_error"])
+    return ok and (a["collapsed"] > 0 or not np.isfinite(a["systematic_error"]) or b["systematic_error"] < a["systematic_error"])
+
+
+def fit(
+    frames: Union[PathLike, List[Atoms]],
+    output: PathLike,
+    *,
+    temperature_K: Optional[float] = None,
+    settings: Optional[FitConfig] = None,
+    train_options: Optional[Mapping[str, Any]] = None,
+    model_options: Optional[Mapping[str, Any]] = None,
+    run_dir: Optional[PathLike] = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: Union[bool, ProgressCallback] = False,
+    command: str = "",
+) -> FitResult:
+    """Fit a checked force field to equilibrium ``frames`` (a file ASE reads, or ``Atoms``) sampled at
+    ``temperature_K`` (K; default the frames' ``info["temperature_K"]``) and write it to ``output``,
+    with its report next to it (``<output>.report/report.md``). Module docstring for the steps.
+
+    ``settings``: what the data cannot say (charges, a dielectric, dihedrals), what to leave out (the
+    wall, steps) and the size of the MD checks (:class:`~ase_denoise.config.FitConfig`).
+    ``train_options`` / ``model_options``: :class:`~ase_denoise.config.TrainConfig` and
+    :class:`~ase_denoise.config.ModelConfig` fields over the recipe's (e.g. ``{"max_minutes": 10}``;
+    ``noise_std`` and ``r_max`` default to ``"auto"``). ``run_dir`` (default ``<output>.fit``): the
+    steps' files; ``resume``: continue a fit there. ``command``: how the fit was called, for its card."""
+    settings = settings or FitConfig()
+    output = os.fspath(output)
+    check_writable(output, overwrite or resume)
+    run_dir = os.fspath(run_dir or output + ".fit")
+    os.makedirs(run_dir, exist_ok=True)
+    model_options = dict(model_options or {})
+    model_options.setdefault("r_max", "auto")
+    noise_std = model_options.pop("noise_std", "auto")
+    frames = read_frames(frames)
+    temperature_K = data_temperature(frames, temperature_K)
+    bead_names = model_options.get("bead_names")
+    plan = plan_system(frames, settings, bead_names=bead_names)
+    for reason in plan.reasons:
+        logger.info("fit: %s", reason)
+    recipe = {"antithetic_noise": True, "smoothed_priors": plan.smoothed_priors, **dict(train_options or {})}
+    train_config = TrainConfig(**recipe)
+    state = _RunState(run_dir, {"temperature_K": temperature_K, "n_frames": len(frames), "plan": plan.to_dict(),
+                                "fit": settings.to_dict(), "train": train_config.to_dict(),
+                                "model": {**model_options, "noise_std": noise_std}}, resume)
+    started = time.perf_counter()
+
+    # ---------------------------------------------------------------- train
+    trained_path = os.path.join(run_dir, "trained.safetensors")
+    if state.done("train") is None:
+        train_dir = os.path.join(run_dir, "train")
+        result = train(frames, train_dir, noise_std=noise_std, temperature_K=temperature_K, train_config=train_config,
+                       priors=plan.priors, resume=os.path.exists(os.path.join(train_dir, "training_state.pt")),
+                       progress=progress, **model_options)
+        model = result.model
+        if plan.smallest_level and len(model.noise_levels) > 1:
+            model = with_default_forces(model, ForcesChoice(noise_std=min(model.noise_levels)))
+        save_model(model, trained_path, training=model.metadata.get("training"), metrics=model.metadata.get("metrics"),
+                   overwrite=True)
+        state.finish("train", {"stopped": result.stopped, "epochs": len(result.history), "noise_std": list(model.noise_levels),
+                               "r_max": model.config.r_max, "log": os.path.join(train_dir, "log.csv"),
+                               "default_forces": model.physics.describe_default_forces()})
+    model = load_model_file(trained_path)
+    logger.info("fit: trained (%s); noise levels %s A, cutoff %g A, forces: %s", state.steps["train"]["stopped"],
+                model.noise_levels, model.config.r_max, model.physics.describe_default_forces())
+
+    check = dict(n_replicas=settings.check_replicas, equilibration_ps=settings.equilibration_ps,
+                 production_ps=settings.check_ps, timestep_fs=settings.timestep_fs, seed=train_config.seed)
+    friction = settings.friction_per_fs or (0.05 if plan.kind == "molecule" else 0.01)
+    validate = "validate" not in settings.skip
+    final_path = trained_path
+
+    # ---------------------------------------------------------------- mean-force correction (periodic)
+    if "mean-force" in plan.corrections and validate and "mean-force" not in settings.skip:
+        if state.done("mean-force") is None:
+            reference = reference_structure(frames)
+            logger.info("fit: the mean-force correction, then MD of the model with and without it against the data's RDFs")
+            corrected = correct_mean_forces(model, frames, reference=reference)
+            before = _check_figures(check_structure(model, frames, reference=reference, friction_per_fs=friction, **check))
+            after = _check_figures(check_structure(corrected.model, frames, reference=reference, friction_per_fs=friction,
+                                                   **check))
+            kept = _better(before, after)
+            path = os.path.join(run_dir, "mean-force.safetensors")
+            if kept:
+                save_model(corrected.model, path, training=model.metadata.get("training"),
+                           metrics=model.metadata.get("metrics"), overwrite=True)
+            state.finish("mean-force", {"kept": kept, "path": path if kept else None, "before": before, "after": after,
+                                        "mismatch_before": corrected.before, "mismatch_after": corrected.after,
+                                        "reference": {k: np.asarray(v).tolist() for k, v in reference.items()}})
+        step = state.steps["mean-force"]
+        logger.info("fit: mean-force correction %s: systematic RDF error %.3f without, %.3f with it (MD noise %.3f)",
+                    "kept" if step["kept"] else "not kept", step["before"]["systematic_error"],
+                    step["after"]["systematic_error"], step["before"]["rdf_error_noise"])
+        final_path = step["path"] or final_path
+    elif "mean-force" in plan.corrections:
+        logger.info("fit: no mean-force correction (%s)", "skipped" if "mean-force" in settings.skip
+                    else "it is kept only if the MD check says it helped, and the checks are skipped")
+
+    # ---------------------------------------------------------------- torsion correction (molecules)
+    if "torsions" in plan.corrections and validate and "torsions" not in settings.skip:
+        if state.done("torsions") is None:
+            logger.info("fit: the torsion correction on %s, checked in MD", plan.dihedrals)
+            refined = refine_torsions(load_model_file(final_path), frames, plan.dihedrals, iterations=1,
+                                      friction_per_fs=friction, **check)
+            path = os.path.join(run_dir, "torsions.safetensors")
+            if refined.chosen > 0:
+                save_model(refined.model, path, training=model.metadata.get("training"),
+                           metrics=model.metadata.get("metrics"), overwrite=True)
+            state.finish("torsions", {"kept": refined.chosen > 0, "path": path if refined.chosen > 0 else None,
+                                      "chosen": refined.chosen, "marginal_kl": [k.tolist() for k in refined.marginal_kl],
+                                      "intact": refined.intact, "mean_temperature_K": refined.mean_temperature_K,
+                                      "sampled": refined.sampled[refined.chosen].tolist()})
+        step = state.steps["torsions"]
+        logger.info("fit: torsion correction %s: torsion KL %s", "kept" if step["kept"] else "not kept",
+                    " -> ".join(f"{np.mean(k):.3f}" for k in step["marginal_kl"]))
+        final_path = step["path"] or final_path
+
+    # ---------------------------------------------------------------- validation
+    final = load_model_file(final_path)
+    if validate and state.done("validate") is None:
+        state.finish("validate", _validate(final, frames, plan, state, friction, check))
+    verdict = state.steps["validate"]["verdict"] if validate else "not checked in MD (--skip validate)"
+    logger.info("fit: %s", verdict)
+
+    # ---------------------------------------------------------------- report and the model file
+    report_dir = os.path.splitext(output)[0] + ".report"
+    report, card = write_report(report_dir, frames, plan, state.steps, verdict, final, command=command,
+                                wall_s=time.perf_counter() - started)
+    save_model(final, output, training=final.metadata.get("training"), metrics=final.metadata.get("metrics"),
+               overwrite=overwrite or resume, card=card)
+    logger.info("fit: model written to %s, report %s", output, report)
+    return FitResult(load_model_file(output), output, report, plan, state.steps, verdict)
+
+
+def _validate(model: DenoiserMACE, frames: List[Atoms], plan: SystemPlan, state: _RunState, friction: float,
+              check: Dict[str, Any]) -> Dict[str, Any]:
+    """The final model's MD against the data's own structure, its sampling floor and a plain verdict."""
+    if plan.kind == "periodic":
+        done = state.steps.get("mean-force")
+        if done is not None:  # the kept model's check has run already
+            figures = done["after"] if done["kept"] else done["before"]
+        else:
+            reference = reference_structure(frames)
+            figures = _check_figures(check_structure(model, frames, reference=reference, friction_per_fs=friction, **check))
+            figures["reference"] = {k: np.asarray(v).tolist() for k, v in reference.items()}
+        floor = figures["rdf_error_noise"]
+        if figures["collapsed"]:
+            verdict = f"MD collapsed in {figures['collapsed']} of {figures['n_replicas']} replicas: not usable as it is"
+        elif figures["systematic_error"] <= FLOOR_FACTOR * floor:
+            verdict = (f"MD reproduces the data's pair structure to its sampling floor: systematic RDF error "
+                       f"{figures['systematic_error']:.3f}, MD noise {floor:.3f}")
+        else:
+            verdict = (f"MD differs from the data's pair structure beyond the sampling floor: systematic RDF error "
+                       f"{figures['systematic_error']:.3f} against an MD noise of {floor:.3f}")
+        return {"kind": "rdf", **figures, "verdict": verdict}
+    # molecules and clusters: the replicas stay intact; a molecule's torsions against the data's
+    done = state.steps.get("torsions")
+    if done is not None:  # the kept model's check has run already
+        chosen = done["chosen"]
+        figures = {"kind": "replicas", "collapsed": 0 if done["intact"][chosen] else 1, "n_replicas": check["n_replicas"],
+                   "mean_temperature_K": done["mean_temperature_K"][chosen], "wall_s": float("nan"),
+                   "sampled": done["sampled"], "torsion_kl": done["marginal_kl"][chosen]}
+        data = dihedral_angles(frames, plan.dihedrals)
+        figures["torsion_kl_floor"] = torsion_marginal_kl(data[: len(data) // 2], data[len(data) // 2:]).tolist()
+        return {**figures, "verdict": _molecule_verdict(figures, figures["collapsed"] > 0)}
+    starts = spread_starts(frames, check["n_replicas"])
+    kept, info = run_replicas(model, starts, temperature_K=model.temperature_K,
+                              equilibration_ps=check["equilibration_ps"], production_ps=check["production_ps"],
+                              timestep_fs=check["timestep_fs"], friction_per_fs=friction,
+                              sample_every=max(1, int(round(100.0 / check["timestep_fs"]))),
+                              seeds=[1000 * (check["seed"] + 7) + r for r in range(len(starts))],
+                              collapse_distance=0.5)
+    collapsed = sum(c is not None for c in info["collapsed_at_step"])
+    figures: Dict[str, Any] = {"kind": "replicas", "collapsed": collapsed, "n_replicas": len(starts),
+                               "mean_temperature_K": info["mean_temperature_K"], "wall_s": info["wall_s"]}
+    sampled = [a for rep in kept for a in rep]
+    if plan.dihedrals and sampled:
+        data = dihedral_angles(frames, plan.dihedrals)
+        md = dihedral_angles(sampled, plan.dihedrals)
+        half = len(data) // 2
+        figures.update(torsion_kl=torsion_marginal_kl(data, md).tolist(),
+                       torsion_kl_floor=torsion_marginal_kl(data[:half], data[half:]).tolist(), sampled=md.tolist())
+    return {**figures, "verdict": _molecule_verdict(figures, bool(collapsed or info["stopped"]))}
+
+
+def _molecule_verdict(figures: Dict[str, Any], broken: bool) -> str:
+    if broken:
+        return f"MD broke apart in at least one of {figures['n_replicas']} replicas: not usable as it is"
+    if "torsion_kl" in figures:
+        kl, floor = float(np.mean(figures["torsion_kl"])), float(np.mean(figures["torsion_kl_floor"]))
+        return (f"MD stays intact; torsion KL to the data {kl:.3f} nats against {floor:.3f} between the two halves "
+                f"of the data ({'at' if kl <= FLOOR_FACTOR * floor else 'beyond'} the sampling floor)")
+    return f"MD stays intact in all {figures['n_replicas']} replicas at {figures['mean_temperature_K']:.0f} K"
