@@ -64,6 +64,18 @@ class _Dictable:
         return cls(**d)
 
 
+def bead_names_arg(text: str) -> Dict[int, str]:
+    """``"1=C-ace,2=N"`` -> ``{1: "C-ace", 2: "N"}``; anything else is refused with the form."""
+    try:
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        names = {int(k): v.strip() for k, v in pairs}
+    except ValueError:
+        names = {}
+    if not names:
+        raise ValueError(f"bead names {text!r}: give number=name pairs, e.g. 1=C-ace,2=N,3=CA")
+    return names
+
+
 @dataclass
 class ModelConfig(_Dictable):
     """The architecture: everything needed to rebuild a denoiser and load its weights.
@@ -114,7 +126,9 @@ class ModelConfig(_Dictable):
         metadata=_cli("--noise-embedding", "degree in log sigma of the noise conditioning (several levels; "
                       "0 with one level; default with several: min(levels - 1, 2))", type=int),
     )
-    bead_names: Dict[int, str] = field(default_factory=dict)
+    bead_names: Dict[int, str] = field(
+        default_factory=dict, metadata=_cli("--bead-names", "coarse-grained beads: what each placeholder number is, "
+                                            "e.g. 1=C-ace,2=N,3=CA (ase_denoise.data.bead_atoms)", type=bead_names_arg))
 
     def __post_init__(self) -> None:
         self.atomic_numbers = sorted({int(z) for z in self.atomic_numbers})

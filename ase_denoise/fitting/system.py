@@ -23,10 +23,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_masses, atomic_numbers, chemical_symbols
 
 from ..config import FitConfig
-from ..priors import DSFCoulomb, EwaldCoulomb, parse_dihedrals
+from ..priors import DSFCoulomb, EwaldCoulomb, molecule_topology, parse_dihedrals
 from ..priors.specs import FittedPrior, PriorSpec
 
 #: a bond is at most this factor longer than the nearer of its atoms' nearest neighbours
@@ -65,14 +65,21 @@ def _same_molecule(frames: Sequence[Atoms]) -> bool:
     return all(len(a) == len(first) and np.array_equal(a.numbers, first.numbers) for a in frames)
 
 
-def data_topology(frames: Sequence[Atoms]) -> Optional[Tuple[List[Tuple[int, int]], List[Tuple[int, int, int]]]]:
-    """Bonds and angles of a molecule read off its frames, or ``None`` if the frames are not one
-    connected molecule (different atoms across frames, periodic, a pair that does not stay bonded).
+def is_coarse_grained(atoms: Atoms) -> bool:
+    """Beads, not atoms: the masses are not those of the atomic numbers (beads travel as placeholder
+    numbers with their own masses, :func:`ase_denoise.data.bead_atoms`)."""
+    return not np.allclose(atoms.get_masses(), atomic_masses[atoms.numbers], rtol=1e-3)
 
-    A pair ``(i, j)`` is bonded when its mean distance is at most :data:`BOND_FACTOR` times the nearer
-    of the two atoms' nearest-neighbour mean distances and varies by at most :data:`BOND_SPREAD` of it:
-    read off the data, not off covalent radii, so coarse-grained beads (placeholder numbers) get
-    their bonds too. Angles: every ``i-j-k`` with ``j`` bonded to both."""
+
+def data_topology(frames: Sequence[Atoms]) -> Optional[Tuple[List[Tuple[int, int]], List[Tuple[int, int, int]]]]:
+    """Bonds and angles of a molecule, or ``None`` if the frames are not one connected molecule
+    (different atoms across frames, periodic, a bond that does not stay one).
+
+    Atoms: the bonds covalent radii give the first frame (:func:`~ase_denoise.priors.molecule_topology`).
+    Coarse-grained beads, which have no radii: a pair is bonded when its mean distance is at most
+    :data:`BOND_FACTOR` times the farther of the two beads' nearest-neighbour mean distances. Either way
+    every bond must vary by at most :data:`BOND_SPREAD` of its length over the frames, and the bonds must
+    connect every atom. Angles: every ``i-j-k`` with ``j`` bonded to both."""
     frames = list(frames)
     if not frames or any(a.pbc.any() for a in frames) or not _same_molecule(frames) or len(frames[0]) < 3:
         return None
@@ -81,9 +88,15 @@ def data_topology(frames: Sequence[Atoms]) -> Optional[Tuple[List[Tuple[int, int
     d = np.linalg.norm(x[:, :, None, :] - x[:, None, :, :], axis=-1)  # [frames, n, n]
     mean, spread = d.mean(axis=0), d.std(axis=0)
     n = mean.shape[0]
-    nearest = np.where(np.eye(n, dtype=bool), np.inf, mean).min(axis=1)
-    limit = BOND_FACTOR * np.minimum(nearest[:, None], nearest[None, :])
-    bonded = (mean <= limit) & (spread <= BOND_SPREAD * mean) & ~np.eye(n, dtype=bool)
+    if is_coarse_grained(frames[0]):
+        nearest = np.where(np.eye(n, dtype=bool), np.inf, mean).min(axis=1)
+        bonded = (mean <= BOND_FACTOR * np.maximum(nearest[:, None], nearest[None, :])) & ~np.eye(n, dtype=bool)
+    else:
+        bonded = np.zeros((n, n), dtype=bool)
+        for i, j in molecule_topology(frames[0])[0]:
+            bonded[i, j] = bonded[j, i] = True
+    if np.any(bonded & (spread > BOND_SPREAD * mean)):
+        return None  # a "bond" that breaks: not one molecule
     bonds = sorted((int(i), int(j)) for i, j in zip(*np.nonzero(np.triu(bonded))))
     # one connected graph, or it is not one molecule
     seen, todo = {0}, [0]
@@ -137,11 +150,10 @@ def dihedral_spread_deg(frames: Sequence[Atoms], quadruple: Tuple[int, int, int,
 
 def backbone_dihedrals(frames: Sequence[Atoms], bonds: Sequence[Tuple[int, int]],
                        all_heavy: bool = False) -> List[Tuple[int, int, int, int]]:
-    """The dihedrals along a molecule's backbone (the longest chain of heavy atoms; every atom is
-    heavy for coarse-grained beads, ``all_heavy``) whose angle spreads over more than
-    :data:`ROTATING_DEG` degrees in the data: the torsions that rotate (a peptide's phi and psi, not
-    its planar omega)."""
-    heavy = [i for i, z in enumerate(frames[0].numbers) if all_heavy or z > 1]
+    """The dihedrals along a molecule's backbone (the longest chain of heavy atoms: heavier than 1.5 amu,
+    or every atom with ``all_heavy``) whose angle spreads over more than :data:`ROTATING_DEG` degrees in
+    the data: the torsions that rotate (a peptide's phi and psi, not its planar omega)."""
+    heavy = [i for i, m in enumerate(frames[0].get_masses()) if all_heavy or m > 1.5]
     path = _longest_path(heavy, bonds)
     quads = [tuple(path[k:k + 4]) for k in range(len(path) - 3)]
     return [q for q in quads if dihedral_spread_deg(frames, q) > ROTATING_DEG]
@@ -167,9 +179,11 @@ def plan_system(frames: Sequence[Atoms], settings: FitConfig, bead_names: Option
         plan.reasons.append(f"periodic frames of {names}: a liquid or solid, trained on its pair structure")
     elif plan.kind == "molecule":
         bonds, angles = topology
-        plan.reasons.append(f"every frame is the same molecule ({len(frames[0])} atoms of {names}): {len(bonds)} bonds "
-                            f"and {len(angles)} angles read off the data (pairs that stay within "
-                            f"{BOND_FACTOR:g}x the nearest-neighbour distance and {BOND_SPREAD:.0%} of their length)")
+        how = (f"beads within {BOND_FACTOR:g}x their nearest neighbours' distance" if is_coarse_grained(frames[0])
+               else "covalent radii")
+        plan.reasons.append(f"every frame is the same molecule ({len(frames[0])} {'beads' if is_coarse_grained(frames[0]) else 'atoms'} "
+                            f"of {names}): {len(bonds)} bonds ({how}, each within {BOND_SPREAD:.0%} of its length in "
+                            f"every frame) and {len(angles)} angles")
         plan.priors.append(FittedPrior("bonded", bonds=tuple(bonds), angles=tuple(angles)))
         plan.smoothed_priors = True
         plan.reasons.append("bonded priors (harmonic bonds and angles, Boltzmann inversion) subtracted as the noise "
@@ -179,7 +193,7 @@ def plan_system(frames: Sequence[Atoms], settings: FitConfig, bead_names: Option
             plan.dihedrals = parse_dihedrals(settings.dihedrals)
             plan.reasons.append(f"torsion priors on the dihedrals given: {settings.dihedrals}")
         else:
-            plan.dihedrals = backbone_dihedrals(frames, bonds, all_heavy=bool(bead_names))
+            plan.dihedrals = backbone_dihedrals(frames, bonds)
             plan.reasons.append("torsion priors on the backbone's rotating dihedrals: "
                                 + (", ".join("-".join(map(str, q)) for q in plan.dihedrals) or "none rotate")
                                 + f" (spread over more than {ROTATING_DEG:g} degrees in the data)")
