@@ -366,6 +366,8 @@ class Study:
     data_file = "data.npz"
     description = ""
     temperature_K = 300.0
+    #: the kind of the runner's records (two studies sharing a summary use two kinds)
+    kind = "run"
     #: extra key fields of record kinds other than "run" (e.g. {"long_md": ["production_ps"]})
     record_keys: Mapping[str, Sequence[str]] = {}
 
@@ -386,9 +388,9 @@ class Study:
     def summary(self, quick: bool = False) -> Summary:
         return Summary(self.results / ("summary-quick.jsonl" if quick else "summary.jsonl"), self.record_keys)
 
-    def by_run(self, kind: str = "run", quick: bool = False, **match) -> Dict[str, Dict[str, Any]]:
-        """Records of ``kind`` by run name."""
-        return {r["run"]: r for r in self.summary(quick).records(kind, **match)}
+    def by_run(self, kind: Optional[str] = None, quick: bool = False, **match) -> Dict[str, Dict[str, Any]]:
+        """Records of ``kind`` (default: the runner's) by run name."""
+        return {r["run"]: r for r in self.summary(quick).records(kind or self.kind, **match)}
 
     def work_dir(self, run: str, quick: bool = False) -> Path:
         return self.runs_dir / (run + ("-quick" if quick else ""))
@@ -418,6 +420,10 @@ class Study:
         """README tables by marker name, from the summary records."""
         return {}
 
+    def documents(self, quick: bool = False) -> Dict[Path, Dict[str, str]]:
+        """Every file with generated tables and its tables (default: the README and :meth:`tables`)."""
+        return {self.readme: self.tables(quick)}
+
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """The study's own command-line options."""
 
@@ -435,7 +441,7 @@ class Study:
         train, test = self.split(frames, recipe)
         t0 = time.perf_counter()
         model, info = self.train(recipe, seed, train, self.work_dir(run, quick), quick)
-        record: Dict[str, Any] = dict(kind="run", run=run, recipe=recipe.name, seed=seed, quick=quick, **info,
+        record: Dict[str, Any] = dict(kind=self.kind, run=run, recipe=recipe.name, seed=seed, quick=quick, **info,
                                       train_wall_s=time.perf_counter() - t0)
         record["noise_levels"] = list(getattr(model if not isinstance(model, list) else model[0], "noise_levels", []))
         record.update(self.force_errors(model, test, quick))
@@ -462,11 +468,12 @@ class Study:
                         print(f"run {n} failed (rc {p.returncode}); see {self.runs_dir}/{n}.log")
 
     def write_tables(self, quick: bool = False) -> List[str]:
-        """Rewrite the README's generated tables; returns the names of those that changed."""
-        tables = self.tables(quick)
-        text = self.readme.read_text()
-        changed = [n for n, t in tables.items() if readme_tables(text).get(n) != t.strip("\n")]
-        self.readme.write_text(replace_tables(text, tables))
+        """Rewrite the generated tables of :meth:`documents`; returns the names of those that changed."""
+        changed = []
+        for path, tables in self.documents(quick).items():
+            text = path.read_text()
+            changed += [n for n, t in tables.items() if readme_tables(text).get(n) != t.strip("\n")]
+            path.write_text(replace_tables(text, tables))
         return changed
 
     def main(self, argv=None) -> int:
@@ -504,14 +511,16 @@ class Study:
         if args.tables:
             print("tables rewritten:", ", ".join(self.write_tables(args.quick)) or "none changed")
         if args.print_tables:
-            for name, text in self.tables(args.quick).items():
-                print(f"<!-- table {name} -->\n{text}\n")
+            for path, tables in self.documents(args.quick).items():
+                for name, text in tables.items():
+                    print(f"<!-- table {name} ({path.name}) -->\n{text}\n")
         if args.check_tables:
-            diff = table_differences(self.readme, self.tables(args.quick))
+            diff = [f"{path.name}: {n}" for path, tables in self.documents(args.quick).items()
+                    for n in table_differences(path, tables)]
             if diff:
-                print("README tables differ from the summary:", ", ".join(diff))
+                print("tables differ from the summary:", ", ".join(diff))
                 return 1
-            print("README tables agree with the summary")
+            print("the tables agree with the summary")
         return 0
 
     def one_line(self, record: Mapping[str, Any]) -> str:

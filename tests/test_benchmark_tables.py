@@ -11,7 +11,7 @@ import pytest
 
 from _helpers import BENCHMARKS, benchmark_module
 
-STUDIES = ["licl/study.py"]
+STUDIES = ["licl/study.py", "ala2/study.py"]
 
 #: tables that describe inputs, not results: (README, header line)
 STATIC = {("licl/README.md", "| | |")}

@@ -29,9 +29,8 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-cg = common.load_script("ala2_cg", HERE / "cg.py")
+from ala2 import cg  # noqa: E402
 
 
 def priors_only(name: str) -> None:
@@ -42,7 +41,7 @@ def priors_only(name: str) -> None:
 
     from ase_denoise.checkpoint import load_model_file
 
-    priors = load_model_file(cg.RUNS_DIR / name / "best.safetensors").priors
+    priors = load_model_file(cg.STUDY.work_dir(name) / "best.safetensors").priors
 
     class PriorCalculator(Calculator):
         implemented_properties = ["energy", "forces"]
@@ -78,7 +77,7 @@ def model_runs(names) -> None:
 
     frames = cg.map_frames()
     for name in names:
-        model = load_model_file(cg.RUNS_DIR / name / "best.safetensors")
+        model = load_model_file(cg.STUDY.work_dir(name) / "best.safetensors")
         for dt, friction in ((2.0, 0.01), (0.5, 0.01), (2.0, 0.05)):
             starts = [frames[i] for i in np.linspace(0, 1999, 8).round().astype(int)]
             rep = ReplicaLangevin(model, starts, temperature_K=300, timestep_fs=dt, friction_per_fs=friction,

@@ -33,8 +33,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import study  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+from licl import study  # noqa: E402
 
 BINS = (2.0, 2.6, 3.5, 4.6)  # Angstrom: contact, barrier region (rare in the data), solvent-separated pairs
 
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=200, help="held-out frames (the study's test frames), default all 200")
     args = p.parse_args(argv)
     frames = study.load_frames()[-study.N_TEST:][: args.frames]
-    import tables
+    from licl import tables
 
     for r in args.recipes:
         study.STUDY.summary().put(analyse(r, frames))

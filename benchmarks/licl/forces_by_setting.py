@@ -32,9 +32,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import committee  # noqa: E402
-import study  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+from licl import committee, study  # noqa: E402
 
 BARRIER = (2.6, 3.5)  # Angstrom
 
@@ -76,7 +75,7 @@ def main(argv=None) -> int:
         out.append(dict(label=label, seeds=len(per_seed), mse=float(np.mean([r["mse"] for r in per_seed])),
                         slope_mean=float(slope.mean()), slope_std=float(slope.std(ddof=1)) if len(slope) > 1 else None,
                         pulls=pull.tolist(), pull_spread=float(pull.std(ddof=1)) if len(pull) > 1 else None))
-    import tables
+    from licl import tables
 
     rec = study.STUDY.summary().put(dict(kind="forces_by_setting", run=args.recipe, baseline=args.baseline,
                                          n_frames=len(frames), n_barrier_pairs=n_barrier, rows=out,

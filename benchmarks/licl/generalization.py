@@ -40,8 +40,8 @@ from typing import Any, Dict, List
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import study  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+from licl import study  # noqa: E402
 
 
 def explained_fraction(model, frames, noise_std: float, draws: int, seed: int) -> Dict[str, float]:
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
         results.append(res)
     from ase import units
 
-    import tables
+    from licl import tables
 
     kT = units.kB * study.TEMPERATURE_K  # eV
     for res in results:

@@ -39,8 +39,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import study  # noqa: E402  (data, reference RDF, temperature)
+sys.path.insert(0, str(HERE.parent))
+from licl import study  # noqa: E402  (data, reference RDF, temperature)
 
 # Angstrom: dense over the contact minimum (2.3 A), the barrier (~3 A) and the solvent-separated minimum (4.65 A)
 DISTANCES = (2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.8, 3.0, 3.2, 3.4, 3.6, 3.9, 4.2, 4.6, 5.0, 5.5, 6.0)
@@ -127,7 +127,7 @@ def record(label: str, rows: list) -> dict:
 
 def report(label: str) -> str:
     """One model's windows (from its summary record) as a table: ``dW/dr``, ``W`` and ``-kT ln g``."""
-    import tables
+    from licl import tables
 
     rec = study.STUDY.summary().get("pmf", label)
     if rec is None:
@@ -156,7 +156,7 @@ def plot(path: Path = None, labels=PLOTTED) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    import tables
+    from licl import tables
     from study_kit import save_figure
 
     ref = np.load(study.STUDY.reference)

@@ -42,8 +42,8 @@ from typing import Any, Dict, List  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import study  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+from licl import study  # noqa: E402
 
 SAMPLE_EVERY = 100  # steps (0.1 ps at 1 fs)
 N_BOOT = 200

@@ -607,26 +607,15 @@ class LiClStudy(Study):
 
     # -- tables -----------------------------------------------------------------------------------
     def documents(self, quick: bool = False) -> Dict[Path, Dict[str, str]]:
-        import tables
+        from licl import tables
 
         return tables.documents(self, quick)
 
     def tables(self, quick: bool = False) -> Dict[str, str]:
         return self.documents(quick)[self.readme]
 
-    def write_tables(self, quick: bool = False) -> List[str]:
-        from study_kit import readme_tables, replace_tables
-
-        changed = []
-        for path, tables in self.documents(quick).items():
-            text = path.read_text()
-            changed += [n for n, t in tables.items() if readme_tables(text).get(n) != t.strip("\n")]
-            path.write_text(replace_tables(text, tables))
-        return changed
-
 
 STUDY = LiClStudy(BOOK)
-sys.path.insert(0, str(HERE))
 
 
 # ----------------------------------------------------------------------------------------------

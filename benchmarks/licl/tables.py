@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-import study
+from licl import study
 from study_kit import fmt, md_table, mean_std
 
 KT_EV = study.TEMPERATURE_K * 8.617333262e-5
