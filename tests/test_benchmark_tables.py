@@ -11,10 +11,10 @@ import pytest
 
 from _helpers import BENCHMARKS, benchmark_module
 
-STUDIES = ["licl/study.py", "ala2/study.py"]
+STUDIES = ["licl/study.py", "ala2/study.py", "water/study.py"]
 
 #: tables that describe inputs, not results: (README, header line)
-STATIC = {("licl/README.md", "| | |")}
+STATIC = {("licl/README.md", "| | |"), ("water/README.md", "| | |")}
 
 
 def _study(script):
