@@ -1,17 +1,18 @@
 #!/usr/bin/env python
-"""Why the CG MD of ``cg.py`` runs hot: the integrator or the learned forces? (session 15)
+"""Why the CG MD of ``cg.py`` runs hot: the integrator or the learned forces?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py priors mixeds-2000    # priors alone, 2/1/0.5 fs
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py model mixeds-2000 mixeds-500-r2
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py zoo                   # ala2-cg-300K, friction 0.05/fs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py priors mixed-smoothed-2000    # priors alone, 2/1/0.5 fs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py model mixed-smoothed-2000 mixed-smoothed-500-seed2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py zoo                          # ala2-cg-300K, friction 0.05/fs
 
-``priors RUN``: the bonded priors and wall of ``runs/ala2-cg/RUN`` alone, in ASE's ``Langevin`` (300 K,
-friction 0.01/fs, 4 runs of 10 ps from training frames 0, 100, 200, 300), at 2, 1 and 0.5 fs: the
+``priors RUN``: the bonded priors and wall of the run ``RUN`` (``cg.py``'s work folder ``runs/ala2-cg/RUN``)
+alone, in ASE's ``Langevin`` (300 K, friction 0.01/fs, 4 runs of 10 ps from training frames 0, 100, 200, 300), at 2, 1 and 0.5 fs: the
 mean kinetic temperature after the first half. ``model RUN...``: the trained models in
 ``ReplicaLangevin`` (8 replicas from frames spread over the 2000 training frames, 10 ps) at 2 fs and
 0.5 fs with friction 0.01/fs and at 2 fs with 0.05/fs. ``zoo``: ``cg.py``'s MD protocol (32 replicas x
 30 ps) for the zoo model with friction 0.05/fs instead of 0.01/fs: temperature, KL and populations.
-Prints its figures (numbers quoted in ``README.md``, "The MD runs hot").
+Prints its figures (measured 2026-12-01 on the 2-core AMD EPYC VM; quoted in ``README.md``, "The MD
+runs hot").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py MODEL [--ps 3] [--distances ...] [--part K/N]
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py MODEL --report-only
-    .venv/bin/python benchmarks/licl/pmf.py MODEL --report-only --plot     # results/pmf.png
+    .venv/bin/python benchmarks/licl/pmf.py --plot                          # results/pmf.png, from the summary
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/pmf.py MODEL_A MODEL_B MODEL_C --label NAME  # a committee
 
 ``MODEL``: a model file or zoo name. For each distance ``r`` one Li-Cl pair of the 48-ion box (the
@@ -176,12 +176,12 @@ def plot(path: Path = None, labels=PLOTTED) -> Path:
     ax.set_ylabel("W(r) (eV)")
     ax.set_title("Li-Cl potential of mean force, CG LiCl(aq), 300 K")
     ax.legend(fontsize=7)
-    return save_figure(fig, path or study.STUDY.results / "pmf.png", dpi=120)
+    return save_figure(fig, path or study.STUDY.results / "pmf.png", dpi=90)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("model", nargs="+", help="model file or zoo name; several: a committee (their mean forces; "
+    p.add_argument("model", nargs="*", help="model file or zoo name; several: a committee (their mean forces; "
                                             "name it with --label, e.g. the study's committee run)")
     p.add_argument("--label", default=None, help="name of the results folder (default: from the model's path)")
     p.add_argument("--ps", type=float, default=3.0, help="production ps per window (default 3)")
@@ -191,6 +191,11 @@ def main(argv=None) -> int:
     p.add_argument("--plot", nargs="*", default=None, metavar="LABEL", help="draw results/pmf.png (these models; "
                    "default: those of the README's PMF table)")
     args = p.parse_args(argv)
+    if not args.model:
+        if args.plot is None:
+            p.error("give a MODEL, or --plot alone")
+        print("wrote", plot(labels=args.plot or PLOTTED))
+        return 0
     if len(args.model) > 1 and not args.label:
         p.error("a committee of several models needs --label")
     label = args.label or model_label(args.model[0])

@@ -249,7 +249,7 @@ def make_reference(path: Optional[Path] = None) -> Dict[str, np.ndarray]:
         out[key] = full[key]
         out[f"{key}_err"] = np.std([blk[key] for blk in blocks], axis=0, ddof=1) / np.sqrt(N_BLOCKS)
         out[f"{key}_half_rms"] = np.array(np.sqrt(np.mean((halves[0][key] - halves[1][key]) ** 2)))
-    np.savez(path, **out)
+    np.savez_compressed(path, **out)
     plot_rdfs(out, {}, path.with_suffix(".png"), "all-atom reference (ions of LiCl/TIP3P, 300 K)")
     return out
 
