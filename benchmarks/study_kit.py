@@ -19,8 +19,8 @@ with a few small hooks: read the data set, split it, train one run, and the stud
   ``--check-tables`` fails if the README does not hold them (``tests/test_benchmark_tables.py``).
 
 The report writer's pieces (:func:`mean_std`, :func:`md_table`, :func:`seed_values`) make the tables'
-"mean ± std over seeds" the same everywhere. Figures are saved by :func:`save_figure` as 64-colour PNGs
-at 72 dpi (a fifth of matplotlib's default size; the committed plots are kept small).
+"mean ± std over seeds" the same everywhere. Figures are saved by :func:`save_figure` as 32-colour PNGs
+at 72 dpi (about an eighth of matplotlib's default size; the committed plots are kept small).
 
 Why one module and not a package: every study script imports it the same way (``sys.path`` holds
 ``benchmarks/``), and tests load the scripts by path (``tests/_helpers.benchmark_module``).
@@ -142,16 +142,11 @@ class RecipeBook:
         return self.recipes[name]
 
 
-def split_run(run: str) -> Tuple[str, str]:
-    """``run`` without and with its after-training suffix: ``("a-seed1", "+wall")``."""
-    base, plus, rest = run.partition("+")
-    return base, plus + rest
-
-
-def seed_of(run: str) -> int:
-    """The training seed in a run name (0 without ``-seed<K>``)."""
-    m = re.search(rf"{SEED}(\d+)(?:\+|$)", run)
-    return int(m.group(1)) if m else 0
+def run_fields(run: str) -> Dict[str, Any]:
+    """What a run name says: its recipe (the name without ``-seed<K>`` and ``+...``) and training seed."""
+    base = run.partition("+")[0]
+    m = re.fullmatch(rf"(.+){SEED}(\d+)", base)
+    return {"recipe": m.group(1), "seed": int(m.group(2))} if m else {"recipe": base, "seed": 0}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,7 +172,9 @@ def _round(x: Any, digits: int = 7) -> Any:
 class Summary:
     """``results/summary.jsonl``: one record per line, each with a ``kind`` ("run", or a study's own
     measurement such as "pmf") and a ``run``. :meth:`put` replaces the record with the same key
-    (``kind``, ``run`` and the kind's extra key fields), under a file lock, so parallel jobs can write."""
+    (``kind``, ``run`` and the kind's extra key fields), under a file lock, so parallel jobs can write.
+    A record's ``recipe`` and ``seed`` are stored only where they differ from what its run name says
+    (:func:`run_fields`); :meth:`load` fills them in."""
 
     def __init__(self, path: Path, keys: Optional[Mapping[str, Sequence[str]]] = None):
         self.path = Path(path)
@@ -190,7 +187,7 @@ class Summary:
     def load(self) -> List[Dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        return [self._filled(json.loads(line)) for line in self.path.read_text().splitlines() if line.strip()]
 
     def records(self, kind: Optional[str] = None, **match) -> List[Dict[str, Any]]:
         return [r for r in self.load() if (kind is None or r["kind"] == kind)
@@ -213,7 +210,7 @@ class Summary:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def put(self, record: Dict[str, Any]) -> Dict[str, Any]:
-        record = _round(dict(record))
+        record = self._filled(_round(dict(record)))
         with self._locked():
             records = self.load()
             key = self.key(record)
@@ -226,8 +223,20 @@ class Summary:
             self.write(records)
         return record
 
+    @staticmethod
+    def _filled(record: Dict[str, Any]) -> Dict[str, Any]:
+        if isinstance(record.get("run"), str):
+            for k, v in run_fields(record["run"]).items():
+                record.setdefault(k, v)
+        return record
+
+    @staticmethod
+    def _stored(record: Mapping[str, Any]) -> Dict[str, Any]:
+        said = run_fields(record["run"]) if isinstance(record.get("run"), str) else {}
+        return {k: v for k, v in record.items() if not (k in said and said[k] == v)}
+
     def write(self, records: Iterable[Mapping[str, Any]]) -> None:
-        text = "".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
+        text = "".join(json.dumps(self._stored(r), separators=(",", ":"), ensure_ascii=False) + "\n" for r in records)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(text)
         os.replace(tmp, self.path)
@@ -304,10 +313,10 @@ def table_differences(readme: Path, tables: Mapping[str, str]) -> List[str]:
 # ----------------------------------------------------------------------------------------------
 # figures
 # ----------------------------------------------------------------------------------------------
-def save_figure(fig, path: Path, dpi: int = 72, colours: int = 64) -> Path:
+def save_figure(fig, path: Path, dpi: int = 72, colours: int = 32) -> Path:
     """Save a matplotlib figure as a palette PNG of ``colours`` colours at ``dpi`` and close it. Octree
     quantisation keeps the line colours apart (median cut spends the palette on the white background);
-    about a seventh of matplotlib's default RGBA file at README width."""
+    about an eighth of matplotlib's default RGBA file at README width."""
     import io
 
     import matplotlib.pyplot as plt

@@ -12,7 +12,7 @@ import torch
 from ase_denoise.analysis import first_peak
 from ase_denoise.zoo import card_text, model_info, verify_models
 
-from _helpers import benchmark_module
+from _helpers import benchmark_module, benchmark_package
 
 REPO = Path(__file__).resolve().parent.parent
 LICL = REPO / "benchmarks" / "licl"
@@ -92,7 +92,7 @@ def test_study_pipeline_quick(study, tmp_path):
         assert "rms_mean_vs_noised" not in (records["force-match-500"].get("rdf") or {})
         for name in ("rdf_duplicates-quick.png", "rdf_force_matching-quick.png", "rdf_error-quick.png"):
             assert (tmp_path / name).stat().st_size > 1000, name
-        import tables
+        tables = benchmark_package("licl.tables")
 
         table = tables.runs_table(tables.Records(study.STUDY.summary(quick=True)))
         assert "| denoise-sigma0.26-copies1 | denoising | 40 | 0.26 | 1 |" in table
@@ -251,10 +251,8 @@ RECIPE = "denoise-ladder-wall-ewald-antithetic-smallest-level"
 
 def _records(tmp_path, records):
     """A summary of ``records`` and its ``tables.Records``."""
-    import tables
-    from study_kit import Summary
-
-    summary = Summary(tmp_path / "summary.jsonl")
+    tables = benchmark_package("licl.tables")
+    summary = benchmark_package("study_kit").Summary(tmp_path / "summary.jsonl")
     summary.write(records)
     return tables.Records(summary)
 
@@ -274,7 +272,7 @@ def test_seed_selection_keeps_the_seed_the_check_prefers(tmp_path):
     evaluation run; the expectation over all sets of three is computed from the same records."""
     from itertools import combinations
 
-    import tables  # noqa: F401  (benchmarks/licl on sys.path through the study module)
+    tables = benchmark_package("licl.tables")
 
     check = [0.05, 0.01, 0.30, 0.20, 0.10, 0.40]  # seed -> systematic error against its own data
     evaluation = [0.12, 0.08, 0.30, 0.25, 0.09, 0.35]  # seed -> RDF error against the reference
@@ -294,7 +292,7 @@ def test_seed_selection_keeps_the_seed_the_check_prefers(tmp_path):
 def test_refinement_table_scores_the_kept_model_of_each_seed(tmp_path):
     """``tables.refinement_table``: a seed whose refinement kept a correction is scored by the refined
     model's evaluation (``+refined``), one that kept none (0) by the model as trained; the summary is over both."""
-    import tables  # noqa: F401
+    tables = benchmark_package("licl.tables")
 
     records = []
     for seed, chosen, checks, before, after in [(0, 0, [0.02, 0.03, 0.04], 0.09, None),
@@ -314,7 +312,7 @@ def test_refinement_table_scores_the_kept_model_of_each_seed(tmp_path):
 def test_mean_force_table_pairs_each_run_with_its_corrected_evaluation(tmp_path):
     """``tables.mean_force_table``: each seed's mismatch before/after, its correction at contact and both
     evaluations; seeds without all three records are left out; the summary pairs them by seed."""
-    import tables  # noqa: F401
+    tables = benchmark_package("licl.tables")
 
     records = []
     for seed, before, after in [(0, 0.09, 0.08), (1, 0.29, 0.10), (2, 0.30, None)]:
