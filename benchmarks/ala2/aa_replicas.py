@@ -387,7 +387,7 @@ def plot(path: Path = None) -> Path:
                     color="k" if label == "held-out data" else None, label=label)
         ax.set_xlabel(title)
     axes[0].set_ylabel("density")
-    axes[-1].legend(fontsize=8)
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle("All-atom alanine dipeptide, intact replicas' production frames against the held-out data")
     fig.tight_layout()
     return save_figure(fig, path or study.STUDY.results / "aa_geometry.png")

@@ -51,7 +51,7 @@ BIN_WIDTH = 0.1  # Angstrom
 TEMPERATURE_K = 300.0
 MODEL = dict(r_max=7.0, num_channels=16, max_ell=2, correlation=2, head="vector")
 EPOCHS = 30  # denoisers at 500 frames; every run sees each frame epochs * n_duplicates times
-FM_EPOCHS = {500: 4 * EPOCHS, "all": round(4 * EPOCHS * 500 / 1800), 100: 4 * 5 * EPOCHS}  # dn-k4's optimiser steps
+FM_EPOCHS = {500: 4 * EPOCHS, "all": round(4 * EPOCHS * 500 / 1800), 100: 4 * 5 * EPOCHS}  # the 4-copy denoisers' optimiser steps
 #: the ions' periodic Coulomb sum screened by the solvent: unit charges, eps_r 94 (published estimates of
 #: TIP3P's static dielectric constant lie around 90-100), Ewald with LAMMPS' coul/long 10 + pppm settings
 EWALD_PRIOR = dict(charges={3: 1.0, 17: -1.0}, relative_permittivity=94.0, alpha=0.3, r_cut=10.0, accuracy=1e-6)
@@ -173,11 +173,6 @@ PLOTS = {
 
 def recipe_of(run: str) -> Recipe:
     return RUNS[run.partition("+")[0]][0]
-
-
-def seeds_of(recipe: str) -> List[str]:
-    r = BOOK.recipe(recipe)
-    return [r.run_name(s) for s in r.seeds]
 
 
 # ----------------------------------------------------------------------------------------------
