@@ -43,3 +43,18 @@ def test_no_unmarked_result_tables(script):
     for i, line in enumerate(lines):
         if line.strip().startswith("|") and not (i and lines[i - 1].strip().startswith("|")):
             assert (readme, line.strip()) in STATIC, f"{readme}: unmarked table {line.strip()[:60]}"
+
+
+@pytest.mark.parametrize("script", STUDIES)
+def test_the_benchmarks_index_lists_every_generated_table_and_its_command(script):
+    """``benchmarks/README.md`` names each generated table of the study's documents (by its marker name)
+    on the row of that document, next to the command that regenerates it."""
+    st = _study(script)
+    index = (BENCHMARKS / "README.md").read_text()
+    for path, tables in st.documents().items():
+        page = str(path.relative_to(BENCHMARKS))
+        rows = [line for line in index.splitlines() if line.startswith(f"| `{page}` |")]
+        assert rows, f"benchmarks/README.md has no row for {page}"
+        assert f"benchmarks/{script} --tables" in rows[0], rows[0]
+        listed = set(re.findall(r"`([a-z0-9.-]+)`", rows[0]))
+        assert set(tables) <= listed, f"{page}: not listed in benchmarks/README.md: {sorted(set(tables) - listed)}"

@@ -22,8 +22,6 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, List  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 

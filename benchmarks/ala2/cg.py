@@ -70,7 +70,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -435,10 +434,6 @@ class CGStudy(Study):
 
 
 STUDY = CGStudy(BOOK)
-
-
-def reference_phi_psi(frames: List[Atoms]) -> np.ndarray:
-    return dihedrals(np.stack([a.positions for a in frames]))
 
 
 def refined_name(name: str, k: int, damping: float = 1.0, joint: bool = False) -> str:

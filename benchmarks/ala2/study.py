@@ -35,9 +35,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -210,7 +207,7 @@ def run_md(model, start: Atoms, reference: List[Atoms], quick: bool, seed: int =
 
 
 def plot_torsion_priors(path: Optional[Path] = None, n_frames: int = 2000) -> Path:
-    """The torsion priors of the ``dnst`` runs (fitted to the first ``n_frames`` training frames)
+    """The torsion priors of the ``denoise-smoothed-torsions`` runs (fitted to the first ``n_frames`` training frames)
     against ``-kT ln p`` of the data's phi and psi (all frames, 10-degree bins), both in kT and zero
     at their minimum: ``results/torsion_priors.png``."""
     import matplotlib

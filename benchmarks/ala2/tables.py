@@ -9,7 +9,7 @@ check. Only the summary records are read: no model, no data set, no torch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 

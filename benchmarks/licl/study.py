@@ -28,19 +28,17 @@ if __name__ == "__main__":  # a study process: one thread (set before numpy and 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import functools  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from itertools import combinations  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple  # noqa: E402
+from typing import Any, Dict, List, Mapping, Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from study_kit import REPO, Recipe, RecipeBook, Study, fmt, md_table, mean_std, save_figure  # noqa: E402
+from study_kit import REPO, Recipe, RecipeBook, Study, fmt, save_figure  # noqa: E402
 
 DATA = HERE / "licl_cg_300K.npz"
 REFERENCE = HERE / "reference_rdf.npz"

@@ -57,7 +57,6 @@ import os
 if __name__ == "__main__":  # a study process: one thread (set before numpy and torch load; never on import)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
@@ -217,10 +216,6 @@ def reference(test: List[Atoms]) -> Dict[str, Any]:
     peak_r, peak_g = first_peak(ref["r"], ref["g"])
     return dict(curves=ref, r_max=r_max, shell_A=shell, half_vs_half=floor, n_frames=len(test),
                 rdf_peak_r=peak_r, rdf_peak_g=peak_g, q_mean=float(ref["q_mean"]))
-
-
-def _jsonable(curves: Dict[str, np.ndarray]) -> Dict[str, Any]:
-    return {k: (np.round(np.asarray(v, dtype=float), 6).tolist() if np.ndim(v) else float(v)) for k, v in curves.items()}
 
 
 # ----------------------------------------------------------------------------------------------
