@@ -401,13 +401,16 @@ def cpu_model() -> str:
 
 
 def machine() -> str:
-    """One line: CPU model, logical CPUs, OS, Python, torch / mace-torch / e3nn / ase versions and
-    the torch thread count (with ``OMP_NUM_THREADS``). Imports torch, not mace."""
+    """One line: the date (every figure states when and where it was measured), CPU model, logical CPUs,
+    OS, Python, torch / mace-torch / e3nn / ase versions and the torch thread count (with
+    ``OMP_NUM_THREADS``). Imports torch, not mace."""
+    import time
+
     import torch
 
     threads = torch.get_num_threads()
     return (
-        f"{cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
+        f"{time.strftime('%Y-%m-%d')}, {cpu_model()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, torch {torch.__version__} with {threads} thread{'s' * (threads != 1)} "
         f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}), mace-torch {_version('mace-torch')}, "
         f"e3nn {_version('e3nn')}, ase {_version('ase')}"

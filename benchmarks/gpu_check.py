@@ -12,7 +12,7 @@
 4. A training step (forward + backward + AdamW) on 4 x 4096 atoms: ours against MACE's energy/force
    loss on the same batch.
 
-Not part of the test suite (CI has no GPU); results are recorded in benchmarks/README.md.
+Not part of the test suite (CI has no GPU); results are recorded in benchmarks/speed.md.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ for ``licl-cg-300K`` (48 ions), ``lj-argon-94K`` on its 108-atom box and on an f
 at the liquid's density. Every timing ends with a device synchronisation. The CPU thread count is 1
 (``OMP_NUM_THREADS=1``): one CPU thread drives the GPU, as one thread drives the CPU runs.
 
-Not part of the test suite (CI has no GPU); results are recorded in ``benchmarks/README.md`` and
+Not part of the test suite (CI has no GPU); results are recorded in ``benchmarks/speed.md`` and
 the README's throughput section.
 """
 

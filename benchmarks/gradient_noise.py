@@ -34,7 +34,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE / "licl"))
 sys.path.insert(0, str(HERE))
 
 
@@ -64,7 +63,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     n_batches = 12 if args.quick else args.batches
 
-    import study
+    from licl import study
     from common import machine
     from ase_denoise import TrainConfig, load_model
     from ase_denoise.data import prepare_data

@@ -107,11 +107,14 @@ def main(argv=None) -> int:
             print(json.dumps(out))
             with open(results, "a") as fh:
                 fh.write(json.dumps(out) + "\n")
+    sys.path.insert(0, str(HERE))
+    from common import machine
+
     table = report(args.head)
     flag = "" if args.head == "vector" else f" --head {args.head}"
     (HERE / f"{HEADS[args.head]}.md").write_text(
         f"# LJ argon: noise ladder corrected to sigma -> 0 ({args.head} head)\n\nCommand: "
-        f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lj_ladder.py{flag} --seeds 0 1 2`\n\n" + table + "\n")
+        f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lj_ladder.py{flag} --seeds 0 1 2` ({machine()})\n\n" + table + "\n")
     print(table)
     return 0
 

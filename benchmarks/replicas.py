@@ -33,14 +33,13 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE / "licl"))
 import common  # noqa: E402
 
 
 def systems(n_max: int):
     from ase_denoise.reference import lj_argon_frames
 
-    import study
+    from licl import study
 
     licl = study.load_frames()[: 2 * n_max : 2]
     lj = lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)

@@ -39,6 +39,14 @@ def benchmark_module(path: str):
     return module
 
 
+def benchmark_package(name: str):
+    """Import ``name`` (``"licl.tables"``, ``"study_kit"``) from ``benchmarks/``, the way the study scripts
+    import each other (``benchmarks/`` on ``sys.path``; one module instance per process)."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
+    return importlib.import_module(name)
+
+
 def cli_flags(options: Dict) -> List[str]:
     """``ase-denoise train`` options for the ModelConfig fields in ``options`` (flags from the dataclass)."""
     flags = []

@@ -88,20 +88,29 @@ def test_data_script_writes_unconstrained_forces_and_resumes(make_data, tmp_path
 
 @pytest.mark.slow
 def test_study_pipeline_quick(make_data, tmp_path):
+    """The all-atom study on the shared framework: two quick runs, one record each (force errors per element,
+    the MD), and the table from the records."""
     data = tmp_path / "ala2.npz"
     assert make_data.main(["--output", str(data), "--n-frames", "60", "--equil-ps", "0.2",
                            "--frame-interval-ps", "0.05"]) == 0
     study = _module("study")
-    assert study.main(["--quick", "--only", "dn-500", "fm-500", "--data", str(data), "--out-dir", str(tmp_path),
-                       "--runs-dir", str(tmp_path / "runs")]) == 0
-    for name in ("dn-500", "fm-500"):
-        res = json.loads((tmp_path / "results" / f"{name}.json").read_text())
-        assert set(res["forces"]) == {"all", "H", "C", "N", "O"}
+    try:
+        assert study.main(["--quick", "--only", "denoise-500", "force-match-500", "--data", str(data), "--out-dir",
+                           str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
+        records = study.STUDY.by_run(quick=True)
+    finally:
+        study.STUDY.configure()
+    for name in ("denoise-500", "force-match-500"):
+        res = records[name]
+        assert set(res["forces"]) == {"all", "H", "C", "N", "O"} and res["recipe"] == name and res["seed"] == 0
         assert res["md"]["simulated_ps"] > 0
-    assert len(res["noise_levels"]) == 1  # force matching: one (unused) level
-    dn = json.loads((tmp_path / "results" / "dn-500.json").read_text())
-    assert len(dn["noise_levels"]) == 3  # the auto ladder
-    assert "| denoising, coordinates only | 500 | 1 |" in study.report()
+    assert len(records["force-match-500"]["noise_levels"]) == 1  # force matching: one (unused) level
+    assert len(records["denoise-500"]["noise_levels"]) == 3  # the auto ladder
+    from ala2 import tables
+    from study_kit import Summary
+
+    table = tables.aa_runs_table(tables.Records(Summary(tmp_path / "results" / "summary-quick.jsonl")))
+    assert "| denoising, coordinates only | 500 | 1 |" in table and "| force matching | 500 | 1 |" in table
 
 
 def test_committed_data_set_is_what_the_readme_says(make_data):
@@ -176,90 +185,97 @@ def test_kl_divergence_of_phi_psi_samples(cg):
 
 @pytest.mark.slow
 def test_cg_study_pipeline_quick(tmp_path, cg):
-    """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas,
-    writes the figures, the table and the free-energy plot."""
-    assert cg.main(["--quick", "--only", "dn-500", "dns-500", "mixeds-500", "fm-500", "dnse-500", "dnst-500",
-                    "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--plot", "dn-500", "fm-500"]) == 0
-    for name in ("dn-500", "dns-500", "fm-500"):
-        res = json.loads((tmp_path / "results" / f"cg-{name}.json").read_text())
-        assert set(res["forces"]) == {"all", "C-ace", "N", "CA", "CB", "C", "N-nme"}
-        assert res["md"]["n_replicas"] == cg.QUICK["n_replicas"] and res["md"]["stopped"] is None
-        assert np.isfinite(res["kl"]) and res["kl"] > 0
-        assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
-    assert json.loads((tmp_path / "results" / "cg-dns-500.json").read_text())["spec"]["smoothed"] is True
-    mixeds = json.loads((tmp_path / "results" / "cg-mixeds-500.json").read_text())
-    assert mixeds["spec"]["smoothed"] is True and mixeds["spec"]["loss"] == "mixed"
-    conservative = json.loads((tmp_path / "results" / "cg-dnse-500.json").read_text())
-    assert conservative["spec"]["head"] == "energy" and conservative["md"]["friction_per_fs"] == cg.MD["friction_per_fs"]
-    model_dir = tmp_path / "runs" / "dn-500"
+    """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas, writes
+    one record per run, the tables and the free-energy plot; the torsion corrections (full, damped, joint)
+    change the priors only; another MD seed is a variant record; publishing writes a zoo entry."""
+    from ala2 import tables
     from ase_denoise.checkpoint import load_model_file
 
-    model = load_model_file(model_dir / "best.safetensors")
-    assert model.config.symbols == ["C-ace", "N", "CA", "CB", "C", "N-nme"]
-    kinds = [p.to_dict()["kind"] for p in model.priors]
-    assert kinds == ["harmonic_bonds", "harmonic_angles", "repulsive_wall"]
-    assert "CA-CB" in model.priors[2].describe(model.config.bead_names)
-    torsions = load_model_file(tmp_path / "runs" / "dnst-500" / "best.safetensors").priors
-    assert [p.kind for p in torsions] == ["harmonic_bonds", "harmonic_angles", "repulsive_wall", "dihedrals"]
-    assert torsions[3].dihedrals == [cg.PHI, cg.PSI] and torsions[3].in_residual
-    table = cg.report()
-    assert "| reference (5 ns all-atom, mapped) |" in table and "| force matching | 500 | 1 |" in table
-    assert table.startswith(f"CG MD friction: {cg.MD['friction_per_fs']:g} /fs")
-    assert "The product of the phi and psi marginals of the first 2000 training frames" in table
-    assert "| denoising as dns, energy head (conservative) | 500 | 1 |" in table
-    regions = cg.region_table().splitlines()
-    assert regions[0].startswith("| recipe | frames | seeds | C7eq | PII | alpha_R | alpha_L")
-    row = next(r for r in regions if r.startswith("| force matching | 500 | 1 |"))
-    assert sum(float(c) for c in row.strip("| ").split(" | ")[3:]) == pytest.approx(1.0, abs=0.003)
-    assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
-    # iterative Boltzmann correction of the torsions: the weights stay, a correction term is added
-    assert cg.main(["--quick", "--refine", "dnst-500", "--iterations", "2", "--out-dir", str(tmp_path),
-                    "--runs-dir", str(tmp_path / "runs")]) == 0
-    base = load_model_file(tmp_path / "runs" / "dnst-500" / "best.safetensors")
-    refined = [load_model_file(tmp_path / "runs" / f"dnst-500-ibi{k}" / "best.safetensors") for k in (1, 2)]
-    for k, m in enumerate(refined, start=1):
-        res = json.loads((tmp_path / "results" / f"cg-dnst-500-ibi{k}.json").read_text())
-        assert res["spec"]["refined_from"] == "dnst-500" and res["md"]["md_seed"] == 100 * k and np.isfinite(res["kl"])
-        assert [p.kind for p in m.priors] == [p.kind for p in base.priors] + ["dihedral_correction"]
-        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
-    assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
-    assert "+ torsion correction (no labels), iteration 2 | 500 | 1 |" in cg.report()
-    # a damped second step continues from the first: half of the full second step's change
-    assert cg.main(["--quick", "--refine", "dnst-500", "--start", "1", "--iterations", "1", "--damping", "0.5",
-                    "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
-    damped = load_model_file(tmp_path / "runs" / "dnst-500-ibi2d0.5" / "best.safetensors").priors[-1]
-    first, full = (np.array([m.priors[-1].cos, m.priors[-1].sin]) for m in refined)
-    np.testing.assert_allclose(np.array([damped.cos, damped.sin]) - first, 0.5 * (full - first), rtol=1e-3, atol=1e-6)
-    res = json.loads((tmp_path / "results" / "cg-dnst-500-ibi2d0.5.json").read_text())
-    assert (res["spec"]["iteration"], res["spec"]["damping"], res["md"]["md_seed"]) == (2, 0.5, 200)
-    assert "iteration 2 (damping 0.5 after a full first step) | 500 | 1 |" in cg.report()
-    with pytest.raises(FileNotFoundError, match="--iterations 3 first"):
-        cg.refine_run("dnst-500", iterations=1, quick=True, start=3)
-    # a joint phi/psi step beside the first step's one-dimensional correction
-    assert cg.main(["--quick", "--refine", "dnst-500", "--start", "1", "--joint", "--iterations", "1",
-                    "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
-    joint = load_model_file(tmp_path / "runs" / "dnst-500-ibi2j" / "best.safetensors")
-    assert [p.kind for p in joint.priors] == [p.kind for p in refined[0].priors] + ["dihedral_pair_correction"]
-    assert joint.priors[-2] == refined[0].priors[-1] and joint.priors[-1].pairs == [(cg.PHI, cg.PSI)]
-    assert np.abs(joint.priors[-1].cos).max() > 0
-    assert "iteration 2 (a joint phi-psi step after a full first step) | 500 | 1 |" in cg.report()
-    marginals = cg.marginal_table().splitlines()
-    assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 10
-    # the same trained model, MD with another thermostat seed, into another results folder
-    first = json.loads((tmp_path / "results" / "cg-fm-500.json").read_text())
-    assert cg.main(["--quick", "--only", "fm-500", "--md-seed", "7", "--results-dir", str(tmp_path / "md7"),
-                    "--runs-dir", str(tmp_path / "runs")]) == 0
-    again = json.loads((tmp_path / "md7" / "cg-fm-500.json").read_text())
-    assert (first["md"]["md_seed"], again["md"]["md_seed"]) == (0, 7) and again["forces"] == first["forces"]
-    assert not np.array_equal(np.load(tmp_path / "md7" / "cg-fm-500.phi_psi.npy"),
-                              np.load(tmp_path / "results" / "cg-fm-500.phi_psi.npy"))
-    assert (tmp_path / "results" / "cg_fes.png").stat().st_size > 10_000
-    # publishing into a zoo directory: the card names the beads, the file verifies and loads by name
-    from ase_denoise.zoo import card_text, load_model as load_by_name, verify_models
+    args = ["--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    T = "denoise-smoothed-torsions-500"
 
-    zoo = tmp_path / "zoo"
-    assert cg.main(["--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs"), "--publish", "dn-500",
-                    "--models-dir", str(zoo)]) == 0
+    def records(variant=None):
+        return {r["run"]: r for r in cg.STUDY.summary(quick=True).records("cg-run") if r.get("variant") == variant}
+
+    def rec():
+        return tables.Records(cg.STUDY.summary(quick=True))
+
+    try:
+        assert cg.main(["--quick", "--only", "denoise-500", "denoise-smoothed-500", "mixed-smoothed-500", "force-match-500",
+                        "denoise-smoothed-energy-head-500", T, *args, "--plot", "denoise-500", "force-match-500"]) == 0
+        runs = records()
+        for name in ("denoise-500", "denoise-smoothed-500", "force-match-500"):
+            res = runs[name]
+            assert res["md"]["n_replicas"] == cg.QUICK["n_replicas"] and res["md"]["stopped"] is None
+            assert np.isfinite(res["kl"]) and res["kl"] > 0
+            assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
+            assert abs(sum(v[0] for v in res["regions"].values()) - 1.0) < 1e-9
+            assert {"kl_phi", "kl_psi", "mutual_information", "kl_held_out"} <= set(res)
+        assert cg.BOOK.recipe("denoise-smoothed-500").get("smoothed") and cg.BOOK.recipe("mixed-smoothed-500").loss == "mixed"
+        assert runs["denoise-smoothed-energy-head-500"]["md"]["friction_per_fs"] == cg.MD["friction_per_fs"]
+        model = load_model_file(tmp_path / "runs" / "denoise-500-quick" / "best.safetensors")
+        assert model.config.symbols == ["C-ace", "N", "CA", "CB", "C", "N-nme"]
+        kinds = [p.to_dict()["kind"] for p in model.priors]
+        assert kinds == ["harmonic_bonds", "harmonic_angles", "repulsive_wall"]
+        assert "CA-CB" in model.priors[2].describe(model.config.bead_names)
+        torsions = load_model_file(tmp_path / "runs" / f"{T}-quick" / "best.safetensors").priors
+        assert [p.kind for p in torsions] == ["harmonic_bonds", "harmonic_angles", "repulsive_wall", "dihedrals"]
+        assert torsions[3].dihedrals == [cg.PHI, cg.PSI] and torsions[3].in_residual
+        table = tables.cg_runs_table(rec())
+        assert "| reference (5 ns all-atom, mapped) |" in table and "| force matching | 500 | 1 |" in table
+        assert table.startswith(f"CG MD friction: {cg.MD['friction_per_fs']:g} /fs")
+        assert "The product of the phi and psi marginals of the first 2000 training frames" in table
+        assert "| denoising as denoise-smoothed, energy head (conservative) | 500 | 1 |" in table
+        regions = tables.cg_regions_table(rec()).splitlines()
+        assert regions[0].startswith("| recipe | frames | seeds | C7eq | PII | alpha_R | alpha_L")
+        row = next(r for r in regions if r.startswith("| force matching | 500 | 1 |"))
+        assert sum(float(c) for c in row.strip("| ").split(" | ")[3:]) == pytest.approx(1.0, abs=0.003)
+        assert load_model_file(tmp_path / "runs" / "denoise-smoothed-energy-head-500-quick" / "best.safetensors").config.head == "energy"
+        # iterative Boltzmann correction of the torsions: the weights stay, a correction term is added
+        assert cg.main(["--quick", "--refine", T, "--iterations", "2", *args]) == 0
+        base = load_model_file(tmp_path / "runs" / f"{T}-quick" / "best.safetensors")
+        refined = [load_model_file(tmp_path / "runs" / f"{T}+corrected{k}-quick" / "best.safetensors") for k in (1, 2)]
+        for k, m in enumerate(refined, start=1):
+            res = records()[f"{T}+corrected{k}"]
+            assert res["refined_from"] == T and res["md"]["md_seed"] == 100 * k and np.isfinite(res["kl"])
+            assert [p.kind for p in m.priors] == [p.kind for p in base.priors] + ["dihedral_correction"]
+            assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), base.state_dict().values()))
+        assert refined[0].priors[-1].cos != refined[1].priors[-1].cos  # the second step moved the correction
+        assert "+ torsion correction (no labels), iteration 2 | 500 | 1 |" in tables.cg_runs_table(rec())
+        # a damped second step continues from the first: half of the full second step's change
+        assert cg.main(["--quick", "--refine", T, "--start", "1", "--iterations", "1", "--damping", "0.5", *args]) == 0
+        damped = load_model_file(tmp_path / "runs" / f"{T}+corrected2-half-quick" / "best.safetensors").priors[-1]
+        first, full = (np.array([m.priors[-1].cos, m.priors[-1].sin]) for m in refined)
+        np.testing.assert_allclose(np.array([damped.cos, damped.sin]) - first, 0.5 * (full - first), rtol=1e-3, atol=1e-6)
+        res = records()[f"{T}+corrected2-half"]
+        assert (res["iteration"], res["damping"], res["md"]["md_seed"]) == (2, 0.5, 200)
+        assert "iteration 2 (damping 0.5 after a full first step) | 500 | 1 |" in tables.cg_runs_table(rec())
+        with pytest.raises(FileNotFoundError, match="--iterations 3 first"):
+            cg.refine_run(T, iterations=1, quick=True, start=3)
+        # a joint phi/psi step beside the first step's one-dimensional correction
+        assert cg.main(["--quick", "--refine", T, "--start", "1", "--joint", "--iterations", "1", *args]) == 0
+        joint = load_model_file(tmp_path / "runs" / f"{T}+corrected2-joint-quick" / "best.safetensors")
+        assert [p.kind for p in joint.priors] == [p.kind for p in refined[0].priors] + ["dihedral_pair_correction"]
+        assert joint.priors[-2] == refined[0].priors[-1] and joint.priors[-1].pairs == [(cg.PHI, cg.PSI)]
+        assert np.abs(joint.priors[-1].cos).max() > 0
+        assert "iteration 2 (a joint phi-psi step after a full first step) | 500 | 1 |" in tables.cg_runs_table(rec())
+        marginals = tables.cg_marginals_table(rec()).splitlines()
+        assert marginals[0].startswith("| recipe | frames | seeds | KL of phi marginal") and len(marginals) == 5 + 10
+        # the same trained model, MD with another thermostat seed: a variant record, the same forces
+        first = records()["force-match-500"]
+        assert cg.main(["--quick", "--only", "force-match-500", "--md-seed", "7", *args]) == 0
+        again = records("md-seed-7")["force-match-500"]
+        assert (first["md"]["md_seed"], again["md"]["md_seed"]) == (0, 7) and again["forces"] == first["forces"]
+        assert not np.array_equal(np.load(cg.STUDY.raw / "cg-force-match-500-quick.phi_psi.npy"),
+                                  np.load(cg.STUDY.raw / "cg-force-match-500-quick-md-seed-7.phi_psi.npy"))
+        assert (tmp_path / "results" / "cg_fes-quick.png").stat().st_size > 3_000
+        # publishing into a zoo directory: the card names the beads, the file verifies and loads by name
+        from ase_denoise.zoo import card_text, load_model as load_by_name, verify_models
+
+        zoo = tmp_path / "zoo"
+        assert cg.main(["--quick", *args, "--publish", "denoise-500", "--models-dir", str(zoo)]) == 0
+    finally:
+        cg.STUDY.configure()
     [(name, ok, message)] = verify_models(zoo)
     assert (name, ok) == ("ala2-cg-300K", True) and "'C-ace', 'N', 'CA', 'CB', 'C', 'N-nme'" in message
     card = card_text("ala2-cg-300K", zoo)
@@ -269,14 +285,15 @@ def test_cg_study_pipeline_quick(tmp_path, cg):
 
 
 def test_all_atom_torsion_priors_are_on_phi_and_psi(tmp_path):
-    """``dnst`` runs: the ``dihedrals:`` entry names the atoms whose dihedrals are the data's phi and
+    """Torsion-prior recipes: the ``dihedrals:`` entry names the atoms whose dihedrals are the data's phi and
     psi (``make_data.PHI``/``PSI``), and the fitted prior is lowest where the data are densest."""
     study, aa = _module("study"), _module("aa_replicas")
     from ase_denoise.priors import fit_dihedral_priors, parse_dihedrals
 
     spec = study.backbone_dihedrals()
-    assert spec.startswith("dihedrals:") and study.RUNS["dnst-2000-r1"]["torsions"]
-    assert study.RUNS["dnste-500"]["head"] == "energy" and not study.RUNS["dns-500"]["torsions"]
+    assert spec.startswith("dihedrals:") and study.RUNS["denoise-smoothed-torsions-2000-seed1"][0].get("torsions")
+    assert study.RUNS["denoise-smoothed-torsions-energy-head-500"][0].head == "energy"
+    assert not study.RUNS["denoise-smoothed-500"][0].get("torsions")
     frames = study.load_frames()[:400]
     prior = fit_dihedral_priors(frames, 0.025852, parse_dihedrals(spec.partition(":")[2]))
     positions = np.stack([a.positions for a in frames])
@@ -288,7 +305,7 @@ def test_all_atom_torsion_priors_are_on_phi_and_psi(tmp_path):
     counts = [np.histogram(angles[:, k], bins=np.arange(-180.0, 181.0, 5.0))[0] for k in range(2)]
     for k in range(2):
         assert abs(grid[np.argmin(u[:, k])] - grid[np.argmax(counts[k])]) < np.radians(30.0)
-    assert study.plot_torsion_priors(tmp_path / "torsions.png", n_frames=400).stat().st_size > 10_000
+    assert study.plot_torsion_priors(tmp_path / "torsions.png", n_frames=400).stat().st_size > 3_000
 
 
 def test_all_atom_phi_psi_are_the_cg_beads_dihedrals(cg):
@@ -350,97 +367,99 @@ def test_first_distortion_names_the_bond_or_the_contact():
 
 
 @pytest.mark.slow
-def test_all_atom_replicas_pipeline_quick(tmp_path, monkeypatch):
+def test_all_atom_replicas_pipeline_quick(tmp_path):
     """Trains tiny all-atom models (vector and energy head), runs two batched replicas each, counts intact
-    ones, writes the figures and the table."""
+    ones, writes one record per run, the geometry, the plot and the table."""
     import torch
 
     from ase_denoise.checkpoint import load_model_file
 
     aa = _module("aa_replicas")
-    monkeypatch.setattr(aa.study, "RUNS_DIR", aa.study.RUNS_DIR)  # main() sets both: restored afterwards
-    monkeypatch.setattr(aa, "RESULTS", aa.RESULTS)
-    assert aa.main(["dns-500", "dnse-500", "--quick", "--report", "--plot", "--out-dir", str(tmp_path), "--runs-dir",
-                    str(tmp_path / "runs")]) == 0
-    res = json.loads((tmp_path / "results" / "aa-replicas-dns-500.json").read_text())
-    assert res["n_replicas"] == aa.QUICK["n_replicas"] and res["stopped"] is None and res["mean_temperature_K"] > 0
-    assert len(res["replica_temperatures_K"]) == res["n_replicas"]
-    assert res["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
-    assert 0 <= res["replicas_intact"] <= res["n_replicas"] and len(res["broken_at_ps"]) == res["n_replicas"]
-    assert len(res["first_distortion"]) == res["n_replicas"]
-    assert all(d is None or d["ps"] > 0 for d in res["first_distortion"])
-    if res["replicas_intact"]:
-        assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
-        assert res["bond_std_ratio"] > 0 and res["angle_std_ratio"] > 0
-        geometry = np.load(tmp_path / "results" / "aa-replicas-dns-500.geometry.npz")
-        n_frames = len(geometry["phi_psi_deg"])
-        assert n_frames > 0 and n_frames % res["replicas_intact"] == 0  # the same samples from every intact replica
-        assert geometry["bond_lengths_A"].shape == (n_frames, len(geometry["bonds"]))
-        assert geometry["angles_deg"].shape[1] == len(geometry["angles"]) > len(geometry["bonds"])
-        assert 0 < geometry["angles_deg"].min() and geometry["angles_deg"].max() < 180
-    assert (tmp_path / "results" / "aa_geometry.png").stat().st_size > 10_000
-    assert res["settings"]["friction_per_fs"] == aa.MD["friction_per_fs"] == 0.05
-    assert load_model_file(tmp_path / "runs" / "dns-500" / "best.safetensors").config.head == "vector"
-    conservative = json.loads((tmp_path / "results" / "aa-replicas-dnse-500.json").read_text())
-    assert conservative["spec"]["head"] == "energy" and conservative["spec"]["smoothed"] is True
-    assert load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors").config.head == "energy"
-    # the same trained model with the non-bonded wall (same weights; results under "<run>+wall")
-    assert aa.main(["dnse-500", "--wall", "--quick", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]) == 0
-    walled = json.loads((tmp_path / "results" / "aa-replicas-dnse-500+wall.json").read_text())
-    assert (walled["name"], walled["wall"], conservative["wall"]) == ("dnse-500+wall", True, False)
-    model, label, _ = aa.load_run("dnse-500", quick=True, wall=True)
-    plain = load_model_file(tmp_path / "runs" / "dnse-500" / "best.safetensors")
-    assert label == "dnse-500+wall" and [p.kind for p in model.priors] == [p.kind for p in plain.priors] + ["nonbonded_wall"]
-    assert all(torch.equal(v, plain.state_dict()[k]) for k, v in model.state_dict().items())
-    assert model.priors[-1].r_on[(1, 1)] > 1.5  # H...H: the closest non-bonded approach, not a methyl's 1-3 pair
-    # the same protocol with the exact force field (OpenMM): every replica intact, near 300 K
-    assert aa.main(["--reference", "--quick", "--out-dir", str(tmp_path)]) == 0
-    exact = json.loads((tmp_path / "results" / "aa-replicas-openmm.json").read_text())
-    assert exact["replicas_intact"] == exact["n_replicas"] == aa.QUICK["n_replicas"] and exact["spec"] is None
-    assert exact["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
-    assert 150 < exact["mean_temperature_K"] < 450 and exact["bond_std_ratio"] > 0
-    table = aa.report()
-    assert table.startswith("All-atom MD friction: 0.05 /fs") and "| dns-500 | " in table and "| dnse-500 | " in table
-    assert "| dnse-500+wall | " in table and "| openmm (exact force field) | 2/2 |" in table
-    assert "| C7eq | PII | alpha_R | alpha_L/C7ax |" in table.splitlines()[2]
-    # the energy-head model's free energy against the force field's energy on held-out frames (OpenMM
-    # reproduces the stored labels first, so atom order and units are the data's)
-    energy = _module("aa_energy")
-    res = energy.compare("dnse-500", quick=True)  # study.RUNS_DIR is still tmp_path/runs: loads the model above
-    assert res["label_check_max_abs_eV_per_A"] < 1e-3 and res["n_frames"] == 20
-    assert 2.0 < res["std_U_kT"] < 20.0  # 66 degrees of freedom: about sqrt(33) kT
-    assert np.isfinite(res["std_A_minus_U_kT"]) and -1 <= res["correlation"] <= 1
-    assert sum(b["n_frames"] for b in res["basins"].values()) <= 20
-    assert sum(b["predicted_population"] for b in res["basins"].values()) == pytest.approx(1.0)
-    beta = res["basins"]["beta/C7eq/PII"]  # both basins are among the 20 frames spread over the held-out set
-    for b in res["basins"].values():  # each basin's weight against beta's: the data's ratio times exp(-offset)
-        assert b["predicted_population"] / beta["predicted_population"] == pytest.approx(
-            b["data_population"] / beta["data_population"] * np.exp(-b["offset_vs_beta_kT"]))
-    with pytest.raises(ValueError, match="energy-head run"):
-        energy.compare("dns-500", quick=True)
-    # A - U along psi over every 25th frame of the data set: per bin the frames (phi < 0) and the mean
-    profile = energy.profile("dnse-500", quick=True)
-    bins = profile["bins"]
-    assert profile["n_frames"] == 100 and len(bins) == len(energy.PSI_BINS) - 1
-    assert [b["psi_lo"] for b in bins][:2] == [-150.0, -130.0] and 50.0 in [b["psi_hi"] for b in bins]
-    assert 50 < sum(b["n_frames"] for b in bins) <= 100
-    assert all(np.isfinite(b["mean_kT"]) == (b["n_frames"] > 0) for b in bins)
-    monkeypatch.setattr(energy, "RESULTS", tmp_path / "energy")
-    (tmp_path / "energy").mkdir()
-    (tmp_path / "energy" / "aa-energy-profile-dnse-500.json").write_text(json.dumps(profile))
-    assert energy.plot_profiles().stat().st_size > 10_000
-    # replaying the replicas (aa_trace.py): the same trajectory twice, energies only for the energy head
-    tracer = _module("aa_trace")
-    rows, model = tracer.trace("dnse-500", replica=1, steps=20)
-    again, _ = tracer.trace("dnse-500", replica=1, steps=20)
-    assert [r[0] for r in rows] == list(range(0, 21, 10)) and np.array_equal(rows[-1][-1], again[-1][-1])
-    assert not np.array_equal(rows[0][-1], rows[-1][-1])  # it moved
-    energies = tracer.energies_kT(model, rows)
-    assert energies[0] == (0.0, 0.0) and all(np.isfinite(e).all() for e in energies)
-    assert tracer.energies_kT(tracer.trace("dns-500", replica=0, steps=10)[1], rows) == []
-    # the session-15 runs at 0.01/fs stay readable from their own folder
-    assert aa.main(["--report", "--results-dir", str(ALA2 / "results" / "friction-0.01")]) == 0
-    assert aa.report().startswith("All-atom MD friction: 0.01 /fs")
+    D, E = "denoise-smoothed-500", "denoise-smoothed-energy-head-500"
+    args = ["--quick", "--out-dir", str(tmp_path), "--runs-dir", str(tmp_path / "runs")]
+    store = aa.study.STUDY
+    try:
+        assert aa.main([D, E, "--report", *args]) == 0
+        reps = {r["run"]: r for r in store.summary(quick=True).records("aa-replicas")}
+        res = reps[D]
+        assert res["n_replicas"] == aa.QUICK["n_replicas"] and res["stopped"] is None and res["mean_temperature_K"] > 0
+        assert len(res["replica_temperatures_K"]) == res["n_replicas"]
+        assert res["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
+        assert 0 <= res["replicas_intact"] <= res["n_replicas"] and len(res["broken_at_ps"]) == res["n_replicas"]
+        assert len(res["first_distortion"]) == res["n_replicas"]
+        assert all(d is None or d["ps"] > 0 for d in res["first_distortion"])
+        if res["replicas_intact"]:
+            assert abs(sum(v[0] for v in res["populations"].values()) - 1.0) < 1e-9
+            assert abs(sum(v[0] for v in res["regions"].values()) - 1.0) < 1e-9
+            assert res["bond_std_ratio"] > 0 and res["angle_std_ratio"] > 0
+            geometry = np.load(aa.geometry_path(D, quick=True))
+            n_frames = len(geometry["phi_psi_deg"])
+            assert n_frames > 0 and n_frames % res["replicas_intact"] == 0  # the same samples from every intact replica
+            assert geometry["bond_lengths_A"].shape == (n_frames, len(geometry["bonds"]))
+            assert geometry["angles_deg"].shape[1] == len(geometry["angles"]) > len(geometry["bonds"])
+            assert 0 < geometry["angles_deg"].min() and geometry["angles_deg"].max() < 180
+        assert res["settings"]["friction_per_fs"] == aa.MD["friction_per_fs"] == 0.05 and res["variant"] is None
+        assert load_model_file(tmp_path / "runs" / f"{D}-quick" / "best.safetensors").config.head == "vector"
+        conservative = reps[E]
+        assert conservative["head"] == "energy" and aa.study.RUNS[E][0].get("smoothed") is True
+        assert load_model_file(tmp_path / "runs" / f"{E}-quick" / "best.safetensors").config.head == "energy"
+        # the same trained model with the non-bonded wall (same weights; record "<run>+wall")
+        assert aa.main([E, "--wall", *args]) == 0
+        walled = store.summary(quick=True).get("aa-replicas", f"{E}+wall")
+        assert (walled["wall"], conservative["wall"]) == (True, False)
+        model, label, _ = aa.load_run(E, quick=True, wall=True)
+        plain = load_model_file(tmp_path / "runs" / f"{E}-quick" / "best.safetensors")
+        assert label == f"{E}+wall" and [p.kind for p in model.priors] == [p.kind for p in plain.priors] + ["nonbonded_wall"]
+        assert all(torch.equal(v, plain.state_dict()[k]) for k, v in model.state_dict().items())
+        assert model.priors[-1].r_on[(1, 1)] > 1.5  # H...H: the closest non-bonded approach, not a methyl's 1-3 pair
+        # the same protocol with the exact force field (OpenMM): every replica intact, near 300 K
+        assert aa.main(["--reference", "--plot", *args]) == 0
+        exact = store.summary(quick=True).get("aa-replicas", aa.REFERENCE_LABEL)
+        assert exact["replicas_intact"] == exact["n_replicas"] == aa.QUICK["n_replicas"] and exact["recipe"] is None
+        assert exact["simulated_ps_per_replica"] == pytest.approx(aa.QUICK["equilibration_ps"] + aa.QUICK["production_ps"])
+        assert 150 < exact["mean_temperature_K"] < 450 and exact["bond_std_ratio"] > 0
+        table = aa.report(quick=True)
+        assert table.startswith("All-atom MD friction: 0.05 /fs") and f"| {D} | " in table and f"| {E} | " in table
+        assert f"| {E}+wall | " in table and "| exact-force-field (OpenMM) | 2/2 |" in table
+        assert "| C7eq | PII | alpha_R | alpha_L/C7ax |" in table.splitlines()[2]
+        # the energy-head model's free energy against the force field's energy on held-out frames (OpenMM
+        # reproduces the stored labels first, so atom order and units are the data's)
+        energy = _module("aa_energy")
+        res = energy.compare(E, quick=True)  # the study's runs dir is still tmp_path/runs: loads the model above
+        assert res["label_check_max_abs_eV_per_A"] < 1e-3 and res["n_frames"] == 20
+        assert 2.0 < res["std_U_kT"] < 20.0  # 66 degrees of freedom: about sqrt(33) kT
+        assert np.isfinite(res["std_A_minus_U_kT"]) and -1 <= res["correlation"] <= 1
+        assert sum(b["n_frames"] for b in res["basins"].values()) <= 20
+        assert sum(b["predicted_population"] for b in res["basins"].values()) == pytest.approx(1.0)
+        beta = res["basins"]["beta/C7eq/PII"]  # both basins are among the 20 frames spread over the held-out set
+        for b in res["basins"].values():  # each basin's weight against beta's: the data's ratio times exp(-offset)
+            assert b["predicted_population"] / beta["predicted_population"] == pytest.approx(
+                b["data_population"] / beta["data_population"] * np.exp(-b["offset_vs_beta_kT"]))
+        with pytest.raises(ValueError, match="energy-head run"):
+            energy.compare(D, quick=True)
+        # A - U along psi over every 25th frame of the data set: per bin the frames (phi < 0) and the mean
+        profile = energy.profile(E, quick=True)
+        bins = profile["bins"]
+        assert profile["n_frames"] == 100 and len(bins) == len(energy.PSI_BINS) - 1
+        assert [b["psi_lo"] for b in bins][:2] == [-150.0, -130.0] and 50.0 in [b["psi_hi"] for b in bins]
+        assert 50 < sum(b["n_frames"] for b in bins) <= 100
+        assert all(np.isfinite(b["mean_kT"]) == (b["n_frames"] > 0) for b in bins)
+        assert energy.plot_profiles(tmp_path / "profile.png", records=[profile]).stat().st_size > 3_000
+        # replaying the replicas (aa_trace.py): the same trajectory twice, energies only for the energy head
+        tracer = _module("aa_trace")
+        rows, model = tracer.trace(E, replica=1, steps=20, quick=True)
+        again, _ = tracer.trace(E, replica=1, steps=20, quick=True)
+        assert [r[0] for r in rows] == list(range(0, 21, 10)) and np.array_equal(rows[-1][-1], again[-1][-1])
+        assert not np.array_equal(rows[0][-1], rows[-1][-1])  # it moved
+        energies = tracer.energies_kT(model, rows)
+        assert energies[0] == (0.0, 0.0) and all(np.isfinite(e).all() for e in energies)
+        assert tracer.energies_kT(tracer.trace(D, replica=0, steps=10, quick=True)[1], rows) == []
+    finally:
+        store.configure()
+    # the committed runs at 0.01/fs are records of their own variant
+    from ala2 import tables
+
+    assert tables.aa_replicas_table(tables.Records(store.summary()), "friction-0.01").startswith("All-atom MD friction: 0.01 /fs")
 
 
 @pytest.mark.slow

@@ -19,8 +19,12 @@ should equal ``U`` up to a constant. This script evaluates both on the held-out 
 
 OpenMM's forces on the same frames are checked against the stored labels first (atom order, units).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_energy.py dnse-2000
-    .venv/bin/python benchmarks/ala2/aa_energy.py --report
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_energy.py denoise-smoothed-energy-head-2000
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_energy.py denoise-smoothed-energy-head-2000 --profile
+    .venv/bin/python benchmarks/ala2/aa_energy.py --report --plot
+
+Records (kinds ``aa-energy``, ``aa-energy-profile``) go to ``results/summary.jsonl``; the README's table
+is ``study.py --tables``'s, the plot ``results/aa_energy_profile.png`` is drawn from the profile records.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Dict, List, Tuple  # noqa: E402
 
@@ -42,12 +47,10 @@ from ase import Atoms  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-aa_replicas = common.load_script("ala2_aa_replicas", HERE / "aa_replicas.py")
+from ala2 import aa_replicas  # noqa: E402
 study, make_data = aa_replicas.study, aa_replicas.make_data
 
-RESULTS = HERE / "results"
 logger = logging.getLogger("ala2.aa_energy")
 
 
@@ -73,12 +76,12 @@ def openmm_energies_and_forces(frames: List[Atoms]) -> Tuple[np.ndarray, np.ndar
     return np.asarray(energies), np.asarray(forces)
 
 
-def _energy_head_spec(name: str) -> Dict[str, Any]:
-    spec = study.RUNS[name]
-    if spec.get("head") != "energy":
-        raise ValueError(f"run {name!r} has the {spec.get('head', 'vector')} head; a free energy needs an "
-                         f"energy-head run ({sorted(n for n, s in study.RUNS.items() if s.get('head') == 'energy')})")
-    return spec
+def _energy_head_recipe(name: str):
+    recipe, _ = study.RUNS[name]
+    if recipe.head != "energy":
+        raise ValueError(f"run {name!r} has the {recipe.head} head; a free energy needs an energy-head run "
+                         f"({sorted(n for n, (r, _) in study.RUNS.items() if r.head == 'energy')})")
+    return recipe
 
 
 def learned_and_exact(model, frames: List[Atoms]):
@@ -100,11 +103,11 @@ def learned_and_exact(model, frames: List[Atoms]):
 def compare(name: str, quick: bool = False) -> Dict[str, Any]:
     """Train (or load) ``name`` with ``study.py``'s recipe and compare its free energy ``A`` with the
     force field's ``U`` on the held-out frames (``quick``: tiny training, 20 of those frames)."""
-    spec = _energy_head_spec(name)
+    recipe = _energy_head_recipe(name)
     pool, test = study.split(study.load_frames())
     if quick:  # 20 frames spread over the held-out set (both basins)
         test = test[:: len(test) // 20][:20]
-    model, _, _, _ = study.train_run(name, spec, pool, quick)
+    model, _, _, _ = study.train_run(name, pool, quick)
     energy_A, forces_A, energy_U, forces_U, label_error = learned_and_exact(model, test)
     kT = model.kT
     diff = (energy_A - energy_U) / kT  # [frames], in kT
@@ -128,13 +131,13 @@ def compare(name: str, quick: bool = False) -> Dict[str, Any]:
         b["predicted_population"] = float(weights[k] / sum(weights.values()))
         b["data_population"] = b["n_frames"] / len(test)
     slope = float(np.polyfit(energy_U - energy_U.mean(), energy_A - energy_A.mean(), 1)[0])
-    result = dict(name=name, spec=spec, n_frames=len(test), kT_eV=kT, label_check_max_abs_eV_per_A=label_error,
+    result = dict(kind="aa-energy", run=name, recipe=recipe.name, n_frames=len(test), kT_eV=kT,
+                  label_check_max_abs_eV_per_A=label_error,
                   std_A_minus_U_kT=float(diff.std()), std_U_kT=float(energy_U.std() / kT),
                   correlation=float(np.corrcoef(energy_A, energy_U)[0, 1]), slope_A_on_U=slope,
                   force_rmse_eV_per_A=float(np.sqrt(((forces_A - forces_U) ** 2).mean())), basins=basins)
     if not quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"aa-energy-{name}.json").write_text(json.dumps(result, indent=1))
+        result = study.STUDY.summary().put(dict(result, date=time.strftime("%Y-%m-%d")))
     logger.info("%s: std(A - U) %.2f kT (std U %.2f kT), slope %.3f, basins %s", name, result["std_A_minus_U_kT"],
                 result["std_U_kT"], slope, basins)
     return result
@@ -152,12 +155,12 @@ def profile(name: str, quick: bool = False) -> Dict[str, Any]:
     transition region has few of either), with each bin's frame count and standard error. A model
     whose ``A - U`` steps where the data are sparse has its basin offset from the path between the
     basins; one whose ``A - U`` drifts inside a well-sampled basin has it from there."""
-    spec = _energy_head_spec(name)
+    _energy_head_recipe(name)
     frames = study.load_frames()
     pool, _ = study.split(frames)
     if quick:  # every 25th frame
         frames = frames[::25]
-    model, n_train, _, _ = study.train_run(name, spec, pool, quick)
+    model, n_train, _, _ = study.train_run(name, pool, quick)
     energy_A, _, energy_U, _, _ = learned_and_exact(model, frames)
     diff = (energy_A - energy_U) / model.kT
     angles = aa_replicas.phi_psi(np.stack([a.positions for a in frames]))
@@ -170,29 +173,30 @@ def profile(name: str, quick: bool = False) -> Dict[str, Any]:
         rows.append(dict(psi_lo=float(lo), psi_hi=float(hi), n_frames=int(len(d)),
                          mean_kT=float(d.mean()) if len(d) else float("nan"),
                          stderr_kT=float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")))
-    result = dict(name=name, n_frames=len(frames), n_training_frames=n_train, bins=rows)
+    result = dict(kind="aa-energy-profile", run=name, n_frames=len(frames), n_training_frames=n_train, bins=rows)
     if not quick:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"aa-energy-profile-{name}.json").write_text(json.dumps(result, indent=1))
+        result = study.STUDY.summary().put(dict(result, date=time.strftime("%Y-%m-%d")))
     return result
 
 
-def plot_profiles(path: Path = None) -> Path:
-    """Every ``aa-energy-profile-*.json`` in ``RESULTS``: mean ``A - U`` per psi bin with its error, and
-    the frames per bin: ``RESULTS/aa_energy_profile.png``."""
+def plot_profiles(path: Path = None, records=None) -> Path:
+    """Every ``aa-energy-profile`` record (of the summary, or ``records``): mean ``A - U`` per psi bin with
+    its error, and the frames per bin: ``results/aa_energy_profile.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = path or RESULTS / "aa_energy_profile.png"
+    from study_kit import save_figure
+
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, gridspec_kw=dict(height_ratios=[3, 1]))
     counts = None
-    for file in sorted(RESULTS.glob("aa-energy-profile-*.json")):
-        r = json.loads(file.read_text())
+    for r in records if records is not None else study.STUDY.summary().records("aa-energy-profile"):
         mid = [(b["psi_lo"] + b["psi_hi"]) / 2 for b in r["bins"]]
-        top.errorbar(mid, [b["mean_kT"] for b in r["bins"]], yerr=[b["stderr_kT"] for b in r["bins"]], marker="o",
-                     ms=3, capsize=2, label=r["name"])
+        nan = float("nan")  # a bin without frames: null in the record
+        top.errorbar(mid, [nan if b["mean_kT"] is None else b["mean_kT"] for b in r["bins"]],
+                     yerr=[nan if b["stderr_kT"] is None else b["stderr_kT"] for b in r["bins"]], marker="o",
+                     ms=3, capsize=2, label=r["run"])
         counts = (mid, [b["n_frames"] for b in r["bins"]])
     top.axhline(0.0, color="k", lw=0.8)
     for edge in (50.0, 210.0):
@@ -206,44 +210,31 @@ def plot_profiles(path: Path = None) -> Path:
     bottom.set_xlabel("psi (degrees; -150 shown as 210): alpha_R | bridge | C7eq | PII")
     fig.suptitle("Energy head, all atoms: where the learned A departs from the force field's U")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path or study.STUDY.results / "aa_energy_profile.png")
 
 
 def report() -> str:
-    rows = ["| run | held-out frames | std(A - U) (kT) | std(U) (kT) | slope of A on U | correlation | force RMSE (eV/A) "
-            "| alpha_R offset vs beta (kT): mean | second cumulant | beta population: held-out data | "
-            "predicted from the mean offset |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for path in sorted(RESULTS.glob("aa-energy-*.json")):
-        r = json.loads(path.read_text())
-        a, b = r["basins"].get("alpha_R"), r["basins"].get("beta/C7eq/PII")
-        off = f"{a['offset_vs_beta_kT']:+.2f} ± {a['offset_stderr_kT']:.2f}" if a else "-"
-        cum = f"{a['cumulant2_offset_vs_beta_kT']:+.2f}" if a else "-"
-        pops = f"{b['data_population']:.3f} | {b['predicted_population']:.3f}" if b else "- | -"
-        rows.append(f"| {r['name']} | {r['n_frames']} | {r['std_A_minus_U_kT']:.2f} | {r['std_U_kT']:.2f} | "
-                    f"{r['slope_A_on_U']:.3f} | {r['correlation']:.3f} | {r['force_rmse_eV_per_A']:.3f} | {off} | "
-                    f"{cum} | {pops} |")
-    return "\n".join(rows)
+    """The study's table of the ``aa-energy`` records (``study.py --tables`` writes it into the README)."""
+    from ala2 import tables
+
+    return tables.aa_energy_table(tables.Records(study.STUDY.summary()))
 
 
 def main(argv=None) -> int:
-    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="energy-head runs of study.py (dnse-<N>, fme-<N>)")
+    parser.add_argument("names", nargs="*", help="energy-head runs of study.py (denoise-smoothed-energy-head-<N>, ...)")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test (nothing written)")
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--profile", action="store_true", help="instead of the held-out comparison: mean A - U "
-                        "per psi bin over all frames (results/aa-energy-profile-<run>.json, aa_energy_profile.png)")
-    parser.add_argument("--runs-dir", default=str(study.RUNS_DIR), help="trained models (study.py's)")
-    parser.add_argument("--results-dir", default=str(RESULTS))
+                        "per psi bin over all frames (an aa-energy-profile record)")
+    parser.add_argument("--plot", action="store_true", help="results/aa_energy_profile.png from the profile records")
+    parser.add_argument("--runs-dir", default=None, help="trained models (study.py's)")
     args = parser.parse_args(argv)
-    RESULTS, study.RUNS_DIR = Path(args.results_dir), Path(args.runs_dir)
+    study.STUDY.configure(runs_dir=args.runs_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     unknown = [n for n in args.names if n not in study.RUNS]
     if unknown:
-        parser.error(f"unknown runs {unknown}; known: {sorted(study.RUNS)}")
+        parser.error(f"unknown runs {unknown}; study.py --list shows them")
     for name in args.names:
         if args.profile:
             r = profile(name, quick=args.quick)
@@ -251,8 +242,8 @@ def main(argv=None) -> int:
                                           for b in r["bins"]))
             continue
         r = compare(name, quick=args.quick)
-        print(json.dumps({k: r[k] for k in ("name", "std_A_minus_U_kT", "slope_A_on_U", "basins")}))
-    if args.profile and not args.quick:
+        print(json.dumps({k: r[k] for k in ("run", "std_A_minus_U_kT", "slope_A_on_U", "basins")}))
+    if args.plot or (args.profile and not args.quick):
         print(plot_profiles())
     if args.report:
         print(report())

@@ -2,33 +2,34 @@
 """All-atom alanine dipeptide: how often does a learned model keep the molecule intact in MD, over many
 replicas instead of one run, and where do its intact runs go on the phi/psi plane?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py dns-2000 dns-2000-r1 dns-2000-r2 fm-2000
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py dnse-2000 dns-2000-r2 --wall
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py denoise-smoothed-2000 denoise-smoothed-2000-seed1 force-match-2000
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py denoise-smoothed-energy-head-2000 --wall
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py --reference
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_replicas.py denoise-smoothed-2000 --friction 0.01   # variant friction-0.01
     .venv/bin/python benchmarks/ala2/aa_replicas.py --report --plot
-    .venv/bin/python benchmarks/ala2/aa_replicas.py --report --results-dir benchmarks/ala2/results/friction-0.01
-    .venv/bin/python benchmarks/ala2/aa_replicas.py dns-500 --quick --out-dir /tmp/q --runs-dir /tmp/q/runs
+    .venv/bin/python benchmarks/ala2/aa_replicas.py denoise-smoothed-500 --quick --out-dir /tmp/q --runs-dir /tmp/q/runs
 
 ``study.py`` runs each trained model once (10 ps from the first held-out frame), so "2 of 3 seeds
 intact" mixes the model's stability with one trajectory's luck. Here each model (trained by
 ``study.py``'s recipe into ``runs/ala2/<name>``, or trained now if it is not there) runs
 :data:`MD`'s ``n_replicas`` Langevin replicas in one batched forward per step
-(:class:`ase_denoise.replicas.ReplicaLangevin`; 300 K, 0.5 fs, friction 0.05/fs: at 0.01/fs, session
-15, the vector head's work heated the denoiser's replicas to 440 K; those results are in
-``results/friction-0.01/``), started from held-out frames spread over the held-out set. Per
+(:class:`ase_denoise.replicas.ReplicaLangevin`; 300 K, 0.5 fs, friction 0.05/fs: at 0.01/fs the vector
+head's work heated the denoiser's replicas to 440 K; those records carry ``variant="friction-0.01"``),
+started from held-out frames spread over the held-out set. Per
 replica: the time at which a bond first went 1 A off its mean length in the data (broken: the
 molecule came apart), or whether it stayed within 0.5 A throughout (intact, ``study.py``'s rule),
 and what went wrong first (``first_distortion``: the first sample, every 0.1 ps, with a bond 0.5 A
 off or a non-bonded pair closer than 0.8 times its closest approach in the held-out data). Over the
 intact replicas' production frames: the bond-length and bond-angle spreads against the held-out
 data's, and the Ramachandran basin populations (the molecule's own phi/psi from the all-atom
-coordinates) against the 5-ns reference. Those frames' bond lengths, angles and phi/psi are kept in ``results/aa-replicas-<run>.geometry.npz``; ``--plot``
-draws their distributions against the data's (``results/aa_geometry.png``).
+coordinates) against the 5-ns reference: one ``aa-replicas`` record per run in ``results/summary.jsonl``.
+Those frames' bond lengths, angles and phi/psi go to ``results/raw/aa-replicas-<run>.geometry.npz`` (not
+committed); ``--plot`` draws their distributions against the data's (``results/aa_geometry.png``).
 
 ``--wall``: the same trained model with the non-bonded repulsive wall fitted to its training frames
 (:class:`ase_denoise.priors.NonBondedWall`, added at inference: the weights are unchanged), results
 as ``<run>+wall``. ``--reference``: the same protocol (starts, thermostat, lengths, sampling) with the
-exact force field (OpenMM), results as ``openmm``: what these replicas give when the forces are right.
+exact force field (OpenMM), results as ``exact-force-field``: what these replicas give when the forces are right.
 """
 
 from __future__ import annotations
@@ -51,25 +52,22 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-study = common.load_script("ala2_study", HERE / "study.py")
-make_data = common.load_script("ala2_make_data", HERE / "make_data.py")
+from ala2 import make_data, study  # noqa: E402
 
 MD = dict(n_replicas=8, timestep_fs=0.5, friction_per_fs=0.05, equilibration_ps=1.0, production_ps=10.0,
           sample_every_ps=0.1)
 QUICK = dict(n_replicas=2, equilibration_ps=0.01, production_ps=0.05, sample_every_ps=0.005)
 BROKEN_A, INTACT_A = 1.0, 0.5  # A off the data's mean bond length: broken / still intact (study.py's rules)
 CONTACT_RATIO = 0.8  # a non-bonded pair closer than this times its closest approach in the held-out data
-REFERENCE_LABEL = "openmm"  # the results of the replicas with the exact force field (reference_run)
-RESULTS = HERE / "results"
+REFERENCE_LABEL = "exact-force-field"  # the record of the replicas with the exact force field (reference_run)
 logger = logging.getLogger("ala2.aa_replicas")
 
 
-def phi_psi(positions: np.ndarray, data: Path = study.DATA) -> np.ndarray:
+def phi_psi(positions: np.ndarray, data: Path = None) -> np.ndarray:
     """phi, psi (degrees, in [-180, 180)) of all-atom positions [n, atoms, 3] (``make_data.dihedrals``
     with the atom names of ``data``)."""
-    names = [str(x) for x in np.load(data)["names"]]
+    names = [str(x) for x in np.load(data or study.STUDY.data)["names"]]
     return make_data.dihedrals(np.asarray(positions, dtype=np.float64), {n: i for i, n in enumerate(names)})
 
 
@@ -177,9 +175,8 @@ def run_label(name: str, wall: bool = False) -> str:
 def load_run(name: str, quick: bool = False, wall: bool = False):
     """The trained model of ``study.py``'s run ``name`` (trained now if missing), with the non-bonded
     wall if ``wall``; its label (:func:`run_label`) and the held-out frames."""
-    spec = study.RUNS[name]
     pool, test = study.split(study.load_frames())
-    model, n_frames, _, _ = study.train_run(name, spec, pool, quick)
+    model, n_frames, _, _ = study.train_run(name, pool, quick)
     if wall:
         model = with_nonbonded_wall(model, pool[:n_frames])
     return model, run_label(name, wall), test
@@ -187,12 +184,12 @@ def load_run(name: str, quick: bool = False, wall: bool = False):
 
 def run(name: str, quick: bool = False, wall: bool = False) -> Dict[str, Any]:
     """``MD``'s replicas of run ``name`` (with the non-bonded wall if ``wall``); results under its label."""
-    spec = study.RUNS[name]
+    recipe, seed = study.RUNS[name]
     model, label, test = load_run(name, quick, wall)
     md = dict(MD, **(QUICK if quick else {}))
     setup = replica_setup(model, test, md)
-    return simulate(label, dict(spec=spec, wall=wall, noise_levels=list(model.noise_levels)), setup, test, md,
-                    progress=not quick)
+    return simulate(label, dict(recipe=recipe.name, seed=seed, head=recipe.head, wall=wall,
+                                noise_levels=list(model.noise_levels)), setup, test, md, progress=not quick, quick=quick)
 
 
 class OpenMMReplicas:
@@ -262,15 +259,21 @@ def reference_run(quick: bool = False) -> Dict[str, Any]:
     md = dict(MD, **(QUICK if quick else {}))
     setup = replica_setup(None, test, md)
     setup.runner = OpenMMReplicas(setup.starts, md)
-    return simulate(REFERENCE_LABEL, dict(spec=None, wall=False, noise_levels=[]), setup, test, md, progress=not quick)
+    return simulate(REFERENCE_LABEL, dict(recipe=None, wall=False, noise_levels=[]), setup, test, md, progress=not quick,
+                    quick=quick)
 
+
+
+def variant(md: Dict[str, Any]) -> Any:
+    """The record variant of an MD protocol: None at :data:`MD`'s friction, ``friction-<f>`` otherwise."""
+    return None if md["friction_per_fs"] == MD["friction_per_fs"] else f"friction-{md['friction_per_fs']:g}"
 
 
 def simulate(label: str, about: Dict[str, Any], setup: SimpleNamespace, test: List[Any], md: Dict[str, Any],
-             progress: bool = True) -> Dict[str, Any]:
+             progress: bool = True, quick: bool = False) -> Dict[str, Any]:
     """Run ``setup.runner`` with ``md``'s lengths, watch every replica (broken, first distortion,
-    production samples), write ``aa-replicas-<label>.json`` (``about`` merged in) and the intact
-    replicas' geometry; returns the results."""
+    production samples), write the ``aa-replicas`` record of ``label`` (``about`` merged in) and the
+    intact replicas' geometry (``results/raw/``); returns the record."""
     from tqdm import tqdm
 
     starts, bonds, angles = setup.starts, setup.bonds, setup.angles
@@ -306,7 +309,7 @@ def simulate(label: str, about: Dict[str, Any], setup: SimpleNamespace, test: Li
     intact = np.array([broken_at[i] is None and max_stretch[i] <= INTACT_A for i in range(n)])
     second_half = np.asarray(res["temperatures_K"])[len(res["temperatures_K"]) // 2:]  # [samples, replicas], K
     result: Dict[str, Any] = dict(
-        name=label, **about, settings=md, n_replicas=n,
+        kind="aa-replicas", run=label, variant=variant(md), **about, settings=md, n_replicas=n,
         simulated_ps_per_replica=res["steps"] * md["timestep_fs"] / 1000, stopped=res["stopped"],
         wall_s=time.perf_counter() - t0, replica_steps_per_s=res["steps_per_s"] * n,
         replicas_intact=int(intact.sum()), broken_at_ps=broken_at, max_stretch_A=max_stretch.tolist(),
@@ -321,12 +324,15 @@ def simulate(label: str, about: Dict[str, Any], setup: SimpleNamespace, test: Li
         dihedrals = phi_psi(kept)
         # blocks = intact replicas (independent starts): their spread is the populations' error
         pops = make_data.basin_populations(dihedrals, n_blocks=max(2, int(intact.sum())))
-        result["populations"] = {k: list(map(float, v)) for k, v in pops.items()}
+        result["populations"] = {k.split(" ")[0]: list(map(float, v)) for k, v in pops.items()}
+        regions = make_data.basin_populations(dihedrals, n_blocks=max(2, int(intact.sum())), basins=make_data.REGIONS)
+        result["regions"] = {k.split(" ")[0]: list(map(float, v)) for k, v in regions.items()}
         result["intact_aggregate_ps"] = float(intact.sum() * md["production_ps"])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"aa-replicas-{label}.json").write_text(json.dumps(result, indent=1, default=float))
+    result["date"] = time.strftime("%Y-%m-%d")
+    result = study.STUDY.summary(quick).put(result)
     if "bond_std_ratio" in result:  # the intact frames' geometry, for --plot (float32, ~0.2 MB)
-        np.savez_compressed(RESULTS / f"aa-replicas-{label}.geometry.npz", bonds=bonds, angles=np.asarray(angles),
+        study.STUDY.raw.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(geometry_path(label, quick), bonds=bonds, angles=np.asarray(angles),
                             bond_lengths_A=lengths.astype(np.float32), angles_deg=bend.astype(np.float32),
                             phi_psi_deg=dihedrals.astype(np.float32))
     logger.info("%s: %d/%d replicas intact (%.0f replica-steps/s); broken at %s ps; populations %s", label,
@@ -335,50 +341,22 @@ def simulate(label: str, about: Dict[str, Any], setup: SimpleNamespace, test: Li
     return result
 
 
-def _intact_temperature(r) -> str:
-    """Mean kinetic temperature of the intact replicas (all replicas' mean where not recorded apart)."""
-    per = r.get("replica_temperatures_K")
-    if per is None:
-        return f"{r['mean_temperature_K']:.0f} (all replicas)"
-    ok = [t for t, b, m in zip(per, r["broken_at_ps"], r["max_stretch_A"]) if b is None and m <= INTACT_A]
-    return f"{np.mean(ok):.0f}" if ok else "-"
+def geometry_path(label: str, quick: bool = False) -> Path:
+    return study.STUDY.raw / f"aa-replicas-{label}{'-quick' if quick else ''}.geometry.npz"
 
 
-def report() -> str:
-    """The table of the runs in ``RESULTS`` (``--results-dir``), after a line naming their MD friction(s).
-    Populations per region (``make_data.REGIONS``: beta split into C7eq and PII) from each run's kept
-    phi/psi (``aa-replicas-<run>.geometry.npz``; blocks = intact replicas)."""
-    ref = make_data.basin_populations(phi_psi(np.stack([a.positions for a in study.load_frames()])), 10,
-                                      basins=make_data.REGIONS)
-    regions = list(ref)
-    rows = ["| run | replicas intact | broken after (ps) | kinetic T (K, second half; intact replicas) | "
-            "bond spread / data (intact) | angle spread / data (intact) | "
-            + " | ".join(b.split(" ")[0] for b in regions) + " |",
-            "| --- | --- | --- | --- | --- | --- | " + " | ".join("---" for _ in regions) + " |",
-            "| reference (5 ns, 10 blocks) | - | - | 300 | 1 | 1 | "
-            + " | ".join(f"{ref[b][0]:.3f} ± {ref[b][1]:.3f}" for b in regions) + " |"]
-    frictions = set()
-    for path in sorted(RESULTS.glob("aa-replicas-*.json")):
-        r = json.loads(path.read_text())
-        frictions.add(r["settings"]["friction_per_fs"])
-        broken = sorted(b for b in r["broken_at_ps"] if b is not None)
-        geometry = path.with_suffix(".geometry.npz")
-        pops = (make_data.basin_populations(np.load(geometry)["phi_psi_deg"].astype(np.float64),
-                                            max(2, r["replicas_intact"]), basins=make_data.REGIONS)
-                if geometry.exists() else {})
-        name = f"{r['name']} (exact force field)" if r["name"] == REFERENCE_LABEL else r["name"]
-        rows.append(f"| {name} | {r['replicas_intact']}/{r['n_replicas']} | "
-                    f"{', '.join(f'{b:.1f}' for b in broken) or '-'} | {_intact_temperature(r)} | "
-                    + " | ".join(f"{r[k]:.2f}" if k in r else "-" for k in ("bond_std_ratio", "angle_std_ratio")) + " | "
-                    + " | ".join(f"{pops[b][0]:.2f} ± {pops[b][1]:.2f}" if b in pops else "-" for b in regions) + " |")
-    friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
-    return f"All-atom MD friction: {friction} /fs\n\n" + "\n".join(rows)
+def report(quick: bool = False) -> str:
+    """The study's table of these records (``study.py --tables`` writes it into the README)."""
+    from ala2 import cg, tables
+
+    cg.ensure_reference(study.STUDY.summary(quick), study.STUDY.data)
+    return tables.aa_replicas_table(tables.Records(study.STUDY.summary(quick)))
 
 
 def plot(path: Path = None) -> Path:
     """Distributions of bond lengths and angles (deviation from the held-out data's mean per bond or
-    angle, pooled; bonds to hydrogen apart) of every run's intact replicas in ``RESULTS`` against the
-    held-out data's: ``RESULTS/aa_geometry.png``."""
+    angle, pooled; bonds to hydrogen apart) of every run's intact replicas (``results/raw/``) against the
+    held-out data's: ``results/aa_geometry.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -386,8 +364,8 @@ def plot(path: Path = None) -> Path:
 
     from ase_denoise.priors import molecule_topology
 
-    path = path or RESULTS / "aa_geometry.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from study_kit import save_figure
+
     _, test = study.split(study.load_frames())
     bonds, angles = molecule_topology(test[0])
     bonds = np.asarray(bonds)
@@ -396,7 +374,8 @@ def plot(path: Path = None) -> Path:
                angles_deg=bond_angles(np.stack([a.positions for a in test]), angles))
     mean = {k: v.mean(axis=0) for k, v in ref.items()}
     curves = [("held-out data", ref)] + [(f.name[len("aa-replicas-"):-len(".geometry.npz")], dict(np.load(f)))
-                                         for f in sorted(RESULTS.glob("aa-replicas-*.geometry.npz"))]
+                                         for f in sorted(study.STUDY.raw.glob("aa-replicas-*.geometry.npz"))
+                                         if "-friction-" not in f.name and "-quick" not in f.name]
     panels = [("bond length - data mean (A), heavy atoms", "bond_lengths_A", ~hydrogen, np.linspace(-0.15, 0.15, 61)),
               ("bond length - data mean (A), X-H", "bond_lengths_A", hydrogen, np.linspace(-0.15, 0.15, 61)),
               ("angle - data mean (degrees)", "angles_deg", slice(None), np.linspace(-30, 30, 61))]
@@ -408,44 +387,43 @@ def plot(path: Path = None) -> Path:
                     color="k" if label == "held-out data" else None, label=label)
         ax.set_xlabel(title)
     axes[0].set_ylabel("density")
-    axes[-1].legend(fontsize=8)
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     fig.suptitle("All-atom alanine dipeptide, intact replicas' production frames against the held-out data")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path or study.STUDY.results / "aa_geometry.png")
 
 
 def main(argv=None) -> int:
-    global RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="runs of study.py")
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
     parser.add_argument("--reference", action="store_true", help="the same protocol with the exact force field "
-                        "(OpenMM): results as 'openmm'")
+                        f"(OpenMM): record '{REFERENCE_LABEL}'")
     parser.add_argument("--wall", action="store_true", help="add the non-bonded repulsive wall fitted to the "
-                        "run's training frames (same weights; results as <run>+wall)")
-    parser.add_argument("--report", action="store_true")
+                        "run's training frames (same weights; record <run>+wall)")
+    parser.add_argument("--friction", type=float, default=MD["friction_per_fs"], help="per fs (records of another "
+                        "friction than 0.05 carry variant friction-<f>)")
+    parser.add_argument("--report", action="store_true", help="print the table of the records")
     parser.add_argument("--plot", action="store_true", help="bond-length and angle distributions of the runs "
-                        "against the data: <results>/aa_geometry.png")
-    parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
-    parser.add_argument("--runs-dir", default=str(study.RUNS_DIR), help="trained models (study.py's)")
-    parser.add_argument("--results-dir", default=None, help="read and write results here instead of "
-                        "<out-dir>/results (e.g. results/friction-0.01 for the runs at friction 0.01/fs)")
+                        "against the data: results/aa_geometry.png")
+    parser.add_argument("--out-dir", default=None, help="results go to <out-dir>/results")
+    parser.add_argument("--runs-dir", default=None, help="trained models (study.py's)")
     args = parser.parse_args(argv)
-    RESULTS, study.RUNS_DIR = Path(args.results_dir or Path(args.out_dir) / "results"), Path(args.runs_dir)
+    study.STUDY.configure(args.out_dir, args.runs_dir)
+    MD["friction_per_fs"] = args.friction
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     unknown = [n for n in args.names if n not in study.RUNS]
     if unknown:
-        parser.error(f"unknown runs {unknown}; known: {sorted(study.RUNS)}")
+        parser.error(f"unknown runs {unknown}; study.py --list shows them")
+    store = study.STUDY.summary(args.quick)
     for name in args.names:
-        if not args.quick and (RESULTS / f"aa-replicas-{run_label(name, args.wall)}.json").exists():
+        if not args.quick and store.get("aa-replicas", run_label(name, args.wall), variant=variant(MD)):
             continue
         run(name, quick=args.quick, wall=args.wall)
-    if args.reference and (args.quick or not (RESULTS / f"aa-replicas-{REFERENCE_LABEL}.json").exists()):
+    if args.reference and (args.quick or not store.get("aa-replicas", REFERENCE_LABEL, variant=variant(MD))):
         reference_run(quick=args.quick)
     if args.report:
-        print(report())
+        print(report(args.quick))
     if args.plot:
         print(plot())
     return 0

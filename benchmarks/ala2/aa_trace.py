@@ -7,7 +7,7 @@ replica that ``aa_replicas.py`` counts as broken came apart. For an energy-head 
 also has the model's free energy ``A`` and the force field's energy ``U`` (OpenMM, as ``aa_energy.py``),
 both in kT from the first printed row: a model with a hole goes down where ``U`` climbs.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_trace.py dnse-2000 --replica 4 --steps 3100
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/aa_trace.py denoise-smoothed-energy-head-2000 --replica 4 --steps 3100
 """
 
 from __future__ import annotations
@@ -22,22 +22,19 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, List  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-aa = common.load_script("ala2_aa_replicas", HERE / "aa_replicas.py")
+from ala2 import aa_replicas as aa  # noqa: E402
 study = aa.study
 
 
-def trace(name: str, replica: int, steps: int, every: int = 10):
+def trace(name: str, replica: int, steps: int, every: int = 10, quick: bool = False):
     """[(step, worst bond, its offset (A), closest contact, distance (A), the data's closest (A),
-    positions [atoms, 3] (A))] of ``replica`` every ``every`` steps, and the model."""
+    positions [atoms, 3] (A))] of ``replica`` every ``every`` steps, and the model (``quick``: the quick run's)."""
     from ase_denoise.checkpoint import load_model_file
 
-    model = load_model_file(study.RUNS_DIR / name / "best.safetensors")
+    model = load_model_file(study.STUDY.work_dir(name, quick) / "best.safetensors")
     _, test = study.split(study.load_frames())
     setup = aa.replica_setup(model, test, aa.MD)  # the starts, seeds and batch of aa_replicas.run
     bonds, pairs, closest, symbols = setup.bonds, setup.pairs, setup.closest, setup.symbols
@@ -61,7 +58,7 @@ def energies_kT(model, rows) -> List[Any]:
 
     from ase_denoise.inference import predict_free_energy, structure_frame
 
-    energy = common.load_script("ala2_aa_energy", HERE / "aa_energy.py")
+    from ala2 import aa_energy as energy
     numbers = study.load_frames()[0].numbers
     frames = [Atoms(numbers=numbers, positions=r[-1]) for r in rows]
     energy_U, _ = energy.openmm_energies_and_forces(frames)
@@ -74,9 +71,9 @@ def main(argv=None) -> int:
     parser.add_argument("name", help="a trained run of study.py (runs/ala2/<name>)")
     parser.add_argument("--replica", type=int, required=True)
     parser.add_argument("--steps", type=int, required=True)
-    parser.add_argument("--runs-dir", default=str(study.RUNS_DIR))
+    parser.add_argument("--runs-dir", default=None)
     args = parser.parse_args(argv)
-    study.RUNS_DIR = Path(args.runs_dir)
+    study.STUDY.configure(runs_dir=args.runs_dir)
     rows, model = trace(args.name, args.replica, args.steps)
     off = next((k for k, r in enumerate(rows) if abs(r[2]) > aa.INTACT_A), len(rows) - 1)
     print(f"replica {args.replica}: " + (f"first 0.5 A off at step {rows[off][0]}" if abs(rows[off][2]) > aa.INTACT_A

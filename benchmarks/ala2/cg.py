@@ -22,48 +22,47 @@ inversion to the training frames (:func:`ase_denoise.priors.fit_bonded_priors`),
 wall per bead pair below its closest approach in the data. The network learns the rest (torsions,
 non-bonded terms, the bonds' anharmonicity).
 
-Runs, the same MACE (vector head, r_max 6 A: every bead sees every other) and the same number of
-optimiser steps:
+Recipes (:data:`RECIPES`, ``--list``; the words are ``study.py``'s), the same MACE (vector head unless
+the recipe says energy head, r_max 6 A: every bead sees every other) and the same number of optimiser
+steps:
 
-* ``dn-<N>``: denoising, coordinates only, the ``auto`` ladder, antithetic pairs, 4 copies per frame;
-  ``auto`` reads its widths off the narrowest peak, a bond's, although the bonds are in the priors;
-* ``dns-<N>``: the same with ``TrainConfig.smoothed_priors`` (the target's residual is taken against
-  the bonded priors as the noise smooths them) and the ``auto`` rule applied to the bead pairs no
+* ``denoise-<N>``: denoising, coordinates only, the ``auto`` ladder, antithetic pairs, 4 copies per
+  frame; ``auto`` reads its widths off the narrowest peak, a bond's, although the bonds are in the priors;
+* ``denoise-smoothed-<N>``: the same with ``TrainConfig.smoothed_priors`` (the target's residual is taken
+  against the bonded priors as the noise smooths them) and the ``auto`` rule applied to the bead pairs no
   bonded prior covers (:func:`soft_ladder`: about 2.6 times wider, so about 7 times less label variance);
-* ``mixed-<N>``: the same ladder, the variance-reduced mixture of force and noise labels;
-* ``mixeds-<N>``: the mixture with ``dns``'s smoothed priors and soft ladder;
-* ``fm-<N>``: force matching on the mapped forces;
-* ``dnse-<N>``, ``fme-<N>``: ``dns`` and ``fm`` with the energy head (``head="energy"``, forces the
-  gradient of a learned free energy, so conservative: CGnet's and CGSchNet's form);
-* ``dnst-<N>``, ``fmt-<N>``: ``dns`` and ``fm`` with torsion priors on phi and psi as well (each
-  dihedral's free energy fitted to the training frames, :func:`ase_denoise.priors.fit_dihedral_priors`,
-  learned as a residual like the bonded priors).
+* ``mixed-<N>``, ``mixed-smoothed-<N>``: the variance-reduced mixture of force and noise labels with either ladder;
+* ``force-match-<N>``: force matching on the mapped forces;
+* ``...-energy-head-<N>``: the energy head (``head="energy"``, forces the gradient of a learned free
+  energy, so conservative: CGnet's and CGSchNet's form);
+* ``...-torsions-<N>``: torsion priors on phi and psi as well (each dihedral's free energy fitted to the
+  training frames, :func:`ase_denoise.priors.fit_dihedral_priors`, learned as a residual like the bonded priors).
 
-``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-r1``/``-r2``
-are training seeds 1 and 2. ``<run>-ibi<k>`` (``--refine <run>``, :func:`refine_run`): the trained
+``N`` frames from the start of the trajectory (500 or all 2000 of the training 80%); ``-seed1``/``-seed2``
+are training seeds 1 and 2. ``<run>+corrected<k>`` (``--refine <run>``, :func:`refine_run`): the trained
 model of ``<run>`` with ``k`` steps of iterative Boltzmann correction of its phi and psi distributions
 towards the training frames' (:func:`ase_denoise.priors.fit_dihedral_correction`; no labels, the
-weights unchanged), each step from the previous MD.
+weights unchanged), each step from the previous MD; ``-half``: a damped step, ``-joint``: the joint
+phi-psi step.
 
-**Figures per run** (``results/cg-<run>.json``):
+**Figures per run** (a ``cg-run`` record in ``results/summary.jsonl``; the sampled phi/psi in ``results/raw/``):
 
 * held-out mapped-force errors. The labels are instantaneous and noisy, so even the exact mean force
   has an RMSE well above zero; only the ranking between runs means anything;
 * CG MD: ``n_replicas`` Langevin replicas in one batched forward per step
-  (:class:`ase_denoise.replicas.ReplicaLangevin`, 300 K, 2 fs, friction 0.05/fs; 0.01/fs before session 16,
-  results in ``results/friction-0.01/``), started from frames
+  (:class:`ase_denoise.replicas.ReplicaLangevin`, 300 K, 2 fs, friction 0.05/fs; records of the same
+  runs at 0.01/fs carry ``variant="friction-0.01"``), started from frames
   spread over the training set. After equilibration, phi/psi are sampled every 0.2 ps. The figures
   are: the basin populations; the KL divergence of the model's phi/psi histogram (20-degree bins)
-  from the reference's (all 2500 frames); and, as the floor set by the reference's own sampling, the
-  KL divergence between the reference's two halves.
+  from the reference's (all 2500 frames); the populations of beta's two regions (C7eq, PII); the KL of
+  the phi and psi marginals, their mutual information, and the KL from the held-out last 500 frames.
 
 Commands:
 
-    python benchmarks/ala2/cg.py --only dn-2000 fm-2000 mixed-2000   # trains, runs MD, writes results
-    python benchmarks/ala2/cg.py --report                            # the table in README.md
-    python benchmarks/ala2/cg.py --plot                              # results/cg_fes.png
-    python benchmarks/ala2/cg.py --refine dnst-2000 --iterations 2   # dnst-2000-ibi1, -ibi2 (after its MD)
-    python benchmarks/ala2/cg.py --marginals                         # where each KL comes from
+    python benchmarks/ala2/cg.py --only denoise-2000 force-match-2000 mixed-2000   # trains, runs MD, writes records
+    python benchmarks/ala2/cg.py --tables                     # every table of README.md (as study.py --tables)
+    python benchmarks/ala2/cg.py --plot RUN ...               # results/cg_fes.png (from results/raw/)
+    python benchmarks/ala2/cg.py --refine denoise-smoothed-torsions-2000 --iterations 2   # +corrected1, +corrected2
 """
 from __future__ import annotations
 
@@ -71,8 +70,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -83,10 +80,12 @@ import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+from study_kit import REPO, RecipeBook, Study, fmt, short_metrics  # noqa: E402
+
+from ala2 import study as aa  # noqa: E402  (the recipe words, the data)
+
 DATA = HERE / "ala2_aa_300K.npz"
-RESULTS = HERE / "results"
-RUNS_DIR = REPO / "runs" / "ala2-cg"
 TEMPERATURE_K = 300.0
 
 #: the beads, in order: (all-atom name, bead type)
@@ -107,38 +106,20 @@ SEEDS = (0, 1, 2)
 BIN_DEG = 20.0
 
 
-#: the recipes, in the table's order: run prefix, what it is (the table's label), loss, copies per
-#: frame, smoothed priors (with the soft ladder), head
-RECIPES = (("dn", "denoising, coordinates only (auto ladder)", "denoising", 4, False, "vector"),
-           ("dns", "denoising, coordinates only, smoothed priors + soft ladder", "denoising", 4, True, "vector"),
-           ("dnse", "denoising as dns, energy head (conservative)", "denoising", 4, True, "energy"),
-           ("dnst", "denoising as dns, torsion priors on phi and psi", "denoising", 4, True, "vector"),
-           ("mixed", "mixed labels", "mixed", 4, False, "vector"),
-           ("mixeds", "mixed labels, smoothed priors + soft ladder", "mixed", 4, True, "vector"),
-           ("fm", "force matching", "force_matching", 1, False, "vector"),
-           ("fme", "force matching, energy head (conservative)", "force_matching", 1, False, "energy"),
-           ("fmt", "force matching, torsion priors on phi and psi", "force_matching", 1, False, "vector"))
-
-
-def seed_runs(prefix: str, n: int, suffix: str = "") -> List[str]:
-    """The run names of recipe ``prefix`` at ``n`` frames over :data:`SEEDS` (seed 0 first), each with
-    ``suffix`` (e.g. ``-ibi1``, a torsion-corrected run)."""
-    return [f"{prefix}-{n}" + (f"-r{seed}" if seed else "") + suffix for seed in SEEDS]
-
-
-def _runs() -> Dict[str, Dict[str, Any]]:
-    runs = {}
-    for n in FRAME_COUNTS:
-        for prefix, _, loss, copies, smoothed, head in RECIPES:
-            for seed, name in zip(SEEDS, seed_runs(prefix, n)):
-                runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1,
-                                  noise_std="auto" if loss != "force_matching" else 0.01, smoothed=smoothed,
-                                  head=head, torsions=prefix in ("dnst", "fmt"))
-    return runs
-
-
-RUNS = _runs()
+#: the recipe words of the CG study, in the tables' order (``study.WORDS`` says what each is)
+WORDS = ("denoise", "denoise-smoothed", "denoise-smoothed-energy-head", "denoise-smoothed-torsions", "mixed",
+         "mixed-smoothed", "force-match", "force-match-energy-head", "force-match-torsions")
+RECIPES = aa.recipes(WORDS)
+BOOK = RecipeBook(RECIPES)
+RUNS = BOOK.runs
 logger = logging.getLogger("ala2-cg")
+
+
+def seed_runs(word: str, n: int, suffix: str = "") -> List[str]:
+    """The run names of recipe ``<word>-<n>`` over :data:`SEEDS` (seed 0 first), each with ``suffix``
+    (e.g. ``+corrected1``, a torsion-corrected run)."""
+    r = BOOK.recipe(f"{word}-{n}")
+    return [r.run_name(seed) + suffix for seed in SEEDS]
 
 
 def bead_table() -> Dict[str, int]:
@@ -191,14 +172,13 @@ def kl_divergence(reference: np.ndarray, model: np.ndarray) -> float:
 
 
 def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10, split_beta: bool = False) -> Dict[str, List[float]]:
-    """``make_data.basin_populations``: its three basins, or with ``split_beta`` its four regions
-    (beta split into C7eq and PII)."""
-    sys.path.insert(0, str(HERE.parent))
-    import common  # benchmarks/common.py
+    """``make_data.basin_populations`` under the basins' short names (``beta/C7eq/PII``, ``alpha_R``,
+    ``alpha_L/C7ax``), or with ``split_beta`` its four regions (beta split into ``C7eq`` and ``PII``):
+    name -> [population, block standard error]."""
+    from ala2 import make_data
 
-    make_data = common.load_script("ala2_make_data", HERE / "make_data.py")
     basins = make_data.REGIONS if split_beta else make_data.BASINS
-    return {k: list(v) for k, v in make_data.basin_populations(phi_psi, n_blocks, basins).items()}
+    return {k.split(" ")[0]: [float(x) for x in v] for k, v in make_data.basin_populations(phi_psi, n_blocks, basins).items()}
 
 
 def soft_ladder(frames: List[Atoms]) -> tuple:
@@ -219,32 +199,35 @@ def split(frames: List[Atoms]):
     return frames[:cut], frames[cut:]
 
 
-def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
+def train_run(name: str, pool: List[Atoms], quick: bool):
+    """Train run ``name`` (or resume, or reuse) on its recipe's first frames of ``pool`` ->
+    ``(model, n_frames, epochs, seconds)``."""
     from ase_denoise import TrainConfig, train
     from ase_denoise.checkpoint import load_model_file
     from ase_denoise.config import PhysicsConfig
     from ase_denoise.priors import fit_bonded_priors, fit_dihedral_priors
 
-    data = pool[: spec["frames"]]
+    recipe, seed = RUNS[name]
+    data = pool[: recipe.frames]
     steps = STEPS
     if quick:
         data, steps = data[: QUICK["frames_cap"]], QUICK["steps"]
-    samples_per_epoch = len(data) * spec["n_duplicates"]
+    samples_per_epoch = len(data) * recipe.n_duplicates
     epochs = max(1, round(steps * BATCH / samples_per_epoch))
-    work = RUNS_DIR / name
-    cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=BATCH, lr=5e-3,
-                      seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
-                      smoothed_priors=spec["smoothed"])
-    noise_std = spec["noise_std"]  # "auto": with smoothed_priors, the soft ladder (the priors' pairs left out)
+    work = STUDY.work_dir(name, quick)
+    cfg = TrainConfig(loss=recipe.loss, n_duplicates=recipe.n_duplicates, epochs=epochs, batch_size=BATCH, lr=5e-3,
+                      seed=seed, valid_fraction=0.1, antithetic_noise=recipe.antithetic,
+                      smoothed_priors=recipe.get("smoothed"))
     kT = PhysicsConfig(temperature_K=TEMPERATURE_K, noise_std=(0.01,)).kT
     priors = [*fit_bonded_priors(data, kT, bonds=BONDS, angles=ANGLES), "repulsive_wall"]
-    if spec.get("torsions"):
+    if recipe.get("torsions"):
         priors.append(fit_dihedral_priors(data, kT, [PHI, PSI]))
     names = {z: t for t, z in bead_table().items()}
     t0 = time.perf_counter()
-    train(data, str(work), noise_std=noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,
+    # noise_std "auto": with smoothed_priors, the soft ladder (the priors' pairs left out)
+    train(data, str(work), noise_std=recipe.noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,
           resume=(work / "training_state.pt").exists(), progress=True, priors=priors, bead_names=names,
-          head=spec["head"], **MODEL)
+          head=recipe.head, **MODEL)
     return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0
 
 
@@ -317,196 +300,12 @@ def reference_phi_psi(frames: List[Atoms]) -> np.ndarray:
     return dihedrals(np.stack([a.positions for a in frames]))
 
 
-def do_run(name: str, quick: bool = False, data: Path = DATA, md_seed: int = None) -> Dict[str, Any]:
-    """Train run ``name`` (or resume its finished training), evaluate it and run its MD; ``md_seed``
-    replaces the training seed in the replicas' thermostat seeds (the MD-sampling scatter of one model)."""
-    spec = RUNS[name]
-    frames = map_frames(data)
-    pool, test = split(frames)
-    model, n_frames, epochs, elapsed = train_run(name, spec, pool, quick)
-    errors = force_errors(model, test[: 20 if quick else len(test)])
-    md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"] if md_seed is None else md_seed)
-    ref = reference_phi_psi(frames)
-    result = dict(name=name, spec=spec, n_frames=n_frames, epochs=epochs, train_s=elapsed,
-                  noise_levels=list(model.noise_levels), forces=errors, md=md,
-                  kl=kl_divergence(ref, phi_psi) if len(phi_psi) else float("nan"),
-                  populations=basin_populations(phi_psi) if len(phi_psi) > 1 else {})
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"cg-{name}.json").write_text(json.dumps(result, indent=1))
-    np.save(RESULTS / f"cg-{name}.phi_psi.npy", phi_psi.astype(np.float32))
-    logger.info("%s: KL %.3f, populations %s, %d/%d replicas intact", name, result["kl"],
-                {k.split(" ")[0]: round(v[0], 3) for k, v in result["populations"].items()}, md["replicas_intact"],
-                md["n_replicas"])
-    return result
-
-
-def refined_name(name: str, k: int, damping: float = 1.0, joint: bool = False) -> str:
-    """The run name of iteration ``k`` of :func:`refine_run`: ``<name>-ibi<k>`` for full steps,
-    ``<name>-ibi<k>d<damping>`` (e.g. ``dnst-2000-ibi2d0.5``) for a damped step, ``<name>-ibi<k>j`` for
-    a joint phi/psi step."""
-    return f"{name}-ibi{k}" + ("j" if joint else "") + ("" if damping == 1.0 else f"d{damping:g}")
-
-
-def refine_run(name: str, iterations: int = 2, damping: float = 1.0, quick: bool = False, data: Path = DATA,
-               start: int = 0, joint: bool = False) -> List[Dict[str, Any]]:
-    """Iterative Boltzmann correction of run ``name``'s torsions, coordinates only: from the phi/psi
-    of its MD (``results/cg-<name>.phi_psi.npy``, run first if missing) and of its training frames,
-    :func:`ase_denoise.priors.fit_dihedral_correction` fits the correction, which is added to the
-    trained model at inference (weights unchanged) and saved as ``runs/ala2-cg/<name>-ibi<k>/``; the
-    MD is rerun with it (thermostat seed ``training seed + 100 k``), and so on ``iterations`` times.
-    Each iteration's figures go to ``results/cg-<name>-ibi<k>.json`` as for :func:`do_run`.
-
-    ``start`` > 0 continues from the full-step iteration ``start`` (its model, correction included,
-    and MD samples, ``<name>-ibi<start>``) instead of the uncorrected run; with ``damping`` < 1 the new
-    iterations are ``<name>-ibi<k>d<damping>`` (:func:`refined_name`), e.g. a damped second step after a
-    full first. ``joint``: the new steps fit the joint phi/psi correction
-    (:func:`ase_denoise.priors.fit_dihedral_pair_correction`, 3 orders per angle) beside the start's
-    one-dimensional one, ``<name>-ibi<k>j``."""
-    from ase_denoise.checkpoint import load_model_file, save_model
-    from ase_denoise.model import with_prior
-    from ase_denoise.priors import dihedral_angles, fit_dihedral_correction, fit_dihedral_pair_correction
-
-    spec = RUNS[name]
-    frames = map_frames(data)
-    pool, test = split(frames)
-    train_frames = pool[: spec["frames"]][: QUICK["frames_cap"] if quick else None]
-    start_name = refined_name(name, start) if start else name
-    samples_path = RESULTS / f"cg-{start_name}.phi_psi.npy"
-    if not samples_path.exists():
-        if start:
-            raise FileNotFoundError(f"{samples_path} is missing: run --refine {name} --iterations {start} first")
-        do_run(name, quick=quick, data=data)
-    base = load_model_file(RUNS_DIR / start_name / "best.safetensors")  # the start's correction included
-    kT = base.kT
-    target = dihedral_angles(train_frames, [PHI, PSI])
-    sampled = np.radians(np.load(samples_path).astype(np.float64))
-    ref = reference_phi_psi(frames)
-    kind = "dihedral_pair_correction" if joint else "dihedral_correction"
-    correction = next((p for p in base.priors if p.kind == kind), None)  # with_prior replaces it
-    results = []
-    for k in range(start + 1, start + iterations + 1):
-        if joint:
-            correction = fit_dihedral_pair_correction(sampled, target, kT, [(PHI, PSI)], previous=correction,
-                                                      damping=damping)
-        else:
-            correction = fit_dihedral_correction(sampled, target, kT, [PHI, PSI], previous=correction, damping=damping)
-        model = with_prior(base, correction)
-        refined = refined_name(name, k, damping, joint)
-        (RUNS_DIR / refined).mkdir(parents=True, exist_ok=True)
-        save_model(model, RUNS_DIR / refined / "best.safetensors", overwrite=True,
-                   training=dict(refined_from=name, iteration=k, damping=damping, joint=joint))
-        md, phi_psi = run_md(model, pool[: spec["frames"]], frames, quick, seed=spec["seed"] + 100 * k)
-        result = dict(name=refined, spec=dict(spec, refined_from=name, iteration=k, damping=damping, joint=joint),
-                      correction=correction.to_dict(), forces=force_errors(model, test[: 20 if quick else len(test)]),
-                      md=md, kl=kl_divergence(ref, phi_psi) if len(phi_psi) else float("nan"),
-                      populations=basin_populations(phi_psi) if len(phi_psi) > 1 else {})
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"cg-{refined}.json").write_text(json.dumps(result, indent=1))
-        np.save(RESULTS / f"cg-{refined}.phi_psi.npy", phi_psi.astype(np.float32))
-        logger.info("%s: KL %.3f, populations %s", refined, result["kl"],
-                    {b.split(" ")[0]: round(v[0], 3) for b, v in result["populations"].items()})
-        results.append(result)
-        sampled = np.radians(phi_psi.astype(np.float64))
-    return results
-
-
 def marginals_product(phi_psi: np.ndarray, copies: int = 13, seed: int = 0) -> np.ndarray:
     """Samples [copies * n, 2] of the product of the phi and psi marginals of ``phi_psi`` [n, 2] (psi
     shuffled against phi): the joint density a model that knew only the two one-dimensional free
-    energies, as the torsion priors of ``dnst``/``fmt`` do, would sample."""
+    energies, as the torsion priors do, would sample."""
     rng = np.random.default_rng(seed)
     return np.concatenate([np.stack([phi_psi[:, 0], rng.permutation(phi_psi[:, 1])], axis=1) for _ in range(copies)])
-
-
-def reference_figures(data: Path = DATA) -> Dict[str, Any]:
-    ref = reference_phi_psi(map_frames(data))
-    half = len(ref) // 2
-    pool = split(ref)[0][: max(FRAME_COUNTS)]
-    return dict(populations=basin_populations(ref), kl_between_halves=kl_divergence(ref[:half], ref[half:]),
-                n_frames=len(ref), kl_marginals_product=kl_divergence(ref, marginals_product(pool)))
-
-
-def _load(name: str):
-    path = RESULTS / f"cg-{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-#: (iteration, damping, joint) of --refine that the tables look for; damped and joint steps follow a
-#: full first step
-REFINE_ITERATIONS = ((1, 1.0, False), (2, 1.0, False), (2, 0.5, False), (2, 1.0, True), (2, 0.5, True),
-                     (3, 1.0, False), (3, 0.5, False), (3, 1.0, True))
-
-
-def _table_rows():
-    """(frames, recipe prefix, label, suffix) per table row: each recipe, then its torsion-corrected
-    iterations (``-ibi<k>``, ``-ibi<k>d<damping>``; :func:`refine_run`) where they were run."""
-    for n in FRAME_COUNTS:
-        for prefix, label, *_ in RECIPES:
-            yield n, prefix, label, ""
-            for k, damping, joint in REFINE_ITERATIONS:
-                notes = (["a joint phi-psi step"] if joint else []) + ([f"damping {damping:g}"] if damping != 1.0 else [])
-                how = f" ({', '.join(notes)} after a full first step)" if notes else ""
-                yield (n, prefix, f"{label} + torsion correction (no labels), iteration {k}{how}",
-                       refined_name("", k, damping, joint))
-
-
-def report(data: Path = DATA) -> str:
-    """Mean ± std over seeds per recipe and frame count (markdown), for the runs in ``RESULTS``
-    (``--results-dir``); a first line names the MD friction(s) the runs used."""
-    ref = reference_figures(data)
-    short = {k: k.split(" ")[0] for k in ref["populations"]}
-
-    def ms(values):
-        v = np.asarray(values, dtype=float)
-        return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
-
-    basins = list(ref["populations"])
-    head = " | ".join(short[b] for b in basins)
-    rows = [f"| recipe | frames | seeds | KL to reference | {head} | replicas intact | MD kinetic T (K) | force RMSE (eV/A) |",
-            "| --- | --- | --- | --- | " + " | ".join("---" for _ in basins) + " | --- | --- | --- |",
-            f"| reference (5 ns all-atom, mapped) | - | - | {ref['kl_between_halves']:.3f} (between halves) | "
-            + " | ".join(f"{ref['populations'][b][0]:.3f} ± {ref['populations'][b][1]:.3f}" for b in basins)
-            + " | - | 300 | - |"]
-    frictions, per_seed = set(), []
-    for n, prefix, label, refined in _table_rows():
-        res = [r for r in map(_load, seed_runs(prefix, n, refined)) if r]
-        if not res:
-            continue
-        pops = " | ".join(ms([r["populations"].get(b, [np.nan])[0] for r in res]) for b in basins)
-        intact = sum(r["md"]["replicas_intact"] for r in res)
-        total = sum(r["md"]["n_replicas"] for r in res)
-        temps = ", ".join(f"{r['md']['mean_temperature_K']:.0f}" for r in res)
-        frictions.update(r["md"].get("friction_per_fs", 0.01) for r in res)  # runs before session 16: 0.01
-        per_seed.append(f"`{prefix}-{n}{refined}` " + ", ".join(f"{r['kl']:.3f}" for r in res))
-        rows.append(f"| {label} | {n} | {len(res)} | {ms([r['kl'] for r in res])} | {pops} | {intact}/{total} "
-                    f"| {temps} | {ms([r['forces']['all']['rmse'] for r in res])} |")
-    friction = ", ".join(f"{f:g}" for f in sorted(frictions)) or "-"
-    return (f"CG MD friction: {friction} /fs\n\n" + "\n".join(rows)
-            + "\n\nKL per training seed (seed 0 first): " + "; ".join(per_seed) + "."
-            + f"\n\nThe product of the phi and psi marginals of the first {max(FRAME_COUNTS)} training frames (what "
-            f"the torsion priors alone know, no MD): KL {ref['kl_marginals_product']:.3f}.")
-
-
-def region_table(data: Path = DATA) -> str:
-    """Populations of beta's two halves (C7eq, PII), alpha_R and alpha_L per recipe and frame count
-    (markdown, mean ± std over seeds), from the MD samples of the runs in ``RESULTS``."""
-    ref = basin_populations(reference_phi_psi(map_frames(data)), split_beta=True)
-    regions = list(ref)
-    rows = ["| recipe | frames | seeds | " + " | ".join(r.split(" (")[0] for r in regions) + " |",
-            "| --- | --- | --- | " + " | ".join("---" for _ in regions) + " |",
-            "| reference (5 ns all-atom, mapped; 10-block errors) | - | - | "
-            + " | ".join(f"{ref[r][0]:.3f} ± {ref[r][1]:.3f}" for r in regions) + " |"]
-    for n, prefix, label, refined in _table_rows():
-        files = [RESULTS / f"cg-{name}.phi_psi.npy" for name in seed_runs(prefix, n, refined)]
-        pops = [basin_populations(np.load(f).astype(np.float64), split_beta=True) for f in files if f.exists()]
-        if not pops:
-            continue
-        cells = []
-        for r in regions:
-            v = np.array([p[r][0] for p in pops])
-            cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
-        rows.append(f"| {label} | {n} | {len(pops)} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
 
 
 def marginal_figures(reference: np.ndarray, model: np.ndarray) -> Dict[str, float]:
@@ -524,48 +323,225 @@ def marginal_figures(reference: np.ndarray, model: np.ndarray) -> Dict[str, floa
                 mutual_information=float((joint * np.log(joint / independent)).sum()))
 
 
-def marginal_table(data: Path = DATA) -> str:
-    """Per recipe (mean ± std over seeds, markdown): the KL of the phi and of the psi marginal and the
-    phi-psi mutual information of its MD samples (:func:`marginal_figures`), and the KL to the
-    held-out last 500 frames alone (1 ns no run trained on, nor fitted a prior or a correction to); first
-    the reference, the training frames themselves and the product of their marginals."""
-    frames = map_frames(data)
+def sample_figures(phi_psi: np.ndarray, frames: List[Atoms]) -> Dict[str, Any]:
+    """The figures of one model's MD samples (degrees) against the reference (all frames): KL, basin and
+    region populations (blocks: the samples in 10 pieces), the marginals' KL and mutual information, and
+    the KL from the held-out last 20% alone."""
+    if len(phi_psi) < 2:
+        return dict(kl=float("nan"), populations={})
     ref = reference_phi_psi(frames)
+    held_out = reference_phi_psi(split(frames)[1])
+    return dict(kl=kl_divergence(ref, phi_psi), populations=basin_populations(phi_psi),
+                regions=basin_populations(phi_psi, split_beta=True), **marginal_figures(ref, phi_psi),
+                kl_held_out=kl_divergence(held_out, phi_psi))
+
+
+class CGStudy(Study):
+    """Alanine dipeptide coarse-grained to six beads: the free energy over phi/psi."""
+
+    name = "ala2-cg"
+    here = HERE
+    data_file = "ala2_aa_300K.npz"
+    kind = "cg-run"
+    description = "alanine dipeptide, 6-bead CG: denoising vs force matching (benchmarks/ala2/README.md)"
+    record_keys = aa.AllAtomStudy.record_keys
+
+    def load_frames(self, path):
+        return map_frames(path)
+
+    def split(self, frames, recipe):
+        return split(frames)
+
+    def train(self, recipe, seed, frames, work, quick):
+        model, n_frames, epochs, elapsed = train_run(recipe.run_name(seed), frames, quick)
+        return model, dict(n_frames=n_frames, epochs=epochs, train_s=elapsed)
+
+    def force_errors(self, model, test, quick):
+        return {"forces": {"all": short_metrics(force_errors(model, test[: 20 if quick else len(test)])["all"], ("rmse",))}}
+
+    def measure(self, model, recipe, seed, run, train, test, frames, quick):
+        md_seed = self.md_seed if self.md_seed is not None else seed
+        md, phi_psi = run_md(model, train[: recipe.frames], frames, quick, seed=md_seed)
+        self.save_samples(run, phi_psi, quick)
+        return dict(md=md, **sample_figures(phi_psi, frames), **({"variant": self.variant} if self.variant else {}))
+
+    md_seed = None
+    variant = None
+
+    def save_samples(self, run: str, phi_psi: np.ndarray, quick: bool) -> Path:
+        self.raw.mkdir(parents=True, exist_ok=True)
+        path = self.samples_path(run, quick)
+        np.save(path, phi_psi.astype(np.float32))
+        return path
+
+    def samples_path(self, run: str, quick: bool = False) -> Path:
+        return self.raw / f"cg-{run}{'-quick' if quick else ''}{'-' + self.variant if self.variant else ''}.phi_psi.npy"
+
+    def one_line(self, record):
+        return f"KL {fmt(record.get('kl'))}, {record['md']['replicas_intact']}/{record['md']['n_replicas']} replicas intact"
+
+    def add_arguments(self, parser):
+        parser.add_argument("--plot", nargs="*", default=None, help="free-energy surfaces of these runs (default: seed 0 "
+                            "of each recipe at 2000 frames) against the reference, from results/raw/")
+        parser.add_argument("--plot-name", default="cg_fes", help="--plot writes results/<name>.png (cg_fes_500, "
+                            "cg_fes_refined, cg_fes_joint: the README's other surfaces)")
+        parser.add_argument("--publish", default=None, metavar="RUN", help="copy this run's model into the zoo as ala2-cg-300K")
+        parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
+        parser.add_argument("--refine", nargs="*", default=[], metavar="RUN", help="iterative Boltzmann correction of "
+                            "these runs' phi/psi (coordinates only; after their MD): RUN+corrected1, +corrected2, ...")
+        parser.add_argument("--iterations", type=int, default=2, help="correction iterations for --refine")
+        parser.add_argument("--damping", type=float, default=1.0, help="fraction of each --refine step applied "
+                            "(RUN+corrected<k>-half for 0.5)")
+        parser.add_argument("--joint", action="store_true", help="--refine fits the joint phi/psi correction (beside "
+                            "the --start iteration's one-dimensional one): RUN+corrected<k>-joint")
+        parser.add_argument("--start", type=int, default=0, help="--refine continues from this full-step iteration "
+                            "(its correction and MD) instead of the uncorrected run")
+        parser.add_argument("--md-seed", type=int, default=None, help="thermostat seed of the MD (default: the run's "
+                            "training seed); the records carry variant md-seed-<K>: the MD-sampling scatter")
+
+    def run(self, run, quick=False):
+        return super().run(run, quick)
+
+    def handle(self, args):
+        ensure_reference(self.summary(args.quick), self.data)
+        for name in args.refine:
+            if name not in RUNS:
+                raise SystemExit(f"unknown run {name}")
+            refine_run(name, iterations=args.iterations, damping=args.damping, quick=args.quick, start=args.start,
+                       joint=args.joint)
+        if args.plot is not None:
+            print(plot(args.plot or [r.name for r in RECIPES if r.frames == max(FRAME_COUNTS)], quick=args.quick,
+                       path=self.results / f"{args.plot_name}{'-quick' if args.quick else ''}.png"))
+        if args.publish:
+            print(publish(args.publish, models_dir=Path(args.models_dir), quick=args.quick))
+
+    def main(self, argv=None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        self.md_seed = int(args[args.index("--md-seed") + 1]) if "--md-seed" in args else None
+        self.variant = None if self.md_seed is None else f"md-seed-{self.md_seed}"
+        try:
+            return super().main(args)
+        finally:
+            self.md_seed = self.variant = None
+
+    def documents(self, quick: bool = False):
+        from ala2 import tables
+
+        return tables.documents(self, quick)
+
+    def tables(self, quick: bool = False):
+        return self.documents(quick)[self.readme]
+
+
+STUDY = CGStudy(BOOK)
+
+
+def refined_name(name: str, k: int, damping: float = 1.0, joint: bool = False) -> str:
+    """The run name of iteration ``k`` of :func:`refine_run`: ``<name>+corrected<k>`` for full steps,
+    ``-joint`` for a joint phi/psi step, ``-half`` for a step damped by 0.5 (other dampings: ``-d<damping>``)."""
+    damp = "" if damping == 1.0 else ("-half" if damping == 0.5 else f"-d{damping:g}")
+    return f"{name}+corrected{k}" + ("-joint" if joint else "") + damp
+
+
+def refine_run(name: str, iterations: int = 2, damping: float = 1.0, quick: bool = False, start: int = 0,
+               joint: bool = False) -> List[Dict[str, Any]]:
+    """Iterative Boltzmann correction of run ``name``'s torsions, coordinates only: from the phi/psi
+    of its MD (``results/raw/``, the run's MD first if missing) and of its training frames,
+    :func:`ase_denoise.priors.fit_dihedral_correction` fits the correction, which is added to the
+    trained model at inference (weights unchanged) and saved as ``runs/ala2-cg/<name>+corrected<k>/``;
+    the MD is rerun with it (thermostat seed ``training seed + 100 k``), and so on ``iterations`` times.
+    Each iteration is a ``cg-run`` record as for the runner's.
+
+    ``start`` > 0 continues from the full-step iteration ``start`` (its model, correction included,
+    and MD samples) instead of the uncorrected run; with ``damping`` < 1 the new iterations are damped
+    (:func:`refined_name`), e.g. a damped second step after a full first. ``joint``: the new steps fit
+    the joint phi/psi correction (:func:`ase_denoise.priors.fit_dihedral_pair_correction`, 3 orders per
+    angle) beside the start's one-dimensional one."""
+    from ase_denoise.checkpoint import load_model_file, save_model
+    from ase_denoise.model import with_prior
+    from ase_denoise.priors import dihedral_angles, fit_dihedral_correction, fit_dihedral_pair_correction
+
+    recipe, seed = RUNS[name]
+    frames = STUDY.frames()
     pool, test = split(frames)
-    held_out, train = reference_phi_psi(test), reference_phi_psi(pool[: max(FRAME_COUNTS)])
-    rows = ["| recipe | frames | seeds | KL of phi marginal | KL of psi marginal | mutual information | KL to the held-out 500 |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-            f"| reference (5 ns all-atom, mapped) | - | - | 0 | 0 | {marginal_figures(ref, ref)['mutual_information']:.3f} | "
-            f"{kl_divergence(held_out, ref):.3f} |"]
-    for label, sample in ((f"the first {len(train)} training frames themselves", train),
-                          ("the product of their phi and psi marginals", marginals_product(train))):
-        f = marginal_figures(ref, sample)
-        rows.append(f"| {label} | - | - | {f['kl_phi']:.3f} | {f['kl_psi']:.3f} | {f['mutual_information']:.3f} | "
-                    f"{kl_divergence(held_out, sample):.3f} |")
-    for n, prefix, label, refined in _table_rows():
-        files = [RESULTS / f"cg-{name}.phi_psi.npy" for name in seed_runs(prefix, n, refined)]
-        samples = [np.load(f).astype(np.float64) for f in files if f.exists()]
-        if not samples:
-            continue
-        figures = [dict(marginal_figures(ref, x), held_out=kl_divergence(held_out, x)) for x in samples]
-        cells = []
-        for key in ("kl_phi", "kl_psi", "mutual_information", "held_out"):
-            v = np.array([f[key] for f in figures])
-            cells.append(f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else ""))
-        rows.append(f"| {label} | {n} | {len(figures)} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    train_frames = pool[: recipe.frames][: QUICK["frames_cap"] if quick else None]
+    start_name = refined_name(name, start) if start else name
+    samples_path = STUDY.samples_path(start_name, quick)
+    if not samples_path.exists():
+        if start:
+            raise FileNotFoundError(f"{samples_path} is missing: run --refine {name} --iterations {start} first")
+        STUDY.run(name, quick=quick)
+    base = load_model_file(STUDY.work_dir(start_name, quick) / "best.safetensors")  # the start's correction included
+    kT = base.kT
+    target = dihedral_angles(train_frames, [PHI, PSI])
+    sampled = np.radians(np.load(samples_path).astype(np.float64))
+    kind = "dihedral_pair_correction" if joint else "dihedral_correction"
+    correction = next((p for p in base.priors if p.kind == kind), None)  # with_prior replaces it
+    results = []
+    for k in range(start + 1, start + iterations + 1):
+        if joint:
+            correction = fit_dihedral_pair_correction(sampled, target, kT, [(PHI, PSI)], previous=correction,
+                                                      damping=damping)
+        else:
+            correction = fit_dihedral_correction(sampled, target, kT, [PHI, PSI], previous=correction, damping=damping)
+        model = with_prior(base, correction)
+        refined = refined_name(name, k, damping, joint)
+        work = STUDY.work_dir(refined, quick)
+        work.mkdir(parents=True, exist_ok=True)
+        save_model(model, work / "best.safetensors", overwrite=True,
+                   training=dict(refined_from=name, iteration=k, damping=damping, joint=joint))
+        md, phi_psi = run_md(model, pool[: recipe.frames], frames, quick, seed=seed + 100 * k)
+        STUDY.save_samples(refined, phi_psi, quick)
+        result = STUDY.summary(quick).put(dict(
+            kind="cg-run", run=refined, recipe=recipe.name, seed=seed, refined_from=name, iteration=k, damping=damping,
+            joint=joint, correction=correction.to_dict(),
+            forces={"all": short_metrics(force_errors(model, test[: 20 if quick else len(test)])["all"], ("rmse",))},
+            md=md, **sample_figures(phi_psi, frames), date=time.strftime("%Y-%m-%d")))
+        logger.info("%s: KL %.3f, populations %s", refined, result["kl"],
+                    {b.split(" ")[0]: round(v[0], 3) for b, v in result["populations"].items()})
+        results.append(result)
+        sampled = np.radians(phi_psi.astype(np.float64))
+    return results
 
 
-def plot(names: Sequence[str], data: Path = DATA, path: Path = None) -> Path:
-    """Free-energy surfaces -kT ln p(phi, psi) of the reference and of the runs ``names``."""
+def ensure_reference(summary, data: Path = None) -> Dict[str, Any]:
+    """The ``cg-reference`` record of ``summary`` (written from the data when missing): the tables need it."""
+    return summary.get("cg-reference", "reference") or summary.put(reference_figures(data))
+
+
+def reference_figures(data: Path = None) -> Dict[str, Any]:
+    """The reference (all frames, mapped) as the tables use it: populations of the basins and regions
+    (10 blocks), the KL between its halves, the KL of the product of the first 2000 training frames'
+    marginals; the marginal figures of the reference, of those training frames and of their product, each
+    with the KL from the held-out last 500 frames -> the ``cg-reference`` record."""
+    frames = map_frames(data or STUDY.data)
+    ref = reference_phi_psi(frames)
+    half = len(ref) // 2
+    pool, test = split(frames)
+    train = reference_phi_psi(pool[: max(FRAME_COUNTS)])
+    held_out = reference_phi_psi(test)
+    rows = {}
+    for label, sample in (("reference", ref), ("training frames", train), ("product of their marginals", marginals_product(train))):
+        rows[label] = dict(marginal_figures(ref, sample), kl=kl_divergence(ref, sample), kl_held_out=kl_divergence(held_out, sample))
+    return dict(kind="cg-reference", run="reference", populations=basin_populations(ref),
+                regions=basin_populations(ref, split_beta=True), kl_between_halves=kl_divergence(ref[:half], ref[half:]),
+                n_frames=len(ref), n_training=len(train), kl_marginals_product=kl_divergence(ref, marginals_product(train)),
+                marginals=rows)
+
+
+def plot(names: Sequence[str], path: Path = None, quick: bool = False) -> Path:
+    """Free-energy surfaces -kT ln p(phi, psi) of the reference and of the runs ``names`` (their sampled
+    phi/psi in ``results/raw/``, written by the runs) -> ``results/cg_fes.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    samples = [("reference (all-atom, 5 ns)", reference_phi_psi(map_frames(data)))]
+    from study_kit import save_figure
+
+    samples = [("reference (all-atom, 5 ns)", reference_phi_psi(STUDY.frames()))]
     for name in names:
-        f = RESULTS / f"cg-{name}.phi_psi.npy"
+        f = STUDY.samples_path(name, quick)
         if f.exists():
             samples.append((name, np.load(f).astype(np.float64)))
     kT = 8.617333262e-5 * TEMPERATURE_K * 96.485  # kJ/mol
@@ -578,17 +554,16 @@ def plot(names: Sequence[str], data: Path = DATA, path: Path = None) -> Path:
         fes -= np.nanmin(fes[np.isfinite(fes)])
         im = ax.imshow(np.where(np.isfinite(fes), fes, np.nan).T, origin="lower", extent=(-180, 180, -180, 180),
                        vmin=0, vmax=15, cmap="viridis")
-        ax.set_title(label, fontsize=9)
+        import textwrap
+
+        ax.set_title("\n".join(textwrap.wrap(label.replace("+", " +"), 24)), fontsize=8)
         ax.set_xlabel("phi (deg)")
         ax.set_ylabel("psi (deg)")
     fig.colorbar(im, ax=axes[0].tolist(), label="free energy (kJ/mol)", shrink=0.8)
-    path = path or RESULTS / "cg_fes.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path or STUDY.results / f"cg_fes{'-quick' if quick else ''}.png")
 
 
-def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO / "models", data: Path = DATA) -> Path:
+def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO / "models", quick: bool = False) -> Path:
     """Copy run ``name``'s model into ``models/<zoo_name>/`` with its card, a start structure (a
     held-out frame) and the reference phi/psi samples (for the tutorial), and register it."""
     import shutil
@@ -598,20 +573,23 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     from ase_denoise.checkpoint import load_model_file
     from ase_denoise.zoo import register_model
 
-    res = _load(name)
+    records = STUDY.by_run(quick=quick)
+    res = records.get(name)
     if res is None:
-        raise FileNotFoundError(f"no results for run {name!r} in {RESULTS}")
-    base_name, _, iteration = name.partition("-ibi")  # a run corrected by refine_run: its training is the base's
-    base = _load(base_name) if iteration else res
+        raise FileNotFoundError(f"no record of run {name!r} in {STUDY.summary(quick).path}")
+    base_name, _, correction = name.partition("+")  # a run corrected by refine_run: its training is the base's
+    iteration = correction[len("corrected"):] if correction else ""
+    base = records.get(base_name)
     if base is None:
-        raise FileNotFoundError(f"no results for run {base_name!r}, which {name!r} corrects, in {RESULTS}")
-    suffix = f"-ibi{iteration}" if iteration else ""
-    model = load_model_file(RUNS_DIR / name / "best.safetensors")
+        raise FileNotFoundError(f"no record of run {base_name!r}, which {name!r} corrects")
+    suffix = f"+{correction}" if correction else ""
+    recipe, seed = RUNS[base_name]
+    model = load_model_file(STUDY.work_dir(name, quick) / "best.safetensors")
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{zoo_name}.safetensors"
-    shutil.copyfile(RUNS_DIR / name / "best.safetensors", dest)
-    frames = map_frames(data)
+    shutil.copyfile(STUDY.work_dir(name, quick) / "best.safetensors", dest)
+    frames = STUDY.frames()
     start = split(frames)[1][0].copy()
     del start.arrays["ref_forces"]
     ase.io.write(dest_dir / "start.extxyz", start)
@@ -619,9 +597,9 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     np.savez_compressed(dest_dir / "reference_phi_psi.npz", phi_psi_deg=ref.astype(np.float32))
     for f in (dest, dest_dir / "start.extxyz", dest_dir / "reference_phi_psi.npz"):
         os.chmod(f, 0o644)
-    figures = reference_figures(data)
-    prefix = name.split("-")[0]
-    seeds = [r for r in map(_load, seed_runs(prefix, base["n_frames"], suffix)) if r]
+    figures = reference_figures(STUDY.data)
+    word = recipe.get("word")
+    seeds = [records[n] for n in seed_runs(word, recipe.frames, suffix) if n in records]
     c, physics = model.config, model.physics
     names = c.bead_names
     levels = ", ".join(f"{x:g}" for x in model.noise_levels)
@@ -632,15 +610,16 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
     kl_seeds = ", ".join(f"{r['kl']:.3f}" for r in seeds)
     torsions = any(p.kind == "dihedrals" for p in model.priors)
     fm_line = ""
-    for fm_prefix, fm_what in (("fm", "the bonded priors and the wall"), ("fmt", "the same priors, torsions included")):
-        if fm_prefix == "fmt" and not torsions:
+    for fm_word, fm_what in (("force-match", "the bonded priors and the wall"),
+                             ("force-match-torsions", "the same priors, torsions included")):
+        if fm_word == "force-match-torsions" and not torsions:
             continue
         for fm_suffix in dict.fromkeys(("", suffix)):
-            fm = [r for r in map(_load, seed_runs(fm_prefix, base["n_frames"], fm_suffix)) if r]
+            fm = [records[n] for n in seed_runs(fm_word, recipe.frames, fm_suffix) if n in records]
             if fm:
                 fm_line += (f"\n- Force matching on the {base['n_frames']} frames' mapped forces with {fm_what}"
                             + (", with the same torsion correction" if fm_suffix else "") + ", the same protocol and "
-                            f"optimiser steps (`{fm_prefix}-{base['n_frames']}{fm_suffix}`): KL "
+                            f"optimiser steps (`{fm_word}-{base['n_frames']}{fm_suffix}`): KL "
                             + ", ".join(f"{r['kl']:.3f}" for r in fm) + f" over {len(fm)} training seed(s).")
     prior_words = "the bonded priors, the wall and the torsion priors on phi and psi" if torsions else \
         "the bonded priors and the wall"
@@ -649,12 +628,11 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
                      f"{figures['kl_marginals_product']:.3f} from the reference (this model's MD: {res['kl']:.3f}); what a "
                      "model adds beyond that is\n  the coupling of phi and psi, which no prior here carries." if torsions else "")
     pool, test = split(frames)
-    sampled = RESULTS / f"cg-{name}.phi_psi.npy"
     held_out_line = (f"\n- KL from the held-out last 500 frames alone (1 ns that no training, prior or correction saw; a "
-                     f"sparse histogram):\n  {kl_divergence(reference_phi_psi(test), np.load(sampled).astype(np.float64)):.3f}; "
+                     f"sparse histogram):\n  {res['kl_held_out']:.3f}; "
                      f"the {base['n_frames']} training frames themselves are at "
                      f"{kl_divergence(reference_phi_psi(test), reference_phi_psi(pool[: base['n_frames']])):.3f} from them."
-                     if sampled.exists() else "")
+                     if res.get("kl_held_out") is not None else "")
     refined_line = (f"\n- Torsion correction (`cg.py --refine`; `ase-denoise refine-torsions` does the same for any "
                     f"molecule): {iteration} step(s) of\n  iterative Boltzmann inversion on phi and psi, each from the "
                     f"model's own replica MD against the training frames'\n  distributions (no labels), added at "
@@ -662,10 +640,10 @@ def publish(name: str, zoo_name: str = "ala2-cg-300K", models_dir: Path = REPO /
                     if iteration else "")
     ladder_how = ("(`soft_ladder`: the `auto` rule applied to the bead pairs no bonded prior covers), the bonded "
                   "priors subtracted from the target as the noise smooths them (`smoothed_priors=True`)"
-                  if res["spec"].get("smoothed") else "(`noise_std=\"auto\"`: the C-N bonds' width sets it)")
+                  if recipe.get("smoothed") else "(`noise_std=\"auto\"`: the C-N bonds' width sets it)")
     cmd = (f"OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/cg.py --only {base_name}"
            + (f" --refine {base_name} --iterations {iteration}" if iteration else "") + f" --publish {name}")
-    friction = md.get("friction_per_fs", 0.01)  # results written before session 16 ran at 0.01/fs
+    friction = md.get("friction_per_fs", 0.01)
     if c.head == "energy":
         heating = (f"- Its forces are the gradient of a free energy (energy head), so Langevin MD holds the temperature\n"
                    f"  (this model: {md['mean_temperature_K']:.0f} K mean kinetic temperature in the replicas above).")
@@ -699,9 +677,9 @@ atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")   # sha256-checked, no net
 
 ## Settings
 
-- noise_std (sigma): noise ladder **{levels} A** {ladder_how}; n_duplicates: **{res['spec']['n_duplicates']}**
+- noise_std (sigma): noise ladder **{levels} A** {ladder_how}; n_duplicates: **{recipe.n_duplicates}**
   (noise drawn in antithetic pairs).
-- Training: {base['epochs']} epochs, batch {BATCH}, AdamW lr 0.005 with cosine schedule, seed {res['spec']['seed']}, float32;
+- Training: {base['epochs']} epochs, batch {BATCH}, AdamW lr 0.005 with cosine schedule, seed {seed}, float32;
   {base['train_s'] / 60:.1f} min on one CPU thread.{refined_line}
 - Priors: {"; ".join(p.describe(names) for p in model.priors)}.
 - Architecture: MACE, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels}, max_ell={c.max_ell},
@@ -721,7 +699,7 @@ replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mappe
 
 - KL divergence of the phi/psi histogram (20-degree bins) from the reference: **{res['kl']:.3f}**. The
   reference's own two halves differ by {figures['kl_between_halves']:.3f}: that is the floor the 5-ns reference allows.{held_out_line}
-- The same recipe over {len(seeds)} training seed(s): KL {kl_seeds} (this file is seed {res['spec']['seed']}).{fm_line}
+- The same recipe over {len(seeds)} training seed(s): KL {kl_seeds} (this file is seed {seed}).{fm_line}
 
 ## Limits
 
@@ -746,57 +724,7 @@ reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb
 
 
 def main(argv=None) -> int:
-    global RESULTS, RUNS_DIR
-    parser = argparse.ArgumentParser(description="alanine dipeptide, 6-bead CG: denoising vs force matching")
-    parser.add_argument("--only", nargs="*", default=[], help="runs to train and evaluate")
-    parser.add_argument("--report", action="store_true", help="print the table of the finished runs")
-    parser.add_argument("--plot", nargs="*", default=None, help="free-energy surfaces of these runs (default: seed 0 "
-                        "of each recipe at 2000 frames) against the reference")
-    parser.add_argument("--regions", action="store_true", help="print the populations of C7eq, PII (beta's two "
-                        "halves), alpha_R and alpha_L per recipe")
-    parser.add_argument("--marginals", action="store_true", help="print the KL of the phi and psi marginals and the "
-                        "phi-psi mutual information per recipe")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
-    parser.add_argument("--publish", default=None, metavar="RUN", help="copy this run's model into the zoo as ala2-cg-300K")
-    parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
-    parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
-    parser.add_argument("--runs-dir", default=str(RUNS_DIR))
-    parser.add_argument("--results-dir", default=None, help="read and write results here instead of <out-dir>/results "
-                        "(e.g. results/friction-0.01 for the table of the runs at friction 0.01/fs)")
-    parser.add_argument("--refine", nargs="*", default=[], metavar="RUN", help="iterative Boltzmann correction of "
-                        "these runs' phi/psi (coordinates only; after their MD): RUN-ibi1, RUN-ibi2, ...")
-    parser.add_argument("--iterations", type=int, default=2, help="correction iterations for --refine")
-    parser.add_argument("--damping", type=float, default=1.0, help="fraction of each --refine step applied "
-                        "(runs RUN-ibi<k>d<damping> when below 1)")
-    parser.add_argument("--joint", action="store_true", help="--refine fits the joint phi/psi correction (beside "
-                        "the --start iteration's one-dimensional one): runs RUN-ibi<k>j")
-    parser.add_argument("--start", type=int, default=0, help="--refine continues from this full-step iteration "
-                        "(its correction and MD) instead of the uncorrected run")
-    parser.add_argument("--md-seed", type=int, default=None, help="thermostat seed of the MD (default: the run's "
-                        "training seed); with --results-dir, the MD-sampling scatter of already trained models")
-    args = parser.parse_args(argv)
-    RESULTS, RUNS_DIR = Path(args.results_dir or Path(args.out_dir) / "results"), Path(args.runs_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    unknown = [n for n in [*args.only, *args.refine] if n not in RUNS]
-    if unknown:
-        parser.error(f"unknown runs {unknown}; known: {sorted(RUNS)}")
-    for name in args.only:
-        do_run(name, quick=args.quick, data=Path(args.data), md_seed=args.md_seed)
-    for name in args.refine:
-        refine_run(name, iterations=args.iterations, damping=args.damping, quick=args.quick, data=Path(args.data),
-                   start=args.start, joint=args.joint)
-    if args.report:
-        print(report(Path(args.data)))
-    if args.regions:
-        print(region_table(Path(args.data)))
-    if args.marginals:
-        print(marginal_table(Path(args.data)))
-    if args.plot is not None:
-        print(plot(args.plot or ["dn-2000", "dns-2000", "mixed-2000", "fm-2000"], Path(args.data)))
-    if args.publish:
-        print(publish(args.publish, models_dir=Path(args.models_dir), data=Path(args.data)))
-    return 0
+    return STUDY.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,18 @@
 #!/usr/bin/env python
-"""Why the CG MD of ``cg.py`` runs hot: the integrator or the learned forces? (session 15)
+"""Why the CG MD of ``cg.py`` runs hot: the integrator or the learned forces?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py priors mixeds-2000    # priors alone, 2/1/0.5 fs
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py model mixeds-2000 mixeds-500-r2
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py zoo                   # ala2-cg-300K, friction 0.05/fs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py priors mixed-smoothed-2000    # priors alone, 2/1/0.5 fs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py model mixed-smoothed-2000 mixed-smoothed-500-seed2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/ala2/heating.py zoo                          # ala2-cg-300K, friction 0.05/fs
 
-``priors RUN``: the bonded priors and wall of ``runs/ala2-cg/RUN`` alone, in ASE's ``Langevin`` (300 K,
-friction 0.01/fs, 4 runs of 10 ps from training frames 0, 100, 200, 300), at 2, 1 and 0.5 fs: the
+``priors RUN``: the bonded priors and wall of the run ``RUN`` (``cg.py``'s work folder ``runs/ala2-cg/RUN``)
+alone, in ASE's ``Langevin`` (300 K, friction 0.01/fs, 4 runs of 10 ps from training frames 0, 100, 200, 300), at 2, 1 and 0.5 fs: the
 mean kinetic temperature after the first half. ``model RUN...``: the trained models in
 ``ReplicaLangevin`` (8 replicas from frames spread over the 2000 training frames, 10 ps) at 2 fs and
 0.5 fs with friction 0.01/fs and at 2 fs with 0.05/fs. ``zoo``: ``cg.py``'s MD protocol (32 replicas x
 30 ps) for the zoo model with friction 0.05/fs instead of 0.01/fs: temperature, KL and populations.
-Prints its figures (numbers quoted in ``README.md``, "The MD runs hot").
+Prints its figures (measured 2026-12-01 on the 2-core AMD EPYC VM; quoted in ``README.md``, "The MD
+runs hot").
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import common  # noqa: E402  (benchmarks/common.py: load_script)
 
-cg = common.load_script("ala2_cg", HERE / "cg.py")
+from ala2 import cg  # noqa: E402
 
 
 def priors_only(name: str) -> None:
@@ -42,7 +42,7 @@ def priors_only(name: str) -> None:
 
     from ase_denoise.checkpoint import load_model_file
 
-    priors = load_model_file(cg.RUNS_DIR / name / "best.safetensors").priors
+    priors = load_model_file(cg.STUDY.work_dir(name) / "best.safetensors").priors
 
     class PriorCalculator(Calculator):
         implemented_properties = ["energy", "forces"]
@@ -78,7 +78,7 @@ def model_runs(names) -> None:
 
     frames = cg.map_frames()
     for name in names:
-        model = load_model_file(cg.RUNS_DIR / name / "best.safetensors")
+        model = load_model_file(cg.STUDY.work_dir(name) / "best.safetensors")
         for dt, friction in ((2.0, 0.01), (0.5, 0.01), (2.0, 0.05)):
             starts = [frames[i] for i in np.linspace(0, 1999, 8).round().astype(int)]
             rep = ReplicaLangevin(model, starts, temperature_K=300, timestep_fs=dt, friction_per_fs=friction,

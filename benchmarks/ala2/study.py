@@ -4,35 +4,30 @@ Data: ``ala2_aa_300K.npz`` (``make_data.py``: amber14 + GBn2, no constraints, 30
 2 ps). The last 20% of the trajectory is held out (a later time block, not a random split). Every run
 trains the same MACE architecture (vector head unless said otherwise, r_max 5 A, non-periodic) with
 the harmonic bond and angle priors fitted to its training frames (``--prior bonded``: the stiff modes
-are given, the network learns the rest), and the same number of optimiser steps:
+are given, the network learns the rest), and the same number of optimiser steps. The recipes are data
+(:data:`RECIPES`, ``--list``; the words are shared with the CG study ``cg.py``):
 
-* ``dn-<N>``: denoising, coordinates only, the noise ladder ``auto`` derives from the data (the
-  C=O / C-N bond widths set it), antithetic pairs, 4 copies per frame;
-* ``dns-<N>``: as ``dn`` with ``TrainConfig.smoothed_priors`` (the residual taken against the bonded
-  priors as the noise smooths them), so ``auto`` leaves out the pairs the priors hold: a C=O ... 1-4
-  peak (0.077 A wide) sets the ladder, 0.0134 / 0.0208 / 0.0297 A, twice ``dn``'s;
-* ``dnst-<N>``: as ``dns`` with torsion priors on phi and psi as well (``dihedrals:...``: each
-  backbone dihedral's free energy fitted to the training frames' distribution, learned as a residual
-  like the bonded priors; :func:`ase_denoise.priors.fit_dihedral_priors`), ``dnste-<N>`` the same with
-  the energy head;
-* ``dnse-<N>``: as ``dns`` with the energy head (forces = -grad of a learned free energy: conservative,
-  so its MD cannot be heated by the network's work; about twice the vector head's cost);
-* ``mixed-<N>``: the same ladder with the variance-reduced mixture of the force and noise labels;
-* ``fm-<N>``: force matching on the instantaneous forces (exact here: without constraints the
-  all-atom forces are the score, no mean-force ambiguity);
-* ``fme-<N>``: as ``fm`` with the energy head (the labels' own energy surface: ``aa_energy.py``
-  compares both energy-head recipes' ``A`` with the force field's ``U``).
+* ``denoise-<N>``: coordinates only, the noise ladder ``auto`` derives from the data (the C=O / C-N
+  bond widths set it), antithetic pairs, 4 copies per frame;
+* ``denoise-smoothed-<N>``: with ``TrainConfig.smoothed_priors`` (the residual taken against the bonded
+  priors as the noise smooths them), so ``auto`` leaves out the pairs the priors hold: a wider ladder;
+* ``denoise-smoothed-torsions-<N>``: and torsion priors on phi and psi (each backbone dihedral's free
+  energy fitted to the training frames, :func:`ase_denoise.priors.fit_dihedral_priors`, learned as a
+  residual like the bonded priors); ``...-energy-head`` variants with the energy head (conservative);
+* ``mixed-<N>``: the ``auto`` ladder with the variance-reduced mixture of force and noise labels;
+* ``force-match-<N>``: force matching on the instantaneous forces (exact here: without constraints the
+  all-atom forces are the score); ``force-match-energy-head-<N>``: with the energy head.
 
-``N`` frames from the start of the trajectory; ``-r1``/``-r2``: training seeds 1 and 2.
+``N`` training frames from the start of the trajectory (500 or 2000); ``-seed1``/``-seed2``: training
+seeds 1 and 2. Per run one ``aa-run`` record in ``results/summary.jsonl`` (``benchmarks/study_kit.py``'s
+runner): held-out force errors against the true forces, per element and overall (RMSE, relative RMSE,
+slope); and a short Langevin MD (ASE, 300 K, 0.5 fs, friction 0.01/fs) from a held-out frame: whether it
+stays intact (every bond within 0.5 A of its reference mean) and its bond-length RMS spread against the
+reference's. A bond 1 A off its mean ends the run (``stopped`` says when).
 
-Figures per run (``results/<run>.json``): held-out force errors against the true forces, per element
-and overall (RMSE, relative RMSE, slope); and a short Langevin MD (ASE, 300 K, 0.5 fs, friction
-0.01/fs) from a held-out frame: whether it stays intact (every bond of the molecule within 0.5 A
-of its reference mean) and its bond-length RMS spread against the reference's. A bond 1 A off its
-mean ends the run (``stopped`` says when; runs before this rule went the full 11 ps).
-
-    python benchmarks/ala2/study.py --only dn-500 fm-500 mixed-500      # trains, evaluates
-    python benchmarks/ala2/study.py --report                            # the table in README.md
+    python benchmarks/ala2/study.py --only denoise-500 force-match-500 mixed-500    # trains, evaluates
+    python benchmarks/ala2/study.py --tables        # every table of README.md, from the summary
+    python benchmarks/ala2/study.py --plot-torsions # results/torsion_priors.png
 """
 from __future__ import annotations
 
@@ -40,22 +35,19 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Dict, List, Optional  # noqa: E402
+from typing import Any, Dict, List, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+from study_kit import Recipe, RecipeBook, Study, fmt, short_metrics  # noqa: E402
+
 DATA = HERE / "ala2_aa_300K.npz"
-RESULTS = HERE / "results"
-RUNS_DIR = REPO / "runs" / "ala2"
 TEMPERATURE_K = 300.0
 MODEL = dict(r_max=5.0, num_channels=16, max_ell=2, correlation=2, head="vector")
 STEPS = 30 * 500 * 4 // 8  # optimiser steps of every run (batch 8): 30 epochs x 500 frames x 4 copies
@@ -66,26 +58,39 @@ FRAME_COUNTS = (500, 2000)
 SEEDS = (0, 1, 2)
 
 
-def _runs() -> Dict[str, Dict[str, Any]]:
-    runs = {}
-    for n in FRAME_COUNTS:
-        for loss, prefix, copies in (("denoising", "dn", 4), ("denoising", "dns", 4), ("denoising", "dnse", 4),
-                                     ("denoising", "dnst", 4), ("denoising", "dnste", 4),
-                                     ("mixed", "mixed", 4), ("force_matching", "fm", 1), ("force_matching", "fme", 1)):
-            for seed in SEEDS:
-                name = f"{prefix}-{n}" + (f"-r{seed}" if seed else "")
-                runs[name] = dict(loss=loss, frames=n, n_duplicates=copies, seed=seed,
-                                  smoothed=prefix.startswith("dns"), antithetic=copies > 1,
-                                  noise_std="auto" if loss != "force_matching" else 0.01,
-                                  head="energy" if prefix in ("dnse", "dnste", "fme") else MODEL["head"],
-                                  torsions=prefix.startswith("dnst"))
-    return runs
+#: the recipe words of both ala2 studies: word -> (what it is, loss, copies per frame, smoothed priors, head,
+#: torsion priors); the all-atom study runs those whose entry in ALL_ATOM is True
+WORDS = {
+    "denoise": ("denoising, coordinates only (auto ladder)", "denoising", 4, False, "vector", False),
+    "denoise-smoothed": ("denoising, coordinates only, smoothed priors + soft ladder", "denoising", 4, True, "vector", False),
+    "denoise-smoothed-energy-head": ("denoising as denoise-smoothed, energy head (conservative)", "denoising", 4, True, "energy", False),
+    "denoise-smoothed-torsions": ("denoising as denoise-smoothed, torsion priors on phi and psi", "denoising", 4, True, "vector", True),
+    "denoise-smoothed-torsions-energy-head": ("denoising as denoise-smoothed-torsions, energy head", "denoising", 4, True, "energy", True),
+    "mixed": ("mixed labels", "mixed", 4, False, "vector", False),
+    "mixed-smoothed": ("mixed labels, smoothed priors + soft ladder", "mixed", 4, True, "vector", False),
+    "force-match": ("force matching", "force_matching", 1, False, "vector", False),
+    "force-match-energy-head": ("force matching, energy head (conservative)", "force_matching", 1, False, "energy", False),
+    "force-match-torsions": ("force matching, torsion priors on phi and psi", "force_matching", 1, False, "vector", True),
+}
+ALL_ATOM = ("denoise", "denoise-smoothed", "denoise-smoothed-energy-head", "denoise-smoothed-torsions",
+            "denoise-smoothed-torsions-energy-head", "mixed", "force-match", "force-match-energy-head")
 
 
-RUNS = _runs()
-logger = logging.getLogger("ala2")
+def recipes(words: Sequence[str], frame_counts=FRAME_COUNTS, fm_noise_std: float = 0.01) -> List[Recipe]:
+    """The recipes ``<word>-<N>`` of ``words`` at each frame count, seeds 0-2."""
+    out = []
+    for n in frame_counts:
+        for word in words:
+            what, loss, copies, smoothed, head, torsions = WORDS[word]
+            out.append(Recipe(f"{word}-{n}", f"{what}, {n} frames", loss=loss, frames=n, n_duplicates=copies,
+                              antithetic=copies > 1, noise_std="auto" if loss != "force_matching" else fm_noise_std,
+                              head=head, seeds=SEEDS, priors=("bonded",) + (("dihedrals",) if torsions else ()),
+                              options=dict(smoothed=smoothed, torsions=torsions, word=word)))
+    return out
 
 
+BOOK = RecipeBook(recipes(ALL_ATOM))
+RUNS = BOOK.runs
 def backbone_dihedrals(path: Path = DATA) -> str:
     """The ``priors`` entry of torsion priors on phi and psi (``make_data.PHI``/``PSI``, atom indices
     from the data's atom names): ``"dihedrals:4-6-8-14,6-8-14-16"``."""
@@ -96,8 +101,8 @@ def backbone_dihedrals(path: Path = DATA) -> str:
     return "dihedrals:" + ",".join("-".join(str(index[a]) for a in quad) for quad in (make_data.PHI, make_data.PSI))
 
 
-def load_frames(path: Path = DATA) -> List[Atoms]:
-    d = np.load(path)
+def load_frames(path: Path = None) -> List[Atoms]:
+    d = np.load(STUDY.data if path is None else path)
     frames = []
     for pos, frc in zip(d["positions"], d["forces"]):
         atoms = Atoms(numbers=d["numbers"], positions=pos.astype(np.float64))
@@ -113,25 +118,28 @@ def split(frames: List[Atoms]):
     return frames[:cut], frames[cut:]
 
 
-def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
+def train_run(name: str, pool: List[Atoms], quick: bool):
+    """Train run ``name`` (or resume, or reuse its finished training) on its recipe's first frames of
+    ``pool`` -> ``(model, n_frames, epochs, seconds)``."""
     from ase_denoise import TrainConfig, train
     from ase_denoise.checkpoint import load_model_file
 
-    data = pool[: spec["frames"]]
+    recipe, seed = RUNS[name]
+    data = pool[: recipe.frames]
     steps = STEPS
     if quick:
         data, steps = data[: QUICK["frames_cap"]], QUICK["steps"]
-    samples_per_epoch = len(data) * spec["n_duplicates"]
+    samples_per_epoch = len(data) * recipe.n_duplicates
     epochs = max(1, round(steps * 8 / samples_per_epoch))
-    work = RUNS_DIR / name
-    cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=8, lr=5e-3,
-                      seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
-                      smoothed_priors=spec.get("smoothed", False))
+    work = STUDY.work_dir(name, quick)
+    cfg = TrainConfig(loss=recipe.loss, n_duplicates=recipe.n_duplicates, epochs=epochs, batch_size=8, lr=5e-3,
+                      seed=seed, valid_fraction=0.1, antithetic_noise=recipe.antithetic,
+                      smoothed_priors=recipe.get("smoothed", False))
     t0 = time.perf_counter()
-    train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
+    train(data, str(work), noise_std=recipe.noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,
           resume=(work / "training_state.pt").exists(), progress=True,
-          priors=["bonded"] + ([backbone_dihedrals()] if spec.get("torsions") else []),
-          **dict(MODEL, head=spec.get("head", MODEL["head"])))
+          priors=["bonded"] + ([backbone_dihedrals()] if recipe.get("torsions") else []),
+          **dict(MODEL, head=recipe.head))
     return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0
 
 
@@ -198,50 +206,8 @@ def run_md(model, start: Atoms, reference: List[Atoms], quick: bool, seed: int =
     )
 
 
-def do_run(name: str, quick: bool = False, data: Path = DATA) -> Dict[str, Any]:
-    spec = RUNS[name]
-    pool, test = split(load_frames(data))
-    model, n_frames, epochs, elapsed = train_run(name, spec, pool, quick)
-    errors = force_errors(model, test[: 20 if quick else len(test)])
-    md = run_md(model, test[0], test, quick, seed=spec["seed"])
-    result = dict(name=name, spec=spec, n_frames=n_frames, epochs=epochs, train_s=elapsed,
-                  noise_levels=list(model.noise_levels), forces=errors, md=md)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1))
-    logger.info("%s: relative RMSE %.3f, slope %.3f, MD intact %s", name, errors["all"]["relative_rmse"],
-                errors["all"]["slope"], md["intact"])
-    return result
-
-
-def report() -> str:
-    """Mean ± std over seeds per recipe and frame count (markdown)."""
-    rows = ["| recipe | frames | seeds | relative RMSE (all atoms) | slope | RMSE H / C / N / O (eV/A) | MD intact "
-            "| bond spread / reference (intact runs) |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for n in FRAME_COUNTS:
-        for prefix, label in (("dn", "denoising, coordinates only"), ("dns", "denoising, smoothed priors"),
-                              ("mixed", "mixed labels"), ("fm", "force matching")):
-            names = [f"{prefix}-{n}" + (f"-r{s}" if s else "") for s in SEEDS]
-            res = [json.loads((RESULTS / f"{x}.json").read_text()) for x in names if (RESULTS / f"{x}.json").exists()]
-            if not res:
-                continue
-
-            def ms(values):
-                v = np.asarray(values, dtype=float)
-                if v.size == 0:
-                    return "-"
-                return f"{v.mean():.3f}" + (f" ± {v.std(ddof=1):.3f}" if len(v) > 1 else "")
-
-            per = " / ".join(ms([r["forces"][e]["rmse"] for r in res]) for e in ("H", "C", "N", "O"))
-            rows.append(f"| {label} | {n} | {len(res)} | {ms([r['forces']['all']['relative_rmse'] for r in res])} "
-                        f"| {ms([r['forces']['all']['slope'] for r in res])} | {per} "
-                        f"| {sum(r['md']['intact'] for r in res)}/{len(res)} "
-                        f"| {ms([r['md']['bond_std_ratio'] for r in res if r['md']['intact']])} |")
-    return "\n".join(rows)
-
-
 def plot_torsion_priors(path: Optional[Path] = None, n_frames: int = 2000) -> Path:
-    """The torsion priors of the ``dnst`` runs (fitted to the first ``n_frames`` training frames)
+    """The torsion priors of the ``denoise-smoothed-torsions`` runs (fitted to the first ``n_frames`` training frames)
     against ``-kT ln p`` of the data's phi and psi (all frames, 10-degree bins), both in kT and zero
     at their minimum: ``results/torsion_priors.png``."""
     import matplotlib
@@ -270,37 +236,66 @@ def plot_torsion_priors(path: Optional[Path] = None, n_frames: int = 2000) -> Pa
     axes[0].set_ylabel("free energy (kT)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path = path or RESULTS / "torsion_priors.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+
+    from study_kit import save_figure
+
+    return save_figure(fig, path or STUDY.results / "torsion_priors.png")
+
+
+class AllAtomStudy(Study):
+    """Alanine dipeptide, all atoms: denoising vs force matching vs mixed labels."""
+
+    name = "ala2"
+    here = HERE
+    data_file = "ala2_aa_300K.npz"
+    kind = "aa-run"
+    description = "alanine dipeptide, all atoms: denoising vs force matching (benchmarks/ala2/README.md)"
+    record_keys = {"aa-run": ("variant",), "cg-run": ("variant",), "aa-replicas": ("variant",)}
+
+    def load_frames(self, path):
+        return load_frames(path)
+
+    def split(self, frames, recipe):
+        return split(frames)
+
+    def train(self, recipe, seed, frames, work, quick):
+        model, n_frames, epochs, elapsed = train_run(recipe.run_name(seed), frames, quick)
+        return model, dict(n_frames=n_frames, epochs=epochs, train_s=elapsed)
+
+    def force_errors(self, model, test, quick):
+        return {"forces": {k: short_metrics(v, ("rmse", "relative_rmse", "slope"))
+                           for k, v in force_errors(model, test[: 20 if quick else len(test)]).items()}}
+
+    def measure(self, model, recipe, seed, run, train, test, frames, quick):
+        md = run_md(model, test[0], test, quick, seed=seed)
+        return {"md": {k: md[k] for k in ("simulated_ps", "steps_per_s", "intact", "stopped", "bond_std_ratio")}}
+
+    def one_line(self, record):
+        return (f"relative RMSE {fmt(record['forces']['all']['relative_rmse'])}, slope "
+                f"{fmt(record['forces']['all']['slope'])}, MD intact {record['md']['intact']}")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--plot-torsions", action="store_true", help="the torsion-prior runs' priors against "
+                            "the data's phi/psi free energies: results/torsion_priors.png")
+
+    def handle(self, args):
+        if args.plot_torsions:
+            print(plot_torsion_priors())
+
+    def documents(self, quick: bool = False):
+        from ala2 import tables
+
+        return tables.documents(self, quick)
+
+    def tables(self, quick: bool = False):
+        return self.documents(quick)[self.readme]
+
+
+STUDY = AllAtomStudy(BOOK)
 
 
 def main(argv=None) -> int:
-    global RESULTS, RUNS_DIR
-    parser = argparse.ArgumentParser(description="alanine dipeptide (all atoms): denoising vs force matching")
-    parser.add_argument("--only", nargs="*", default=[], help="runs to train and evaluate")
-    parser.add_argument("--report", action="store_true", help="print the table of the finished runs")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
-    parser.add_argument("--plot-torsions", action="store_true", help="the dnst runs' torsion priors against the "
-                        "data's phi/psi free energies: results/torsion_priors.png")
-    parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
-    parser.add_argument("--runs-dir", default=str(RUNS_DIR))
-    args = parser.parse_args(argv)
-    RESULTS, RUNS_DIR = Path(args.out_dir) / "results", Path(args.runs_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    unknown = [n for n in args.only if n not in RUNS]
-    if unknown:
-        parser.error(f"unknown runs {unknown}; known: {sorted(RUNS)}")
-    for name in args.only:
-        do_run(name, quick=args.quick, data=Path(args.data))
-    if args.report:
-        print(report())
-    if args.plot_torsions:
-        print(plot_torsion_priors())
-    return 0
+    return STUDY.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """How much of a LiCl model's force error changes from one training run to the next (label-free).
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/committee.py la-auto-ewald fm-all-ewald [--frames 100]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/committee.py denoise-ladder-wall-ewald-antithetic force-match-wall-ewald-1800 [--frames 100]
 
-For each recipe, the best weights of every trained seed in ``runs/licl`` (``la-auto-ewald``,
-``la-auto-ewald-r1``, ...) are evaluated on held-out frames (the study's test frames). Per force
+For each recipe, the weights of every trained seed in ``runs/licl`` (``<recipe>``, ``<recipe>-seed1``,
+...) are evaluated on held-out frames (the study's test frames). Per force
 component the members' variance ``v`` (over seeds, ddof 1) is the model variance: the part of the
 error a committee of K members divides by K. Two views of it:
 
@@ -15,7 +15,7 @@ error a committee of K members divides by K. Two views of it:
   ``(F_Li - F_Cl) . u / 2`` (eV/A, attraction > 0, as in ``pmf.py``), its spread over the seeds, by
   distance bin. This is the quantity whose integral is the contact free energy.
 
-Writes ``results/committee.md``.
+Writes one ``committee`` record per recipe into ``results/summary.jsonl`` (tables: ``study.py --tables``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,14 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import study  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+from licl import study  # noqa: E402
 
 BINS = (2.0, 2.6, 3.5, 4.6)  # Angstrom: contact, barrier region (rare in the data), solvent-separated pairs
 
@@ -42,12 +43,12 @@ def members_of(recipe: str):
     """Trained seeds of ``recipe`` in ``runs/licl`` (seed 0 first) as ``(name, model)``."""
     from ase_denoise.checkpoint import load_model_file
 
-    names = [recipe] + [f"{recipe}-r{k}" for k in range(1, 20)]
+    r = study.BOOK.recipe(recipe)
     out = []
-    for name in names:
-        path = study.RUNS_DIR / name / "best.safetensors"
-        if path.exists() and name in study.RUNS:
-            out.append((name, load_model_file(study.weights_file(study.RUNS[name], study.RUNS_DIR / name))))
+    for name in r.runs():
+        path = study.weights_file(r, study.STUDY.work_dir(name))
+        if path.exists():
+            out.append((name, study.with_defaults(load_model_file(path), r)))
     return out
 
 
@@ -82,7 +83,7 @@ def analyse(recipe: str, frames) -> dict:
 
     members = members_of(recipe)
     if len(members) < 2:
-        raise SystemExit(f"{recipe}: {len(members)} trained seed(s) in {study.RUNS_DIR}; need at least 2")
+        raise SystemExit(f"{recipe}: {len(members)} trained seed(s) in {study.STUDY.runs_dir}; need at least 2")
     numbers = members[0][1].config.atomic_numbers
     fr = [to_frame(a, numbers) for a in frames]
     labels = np.concatenate([f.ref_forces for f in fr])
@@ -106,9 +107,10 @@ def analyse(recipe: str, frames) -> dict:
                          bin_mean_per_seed=per_member_mean.tolist(), bin_mean_spread=float(per_member_mean.std(ddof=1)),
                          label_mean=float(along_labels[sel].mean()),
                          label_sem=float(along_labels[sel].std(ddof=1) / np.sqrt(sel.sum())) if sel.sum() > 1 else float("nan")))
-    return dict(recipe=recipe, members=[n for n, _ in members], K=K, model_variance=float(v),
-                label_ms=float((labels ** 2).mean()), mse_single=mse_single.tolist(), mse_mean=float(mse_mean),
-                gain_measured=float(mse_single.mean() - mse_mean), gain_expected=float((1 - 1 / K) * v), bins=rows)
+    return dict(kind="committee", run=recipe, members=[n for n, _ in members], K=K, model_variance=float(v),
+                label_ms=float((labels ** 2).mean()), mse_single_mean=float(mse_single.mean()), mse_mean=float(mse_mean),
+                gain_measured=float(mse_single.mean() - mse_mean), gain_expected=float((1 - 1 / K) * v), bins=rows,
+                n_frames=len(frames), date=time.strftime("%Y-%m-%d"))
 
 
 def main(argv=None) -> int:
@@ -117,31 +119,11 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=200, help="held-out frames (the study's test frames), default all 200")
     args = p.parse_args(argv)
     frames = study.load_frames()[-study.N_TEST:][: args.frames]
-    results = [analyse(r, frames) for r in args.recipes]
-    lines = [
-        "# Model variance over training seeds (`committee.py`)", "",
-        f"Command: `OMP_NUM_THREADS=1 .venv/bin/python benchmarks/licl/committee.py {' '.join(args.recipes)}"
-        f"{'' if args.frames == 200 else f' --frames {args.frames}'}`; {len(frames)} held-out frames, each seed's best weights, "
-        "forces corrected to sigma -> 0 with the priors.", "",
-        "| recipe | seeds | model variance v per component ((eV/A)^2) | mean squared label | MSE vs labels: one seed (mean) | MSE: mean of the seeds | gain measured | gain expected (1 - 1/K) v |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in results:
-        lines.append(f"| {r['recipe']} | {r['K']} | {r['model_variance']:.5f} | {r['label_ms']:.3f} | "
-                     f"{np.mean(r['mse_single']):.5f} | {r['mse_mean']:.5f} | {r['gain_measured']:.5f} | {r['gain_expected']:.5f} |")
-    lines += ["", "Li-Cl pairs: mean force along the pair (eV/A, attraction > 0) by distance bin. 'Spread per pair': "
-              "RMS over pairs of the seeds' standard deviation; 'bin mean per seed': each seed's mean over the bin's pairs "
-              "(their spread is the systematic, seed-dependent part).", "",
-              "| recipe | bin (A) | pairs | spread per pair | bin mean per seed | spread of the bin means | labels' bin mean ± s.e. |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for r in results:
-        for b in r["bins"]:
-            lines.append(f"| {r['recipe']} | {b['bin']} | {b['pairs']} | {b['spread_per_pair']:.4f} | "
-                         f"{', '.join(f'{x:+.4f}' for x in b['bin_mean_per_seed'])} | {b['bin_mean_spread']:.4f} | "
-                         f"{b['label_mean']:+.4f} ± {b['label_sem']:.4f} |")
-    text = "\n".join(lines) + "\n"
-    (study.RESULTS / "committee.md").write_text(text)
-    print(text)
+    from licl import tables
+
+    for r in args.recipes:
+        study.STUDY.summary().put(analyse(r, frames))
+    print(tables.committee_variance(study.STUDY.summary().records("committee")))
     return 0
 
 

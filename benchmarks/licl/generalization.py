@@ -20,9 +20,12 @@ scored on the same draws, so the difference has little noise. Per level, with th
 (total forces ``kT * eps / sigma + prior``, as the calculator returns them, turned back into ``eps``).
 
     OMP_NUM_THREADS=1 python benchmarks/licl/generalization.py RUN [RUN ...] [--draws 8] [--frames 200]
+    OMP_NUM_THREADS=1 python benchmarks/licl/generalization.py RUN ... --levels 0.0118 0.0184 0.0263   # force matching
 
 ``RUN`` is a study run (``runs/licl/RUN``; the weights the study used: ``last`` for recipes with
-``weights="last"``, else ``best``). Writes ``results/generalization/RUN.json`` and prints a table.
+``weights="last"``, else ``best``). The per-frame losses go to ``results/raw/generalization/RUN.json``
+(not committed); one ``generalization`` record per run, with the paired difference to the first RUN,
+into ``results/summary.jsonl`` (table: ``study.py --tables``, ``results/tables.md``).
 """
 
 from __future__ import annotations
@@ -30,14 +33,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import study  # noqa: E402
+sys.path.insert(0, str(HERE.parent))
+from licl import study  # noqa: E402
 
 
 def explained_fraction(model, frames, noise_std: float, draws: int, seed: int) -> Dict[str, float]:
@@ -76,12 +80,13 @@ def measure(run: str, n_frames: int, draws: int, runs_dir: Path, levels=None) ->
     from ase_denoise.checkpoint import load_model_file
     from ase_denoise.sampler import split_frames
 
-    spec = study.RUNS[run]
-    weights = study.weights_file(spec, runs_dir / run)
-    model = load_model_file(weights)
+    recipe = study.recipe_of(run)
+    source = study.BOOK.recipe(recipe.get("weights_of")).run_name(study.RUNS[run][1]) if recipe.get("weights_of") else run
+    weights = study.weights_file(recipe, runs_dir / source)
+    model = study.with_defaults(load_model_file(weights), recipe)
     cfg = model.metadata["training"]["train_config"]
     frames = study.load_frames()
-    data = study.split(frames, spec["frames"])
+    data = study.split(frames, recipe.frames)
     train_ids, _ = split_frames(len(data), cfg["valid_fraction"], cfg["seed"])
     rng = np.random.default_rng(0)
     trained = [data[i] for i in rng.choice(train_ids, size=min(n_frames, len(train_ids)), replace=False)]
@@ -116,22 +121,16 @@ def paired_difference(run: Dict[str, Any], base: Dict[str, Any], kT: float) -> D
     return out
 
 
-def table(results: List[Dict[str, Any]], kT: float) -> str:
-    base = results[0]
-    lines = ["| run | sigma (A) | explained, trained frames | explained, held-out frames | gap | "
-             f"held-out, paired minus {base['run']} | as force MSE ((eV/A)^2) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for res in results:
-        diff = paired_difference(res, base, kT)
-        for level, v in res["levels"].items():
-            a, b = v["trained"], v["held_out"]
-            dd = diff.get(level)
-            pc = "-" if dd is None or res is base else f"{dd['dR']:+.5f} ± {dd['dR_se']:.5f}"
-            fc = "-" if dd is None or res is base else f"{dd['d_force_mse']:+.4f} ± {dd['d_force_mse_se']:.4f}"
-            lines.append(f"| {res['run']} | {level} | {a['explained']:+.4f} ± {a['explained_se']:.4f} | "
-                         f"{b['explained']:+.4f} ± {b['explained_se']:.4f} | {a['explained'] - b['explained']:+.4f} | "
-                         f"{pc} | {fc} |")
-    return "\n".join(lines)
+def record(res: Dict[str, Any], base: Dict[str, Any], kT: float, levels_scored=None) -> Dict[str, Any]:
+    """The summary record of one run: per level the explained fractions (trained and held-out frames)
+    and the paired held-out difference to ``base`` (None for ``base`` itself)."""
+    paired = paired_difference(res, base, kT)
+    short = ("explained", "explained_se", "loss_model", "loss_zero")
+    return dict(kind="generalization", run=res["run"], weights=res["weights"], draws=res["draws"], n_frames=res["n_frames"],
+                base=base["run"], levels_scored=levels_scored, date=time.strftime("%Y-%m-%d"),
+                levels={level: dict(trained={k: v["trained"][k] for k in short}, held_out={k: v["held_out"][k] for k in short},
+                                    paired=None if res is base else paired.get(level))
+                        for level, v in res["levels"].items()})
 
 
 def main(argv=None) -> int:
@@ -139,12 +138,11 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+")
     p.add_argument("--draws", type=int, default=8, help="noise draws per frame and level")
     p.add_argument("--frames", type=int, default=200, help="frames per set")
-    p.add_argument("--runs-dir", default=str(study.RUNS_DIR))
-    p.add_argument("--out", default=None, help="also write the table (markdown) here")
+    p.add_argument("--runs-dir", default=str(study.STUDY.runs_dir))
     p.add_argument("--levels", type=float, nargs="*", default=None,
                    help="sigmas to score at (default: the model's own levels; a force-matching model needs them)")
     args = p.parse_args(argv)
-    out_dir = study.RESULTS / "generalization"
+    out_dir = study.STUDY.raw / "generalization"
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for run in args.runs:
@@ -157,12 +155,12 @@ def main(argv=None) -> int:
         results.append(res)
     from ase import units
 
+    from licl import tables
+
     kT = units.kB * study.TEMPERATURE_K  # eV
-    text = table(results, kT)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(f"Command: `OMP_NUM_THREADS=1 python benchmarks/licl/generalization.py "
-                                  f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n{text}\n")
+    for res in results:
+        study.STUDY.summary().put(record(res, results[0], kT, args.levels))
+    print(tables.generalization(study.STUDY.summary().records("generalization")))
     return 0
 
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """One-bead water: is the missing tetrahedral order the model's, or the MD set-up's?
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/water/md_check.py dn-480 fm-480   # results/md_check.json
-    .venv/bin/python benchmarks/water/md_check.py --report                            # the table
-    .venv/bin/python benchmarks/water/md_check.py dn-480 --quick                      # a smoke test
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/water/md_check.py denoise-480 force-match-480   # md-check records
+    .venv/bin/python benchmarks/water/md_check.py --report                                         # the table
+    .venv/bin/python benchmarks/water/md_check.py denoise-480 --quick                              # a smoke test
 
 ``study.py`` runs each model once: one start frame (the first held-out frame), 4 fs, 1 ps discarded,
 5 ps kept. Every many-body model there gives <q> 0.47-0.51 against the reference's 0.562. This
@@ -19,11 +19,12 @@ study), the spread of the per-replica figures (standard error over replicas) and
 temperature. A model's figures that agree between the set-ups and with its single study run are
 the model's; figures that move with the time step or the start are the set-up's.
 
-Models: ``runs/water/<name>/best.safetensors`` (trained by ``study.py --only <name>``); ``dn-480``
+Models: ``runs/water/<name>/best.safetensors`` (trained by ``study.py --only <name>``); ``denoise-480``
 falls back to the zoo model ``water-1bead-300K``, which is that run (seed 0, published from it).
-``<name>+mf``: the model with the label-free mean-force correction of
+``<name>+mean-force``: the model with the label-free mean-force correction of
 :func:`ase_denoise.mean_force.correct_mean_forces` (a pair table) against its training frames, to see
-what a pair correction does to a many-body deficit.
+what a pair correction does to a many-body deficit. Each (model, set-up) is one ``md-check`` record in
+the study's ``results/summary.jsonl``; ``study.py --tables`` writes the table into the README.
 """
 
 from __future__ import annotations
@@ -45,9 +46,7 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-import common  # noqa: E402  (benchmarks/common.py: load_script)
-
-study = common.load_script("water_study", HERE / "study.py")
+from water import study  # noqa: E402
 
 N_REPLICAS = 4
 SETUPS = {  # name -> (timestep fs, friction 1/fs, equilibration ps, production ps)
@@ -56,32 +55,32 @@ SETUPS = {  # name -> (timestep fs, friction 1/fs, equilibration ps, production 
 }
 SAMPLE_PS = 0.1  # a frame every 0.1 ps, as the study
 QUICK = dict(equilibration_ps=0.04, production_ps=0.2, replicas=2)
-RESULT = HERE / "results" / "md_check.json"
 logger = logging.getLogger("water.md_check")
 
 
 def load(name: str):
-    """(model, where it came from) for a run name; ``<run>+mf``: that model after
+    """(model, where it came from) for a run name; ``<run>+mean-force``: that model after
     ``ase_denoise.mean_force.correct_mean_forces`` against its own training frames (a pair table from
     the data's pair structure, no labels, no MD)."""
     from ase_denoise import load_model
     from ase_denoise.checkpoint import load_model_file
 
-    base, corrected = (name[: -len("+mf")], True) if name.endswith("+mf") else (name, False)
-    path = study.RUNS_DIR / base / "best.safetensors"
+    base, corrected = (name[: -len("+mean-force")], True) if name.endswith("+mean-force") else (name, False)
+    path = study.STUDY.work_dir(base) / "best.safetensors"
     if path.exists():
         model, source = load_model_file(path), str(path)
-    elif base == "dn-480":
-        model, source = load_model("water-1bead-300K"), "zoo water-1bead-300K (= dn-480, seed 0)"
+    elif base == "denoise-480":
+        model, source = load_model("water-1bead-300K"), "zoo water-1bead-300K (= denoise-480, seed 0)"
     else:
         raise FileNotFoundError(f"no trained model for {base}: run benchmarks/water/study.py --only {base} first")
     if corrected:
         from ase_denoise.mean_force import correct_mean_forces
 
         pool, _ = study.split(study.load_frames())
-        fix = correct_mean_forces(model, study.training_frames(pool, study.RUNS[base]["frames"]))
+        frames = study.RUNS[base][0].frames
+        fix = correct_mean_forces(model, study.training_frames(pool, frames))
         logger.info("%s: mean-force mismatch %.3f -> %.3f kT", name, *(max(m.values()) for m in (fix.before, fix.after)))
-        model, source = fix.model, f"{source}, mean-force corrected against its {study.RUNS[base]['frames']} training frames"
+        model, source = fix.model, f"{source}, mean-force corrected against its {frames} training frames"
     return model, source
 
 
@@ -116,7 +115,7 @@ def check(name: str, setup: str, quick: bool = False, loaded=None, reference=Non
     wall = time.perf_counter() - t0
     intact = [frames for frames, c in zip(kept, info["collapsed_at_step"]) if c is None and frames]
     result: Dict[str, Any] = dict(
-        name=name, model=source, setup=setup, timestep_fs=dt, friction_per_fs=friction, equilibration_ps=equil,
+        kind="md-check", run=name, model=source, setup=setup, timestep_fs=dt, friction_per_fs=friction, equilibration_ps=equil,
         production_ps=prod, replicas=n, intact=len(intact), wall_s=wall,
         batch_steps_per_s=info["batch_steps_per_s"], mean_temperature_K=info["mean_temperature_K"],
         closest_approach_A=float(np.min(info["closest_approach_A"])), stopped=info["stopped"])
@@ -142,12 +141,12 @@ def report(results: Dict[str, Dict[str, Any]]) -> str:
     ± standard error over replicas)."""
     rows = ["| model | MD | kinetic T (K) | RDF RMS | angles RMS (x 10^-3 / deg) | q RMS | <q> |",
             "| --- | --- | --- | --- | --- | --- | --- |"]
-    ref = json.loads((study.RESULTS / "reference.json").read_text())
-    names = sorted({r["name"] for r in results.values()})
+    ref = study.STUDY.summary().get("reference", "reference")
+    runs = study.STUDY.by_run()
+    names = list(dict.fromkeys(r["run"] for r in results.values()))
     for name in names:
-        single = study.RESULTS / f"{name}.json"
-        if single.exists():
-            s = json.loads(single.read_text())
+        s = runs.get(name)
+        if s is not None:
             st = s.get("structure", {})
             rows.append(f"| {name} | study: 1 run, 4 fs, 1 + 5 ps | {s['md']['mean_temperature_K']:.1f} | "
                         f"{st['rdf_rms']:.3f} | {1000 * st['angle_rms']:.2f} | {st['q_rms']:.3f} | {st['q_mean']:.3f} |")
@@ -175,22 +174,21 @@ def main(argv=None) -> int:
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    results = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    store = study.STUDY.summary()
     reference = None
     for name in args.names:
-        todo = [setup for setup in args.setups if args.quick or f"{name}/{setup}" not in results]
+        todo = [setup for setup in args.setups if args.quick or store.get("md-check", name, setup=setup) is None]
         if not todo:
             continue
-        loaded, reference = load(name), reference or held_out()  # once per model (+mf: one correction)
+        loaded, reference = load(name), reference or held_out()  # once per model (+mean-force: one correction)
         for setup in todo:
             res = check(name, setup, quick=args.quick, loaded=loaded, reference=reference)
             if args.quick:
                 print(json.dumps({k: v for k, v in res.items() if k != "per_replica"}, indent=1, default=float))
                 continue
-            results[f"{name}/{setup}"] = res
-            RESULT.write_text(json.dumps(results, indent=1, default=float))  # after each set-up: resumable
+            store.put(dict(res, date=time.strftime("%Y-%m-%d")))  # after each set-up: resumable
     if args.report:
-        print(report(results))
+        print(report({f"{r['run']}/{r['setup']}": r for r in store.records("md-check")}))
     return 0
 
 

@@ -10,15 +10,18 @@ Every run fits the repulsive-wall prior to its training frames (``priors=["repul
 where the data have samples, a wall below the closest approach) and takes the same number of optimiser
 steps (:data:`STEPS`, batch :data:`BATCH`):
 
-* ``dn-<N>``: denoising, coordinates only, the noise ladder ``"auto"`` derives from the data (the
+* ``denoise-<N>``: denoising, coordinates only, the noise ladder ``"auto"`` derives from the data (the
   inner width of the first bead-bead peak sets it), antithetic pairs, 4 copies per frame;
 * ``mixed-<N>``: the same ladder, loss ``"mixed"`` (the variance-reduced mixture of force and noise labels);
-* ``fm-<N>``: force matching on the mapped forces (``noise_std`` only sets the output scale);
-* ``dn-pair-<N>``, ``fm-pair-<N>``: the same recipes with the pairwise-only architecture
-  :data:`PAIR_MODEL` (``num_interactions=1, correlation=1``, vector head);
-* ``dn-big-<N>``, ``fm-big-<N>``: the same recipes with the larger :data:`BIG_MODEL` (32 channels,
-  ``max_L=2``, correlation 3: four-body messages), to see whether the missing tetrahedral order is the
-  default model's size.
+* ``force-match-<N>``: force matching on the mapped forces (``noise_std`` only sets the output scale);
+* ``denoise-pairwise-<N>``, ``force-match-pairwise-<N>``: the same recipes with the pairwise-only
+  architecture :data:`PAIR_MODEL` (``num_interactions=1, correlation=1``, vector head);
+* ``denoise-large-<N>``, ``force-match-large-<N>``: the same recipes with the larger :data:`BIG_MODEL`
+  (32 channels, ``max_L=2``, correlation 3: four-body messages), to see whether the missing tetrahedral
+  order is the default model's size.
+
+``N`` training frames (100 or 480), ``-seed1``/``-seed2`` training seeds 1 and 2 (:data:`RECIPES`,
+``--list``).
 
 Why :data:`PAIR_MODEL` is pairwise. With one interaction the network is: node embedding ``h_i`` (a
 linear map of bead type and noise conditioning: per-bead constants), one message ``A_i = 1/avg *
@@ -34,18 +37,18 @@ makes it many-body. ``tests/test_water_study.py`` checks this numerically: the p
 on bead 0 of three beads equals the sum of its forces with only bead 1 and only bead 2 present (minus
 the isolated bead's), the default model's does not.
 
-Per run (``results/<run>.json``): held-out force errors against the mapped forces (noisy
+Per run (one ``run`` record in ``results/summary.jsonl``, ``benchmarks/study_kit.py``'s runner): held-out force errors against the mapped forces (noisy
 instantaneous labels: their conditional mean, the mean force, is what a model can learn at best, so
 even a perfect model keeps a large relative error), and a Langevin MD at 300 K (ASE, :data:`MD`)
 from the first held-out frame; from its frames the bead-bead RDF, the triplet-angle (O-O-O)
 distribution within the first shell (cutoff at the reference RDF's first minimum) and the
 tetrahedral order q of the four nearest beads, each compared with the held-out reference by the
 RMS difference of the curves (the same figure between the two halves of the held-out data is the
-sampling-noise floor, ``results/reference.json``).
+sampling-noise floor, the ``reference`` record). The curves go to ``results/raw/`` (not committed).
 
-    python benchmarks/water/study.py --only dn-480 fm-480 dn-pair-480 fm-pair-480 mixed-480
-    python benchmarks/water/study.py --report            # the table in README.md
-    python benchmarks/water/study.py --plot              # results/structure_<N>.png
+    python benchmarks/water/study.py --only denoise-480 force-match-480 denoise-pairwise-480 force-match-pairwise-480 mixed-480
+    python benchmarks/water/study.py --tables            # the tables of README.md, from the summary
+    python benchmarks/water/study.py --plot              # results/structure_<N>.png, from results/raw/
 """
 from __future__ import annotations
 
@@ -54,22 +57,21 @@ import os
 if __name__ == "__main__":  # a study process: one thread (set before numpy and torch load; never on import)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Dict, List, Optional, Sequence  # noqa: E402
+from typing import Any, Dict, List, Mapping, Optional, Sequence  # noqa: E402
 
 import numpy as np  # noqa: E402
 from ase import Atoms  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parent.parent
+sys.path.insert(0, str(HERE.parent))
+from study_kit import REPO, Recipe, RecipeBook, Study, fmt, md_table, mean_std, save_figure  # noqa: E402
+
 DATA = HERE / "water_1bead_300K.npz"
-RESULTS = HERE / "results"
-RUNS_DIR = REPO / "runs" / "water"
 TEMPERATURE_K = 300.0
 BEAD, BEAD_MASS = "W", 18.015  # one bead type; amu (the molecule's mass)
 #: the default (many-body) architecture: two interactions, correlation 2 (three-body messages)
@@ -91,47 +93,48 @@ Q_BINS, Q_RANGE = 40, (-1.0, 1.0)
 QUICK = dict(frames_cap=8, steps=4, equilibration_ps=0.02, production_ps=0.06, interval=5, test_frames=4)
 FRAME_COUNTS = (100, 480)
 SEEDS = (0, 1, 2)
-#: prefix -> (label, loss, architecture)
-RECIPES = {
-    "dn": ("denoising, coordinates only", "denoising", "default"),
+#: recipe word -> (label, loss, architecture)
+WORDS = {
+    "denoise": ("denoising, coordinates only", "denoising", "default"),
     "mixed": ("mixed labels", "mixed", "default"),
-    "fm": ("force matching", "force_matching", "default"),
-    "dn-pair": ("denoising, pairwise model", "denoising", "pair"),
-    "fm-pair": ("force matching, pairwise model", "force_matching", "pair"),
-    "dn-big": ("denoising, larger model", "denoising", "big"),
-    "fm-big": ("force matching, larger model", "force_matching", "big"),
+    "force-match": ("force matching", "force_matching", "default"),
+    "denoise-pairwise": ("denoising, pairwise model", "denoising", "pair"),
+    "force-match-pairwise": ("force matching, pairwise model", "force_matching", "pair"),
+    "denoise-large": ("denoising, larger model", "denoising", "big"),
+    "force-match-large": ("force matching, larger model", "force_matching", "big"),
 }
 
 
-def _runs() -> Dict[str, Dict[str, Any]]:
-    runs = {}
+def _recipes() -> List[Recipe]:
+    out = []
     for n in FRAME_COUNTS:
-        for prefix, (_, loss, arch) in RECIPES.items():
+        for word, (label, loss, arch) in WORDS.items():
             copies = 1 if loss == "force_matching" else 4
-            for seed in SEEDS:
-                runs[run_name(prefix, n, seed)] = dict(
-                    loss=loss, frames=n, n_duplicates=copies, seed=seed, antithetic=copies > 1, architecture=arch,
-                    noise_std="auto" if loss != "force_matching" else FM_NOISE_STD, priors=["repulsive_wall"])
-    return runs
+            out.append(Recipe(f"{word}-{n}", f"{label}, {n} frames", loss=loss, frames=n, n_duplicates=copies,
+                              antithetic=copies > 1, noise_std="auto" if loss != "force_matching" else FM_NOISE_STD,
+                              priors=("repulsive_wall",), seeds=SEEDS, options=dict(architecture=arch, word=word)))
+    return out
 
 
-def run_name(prefix: str, frames: int, seed: int = 0) -> str:
-    return f"{prefix}-{frames}" + (f"-r{seed}" if seed else "")
-
-
-RUNS = _runs()
+RECIPES = _recipes()
+BOOK = RecipeBook(RECIPES)
+RUNS = BOOK.runs
 logger = logging.getLogger("water")
+
+
+def run_name(word: str, frames: int, seed: int = 0) -> str:
+    return BOOK.recipe(f"{word}-{frames}").run_name(seed)
 
 
 # ----------------------------------------------------------------------------------------------
 # data
 # ----------------------------------------------------------------------------------------------
-def load_frames(path: Path = DATA) -> List[Atoms]:
+def load_frames(path: Path = None) -> List[Atoms]:
     """All frames as periodic bead ``Atoms`` (type ``W``, mass 18.015 amu, wrapped into the box) with
     the mapped forces in ``arrays['ref_forces']`` (eV/A) and ``info['temperature_K']``."""
     from ase_denoise.data import bead_atoms, bead_numbers
 
-    d = np.load(path)
+    d = np.load(path or STUDY.data)
     numbers = bead_numbers([BEAD])
     types = [BEAD] * d["positions"].shape[1]
     frames = []
@@ -215,35 +218,33 @@ def reference(test: List[Atoms]) -> Dict[str, Any]:
                 rdf_peak_r=peak_r, rdf_peak_g=peak_g, q_mean=float(ref["q_mean"]))
 
 
-def _jsonable(curves: Dict[str, np.ndarray]) -> Dict[str, Any]:
-    return {k: (np.round(np.asarray(v, dtype=float), 6).tolist() if np.ndim(v) else float(v)) for k, v in curves.items()}
-
-
 # ----------------------------------------------------------------------------------------------
 # one run: train, force errors, MD, structure
 # ----------------------------------------------------------------------------------------------
-def train_run(name: str, spec: Dict[str, Any], pool: List[Atoms], quick: bool):
+def train_run(name: str, pool: List[Atoms], quick: bool):
+    """Train run ``name`` (or resume, or reuse a finished training) on its recipe's frames of ``pool`` ->
+    ``(model, n_frames, epochs, seconds, last.safetensors metadata)``."""
     from ase_denoise import TrainConfig, train
     from ase_denoise.checkpoint import load_model_file, read_metadata
     from ase_denoise.data import bead_numbers
 
-    data = training_frames(pool, spec["frames"])
+    recipe, seed = RUNS[name]
+    data = training_frames(pool, recipe.frames)
     steps = STEPS
     if quick:
         data, steps = data[: QUICK["frames_cap"]], QUICK["steps"]
     n_train = len(data) - max(1, int(round(0.1 * len(data))))  # the trainer keeps 10% of the frames for validation
-    epochs = max(1, round(steps * BATCH / (n_train * spec["n_duplicates"])))
-    work = RUNS_DIR / name
-    cfg = TrainConfig(loss=spec["loss"], n_duplicates=spec["n_duplicates"], epochs=epochs, batch_size=BATCH, lr=5e-3,
-                      seed=spec["seed"], valid_fraction=0.1, antithetic_noise=spec["antithetic"],
-                      valid_duplicates=2)
-    architecture = ARCHITECTURES[spec["architecture"]]
+    epochs = max(1, round(steps * BATCH / (n_train * recipe.n_duplicates)))
+    work = STUDY.work_dir(name, quick)
+    cfg = TrainConfig(loss=recipe.loss, n_duplicates=recipe.n_duplicates, epochs=epochs, batch_size=BATCH, lr=5e-3,
+                      seed=seed, valid_fraction=0.1, antithetic_noise=recipe.antithetic, valid_duplicates=2)
+    architecture = ARCHITECTURES[recipe.get("architecture")]
     bead_names = {number: name for name, number in bead_numbers([BEAD]).items()}
     last = work / "last.safetensors"
     t0 = time.perf_counter()
     if not (last.exists() and read_metadata(last)["training"]["epochs_completed"] >= epochs):
-        train(data, str(work), noise_std=spec["noise_std"], temperature_K=TEMPERATURE_K, train_config=cfg,
-              resume=(work / "training_state.pt").exists(), progress=True, priors=spec["priors"],
+        train(data, str(work), noise_std=recipe.noise_std, temperature_K=TEMPERATURE_K, train_config=cfg,
+              resume=(work / "training_state.pt").exists(), progress=True, priors=list(recipe.priors),
               bead_names=bead_names, **architecture)
     meta = read_metadata(last)
     return load_model_file(work / "best.safetensors"), len(data), epochs, time.perf_counter() - t0, meta
@@ -297,103 +298,160 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0) -> Dict[str, Any]:
                 mean_temperature_K=float(np.mean(temps)) if temps else float("nan"), settings=md)
 
 
-def do_run(name: str, quick: bool = False, data: Path = DATA) -> Dict[str, Any]:
-    spec = RUNS[name]
-    pool, test = split(load_frames(data))
-    if quick:
-        test = test[: QUICK["test_frames"]]
-    model, n_frames, epochs, elapsed, meta = train_run(name, spec, pool, quick)
-    t0 = time.perf_counter()
-    errors = force_errors(model, test)
-    eval_s = time.perf_counter() - t0
-    ref = reference(test)
-    md = run_md(model, test[0], quick, seed=spec["seed"])
-    sampled = md.pop("frames")
-    result: Dict[str, Any] = dict(
-        name=name, spec=spec, n_frames=n_frames, epochs=epochs, train_s_this_call=elapsed,
-        train_steps=meta.get("training", {}).get("steps"), train_elapsed_s=(meta.get("metrics") or {}).get("elapsed_s"),
-        noise_levels=list(model.noise_levels), r_max=model.config.r_max, priors=[p.describe() for p in model.priors],
-        n_parameters=int(sum(p.numel() for p in model.parameters())), forces=errors, force_eval_s=eval_s, md=md,
-        md_frames=len(sampled), reference=dict(shell_A=ref["shell_A"], q_mean=ref["q_mean"], n_frames=ref["n_frames"]),
-    )
-    if sampled and md["stopped"] is None:
-        from ase.io import write
+class WaterStudy(Study):
+    """One-bead water: denoising vs force matching vs mixed labels, and a pairwise control."""
 
-        write(RUNS_DIR / name / "md_frames.extxyz", sampled)  # for later analysis (runs/ is not committed)
-        curves = structure(sampled, ref["r_max"], ref["shell_A"])
-        result["structure"] = compare(curves, ref["curves"])
-        result["curves"] = _jsonable(curves)
-        # the MD's own sampling noise: its first half against its second half (each half has half the frames)
-        half = len(sampled) // 2
-        result["md_half_vs_half"] = compare(structure(sampled[:half], ref["r_max"], ref["shell_A"]),
-                                            structure(sampled[half:], ref["r_max"], ref["shell_A"]))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, default=float))
-    ref_file = RESULTS / "reference.json"
-    if not ref_file.exists() or quick:
-        ref_out = {k: v for k, v in ref.items() if k != "curves"}
-        ref_file.write_text(json.dumps(dict(ref_out, curves=_jsonable(ref["curves"])), indent=1, default=float))
-    s = result.get("structure", {})
-    logger.info("%s: relative RMSE %.3f, slope %.3f; MD %.1f ps (%s); RDF RMS %s, angle RMS %s, q RMS %s", name,
-                errors["relative_rmse"], errors["slope"], md["simulated_ps"], md["stopped"] or "ran through",
-                s.get("rdf_rms"), s.get("angle_rms"), s.get("q_rms"))
-    return result
+    name = "water"
+    here = HERE
+    data_file = "water_1bead_300K.npz"
+    description = "one-bead water: denoising vs force matching vs a pairwise model (benchmarks/water/README.md)"
+    record_keys = {"md-check": ("setup",)}
+
+    def load_frames(self, path):
+        return load_frames(path)
+
+    def split(self, frames, recipe):
+        return split(frames)
+
+    def train(self, recipe, seed, frames, work, quick):
+        model, n_frames, epochs, elapsed, meta = train_run(recipe.run_name(seed), frames, quick)
+        return model, dict(n_frames=n_frames, epochs=epochs, train_s_this_call=elapsed,
+                           train_steps=meta.get("training", {}).get("steps"),
+                           train_elapsed_s=(meta.get("metrics") or {}).get("elapsed_s"),
+                           n_parameters=int(sum(p.numel() for p in model.parameters())),
+                           priors=[p.describe() for p in model.priors])
+
+    def force_errors(self, model, test, quick):
+        from study_kit import short_metrics
+
+        return {"forces": short_metrics(force_errors(model, test[: QUICK["test_frames"]] if quick else test))}
+
+    def measure(self, model, recipe, seed, run, train, test, frames, quick):
+        if quick:
+            test = test[: QUICK["test_frames"]]
+        ref = reference(test)
+        self.summary(quick).get("reference", "reference") or self.summary(quick).put(reference_record(ref))
+        md = run_md(model, test[0], quick, seed=seed)
+        sampled = md.pop("frames")
+        out: Dict[str, Any] = dict(md=md, md_frames=len(sampled))
+        if sampled and md["stopped"] is None:
+            curves = structure(sampled, ref["r_max"], ref["shell_A"])
+            out["structure"] = compare(curves, ref["curves"])
+            self.raw.mkdir(parents=True, exist_ok=True)
+            np.savez(self.curves_path(run, quick), **curves)
+            # the MD's own sampling noise: its first half against its second half (each half has half the frames)
+            half = len(sampled) // 2
+            out["md_half_vs_half"] = compare(structure(sampled[:half], ref["r_max"], ref["shell_A"]),
+                                             structure(sampled[half:], ref["r_max"], ref["shell_A"]))
+        return out
+
+    def curves_path(self, run: str, quick: bool = False) -> Path:
+        return self.raw / f"{run}{'-quick' if quick else ''}_curves.npz"
+
+    def one_line(self, record):
+        s = record.get("structure", {})
+        return (f"relative RMSE {fmt(record['forces']['relative_rmse'])}; RDF RMS {fmt(s.get('rdf_rms'))}, "
+                f"q RMS {fmt(s.get('q_rms'))}, <q> {fmt(s.get('q_mean'))}")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--plot", action="store_true", help="results/structure_<N>.png from the runs' curves")
+        parser.add_argument("--publish", default=None, metavar="RUN", help="copy this run's model into the zoo as "
+                            "water-1bead-300K")
+        parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
+
+    def handle(self, args):
+        if args.plot:
+            for n in FRAME_COUNTS:
+                if any(self.curves_path(run_name(w, n), args.quick).exists() for w in WORDS):
+                    print(plot(n, quick=args.quick))
+        if args.publish:
+            print(publish(args.publish, models_dir=Path(args.models_dir), quick=args.quick))
+
+    def tables(self, quick: bool = False):
+        out = {"recipes": recipes_table(), "runs": report(quick)}
+        if not quick:
+            out["md-check"] = md_check_table(quick)
+        return out
+
+
+def reference_record(ref: Mapping[str, Any]) -> Dict[str, Any]:
+    """The held-out reference's figures as a ``reference`` record (its curves go to ``results/raw/``)."""
+    STUDY.raw.mkdir(parents=True, exist_ok=True)
+    np.savez(STUDY.raw / "reference_curves.npz", **ref["curves"])
+    return dict(kind="reference", run="reference", r_max=ref["r_max"], shell_A=ref["shell_A"],
+                half_vs_half=ref["half_vs_half"], n_frames=ref["n_frames"], rdf_peak_r=ref["rdf_peak_r"],
+                rdf_peak_g=ref["rdf_peak_g"], q_mean=ref["q_mean"])
+
+
+STUDY = WaterStudy(BOOK)
 
 
 # ----------------------------------------------------------------------------------------------
 # table and plot
 # ----------------------------------------------------------------------------------------------
-def _load(names: Sequence[str]) -> List[Dict[str, Any]]:
-    return [json.loads((RESULTS / f"{x}.json").read_text()) for x in names if (RESULTS / f"{x}.json").exists()]
+def _load(names: Sequence[str], quick: bool = False) -> List[Dict[str, Any]]:
+    records = STUDY.by_run(quick=quick)
+    return [records[x] for x in names if x in records]
 
 
 def _ms(values, digits: int = 3, scale: float = 1.0) -> str:
-    v = np.asarray([x for x in values if x is not None], dtype=float) * scale
-    if v.size == 0:
-        return "-"
-    return f"{v.mean():.{digits}f}" + (f" ± {v.std(ddof=1):.{digits}f}" if len(v) > 1 else "")
+    return mean_std([x for x in values if x is not None], digits, scale)
 
 
-def report() -> str:
+def report(quick: bool = False) -> str:
     """Mean ± std over seeds per recipe and frame count (markdown); the last rows are noise floors of
     the structural figures: each MD run's first half against its second half, and the same for the
     held-out reference."""
-    rows = ["| recipe | frames | seeds | force RMSE (eV/A) | relative RMSE | slope | MD ran through | RDF RMS diff "
-            "| angle RMS diff (10^-3/deg) | q RMS diff | <q> |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    ref = json.loads((RESULTS / "reference.json").read_text()) if (RESULTS / "reference.json").exists() else None
+    rows = []
+    ref = STUDY.summary(quick).get("reference", "reference")
     for n in FRAME_COUNTS:
-        for prefix, (label, _, _) in RECIPES.items():
-            res = _load([run_name(prefix, n, s) for s in SEEDS])
+        for word, (label, _, _) in WORDS.items():
+            res = _load([run_name(word, n, s) for s in SEEDS], quick)
             if not res:
                 continue
             st = [r.get("structure", {}) for r in res]
-            rows.append(
-                f"| {label} | {n} | {len(res)} | {_ms([r['forces']['rmse'] for r in res])} "
-                f"| {_ms([r['forces']['relative_rmse'] for r in res])} | {_ms([r['forces']['slope'] for r in res])} "
-                f"| {sum(r['md']['stopped'] is None for r in res)}/{len(res)} "
-                f"| {_ms([s.get('rdf_rms') for s in st])} | {_ms([s.get('angle_rms') for s in st], 2, 1e3)} "
-                f"| {_ms([s.get('q_rms') for s in st])} | {_ms([s.get('q_mean') for s in st])} |")
-    halves = [r["md_half_vs_half"] for n in FRAME_COUNTS for p in RECIPES
-              for r in _load([run_name(p, n, s) for s in SEEDS]) if "md_half_vs_half" in r]
+            rows.append([label, n, len(res), _ms([r["forces"]["rmse"] for r in res]),
+                         _ms([r["forces"]["relative_rmse"] for r in res]), _ms([r["forces"]["slope"] for r in res]),
+                         f"{sum(r['md']['stopped'] is None for r in res)}/{len(res)}", _ms([s.get("rdf_rms") for s in st]),
+                         _ms([s.get("angle_rms") for s in st], 2, 1e3), _ms([s.get("q_rms") for s in st]),
+                         _ms([s.get("q_mean") for s in st])])
+    halves = [r["md_half_vs_half"] for n in FRAME_COUNTS for w in WORDS
+              for r in _load([run_name(w, n, s) for s in SEEDS], quick) if "md_half_vs_half" in r]
     if halves:
-        rows.append(f"| noise: first vs second half of each MD run (mean over {len(halves)} runs) | - | - | - | - | - | - "
-                    f"| {np.mean([h['rdf_rms'] for h in halves]):.3f} | {1e3 * np.mean([h['angle_rms'] for h in halves]):.2f} "
-                    f"| {np.mean([h['q_rms'] for h in halves]):.3f} | - |")
+        rows.append([f"noise: first vs second half of each MD run (mean over {len(halves)} runs)"] + ["-"] * 6
+                    + [f"{np.mean([h['rdf_rms'] for h in halves]):.3f}", f"{1e3 * np.mean([h['angle_rms'] for h in halves]):.2f}",
+                       f"{np.mean([h['q_rms'] for h in halves]):.3f}", "-"])
     if ref is not None:
         f = ref["half_vs_half"]
-        rows.append(f"| reference: first vs second half of the held-out frames | - | - | - | - | - | - "
-                    f"| {f['rdf_rms']:.3f} | {1e3 * f['angle_rms']:.2f} | {f['q_rms']:.3f} | {ref['q_mean']:.3f} |")
-    return "\n".join(rows)
+        rows.append(["reference: first vs second half of the held-out frames"] + ["-"] * 6
+                    + [f"{f['rdf_rms']:.3f}", f"{1e3 * f['angle_rms']:.2f}", f"{f['q_rms']:.3f}", f"{ref['q_mean']:.3f}"])
+    return md_table(["recipe", "frames", "seeds", "force RMSE (eV/A)", "relative RMSE", "slope", "MD ran through",
+                     "RDF RMS diff", "angle RMS diff (10^-3/deg)", "q RMS diff", "<q>"], rows)
 
 
-def plot(frames: int, path: Optional[Path] = None) -> Path:
+def recipes_table() -> str:
+    """The recipe words as declared (each at 100 and 480 frames, seeds 0-2)."""
+    arch = {"default": "many-body (2 interactions, correlation 2)", "pair": "pairwise (1 interaction, correlation 1)",
+            "big": "larger many-body (32 channels, max_L 2, correlation 3)"}
+    return md_table(["recipe", "what it is", "loss", "model", "noise"],
+                    [[f"`{w}-<N>`", label, loss, arch[a], "auto ladder, antithetic pairs, 4 copies" if loss != "force_matching"
+                      else f"- (sigma {FM_NOISE_STD:g} A only sets the output scale)"] for w, (label, loss, a) in WORDS.items()])
+
+
+def md_check_table(quick: bool = False) -> str:
+    """``md_check.py``'s table from its ``md-check`` records and the single study runs."""
+    from water import md_check
+
+    return md_check.report({f"{r['run']}/{r['setup']}": r for r in STUDY.summary(quick).records("md-check")})
+
+
+def plot(frames: int, path: Optional[Path] = None, quick: bool = False) -> Path:
     """RDF, triplet-angle and q distributions of each recipe (seed 0) at ``frames`` training frames
-    over the held-out reference -> ``results/structure_<frames>.png``."""
-    from ase_denoise.analysis import _new_figure, _save
+    over the held-out reference (the curves the runs wrote to ``results/raw/``) -> ``results/structure_<frames>.png``."""
+    from ase_denoise.analysis import _new_figure
 
-    ref = json.loads((RESULTS / "reference.json").read_text())
-    rc = ref["curves"]
+    ref = STUDY.summary(quick).get("reference", "reference")
+    rc = dict(np.load(STUDY.raw / "reference_curves.npz"))
     fig = _new_figure((15.0, 4.2))
     axes = [fig.add_subplot(1, 3, k + 1) for k in range(3)]
     panels = (("r", "g", "r (Å)", "g(r), bead-bead"), ("theta", "p_theta", "angle (degrees)",
@@ -402,27 +460,27 @@ def plot(frames: int, path: Optional[Path] = None) -> Path:
         ax.plot(rc[x], rc[y], "k-", lw=2.2, label="reference (held-out TIP3P)")
         ax.set_xlabel(xl)
         ax.set_ylabel(yl)
-    for k, prefix in enumerate(RECIPES):
-        res = _load([run_name(prefix, frames)])
-        if not res or "curves" not in res[0]:
+    for k, word in enumerate(WORDS):
+        path_k = STUDY.curves_path(run_name(word, frames), quick)
+        if not path_k.exists():
             continue
-        c = res[0]["curves"]
-        style = "--" if "pair" in prefix else "-"
+        c = dict(np.load(path_k))
+        style = "--" if "pairwise" in word else "-"
         for ax, (x, y, _, _) in zip(axes, panels):
-            ax.plot(c[x], c[y], style, color=f"C{k}", lw=1.2, label=f"{prefix}-{frames}")
+            ax.plot(c[x], c[y], style, color=f"C{k}", lw=1.2, label=f"{word}-{frames}")
     axes[0].set_xlim(2.0, rc["r"][-1])
     axes[0].axvline(ref["shell_A"], color="grey", ls=":", lw=0.8)
     axes[0].legend(fontsize=7)
     fig.suptitle(f"one-bead water, 300 K: models trained on {frames} frames (seed 0) vs the held-out reference")
     fig.tight_layout()
-    return _save(fig, path or RESULTS / f"structure_{frames}.png")
+    return save_figure(fig, path or STUDY.results / f"structure_{frames}{'-quick' if quick else ''}.png")
 
 
 # ----------------------------------------------------------------------------------------------
 # zoo
 # ----------------------------------------------------------------------------------------------
 def publish(name: str, zoo_name: str = "water-1bead-300K", models_dir: Path = REPO / "models",
-            data: Path = DATA) -> Path:
+            quick: bool = False) -> Path:
     """Copy run ``name``'s model into ``models/<zoo_name>/`` with its card, a start structure (the
     first held-out frame, 256 beads) and the held-out reference curves (``reference_structure.npz``:
     ``r``, ``g``, ``theta``, ``p_theta``, ``q``, ``p_q``), and register it."""
@@ -433,48 +491,51 @@ def publish(name: str, zoo_name: str = "water-1bead-300K", models_dir: Path = RE
     from ase_denoise.checkpoint import load_model_file
     from ase_denoise.zoo import register_model
 
-    [res] = _load([name]) or [None]
+    [res] = _load([name], quick) or [None]
     if res is None:
-        raise FileNotFoundError(f"no results for run {name!r} in {RESULTS}")
-    spec = res["spec"]
-    if spec["architecture"] != "default":
-        raise ValueError(f"run {name!r} is a {spec['architecture']} control; publish a run of the default "
+        raise FileNotFoundError(f"no record of run {name!r} in {STUDY.summary(quick).path}")
+    recipe, seed = RUNS[name]
+    if recipe.get("architecture") != "default":
+        raise ValueError(f"run {name!r} is a {recipe.get('architecture')} control; publish a run of the default "
                          "architecture")
-    model = load_model_file(RUNS_DIR / name / "best.safetensors")
+    model = load_model_file(STUDY.work_dir(name, quick) / "best.safetensors")
     dest_dir = Path(models_dir) / zoo_name
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / f"{zoo_name}.safetensors"
-    shutil.copyfile(RUNS_DIR / name / "best.safetensors", dest)
+    shutil.copyfile(STUDY.work_dir(name, quick) / "best.safetensors", dest)
+    data = STUDY.data
     pool, test = split(load_frames(data))
     start = test[0].copy()
     del start.arrays["ref_forces"]
     ase.io.write(dest_dir / "start.extxyz", start)
-    ref = json.loads((RESULTS / "reference.json").read_text())
+    ref_test = test[: QUICK["test_frames"]] if quick else test
+    ref_full = reference(ref_test)
+    ref = STUDY.summary(quick).get("reference", "reference") or reference_record(ref_full)
     np.savez_compressed(dest_dir / "reference_structure.npz", shell_A=ref["shell_A"],
-                        **{k: np.asarray(v, dtype=np.float32) for k, v in ref["curves"].items()})
+                        **{k: np.asarray(v, dtype=np.float32) for k, v in ref_full["curves"].items()})
     for f in (dest, dest_dir / "start.extxyz", dest_dir / "reference_structure.npz"):
         os.chmod(f, 0o644)
 
-    prefix, n = name.split("-")[0], spec["frames"]  # the run family (quick runs use fewer frames)
+    word, n = recipe.get("word"), recipe.frames  # the run family (quick runs use fewer frames)
     meta = json.loads(str(np.load(data)["metadata"]))
     dt_ps = float(meta["frame_interval_ps"])
-    fm_rel = _ms([r["forces"]["relative_rmse"] for r in _load([run_name("fm", n, k) for k in SEEDS])], 2)
+    fm_rel = _ms([r["forces"]["relative_rmse"] for r in _load([run_name("force-match", n, k) for k in SEEDS], quick)], 2)
     table = []  # | recipe | seeds | RDF | angle | q | <q> |
-    for p in RECIPES:
-        runs = _load([run_name(p, n, s) for s in SEEDS])
+    for p in WORDS:
+        runs = _load([run_name(p, n, s) for s in SEEDS], quick)
         st = [r["structure"] for r in runs if "structure" in r]
         if st:
-            table.append(f"| {RECIPES[p][0]} | {len(st)} | {_ms([s['rdf_rms'] for s in st])} "
+            table.append(f"| {WORDS[p][0]} | {len(st)} | {_ms([s['rdf_rms'] for s in st])} "
                          f"| {_ms([s['angle_rms'] for s in st], 2, 1e3)} | {_ms([s['q_rms'] for s in st])} "
                          f"| {_ms([s['q_mean'] for s in st])} |")
     f = ref["half_vs_half"]
     table.append(f"| reference, first vs second half of the held-out frames | - | {f['rdf_rms']:.3f} "
                  f"| {1e3 * f['angle_rms']:.2f} | {f['q_rms']:.3f} | {ref['q_mean']:.3f} |")
-    seeds = _load([run_name(prefix, n, s) for s in SEEDS])
+    seeds = _load([run_name(word, n, s) for s in SEEDS], quick)
     temps = ", ".join(f"{r['md']['mean_temperature_K']:.0f}" for r in seeds)
 
     def mean_temperature(prefixes) -> str:
-        t = [r["md"]["mean_temperature_K"] for p in prefixes for r in _load([run_name(p, n, k) for k in SEEDS])]
+        t = [r["md"]["mean_temperature_K"] for p in prefixes for r in _load([run_name(p, n, k) for k in SEEDS], quick)]
         return f"{np.mean(t):.0f} K" if t else "-"
     c, physics, md, s, fe = model.config, model.physics, res["md"], res["structure"], res["forces"]
     names = c.bead_names
@@ -512,9 +573,9 @@ atoms.calc = DenoiseCalculator.from_zoo("{zoo_name}")     # sha256-checked, no n
 ## Settings
 
 - noise_std (sigma): noise ladder **{levels} A** (`noise_std="auto"`: the inner width of the first
-  bead-bead peak sets it); n_duplicates: **{spec['n_duplicates']}** (noise drawn in antithetic pairs).
+  bead-bead peak sets it); n_duplicates: **{recipe.n_duplicates}** (noise drawn in antithetic pairs).
 - Training: {res['epochs']} epochs ({res.get('train_steps')} optimiser steps), batch {BATCH} frame copies, AdamW lr 0.005
-  with cosine schedule, seed {spec['seed']}, float32; {(res.get('train_elapsed_s') or res['train_s_this_call']) / 60:.1f} min on one CPU thread.
+  with cosine schedule, seed {seed}, float32; {(res.get('train_elapsed_s') or res['train_s_this_call']) / 60:.1f} min on one CPU thread.
 - Priors: {"; ".join(p.describe(names) for p in model.priors)}.
 - Architecture: MACE, head={c.head}, r_max={c.r_max}, num_channels={c.num_channels}, max_ell={c.max_ell},
   max_L={c.max_L}, correlation={c.correlation}, num_interactions={c.num_interactions};
@@ -556,9 +617,9 @@ optimiser steps, priors and MD):
   the untested suspect. The pairwise control is far worse (q about 0.43).
 - The forces are not exactly conservative (a vector head, not the gradient of an energy): in Langevin
   MD at friction {md['settings']['friction_per_fs']:g}/fs the beads ran at {temps} K (target 300 K; the training seeds; the
-  statistical error of each, from block averages, is 1-3 K). Force matching's many-body model ran at {mean_temperature(["fm"])} on
+  statistical error of each, from block averages, is 1-3 K). Force matching's many-body model ran at {mean_temperature(["force-match"])} on
   average, the pairwise controls (central pair forces: conservative by construction) at
-  {mean_temperature(["dn-pair", "fm-pair"])}. Use a stronger thermostat if the temperature matters more than the dynamics.
+  {mean_temperature(["denoise-pairwise", "force-match-pairwise"])}. Use a stronger thermostat if the temperature matters more than the dynamics.
 - One state point: 300 K at this density (NVT). A CG water model's mean force depends on both; there
   is no pressure (forces only, no virial) and no transferability claim.
 - MD was checked for {md['settings']['equilibration_ps'] + md['settings']['production_ps']:g} ps per run (all runs stayed intact; the wall prior
@@ -576,35 +637,7 @@ optimiser steps, priors and MD):
 
 
 def main(argv=None) -> int:
-    global RESULTS, RUNS_DIR
-    parser = argparse.ArgumentParser(description="one-bead water: denoising vs force matching vs a pairwise model")
-    parser.add_argument("--only", nargs="*", default=[], help="runs to train and evaluate")
-    parser.add_argument("--report", action="store_true", help="print the table of the finished runs")
-    parser.add_argument("--plot", action="store_true", help="plot the structure of the finished runs")
-    parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test of the pipeline")
-    parser.add_argument("--publish", default=None, metavar="RUN", help="copy this run's model into the zoo as "
-                        "water-1bead-300K")
-    parser.add_argument("--models-dir", default=str(REPO / "models"), help="zoo directory for --publish")
-    parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--out-dir", default=str(HERE), help="results go to <out-dir>/results")
-    parser.add_argument("--runs-dir", default=str(RUNS_DIR))
-    args = parser.parse_args(argv)
-    RESULTS, RUNS_DIR = Path(args.out_dir) / "results", Path(args.runs_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    unknown = [n for n in args.only if n not in RUNS]
-    if unknown:
-        parser.error(f"unknown runs {unknown}; known: {sorted(RUNS)}")
-    for name in args.only:
-        do_run(name, quick=args.quick, data=Path(args.data))
-    if args.report:
-        print(report())
-    if args.plot:
-        for n in FRAME_COUNTS:
-            if _load([run_name(p, n) for p in RECIPES]):
-                plot(n)
-    if args.publish:
-        print(publish(args.publish, models_dir=Path(args.models_dir), data=Path(args.data)))
-    return 0
+    return STUDY.main(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""Every generated table of the benchmark studies' READMEs (and their ``results/tables.md``) is what the
+committed summary gives: ``study.py --tables`` rewrites them from ``results/summary.jsonl``, and this test
+fails when a README and its summary drift apart. Tables outside the markers are only the static
+descriptions listed here (data sets, not measurements)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from _helpers import BENCHMARKS, benchmark_module
+
+STUDIES = ["licl/study.py", "ala2/study.py", "water/study.py"]
+
+#: tables that describe inputs, not results: (README, header line)
+STATIC = {("licl/README.md", "| | |"), ("water/README.md", "| | |")}
+
+
+def _study(script):
+    return benchmark_module(script).STUDY
+
+
+@pytest.mark.parametrize("script", STUDIES)
+def test_readme_tables_regenerate_from_the_summary(script):
+    st = _study(script)
+    from study_kit import table_differences
+
+    docs = st.documents()
+    assert st.readme in docs
+    for path, tables in docs.items():
+        assert tables and all(t.strip() for t in tables.values()), path
+        assert table_differences(path, tables) == [], f"{path}: run `python benchmarks/{script} --tables`"
+
+
+@pytest.mark.parametrize("script", STUDIES)
+def test_no_unmarked_result_tables(script):
+    """Outside the generated blocks a README holds only the static description tables."""
+    st = _study(script)
+    text = re.sub(r"<!-- table (\S+).*?<!-- end table \1 -->", "", st.readme.read_text(), flags=re.S)
+    lines = text.splitlines()
+    readme = str(st.readme.relative_to(BENCHMARKS))
+    for i, line in enumerate(lines):
+        if line.strip().startswith("|") and not (i and lines[i - 1].strip().startswith("|")):
+            assert (readme, line.strip()) in STATIC, f"{readme}: unmarked table {line.strip()[:60]}"
+
+
+@pytest.mark.parametrize("script", STUDIES)
+def test_the_benchmarks_index_lists_every_generated_table_and_its_command(script):
+    """``benchmarks/README.md`` names each generated table of the study's documents (by its marker name)
+    on the row of that document, next to the command that regenerates it."""
+    st = _study(script)
+    index = (BENCHMARKS / "README.md").read_text()
+    for path, tables in st.documents().items():
+        page = str(path.relative_to(BENCHMARKS))
+        rows = [line for line in index.splitlines() if line.startswith(f"| `{page}` |")]
+        assert rows, f"benchmarks/README.md has no row for {page}"
+        assert f"benchmarks/{script} --tables" in rows[0], rows[0]
+        listed = set(re.findall(r"`([a-z0-9.-]+)`", rows[0]))
+        assert set(tables) <= listed, f"{page}: not listed in benchmarks/README.md: {sorted(set(tables) - listed)}"
