@@ -227,7 +227,8 @@ def denoiser_train_step(model: "torch.nn.Module", frames: Sequence["Atoms"], dty
     The batch is built once, beforehand (the caller times the collate on its own if it wants)."""
     import torch
 
-    from ase_denoise.data import collate, to_frame
+    from ase_denoise.data import to_frame
+    from ase_denoise.data.graphs import collate
 
     cfg = model.config
     fr = [to_frame(a, cfg.atomic_numbers) for a in frames]

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fine-tuning a denoiser from a MACE backbone versus training it from scratch (LJ argon, CPU).
 
-1. Data: Lennard-Jones argon at 94.4 K (108 atoms, periodic, :func:`ase_denoise.reference.lj_argon_frames`),
+1. Data: Lennard-Jones argon at 94.4 K (108 atoms, periodic, :func:`ase_denoise.data.reference.lj_argon_frames`),
    three independent Langevin runs: ``seed=2`` labelled frames for MACE (energies and forces of the
    true potential), ``seed=0`` unlabelled frames for the denoisers, ``seed=1`` held-out test frames.
 2. MACE: a small ``ScaleShiftMACE`` (16 channels, L=1, max_ell 2, correlation 2, 2 layers, r_max 5 A,
@@ -49,8 +49,8 @@ import common  # noqa: E402  (MACE builder, mace imports, held-out force figures
 
 from ase_denoise.analysis import force_metrics  # noqa: E402
 from ase_denoise.config import ModelConfig, TrainConfig  # noqa: E402
-from ase_denoise.data import prepare_data  # noqa: E402
-from ase_denoise.reference import lj_argon_frames  # noqa: E402
+from ase_denoise.training import prepare_data  # noqa: E402
+from ase_denoise.data.reference import lj_argon_frames  # noqa: E402
 from ase_denoise.testing import default_dtype  # noqa: E402
 from ase_denoise.training import Trainer  # noqa: E402
 
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     test_frames = lj_argon_frames(args.n_test, TEMPERATURE_K, seed=1, cache_dir=data_dir, **kw)
     t_data = time.perf_counter() - t_start
 
-    from ase_denoise.mace_adapter import denoiser_from_mace, load_mace_model
+    from ase_denoise.integrations.mace import denoiser_from_mace, load_mace_model
 
     if args.mace_model:
         model_path = args.mace_model

@@ -45,9 +45,10 @@ def main() -> int:
     import warnings
 
     from ase_denoise import DenoiseCalculator, TrainConfig
-    from ase_denoise.data import prepare_data, to_frame
+    from ase_denoise.data import to_frame
+    from ase_denoise.training import prepare_data
     from ase_denoise.model import build_model
-    from ase_denoise.neighbours import average_num_neighbors
+    from ase_denoise.data.neighbours import average_num_neighbors
     from ase_denoise.training import Trainer
 
     common.mace_api()  # mace imported without switching off torch.load's weights-only default

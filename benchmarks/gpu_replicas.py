@@ -9,7 +9,7 @@ The GPU counterpart of ``replicas.py`` (issue 14's throughput table). For each z
 * ASE's ``Langevin`` with ``DenoiseCalculator(model, device=DEVICE)``, one box (N separate runs
   sharing one GPU from one process get this in aggregate at best), and the same on one CPU thread of
   the same machine (the baseline of ``replicas.py``);
-* :class:`ase_denoise.replicas.ReplicaLangevin` with the model on DEVICE, N boxes in one batched
+* :class:`ase_denoise.md.replicas.ReplicaLangevin` with the model on DEVICE, N boxes in one batched
   forward per step (its Verlet lists, priors and integrator stay in numpy on the CPU);
 * torch-sim's ``nvt_langevin`` through :class:`~ase_denoise.integrations.torchsim.DenoiserTorchSimModel`,
   N boxes in one state on DEVICE (integrator on the GPU; the wrapper's neighbour lists on the CPU);
@@ -51,7 +51,7 @@ def agreement(model_name: str, starts, temperature_K: float, timestep_fs: float,
     import torch
 
     from ase_denoise import DenoiseCalculator, load_model
-    from ase_denoise.replicas import ReplicaLangevin
+    from ase_denoise.md import ReplicaLangevin
 
     cpu = load_model(model_name).to(dtype=torch.float64)
     dev = load_model(model_name).to(device=device, dtype=torch.float64)
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
                          f"{r['ase_cpu']:.1f} | {r['ase_cpu']:.1f} | 1.00 |")
         lines.append(f"| {r['model']} | {r['atoms']} | ASE Langevin + DenoiseCalculator | {where} | 1 | "
                      f"{r['ase_device']:.1f} | {r['ase_device']:.1f} | {r['ase_device'] / base:.2f}{tag} |")
-        for engine, key in (("ase_denoise.replicas.ReplicaLangevin", "batched"), ("torch-sim nvt_langevin", "torchsim")):
+        for engine, key in (("ase_denoise.md.replicas.ReplicaLangevin", "batched"), ("torch-sim nvt_langevin", "torchsim")):
             for n, rate in r.get(key, {}).items():
                 lines.append(f"| {r['model']} | {r['atoms']} | {engine} | {where} | {n} | {rate:.1f} | {n * rate:.0f} | "
                              f"{n * rate / base:.2f}{tag} |")

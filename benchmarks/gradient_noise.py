@@ -7,7 +7,7 @@
 The LiCl CG set (500 frames, ``benchmarks/licl``) with the zoo recipe's settings (the ``auto`` sigma
 ladder, the wall prior, batch 8, 4 draws per frame). For each trained level and each sampler setting,
 the gradient of one batch's training loss (:meth:`ase_denoise.training.Trainer.loss_gradient`) is taken
-over ``--batches`` batches of the real :class:`ase_denoise.sampler.DuplicationSampler` (one level each)
+over ``--batches`` batches of the real :class:`ase_denoise.training.sampler.DuplicationSampler` (one level each)
 at fixed weights: those of the zoo model ``licl-cg-300K`` (late in training, where the noise decides
 what is learned) and a fresh initialisation. Printed per level: the total gradient variance (the trace
 of the covariance over batches) of each setting, their ratio (how many times more batches independent
@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 
 def gradients(trainer, noise_std: float, antithetic: bool, n_batches: int, seed: int) -> np.ndarray:
     """[n_batches, n_weights]: loss gradients over batches of a one-level sampler (first batch of each epoch)."""
-    from ase_denoise.sampler import DuplicationSampler
+    from ase_denoise.training.sampler import DuplicationSampler
 
     sampler = DuplicationSampler(trainer.frames, trainer.train_ids, trainer.cfg.n_duplicates, noise_std,
                                  trainer.cfg.batch_size, seed, antithetic=antithetic)
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     from licl import study
     from common import machine
     from ase_denoise import TrainConfig, load_model
-    from ase_denoise.data import prepare_data
+    from ase_denoise.training import prepare_data
     from ase_denoise.training import Trainer
 
     frames = study.split(study.load_frames(), 500)

@@ -149,7 +149,7 @@ def rdf_run(model, frame, steps: int = 3000, skip: int = 500) -> dict:
     from ase_denoise import DenoiseCalculator
     from ase_denoise.analysis import rdf, rdf_difference
     from ase_denoise.md import run_langevin
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     reference = lj_argon_frames(300, 94.4, cache_dir=REPO / "runs" / "lj_ladder" / "data", seed=0)
     r_max = 0.5 * float(frame.cell.lengths().min()) - 0.01
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
     nve_steps = 400 if args.quick else args.nve_steps
 
     from ase_denoise import load_model
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     saved = HERE / "heads.json"
     results = json.loads(saved.read_text()) if saved.exists() and not args.quick else {}

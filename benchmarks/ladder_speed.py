@@ -30,9 +30,10 @@ LEVELS = (0.025, 0.04, 0.06)
 def measure(n: int, repeats: int) -> Dict[str, float]:
     import torch
 
-    from ase_denoise import DenoiseCalculator, PhysicsConfig, build_model
+    from ase_denoise import DenoiseCalculator, PhysicsConfig
+    from ase_denoise.model import build_model
     from ase_denoise.data import to_frame
-    from ase_denoise.neighbours import average_num_neighbors
+    from ase_denoise.data.neighbours import average_num_neighbors
 
     atoms = common.argon(n)
     avg = average_num_neighbors([to_frame(atoms, [18])], common.HYPERPARAMETERS["r_max"])

@@ -43,8 +43,9 @@ def run(seed: int, minutes: float, work: Path, head: str = "vector") -> dict:
     from ase_denoise import TrainConfig, train
     from ase_denoise.analysis import force_metrics
     from ase_denoise.data import to_frame
-    from ase_denoise.inference import evaluate_forces, extrapolation_weights
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.forces import ForcesChoice, extrapolation_weights
+    from ase_denoise.inference import evaluate_forces
+    from ase_denoise.data.reference import lj_argon_frames
 
     frames = lj_argon_frames(300, 94.4, cache_dir=work / "data", seed=0)
     test = lj_argon_frames(20, 94.4, cache_dir=work / "data", seed=1)
@@ -58,7 +59,7 @@ def run(seed: int, minutes: float, work: Path, head: str = "vector") -> dict:
     out = {"seed": seed, "head": head, "levels": list(LEVELS), "epochs": len(result.history), "train_s": round(time.perf_counter() - t0)}
     per_level = {}
     for s in list(LEVELS) + [None]:
-        pred, ref = evaluate_forces(model, frames_test, noise_std=s)
+        pred, ref = evaluate_forces(model, frames_test, forces=ForcesChoice(noise_std=s))
         if s is not None:
             per_level[s] = pred
         m = force_metrics(pred, ref)

@@ -12,7 +12,7 @@ Starts from the first frame of an independent (held-out) true-LJ run, thermalise
   atoms (periodic images included; the run stops below 2 A), the largest force and the kinetic temperature;
 * one frame every ``--sample-every`` steps (1 ps by default); the run is cut into four quarters and the
   **RDF of the first and last quarter** are compared (``ase_denoise.analysis.rdf_difference``), and each
-  quarter's RDF against the reference RDF of the true-LJ run (``ase_denoise.reference.lj_argon_frames``,
+  quarter's RDF against the reference RDF of the true-LJ run (``ase_denoise.data.reference.lj_argon_frames``,
   the model's training run) and against the RDF of the noised reference (``rho_sigma``, what MD with the
   sigma-smoothed forces samples, docs/design.md, "The estimator");
 * the noise floor: the RDF difference between the first and second half of the reference run
@@ -85,7 +85,7 @@ def closest_approach_of_frames(frames) -> float:
 
 def reference_frames(args: argparse.Namespace):
     """The model's training run (seed 0) and an independent, held-out run (seed 1) of true-LJ MD."""
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     n_ref, n_held = (QUICK["n_reference"], QUICK["n_held_out"]) if args.quick else (N_REFERENCE, N_HELD_OUT)
     kw = QUICK["sampling"] if args.quick else {}
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     from ase_denoise import DenoiseCalculator
     from ase_denoise.analysis import first_peak, rdf, rdf_difference
     from ase_denoise.md import max_force, min_pair_distance, run_langevin
-    from ase_denoise.sampler import noised_copies
+    from ase_denoise.training.sampler import noised_copies
 
     os.makedirs(args.work_dir, exist_ok=True)
 

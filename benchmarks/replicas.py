@@ -7,7 +7,7 @@
 For each zoo model (``licl-cg-300K``: 48 ions, noise ladder (its default forces: the smallest level), wall and Ewald priors;
 ``lj-argon-94K``: 108 atoms, and 2916 atoms for the single-box engines) it times ASE's ``Langevin`` with ``DenoiseCalculator`` on one box
 (what 32 separate runs on this one thread would get in aggregate: the same steps/s), then
-:class:`ase_denoise.replicas.ReplicaLangevin` with N boxes in one batched forward per step; the
+:class:`ase_denoise.md.replicas.ReplicaLangevin` with N boxes in one batched forward per step; the
 aggregate is N x its steps/s. The same for OpenMM (``LangevinMiddleIntegrator`` on the CPU platform,
 the model as a ``PythonForce``, one box), LAMMPS (``fix langevin`` + ``fix nve``, the model through
 ``fix external``, one box) and torch-sim (``nvt_langevin``, N boxes in one state). Start
@@ -37,7 +37,7 @@ import common  # noqa: E402
 
 
 def systems(n_max: int):
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     from licl import study
 
@@ -49,7 +49,7 @@ def systems(n_max: int):
 
 def large_lj():
     """A 2916-atom LJ argon box: a held-out 108-atom frame repeated 3 x 3 x 3 (for the single-box engines)."""
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     return lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)[0].repeat(3)
 
@@ -59,7 +59,7 @@ def lj_box(n_cells: int):
     108-atom liquid frame, rattled by 0.1 A: the size of a larger run, for timing only."""
     from ase.build import bulk
 
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     small = lj_argon_frames(20, 94.4, cache_dir=HERE.parent / "runs" / "lj_ladder" / "data", seed=1)[0]
     a = (small.get_volume() / len(small) * 4) ** (1 / 3)
@@ -75,10 +75,10 @@ def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, step
     from ase import units
     from ase.md.langevin import Langevin
 
-    from ase_denoise import DenoiseCalculator
+    from ase_denoise import DenoiseCalculator, ForcesChoice
 
     atoms = atoms.copy()
-    atoms.calc = DenoiseCalculator(model, noise_std=noise_std, device=device)
+    atoms.calc = DenoiseCalculator(model, forces=ForcesChoice(noise_std=noise_std), device=device)
     dyn = Langevin(atoms, timestep_fs * units.fs, temperature_K=temperature_K, friction=0.01 / units.fs,
                    fixcm=False, rng=np.random.default_rng(0))
     dyn.run(2)  # warm-up
@@ -88,9 +88,11 @@ def ase_steps_per_s(model, atoms, temperature_K: float, timestep_fs: float, step
 
 
 def batched_steps_per_s(model, starts, temperature_K: float, timestep_fs: float, steps: int, noise_std=None) -> float:
-    from ase_denoise.replicas import ReplicaLangevin
+    from ase_denoise import ForcesChoice
+    from ase_denoise.md import ReplicaLangevin
 
-    batch = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs, noise_std=noise_std)
+    batch = ReplicaLangevin(model, starts, temperature_K=temperature_K, timestep_fs=timestep_fs,
+                            forces=ForcesChoice(noise_std=noise_std))
     batch.run(2, interval=1000)  # warm-up
     return batch.run(steps, interval=1000)["steps_per_s"]
 
@@ -241,7 +243,7 @@ def main(argv=None) -> int:
                      f"{r['openmm_steps_per_s']:.0f} | {r['openmm_steps_per_s']:.0f} | {r['openmm_steps_per_s'] / ase:.2f} |")
         lines.append(f"| {name} | {r['atoms']} | LAMMPS fix langevin + nve, fix external | 1 | "
                      f"{r['lammps_steps_per_s']:.0f} | {r['lammps_steps_per_s']:.0f} | {r['lammps_steps_per_s'] / ase:.2f} |")
-        for engine, key in (("ase_denoise.replicas.ReplicaLangevin", "batched"), ("torch-sim nvt_langevin", "torchsim")):
+        for engine, key in (("ase_denoise.md.replicas.ReplicaLangevin", "batched"), ("torch-sim nvt_langevin", "torchsim")):
             for n, b in r[key].items():
                 lines.append(f"| {name} | {r['atoms']} | {engine} | {n} | {b['steps_per_s']:.1f} | "
                              f"{b['aggregate']:.0f} | {b['ratio_to_ase']:.2f} |")
@@ -308,7 +310,7 @@ def one_level(args) -> int:
              "| --- | --- | --- | --- | --- | --- |"]
     for v in variants:
         lines.append(f"| {v} | ASE Langevin + DenoiseCalculator | 1 | {best[v, 'ase']:.0f} | {best[v, 'ase']:.0f} | 1.00 |")
-        lines += [f"| {v} | ase_denoise.replicas.ReplicaLangevin | {n} | {best[v, n]:.1f} | {n * best[v, n]:.0f} | "
+        lines += [f"| {v} | ase_denoise.md.replicas.ReplicaLangevin | {n} | {best[v, n]:.1f} | {n * best[v, n]:.0f} | "
                   f"{n * best[v, n] / best[v, 'ase']:.2f} |" for n in sizes]
     text = "\n".join(lines) + "\n"
     if not args.quick:

@@ -70,8 +70,9 @@ from common import (  # noqa: E402
     now,
     time_once,
 )
-from ase_denoise.data import check_atoms, collate, to_frame  # noqa: E402  (these do not import mace)
-from ase_denoise.neighbours import average_num_neighbors  # noqa: E402
+from ase_denoise.data import check_atoms, to_frame
+from ase_denoise.data.graphs import collate  # noqa: E402  (these do not import mace)
+from ase_denoise.data.neighbours import average_num_neighbors  # noqa: E402
 
 TIMESTEP_FS = 2.0
 BATCH_FRAMES = 4

@@ -6,7 +6,7 @@
 does, for the named recipe:
 
 1. sample the training frames (and an independent held-out run) with the true potential
-   (:func:`ase_denoise.reference.lj_argon_frames`, cached under ``--work-dir``);
+   (:func:`ase_denoise.data.reference.lj_argon_frames`, cached under ``--work-dir``);
 2. train the denoiser on the coordinates alone for a fixed number of epochs (no wall-clock stop,
    so the run is deterministic; an interrupted run resumes when the same command is run again);
 3. evaluate it: force cosine, relative RMSE and RMSE (eV/Angstrom) of ``kT * eps_hat / sigma``
@@ -79,7 +79,7 @@ QUICK = dict(n_train=12, n_test=4, sampling=dict(stride=20, equilibration_steps=
 
 
 def _sample(recipe: Dict[str, Any], data_dir: str, progress: bool):
-    from ase_denoise.reference import lj_argon_frames
+    from ase_denoise.data.reference import lj_argon_frames
 
     if recipe["system"] != "lj_argon":
         raise ValueError(f"unknown system {recipe['system']!r}")
@@ -97,7 +97,7 @@ def evaluate(model, recipe: Dict[str, Any], train_frames, test_frames, work_dir:
     from ase_denoise.analysis import first_peak, rdf, rdf_difference
     from ase_denoise.calculator import DenoiseCalculator
     from ase_denoise.md import run_langevin
-    from ase_denoise.sampler import noised_copies
+    from ase_denoise.training.sampler import noised_copies
 
     fm = common.force_figures(model, test_frames)
 
@@ -196,7 +196,7 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
         "box of 17.34 Angstrom at 1.374 g/cm^3), sampled with the TRUE LJ potential "
         "(epsilon 0.0104 eV, sigma 3.40 Angstrom, cutoff 8.5 Angstrom, shifted) by ASE Langevin MD: "
         "10 fs step, friction 0.01/fs, 3 ps melt at 300 K, 10 ps equilibration, one frame every 1 ps "
-        f"(`ase_denoise.reference.lj_argon_frames(n_frames={recipe['n_train']}, temperature_K={recipe['temperature_K']}, "
+        f"(`ase_denoise.data.reference.lj_argon_frames(n_frames={recipe['n_train']}, temperature_K={recipe['temperature_K']}, "
         f"seed={recipe['train_seed']})`).",
         "- The denoiser saw positions only; the true forces were kept for evaluation.",
         f"- Temperature: **{physics.temperature_K} K** (kT = {physics.kT:.6g} eV).",
@@ -255,7 +255,7 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
            "them samples rho_sigma, so its RDF is compared both with the reference and with the RDF of the noised reference",
            "frames."] if len(model.noise_levels) == 1 else
           ["The calculator evaluates the trained levels in one batched forward and extrapolates the forces to sigma -> 0",
-           "(docs/beyond-one-sigma.md); `DenoiseCalculator.from_zoo(name, noise_std=s)` gives one level's smoothed forces.",
+           "(docs/noise-ladder.md); `DenoiseCalculator.from_zoo(name, forces=ForcesChoice(noise_std=s))` gives one level's smoothed forces.",
            "MD with the corrected forces samples the unsmoothed density, so there is no rho_sigma to compare with (—)."]),
         "",
         "## Reproduce",

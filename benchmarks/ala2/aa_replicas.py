@@ -13,7 +13,7 @@ replicas instead of one run, and where do its intact runs go on the phi/psi plan
 intact" mixes the model's stability with one trajectory's luck. Here each model (trained by
 ``study.py``'s recipe into ``runs/ala2/<name>``, or trained now if it is not there) runs
 :data:`MD`'s ``n_replicas`` Langevin replicas in one batched forward per step
-(:class:`ase_denoise.replicas.ReplicaLangevin`; 300 K, 0.5 fs, friction 0.05/fs: at 0.01/fs the vector
+(:class:`ase_denoise.md.replicas.ReplicaLangevin`; 300 K, 0.5 fs, friction 0.05/fs: at 0.01/fs the vector
 head's work heated the denoiser's replicas to 440 K; those records carry ``variant="friction-0.01"``),
 started from held-out frames spread over the held-out set. Per
 replica: the time at which a bond first went 1 A off its mean length in the data (broken: the
@@ -132,7 +132,7 @@ def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace
     """What :func:`run` (and ``aa_trace.py``, to replay it) sets up for a model: ``md["n_replicas"]``
     starts spread over the held-out frames ``test``, the molecule's bonds and angles, the data's bond
     lengths [frames, bonds] and their means, the non-bonded pairs and their closest approach in the
-    data (A), the atoms' symbols, and the :class:`~ase_denoise.replicas.ReplicaLangevin` runner (its
+    data (A), the atoms' symbols, and the :class:`~ase_denoise.md.replicas.ReplicaLangevin` runner (its
     thermostat seeds fixed: 5000 + replica; None without a ``model``)."""
     from ase_denoise.priors import molecule_topology
 
@@ -146,7 +146,7 @@ def replica_setup(model, test: List[Any], md: Dict[str, Any]) -> SimpleNamespace
                              axis=-1).min(axis=0)  # [pairs] A, the held-out data's closest approach
     runner = None
     if model is not None:
-        from ase_denoise.replicas import ReplicaLangevin
+        from ase_denoise.md import ReplicaLangevin
 
         runner = ReplicaLangevin(model, starts, temperature_K=study.TEMPERATURE_K, timestep_fs=md["timestep_fs"],
                                  friction_per_fs=md["friction_per_fs"], seeds=[5000 + i for i in range(len(picks))])
@@ -160,9 +160,9 @@ def with_nonbonded_wall(model, data: List[Any]):
     (:class:`ase_denoise.priors.NonBondedWall`: the pairs its bonded priors hold excluded, as
     ``train(..., priors=["bonded", "nonbonded_wall"])`` fits it). The weights are the model's own: the
     wall is not part of the training target, so training with it gives the same network."""
-    from ase_denoise import with_prior
+    from ase_denoise.model import with_prior
     from ase_denoise.priors import fit_repulsive_wall
-    from ase_denoise.suggest import pairs_held_by_priors
+    from ase_denoise.priors import pairs_held_by_priors
 
     return with_prior(model, fit_repulsive_wall(data, model.kT, exclude=pairs_held_by_priors(model.priors, data)))
 
@@ -196,7 +196,7 @@ class OpenMMReplicas:
     """The exact force field (``make_data.py``'s amber14 + GBn2 system) on ``starts``, one OpenMM
     context per replica: ``LangevinMiddleIntegrator`` at :data:`MD`'s temperature, friction and time
     step, seeds ``5000 + replica``, velocities drawn at the temperature. ``run`` has the interface of
-    :meth:`ase_denoise.replicas.ReplicaLangevin.run` (positions in A; temperatures from the
+    :meth:`ase_denoise.md.replicas.ReplicaLangevin.run` (positions in A; temperatures from the
     system's degrees of freedom, 3N - 3: OpenMM removes the centre-of-mass motion), so
     :func:`simulate` treats both alike."""
 

@@ -50,7 +50,7 @@ phi-psi step.
 * held-out mapped-force errors. The labels are instantaneous and noisy, so even the exact mean force
   has an RMSE well above zero; only the ranking between runs means anything;
 * CG MD: ``n_replicas`` Langevin replicas in one batched forward per step
-  (:class:`ase_denoise.replicas.ReplicaLangevin`, 300 K, 2 fs, friction 0.05/fs; records of the same
+  (:class:`ase_denoise.md.replicas.ReplicaLangevin`, 300 K, 2 fs, friction 0.05/fs; records of the same
   runs at 0.01/fs carry ``variant="friction-0.01"``), started from frames
   spread over the training set. After equilibration, phi/psi are sampled every 0.2 ps. The figures
   are: the basin populations; the KL divergence of the model's phi/psi histogram (20-degree bins)
@@ -182,12 +182,12 @@ def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10, split_beta: bool 
 
 
 def soft_ladder(frames: List[Atoms]) -> tuple:
-    """The ``auto`` rule (:mod:`ase_denoise.suggest`) applied to the bead pairs that no bonded prior
+    """The ``auto`` rule (:mod:`ase_denoise.training.suggest`) applied to the bead pairs that no bonded prior
     holds (neither bonded nor the ends of an angle): the bonds and angles are in the priors, and
     with ``smoothed_priors`` their smoothing is taken out of the target, so the noise need only
     respect the narrowest remaining peak (N - N(NME), 1-4 through psi: about 0.1 A wide). What
     ``train(..., noise_std="auto")`` does with ``TrainConfig(smoothed_priors=True)``."""
-    from ase_denoise.suggest import suggest_settings
+    from ase_denoise.training import suggest_settings
 
     held = {(min(i, j), max(i, j)) for i, j in BONDS} | {(min(i, k), max(i, k)) for i, _, k in ANGLES}
     return suggest_settings(frames, exclude_pairs=held).noise_std
@@ -253,7 +253,7 @@ def bond_lengths(positions: np.ndarray) -> np.ndarray:
 def run_md(model, starts: Sequence[Atoms], reference: List[Atoms], quick: bool, seed: int = 0) -> Dict[str, Any]:
     """Batched Langevin replicas; phi/psi sampled after equilibration; returns the figures and the
     sampled phi/psi [samples, 2] (in time order within each replica, replicas one after another)."""
-    from ase_denoise.replicas import ReplicaLangevin
+    from ase_denoise.md import ReplicaLangevin
 
     md = dict(MD)
     if quick:
@@ -310,10 +310,10 @@ def marginals_product(phi_psi: np.ndarray, copies: int = 13, seed: int = 0) -> n
 
 def marginal_figures(reference: np.ndarray, model: np.ndarray) -> Dict[str, float]:
     """Where a phi/psi KL comes from: the KL of each one-dimensional marginal
-    (:func:`ase_denoise.md_validation.torsion_marginal_kl`: 20-degree bins, half a count per bin as
+    (:func:`ase_denoise.refine.torsion_marginal_kl`: 20-degree bins, half a count per bin as
     :func:`kl_divergence`) and the mutual information between phi and psi (nats, of the 20-degree
     histogram) of ``model``; what a torsion correction can fix is the first two. Angles in degrees."""
-    from ase_denoise.md_validation import torsion_marginal_kl
+    from ase_denoise.refine import torsion_marginal_kl
 
     kl_phi, kl_psi = torsion_marginal_kl(np.radians(reference), np.radians(model), BIN_DEG)
     joint = histogram(model) + 0.5

@@ -74,7 +74,7 @@ def priors_only(name: str) -> None:
 
 def model_runs(names) -> None:
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.replicas import ReplicaLangevin
+    from ase_denoise.md import ReplicaLangevin
 
     frames = cg.map_frames()
     for name in names:

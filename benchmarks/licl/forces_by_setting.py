@@ -40,11 +40,12 @@ BARRIER = (2.6, 3.5)  # Angstrom
 
 def figures(model, frames, pairs, **choice) -> dict:
     from ase_denoise.data import to_frame
+    from ase_denoise.forces import ForcesChoice
     from ase_denoise.inference import predict
 
     fr = [to_frame(a, model.config.atomic_numbers) for a in frames]
     labels = np.concatenate([f.ref_forces for f in fr])
-    forces = predict(model, fr, **choice)
+    forces = predict(model, fr, forces=ForcesChoice(**choice))
     along = committee.along_pairs(pairs, forces)
     on_barrier = (pairs[0] >= BARRIER[0]) & (pairs[0] < BARRIER[1])
     return dict(mse=float(((forces - labels) ** 2).mean()), slope=float((forces * labels).sum() / (forces * forces).sum()),

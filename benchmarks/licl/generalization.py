@@ -50,6 +50,7 @@ def explained_fraction(model, frames, noise_std: float, draws: int, seed: int) -
     that level (force matching: one force field for every input) is scored with its forces as they are."""
 
     from ase_denoise.data import to_frame
+    from ase_denoise.forces import ForcesChoice
     from ase_denoise.inference import predict
 
     kT = model.kT  # eV
@@ -64,7 +65,7 @@ def explained_fraction(model, frames, noise_std: float, draws: int, seed: int) -
             noisy.append(to_frame(a, model.config.atomic_numbers))
             noises.append(n)
         level = noise_std if noise_std in model.noise_levels else None
-        forces = predict(model, noisy, noise_std=level, batch_size=draws).reshape(draws, len(atoms), 3)
+        forces = predict(model, noisy, forces=ForcesChoice(noise_std=level), batch_size=draws).reshape(draws, len(atoms), 3)
         eps = noise_std * forces / kT
         target = -np.stack(noises) / noise_std
         per_frame_model.append(np.mean((eps - target) ** 2))
@@ -78,7 +79,7 @@ def explained_fraction(model, frames, noise_std: float, draws: int, seed: int) -
 
 def measure(run: str, n_frames: int, draws: int, runs_dir: Path, levels=None) -> Dict[str, Any]:
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.sampler import split_frames
+    from ase_denoise.training.sampler import split_frames
 
     recipe = study.recipe_of(run)
     source = study.BOOK.recipe(recipe.get("weights_of")).run_name(study.RUNS[run][1]) if recipe.get("weights_of") else run

@@ -7,7 +7,7 @@ One 30-ps run from one start frame (the study's protocol) moves a model's RDF er
 between start frames and MD seeds, as much as the recipes differ. Here each trained model (the study's
 ``runs/licl/<run>``, default forces as stored, e.g. the smallest level for ``...-smallest-level``) runs
 ``--replicas`` independent Langevin replicas (300 K, 1 fs, friction 0.01/fs, as the study), all in one
-batched forward per step (:class:`ase_denoise.replicas.ReplicaLangevin`), each from its own frame of
+batched forward per step (:class:`ase_denoise.md.replicas.ReplicaLangevin`), each from its own frame of
 the data (evenly spaced over the 1.8 ns of the training pool, so their starts are independent) and
 its own thermostat seed: ``--equilibration-ps`` discarded, ``--production-ps`` kept (a frame every
 0.1 ps). Figures, per model -> a ``replicas`` record in ``results/summary.jsonl``:
@@ -60,9 +60,9 @@ def start_indices(n_replicas: int) -> np.ndarray:
 
 
 def pooled_figures(ref, per_replica: List[List], rng: np.random.Generator) -> Dict[str, Any]:
-    """The study's RDF figures of the pooled frames (:func:`ase_denoise.md_validation.compare_with_reference`
+    """The study's RDF figures of the pooled frames (:func:`ase_denoise.refine.compare_with_reference`
     against the 2-ns reference), under the keys of ``results/replicas/*.json``."""
-    from ase_denoise.md_validation import compare_with_reference
+    from ase_denoise.refine import compare_with_reference
 
     figs = compare_with_reference(ref, per_replica, study.PAIRS, rng, bin_width=study.BIN_WIDTH)
     g = figs["rdfs"]
@@ -78,7 +78,7 @@ def run_model(name: str, n_replicas: int, equilibration_ps: float, production_ps
     ``<name><label>`` (e.g. a refined one, ``label="+refined"``)."""
     from tqdm import tqdm
 
-    from ase_denoise.md_validation import run_replicas
+    from ase_denoise.refine import run_replicas
 
     store = study.STUDY.summary(quick)
     found = store.get("replicas", name + label, n_replicas=n_replicas, production_ps=production_ps)
@@ -123,12 +123,13 @@ def run_model(name: str, n_replicas: int, equilibration_ps: float, production_ps
 
 def check_against_data(name: str, choice=None, production_ps: float = 10.0, equilibration_ps: float = 5.0,
                        seed: int = 1, n_replicas: int = 8, model=None) -> Dict[str, Any]:
-    """What a user without the 2-ns reference can measure: :func:`ase_denoise.md_validation.check_structure`
+    """What a user without the 2-ns reference can measure: :func:`ase_denoise.refine.check_structure`
     of the run's model against its own 500 training frames (their RDFs and block errors), with starts
     and thermostat seeds independent of :func:`run_model`'s (frames halfway between the evenly spaced
     ones, seeds ``1000 * (seed + 1) + i``) -> a ``check`` record (``choice``: "default", "level<s>",
     "order<k>"). ``model``: the run's model if already loaded."""
-    from ase_denoise.md_validation import ForcesChoice, check_structure, reference_structure
+    from ase_denoise.forces import ForcesChoice
+    from ase_denoise.refine import check_structure, reference_structure
 
     choice = ForcesChoice() if choice is None else choice
     tag = "default" if choice == ForcesChoice() else (
@@ -142,7 +143,7 @@ def check_against_data(name: str, choice=None, production_ps: float = 10.0, equi
     data = study.split(frames, study.recipe_of(name).frames)
     spacing = len(data) / n_replicas
     starts = [data[int(spacing * (i + 0.5))] for i in range(n_replicas)]
-    check = check_structure(model, data, choice, equilibration_ps=equilibration_ps, production_ps=production_ps,
+    check = check_structure(model, data, forces=choice, equilibration_ps=equilibration_ps, production_ps=production_ps,
                             seed=seed, reference=reference_structure(data, pairs=study.PAIRS), start_frames=starts)
     result = dict(kind="check", run=name, choice=tag, label=choice.label, n_replicas=n_replicas,
                   production_ps=production_ps, seed=seed, systematic_error=check.systematic_error,
@@ -153,13 +154,13 @@ def check_against_data(name: str, choice=None, production_ps: float = 10.0, equi
 
 def refine_run(name: str, iterations: int = 1, production_ps: float = 10.0, equilibration_ps: float = 5.0,
                n_replicas: int = 8, seed: int = 1, quick: bool = False) -> Dict[str, Any]:
-    """:func:`ase_denoise.md_validation.refine_structure` of a run's model against its own training
+    """:func:`ase_denoise.refine.refine_structure` of a run's model against its own training
     frames (the starts and thermostat seeds of :func:`check_against_data`), every corrected model saved
     as ``runs/licl/<name>/refined_<i>.safetensors`` (``<i>`` corrections), figures -> a ``refine``
     record. Then the chosen model's evaluation against the 2-ns reference (:func:`run_model`, under
     ``<name>+refined``)."""
     from ase_denoise.checkpoint import load_model_file, save_model
-    from ase_denoise.md_validation import reference_structure, refine_structure
+    from ase_denoise.refine import reference_structure, refine_structure
 
     store = study.STUDY.summary(quick)
     work = study.STUDY.work_dir(name, quick)
@@ -197,13 +198,13 @@ def refine_run(name: str, iterations: int = 1, production_ps: float = 10.0, equi
 
 
 def mean_force_run(name: str, iterations: int = 6, n_replicas: int = 8, quick: bool = False) -> Dict[str, Any]:
-    """:func:`ase_denoise.mean_force.correct_mean_forces` of a run's model against its own training frames
+    """:func:`ase_denoise.refine.mean_force.correct_mean_forces` of a run's model against its own training frames
     (no MD), the corrected model saved as ``runs/licl/<name>/mean_force.safetensors``, figures -> a
     ``mean_force`` record; then the corrected model's evaluation against the 2-ns reference
     (:func:`run_model`, under ``<name>+mean-force``)."""
     from ase_denoise.checkpoint import load_model_file, save_model
-    from ase_denoise.md_validation import reference_structure
-    from ase_denoise.mean_force import correct_mean_forces
+    from ase_denoise.refine import reference_structure
+    from ase_denoise.refine import correct_mean_forces
 
     store = study.STUDY.summary(quick)
     work = study.STUDY.work_dir(name, quick)
@@ -286,7 +287,7 @@ def main(argv=None) -> int:
                   f"({res['wall_s']:.1f} s); evaluation {ev.get('rms_mean', float('nan')):.3f} ± {ev.get('rms_boot', float('nan')):.3f}")
         return 0
     if args.check:
-        from ase_denoise.md_validation import ForcesChoice, forces_choices
+        from ase_denoise.forces import ForcesChoice, forces_choices
 
         for name in args.runs:
             model = study.load_trained(name)

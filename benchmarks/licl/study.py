@@ -101,7 +101,7 @@ RECIPES: List[Recipe] = [
     denoise("hybrid-sigma0.10-weight1", "denoising loss + force-matching loss, sigma 0.1 A", 0.1,
             loss="hybrid", options=dict(force_weight=1.0)),
     # beyond one sigma (docs/beyond-one-sigma.md): noise ladders corrected to sigma -> 0 ("auto": the ladder
-    # ase_denoise.suggest derives from the data), the repulsive wall, mixed labels, antithetic pairs, Ewald
+    # ase_denoise.training.suggest derives from the data), the repulsive wall, mixed labels, antithetic pairs, Ewald
     denoise("denoise-ladder", "denoising, the noise ladder `auto` derives from the data, corrected to sigma -> 0"),
     denoise("denoise-ladder-wall", "the same ladder + the repulsive-wall prior", priors=WALL, seeds=THREE),
     denoise("denoise-wide-ladder-wall", "a wider ladder (0.021 / 0.033 / 0.047 A) + wall", (0.021, 0.033, 0.047),
@@ -383,7 +383,7 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float
     """CG Langevin MD at 300 K with :func:`ase_denoise.md.run_langevin` (momenta drawn at 300 K, then
     equilibration and production; a frame every ``MD['interval']`` steps of the production part). The
     run 'blew up' if two ions come within :data:`BLOWUP_DISTANCE` or a force becomes non-finite."""
-    from ase_denoise import DenoiseCalculator
+    from ase_denoise import DenoiseCalculator, ForcesChoice
     from ase_denoise.data import DataError
     from ase_denoise.md import run_langevin
 
@@ -395,7 +395,7 @@ def run_md(model, start: Atoms, quick: bool, seed: int = 0, production_ps: float
     if equilibration_ps is not None:
         md["equilibration_ps"] = equilibration_ps
     atoms = start.copy()
-    atoms.calc = DenoiseCalculator(model, noise_std=noise_std, extrapolation_order=extrapolation_order)
+    atoms.calc = DenoiseCalculator(model, forces=ForcesChoice(noise_std=noise_std, extrapolation_order=extrapolation_order))
     n_equil = int(round(md["equilibration_ps"] * 1000 / md["timestep_fs"]))
     n_prod = int(round(md["production_ps"] * 1000 / md["timestep_fs"]))
     sampled: List[Atoms] = []
@@ -707,23 +707,26 @@ def _how_phrase(model) -> str:
     if len(model.noise_levels) == 1:
         return ""
     if model.physics.default_noise_std is not None:
-        return (f" at the level {model.physics.default_noise_std:g} A stored as the model's default (`noise_std=s` gives "
-                "another trained level, `extrapolation_order=k` the extrapolation to sigma -> 0 through all levels)")
-    return " at each trained level, extrapolated to sigma -> 0 (all levels in one batched forward; `noise_std=s` gives one level)"
+        return (f" at the level {model.physics.default_noise_std:g} A stored as the model's default "
+                "(`forces=ForcesChoice(noise_std=s)` gives another trained level, `ForcesChoice(extrapolation_order=k)` "
+                "the extrapolation to sigma -> 0 through all levels)")
+    return (" at each trained level, extrapolated to sigma -> 0 (all levels in one batched forward; "
+            "`forces=ForcesChoice(noise_std=s)` gives one level)")
 
 
 def _order_line(model) -> str:
     """The card's line on which forces a ladder model returns by default."""
     if len(model.noise_levels) < 2:
         return ""
-    from ase_denoise.inference import evaluation_levels
+    from ase_denoise.forces import evaluation_levels
 
-    levels, w = evaluation_levels(model, None)
+    levels, w = evaluation_levels(model)
     physics = model.physics
     if physics.default_noise_std is not None:
         return (f"\n- Default forces: the smallest trained level, sigma = {physics.default_noise_std:g} A, without the "
                 f"sigma -> 0 extrapolation (stored in the file, `default_noise_std`; "
-                f"`DenoiseCalculator(model, extrapolation_order=2)` gives the quadratic extrapolation). Why: the study's "
+                f"`DenoiseCalculator(model, forces=ForcesChoice(extrapolation_order=2))` gives the quadratic "
+                f"extrapolation). Why: the study's "
                 f"README, \"Which forces a ladder model returns\".")
     order = physics.default_extrapolation_order
     kind = {1: "linear", 2: "quadratic"}.get(len(w) - 1 if order is None else order, f"degree {order}")

@@ -10,7 +10,7 @@
 script runs the same models under other set-ups, to see whether the figures move:
 
 * ``4fs``: the study's time step and friction, but :data:`N_REPLICAS` replicas started from held-out
-  frames spread over the held-out set (``ase_denoise.md_validation.run_replicas``: one batched
+  frames spread over the held-out set (``ase_denoise.refine.run_replicas``: one batched
   forward per step), 2 ps discarded, 10 ps kept each;
 * ``2fs``: the same with half the time step.
 
@@ -22,7 +22,7 @@ the model's; figures that move with the time step or the start are the set-up's.
 Models: ``runs/water/<name>/best.safetensors`` (trained by ``study.py --only <name>``); ``denoise-480``
 falls back to the zoo model ``water-1bead-300K``, which is that run (seed 0, published from it).
 ``<name>+mean-force``: the model with the label-free mean-force correction of
-:func:`ase_denoise.mean_force.correct_mean_forces` (a pair table) against its training frames, to see
+:func:`ase_denoise.refine.mean_force.correct_mean_forces` (a pair table) against its training frames, to see
 what a pair correction does to a many-body deficit. Each (model, set-up) is one ``md-check`` record in
 the study's ``results/summary.jsonl``; ``study.py --tables`` writes the table into the README.
 """
@@ -60,7 +60,7 @@ logger = logging.getLogger("water.md_check")
 
 def load(name: str):
     """(model, where it came from) for a run name; ``<run>+mean-force``: that model after
-    ``ase_denoise.mean_force.correct_mean_forces`` against its own training frames (a pair table from
+    ``ase_denoise.refine.mean_force.correct_mean_forces`` against its own training frames (a pair table from
     the data's pair structure, no labels, no MD)."""
     from ase_denoise import load_model
     from ase_denoise.checkpoint import load_model_file
@@ -74,7 +74,7 @@ def load(name: str):
     else:
         raise FileNotFoundError(f"no trained model for {base}: run benchmarks/water/study.py --only {base} first")
     if corrected:
-        from ase_denoise.mean_force import correct_mean_forces
+        from ase_denoise.refine import correct_mean_forces
 
         pool, _ = study.split(study.load_frames())
         frames = study.RUNS[base][0].frames
@@ -99,7 +99,7 @@ def held_out():
 def check(name: str, setup: str, quick: bool = False, loaded=None, reference=None) -> Dict[str, Any]:
     """Replicas of run ``name`` under ``setup``. ``loaded``: :func:`load`'s result and ``reference``:
     :func:`held_out`'s, when the caller already has them (one model, several set-ups)."""
-    from ase_denoise.md_validation import run_replicas
+    from ase_denoise.refine import run_replicas
 
     model, source = loaded or load(name)
     test, ref = reference or held_out()

@@ -448,11 +448,11 @@ def md_check_table(quick: bool = False) -> str:
 def plot(frames: int, path: Optional[Path] = None, quick: bool = False) -> Path:
     """RDF, triplet-angle and q distributions of each recipe (seed 0) at ``frames`` training frames
     over the held-out reference (the curves the runs wrote to ``results/raw/``) -> ``results/structure_<frames>.png``."""
-    from ase_denoise.analysis import _new_figure
+    from ase_denoise.analysis import new_figure
 
     ref = STUDY.summary(quick).get("reference", "reference")
     rc = dict(np.load(STUDY.raw / "reference_curves.npz"))
-    fig = _new_figure((15.0, 4.2))
+    fig = new_figure((15.0, 4.2))
     axes = [fig.add_subplot(1, 3, k + 1) for k in range(3)]
     panels = (("r", "g", "r (Å)", "g(r), bead-bead"), ("theta", "p_theta", "angle (degrees)",
               f"triplet angles within {ref['shell_A']:.2f} Å (1/deg)"), ("q", "p_q", "tetrahedral order q", "density"))
