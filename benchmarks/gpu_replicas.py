@@ -4,7 +4,7 @@
     python benchmarks/gpu_replicas.py --out DIR             # on a lent GPU (writes DIR/replicas_gpu.{md,json})
     python benchmarks/gpu_replicas.py --device cpu --quick  # smoke test of this script on a CPU
 
-The GPU counterpart of ``replicas.py`` (issue 14's throughput table). For each zoo model it times
+The GPU counterpart of ``replicas.py`` (the throughput table of docs/results/engines.md). For each zoo model it times
 
 * ASE's ``Langevin`` with ``DenoiseCalculator(model, device=DEVICE)``, one box (N separate runs
   sharing one GPU from one process get this in aggregate at best), and the same on one CPU thread of

@@ -265,7 +265,7 @@ def write_report(path: str, res: Dict[str, Any], command: str, machine: str, loa
     lines = [
         "# Long MD: `lj-argon-94K` zoo model, Langevin at 94.4 K",
         "",
-        "Written by `benchmarks/long_md.py` (issue #5, item 6).",
+        "Written by `benchmarks/long_md.py`.",
         "",
         "```bash",
         command,

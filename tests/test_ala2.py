@@ -1,4 +1,4 @@
-"""Alanine dipeptide (benchmarks/ala2, issue 15): the molecule built from internal coordinates is
+"""Alanine dipeptide (benchmarks/ala2): the molecule built from internal coordinates is
 L-alanine dipeptide with the force field's 22 atoms; the data script writes exact unconstrained forces
 and resumes after an interruption without losing frames; the study pipeline runs end to end in quick mode.
 

@@ -1,4 +1,4 @@
-"""Bad input gets a clear error (issue #5, item 1).
+"""Bad input gets a clear error.
 
 One test per case. Each asserts the error *type* and that the *message* names the problem (the
 offending value, element, file or setting). Tiny models only: the whole file runs in seconds.

@@ -1,4 +1,4 @@
-"""Hostile and interrupted files (issue #5, items 2 and 3).
+"""Hostile and interrupted files.
 
 Item 2: a pickle whose unpickling would create a marker file is handed to every entry point that
 loads a file -- the Python API, the calculator, the CLI, the model zoo (with a registry whose sha256

@@ -1,4 +1,4 @@
-"""Property-based tests of the calculator (issue #5, item 5), with hypothesis.
+"""Property-based tests of the calculator, with hypothesis.
 
 Random valid structures -- elements drawn from the model's table, 2 to 12 atoms at least
 ``MIN_SEPARATION`` apart (periodic images included) in a random, possibly sheared, box; periodic or

@@ -1,4 +1,4 @@
-"""One-bead water data (benchmarks/water/make_data.py, issue 15): beads at the molecules' centres of
+"""One-bead water data (benchmarks/water/make_data.py): beads at the molecules' centres of
 mass with the total force on each molecule; the box holds the requested molecules. OpenMM is an
 optional extra (skips without it, fails under CI=true)."""
 

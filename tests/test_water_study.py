@@ -1,4 +1,4 @@
-"""One-bead water study (benchmarks/water/study.py, issue 15): the many-body structure measures of
+"""One-bead water study (benchmarks/water/study.py): the many-body structure measures of
 ``ase_denoise.analysis`` on inputs with known answers (a regular tetrahedron, the diamond lattice, an
 ideal gas), the pairwise control is pairwise (and the default model is not), and the study runs end
 to end in quick mode on a tiny TIP3P data set made here (OpenMM is an optional extra: that test skips

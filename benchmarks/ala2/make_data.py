@@ -1,6 +1,6 @@
 """Alanine dipeptide (ACE-ALA-NME), all atoms, Amber ff14SB with GBn2 implicit solvent, 300 K, OpenMM.
 
-The data set of the alanine-dipeptide study (``benchmarks/ala2/README.md``, issue 15):
+The data set of the alanine-dipeptide study (``benchmarks/ala2/README.md``):
 
 1. The molecule is built here from standard internal coordinates (heavy atoms by NeRF, the L
    configuration at CA checked by the sign of ``(N - CA) . ((C - CA) x (CB - CA))``, which is positive

@@ -100,7 +100,7 @@ RECIPES: List[Recipe] = [
             loss="hybrid", options=dict(force_weight=1.0)),
     denoise("hybrid-sigma0.10-weight1", "denoising loss + force-matching loss, sigma 0.1 A", 0.1,
             loss="hybrid", options=dict(force_weight=1.0)),
-    # beyond one sigma (docs/beyond-one-sigma.md): noise ladders corrected to sigma -> 0 ("auto": the ladder
+    # beyond one sigma (docs/noise-ladder.md): noise ladders corrected to sigma -> 0 ("auto": the ladder
     # ase_denoise.training.suggest derives from the data), the repulsive wall, mixed labels, antithetic pairs, Ewald
     denoise("denoise-ladder", "denoising, the noise ladder `auto` derives from the data, corrected to sigma -> 0"),
     denoise("denoise-ladder-wall", "the same ladder + the repulsive-wall prior", priors=WALL, seeds=THREE),

@@ -1,6 +1,6 @@
 """One-bead water: TIP3P at 300 K with OpenMM, each molecule mapped to one bead at its centre of mass.
 
-The data set of the one-bead water study (issue 15; the DeePCG benchmark):
+The data set of the one-bead water study (the DeePCG benchmark):
 
 1. ``--n-waters`` TIP3P molecules (``amber14/tip3p.xml`` as shipped with OpenMM) in a cubic box, PME,
    rigid water (SETTLE), 2 fs Langevin middle integrator, friction 1/ps.
