@@ -127,9 +127,15 @@ def _setup(model: DenoiserMACE, forces: Optional[ForcesChoice], device) -> Tuple
     return levels, weights, (parameter.device if device is None else torch.device(device))
 
 
+def as_frames(model: DenoiserMACE, frames: Sequence[Union[Frame, Atoms]]) -> List[Frame]:
+    """``frames`` as :class:`~ase_denoise.data.Frame` objects: ``Atoms`` are checked against the model
+    (:func:`structure_frame`), frames already converted pass as they are."""
+    return [structure_frame(f, model, what=f"frame {i}") if isinstance(f, Atoms) else f for i, f in enumerate(frames)]
+
+
 def predict(
     model: DenoiserMACE,
-    frames: Sequence[Frame],
+    frames: Sequence[Union[Frame, Atoms]],
     *,
     output: str = "forces",
     forces: Optional[ForcesChoice] = None,
@@ -149,9 +155,11 @@ def predict(
     ``exclude_priors``: kinds to leave out, e.g. ``("coulomb_dsf",)`` when an MD engine computes that
     term itself). ``neighbour_lists``: one :class:`SkinNeighbourList` per frame to reuse and update
     (the calculator's Verlet list); default: fresh lists. ``device``: default the model's.
+    ``frames``: :class:`~ase_denoise.data.Frame` objects or ``Atoms`` (checked against the model).
     """
     if output not in OUTPUTS:
         raise ValueError(f"output={output!r}: choose one of {OUTPUTS}")
+    frames = as_frames(model, frames)
     levels, weights, device = _setup(model, forces, device)
     if output == "eps_hat" and len(levels) > 1:
         raise ValueError("eps_hat is the output at one noise level: pass forces=ForcesChoice(noise_std=...) with one "
@@ -265,14 +273,16 @@ def prior_forces(
 
 def evaluate_forces(
     model: DenoiserMACE,
-    frames: Sequence[Frame],
+    frames: Sequence[Union[Frame, Atoms]],
     batch_size: int = 8,
     device: Optional[Union[str, torch.device]] = None,
     forces: Optional[ForcesChoice] = None,
 ):
     """Predicted forces (eV/Angstrom) at the clean positions of ``frames`` (as :func:`predict`, the
     model's default ``forces`` unless given) and the frames' force labels, both float64
-    [n_atoms_total, 3]. Every frame must carry labels (``Frame.ref_forces``)."""
+    [n_atoms_total, 3]. Every frame must carry labels (``Frame.ref_forces``; for ``Atoms``, the
+    ``ref_forces`` array or a calculator's forces)."""
+    frames = as_frames(model, frames)
     missing = [i for i, f in enumerate(frames) if f.ref_forces is None]
     if missing:
         raise ValueError(f"frames {missing[:10]} carry no force labels to compare with")

@@ -196,6 +196,18 @@ def test_train_writes_model_and_run_dir(trained):
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
 
 
+def test_train_without_noise_std_reads_the_ladder_off_the_data(data, tmp_path):
+    out = tmp_path / "auto.safetensors"
+    argv = train_argv(data["frames"], out)
+    i = argv.index("--noise-std")
+    del argv[i:i + 2]
+    code, _, err = run_cli(argv)
+    assert code == 0, err
+    model = load_model(str(out))
+    # the suggested ladder: three levels below the dimer's bond width, not the test's fixed 0.1 A
+    assert len(model.noise_levels) == 3 and max(model.noise_levels) < NOISE_STD, model.noise_levels
+
+
 def test_train_temperature_contradicting_frames_fails(data, tmp_path):
     output = tmp_path / "m.safetensors"
     code, out, err = run_cli(train_argv(data["frames"], output, "--temperature-K", "250"))

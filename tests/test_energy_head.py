@@ -37,7 +37,7 @@ from ase_denoise.testing import (
 )
 from ase_denoise.forces import ForcesChoice
 
-from _helpers import ARGON_TINY, make_model
+from _helpers import ARGON_TINY
 
 ENERGY_TINY = dict(ARGON_TINY, head="energy", energy_mlp=8)
 LEVELS = (0.02, 0.035, 0.05)

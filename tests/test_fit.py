@@ -83,11 +83,12 @@ def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_st
     assert result.path == str(out) and out.exists() and result.plan.kind == "periodic"
     assert set(result.steps) == {"train", "mean-force", "validate"}
     assert result.steps["mean-force"]["kept"] in (True, False) and "sampling floor" in result.verdict
+    assert "force_scale" in result.steps["validate"] and "force scale" in result.verdict
     kinds = [p.kind for p in result.model.priors]
     assert kinds[0] == "repulsive_wall" and ("pair_table" in kinds) == result.steps["mean-force"]["kept"]
     report = Path(result.report)
     text = report.read_text()
-    for section in ("**Verdict.**", "## What was chosen, and why", "## Training", "## MD against the data", "## Reproduce"):
+    for section in ("**Verdict.**", "## What was chosen, and why", "## Training", "## Checks against the data", "## Reproduce"):
         assert section in text, section
     for png in ("loss.png", "rdf.png"):
         assert (report.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in text
@@ -152,4 +153,7 @@ def test_fit_with_defaults_recovers_a_metal_it_was_never_tuned_on(tmp_path):
     pred, ref = evaluate_forces(model, [structure_frame(a, model) for a in test_frames])
     m = force_metrics(pred, ref)
     assert 0.97 <= m["slope"] <= 1.03 and m["relative_rmse"] <= 0.06, m
+    # the label-free force scale (Stein's identity on the training frames) agrees with the true one
+    scale = result.steps["validate"]["force_scale"]
+    assert abs(scale["ratio"] - m["slope"]) <= 0.015 + 3 * scale["error"], (scale, m)
     assert os.path.exists(result.report) and (Path(result.report).parent / "rdf.png").exists()

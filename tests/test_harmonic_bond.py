@@ -12,7 +12,6 @@ factor 2 in the noise variance gives -2k/3 (+33%), and forgetting the smoothing 
 
 import numpy as np
 import pytest
-import torch
 from ase import Atoms
 from ase.units import kB
 

@@ -5,7 +5,6 @@ import sys
 
 import ase.io
 import numpy as np
-import pytest
 from ase.units import kB
 
 from ase_denoise.data.reference import lj_argon_frames, sample_harmonic_dimer

@@ -30,9 +30,9 @@ def add_parsers(sub) -> None:
     # options and defaults come from the dataclasses (ase_denoise.config): one definition each
     physics = p.add_argument_group("physics of the data")
     add_arguments(physics, PhysicsConfig, noise_std={
-        "required": True, "nargs": "+", "type": str, "metavar": "SIGMA",
+        "nargs": "+", "type": str, "metavar": "SIGMA",
         "help": "noise standard deviation sigma, Angstrom: one level, several (a ladder: forces are then "
-                "corrected to sigma -> 0), or 'auto' (a ladder derived from the data, reasoning printed)",
+                "corrected to sigma -> 0), or 'auto' (default: a ladder derived from the data, reasoning printed)",
     })
     physics.add_argument(
         "--prior", action="append", default=[], metavar="SPEC",
@@ -96,7 +96,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     model_options = options_from_args(args, ModelConfig)
     if "r_max" in model_options and model_options["r_max"] != "auto":
         model_options["r_max"] = float(model_options["r_max"])
-    noise_std = _noise_std_arg(args.noise_std)
+    noise_std = _noise_std_arg(args.noise_std or ["auto"])
     priors = [parse_prior(spec) for spec in args.prior]  # refused now, before any data are read
     default_forces = ForcesChoice(noise_std=args.default_noise_std, extrapolation_order=args.default_extrapolation_order)
     frames = read_frames(args.data)

@@ -38,10 +38,11 @@ from ..errors import TrainingError
 from ..files import PathLike, atomic_write, check_writable
 from ..forces import ForcesChoice
 from ..model import DenoiserMACE, with_default_forces
-from ..refine import check_structure, correct_mean_forces, reference_structure, refine_torsions, torsion_marginal_kl
+from ..refine import (check_structure, configurational_temperature, correct_mean_forces, reference_structure,
+                      refine_torsions, torsion_marginal_kl)
 from ..refine.replica_md import run_replicas, spread_starts
 from ..priors import dihedral_angles
-from ..training.progress import ProgressCallback
+from ..training.progress import PROGRESS_LOG_S, ProgressCallback
 from ..training.trainer import train
 from .report import write_report
 from .system import SystemPlan, plan_system
@@ -113,10 +114,55 @@ def _check_figures(check) -> Dict[str, Any]:
             "rdf_errors": {k: np.asarray(v).tolist() for k, v in check.rdf_errors.items()}}
 
 
+class _MDProgress:
+    """Log lines for an MD check: what runs (replicas, steps) before it starts, then where it stands
+    with the time left, at most once a minute (``PROGRESS_LOG_S``)."""
+
+    def __init__(self, label: str, check: Dict[str, Any], rounds: int = 1):
+        self.label = label
+        per_round = int(round((check["equilibration_ps"] + check["production_ps"]) * 1000 / check["timestep_fs"]))
+        self.total = rounds * per_round
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+        logger.info("fit: MD check (%s): %d replicas, %d steps of %g fs (%g ps discarded, %g ps kept)%s", label,
+                    check["n_replicas"], per_round, check["timestep_fs"], check["equilibration_ps"],
+                    check["production_ps"], f", {rounds} rounds" if rounds > 1 else "")
+
+    def __call__(self, steps: int) -> None:
+        self.done += steps
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_LOG_S and self.done < self.total:
+            self.last = now
+            left = (now - self.start) / self.done * (self.total - self.done)
+            logger.info("fit: MD check (%s): step %d of %d, about %s to go", self.label, self.done, self.total,
+                        _duration(left))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def _scale_figures(scale) -> Dict[str, Any]:
+    return {"ratio": scale.ratio, "error": scale.error, "n_frames": scale.n_frames,
+            "configurational_temperature_K": scale.configurational_temperature_K}
+
+
 def _better(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
-    """``b`` beats ``a``: no collapse, and a smaller systematic RDF error."""
+    """``b`` beats ``a``: no collapse, a smaller systematic RDF error, and forces whose scale (the
+    configurational temperature, ``force_scale``) is no further from the data's than ``a``'s beyond
+    twice their combined error: a pair correction can buy pair structure with forces of the wrong size
+    (in a solid, where every pair's mean force is shared with its neighbours)."""
     ok = b["collapsed"] == 0 and np.isfinite(b["systematic_error"])
-    return ok and (a["collapsed"] > 0 or not np.isfinite(a["systematic_error"]) or b["systematic_error"] < a["systematic_error"])
+    if not ok:
+        return False
+    if a["collapsed"] == 0 and np.isfinite(a["systematic_error"]) and b["systematic_error"] >= a["systematic_error"]:
+        return False
+    sa, sb = a.get("force_scale"), b.get("force_scale")
+    if sa and sb and np.isfinite(sa["ratio"]):
+        if not np.isfinite(sb["ratio"]):
+            return False
+        return abs(sb["ratio"] - 1.0) <= abs(sa["ratio"] - 1.0) + 2.0 * float(np.hypot(sa["error"], sb["error"]))
+    return True
 
 
 def fit(
@@ -195,9 +241,12 @@ def fit(
             reference = reference_structure(frames)
             logger.info("fit: the mean-force correction, then MD of the model with and without it against the data's RDFs")
             corrected = correct_mean_forces(model, frames, reference=reference)
-            before = _check_figures(check_structure(model, frames, reference=reference, friction_per_fs=friction, **check))
+            before = _check_figures(check_structure(model, frames, reference=reference, friction_per_fs=friction,
+                                                    progress=_MDProgress("without the correction", check), **check))
             after = _check_figures(check_structure(corrected.model, frames, reference=reference, friction_per_fs=friction,
-                                                   **check))
+                                                   progress=_MDProgress("with the correction", check), **check))
+            before["force_scale"] = _scale_figures(configurational_temperature(model, frames, seed=check["seed"]))
+            after["force_scale"] = _scale_figures(configurational_temperature(corrected.model, frames, seed=check["seed"]))
             kept = _better(before, after)
             path = os.path.join(run_dir, "mean-force.safetensors")
             if kept:
@@ -207,9 +256,11 @@ def fit(
                                         "mismatch_before": corrected.before, "mismatch_after": corrected.after,
                                         "reference": {k: np.asarray(v).tolist() for k, v in reference.items()}})
         step = state.steps["mean-force"]
-        logger.info("fit: mean-force correction %s: systematic RDF error %.3f without, %.3f with it (MD noise %.3f)",
-                    "kept" if step["kept"] else "not kept", step["before"]["systematic_error"],
-                    step["after"]["systematic_error"], step["before"]["rdf_error_noise"])
+        logger.info("fit: mean-force correction %s: systematic RDF error %.3f without, %.3f with it (MD noise %.3f); "
+                    "force scale %.3f without, %.3f with it (+- %.3f)", "kept" if step["kept"] else "not kept",
+                    step["before"]["systematic_error"], step["after"]["systematic_error"],
+                    step["before"]["rdf_error_noise"], step["before"]["force_scale"]["ratio"],
+                    step["after"]["force_scale"]["ratio"], step["after"]["force_scale"]["error"])
         final_path = step["path"] or final_path
     elif "mean-force" in plan.corrections:
         logger.info("fit: no mean-force correction (%s)", "skipped" if "mean-force" in settings.skip
@@ -220,7 +271,8 @@ def fit(
         if state.done("torsions") is None:
             logger.info("fit: the torsion correction on %s, checked in MD", plan.dihedrals)
             refined = refine_torsions(load_model_file(final_path), frames, plan.dihedrals, iterations=1,
-                                      friction_per_fs=friction, **check)
+                                      friction_per_fs=friction, progress=_MDProgress("torsions", check, rounds=2),
+                                      **check)
             path = os.path.join(run_dir, "torsions.safetensors")
             if refined.chosen > 0:
                 save_model(refined.model, path, training=model.metadata.get("training"),
@@ -251,8 +303,29 @@ def fit(
     return FitResult(load_model_file(output), output, report, plan, state.steps, verdict)
 
 
+#: a force scale further from 1 than this (and than twice its error) is named in the verdict
+SCALE_TOLERANCE = 0.05
+
+
 def _validate(model: DenoiserMACE, frames: List[Atoms], plan: SystemPlan, state: _RunState, friction: float,
               check: Dict[str, Any]) -> Dict[str, Any]:
+    """The final model's MD against the data's own structure with its sampling floor, the size of its
+    forces against the data's (the configurational temperature), and a plain verdict."""
+    figures = _validate_md(model, frames, plan, state, friction, check)
+    scale = figures.get("force_scale") or _scale_figures(configurational_temperature(model, frames, seed=check["seed"]))
+    ratio, error = scale["ratio"], scale["error"]
+    if not np.isfinite(ratio):
+        sentence = "the forces do not point along the data's on average (no force scale): the model has not learned them"
+        return {**figures, "force_scale": scale, "verdict": f"{figures['verdict']}; {sentence}"}
+    sentence = (f"force scale {ratio:.3f} +- {error:.3f} (configurational temperature "
+                f"{scale['configurational_temperature_K']:.0f} K at {model.temperature_K:g} K, no labels)")
+    if abs(ratio - 1.0) > max(SCALE_TOLERANCE, 2.0 * error):
+        sentence += f": the forces are {abs(ratio - 1.0):.0%} too {'strong' if ratio > 1 else 'weak'}"
+    return {**figures, "force_scale": scale, "verdict": f"{figures['verdict']}; {sentence}"}
+
+
+def _validate_md(model: DenoiserMACE, frames: List[Atoms], plan: SystemPlan, state: _RunState, friction: float,
+                 check: Dict[str, Any]) -> Dict[str, Any]:
     """The final model's MD against the data's own structure, its sampling floor and a plain verdict."""
     if plan.kind == "periodic":
         done = state.steps.get("mean-force")
@@ -260,7 +333,8 @@ def _validate(model: DenoiserMACE, frames: List[Atoms], plan: SystemPlan, state:
             figures = done["after"] if done["kept"] else done["before"]
         else:
             reference = reference_structure(frames)
-            figures = _check_figures(check_structure(model, frames, reference=reference, friction_per_fs=friction, **check))
+            figures = _check_figures(check_structure(model, frames, reference=reference, friction_per_fs=friction,
+                                                     progress=_MDProgress("the final model", check), **check))
             figures["reference"] = {k: np.asarray(v).tolist() for k, v in reference.items()}
         floor = figures["rdf_error_noise"]
         if figures["collapsed"]:
@@ -288,7 +362,7 @@ def _validate(model: DenoiserMACE, frames: List[Atoms], plan: SystemPlan, state:
                               timestep_fs=check["timestep_fs"], friction_per_fs=friction,
                               sample_every=max(1, int(round(100.0 / check["timestep_fs"]))),
                               seeds=[1000 * (check["seed"] + 7) + r for r in range(len(starts))],
-                              collapse_distance=0.5)
+                              collapse_distance=0.5, progress=_MDProgress("the final model", check))
     collapsed = sum(c is not None for c in info["collapsed_at_step"])
     figures: Dict[str, Any] = {"kind": "replicas", "collapsed": collapsed, "n_replicas": len(starts),
                                "mean_temperature_K": info["mean_temperature_K"], "wall_s": info["wall_s"]}

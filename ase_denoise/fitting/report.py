@@ -94,6 +94,9 @@ def _number(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, (int, float)) and np.isfinite(x) else "n/a"
 
 
+_STOPPED = {"epochs": "the epoch budget", "time_budget": "the time budget", "early_stopping": "early stopping"}
+
+
 def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, steps: Dict[str, Dict[str, Any]],
                  verdict: str, model: DenoiserMACE, command: str = "", wall_s: float = 0.0) -> Tuple[str, str]:
     """Write ``report_dir/report.md`` and its plots; return its path and the card text (a summary)."""
@@ -108,7 +111,7 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
     lines += ["", "## Training", "",
               f"- noise levels {', '.join(f'{s:g}' for s in model.noise_levels)} A, cutoff {model.config.r_max:g} A "
               f"(read off the data), {model.config.head} head",
-              f"- {train.get('epochs', '?')} epochs ({train.get('stopped', '?')}); forces returned: "
+              f"- {train.get('epochs', '?')} epochs ({_STOPPED.get(train.get('stopped'), train.get('stopped', '?'))}); forces returned: "
               f"{model.physics.describe_default_forces()}"]
     lines += [f"- prior: {p.describe(model.config.bead_names or None)}" for p in model.priors]
     if _plot_losses(train.get("log", ""), os.path.join(report_dir, "loss.png")):
@@ -125,6 +128,10 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
                 f"{_number(mean_force['before']['rdf_error_noise'])}); its own mismatch "
                 + ", ".join(f"{k} {v:.2f} -> {mean_force['mismatch_after'][k]:.2f} kT"
                             for k, v in mean_force["mismatch_before"].items()))
+        scales = [mean_force[k].get("force_scale") for k in ("before", "after")]
+        if all(scales):
+            text += (f"; force scale {scales[0]['ratio']:.3f} without it, {scales[1]['ratio']:.3f} with it "
+                     f"(+- {scales[1]['error']:.3f}; kept only if not further from 1)")
         lines.append(f"- {text}")
         summary.append(text[0].upper() + text[1:] + ".")
     if torsions:
@@ -134,9 +141,13 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
         summary.append(text[0].upper() + text[1:] + ".")
     checked = steps.get("validate")
     if checked:
-        lines += ["", "## MD against the data", "", f"- {checked['verdict']}",
-                  f"- {checked['n_replicas']} replicas, mean temperature {_number(checked.get('mean_temperature_K'), 0)} K, "
+        lines += ["", "## Checks against the data", "", f"- {checked['verdict']}",
+                  f"- MD: {checked['n_replicas']} replicas, mean temperature {_number(checked.get('mean_temperature_K'), 0)} K, "
                   f"{_number(checked.get('wall_s'), 0)} s"]
+        if checked.get("force_scale"):
+            lines.append("- force scale: the data's configurational temperature measured with the model's forces, "
+                         "over the data's temperature (Stein's identity on the frames, no labels; "
+                         "`ase_denoise.refine.force_scale`): 1 when the forces have the data's size")
         reference = (mean_force or {}).get("reference") or checked.get("reference")
         if checked["kind"] == "rdf" and reference:
             _plot_rdfs(reference, checked, os.path.join(report_dir, "rdf.png"))

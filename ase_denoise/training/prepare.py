@@ -43,8 +43,9 @@ def prepare_data(
 
     ``frames``: a path ASE can read, a list of ``Atoms`` or pymatgen structures.
     ``noise_std``: sigma (Angstrom), one level or several (a ladder: the model takes sigma as an
-    input and ``ModelConfig.noise_embedding`` defaults to ``min(levels - 1, 2)``), or ``"auto"``:
-    the ladder :func:`ase_denoise.training.suggest.suggest_settings` derives from the frames.
+    input and ``ModelConfig.noise_embedding`` defaults to ``min(levels - 1, 2)``), or ``"auto"``
+    (the default, ``None``): the ladder :func:`ase_denoise.training.suggest.suggest_settings` derives
+    from the frames.
     ``temperature_K``: K, else the frames' ``info["temperature_K"]`` (one temperature per data set),
     else ``default_temperature_K`` (a model being fine-tuned passes its own). ``atomic_numbers``: the
     element table to use (a model being fine-tuned keeps its own: every element of the frames must be
@@ -79,8 +80,8 @@ def prepare_data(
             if as_forces_choice(default_forces).is_default:
                 default_forces = initial_model.physics.default_forces
         default_temperature_K = initial_model.temperature_K
-    if noise_std is None:
-        raise ValueError("noise_std (sigma, Angstrom) is needed")
+    if noise_std is None:  # the default: the ladder read off the data
+        noise_std = "auto"
 
     atoms_list: List[Atoms] = read_frames(frames)
     stated = any("temperature_K" in a.info for a in atoms_list)

@@ -565,8 +565,8 @@ def train(
     """Train a denoiser on equilibrium ``frames`` sampled at ``temperature_K`` (K).
 
     ``noise_std``: sigma in Angstrom, a ladder of several levels (the model then takes sigma as an
-    input and its calculator returns forces corrected to sigma -> 0), or ``"auto"``
-    (:func:`ase_denoise.training.suggest.suggest_settings`). ``train_config``: :class:`TrainConfig`
+    input and its calculator returns forces corrected to sigma -> 0), or ``"auto"`` (the default,
+    ``None``: :func:`ase_denoise.training.suggest.suggest_settings`). ``train_config``: :class:`TrainConfig`
     (``n_duplicates``, epochs, loss...). ``priors``: :class:`ase_denoise.priors.Prior` objects or
     short forms (``"wall"``, ``"bonded"``, ``"ewald:Li=1,Cl=-1,eps=94"``...; :mod:`ase_denoise.priors.specs`),
     fitted to the frames (:func:`ase_denoise.training.prepare_data`). ``model_options``: :class:`ModelConfig` fields
