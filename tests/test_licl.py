@@ -211,7 +211,7 @@ def test_default_forces_recipes_reuse_the_weights_and_store_their_choice(study, 
         assert torch.equal(small.state_dict()[key], value) and torch.equal(linear.state_dict()[key], value)
     test = [to_frame(a, base.config.atomic_numbers) for a in frames[-2:]]
     atoms = frames[-1].copy()
-    for model, expected in ((small, predict(base, test, noise_std=min(base.noise_levels))),
+    for model, expected in ((small, predict(base, test, forces=ForcesChoice(noise_std=min(base.noise_levels)))),
                             (linear, predict(base, test, forces=ForcesChoice(extrapolation_order=1)))):
         again = load_model_file(save_model(model, tmp_path / f"m{id(model)}.safetensors"))
         np.testing.assert_allclose(DenoiseCalculator(again).get_forces(atoms), expected[-len(atoms):], rtol=0,
