@@ -20,10 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 _SESSION = "sess" + "ion"
 _ISSUE = "iss" + "ue"
 PROCESS_WORDS = re.compile(
-    rf"\b{_SESSION}s? #?\d+"  # "session 12", "sessions 10-12"
-    rf"|\b(?:this|last|next|previous|earlier|later|same|that|each|one) {_SESSION}\b"  # "this session"
+    rf"\b{_SESSION}s? #?\d+"  # the word and a number (or a range)
+    rf"|\b(?:this|last|next|previous|earlier|later|same|that|each|one) {_SESSION}\b"  # "this ..."
     rf"|\b{_SESSION}'s\b"
-    rf"|\b{_ISSUE}s? #?\d+",  # "issue 15" (the project's tracker is not public)
+    rf"|\b{_ISSUE}s? #?\d+",  # the tracker's numbers (the tracker is not public)
     re.IGNORECASE,
 )
 
