@@ -443,7 +443,8 @@ class FitConfig(_Dictable):
     short forms. ``skip``: steps after training to leave out (:data:`FIT_STEPS`). The MD checks run
     ``check_replicas`` Langevin replicas for ``equilibration_ps`` + ``check_ps`` picoseconds at
     ``timestep_fs`` (fs) with ``friction_per_fs`` (1/fs; default 0.01, 0.05 for a molecule, whose CG
-    MD runs warm at less).
+    MD runs warm at less); a check whose measured pace would take more than ``check_minutes`` is
+    shortened to fit (both parts in proportion; 0 or ``None``: never).
     """
 
     charges: Dict[str, float] = field(
@@ -468,6 +469,9 @@ class FitConfig(_Dictable):
         default=5.0, metadata=_cli("--equilibration-ps", "discarded part of each check's replicas, ps", type=float))
     check_ps: float = field(default=20.0, metadata=_cli("--check-ps", "kept part of each check's replicas, ps", type=float))
     timestep_fs: float = field(default=1.0, metadata=_cli("--timestep-fs", "MD timestep of the checks, fs", type=float))
+    check_minutes: Optional[float] = field(
+        default=20.0, metadata=_cli("--check-minutes", "longest one MD check may take, minutes: a longer one is "
+                                    "shortened to fit, and says so (0: never shortened)", type=float))
     friction_per_fs: Optional[float] = field(
         default=None, metadata=_cli("--friction", "Langevin friction of the checks, 1/fs (default 0.01; 0.05 for a "
                                     "molecule)", type=float))
@@ -488,6 +492,8 @@ class FitConfig(_Dictable):
                 _fail(name, value, "must be finite and > 0 (>= 0 for the equilibration)")
         if self.friction_per_fs is not None and not self.friction_per_fs > 0:
             _fail("friction_per_fs", self.friction_per_fs, "must be > 0")
+        if self.check_minutes is not None and not (math.isfinite(self.check_minutes) and self.check_minutes >= 0):
+            _fail("check_minutes", self.check_minutes, "must be finite and >= 0 (0: never shortened)")
 
 
 # ----------------------------------------------------------------------------------------------

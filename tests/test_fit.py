@@ -81,7 +81,8 @@ def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_st
     result = fit(frames[:40], out, settings=FitConfig(**QUICK_CHECKS), train_options={"epochs": 2},
                  model_options=TINY_MODEL, command="ase-denoise fit (test)")
     assert result.path == str(out) and out.exists() and result.plan.kind == "periodic"
-    assert set(result.steps) == {"train", "mean-force", "validate"}
+    assert set(result.steps) == {"train", "check-size", "mean-force", "validate"}
+    assert result.steps["check-size"] == {}  # the quick checks fit the default 20 minutes
     assert result.steps["mean-force"]["kept"] in (True, False) and "sampling floor" in result.verdict
     assert "force_scale" in result.steps["validate"] and "force scale" in result.verdict
     kinds = [p.kind for p in result.model.priors]
@@ -97,7 +98,7 @@ def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_st
     code, shown, _ = run_cli(["models", "show", out])
     assert code == 0 and result.verdict in shown
     state = json.loads((tmp_path / "ar.safetensors.fit" / "fit.json").read_text())
-    assert set(state["steps"]) == {"train", "mean-force", "validate"}
+    assert set(state["steps"]) == {"train", "check-size", "mean-force", "validate"}
 
     # resumed: the finished steps are skipped (no training, no MD), the same result
     trained = tmp_path / "ar.safetensors.fit" / "trained.safetensors"
@@ -112,6 +113,20 @@ def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_st
     with pytest.raises(FileExistsError):
         fit(frames[:40], tmp_path / "other.safetensors", run_dir=tmp_path / "ar.safetensors.fit",
             settings=FitConfig(**QUICK_CHECKS), train_options={"epochs": 2}, model_options=TINY_MODEL)
+
+
+def test_an_md_check_longer_than_its_budget_is_shortened_and_says_so(argon_model, argon, caplog):
+    """The checks' length is planned from the model's measured pace: what would take longer than
+    ``check_minutes`` is shortened in proportion (to no less than 0.2 + 1 ps), with a warning."""
+    from ase_denoise.fitting.pipeline import _size_check
+
+    frames = [argon.copy() for _ in range(4)]
+    check = dict(n_replicas=2, equilibration_ps=5.0, check_ps=20.0, production_ps=20.0, timestep_fs=1.0, seed=0)
+    assert _size_check(argon_model, frames, check, 0.01, minutes=600.0) == {}
+    with caplog.at_level("WARNING"):
+        sized = _size_check(argon_model, frames, check, 0.01, minutes=1e-4)
+    assert sized == {"equilibration_ps": 0.2, "production_ps": 1.0}
+    assert "--check-minutes" in caplog.text and "shortened to 0.2 + 1 ps" in caplog.text
 
 
 def test_fit_from_the_command_line_logs_its_reasons_and_skips_what_it_is_told(lj_argon_small, tmp_path, caplog):

@@ -40,6 +40,7 @@ from ..forces import ForcesChoice
 from ..model import DenoiserMACE, with_default_forces
 from ..refine import (check_structure, configurational_temperature, correct_mean_forces, reference_structure,
                       refine_torsions, torsion_marginal_kl)
+from ..md.replicas import ReplicaLangevin
 from ..refine.replica_md import run_replicas, spread_starts
 from ..priors import dihedral_angles
 from ..training.progress import PROGRESS_LOG_S, ProgressCallback
@@ -142,6 +143,34 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
+def _size_check(model: DenoiserMACE, frames: List[Atoms], check: Dict[str, Any], friction: float,
+                minutes: float) -> Dict[str, Any]:
+    """The MD checks' length: as asked, or both parts shortened in proportion when the model's measured
+    pace (a few batched steps of the replicas) would take longer than ``minutes`` per check, to no less
+    than 0.2 + 1 ps (ten frames per replica)."""
+    replicas = ReplicaLangevin(model, spread_starts(frames, check["n_replicas"]), temperature_K=model.temperature_K,
+                               timestep_fs=check["timestep_fs"], friction_per_fs=friction,
+                               seeds=list(range(check["n_replicas"])))
+    replicas.run(2, interval=2)  # the first steps build neighbour lists
+    start = time.perf_counter()
+    replicas.run(8, interval=8)
+    per_step = (time.perf_counter() - start) / 8
+    steps = (check["equilibration_ps"] + check["production_ps"]) * 1000.0 / check["timestep_fs"]
+    expected_s = per_step * steps
+    if expected_s <= 60.0 * minutes:
+        logger.info("fit: each MD check takes about %s (%d replicas, %.3g s per step)", _duration(expected_s),
+                    check["n_replicas"], per_step)
+        return {}
+    factor = 60.0 * minutes / expected_s
+    sized = {"equilibration_ps": round(max(check["equilibration_ps"] * factor, min(check["equilibration_ps"], 0.2)), 3),
+             "production_ps": round(max(check["production_ps"] * factor, min(check["production_ps"], 1.0)), 3)}
+    logger.warning("fit: an MD check as asked (%g + %g ps, %d replicas) would take about %s at %.3g s per step; "
+                   "shortened to %g + %g ps to fit --check-minutes %g (its noise floor grows accordingly)",
+                   check["equilibration_ps"], check["production_ps"], check["n_replicas"], _duration(expected_s),
+                   per_step, sized["equilibration_ps"], sized["production_ps"], minutes)
+    return sized
+
+
 def _scale_figures(scale) -> Dict[str, Any]:
     return {"ratio": scale.ratio, "error": scale.error, "n_frames": scale.n_frames,
             "configurational_temperature_K": scale.configurational_temperature_K}
@@ -233,6 +262,10 @@ def fit(
                  production_ps=settings.check_ps, timestep_fs=settings.timestep_fs, seed=train_config.seed)
     friction = settings.friction_per_fs or (0.05 if plan.kind == "molecule" else 0.01)
     validate = "validate" not in settings.skip
+    if validate and settings.check_minutes:  # sized once, at the trained model's pace, and kept for a resume
+        if state.done("check-size") is None:
+            state.finish("check-size", _size_check(model, frames, check, friction, settings.check_minutes))
+        check.update(state.steps["check-size"])
     final_path = trained_path
 
     # ---------------------------------------------------------------- mean-force correction (periodic)
