@@ -337,17 +337,19 @@ def register_model(
     command: str,
     temperature_K: float,
     noise_std: Any,
+    fit_note: str = "",
 ) -> ModelEntry:
-    """Write ``card`` as ``<models_dir>/<name>/README.md``, ending in a "Reproduce" section (``command``
-    and the sha256 of ``weights``), and add ``name`` to the registry with the size and sha256 of
-    ``weights`` (a file already in ``<models_dir>/<name>/``). ``noise_std``: A, one level or the list
-    of a ladder. Returns the entry."""
+    """Write ``card`` as ``<models_dir>/<name>/README.md``, ending in a "Reproduce" section (``command``,
+    ``fit_note``: the same system through ``ase-denoise fit``, and the sha256 of ``weights``), and add
+    ``name`` to the registry with the size and sha256 of ``weights`` (a file already in
+    ``<models_dir>/<name>/``). ``noise_std``: A, one level or the list of a ladder. Returns the entry."""
     root, weights = Path(models_dir), Path(weights)
     folder = root / name
     if weights.resolve().parent != folder.resolve():
         raise ValueError(f"the weights of zoo model {name!r} must be in {folder}, got {weights}")
     sha = sha256_file(weights)
-    card = card.rstrip("\n") + f"\n\n## Reproduce\n\n    {command}\n\nsha256 of the shipped file: `{sha}`\n"
+    note = f"{fit_note.strip()}\n\n" if fit_note else ""
+    card = card.rstrip("\n") + f"\n\n## Reproduce\n\n    {command}\n\n{note}sha256 of the shipped file: `{sha}`\n"
     (folder / "README.md").write_text(card)
     entry = ModelEntry(name=name, file=f"{name}/{weights.name}", sha256=sha,
                        size_bytes=weights.stat().st_size, summary=summary, card=f"{name}/README.md",

@@ -56,6 +56,30 @@ SYSTEMS = {
 }
 
 
+#: each zoo model's system, as a user would fit it: the file name and the flags beyond --data/--output
+ZOO_FIT = {
+    "lj-argon-94K": ("argon.extxyz", "", None),
+    "licl-cg-300K": ("ions.extxyz", "--charges Li=1,Cl=-1 --dielectric 94", "licl"),
+    "ala2-cg-300K": ("beads.extxyz", "--bead-names 1=C-ace,2=N,3=CA,4=CB,5=C,6=N-nme", "ala2-cg"),
+    "water-1bead-300K": ("water.extxyz", "", None),
+}
+
+
+def card_note(zoo_name: str) -> str:
+    """The "with fit" paragraph of a zoo model's card: the one command that fits the same system, and
+    what it reached over the seeds measured here (the study's own score), if any."""
+    data, flags, system = ZOO_FIT[zoo_name]
+    command = f"ase-denoise fit --data {data} --output model.safetensors" + (f" {flags}" if flags else "")
+    text = (f"The same system in one command (the recipe `ase-denoise fit` reads off the data; this file was built "
+            f"by the study's own commands above): `{command}`.")
+    mine = [r for r in summary().records("fit") if system and r["system"] == system]
+    if not mine:
+        return text + " Not yet measured on this system."
+    return (text + f" Over {len(mine)} training seeds it reaches {SYSTEMS[system]['score']} "
+            f"{mean_std([r['score'] for r in mine])} by the study's protocol, against {SYSTEMS[system]['zoo']} for "
+            f"this model's recipe (benchmarks/fit_systems.md, {max(r['date'] for r in mine)}).")
+
+
 def summary() -> Summary:
     return Summary(SUMMARY, {"fit": ["system", "seed"]})
 

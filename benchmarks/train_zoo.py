@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 if os.path.dirname(os.path.abspath(__file__)) not in sys.path:  # imported from elsewhere (run as a script: it is)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402  (held-out force figures, one-thread setting)
+import fit_systems  # noqa: E402  (the card's paragraph on fit)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 logger = logging.getLogger("train_zoo")
@@ -267,6 +268,8 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
         "This samples the data (cached under the work directory), trains, evaluates, and rewrites this card, the",
         "weights and the registry entry. The weights are reproducible; the file's bytes are not (safetensors writes",
         "its metadata in hash order), so a re-run gets a new sha256.",
+        "",
+        fit_systems.card_note(name),
         "",
         "## File",
         "",

@@ -83,6 +83,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from study_kit import REPO, RecipeBook, Study, fmt, short_metrics  # noqa: E402
 
+import fit_systems  # noqa: E402  (the card's paragraph on fit)
+
 from ala2 import study as aa  # noqa: E402  (the recipe words, the data)
 
 DATA = HERE / "ala2_aa_300K.npz"
@@ -715,6 +717,7 @@ replicas intact (every bond within 0.5 A of its mean). Reference: all 2500 mappe
 reference's phi/psi (degrees) for free-energy plots (`tutorials/10_ala2_cg.ipynb`).
 """
     register_model(models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
+                   fit_note=fit_systems.card_note(zoo_name),
                    noise_std=list(model.noise_levels),
                    summary=f"alanine dipeptide in implicit water at 300 K, 6 CG beads (backbone + CB, non-periodic), "
                            f"vector head, noise ladder {levels} A corrected to sigma -> 0, harmonic bond/angle priors"

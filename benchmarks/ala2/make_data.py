@@ -182,7 +182,6 @@ def main(argv=None) -> int:
     if output.exists():
         print(f"{output} exists; delete it first to regenerate", file=sys.stderr)
         return 2
-    t_start = time.perf_counter()
     topology, positions0, forcefield = build_system()
     system = create_system(topology, forcefield)
     integrator = openmm.LangevinMiddleIntegrator(args.temperature_K * u.kelvin, args.friction_per_ps / u.picosecond,

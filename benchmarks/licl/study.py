@@ -40,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from study_kit import REPO, Recipe, RecipeBook, Study, fmt, save_figure  # noqa: E402
 
+import fit_systems  # noqa: E402  (the card's paragraph on fit)
+
 DATA = HERE / "licl_cg_300K.npz"
 REFERENCE = HERE / "reference_rdf.npz"
 PAIRS = (("Li", "Li"), ("Li", "Cl"), ("Cl", "Cl"))
@@ -859,8 +861,9 @@ standard errors `*_err`) and `start.extxyz` a starting configuration (a test-set
 """
     register_model(
         models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
+        fit_note=fit_systems.card_note(zoo_name),
         noise_std=list(levels) if ladder else levels[0],
-        summary=f"coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, "
+        summary="coarse-grained LiCl(aq) ions at 300 K (48 ions, periodic), vector head, "
                 + (_forces_phrase(model) + ", repulsive wall" if ladder else f"sigma {sigma} A")
                 + (", Ewald Coulomb prior (LAMMPS coul/long + pppm can compute it)"
                    if any(p.kind == "coulomb_ewald" for p in model.priors) else "")

@@ -71,6 +71,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 from study_kit import REPO, Recipe, RecipeBook, Study, fmt, md_table, mean_std, save_figure  # noqa: E402
 
+import fit_systems  # noqa: E402  (the card's paragraph on fit)
+
 DATA = HERE / "water_1bead_300K.npz"
 TEMPERATURE_K = 300.0
 BEAD, BEAD_MASS = "W", 18.015  # one bead type; amu (the molecule's mass)
@@ -629,6 +631,7 @@ optimiser steps, priors and MD):
 (RDF, triplet angles, q) for plots.
 """
     register_model(models_dir, zoo_name, dest, card, command=cmd, temperature_K=physics.temperature_K,
+                   fit_note=fit_systems.card_note(zoo_name),
                    noise_std=list(model.noise_levels),
                    summary=f"one-bead TIP3P water at 300 K (256 beads, periodic), many-body MACE (2 interactions, "
                            f"correlation 2), vector head, noise ladder {levels} A corrected to sigma -> 0, repulsive "
