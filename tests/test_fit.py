@@ -91,6 +91,9 @@ def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_st
     text = report.read_text()
     for section in ("**Verdict.**", "## What was chosen, and why", "## Training", "## Checks against the data", "## Reproduce"):
         assert section in text, section
+    reasons = result.steps["train"]["reasons"]  # the ladder and the cutoff, each with why
+    assert any("sigma_max" in r for r in reasons) and any("r_max" in r for r in reasons)
+    assert all(r in text for r in reasons)
     for png in ("loss.png", "rdf.png"):
         assert (report.parent / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png})" in text
     card = read_metadata(out)["card"]

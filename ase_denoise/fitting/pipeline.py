@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 from ase import Atoms
@@ -43,7 +43,9 @@ from ..refine import (check_structure, configurational_temperature, correct_mean
 from ..md.replicas import ReplicaLangevin
 from ..refine.replica_md import run_replicas, spread_starts
 from ..priors import dihedral_angles
+from ..priors.specs import pairs_held_by_priors
 from ..training.progress import PROGRESS_LOG_S, ProgressCallback
+from ..training.suggest import suggest_settings
 from ..training.trainer import train
 from .report import write_report
 from .system import SystemPlan, plan_system
@@ -113,6 +115,25 @@ def _check_figures(check) -> Dict[str, Any]:
             "mean_temperature_K": check.mean_temperature_K, "wall_s": check.wall_s,
             "rdfs": {k: np.asarray(v).tolist() for k, v in check.rdfs.items()},
             "rdf_errors": {k: np.asarray(v).tolist() for k, v in check.rdf_errors.items()}}
+
+
+def _settings_from_data(frames: List[Atoms], plan: SystemPlan, noise_std: Any,
+                        model_options: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """The ladder and the cutoff where they are ``"auto"`` (:func:`~ase_denoise.training.suggest.suggest_settings`,
+    ignoring the pairs bonded priors hold when the recipe smooths them), with the reasoning, one line each:
+    the train step's options and what the report says of them."""
+    options = {**model_options, "noise_std": noise_std}
+    if not (noise_std == "auto" or model_options.get("r_max") == "auto"):
+        return options, []
+    held = pairs_held_by_priors(plan.priors, frames) if plan.smoothed_priors else None
+    suggestion = suggest_settings(frames, names=model_options.get("bead_names"), exclude_pairs=held)
+    for line in suggestion.reasoning:
+        logger.info("fit: settings from the data: %s", line)
+    if noise_std == "auto":
+        options["noise_std"] = list(suggestion.noise_std)
+    if model_options.get("r_max") == "auto":
+        options["r_max"] = suggestion.r_max
+    return options, list(suggestion.reasoning)
 
 
 class _MDProgress:
@@ -243,15 +264,17 @@ def fit(
     trained_path = os.path.join(run_dir, "trained.safetensors")
     if state.done("train") is None:
         train_dir = os.path.join(run_dir, "train")
-        result = train(frames, train_dir, noise_std=noise_std, temperature_K=temperature_K, train_config=train_config,
+        chosen, reasons = _settings_from_data(frames, plan, noise_std, model_options)
+        result = train(frames, train_dir, temperature_K=temperature_K, train_config=train_config,
                        priors=plan.priors, resume=os.path.exists(os.path.join(train_dir, "training_state.pt")),
-                       progress=progress, **model_options)
+                       progress=progress, **chosen)
         model = result.model
         if plan.smallest_level and len(model.noise_levels) > 1:
             model = with_default_forces(model, ForcesChoice(noise_std=min(model.noise_levels)))
         save_model(model, trained_path, training=model.metadata.get("training"), metrics=model.metadata.get("metrics"),
                    overwrite=True)
         state.finish("train", {"stopped": result.stopped, "epochs": len(result.history), "noise_std": list(model.noise_levels),
+                               "reasons": reasons,
                                "r_max": model.config.r_max, "log": os.path.join(train_dir, "log.csv"),
                                "default_forces": model.physics.describe_default_forces()})
     model = load_model_file(trained_path)

@@ -108,6 +108,7 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
               f"{'periodic' if frames[0].pbc.any() else 'not periodic'}, {model.temperature_K:g} K",
               f"- the kind of system: {plan.kind}", "", "## What was chosen, and why", ""]
     lines += [f"- {reason}" for reason in plan.reasons]
+    lines += [f"- {reason}" for reason in train.get("reasons", [])]
     lines += ["", "## Training", "",
               f"- noise levels {', '.join(f'{s:g}' for s in model.noise_levels)} A, cutoff {model.config.r_max:g} A "
               f"(read off the data), {model.config.head} head",
