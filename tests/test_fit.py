@@ -109,6 +109,17 @@ def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_st
     again = fit(frames[:40], out, settings=FitConfig(**QUICK_CHECKS), train_options={"epochs": 2},
                 model_options=TINY_MODEL, resume=True)
     assert trained.stat().st_mtime_ns == before and again.verdict == result.verdict
+    # a run started before an option existed resumes when the option is at its default, not otherwise
+    state_file = tmp_path / "ar.safetensors.fit" / "fit.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["fit"]["check_minutes"]
+    state_file.write_text(json.dumps(state))
+    again = fit(frames[:40], out, settings=FitConfig(**QUICK_CHECKS), train_options={"epochs": 2},
+                model_options=TINY_MODEL, resume=True)
+    assert trained.stat().st_mtime_ns == before and again.verdict == result.verdict
+    with pytest.raises(TrainingError, match="other settings .*fit"):
+        fit(frames[:40], out, settings=FitConfig(**{**QUICK_CHECKS, "check_minutes": 5.0}),
+            train_options={"epochs": 2}, model_options=TINY_MODEL, resume=True)
     # another setting, or a second fit into the same run directory, is refused
     with pytest.raises(TrainingError, match="other settings .*train"):
         fit(frames[:40], out, settings=FitConfig(**QUICK_CHECKS), train_options={"epochs": 3}, model_options=TINY_MODEL,

@@ -73,11 +73,15 @@ class FitResult:
 class _RunState:
     """``fit.json`` in the run directory: the settings a run was started with and each finished step."""
 
-    def __init__(self, run_dir: str, settings: Dict[str, Any], resume: bool):
+    def __init__(self, run_dir: str, settings: Dict[str, Any], resume: bool,
+                 defaults: Optional[Dict[str, Dict[str, Any]]] = None):
         self.path = os.path.join(run_dir, STATE_FILE)
         if resume and os.path.exists(self.path):
             with open(self.path) as fh:
                 saved = json.load(fh)
+            for section, section_defaults in (defaults or {}).items():  # an option the run predates: its default
+                if isinstance(saved.get("settings", {}).get(section), dict):
+                    saved["settings"][section] = {**section_defaults, **saved["settings"][section]}
             if saved.get("settings") != settings:
                 changed = sorted(k for k in set(settings) | set(saved.get("settings", {}))
                                  if settings.get(k) != saved.get("settings", {}).get(k))
@@ -257,7 +261,8 @@ def fit(
     train_config = TrainConfig(**recipe)
     state = _RunState(run_dir, {"temperature_K": temperature_K, "n_frames": len(frames), "plan": plan.to_dict(),
                                 "fit": settings.to_dict(), "train": train_config.to_dict(),
-                                "model": {**model_options, "noise_std": noise_std}}, resume)
+                                "model": {**model_options, "noise_std": noise_std}}, resume,
+                      defaults={"fit": FitConfig().to_dict(), "train": TrainConfig().to_dict()})
     started = time.perf_counter()
 
     # ---------------------------------------------------------------- train
