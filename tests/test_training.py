@@ -99,7 +99,7 @@ def test_a_time_budget_plans_the_learning_rate_schedule_and_the_progress_reports
     assert reports and all(r.total >= r.step and r.eta_s <= budget_s + 1e-6 for r in reports)
     assert reports[-1].step == t.step and reports[-1].epochs == 100000
     text = caplog.text
-    assert text.count("stays near 1 even for a perfect model") == 1
+    assert text.count("1 for a model that predicts no noise") == 1
     assert "epoch 1 of 100000: train loss" in text and "validation forces: RMSE" in text
     assert "learning-rate schedule planned for" in text
 

@@ -35,7 +35,7 @@ def _plot_losses(log_path: str, path: str) -> bool:
     for key, label in (("train_loss", "training loss"), ("valid_loss", "validation loss")):
         values = [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
         ax.plot(epochs, values, "o-", ms=3, label=label)
-    ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="floor of the denoising loss (about 1)")
+    ax.axhline(1.0, color="grey", lw=0.8, ls=":", label="1: the loss of predicting no noise")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss per component")
     if any(r.get("force_rmse") for r in rows):

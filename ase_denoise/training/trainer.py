@@ -418,8 +418,10 @@ class Trainer:
             )
         budget_s = self.cfg.max_minutes * 60.0 if self.cfg.max_minutes else math.inf  # per call of fit()
         if self.is_main and self.cfg.loss in ("denoising", "hybrid", "mixed") and self.step == 0:
-            logger.info("the denoising loss per component stays near 1 even for a perfect model (the noise is mostly "
-                        "unpredictable): judge a model by its forces and structure, not by the loss")
+            logger.info("the denoising loss per component is 1 for a model that predicts no noise and lower by "
+                        "sigma^2 <|grad log rho_sigma|^2> / 3 for a perfect one: near 1 where the noise is small "
+                        "against the structure's widths (liquids), lower where it is not (solids); judge a model "
+                        "by its forces and structure, not by the loss")
         stopped = "epochs"
         clock = Clock(budget_s, self.step)
         start = clock.start - self.elapsed_s
