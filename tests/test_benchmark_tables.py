@@ -58,3 +58,16 @@ def test_the_benchmarks_index_lists_every_generated_table_and_its_command(script
         assert f"benchmarks/{script} --tables" in rows[0], rows[0]
         listed = set(re.findall(r"`([a-z0-9.-]+)`", rows[0]))
         assert set(tables) <= listed, f"{page}: not listed in benchmarks/README.md: {sorted(set(tables) - listed)}"
+
+
+def test_the_fit_table_regenerates_from_its_records():
+    """``benchmarks/fit_systems.md`` is what ``fit_systems.py --tables`` writes from ``fit_systems.jsonl``,
+    and each measured zoo system's card note quotes the same mean."""
+    fit_systems = benchmark_module("fit_systems.py")
+    assert fit_systems.TABLE.read_text() == fit_systems.tables(), "run `python benchmarks/fit_systems.py --tables`"
+    for name, (_, _, system) in fit_systems.ZOO_FIT.items():
+        records = [r for r in fit_systems.summary().records("fit") if r["system"] == system]
+        card = (BENCHMARKS.parent / "models" / name / "README.md").read_text()
+        assert fit_systems.card_note(name) in card, f"models/{name}/README.md: its fit paragraph is out of date"
+        if records:
+            assert fit_systems.mean_std([r["score"] for r in records]) in card
