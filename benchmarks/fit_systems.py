@@ -33,9 +33,7 @@ if __name__ == "__main__":  # one thread per process (set before numpy and torch
 import argparse  # noqa: E402
 import csv  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import shlex  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -46,7 +44,7 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
-from study_kit import Summary, fmt, md_table, mean_std  # noqa: E402
+from study_kit import Summary, fmt, md_table, mean_std, provenance  # noqa: E402
 
 SUMMARY = HERE / "fit_systems.jsonl"
 TABLE = HERE / "fit_systems.md"
@@ -160,10 +158,7 @@ def run(system: str, seed: int) -> Dict[str, Any]:
                   noise_std=steps["train"]["noise_std"], r_max=steps["train"]["r_max"],
                   corrections={k: steps[k]["kept"] for k in ("mean-force", "torsions") if k in steps},
                   force_scale=(steps.get("validate", {}).get("force_scale") or {}).get("ratio"),
-                  fit_wall_s=fit_s, resumed="--resume" in argv, **score(system, model, seed), date=time.strftime("%Y-%m-%d"),
-                  commit=subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                        text=True).stdout.strip(),
-                  machine=f"{platform.machine()}, {os.cpu_count()} cores, one torch thread")
+                  fit_wall_s=fit_s, resumed="--resume" in argv, **score(system, model, seed), **provenance(1))
     return store.put(record)
 
 

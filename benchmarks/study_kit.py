@@ -35,6 +35,7 @@ import json
 import logging
 import math
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -245,6 +246,15 @@ class Summary:
 # ----------------------------------------------------------------------------------------------
 # the report writer
 # ----------------------------------------------------------------------------------------------
+def provenance(threads: Any = 1) -> Dict[str, str]:
+    """Where a record was measured: today's date, the checkout's short commit and the machine."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent,
+                            capture_output=True, text=True).stdout.strip()
+    unit = "torch thread" if str(threads) == "1" else "torch threads"
+    return {"date": time.strftime("%Y-%m-%d"), "commit": commit,
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {'one' if str(threads) == '1' else threads} {unit}"}
+
+
 def fmt(x: Any, digits: int = 3, sign: bool = False, dash: str = "-") -> str:
     """``x`` with ``digits`` decimals (``+`` for positive with ``sign``); ``dash`` for None/NaN."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
