@@ -186,3 +186,18 @@ def test_fit_with_defaults_recovers_a_metal_it_was_never_tuned_on(tmp_path):
     scale = result.steps["validate"]["force_scale"]
     assert abs(scale["ratio"] - m["slope"]) <= 0.015 + 3 * scale["error"], (scale, m)
     assert os.path.exists(result.report) and (Path(result.report).parent / "rdf.png").exists()
+
+
+def test_a_run_state_resumes_with_settings_json_cannot_keep_as_given(tmp_path):
+    """Integer keys (a molecule's bead names by atomic number) and tuples come back from fit.json as
+    strings and lists: a resume with the same options must still match them."""
+    from ase_denoise.fitting.pipeline import _RunState
+
+    settings = {"model": {"bead_names": {1: "C-ace", 2: "N"}, "r_max": "auto"}, "plan": {"dihedrals": [(0, 1, 2, 4)]}}
+    first = _RunState(str(tmp_path), settings, resume=False)
+    first.finish("train", {"epochs": 3})
+    again = _RunState(str(tmp_path), settings, resume=True)
+    assert again.done("train") == {"epochs": 3}
+    with pytest.raises(TrainingError, match=r"other settings \(model\)"):
+        _RunState(str(tmp_path), {**settings, "model": {"bead_names": {1: "C-ace", 2: "CA"}, "r_max": "auto"}},
+                  resume=True)

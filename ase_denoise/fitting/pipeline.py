@@ -76,6 +76,8 @@ class _RunState:
     def __init__(self, run_dir: str, settings: Dict[str, Any], resume: bool,
                  defaults: Optional[Dict[str, Dict[str, Any]]] = None):
         self.path = os.path.join(run_dir, STATE_FILE)
+        # compared as written: JSON turns integer keys (bead names' atomic numbers) and tuples into strings and lists
+        settings = json.loads(json.dumps(settings, default=_plain))
         if resume and os.path.exists(self.path):
             with open(self.path) as fh:
                 saved = json.load(fh)
