@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
-from typing import Any, Callable, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import torch
 import safetensors.torch
-from safetensors import safe_open
 
 from . import __version__
 from .config import ModelConfig, PhysicsConfig
@@ -101,7 +101,7 @@ def _json_default(obj: Any) -> Any:
 
 def read_metadata(path: PathLike) -> Dict[str, Any]:
     """Parsed, upgraded metadata of a model file (``model_config``, ``training``, ``metrics``...)."""
-    meta, _ = _open(path, read_tensors=False)
+    meta, _, _ = _open(path, read_tensors=False)
     return meta
 
 
@@ -118,27 +118,79 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return head[8:9] == b"{" and n < 2**32
 
 
-def _open(path: PathLike, read_tensors: bool):
+#: the largest model file read (bytes): 256 channels at L 3 in float64 is about 0.5 GB
+MAX_MODEL_BYTES = 2**30
+#: the largest safetensors header (bytes) read as JSON
+MAX_HEADER_BYTES = 2**24
+#: safetensors dtype names -> (torch dtype, bytes per element): what a header may say (each tensor's dtype
+#: is then held against the model's own, :func:`_check_tensors`)
+_DTYPES = {"F64": (torch.float64, 8), "F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),
+           "I64": (torch.int64, 8), "I32": (torch.int32, 4), "I16": (torch.int16, 2), "I8": (torch.int8, 1),
+           "U8": (torch.uint8, 1), "BOOL": (torch.bool, 1)}
+
+
+def read_model_bytes(path: PathLike) -> bytes:
+    """A model file's bytes, read once (check and load use the same buffer, so the file cannot change
+    between them). Refuses a missing, non-regular or oversized file before reading it."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
+    size = os.path.getsize(path)
+    if size > MAX_MODEL_BYTES:
+        raise CheckpointError(f"{path!r} is {size / 2**20:.0f} MiB, larger than any model this library writes "
+                              f"({MAX_MODEL_BYTES / 2**20:.0f} MiB at most); refusing to read it")
     with open(path, "rb") as fh:
-        head = fh.read(9)
-    if not _looks_like_safetensors(head, os.path.getsize(path)) and (
-        head.startswith(_ZIP_MAGIC) or head[:1] in _PICKLE_MAGIC
-    ):
+        return fh.read(MAX_MODEL_BYTES + 1)
+
+
+def _header(path: str, data: bytes) -> Dict[str, Any]:
+    """The safetensors header of ``data``: {"__metadata__": {...}, name: {dtype, shape, data_offsets}},
+    each tensor's dtype, shape and byte range checked against each other and the buffer."""
+    n = int.from_bytes(data[:8], "little")
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise CheckpointError(f"{path!r} is not a readable safetensors model file (truncated, corrupt or foreign): "
+                              f"its header claims {n} bytes of a {len(data)}-byte file")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path!r} is not a readable safetensors model file: its header is not JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path!r} is not a readable safetensors model file: its header is not a JSON object")
+    body = len(data) - 8 - n
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        dtype, shape, offsets = (info or {}).get("dtype"), (info or {}).get("shape"), (info or {}).get("data_offsets")
+        if dtype not in _DTYPES:
+            raise CheckpointError(f"{path!r}: tensor {name!r} has dtype {dtype!r}; a model's tensors are "
+                                  f"{', '.join(_DTYPES)}")
+        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape)
+                and isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            raise CheckpointError(f"{path!r}: tensor {name!r} has a malformed shape {shape!r} or byte range {offsets!r}")
+        if not 0 <= offsets[0] <= offsets[1] <= body or offsets[1] - offsets[0] != math.prod(shape) * _DTYPES[dtype][1]:
+            raise CheckpointError(f"{path!r}: tensor {name!r} ({dtype}, shape {shape}) does not match its {offsets[1] - offsets[0]} "
+                                  f"bytes at {offsets} of a {body}-byte body")
+    return header
+
+
+def _open(path: PathLike, read_tensors: bool, data: Optional[bytes] = None):
+    """(metadata, tensors, shapes): the parsed and upgraded metadata, the tensors (``read_tensors``) and
+    the header's {name: (dtype name, shape)}. ``data``: the file's bytes, when already read."""
+    path = os.fspath(path)
+    data = read_model_bytes(path) if data is None else data
+    head = data[:9]
+    if not _looks_like_safetensors(head, len(data)) and (head.startswith(_ZIP_MAGIC) or head[:1] in _PICKLE_MAGIC):
         raise CheckpointError(
             f"{path!r} is a pickle (torch.save) file, not an ase_denoise model; refusing to load it because "
             "unpickling can execute arbitrary code from the file"
         )
-    try:
-        with safe_open(path, framework="pt") as fh:
-            raw = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()} if read_tensors else {}
-    except Exception as exc:
-        raise CheckpointError(
-            f"{path!r} is not a readable safetensors model file (truncated, corrupt or foreign): {exc}"
-        ) from exc
+    if len(data) < 9:
+        raise CheckpointError(f"{path!r} is not a readable safetensors model file (truncated, corrupt or foreign): "
+                              f"{len(data)} bytes")
+    header = _header(path, data)
+    raw = header.get("__metadata__") or {}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise CheckpointError(f"{path!r} has malformed metadata (safetensors metadata maps names to strings)")
     if raw.get("format") != FORMAT_NAME:
         raise CheckpointError(
             f"{path!r} is a safetensors file but not an ase_denoise model (metadata format="
@@ -169,7 +221,86 @@ def _open(path: PathLike, read_tensors: bool):
         }
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path!r} has missing or malformed JSON metadata: {exc!r}") from exc
-    return meta, tensors
+    for key in ("model_config", "physics", "training", "metrics"):
+        if not isinstance(meta[key], dict):
+            raise CheckpointError(f"{path!r} has malformed metadata: {key} must be a JSON object, not {meta[key]!r}")
+    shapes = {k: (v["dtype"], tuple(v["shape"])) for k, v in header.items() if k != "__metadata__"}
+    tensors = {}
+    if read_tensors:
+        try:
+            tensors = safetensors.torch.load(data)
+        except Exception as exc:
+            raise CheckpointError(f"{path!r} is not a readable safetensors model file (truncated, corrupt or foreign): "
+                                  f"{exc}") from exc
+    return meta, tensors, shapes
+
+
+def _check_sizes(path: str, config: ModelConfig, physics: PhysicsConfig, shapes: Dict[str, Tuple[str, tuple]]) -> None:
+    """Compare the header's tensor shapes with what the config's size fields imply, before the model is
+    built: a header that asks for a network its own tensors do not hold is refused in microseconds,
+    not after building it (which a large enough claim turns into minutes and gigabytes)."""
+
+    def shape(name: str) -> tuple:
+        if name not in shapes:
+            raise CheckpointError(f"{path!r}: its config needs the tensor {name!r}, which the file lacks; weights do "
+                                  "not match the architecture in its own config")
+        return shapes[name][1]
+
+    def expect(name: str, got: Any, wanted: Any, field_name: str) -> None:
+        if got != wanted:
+            raise CheckpointError(f"{path!r}: weights do not match the architecture in its own config: {name} is "
+                                  f"{got}, its {field_name}={getattr(config, field_name)!r} needs {wanted}")
+
+    interactions = {int(k.split(".")[1]) for k in shapes if k.startswith("interactions.") and k.split(".")[1].isdigit()}
+    expect("the interaction blocks", sorted(interactions), list(range(config.num_interactions)), "num_interactions")
+    n_inputs = len(config.atomic_numbers) * (config.noise_embedding + 1)
+    expect("node_embedding.linear.output_mask", shape("node_embedding.linear.output_mask"), (config.num_channels,),
+           "num_channels")
+    expect("node_embedding.linear.weight", shape("node_embedding.linear.weight"), (n_inputs * config.num_channels,),
+           "noise_embedding")
+    sizes = [config.num_bessel, *config.radial_mlp]
+    for i in range(config.num_interactions):
+        layers = sorted(k for k in shapes if k.startswith(f"interactions.{i}.conv_tp_weights.layer"))
+        expect(f"the layer count of interactions.{i}'s radial MLP", len(layers), len(config.radial_mlp) + 1, "radial_mlp")
+        for j, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+            expect(f"interactions.{i}.conv_tp_weights.layer{j}.weight",
+                   shape(f"interactions.{i}.conv_tp_weights.layer{j}.weight"), (n_in, n_out), "radial_mlp")
+    weights = {k for k in shapes if k.startswith("products.0.symmetric_contractions.contractions.0.weights.")}
+    expect("the count of products.0's symmetric contraction weights", len(weights), config.correlation - 1, "correlation")
+    if config.head == "edge":
+        layers = [k for k in shapes if k.startswith("edge_head.mlp.") and k.endswith(".weight")]
+        expect("the layer count of edge_head's MLP", len(layers), len(config.edge_mlp) + 1, "edge_mlp")
+
+
+def _check_tensors(path: str, model: DenoiserMACE, tensors: Dict[str, torch.Tensor]) -> torch.dtype:
+    """The file's tensors against the built model: the same names and shapes, one floating dtype where the
+    model has floats (an integer label on float bytes would load as garbage), the same element table,
+    and every weight finite (one NaN makes every force NaN). Returns the file's floating dtype."""
+    expected = model.state_dict()
+    missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or extra:
+        raise CheckpointError(f"{path!r}: weights do not match the architecture in its own config: missing "
+                              f"{missing[:5]}, unexpected {extra[:5]}")
+    for name, want in expected.items():
+        got = tensors[name]
+        if tuple(got.shape) != tuple(want.shape):
+            raise CheckpointError(f"{path!r}: weights do not match the architecture in its own config: {name} has "
+                                  f"shape {tuple(got.shape)}, the config needs {tuple(want.shape)}")
+        if got.is_floating_point() != want.is_floating_point() or (not want.is_floating_point() and got.dtype != want.dtype):
+            raise CheckpointError(f"{path!r}: tensor {name!r} is stored as {got.dtype}, the model keeps it as {want.dtype}")
+    floating = {t.dtype for t in tensors.values() if t.is_floating_point()}
+    if len(floating) > 1:
+        raise CheckpointError(f"{path!r}: its weights mix {sorted(str(d) for d in floating)}; a model file holds one "
+                              "floating dtype")
+    if not torch.equal(tensors["atomic_numbers"].cpu(), expected["atomic_numbers"].cpu()):
+        raise CheckpointError(f"{path!r}: its tensor atomic_numbers {tensors['atomic_numbers'].tolist()} differs from its "
+                              f"config's element table {expected['atomic_numbers'].tolist()}")
+    bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if bad is not None:
+        n = int((~torch.isfinite(tensors[bad])).sum())
+        raise CheckpointError(f"{path!r}: tensor {bad!r} holds {n} non-finite value(s) (NaN or inf); such a model "
+                              "returns NaN forces")
+    return next(iter(floating), torch.float32)
 
 
 def load_model_file(
@@ -177,28 +308,30 @@ def load_model_file(
     *,
     dtype: Optional[torch.dtype] = None,
     device: Union[str, torch.device] = "cpu",
+    data: Optional[bytes] = None,
 ) -> DenoiserMACE:
     """Load a model file written by :func:`save_model` (any older format version is upgraded).
 
     ``dtype``: convert to this dtype (default: the dtype it was saved in). The returned model is in
-    eval mode and carries the file's metadata as ``model.metadata``. Raises :class:`CheckpointError`
-    for pickled, corrupt, foreign, newer-format or mismatched files and ``FileNotFoundError`` for a
-    missing one. To load a zoo model by name use :func:`ase_denoise.zoo.load_model`.
+    eval mode and carries the file's metadata as ``model.metadata``. ``data``: the file's bytes, when
+    the caller has read (and checked) them already; the file is then not read again. Raises
+    :class:`CheckpointError` for pickled, corrupt, foreign, newer-format or mismatched files, for
+    settings outside their documented ranges (docs/checkpoint.md, "Limits") and for non-finite weights,
+    and ``FileNotFoundError`` for a missing one. To load a zoo model by name use
+    :func:`ase_denoise.zoo.load_model`.
     """
-    meta, tensors = _open(path, read_tensors=True)
+    path = os.fspath(path)
+    meta, tensors, shapes = _open(path, read_tensors=True, data=data)
     try:
         config = ModelConfig.from_dict(meta["model_config"])
         physics = PhysicsConfig.from_dict(meta["physics"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{os.fspath(path)!r} has an invalid configuration: {exc}") from exc
+        raise CheckpointError(f"{path!r} has an invalid configuration: {exc}") from exc
+    _check_sizes(path, config, physics, shapes)
     saved_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
-    model = build_model(config, physics, dtype=saved_dtype)
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(
-            f"{os.fspath(path)!r}: weights do not match the architecture in its own config: {exc}"
-        ) from exc
+    model = build_model(config, physics, dtype=saved_dtype, seed=0)  # the host's RNG is left alone
+    saved_dtype = _check_tensors(path, model, tensors)
+    model.load_state_dict(tensors, strict=True)
     model.metadata = meta
     model.to(device=device, dtype=dtype or saved_dtype)
     return model.eval()

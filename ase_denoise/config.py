@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
@@ -29,6 +30,7 @@ from ase.units import kB
 
 from .forces import ForcesChoice, default_order
 from .priors import prior_from_dict
+from .typecheck import in_range, type_error
 
 HEADS = ("edge", "energy", "vector")
 LOSSES = ("denoising", "force_matching", "hybrid", "mixed")
@@ -46,7 +48,8 @@ def _cli(flag: str, help: str, **argparse_kw: Any) -> Dict[str, Any]:
 
 
 class _Dictable:
-    """``to_dict`` / ``from_dict`` with one rule for unknown keys: refuse them."""
+    """``to_dict`` / ``from_dict`` with one rule for unknown keys: refuse them; and one for the
+    values read: each must have its field's type (``from_dict`` reads files, which may be hostile)."""
 
     def to_dict(self) -> Dict[str, Any]:
         d = dataclasses.asdict(self)  # type: ignore[call-overload]
@@ -61,6 +64,11 @@ class _Dictable:
                 f"unknown {cls.__name__} keys {unknown} (known: {sorted(known)}); "
                 "is this file from a newer ase_denoise?"
             )
+        hints = typing.get_type_hints(cls)
+        for key, value in d.items():
+            why = type_error(key, value, hints[key])
+            if why:
+                raise ValueError(f"invalid {cls.__name__}: {why}")
         return cls(**d)
 
 
@@ -74,6 +82,22 @@ def bead_names_arg(text: str) -> Dict[int, str]:
     if not names:
         raise ValueError(f"bead names {text!r}: give number=name pairs, e.g. 1=C-ace,2=N,3=CA")
     return names
+
+
+#: the largest cutoff (Angstrom) of the network and of any prior (a neighbour list's cost grows as its cube)
+MAX_CUTOFF = 30.0
+#: the documented range of each architecture field (docs/checkpoint.md, "Limits"): every model inside
+#: it builds in seconds on one core (256 channels, L 3, ell 3, 4 interactions, correlation 3: 62 M
+#: weights, 14 s), so a file's header cannot make loading hang or take gigabytes
+MODEL_LIMITS = {"num_channels": (1, 256), "max_L": (0, 3), "max_ell": (1, 3), "num_interactions": (1, 4),
+                "correlation": (1, 3), "num_bessel": (1, 32), "num_polynomial_cutoff": (1, 12),
+                "radial_mlp": (1, 512), "edge_mlp": (1, 512), "energy_mlp": (1, 256), "noise_embedding": (0, 4),
+                "avg_num_neighbors": (1e-3, 1e4)}
+MAX_MLP_LAYERS = 4
+#: the documented range of the physics fields: temperature (K), noise levels (Angstrom) and their number
+TEMPERATURE_RANGE_K = (1e-2, 1e5)
+NOISE_STD_RANGE = (1e-5, 5.0)
+MAX_NOISE_LEVELS = 16
 
 
 @dataclass
@@ -145,6 +169,7 @@ class ModelConfig(_Dictable):
             _fail("atomic_numbers", bad, "not atomic numbers of real elements")
         if not (self.r_max > 0 and math.isfinite(self.r_max)):
             _fail("r_max", self.r_max, "the cutoff (Angstrom) must be finite and > 0")
+        in_range("r_max", self.r_max, 0, MAX_CUTOFF, " Angstrom")
         if self.head not in HEADS:
             _fail("head", self.head, f"choose one of {HEADS}")
         for name in ("num_channels", "num_interactions", "correlation", "num_bessel"):
@@ -160,6 +185,13 @@ class ModelConfig(_Dictable):
             _fail("noise_embedding", self.noise_embedding, "must be >= 0")
         if not (self.avg_num_neighbors > 0 and math.isfinite(self.avg_num_neighbors)):
             _fail("avg_num_neighbors", self.avg_num_neighbors, "must be finite and > 0")
+        for name, (low, high) in MODEL_LIMITS.items():  # a model this library builds in seconds
+            value = getattr(self, name)
+            for v in (value if isinstance(value, list) else [value]):
+                in_range(name, v, low, high)
+        for name in ("radial_mlp", "edge_mlp"):
+            if len(getattr(self, name)) > MAX_MLP_LAYERS:
+                _fail(name, getattr(self, name), f"at most {MAX_MLP_LAYERS} hidden layers")
         if self.bead_names:
             stray = sorted(set(self.bead_names) - set(self.atomic_numbers))
             if stray:
@@ -238,6 +270,11 @@ class PhysicsConfig(_Dictable):
             _fail("noise_std", self.noise_std, "the noise levels must differ")
         if not (self.temperature_K > 0 and math.isfinite(self.temperature_K)):
             _fail("temperature_K", self.temperature_K, "the temperature (K) must be finite and > 0")
+        in_range("temperature_K", self.temperature_K, *TEMPERATURE_RANGE_K, " K")
+        for s in self.noise_std:
+            in_range("noise_std", s, *NOISE_STD_RANGE, " Angstrom")
+        if len(self.noise_std) > MAX_NOISE_LEVELS:
+            _fail("noise_std", self.noise_std, f"at most {MAX_NOISE_LEVELS} noise levels")
         if len(self.pbc) != 3:
             _fail("pbc", self.pbc, "needs three booleans")
         order = self.default_extrapolation_order

@@ -78,7 +78,22 @@ class ModelEntry:
         missing = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING and f.name not in d]
         if missing:
             raise ZooError(f"registry entry {d.get('name', d)!r} lacks required keys {missing}")
-        return cls(**{k: v for k, v in d.items() if k in known})
+        entry = cls(**{k: v for k, v in d.items() if k in known})
+        text = ("name", "file", "sha256", "summary", "card")
+        bad = [k for k in text if not isinstance(getattr(entry, k), str)]
+        bad += [k for k in ("command",) if entry.command is not None and not isinstance(entry.command, str)]
+        if not isinstance(entry.size_bytes, int) or isinstance(entry.size_bytes, bool) or entry.size_bytes < 0:
+            bad.append("size_bytes")
+        if entry.temperature_K is not None and (isinstance(entry.temperature_K, bool)
+                                                or not isinstance(entry.temperature_K, (int, float))):
+            bad.append("temperature_K")
+        if "sha256" not in bad and not (len(entry.sha256) == 64 and all(c in "0123456789abcdef" for c in entry.sha256)):
+            bad.append("sha256")
+        if bad:
+            raise ZooError(f"registry entry {d.get('name')!r} has malformed fields: "
+                           + ", ".join(f"{k}={d.get(k)!r}" for k in bad)
+                           + " (names, paths and sha256 are strings, the sha256 64 hex digits, size_bytes a whole number)")
+        return entry
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,7 +146,10 @@ def read_registry(models_dir: Optional[PathLike] = None) -> Dict[str, ModelEntry
             f"{str(path)!r} has registry format_version {version!r}; this ase_denoise reads <= {REGISTRY_VERSION}"
         )
     entries: Dict[str, ModelEntry] = {}
-    for item in raw.get("models", []):
+    items = raw.get("models", [])
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ZooError(f"{str(path)!r}: 'models' must be a list of entries (JSON objects), not {items!r:.80}")
+    for item in items:
         entry = ModelEntry.from_dict(item)
         if entry.name in entries:
             raise ZooError(f"{str(path)!r} lists the model name {entry.name!r} twice")
@@ -182,8 +200,9 @@ def sha256_file(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def verified_path(name: str, models_dir: Optional[PathLike] = None) -> Path:
-    """Path of the weights of ``name`` after checking its size and sha256 against the registry.
+def verified_bytes(name: str, models_dir: Optional[PathLike] = None) -> Tuple[Path, bytes]:
+    """The path and the bytes of the weights of ``name``, read once and checked against the registry's
+    size and sha256: what is loaded is what was hashed (the file cannot change in between).
 
     Raises :class:`ZooError` (unknown name, missing file) or :class:`ChecksumError` (a changed file).
     """
@@ -191,19 +210,28 @@ def verified_path(name: str, models_dir: Optional[PathLike] = None) -> Path:
     path = _inside(zoo_dir(models_dir), entry.file, "file")
     if not path.is_file():
         raise ZooError(f"model file {str(path)!r} of {name!r} is missing from the zoo")
-    size = path.stat().st_size
-    if size != entry.size_bytes:
+    if not isinstance(entry.size_bytes, int) or isinstance(entry.size_bytes, bool) or entry.size_bytes < 0:
+        raise ZooError(f"registry entry {name!r}: size_bytes must be a whole number of bytes, not {entry.size_bytes!r}")
+    with open(path, "rb") as fh:
+        data = fh.read(entry.size_bytes + 1)  # never more than the registry promises
+    if len(data) != entry.size_bytes:
         raise ChecksumError(
             f"refusing to load {str(path)!r}: its size does not match the registry (expected "
-            f"{entry.size_bytes} bytes, actual {size} bytes); the file was modified or truncated"
+            f"{entry.size_bytes} bytes, actual {path.stat().st_size} bytes); the file was modified or truncated"
         )
-    actual = sha256_file(path)
+    actual = hashlib.sha256(data).hexdigest()
     if actual != entry.sha256:
         raise ChecksumError(
             f"refusing to load {str(path)!r}: sha256 mismatch with the registry (expected {entry.sha256}, "
             f"actual {actual}); the file was modified or corrupted"
         )
-    return path
+    return path, data
+
+
+def verified_path(name: str, models_dir: Optional[PathLike] = None) -> Path:
+    """Path of the weights of ``name`` after checking its size and sha256 against the registry
+    (to load them, use :func:`load_model`, which loads the very bytes it checked)."""
+    return verified_bytes(name, models_dir)[0]
 
 
 def looks_like_path(name_or_path: PathLike) -> bool:
@@ -215,28 +243,44 @@ def looks_like_path(name_or_path: PathLike) -> bool:
     )
 
 
-def resolve(name_or_path: PathLike, models_dir: Optional[PathLike] = None) -> Path:
-    """The file to load for ``name_or_path``: an existing file as given, else a verified zoo model.
-
-    Raises ``FileNotFoundError`` for a path-like argument that does not exist, :class:`ZooError`
-    for an unknown name (the message lists the available names) and :class:`ChecksumError` for a
-    zoo file that does not match the registry.
-    """
-    if os.path.isfile(name_or_path):
-        return Path(name_or_path)
-    if looks_like_path(name_or_path):
-        raise FileNotFoundError(f"model file {os.fspath(name_or_path)!r} does not exist")
-    name = str(name_or_path)
+def _zoo_names(models_dir: Optional[PathLike]) -> Optional[List[str]]:
     try:
-        names = list_models(models_dir)
-    except ZooError as exc:
-        raise FileNotFoundError(f"model file {name!r} does not exist, and it is not a zoo name: {exc}") from exc
-    if name not in names:
-        raise ZooError(
-            f"unknown model name {name!r} (and no file of that name exists); available models: "
-            + (", ".join(names) or "(none)")
-        )
-    return verified_path(name, models_dir)
+        return list_models(models_dir)
+    except ZooError:
+        return None  # no zoo here (a bare install with ASE_DENOISE_MODELS_DIR unset): files only
+
+
+def resolve(name_or_path: PathLike, models_dir: Optional[PathLike] = None) -> Path:
+    """The file to load for ``name_or_path``. One rule: an argument that looks like a path (a separator,
+    or a model file's suffix) is a file; any other argument is a zoo name when the registry lists it
+    (a file of that name in the working directory does not replace the zoo model: write ``./name`` to
+    load it), else a file.
+
+    Raises ``FileNotFoundError`` for a file that does not exist, :class:`ZooError` for an unknown name
+    (the message lists the available names) and :class:`ChecksumError` for a zoo file that does not
+    match the registry.
+    """
+    return _resolve(name_or_path, models_dir)[0]
+
+
+def _resolve(name_or_path: PathLike, models_dir: Optional[PathLike]) -> Tuple[Path, Optional[bytes]]:
+    """(path, the verified bytes of a zoo model or None for a file given by the user)."""
+    if not looks_like_path(name_or_path):
+        name = str(name_or_path)
+        names = _zoo_names(models_dir)
+        if names is not None and name in names:
+            if os.path.exists(name):
+                logger.warning("%r is the zoo model of that name (sha256-checked), not the file %r in the working "
+                               "directory; write ./%s to load the file", name, os.path.abspath(name), name)
+            return verified_bytes(name, models_dir)
+        if not os.path.isfile(name):
+            if names is None:
+                raise FileNotFoundError(f"model file {name!r} does not exist, and there is no model zoo to look it up in")
+            raise ZooError(f"unknown model name {name!r} (and no file of that name exists); available models: "
+                           + (", ".join(names) or "(none)"))
+    if not os.path.isfile(name_or_path):
+        raise FileNotFoundError(f"model file {os.fspath(name_or_path)!r} does not exist")
+    return Path(name_or_path), None
 
 
 def load_model(
@@ -248,17 +292,18 @@ def load_model(
 ) -> "DenoiserMACE":
     """Load a model file, or a zoo model by name.
 
-    ``name_or_path``: an existing file is loaded as given; otherwise a name from the model zoo
-    (:func:`list_models`, looked up in ``models_dir`` or the shipped zoo), whose size and sha256 are
-    checked against the registry first (:class:`ChecksumError` on a mismatch, :class:`ZooError`
-    listing the available names for an unknown one). ``dtype``: convert to this dtype (default: the
-    dtype it was saved in). The returned model is in eval mode and carries the file's metadata as
-    ``model.metadata``. Raises :class:`~ase_denoise.checkpoint.CheckpointError` for pickled, corrupt,
-    foreign, newer-format or mismatched files.
+    ``name_or_path``: a zoo name (:func:`list_models`, looked up in ``models_dir`` or the shipped zoo),
+    whose size and sha256 are checked against the registry first (:class:`ChecksumError` on a
+    mismatch), or a file (a path, or a name the zoo does not list; :func:`resolve` has the one rule).
+    ``dtype``: convert to this dtype (default: the dtype it was saved in). The returned model is in
+    eval mode and carries the file's metadata as ``model.metadata``. Raises
+    :class:`~ase_denoise.checkpoint.CheckpointError` for pickled, corrupt, foreign, newer-format or
+    mismatched files, :class:`ZooError` listing the available names for an unknown one.
     """
     from .checkpoint import load_model_file  # torch and mace load here: listing the zoo stays cheap
 
-    return load_model_file(resolve(name_or_path, models_dir), dtype=dtype, device=device)
+    path, data = _resolve(name_or_path, models_dir)
+    return load_model_file(path, dtype=dtype, device=device, data=data)
 
 
 def load_zoo_model(
@@ -271,9 +316,9 @@ def load_zoo_model(
     """Load the zoo model ``name`` (sha256-checked, safetensors only; no network)."""
     from .checkpoint import load_model_file  # torch and mace load here: listing the zoo stays cheap
 
-    path = verified_path(name, models_dir)
+    path, data = verified_bytes(name, models_dir)
     logger.info("loading zoo model %r from %s", name, path)
-    return load_model_file(path, dtype=dtype, device=device)
+    return load_model_file(path, dtype=dtype, device=device, data=data)
 
 
 def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> List[Tuple[str, bool, str]]:
@@ -286,10 +331,10 @@ def verify_models(models_dir: Optional[PathLike] = None, load: bool = True) -> L
     results: List[Tuple[str, bool, str]] = []
     for name in list_models(models_dir):
         try:
-            path = verified_path(name, models_dir)
+            path, data = verified_bytes(name, models_dir)
             message = f"sha256 ok ({path.name})"
             if load:
-                model = load_model_file(path)
+                model = load_model_file(path, data=data)
                 levels = ", ".join(f"{s:g}" for s in model.noise_levels)
                 message += f", loads ({model.config.symbols}, T={model.temperature_K} K, sigma={levels} A"
                 if model.physics.default_noise_std is not None:

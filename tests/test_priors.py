@@ -54,10 +54,10 @@ def test_dsf_coulomb_forces_are_minus_the_energy_gradient_and_vanish_at_the_cuto
     np.testing.assert_allclose(forces.sum(axis=0), 0.0, atol=1e-12)  # a pair force: Newton's third law
     u, f = prior.pair_terms(np.array([3]), np.array([17]), np.array([3.9 - 1e-9]))
     assert abs(u[0]) < 1e-9 and abs(f[0]) < 1e-9  # energy and force go to zero at the cutoff (shifted force)
-    # alpha = 0 and a cutoff far away: plain Coulomb over eps_r at short range
-    plain = DSFCoulomb({3: 1.0, 17: -1.0}, relative_permittivity=2.0, alpha=0.0, r_cut=1e6)
+    # alpha = 0: shifted-force Coulomb over eps_r, -C q q / eps (1/r^2 - 1/rc^2) (attractive: < 0 along +r)
+    plain = DSFCoulomb({3: 1.0, 17: -1.0}, relative_permittivity=2.0, alpha=0.0, r_cut=30.0)
     _, f = plain.pair_terms(np.array([3]), np.array([17]), np.array([2.0]))
-    assert abs(f[0] - (-COULOMB_EV_A / 2.0 / 2.0**2)) < 1e-9  # attractive: -C q q / (eps r^2) < 0 along +r
+    assert abs(f[0] - (-COULOMB_EV_A / 2.0 * (1 / 2.0**2 - 1 / 30.0**2))) < 1e-9
 
 
 def test_ewald_coulomb_gives_the_madelung_constant_of_rock_salt():

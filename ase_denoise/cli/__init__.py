@@ -19,11 +19,9 @@ import logging
 import sys
 from typing import List, Optional
 
+from ..errors import AseDenoiseError
 from . import fit, models, refine, run, train
 from .common import COMMANDS
-
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +46,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as exc:
+    except (AseDenoiseError, ValueError, OSError) as exc:  # bad input, files, settings: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ Forces are in eV/Angstrom, energies in eV, lengths in Angstrom.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -14,6 +15,24 @@ from ase.data import chemical_symbols
 from ase.geometry import find_mic
 
 from ..data.neighbours import neighbour_graph
+
+
+#: the largest cutoff (Angstrom) a prior may have, as for the network (config.MAX_CUTOFF)
+MAX_PRIOR_CUTOFF = 30.0
+#: the most integer reciprocal-lattice points an Ewald sum may scan (a 30 A box at the default accuracy and alpha
+#: 1 /A scans about 4e5; more means a hostile or mistaken alpha, and a sum that would not finish)
+MAX_KVECTORS = 2_000_000
+
+
+def check_range(kind: str, name: str, value: Any, low: float, high: float, unit: str = "") -> None:
+    """Refuse a prior parameter outside its documented range ``[low, high]`` (NaN and inf included),
+    naming the prior and the parameter: a file's numbers must not make a force call hang."""
+    try:
+        ok = math.isfinite(float(value)) and low <= float(value) <= high
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{kind} prior: {name}={value!r} must be between {low:g} and {high:g}{unit}")
 
 
 def pair_key(z1: int, z2: int) -> Tuple[int, int]:

@@ -11,7 +11,7 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 from scipy.special import erfc
 
-from .base import PairGeometry, Prior, species_name, union_geometry
+from .base import MAX_KVECTORS, MAX_PRIOR_CUTOFF, PairGeometry, Prior, check_range, species_name, union_geometry
 
 
 #: Coulomb's constant e^2 / (4 pi eps0) in eV * Angstrom
@@ -48,6 +48,7 @@ class DSFCoulomb(Prior):
         self.charges = {int(z): float(q) for z, q in self.charges.items()}
         if not (self.relative_permittivity > 0 and self.alpha >= 0 and self.r_cut > 0):
             raise ValueError(f"DSF Coulomb needs relative_permittivity > 0, alpha >= 0, cutoff > 0, got {self}")
+        _check_coulomb(self)
 
     @property
     def cutoff(self) -> float:
@@ -79,6 +80,15 @@ class DSFCoulomb(Prior):
         charges = ", ".join(f"{species_name(z, names)} {q:+g} e" for z, q in sorted(self.charges.items()))
         return (f"DSF Coulomb (LAMMPS coul/dsf {self.alpha:g} {self.r_cut:g} with dielectric "
                 f"{self.relative_permittivity:g}): {charges}; the network learns the residual")
+
+
+def _check_coulomb(prior) -> None:
+    """The documented ranges of a Coulomb prior's parameters (the charges in e, 1/A, A)."""
+    check_range(prior.kind, "relative_permittivity", prior.relative_permittivity, 1e-3, 1e4)
+    check_range(prior.kind, "alpha", prior.alpha, 0.0, 2.0, " 1/Angstrom")
+    check_range(prior.kind, "cutoff", prior.r_cut, 1e-3, MAX_PRIOR_CUTOFF, " Angstrom")
+    for q in prior.charges.values():
+        check_range(prior.kind, "charge", q, -10.0, 10.0, " e")
 
 
 @dataclass
@@ -113,6 +123,8 @@ class EwaldCoulomb(Prior):
         if not (self.relative_permittivity > 0 and self.alpha > 0 and self.r_cut > 0 and 0 < self.accuracy < 1):
             raise ValueError(f"Ewald Coulomb needs relative_permittivity > 0, alpha > 0, cutoff > 0 and "
                              f"0 < accuracy < 1, got {self}")
+        _check_coulomb(self)
+        check_range(self.kind, "accuracy", self.accuracy, 1e-16, 0.1)
 
     @property
     def cutoff(self) -> float:
@@ -139,6 +151,11 @@ class EwaldCoulomb(Prior):
             return self._kcache[1]
         recip = 2.0 * math.pi * np.linalg.inv(cell).T  # rows b_i, a_i . b_j = 2 pi delta_ij
         n_max = [int(math.ceil(self.k_cut * np.linalg.norm(a) / (2.0 * math.pi))) for a in cell]
+        if math.prod(2 * m + 1 for m in n_max) > MAX_KVECTORS:
+            raise ValueError(f"{self.kind} prior: alpha {self.alpha:g} /A and accuracy {self.accuracy:g} need "
+                             f"{math.prod(2 * m + 1 for m in n_max):.3g} reciprocal vectors in this cell (lengths "
+                             f"{', '.join(f'{np.linalg.norm(a):.3g}' for a in cell)} A), more than {MAX_KVECTORS:g}; "
+                             "a smaller alpha (with a longer real-space cutoff) sums the same energy")
         n = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in n_max], indexing="ij"), axis=-1).reshape(-1, 3)
         # one of each pair (n, -n): the first non-zero component positive
         half = (n[:, 0] > 0) | ((n[:, 0] == 0) & (n[:, 1] > 0)) | ((n[:, 0] == 0) & (n[:, 1] == 0) & (n[:, 2] > 0))

@@ -10,7 +10,7 @@ import numpy as np
 from ase import Atoms
 from scipy.interpolate import CubicSpline
 
-from .base import PairGeometry, Prior, pair_key, species_name
+from .base import PairGeometry, Prior, check_range, pair_key, species_name
 
 
 @dataclass
@@ -30,6 +30,10 @@ class RepulsiveWall(Prior):
         self.r_on = {pair_key(*k): float(v) for k, v in self.r_on.items()}
         if not (self.epsilon > 0 and self.width > 0) or any(v <= 0 for v in self.r_on.values()):
             raise ValueError(f"repulsive wall needs epsilon > 0, width > 0 and r_on > 0, got {self}")
+        check_range(self.kind, "epsilon", self.epsilon, 1e-9, 1e3, " eV")
+        check_range(self.kind, "width", self.width, 1e-4, 10.0, " Angstrom")
+        for r_on in self.r_on.values():
+            check_range(self.kind, "r_on", r_on, 1e-3, 20.0, " Angstrom")
 
     @property
     def cutoff(self) -> float:
@@ -148,6 +152,8 @@ class PairTable(Prior):
         self.r = [float(x) for x in self.r]
         self.u = {pair_key(*k): [float(x) for x in v] for k, v in self.u.items()}
         grid = np.asarray(self.r)
+        if len(grid) > 100_000:
+            raise ValueError(f"pair table: {len(grid)} grid points, more than the 100000 a table may have")
         if len(grid) < 4 or np.any(np.diff(grid) <= 0) or grid[0] < 0:
             raise ValueError(f"pair table needs at least 4 increasing, non-negative grid points, got {len(grid)}")
         for key, values in self.u.items():
