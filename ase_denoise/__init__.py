@@ -52,6 +52,7 @@ _EXPORTS = {
     "DataError": "errors",
     "CheckpointError": "errors",
     "ChecksumError": "errors",
+    "NonFiniteForcesError": "errors",
     "TrainingError": "errors",
     "ZooError": "errors",
 }

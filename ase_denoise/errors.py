@@ -43,3 +43,8 @@ class TrainingError(AseDenoiseError, RuntimeError):
 
 class TrajectoryWriteError(AseDenoiseError, OSError):
     """Writing an MD trajectory failed (e.g. the disk is full); an existing file was kept."""
+
+
+class NonFiniteForcesError(AseDenoiseError, ArithmeticError):
+    """A model returned NaN or infinite forces (or energies): raised instead of passing them to an
+    optimizer, a dynamics or an engine."""

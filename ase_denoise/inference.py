@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from .data.frames import Frame, check_atoms, fold_far_atoms, to_frame
+from .data.frames import Frame, check_atoms, fold_far_atoms, refuse_overlaps, to_frame
 from .data.graphs import collate
 from .data.neighbours import SkinNeighbourList
+from .errors import NonFiniteForcesError
 from .forces import ForcesChoice, evaluation_levels
 from .model import DenoiserMACE
 from .priors import PairGeometry, replicas_total_energy_and_forces, total_energy_and_forces, union_geometry
@@ -167,7 +168,31 @@ def predict(
     _, out = _network_outputs(model, frames, output, levels, weights, batch_size, neighbour_lists, device)
     if output == "forces" and priors and model.priors:
         out += prior_forces(model, frames, exclude=exclude_priors, neighbour_lists=neighbour_lists)
+    require_finite(out, frames, output)
     return out
+
+
+def require_finite(values: np.ndarray, frames: Sequence[Frame], what: str = "forces",
+                   energies: Optional[np.ndarray] = None) -> None:
+    """Raise instead of returning NaN or infinite ``values`` [n_atoms_total, 3] (or ``energies``
+    [n_frames]): atoms that overlap are named (:class:`~ase_denoise.data.DataError`), anything else is a
+    :class:`~ase_denoise.errors.NonFiniteForcesError` naming the frame and its first atoms. An optimizer,
+    a dynamics or an engine never receives them."""
+    bad_atoms = ~np.isfinite(values).all(axis=1)
+    bad_frames = set() if energies is None else set(np.nonzero(~np.isfinite(energies))[0].tolist())
+    if not bad_atoms.any() and not bad_frames:
+        return
+    starts = np.cumsum([0] + [len(f.positions) for f in frames])
+    bad_frames |= {int(np.searchsorted(starts, i, side="right") - 1) for i in np.nonzero(bad_atoms)[0]}
+    k = min(bad_frames)
+    frame = frames[k]
+    where = f"frame {k}" if len(frames) > 1 else "the structure"
+    refuse_overlaps(frame.positions, frame.cell, frame.pbc, what=where)
+    atoms = (np.nonzero(bad_atoms[starts[k] : starts[k + 1]])[0]).tolist()
+    raise NonFiniteForcesError(f"the model returned non-finite (NaN or inf) {what} for {where}"
+                               + (f", atoms {atoms[:10]}" if atoms else ", its free energy")
+                               + "; no atoms overlap: the weights or the priors give them (is the structure far "
+                               "outside what the model was trained on?)")
 
 
 def predict_free_energy(
@@ -199,6 +224,7 @@ def predict_free_energy(
         for k, (e, fp, start) in enumerate(_prior_terms(model, frames, exclude_priors, neighbour_lists)):
             energy[k] += e
             out[start : start + len(fp)] += fp
+    require_finite(out, frames, "forces", energies=energy)
     return energy, out
 
 

@@ -45,7 +45,9 @@ def boxes(n, seed=0):
     return out
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["float64", "float32"])
+# float32: the two paths round the (centred) positions and order the edge sums each their own way, about
+# 1e-5 of the largest force; 3e-5 leaves room for that and nothing more (a wrong force is off by > 1e-3)
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 3e-5)], ids=["float64", "float32"])
 def test_integrator_forces_equal_the_calculator_for_every_system(zoo_argon, dtype, tol):
     model = copy.deepcopy(zoo_argon).to(dtype)  # never convert the shared fixture
     wrapped = DenoiserTorchSimModel(model)

@@ -25,6 +25,11 @@ from ..files import PathLike
 from .neighbours import cell_heights
 
 
+#: the largest distance (Angstrom) of an atom from its structure's centre: beyond it, the coordinates are
+#: not in Angstrom or not of one structure (float32 edge vectors would lose their precision too)
+MAX_EXTENT = 1e6
+
+
 def check_atoms(
     atoms: Atoms,
     *,
@@ -54,6 +59,10 @@ def check_atoms(
     if not np.all(np.isfinite(pos)):
         bad = np.unique(np.nonzero(~np.isfinite(pos))[0])
         raise DataError(f"{what} has non-finite (NaN or inf) positions for atoms {bad[:10].tolist()}")
+    extent = float(np.abs(pos - pos.mean(axis=0)).max())
+    if extent > MAX_EXTENT:
+        raise DataError(f"{what}: its atoms are spread over {extent:.3g} Angstrom from their centre (more than "
+                        f"{MAX_EXTENT:g}); are the coordinates in Angstrom?")
     if atomic_numbers is not None:
         known = set(int(z) for z in atomic_numbers)
         unknown = sorted(set(int(z) for z in atoms.numbers) - known)
@@ -91,6 +100,34 @@ def check_atoms(
                 f"{what}: atoms {far[:10].tolist()} lie more than one cell length outside the periodic cell "
                 "(wrap them with atoms.wrap() if this is intended)"
             )
+
+
+#: atoms closer than this (Angstrom) sit on top of each other: no structure a model is fed or trained on has them
+#: (MD stops much earlier: ase_denoise.md.langevin.OVERLAP_DISTANCE)
+COINCIDENT_DISTANCE = 0.01
+
+
+def overlapping_pairs(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool],
+                      within: float = COINCIDENT_DISTANCE) -> List[Tuple[int, int, float]]:
+    """Pairs of atoms ``(i, j, distance)`` (i < j, periodic images included) closer than ``within`` (Angstrom)."""
+    from .neighbours import neighbour_graph  # the project's own search, as for the model's graph
+
+    positions = np.asarray(positions, dtype=np.float64)
+    edge_index, unit_shifts = neighbour_graph(positions, np.asarray(cell, dtype=np.float64), pbc, within)
+    if not edge_index.shape[1]:
+        return []
+    sender, receiver = edge_index
+    d = np.linalg.norm(positions[receiver] - positions[sender] + unit_shifts @ np.asarray(cell, dtype=np.float64), axis=1)
+    return sorted({(int(min(i, j)), int(max(i, j)), float(x)) for i, j, x in zip(sender, receiver, d)})
+
+
+def refuse_overlaps(positions: np.ndarray, cell: np.ndarray, pbc: Sequence[bool], what: str = "structure") -> None:
+    """Raise :class:`DataError` naming the atoms of ``what`` that overlap (closer than :data:`COINCIDENT_DISTANCE`)."""
+    pairs = overlapping_pairs(positions, cell, pbc)
+    if pairs:
+        shown = ", ".join(f"{i} and {j} ({d:.2g} A)" for i, j, d in pairs[:5])
+        raise DataError(f"{what}: atoms {shown} overlap (closer than {COINCIDENT_DISTANCE} A){' and more' if len(pairs) > 5 else ''}; "
+                        "no force field is defined there")
 
 
 def far_from_cell(scaled_positions: np.ndarray, pbc: Sequence[bool]) -> np.ndarray:
@@ -172,7 +209,18 @@ def data_temperature(frames: Sequence[Atoms], temperature_K: Optional[float] = N
     Uses ``temperature_K`` if given; frames that state ``info["temperature_K"]`` must all agree with
     each other and with it (within 1e-6 relative). Raises :class:`DataError` otherwise.
     """
-    stated = sorted({float(a.info["temperature_K"]) for a in frames if "temperature_K" in a.info})
+    stated_by_frame = {}
+    for i, a in enumerate(frames):
+        if "temperature_K" in a.info:
+            value = a.info["temperature_K"]
+            try:
+                stated_by_frame[i] = float(value)
+            except (TypeError, ValueError):
+                stated_by_frame[i] = float("nan")
+            if isinstance(value, bool) or not (np.isfinite(stated_by_frame[i]) and stated_by_frame[i] > 0):
+                raise DataError(f"frame {i} states info['temperature_K']={value!r}: a temperature is a positive "
+                                "number of kelvin")
+    stated = sorted(set(stated_by_frame.values()))
     if len(stated) > 1 and (stated[-1] - stated[0]) > 1e-6 * stated[-1]:
         raise DataError(
             f"frames have different temperatures {stated[:5]} K (info['temperature_K']); "

@@ -56,6 +56,9 @@ def collate(
             batch_list.append(np.full(len(pos), g, dtype=np.int64))
             offset += len(pos)
             ptr.append(offset)
+    # each graph about its centre, in float64, before any float32 cast: a structure far from the origin
+    # keeps the precision of its edge vectors (nothing depends on the origin: edges are differences)
+    pos_list = [np.asarray(pos, dtype=np.float64) - np.asarray(pos, dtype=np.float64).mean(axis=0) for pos in pos_list]
     species = torch.from_numpy(np.concatenate(attr_list))
     return {
         "positions": torch.as_tensor(np.concatenate(pos_list), dtype=dtype, device=device),

@@ -37,6 +37,10 @@ def neighbour_graph(
     pbc = tuple(bool(p) for p in pbc)
     cell = np.array(cell, dtype=np.float64, copy=True)
     if not all(pbc):
+        # along open axes the edges do not depend on the origin: search about the structure's own corner,
+        # so a molecule far from the origin gets a box of its own size (not one of 1e8 A, slow and imprecise)
+        open_axes = ~np.asarray(pbc)
+        positions = positions - np.where(open_axes, positions.min(axis=0), 0.0) if len(positions) else positions
         span = np.max(np.abs(positions)) + 1.0
         for axis in range(3):
             if not pbc[axis]:

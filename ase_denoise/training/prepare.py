@@ -16,6 +16,7 @@ from ..data.frames import (
     data_temperature,
     describe_periodicity,
     read_frames,
+    refuse_overlaps,
     to_frame,
 )
 from ..data.neighbours import average_num_neighbors
@@ -110,6 +111,7 @@ def prepare_data(
     r_max = float(model_options.get("r_max", ModelConfig.r_max))
     for i, atoms in enumerate(atoms_list):
         check_atoms(atoms, r_max=r_max, what=f"frame {i}", atomic_numbers=atomic_numbers)
+        refuse_overlaps(atoms.positions, atoms.cell.array, atoms.pbc, what=f"frame {i}")
     numbers = sorted({int(z) for a in atoms_list for z in a.numbers}) if atomic_numbers is None else list(atomic_numbers)
     options = dict(model_options)
     avg = options.pop("avg_num_neighbors", None)
