@@ -26,18 +26,24 @@ logger = logging.getLogger(__name__)
 TORCH_LOAD_VARIABLE = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
+#: what importing mace (and torch's inductor through it) writes into ``os.environ``: put back afterwards
+HOST_VARIABLES = (TORCH_LOAD_VARIABLE, "TORCHINDUCTOR_CACHE_DIR")
+
+
 @contextlib.contextmanager
-def host_environment_kept(variable: str = TORCH_LOAD_VARIABLE) -> Iterator[None]:
-    """Run a block (typically an import of mace or of a module that imports it) and then restore
+def host_environment_kept(variables=HOST_VARIABLES) -> Iterator[None]:
+    """Run a block (typically an import of mace or of a module that imports it) and then restore each
     ``os.environ[variable]`` to what it was before: removed if it was unset, else its old value."""
-    before = os.environ.get(variable)
+    variables = (variables,) if isinstance(variables, str) else tuple(variables)
+    before = {v: os.environ.get(v) for v in variables}
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(variable, None)
-        else:
-            os.environ[variable] = before
+        for variable, value in before.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 _printed = io.StringIO()

@@ -16,7 +16,7 @@ from ase.data import atomic_numbers
 from matscipy.neighbours import neighbour_list
 
 from .data.neighbours import cell_heights
-from .files import PathLike
+from .files import PathLike, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -224,20 +224,23 @@ def new_figure(size: Tuple[float, float]):
     return fig
 
 
-def save_figure(fig, path: PathLike) -> Path:
-    """Save ``fig`` as a PNG at ``path`` (directories made) and return the path."""
+def save_figure(fig, path: PathLike, overwrite: bool = True) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (directories made) and return the path. Written to a temporary
+    file and renamed: a symlink at ``path`` is replaced, never written through; ``overwrite=False``
+    refuses an existing file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=120)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120), overwrite)
     logger.info("wrote plot %s", path)
     return path
 
 
-def plot_force_parity(pred: ArrayOrList, ref: ArrayOrList, path: PathLike, title: str = "Force parity") -> Path:
+def plot_force_parity(pred: ArrayOrList, ref: ArrayOrList, path: PathLike, title: str = "Force parity",
+                      overwrite: bool = True) -> Path:
     """Scatter predicted against reference force components (eV/Angstrom) with the y = x line.
 
     The legend carries RMSE, relative RMSE, cosine and slope from :func:`force_metrics`.
-    Saves a PNG at ``path`` and returns it.
+    Saves a PNG at ``path`` (``overwrite=False``: refuse an existing file) and returns it.
     """
     m = force_metrics(pred, ref)
     p, r = _as_force_array(pred, "pred"), _as_force_array(ref, "ref")
@@ -257,7 +260,7 @@ def plot_force_parity(pred: ArrayOrList, ref: ArrayOrList, path: PathLike, title
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    return save_figure(fig, path)
+    return save_figure(fig, path, overwrite)
 
 
 def plot_rdf(

@@ -55,6 +55,7 @@ result["after_forces"] = os.environ.get(VARIABLE)
 import ase_denoise.integrations.mace
 result["mace_loaded"] = "mace" in sys.modules and "e3nn" in sys.modules
 result["after_imports"] = os.environ.get(VARIABLE)
+result["inductor_cache"] = os.environ.get("TORCHINDUCTOR_CACHE_DIR")  # torch sets it when mace imports
 
 import torch
 
@@ -90,7 +91,7 @@ print("RESULT " + json.dumps(result))
 def start_host_script(directory: Path, variable=None) -> subprocess.Popen:
     """Start SCRIPT in a fresh interpreter whose environment has ``VARIABLE`` unset (``variable=None``)
     or set to ``variable``."""
-    env = {k: v for k, v in os.environ.items() if k not in (VARIABLE, "ASE_DENOISE_MODELS_DIR")}
+    env = {k: v for k, v in os.environ.items() if k not in (VARIABLE, "ASE_DENOISE_MODELS_DIR", "TORCHINDUCTOR_CACHE_DIR")}
     env["OMP_NUM_THREADS"] = "1"
     if variable is not None:
         env[VARIABLE] = variable
@@ -126,6 +127,7 @@ def check_protected(result: dict, host_value) -> None:
     assert result["mace_loaded"]  # the adapter's import really loaded mace and e3nn
     for stage in ("before", "after_forces", "after_imports", "after_load"):
         assert result[stage] == host_value, (stage, result)
+    assert result["inductor_cache"] is None, result  # no variable the host did not set
     assert result["load"] != "loaded" and result.get("unpickling_error"), result["load"]
     assert "Weights only load failed" in result["load"], result["load"]
     assert not result["marker_exists"], "the pickle's payload ran"

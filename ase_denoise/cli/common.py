@@ -25,7 +25,7 @@ def command(name: str):
 
 def refuse_existing(path: str, overwrite: bool) -> None:
     """Refuse to replace an existing output file unless ``--overwrite`` was given."""
-    if os.path.exists(path) and not overwrite:
+    if (os.path.exists(path) or os.path.islink(path)) and not overwrite:
         raise FileExistsError(f"{path!r} exists; pass --overwrite to replace it")
 
 

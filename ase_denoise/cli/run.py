@@ -49,6 +49,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--data", required=True, help="frames with per-atom force labels, any file ASE can read")
     add_arguments(p.add_argument_group("which forces (a noise ladder)"), ForcesChoice)
     p.add_argument("--parity", default=None, help="write a force parity plot (PNG) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --parity file")
 
 
 @command("md")
@@ -82,6 +83,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..inference import evaluate_forces, structure_frame
     from ..zoo import load_model
 
+    if args.parity:
+        refuse_existing(args.parity, args.overwrite)  # before the work; a symlink counts as existing
     model = load_model(args.model)
     frames = [structure_frame(a, model, what=f"frame {i}") for i, a in enumerate(read_frames(args.data))]
     missing = sum(f.ref_forces is None for f in frames)
@@ -93,5 +96,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     metrics = force_metrics(pred, ref)
     print(json.dumps(with_units(metrics, EVAL_UNITS), indent=1))
     if args.parity:
-        print("parity plot:", plot_force_parity(pred, ref, args.parity, title=os.path.basename(args.model)))
+        print("parity plot:", plot_force_parity(pred, ref, args.parity, title=os.path.basename(args.model),
+                                                overwrite=args.overwrite))
     return 0

@@ -9,13 +9,31 @@ trainer reports a :class:`Progress` (its total and time left within the budget).
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List
 
 from ..config import TrainConfig
+from ..files import atomic_write
+
+#: the columns of a run's ``log.csv``, one row per epoch
+LOG_COLUMNS = ["epoch", "step", "lr", "train_loss", "valid_loss", "force_rmse", "force_relative_rmse", "force_cosine",
+               "elapsed_s"]
+
+
+def write_log(path: str, history: List[Dict[str, Any]]) -> None:
+    """Write a run's epochs (``Trainer.history``) as ``log.csv`` at ``path``, atomically."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for row in history:
+                w.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
+
+    atomic_write(path, write, overwrite=True)
 
 
 def lr_lambda(cfg: TrainConfig, horizon: Dict[str, int]):

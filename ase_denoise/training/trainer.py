@@ -17,7 +17,6 @@ Output directory layout::
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -39,7 +38,7 @@ from ..data.frames import Frame
 from ..data.graphs import collate
 from ..data.neighbours import SkinNeighbourList, training_skin
 from ..errors import DataError, TrainingError
-from ..files import atomic_write
+from ..files import atomic_write, deferred_interrupts, remove_orphans
 from ..forces import ForcesChoice
 from ..inference import evaluate_forces
 from ..model import DenoiserMACE, build_model
@@ -47,17 +46,14 @@ from ..priors import prior_from_dict
 from .losses import (LabelMixing, Residual, inverse_square_level_weight, loss_inputs, prior_residual, squared_errors,
                      term_weight)
 from .prepare import prepare_data
-from .progress import Clock, Progress, ProgressCallback, epoch_line, log_lines, lr_lambda
+from .progress import Clock, Progress, ProgressCallback, epoch_line, log_lines, lr_lambda, write_log
 from .sampler import DuplicationSampler, NoisyBatch, split_frames, validation_batches
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "training_state.pt"
-LOG_COLUMNS = [
-    "epoch", "step", "lr", "train_loss", "valid_loss",
-    "force_rmse", "force_relative_rmse", "force_cosine", "elapsed_s",
-]
-
+#: the files a run directory holds (each written by an atomic rename)
+OUTPUT_FILES = ("best.safetensors", "last.safetensors", STATE_FILE, "log.csv")
 
 # Settings that define the split and the noise stream: a resumed run must keep them.
 RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "n_duplicates", "dtype", "loss", "force_weight",
@@ -265,7 +261,8 @@ class Trainer:
             "physics": self.physics.to_dict(),
             "train_config": self.cfg.to_dict(),
         }
-        atomic_write(self.state_path, lambda tmp: torch.save(state, tmp), overwrite=True)
+        with deferred_interrupts():
+            atomic_write(self.state_path, lambda tmp: torch.save(state, tmp), overwrite=True)
 
     def load_state(self) -> None:
         """Resume from ``training_state.pt`` (read with ``weights_only=True``: no code runs)."""
@@ -276,6 +273,15 @@ class Trainer:
                 f"{self.state_path} is not a readable ase_denoise training state (corrupt, truncated, or "
                 f"holding objects other than tensors and plain numbers; nothing in it was executed): {exc}"
             ) from exc
+        try:
+            self._restore(state)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            why = f"no {exc.args[0]!r} entry" if isinstance(exc, KeyError) else str(exc)
+            raise TrainingError(f"{self.state_path} is not a readable ase_denoise training state ({why})") from exc
+
+    def _restore(self, state: Dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise TypeError(f"it holds a {type(state).__name__}, not a mapping")
         if state["model_config"] != self.model_config.to_dict() or _physics_of(state) != self.physics:
             raise TrainingError(
                 f"{self.state_path} was written for a different model/data configuration; "
@@ -411,6 +417,9 @@ class Trainer:
         if resume:
             if not os.path.exists(self.state_path):
                 raise FileNotFoundError(f"cannot resume: {self.state_path} does not exist")
+            if self.is_main:  # what a killed process left half-written (its outputs are whole: atomic renames)
+                for orphan in remove_orphans(self.output_dir, OUTPUT_FILES):
+                    logger.info("removed %s, a temporary file of an interrupted save", orphan)
             self.load_state()
         elif os.path.exists(self.state_path):
             raise FileExistsError(
@@ -429,8 +438,9 @@ class Trainer:
         try:
             while self.epoch < self.cfg.epochs:
                 for batch in self.sampler.epoch(self.epoch, start_batch=self.batch):
-                    loss = self.train_step(batch)
-                    self.batch += 1
+                    with deferred_interrupts():  # the update and its counters: both or neither are saved
+                        loss = self.train_step(batch)
+                        self.batch += 1
                     self._running.append(loss)
                     self.elapsed_s = time.perf_counter() - start
                     if clock.plan_due(self.step):
@@ -537,14 +547,7 @@ class Trainer:
             self.save_state()
 
     def _write_log(self) -> None:
-        def write(tmp: str) -> None:
-            with open(tmp, "w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, extrasaction="ignore")
-                w.writeheader()
-                for row in self.history:
-                    w.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
-
-        atomic_write(os.path.join(self.output_dir, "log.csv"), write, overwrite=True)
+        write_log(os.path.join(self.output_dir, "log.csv"), self.history)
 
 
 def train(
