@@ -235,7 +235,7 @@ def _open(path: PathLike, read_tensors: bool, data: Optional[bytes] = None):
     return meta, tensors, shapes
 
 
-def _check_sizes(path: str, config: ModelConfig, physics: PhysicsConfig, shapes: Dict[str, Tuple[str, tuple]]) -> None:
+def _check_sizes(path: str, config: ModelConfig, shapes: Dict[str, Tuple[str, tuple]]) -> None:
     """Compare the header's tensor shapes with what the config's size fields imply, before the model is
     built: a header that asks for a network its own tensors do not hold is refused in microseconds,
     not after building it (which a large enough claim turns into minutes and gigabytes)."""
@@ -327,7 +327,7 @@ def load_model_file(
         physics = PhysicsConfig.from_dict(meta["physics"])
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path!r} has an invalid configuration: {exc}") from exc
-    _check_sizes(path, config, physics, shapes)
+    _check_sizes(path, config, shapes)
     saved_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
     model = build_model(config, physics, dtype=saved_dtype, seed=0)  # the host's RNG is left alone
     saved_dtype = _check_tensors(path, model, tensors)
