@@ -274,7 +274,8 @@ def _check_sizes(path: str, config: ModelConfig, shapes: Dict[str, Tuple[str, tu
 
 def _check_tensors(path: str, model: DenoiserMACE, tensors: Dict[str, torch.Tensor]) -> torch.dtype:
     """The file's tensors against the built model: the same names and shapes, one floating dtype where the
-    model has floats (an integer label on float bytes would load as garbage), the same element table,
+    model has floats (an integer label on float bytes would load as garbage), the element table of the config
+    (a tensor copy that differs is replaced, with a warning),
     and every weight finite (one NaN makes every force NaN). Returns the file's floating dtype."""
     expected = model.state_dict()
     missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
@@ -293,8 +294,11 @@ def _check_tensors(path: str, model: DenoiserMACE, tensors: Dict[str, torch.Tens
         raise CheckpointError(f"{path!r}: its weights mix {sorted(str(d) for d in floating)}; a model file holds one "
                               "floating dtype")
     if not torch.equal(tensors["atomic_numbers"].cpu(), expected["atomic_numbers"].cpu()):
-        raise CheckpointError(f"{path!r}: its tensor atomic_numbers {tensors['atomic_numbers'].tolist()} differs from its "
-                              f"config's element table {expected['atomic_numbers'].tolist()}")
+        # the config's table is the model's (it sets the one-hot inputs); the tensor is a copy that earlier
+        # releases' weight averaging could truncate (ema_decay=0.9 turned 18 into 17: training/ema.py)
+        logger.warning("%r: its tensor atomic_numbers %s differs from its config's element table %s; the config's "
+                       "is used", path, tensors["atomic_numbers"].tolist(), expected["atomic_numbers"].tolist())
+        tensors["atomic_numbers"] = expected["atomic_numbers"].clone()
     bad = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
     if bad is not None:
         n = int((~torch.isfinite(tensors[bad])).sum())

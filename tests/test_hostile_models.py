@@ -10,10 +10,10 @@ far from the origin keep their precision. A training step and its counters are s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -171,6 +171,41 @@ def test_a_header_whose_byte_ranges_lie_is_refused(argon_model_file, tmp_path):
     path = with_header(argon_model_file, tmp_path / "liar.safetensors", stretch)
     with pytest.raises(CheckpointError, match=r"does not match its .* bytes"):
         load_model(path)
+
+
+def test_an_element_table_tensor_that_differs_from_the_config_gives_way_to_it(argon_model_file, argon, tmp_path, caplog):
+    """Earlier releases' weight averaging could turn the saved table [18] into [17] (training/ema.py): the
+    config's table sets the model's inputs, so the file loads with it, the same forces, and a warning."""
+    path = with_tensor(argon_model_file, tmp_path / "drifted.safetensors", "atomic_numbers", lambda t: t - 1)
+    with caplog.at_level(logging.WARNING, logger="ase_denoise.checkpoint"):
+        model = load_model(path)
+    assert model.atomic_numbers.tolist() == model.config.atomic_numbers == [18]
+    assert "atomic_numbers [17] differs from its config's element table [18]" in caplog.text
+    expected = DenoiseCalculator(load_model(argon_model_file)).get_forces(argon.copy())
+    got = DenoiseCalculator(model).get_forces(argon.copy())
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+
+
+def test_the_weight_average_keeps_integer_buffers_and_averages_floats(dimers):
+    """torch's EMA helper averages integer buffers in integer arithmetic (18 * 0.9 + 18 * 0.1 -> 17)."""
+    from ase_denoise.model import build_model
+    from ase_denoise.training.ema import averaged_model
+
+    config, physics, _ = prepare_data(dimers, noise_std=0.1, **TINY)
+    config = dataclasses.replace(config, atomic_numbers=[1, 18, 29])  # 18 and 29 truncate with decay 0.9
+    live = build_model(config, physics, seed=0)
+    ema = averaged_model(live, decay=0.9)
+    weight = next(p for p in live.parameters() if p.dim() > 1)
+    start = weight.detach().clone()
+    for _ in range(5):
+        with torch.no_grad():
+            weight.add_(1.0)
+        ema.update_parameters(live)
+    assert ema.module.atomic_numbers.tolist() == live.atomic_numbers.tolist() == config.atomic_numbers
+    averaged = next(p for p in ema.module.parameters() if p.dim() > 1)
+    # the first update copies (start + 1); four more with decay 0.9 move it 1 - 0.9**k of each later step
+    expected = start + 5.0 - sum(0.9 ** k for k in range(1, 5))
+    torch.testing.assert_close(averaged, expected)
 
 
 def test_overlapping_atoms_are_named_instead_of_nan_forces(argon_model, argon):

@@ -22,14 +22,12 @@ import math
 import os
 import pickle
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..analysis import force_metrics
 from ..checkpoint import load_model_file, save_model
@@ -43,6 +41,7 @@ from ..forces import ForcesChoice
 from ..inference import evaluate_forces
 from ..model import DenoiserMACE, build_model
 from ..priors import prior_from_dict
+from .ema import averaged_model
 from .losses import (LabelMixing, Residual, inverse_square_level_weight, loss_inputs, prior_residual, squared_errors,
                      term_weight)
 from .prepare import prepare_data
@@ -164,10 +163,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.cfg, self.schedule))
         self.ema = None
         if self.cfg.ema_decay > 0:
-            with warnings.catch_warnings():  # its deep copy recompiles e3nn's kernels with TorchScript, warning
-                warnings.simplefilter("ignore")
-                self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay),
-                                         use_buffers=True)
+            self.ema = averaged_model(self.model, self.cfg.ema_decay)
         self.epoch = 0  # next epoch to run
         self.batch = 0  # next batch within that epoch
         self.step = 0
