@@ -454,7 +454,7 @@ class TrainConfig(_Dictable):
 
 
 #: the steps of ``ase-denoise fit`` after training that ``--skip`` can leave out
-FIT_STEPS = ("mean-force", "torsions", "validate")
+FIT_STEPS = ("mean-force", "torsions", "torsion-pairs", "validate")
 
 
 def charges_arg(text: str) -> Dict[str, float]:

@@ -201,3 +201,44 @@ def test_a_run_state_resumes_with_settings_json_cannot_keep_as_given(tmp_path):
     with pytest.raises(TrainingError, match=r"other settings \(model\)"):
         _RunState(str(tmp_path), {**settings, "model": {"bead_names": {1: "C-ace", 2: "CA"}, "r_max": "auto"}},
                   resume=True)
+
+
+def test_a_molecule_gets_a_torsion_step_then_a_joint_step_on_its_torsion_pairs(tmp_path):
+    """phi and psi: the one-dimensional torsion correction, then a joint step on the pair, each checked
+    in MD and kept only if it helped; the final check gives the pair's joint KL with its floor and the
+    report plots the pair; a run resumed from before the joint step existed runs it and checks again."""
+    frames = ala2_frames(every=8)
+    out = tmp_path / "ala2.safetensors"
+    checks = FitConfig(check_replicas=2, equilibration_ps=0.05, check_ps=0.3, timestep_fs=1.0)
+    result = fit(frames, out, temperature_K=300.0, settings=checks, train_options={"epochs": 1}, model_options=TINY_MODEL)
+    assert result.plan.kind == "molecule" and len(result.plan.dihedrals) == 2
+    assert {"torsions", "torsion-pairs", "validate"} <= set(result.steps)
+    pairs = result.steps["torsion-pairs"]
+    assert len(pairs["joint_kl"]) == len(pairs["marginal_kl"]) == len(pairs["intact"]) >= 1
+    assert all(len(k) == 1 and np.isfinite(k[0]) for k in pairs["joint_kl"])  # one pair: (phi, psi)
+    usable = [i for i, ok in enumerate(pairs["intact"]) if ok]
+    if usable:  # the check with the smallest joint KL is chosen, the correction kept only if that is not the model as trained
+        assert pairs["chosen"] == min(usable, key=lambda i: pairs["joint_kl"][i][0])
+    assert pairs["kept"] == (pairs["chosen"] > 0)
+    kinds = [p.kind for p in result.model.priors]
+    assert ("dihedral_pair_correction" in kinds) == pairs["kept"]
+    checked = result.steps["validate"]
+    assert checked["sampled"] == pairs["sampled"]  # the final model's check is the joint step's chosen one
+    assert len(checked["pair_kl"]) == len(checked["pair_kl_floor"]) == 1
+    assert np.isfinite(checked["pair_kl"] + checked["pair_kl_floor"]).all()
+    assert "joint distribution" in result.verdict
+    report = Path(result.report)
+    text = report.read_text()
+    assert "](torsion_pairs.png)" in text and "joint torsion correction" in text
+    assert (report.parent / "torsion_pairs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # a run recorded before the joint step existed: resuming runs it, and checks the final model again
+    state_file = tmp_path / "ala2.safetensors.fit" / "fit.json"
+    state = json.loads(state_file.read_text())
+    del state["steps"]["torsion-pairs"]
+    state["steps"]["validate"]["verdict"] = "the check of the model before the joint step"
+    state_file.write_text(json.dumps(state))
+    again = fit(frames, out, temperature_K=300.0, settings=checks, train_options={"epochs": 1},
+                model_options=TINY_MODEL, resume=True)
+    assert "torsion-pairs" in again.steps and "joint distribution" in again.verdict
+    assert again.steps["validate"]["sampled"] == again.steps["torsion-pairs"]["sampled"]

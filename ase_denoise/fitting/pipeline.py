@@ -6,7 +6,9 @@
 3. **mean-force** (periodic systems): the mean-force correction (:func:`ase_denoise.correct_mean_forces`),
    kept only if the model's MD against the data's own RDFs says it helped;
 4. **torsions** (molecules): the torsion correction (:func:`ase_denoise.refine_torsions`), kept only if
-   the MD's torsion distributions got closer to the data's;
+   the MD's torsion distributions got closer to the data's; then **torsion-pairs**: a joint step on the
+   dihedrals in pairs (a peptide's phi with its psi), kept only if the MD's two-dimensional distributions
+   got closer to the data's: the one-dimensional step matches each torsion on its own, not their coupling;
 5. **validate**: batched-replica MD of the final model against the data's own structure, with the
    sampling floor, and a plain verdict;
 6. **report**: a Markdown page with plots next to the model file, and its summary in the file's card.
@@ -39,7 +41,7 @@ from ..files import PathLike, atomic_write, check_writable
 from ..forces import ForcesChoice
 from ..model import DenoiserMACE, with_default_forces
 from ..refine import (check_structure, configurational_temperature, correct_mean_forces, reference_structure,
-                      refine_torsions, torsion_marginal_kl)
+                      refine_torsions, torsion_marginal_kl, torsion_pair_kl)
 from ..md.replicas import ReplicaLangevin
 from ..refine.replica_md import run_replicas, spread_starts
 from ..priors import dihedral_angles
@@ -349,6 +351,34 @@ def fit(
                     " -> ".join(f"{np.mean(k):.3f}" for k in step["marginal_kl"]))
         final_path = step["path"] or final_path
 
+    # ---------------------------------------------------------------- joint torsion correction (pairs)
+    if ("torsions" in plan.corrections and validate and not {"torsions", "torsion-pairs"} & set(settings.skip)
+            and len(plan.dihedrals) >= 2):
+        if len(plan.dihedrals) % 2:
+            logger.info("fit: no joint torsion step: %d dihedrals do not make pairs", len(plan.dihedrals))
+        else:
+            if state.done("torsion-pairs") is None:
+                pairs = [tuple(plan.dihedrals[c:c + 2]) for c in range(0, len(plan.dihedrals), 2)]
+                logger.info("fit: a joint torsion correction on the pairs %s, checked in MD", pairs)
+                joint_check = {**check, "seed": check["seed"] + 2}  # thermostats the first step's checks did not use
+                refined = refine_torsions(load_model_file(final_path), frames, plan.dihedrals, iterations=1, joint=True,
+                                          friction_per_fs=friction, progress=_MDProgress("torsion pairs", check, rounds=2),
+                                          **joint_check)
+                path = os.path.join(run_dir, "torsion-pairs.safetensors")
+                if refined.chosen > 0:
+                    save_model(refined.model, path, training=model.metadata.get("training"),
+                               metrics=model.metadata.get("metrics"), overwrite=True)
+                state.steps.pop("validate", None)  # a run resumed from before this step: its check is of another model
+                state.finish("torsion-pairs", {
+                    "kept": refined.chosen > 0, "path": path if refined.chosen > 0 else None, "chosen": refined.chosen,
+                    "marginal_kl": [k.tolist() for k in refined.marginal_kl],
+                    "joint_kl": [k.tolist() for k in refined.joint_kl], "intact": refined.intact,
+                    "mean_temperature_K": refined.mean_temperature_K, "sampled": refined.sampled[refined.chosen].tolist()})
+            step = state.steps["torsion-pairs"]
+            logger.info("fit: joint torsion correction %s: phi/psi-like pair KL %s", "kept" if step["kept"] else "not kept",
+                        " -> ".join(f"{np.mean(k):.3f}" for k in step["joint_kl"]))
+            final_path = step["path"] or final_path
+
     # ---------------------------------------------------------------- validation
     final = load_model_file(final_path)
     if validate and state.done("validate") is None:
@@ -410,14 +440,12 @@ def _validate_md(model: DenoiserMACE, frames: List[Atoms], plan: SystemPlan, sta
                        f"{figures['systematic_error']:.3f} against an MD noise of {floor:.3f}")
         return {"kind": "rdf", **figures, "verdict": verdict}
     # molecules and clusters: the replicas stay intact; a molecule's torsions against the data's
-    done = state.steps.get("torsions")
+    done = state.steps.get("torsion-pairs") or state.steps.get("torsions")
     if done is not None:  # the kept model's check has run already
         chosen = done["chosen"]
         figures = {"kind": "replicas", "collapsed": 0 if done["intact"][chosen] else 1, "n_replicas": check["n_replicas"],
                    "mean_temperature_K": done["mean_temperature_K"][chosen], "wall_s": float("nan"),
-                   "sampled": done["sampled"], "torsion_kl": done["marginal_kl"][chosen]}
-        data = dihedral_angles(frames, plan.dihedrals)
-        figures["torsion_kl_floor"] = torsion_marginal_kl(data[: len(data) // 2], data[len(data) // 2:]).tolist()
+                   "sampled": done["sampled"], **_torsion_figures(frames, plan.dihedrals, np.asarray(done["sampled"]))}
         return {**figures, "verdict": _molecule_verdict(figures, figures["collapsed"] > 0)}
     starts = spread_starts(frames, check["n_replicas"])
     kept, info = run_replicas(model, starts, temperature_K=model.temperature_K,
@@ -431,12 +459,22 @@ def _validate_md(model: DenoiserMACE, frames: List[Atoms], plan: SystemPlan, sta
                                "mean_temperature_K": info["mean_temperature_K"], "wall_s": info["wall_s"]}
     sampled = [a for rep in kept for a in rep]
     if plan.dihedrals and sampled:
-        data = dihedral_angles(frames, plan.dihedrals)
         md = dihedral_angles(sampled, plan.dihedrals)
-        half = len(data) // 2
-        figures.update(torsion_kl=torsion_marginal_kl(data, md).tolist(),
-                       torsion_kl_floor=torsion_marginal_kl(data[:half], data[half:]).tolist(), sampled=md.tolist())
+        figures.update(sampled=md.tolist(), **_torsion_figures(frames, plan.dihedrals, md))
     return {**figures, "verdict": _molecule_verdict(figures, bool(collapsed or info["stopped"]))}
+
+
+def _torsion_figures(frames: List[Atoms], dihedrals: List[Tuple[int, ...]], md: np.ndarray) -> Dict[str, Any]:
+    """The MD's torsion KL to the data (nats) per dihedral and, with an even number of dihedrals, per pair
+    (:func:`~ase_denoise.refine.torsion_pair_kl`), each with its floor: the KL between the data's two halves."""
+    data = dihedral_angles(frames, dihedrals)
+    half = len(data) // 2
+    figures = {"torsion_kl": torsion_marginal_kl(data, md).tolist(),
+               "torsion_kl_floor": torsion_marginal_kl(data[:half], data[half:]).tolist()}
+    if len(dihedrals) >= 2 and len(dihedrals) % 2 == 0:
+        figures.update(pair_kl=torsion_pair_kl(data, md).tolist(),
+                       pair_kl_floor=torsion_pair_kl(data[:half], data[half:]).tolist())
+    return figures
 
 
 def _molecule_verdict(figures: Dict[str, Any], broken: bool) -> str:
@@ -444,6 +482,11 @@ def _molecule_verdict(figures: Dict[str, Any], broken: bool) -> str:
         return f"MD broke apart in at least one of {figures['n_replicas']} replicas: not usable as it is"
     if "torsion_kl" in figures:
         kl, floor = float(np.mean(figures["torsion_kl"])), float(np.mean(figures["torsion_kl_floor"]))
-        return (f"MD stays intact; torsion KL to the data {kl:.3f} nats against {floor:.3f} between the two halves "
+        text = (f"MD stays intact; torsion KL to the data {kl:.3f} nats against {floor:.3f} between the two halves "
                 f"of the data ({'at' if kl <= FLOOR_FACTOR * floor else 'beyond'} the sampling floor)")
+        if figures.get("pair_kl"):
+            kl, floor = float(np.mean(figures["pair_kl"])), float(np.mean(figures["pair_kl_floor"]))
+            text += (f"; KL of the torsion pairs' joint distribution {kl:.3f} nats against {floor:.3f} "
+                     f"({'at' if kl <= FLOOR_FACTOR * floor else 'beyond'} the sampling floor)")
+        return text
     return f"MD stays intact in all {figures['n_replicas']} replicas at {figures['mean_temperature_K']:.0f} K"

@@ -90,6 +90,28 @@ def _plot_torsions(data: np.ndarray, md: np.ndarray, dihedrals: Sequence[Tuple[i
     save_figure(fig, path)
 
 
+def _plot_torsion_pairs(data: np.ndarray, md: np.ndarray, dihedrals: Sequence[Tuple[int, ...]], path: str) -> None:
+    """Per pair of dihedrals (first with second, ...): the data's joint histogram and the model MD's,
+    side by side on one colour scale (20-degree bins, as the pair KL)."""
+    edges = np.linspace(-180.0, 180.0, 19)
+    n_pairs = len(dihedrals) // 2
+    fig = new_figure((7.0, 3.3 * n_pairs))
+    for p in range(n_pairs):
+        a, b = 2 * p, 2 * p + 1
+        hists = [np.histogram2d(np.degrees(x[:, a]), np.degrees(x[:, b]), [edges, edges], density=True)[0]
+                 for x in (data, md)]
+        top = max(h.max() for h in hists) or 1.0
+        for k, (h, title) in enumerate(zip(hists, ("data", "model MD"))):
+            ax = fig.add_subplot(n_pairs, 2, 2 * p + k + 1)
+            ax.pcolormesh(edges, edges, h.T, cmap="viridis", vmin=0.0, vmax=top)
+            ax.set_aspect("equal")
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel(f"dihedral {'-'.join(map(str, dihedrals[a]))} (degrees)", fontsize=8)
+            ax.set_ylabel(f"dihedral {'-'.join(map(str, dihedrals[b]))} (degrees)", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def _number(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, (int, float)) and np.isfinite(x) else "n/a"
 
@@ -140,6 +162,13 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
         text = f"torsion correction {'kept' if torsions['kept'] else 'not kept'}: mean torsion KL {kls} nats"
         lines.append(f"- {text}")
         summary.append(text[0].upper() + text[1:] + ".")
+    pairs = steps.get("torsion-pairs")
+    if pairs:
+        kls = " -> ".join(f"{np.mean(k):.3f}" for k in pairs["joint_kl"])
+        text = (f"joint torsion correction (dihedrals in pairs) {'kept' if pairs['kept'] else 'not kept'}: "
+                f"KL of the pairs' joint distribution {kls} nats")
+        lines.append(f"- {text}")
+        summary.append(text[0].upper() + text[1:] + ".")
     checked = steps.get("validate")
     if checked:
         lines += ["", "## Checks against the data", "", f"- {checked['verdict']}",
@@ -157,6 +186,10 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
             _plot_torsions(dihedral_angles(frames, plan.dihedrals), np.asarray(checked["sampled"]), plan.dihedrals,
                            os.path.join(report_dir, "torsions.png"))
             lines += ["", "![torsions of the model's MD over the data's](torsions.png)"]
+        if plan.dihedrals and checked.get("sampled") and checked.get("pair_kl"):
+            _plot_torsion_pairs(dihedral_angles(frames, plan.dihedrals), np.asarray(checked["sampled"]),
+                                plan.dihedrals, os.path.join(report_dir, "torsion_pairs.png"))
+            lines += ["", "![the torsion pairs' joint distributions: the data's and the model's MD](torsion_pairs.png)"]
     lines += ["", "## Reproduce", "", f"    {command or 'ase-denoise fit ...'}", "",
               f"({len(frames)} frames; the whole fit took {wall_s / 60:.0f} min.)"]
     summary.append(f"Reproduce: `{command}`." if command else "")
