@@ -7,6 +7,8 @@
 * :mod:`ase_denoise.training.losses` - what the network is trained to output (targets, loss terms);
 * :mod:`ase_denoise.training.progress` - the time budget, the learning-rate schedule that fits it,
   and the progress reports a bar or a log line is drawn from;
+* :mod:`ase_denoise.training.ema` - the moving average of the weights that is validated and saved
+  (floats averaged, integer buffers copied);
 * :mod:`ase_denoise.training.trainer` - the loop (:class:`Trainer`, :func:`train`): AdamW, EMA, schedule,
   validation, checkpoints, resume, data parallelism.
 """
