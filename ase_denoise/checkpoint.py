@@ -135,12 +135,16 @@ def read_model_bytes(path: PathLike) -> bytes:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
-    size = os.path.getsize(path)
-    if size > MAX_MODEL_BYTES:
-        raise CheckpointError(f"{path!r} is {size / 2**20:.0f} MiB, larger than any model this library writes "
-                              f"({MAX_MODEL_BYTES / 2**20:.0f} MiB at most); refusing to read it")
     with open(path, "rb") as fh:
-        return fh.read(MAX_MODEL_BYTES + 1)
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_MODEL_BYTES:
+            raise CheckpointError(f"{path!r} is {size / 2**20:.0f} MiB, larger than any model this library writes "
+                                  f"({MAX_MODEL_BYTES / 2**20:.0f} MiB at most); refusing to read it")
+        data = fh.read(size + 1)  # read(n) reserves n bytes first: ask for the file's size, not the cap
+    if len(data) != size:
+        raise CheckpointError(f"{path!r} changed size while it was read ({size} bytes, then {len(data)}+); "
+                              "load it again once it is written")
+    return data
 
 
 def _header(path: str, data: bytes) -> Dict[str, Any]:

@@ -74,10 +74,13 @@ def with_tensor(src, dst, name: str, change) -> Path:
 
 
 # ---------------------------------------------------------------- item 1: sizes a header may ask for
-@pytest.mark.parametrize("field, value", [
+HUGE_HEADERS = [
     ("num_channels", 10**6), ("num_interactions", 10**6), ("radial_mlp", [10**9]), ("correlation", 12),
     ("noise_embedding", 10**7), ("max_L", 40), ("r_max", 1e4), ("radial_mlp", [64] * 50),
-])
+]
+
+
+@pytest.mark.parametrize("field, value", HUGE_HEADERS)
 def test_a_header_asking_for_a_huge_network_is_refused_before_anything_is_built(argon_model_file, tmp_path, field,
                                                                                  value):
     path = with_config(argon_model_file, tmp_path / "huge.safetensors", "model_config", **{field: value})
@@ -87,13 +90,16 @@ def test_a_header_asking_for_a_huge_network_is_refused_before_anything_is_built(
     assert time.perf_counter() - started < 30  # refused from the header: no network was built (a build hangs)
 
 
-@pytest.mark.parametrize("field, value, tensor", [
+CLAIMED_SIZES = [
     ("num_channels", 256, "node_embedding.linear.output_mask"),
     ("num_interactions", 4, "the interaction blocks"),
     ("radial_mlp", [512, 512, 512, 512], "radial MLP"),
     ("correlation", 3, "symmetric contraction"),
     ("noise_embedding", 4, "node_embedding.linear.weight"),
-])
+]
+
+
+@pytest.mark.parametrize("field, value, tensor", CLAIMED_SIZES)
 def test_a_header_whose_tensors_do_not_hold_its_config_is_refused_from_the_shapes(argon_model_file, tmp_path, field,
                                                                                   value, tensor):
     """In range, but the tensors are those of a 4-channel model: the shapes say so before a build."""
@@ -102,7 +108,7 @@ def test_a_header_whose_tensors_do_not_hold_its_config_is_refused_from_the_shape
         load_model(path)
 
 
-@pytest.mark.parametrize("prior, match", [
+HANGING_PRIORS = [
     ({"kind": "coulomb_dsf", "charges": [[18, 1.0]], "relative_permittivity": 1.0, "alpha": 0.2, "cutoff": 1e4},
      "coulomb_dsf prior: cutoff=10000.0 must be between"),
     ({"kind": "repulsive_wall", "epsilon": 0.01, "width": 0.1, "r_on": [[18, 18, 1e3]]},
@@ -111,7 +117,10 @@ def test_a_header_whose_tensors_do_not_hold_its_config_is_refused_from_the_shape
       "accuracy": 1e-6}, "coulomb_ewald prior: alpha=1000.0 must be between"),
     ({"kind": "coulomb_ewald", "charges": [[18, 1.0]], "relative_permittivity": 1.0, "alpha": 0.3, "cutoff": 10.0,
       "accuracy": float("nan")}, "accuracy"),
-])
+]
+
+
+@pytest.mark.parametrize("prior, match", HANGING_PRIORS)
 def test_prior_parameters_that_would_hang_the_first_force_call_are_refused_at_load(argon_model_file, tmp_path, prior,
                                                                                    match):
     path = with_config(argon_model_file, tmp_path / "prior.safetensors", "physics", priors=[prior])
@@ -141,7 +150,10 @@ def test_a_non_finite_weight_is_refused_at_load(argon_model_file, tmp_path, bad)
         load_model(path)
 
 
-@pytest.mark.parametrize("field, value", [("temperature_K", 1e300), ("temperature_K", 1e-300), ("noise_std", [1e-300])])
+ABSURD_PHYSICS = [("temperature_K", 1e300), ("temperature_K", 1e-300), ("noise_std", [1e-300])]
+
+
+@pytest.mark.parametrize("field, value", ABSURD_PHYSICS)
 def test_physics_outside_its_range_is_refused_at_load(argon_model_file, tmp_path, field, value):
     path = with_config(argon_model_file, tmp_path / "physics.safetensors", "physics", **{field: value})
     with pytest.raises(CheckpointError, match=rf"invalid {field}=.* must be between"):
@@ -170,6 +182,98 @@ def test_a_header_whose_byte_ranges_lie_is_refused(argon_model_file, tmp_path):
 
     path = with_header(argon_model_file, tmp_path / "liar.safetensors", stretch)
     with pytest.raises(CheckpointError, match=r"does not match its .* bytes"):
+        load_model(path)
+
+
+LOAD_UNDER_LIMITS = r"""
+import json, resource, sys, time
+from ase_denoise import load_model
+from ase_denoise.errors import AseDenoiseError
+
+load_model(sys.argv[1])  # the first load imports mace and e3nn: outside the account
+
+
+def mapped_bytes():
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+
+
+limit = mapped_bytes() + 2**30  # one GiB beyond what the warmed-up process maps
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+out = []
+for path in sys.argv[1:]:
+    started = time.perf_counter()
+    try:
+        load_model(path)
+        outcome = "loaded"
+    except AseDenoiseError as exc:
+        outcome = type(exc).__name__
+    except MemoryError:
+        outcome = "MemoryError"
+    except Exception as exc:
+        outcome = f"unexpected {type(exc).__name__}: {exc}"
+    out.append([path, outcome, time.perf_counter() - started])
+print(json.dumps(out))
+"""
+
+
+def test_no_file_in_this_suite_takes_over_5_s_or_1_gib_to_load_or_refuse(argon_model_file, tmp_path):
+    """Every hostile variant above, and the file they come from, loaded in one process whose address space
+    may grow by 1 GiB at most (RLIMIT_AS) after a first load: each is loaded or refused with a
+    CheckpointError within 5 s; none runs out of memory."""
+    import subprocess
+    import sys
+
+    files = {}
+    for i, (field, value) in enumerate(HUGE_HEADERS):
+        files[f"huge {field}={str(value)[:20]}"] = with_config(argon_model_file, tmp_path / f"huge{i}.safetensors",
+                                                             "model_config", **{field: value})
+    for i, (field, value, _) in enumerate(CLAIMED_SIZES):
+        files[f"claims {field}={value}"] = with_config(argon_model_file, tmp_path / f"claims{i}.safetensors",
+                                                       "model_config", **{field: value})
+    for i, (prior, _) in enumerate(HANGING_PRIORS):
+        files[f"prior {prior['kind']} #{i}"] = with_config(argon_model_file, tmp_path / f"prior{i}.safetensors",
+                                                           "physics", priors=[prior])
+    for i, (field, value) in enumerate(ABSURD_PHYSICS):
+        files[f"physics {field}={value}"] = with_config(argon_model_file, tmp_path / f"physics{i}.safetensors",
+                                                        "physics", **{field: value})
+
+    def nan(t):
+        t.view(-1)[0] = float("nan")
+        return t
+
+    files["a NaN weight"] = with_tensor(argon_model_file, tmp_path / "nan.safetensors", "vector_readouts.0.linear.weight", nan)
+    def stretch(header):
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["shape"] = [10**9]
+        return header
+
+    files["a tensor claiming 10**9 values"] = with_header(argon_model_file, tmp_path / "liar.safetensors", stretch)
+    files["a drifted element table"] = with_tensor(argon_model_file, tmp_path / "drifted.safetensors", "atomic_numbers",
+                                                   lambda t: t - 1)
+    paths = [str(argon_model_file)] + [str(p) for p in files.values()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", LOAD_UNDER_LIMITS, *paths], capture_output=True, text=True,
+                          timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    names = ["the model as saved"] + list(files)
+    outcomes = {name: (outcome, seconds) for name, (_, outcome, seconds) in zip(names, results)}
+    assert outcomes.pop("the model as saved")[0] == "loaded"
+    assert len(outcomes) == len(files) >= 20
+    assert outcomes.pop("a drifted element table")[0] == "loaded"  # the config's table is used (test below)
+    wrong = {name: o for name, o in outcomes.items() if o[0] != "CheckpointError" or o[1] > 5.0}
+    assert not wrong, wrong
+
+
+def test_a_file_over_the_size_cap_is_refused_unread(tmp_path):
+    """A sparse 1 GiB + 1 kB file: refused from its size, before a byte is read."""
+    from ase_denoise.checkpoint import MAX_MODEL_BYTES
+
+    path = tmp_path / "vast.safetensors"
+    with open(path, "wb") as fh:
+        fh.truncate(MAX_MODEL_BYTES + 1024)
+    with pytest.raises(CheckpointError, match=r"vast.safetensors' is 1024 MiB, larger than any model this library writes"):
         load_model(path)
 
 
