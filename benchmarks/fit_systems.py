@@ -195,8 +195,10 @@ def tables() -> str:
             "\n\nThe fit commands (seed 0; the others add `--seed 1`, `--seed 2`):\n\n" + commands +
             "\n\nMeasured " + "; ".join(when) + " by `benchmarks/fit_systems.py`; "
             "lower scores are better for both. fit min: the whole fit's wall time (training, corrections, "
-            "checks; not the score), two jobs sharing the two cores; a fit resumed after an interruption counts its "
-            "training and the resumed part only (ala2-cg seeds 0 and 1: their torsion step, about 30 min, is not in it).\n")
+            "checks; not the score), two or three jobs sharing the two cores; a fit resumed after an interruption counts "
+            "its training and the resumed parts only (ala2-cg seeds 0 and 1: their first torsion step, about 30 min, "
+            "is not in it); ala2-cg's joint torsion step was run on the recorded fits by `--refit` (its 32 min "
+            "counted), the score measured again after it.\n")
 
 
 def main(argv=None) -> int:
