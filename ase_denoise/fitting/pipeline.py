@@ -331,53 +331,43 @@ def fit(
         logger.info("fit: no mean-force correction (%s)", "skipped" if "mean-force" in settings.skip
                     else "it is kept only if the MD check says it helped, and the checks are skipped")
 
-    # ---------------------------------------------------------------- torsion correction (molecules)
-    if "torsions" in plan.corrections and validate and "torsions" not in settings.skip:
-        if state.done("torsions") is None:
-            logger.info("fit: the torsion correction on %s, checked in MD", plan.dihedrals)
-            refined = refine_torsions(load_model_file(final_path), frames, plan.dihedrals, iterations=1,
-                                      friction_per_fs=friction, progress=_MDProgress("torsions", check, rounds=2),
-                                      **check)
-            path = os.path.join(run_dir, "torsions.safetensors")
+    # ---------------------------------------------------------------- torsion corrections (molecules)
+    def torsion_step(name: str, joint: bool, seed_offset: int) -> Dict[str, Any]:
+        """``name``: one ``refine_torsions`` iteration (``joint``: phi with psi) on the current final model,
+        checked in MD with thermostat seeds offset by ``seed_offset``; kept only if its check improved."""
+        if state.done(name) is None:
+            refined = refine_torsions(load_model_file(final_path), frames, plan.dihedrals, iterations=1, joint=joint,
+                                      friction_per_fs=friction, progress=_MDProgress(name, check, rounds=2),
+                                      **{**check, "seed": check["seed"] + seed_offset})
+            path = os.path.join(run_dir, f"{name}.safetensors")
             if refined.chosen > 0:
                 save_model(refined.model, path, training=model.metadata.get("training"),
                            metrics=model.metadata.get("metrics"), overwrite=True)
-            state.finish("torsions", {"kept": refined.chosen > 0, "path": path if refined.chosen > 0 else None,
-                                      "chosen": refined.chosen, "marginal_kl": [k.tolist() for k in refined.marginal_kl],
-                                      "intact": refined.intact, "mean_temperature_K": refined.mean_temperature_K,
-                                      "sampled": refined.sampled[refined.chosen].tolist()})
-        step = state.steps["torsions"]
-        logger.info("fit: torsion correction %s: torsion KL %s", "kept" if step["kept"] else "not kept",
-                    " -> ".join(f"{np.mean(k):.3f}" for k in step["marginal_kl"]))
-        final_path = step["path"] or final_path
+            figures = {"kept": refined.chosen > 0, "path": path if refined.chosen > 0 else None,
+                       "chosen": refined.chosen, "marginal_kl": [k.tolist() for k in refined.marginal_kl],
+                       "intact": refined.intact, "mean_temperature_K": refined.mean_temperature_K,
+                       "sampled": refined.sampled[refined.chosen].tolist()}
+            if joint:
+                figures["joint_kl"] = [k.tolist() for k in refined.joint_kl]
+            state.steps.pop("validate", None)  # a run resumed from before this step: its check is of another model
+            state.finish(name, figures)
+        step = state.steps[name]
+        logger.info("fit: %s %s: %s %s", "joint torsion correction" if joint else "torsion correction",
+                    "kept" if step["kept"] else "not kept", "KL of the pairs" if joint else "torsion KL",
+                    " -> ".join(f"{np.mean(k):.3f}" for k in step["joint_kl" if joint else "marginal_kl"]))
+        return step
 
-    # ---------------------------------------------------------------- joint torsion correction (pairs)
-    if ("torsions" in plan.corrections and validate and not {"torsions", "torsion-pairs"} & set(settings.skip)
-            and len(plan.dihedrals) >= 2):
+    if "torsions" in plan.corrections and validate and "torsions" not in settings.skip:
+        logger.info("fit: the torsion correction on %s, checked in MD", plan.dihedrals)
+        final_path = torsion_step("torsions", joint=False, seed_offset=0)["path"] or final_path
+        # then phi with psi: the one-dimensional step matches each torsion on its own, not their coupling
         if len(plan.dihedrals) % 2:
             logger.info("fit: no joint torsion step: %d dihedrals do not make pairs", len(plan.dihedrals))
-        else:
-            if state.done("torsion-pairs") is None:
-                pairs = [tuple(plan.dihedrals[c:c + 2]) for c in range(0, len(plan.dihedrals), 2)]
-                logger.info("fit: a joint torsion correction on the pairs %s, checked in MD", pairs)
-                joint_check = {**check, "seed": check["seed"] + 2}  # thermostats the first step's checks did not use
-                refined = refine_torsions(load_model_file(final_path), frames, plan.dihedrals, iterations=1, joint=True,
-                                          friction_per_fs=friction, progress=_MDProgress("torsion pairs", check, rounds=2),
-                                          **joint_check)
-                path = os.path.join(run_dir, "torsion-pairs.safetensors")
-                if refined.chosen > 0:
-                    save_model(refined.model, path, training=model.metadata.get("training"),
-                               metrics=model.metadata.get("metrics"), overwrite=True)
-                state.steps.pop("validate", None)  # a run resumed from before this step: its check is of another model
-                state.finish("torsion-pairs", {
-                    "kept": refined.chosen > 0, "path": path if refined.chosen > 0 else None, "chosen": refined.chosen,
-                    "marginal_kl": [k.tolist() for k in refined.marginal_kl],
-                    "joint_kl": [k.tolist() for k in refined.joint_kl], "intact": refined.intact,
-                    "mean_temperature_K": refined.mean_temperature_K, "sampled": refined.sampled[refined.chosen].tolist()})
-            step = state.steps["torsion-pairs"]
-            logger.info("fit: joint torsion correction %s: phi/psi-like pair KL %s", "kept" if step["kept"] else "not kept",
-                        " -> ".join(f"{np.mean(k):.3f}" for k in step["joint_kl"]))
-            final_path = step["path"] or final_path
+        elif plan.dihedrals and "torsion-pairs" not in settings.skip:
+            pairs = [tuple(plan.dihedrals[c:c + 2]) for c in range(0, len(plan.dihedrals), 2)]
+            logger.info("fit: a joint torsion correction on the pairs %s, checked in MD", pairs)
+            # seed offset 2: thermostats the first step's two checks did not use
+            final_path = torsion_step("torsion-pairs", joint=True, seed_offset=2)["path"] or final_path
 
     # ---------------------------------------------------------------- validation
     final = load_model_file(final_path)

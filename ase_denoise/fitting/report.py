@@ -157,18 +157,15 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
                      f"(+- {scales[1]['error']:.3f}; kept only if not further from 1)")
         lines.append(f"- {text}")
         summary.append(text[0].upper() + text[1:] + ".")
-    if torsions:
-        kls = " -> ".join(f"{np.mean(k):.3f}" for k in torsions["marginal_kl"])
-        text = f"torsion correction {'kept' if torsions['kept'] else 'not kept'}: mean torsion KL {kls} nats"
-        lines.append(f"- {text}")
-        summary.append(text[0].upper() + text[1:] + ".")
-    pairs = steps.get("torsion-pairs")
-    if pairs:
-        kls = " -> ".join(f"{np.mean(k):.3f}" for k in pairs["joint_kl"])
-        text = (f"joint torsion correction (dihedrals in pairs) {'kept' if pairs['kept'] else 'not kept'}: "
-                f"KL of the pairs' joint distribution {kls} nats")
-        lines.append(f"- {text}")
-        summary.append(text[0].upper() + text[1:] + ".")
+    for name, what, key, measure in (("torsions", "torsion correction", "marginal_kl", "mean torsion KL"),
+                                      ("torsion-pairs", "joint torsion correction (dihedrals in pairs)", "joint_kl",
+                                       "KL of the pairs' joint distribution")):
+        step = steps.get(name)
+        if step:
+            kls = " -> ".join(f"{np.mean(k):.3f}" for k in step[key])
+            text = f"{what} {'kept' if step['kept'] else 'not kept'}: {measure} {kls} nats"
+            lines.append(f"- {text}")
+            summary.append(text[0].upper() + text[1:] + ".")
     checked = steps.get("validate")
     if checked:
         lines += ["", "## Checks against the data", "", f"- {checked['verdict']}",
