@@ -75,6 +75,33 @@ def test_a_molecule_gets_its_topology_and_its_rotating_backbone_dihedrals_from_t
     assert data_topology([Atoms("Ar3", positions=np.eye(3) * 3.7, cell=[10] * 3, pbc=True)] * 3) is None
 
 
+def test_the_mean_force_correction_is_kept_unless_its_checks_say_it_hurt():
+    """The rule that keeps the mean-force correction: its own mismatch must drop; its MD may not collapse,
+    nor rise beyond the two checks' combined noise, nor move the forces' scale away from 1 beyond twice
+    its error. A rise within the noise keeps it (a strict comparison of two noisy checks would not)."""
+    from ase_denoise.fitting.pipeline import _keep_correction
+
+    def check(error, noise=0.03, collapsed=0, scale=0.95, scale_error=0.03):
+        return {"systematic_error": error, "rdf_error_noise": noise, "collapsed": collapsed,
+                "force_scale": {"ratio": scale, "error": scale_error}}
+
+    dropped, rose = ({"Li-Cl": 0.3}, {"Li-Cl": 0.03}), ({"Li-Cl": 0.03}, {"Li-Cl": 0.04})
+    assert _keep_correction(check(0.15), check(0.05), *dropped)[0]
+    kept, why = _keep_correction(check(0.041, 0.032), check(0.069, 0.040), *dropped)  # +0.028 within noise 0.051
+    assert kept and "no worse beyond the checks' noise" in why
+    kept, why = _keep_correction(check(0.041, 0.01), check(0.069, 0.01), *dropped)  # +0.028 beyond noise 0.014
+    assert not kept and "0.041 -> 0.069" in why
+    kept, why = _keep_correction(check(0.15), check(0.05), *rose)
+    assert not kept and "mismatch did not drop" in why
+    kept, why = _keep_correction(check(0.15), check(0.05, collapsed=2), *dropped)
+    assert not kept and "2 of its MD replicas collapsed" in why
+    kept, why = _keep_correction(check(0.027, 0.006, scale=1.029, scale_error=0.006),  # the EMT copper example
+                                 check(0.014, 0.004, scale=0.949, scale_error=0.006), {"Cu-Cu": 0.044}, {"Cu-Cu": 0.007})
+    assert not kept and "force scale moved away from 1" in why and "1.029 -> 0.949" in why
+    # the trained model's own MD collapsed: any intact correction with a smaller mismatch is kept
+    assert _keep_correction(check(float("nan"), collapsed=3), check(0.2), *dropped)[0]
+
+
 def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_steps(lj_argon_small, tmp_path):
     frames, _ = lj_argon_small
     out = tmp_path / "ar.safetensors"
@@ -120,6 +147,18 @@ def test_fit_writes_the_model_its_report_and_card_and_resumes_without_redoing_st
     with pytest.raises(TrainingError, match="other settings .*fit"):
         fit(frames[:40], out, settings=FitConfig(**{**QUICK_CHECKS, "check_minutes": 5.0}),
             train_options={"epochs": 2}, model_options=TINY_MODEL, resume=True)
+    # a recorded decision is taken again by this version's rule on its recorded checks (no MD, no training)
+    state = json.loads(state_file.read_text())
+    decided = state["steps"]["mean-force"]["kept"]
+    assert state["steps"]["mean-force"]["why"]
+    state["steps"]["mean-force"].update(kept=not decided, path=None)
+    del state["steps"]["mean-force"]["why"]
+    state_file.write_text(json.dumps(state))
+    again = fit(frames[:40], out, settings=FitConfig(**QUICK_CHECKS), train_options={"epochs": 2},
+                model_options=TINY_MODEL, resume=True)
+    assert trained.stat().st_mtime_ns == before and again.steps["mean-force"]["kept"] == decided
+    assert again.verdict == result.verdict and again.steps["mean-force"]["why"] == result.steps["mean-force"]["why"]
+    assert ("pair_table" in [p.kind for p in again.model.priors]) == decided
     # another setting, or a second fit into the same run directory, is refused
     with pytest.raises(TrainingError, match="other settings .*train"):
         fit(frames[:40], out, settings=FitConfig(**QUICK_CHECKS), train_options={"epochs": 3}, model_options=TINY_MODEL,

@@ -4,7 +4,7 @@
   cluster; ions when charges are given) and the recipe that kind was validated with, each choice with
   its reason;
 * :mod:`ase_denoise.fitting.pipeline` - the steps: plan, train, the label-free corrections that apply
-  (each kept only if its MD check says it helped), validation against the data's own structure, the
+  (each kept only where its MD check allows), validation against the data's own structure, the
   report; resumable from the run directory;
 * :mod:`ase_denoise.fitting.report` - the Markdown report with its plots, and the summary for the model's card.
 

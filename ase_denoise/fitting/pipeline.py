@@ -4,7 +4,8 @@
 2. **train**: the ladder and cutoff read off the data, the recipe's priors, antithetic noise pairs
    (:func:`ase_denoise.train`, with the time or epoch budget given);
 3. **mean-force** (periodic systems): the mean-force correction (:func:`ase_denoise.correct_mean_forces`),
-   kept only if the model's MD against the data's own RDFs says it helped;
+   kept when its own mismatch dropped and the model's MD against the data's own RDFs does not say it
+   hurt beyond the checks' noise (nor moved the forces' scale away from the data's);
 4. **torsions** (molecules): the torsion correction (:func:`ase_denoise.refine_torsions`), kept only if
    the MD's torsion distributions got closer to the data's; then **torsion-pairs**: a joint step on the
    dihedrals in pairs (a peptide's phi with its psi), kept only if the MD's two-dimensional distributions
@@ -205,22 +206,35 @@ def _scale_figures(scale) -> Dict[str, Any]:
             "configurational_temperature_K": scale.configurational_temperature_K}
 
 
-def _better(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
-    """``b`` beats ``a``: no collapse, a smaller systematic RDF error, and forces whose scale (the
-    configurational temperature, ``force_scale``) is no further from the data's than ``a``'s beyond
-    twice their combined error: a pair correction can buy pair structure with forces of the wrong size
-    (in a solid, where every pair's mean force is shared with its neighbours)."""
-    ok = b["collapsed"] == 0 and np.isfinite(b["systematic_error"])
-    if not ok:
-        return False
-    if a["collapsed"] == 0 and np.isfinite(a["systematic_error"]) and b["systematic_error"] >= a["systematic_error"]:
-        return False
+def _keep_correction(a: Dict[str, Any], b: Dict[str, Any], mismatch_before: Mapping[str, float],
+                     mismatch_after: Mapping[str, float]) -> Tuple[bool, str]:
+    """Keep the mean-force correction (checks ``b``) over the model as trained (checks ``a``)? With why.
+
+    Kept when it met its own target (the mean-force mismatch, in kT, averaged over the pairs, dropped), none of its
+    replicas collapsed, its systematic RDF error is not above the trained model's by more than the two
+    checks' combined MD noise, and its forces' scale (the configurational temperature, ``force_scale``)
+    is no further from the data's than the trained model's beyond twice their combined error: a pair
+    correction can buy pair structure with forces of the wrong size (in a solid, where every pair's
+    mean force is shared with its neighbours). Not "a smaller error than before": on twelve LiCl models the
+    correction repaired every over-pairing model and moved the good ones by at most about one MD-noise
+    unit (``benchmarks/licl/README.md``, the mean-force table), so a strict comparison of two noisy checks
+    would throw it away on a good model about half the time for nothing."""
+    if not np.mean(list(mismatch_after.values())) < np.mean(list(mismatch_before.values())):
+        return False, "its mean-force mismatch did not drop"
+    if b["collapsed"] or not np.isfinite(b["systematic_error"]):
+        return False, f"{b['collapsed']} of its MD replicas collapsed"
+    if a["collapsed"] == 0 and np.isfinite(a["systematic_error"]):
+        noise = float(np.hypot(a["rdf_error_noise"], b["rdf_error_noise"]))
+        if b["systematic_error"] > a["systematic_error"] + noise:
+            return False, (f"its MD's systematic RDF error rose beyond the checks' noise: "
+                           f"{a['systematic_error']:.3f} -> {b['systematic_error']:.3f}, noise {noise:.3f}")
     sa, sb = a.get("force_scale"), b.get("force_scale")
     if sa and sb and np.isfinite(sa["ratio"]):
-        if not np.isfinite(sb["ratio"]):
-            return False
-        return abs(sb["ratio"] - 1.0) <= abs(sa["ratio"] - 1.0) + 2.0 * float(np.hypot(sa["error"], sb["error"]))
-    return True
+        limit = abs(sa["ratio"] - 1.0) + 2.0 * float(np.hypot(sa["error"], sb["error"]))
+        if not np.isfinite(sb["ratio"]) or abs(sb["ratio"] - 1.0) > limit:
+            return False, (f"its force scale moved away from 1 beyond twice its error: "
+                           f"{sa['ratio']:.3f} -> {sb['ratio']:.3f} +- {sb['error']:.3f}")
+    return True, "its mismatch dropped and its MD check is no worse beyond the checks' noise"
 
 
 def fit(
@@ -302,6 +316,7 @@ def fit(
 
     # ---------------------------------------------------------------- mean-force correction (periodic)
     if "mean-force" in plan.corrections and validate and "mean-force" not in settings.skip:
+        path = os.path.join(run_dir, "mean-force.safetensors")
         if state.done("mean-force") is None:
             reference = reference_structure(frames)
             logger.info("fit: the mean-force correction, then MD of the model with and without it against the data's RDFs")
@@ -312,24 +327,39 @@ def fit(
                                                    progress=_MDProgress("with the correction", check), **check))
             before["force_scale"] = _scale_figures(configurational_temperature(model, frames, seed=check["seed"]))
             after["force_scale"] = _scale_figures(configurational_temperature(corrected.model, frames, seed=check["seed"]))
-            kept = _better(before, after)
-            path = os.path.join(run_dir, "mean-force.safetensors")
+            kept, why = _keep_correction(before, after, corrected.before, corrected.after)
             if kept:
                 save_model(corrected.model, path, training=model.metadata.get("training"),
                            metrics=model.metadata.get("metrics"), overwrite=True)
-            state.finish("mean-force", {"kept": kept, "path": path if kept else None, "before": before, "after": after,
+            state.finish("mean-force", {"kept": kept, "why": why, "path": path if kept else None, "before": before,
+                                        "after": after,
                                         "mismatch_before": corrected.before, "mismatch_after": corrected.after,
                                         "reference": {k: np.asarray(v).tolist() for k, v in reference.items()}})
+        else:  # resumed: the recorded checks decided again by this version's rule (no MD; the correction is deterministic)
+            step = state.steps["mean-force"]
+            kept, why = _keep_correction(step["before"], step["after"], step["mismatch_before"], step["mismatch_after"])
+            if kept != step["kept"] or (kept and not os.path.exists(path)):
+                logger.info("fit: the recorded checks of the mean-force correction now decide: %s (%s)",
+                            "kept" if kept else "not kept", why)
+                if kept:
+                    reference = {k: np.asarray(v) for k, v in step["reference"].items()}
+                    save_model(correct_mean_forces(model, frames, reference=reference).model, path,
+                               training=model.metadata.get("training"), metrics=model.metadata.get("metrics"),
+                               overwrite=True)
+                state.steps.pop("validate", None)  # its figures were those of the other model
+            if kept != step["kept"] or why != step.get("why"):
+                state.finish("mean-force", {**step, "kept": kept, "why": why, "path": path if kept else None})
         step = state.steps["mean-force"]
-        logger.info("fit: mean-force correction %s: systematic RDF error %.3f without, %.3f with it (MD noise %.3f); "
+        logger.info("fit: mean-force correction %s (%s): systematic RDF error %.3f without, %.3f with it (MD noise %.3f); "
                     "force scale %.3f without, %.3f with it (+- %.3f)", "kept" if step["kept"] else "not kept",
+                    step.get("why", "recorded before the reason was"),
                     step["before"]["systematic_error"], step["after"]["systematic_error"],
                     step["before"]["rdf_error_noise"], step["before"]["force_scale"]["ratio"],
                     step["after"]["force_scale"]["ratio"], step["after"]["force_scale"]["error"])
         final_path = step["path"] or final_path
     elif "mean-force" in plan.corrections:
         logger.info("fit: no mean-force correction (%s)", "skipped" if "mean-force" in settings.skip
-                    else "it is kept only if the MD check says it helped, and the checks are skipped")
+                    else "it is kept only if the MD check does not say it hurt, and the checks are skipped")
 
     # ---------------------------------------------------------------- torsion corrections (molecules)
     def torsion_step(name: str, joint: bool, seed_offset: int) -> Dict[str, Any]:

@@ -145,7 +145,8 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
     if mean_force or torsions:
         lines += ["", "## Corrections without labels", ""]
     if mean_force:
-        text = (f"mean-force correction {'kept' if mean_force['kept'] else 'not kept'}: systematic RDF error "
+        why = f" ({mean_force['why']})" if mean_force.get("why") else ""
+        text = (f"mean-force correction {'kept' if mean_force['kept'] else 'not kept'}{why}: systematic RDF error "
                 f"{_number(mean_force['before']['systematic_error'])} without it, "
                 f"{_number(mean_force['after']['systematic_error'])} with it (MD noise "
                 f"{_number(mean_force['before']['rdf_error_noise'])}); its own mismatch "
@@ -154,7 +155,7 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
         scales = [mean_force[k].get("force_scale") for k in ("before", "after")]
         if all(scales):
             text += (f"; force scale {scales[0]['ratio']:.3f} without it, {scales[1]['ratio']:.3f} with it "
-                     f"(+- {scales[1]['error']:.3f}; kept only if not further from 1)")
+                     f"(+- {scales[1]['error']:.3f})")
         lines.append(f"- {text}")
         summary.append(text[0].upper() + text[1:] + ".")
     for name, what, key, measure in (("torsions", "torsion correction", "marginal_kl", "mean torsion KL"),
