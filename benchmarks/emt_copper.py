@@ -68,6 +68,8 @@ def main() -> int:
         if code:
             return code
     fit_s = time.perf_counter() - t0
+    if resume and RECORD.exists():  # a resumed fit: its recorded time, plus what this resume took
+        fit_s += json.loads(RECORD.read_text())["fit_wall_s"]
     model = load_model(str(output))
     steps = json.loads((WORK / "cu.safetensors.fit" / "fit.json").read_text())["steps"]
     pred, ref = evaluate_forces(model, held_out)
