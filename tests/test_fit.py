@@ -198,6 +198,17 @@ def test_fit_from_the_command_line_logs_its_reasons_and_skips_what_it_is_told(lj
     assert "ase-denoise fit --data" in read_metadata(out)["card"]
     code, _, stderr = run_cli(["fit", "--data", data, "--output", out, "--epochs", "1"])
     assert code == 2 and "exists" in stderr
+    # resumed: the report's command reproduces the fit (no --resume in it); its time is the whole fit's
+    argv = ["fit", "--data", data, "--output", out, "--epochs", "1", "--channels", "4", "--max-ell", "1", "--correlation",
+            "1", "--interactions", "1", "--radial-mlp", "8", "--skip", "validate", "--no-wall"]
+    elapsed = json.loads((tmp_path / "m.safetensors.fit" / "fit.json").read_text())["elapsed_s"]
+    assert elapsed > 0
+    code, _, stderr = run_cli(argv + ["--resume"])
+    assert code == 0, stderr
+    report = (tmp_path / "m.report" / "report.md").read_text()
+    assert "--resume" not in report and "--resume" not in read_metadata(out)["card"] and "--no-wall" in report
+    assert json.loads((tmp_path / "m.safetensors.fit" / "fit.json").read_text())["elapsed_s"] > elapsed
+    assert f"the whole fit took {elapsed / 60:.0f} min" in report or f"took {elapsed / 60 + 0.5:.0f} min" in report
 
 
 @pytest.mark.slow

@@ -51,7 +51,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         result = fit(args.data, args.output, temperature_K=args.temperature_K, settings=settings,
                      train_options=options_from_args(args, TrainConfig), model_options=model_options,
                      run_dir=args.run_dir, resume=args.resume, overwrite=args.overwrite,
-                     progress=training_progress(), command="ase-denoise " + shlex.join(argv))
+                     progress=training_progress(),
+                     command="ase-denoise " + shlex.join(a for a in argv if a != "--resume"))
     except KeyboardInterrupt:
         print(f"\ninterrupted; continue with the same command plus --resume (steps in {args.run_dir or args.output + '.fit'})",
               file=sys.stderr)

@@ -93,25 +93,37 @@ class _RunState:
                 raise TrainingError(f"cannot resume {run_dir}: it was started with other settings ({', '.join(changed)}); "
                                     "resume with the same data and options, or use a new run directory")
             self.steps: Dict[str, Dict[str, Any]] = saved.get("steps", {})
+            self.elapsed_before: Optional[float] = saved.get("elapsed_s")  # None: a run from before it was kept
         elif os.path.exists(self.path):
             raise FileExistsError(f"{run_dir} already holds a fit ({STATE_FILE}); resume it (--resume) or choose "
                                   "another run directory")
         else:
             self.steps = {}
+            self.elapsed_before = 0.0
         self.settings = settings
+        self.started = time.perf_counter()
+
+    def elapsed_s(self) -> Optional[float]:
+        """The fit's wall time so far, s, over every run that worked on it (None if an earlier run did not keep it)."""
+        return None if self.elapsed_before is None else self.elapsed_before + time.perf_counter() - self.started
 
     def done(self, step: str) -> Optional[Dict[str, Any]]:
         return self.steps.get(step)
 
     def finish(self, step: str, figures: Dict[str, Any]) -> Dict[str, Any]:
         self.steps[step] = figures
+        self.save()
+        return figures
+
+    def save(self) -> None:
+        """Write ``fit.json`` (the steps and the time spent so far)."""
 
         def write(tmp: str) -> None:
             with open(tmp, "w") as fh:
-                json.dump({"settings": self.settings, "steps": self.steps}, fh, indent=1, default=_plain)
+                json.dump({"settings": self.settings, "steps": self.steps, "elapsed_s": self.elapsed_s()}, fh, indent=1,
+                          default=_plain)
 
         atomic_write(self.path, write, overwrite=True)
-        return figures
 
 
 def _plain(obj: Any) -> Any:
@@ -281,7 +293,6 @@ def fit(
                                 "fit": settings.to_dict(), "train": train_config.to_dict(),
                                 "model": {**model_options, "noise_std": noise_std}}, resume,
                       defaults={"fit": FitConfig().to_dict(), "train": TrainConfig().to_dict()})
-    started = time.perf_counter()
 
     # ---------------------------------------------------------------- train
     trained_path = os.path.join(run_dir, "trained.safetensors")
@@ -408,8 +419,9 @@ def fit(
 
     # ---------------------------------------------------------------- report and the model file
     report_dir = os.path.splitext(output)[0] + ".report"
+    state.save()  # the time of this run too, for a later resume
     report, card = write_report(report_dir, frames, plan, state.steps, verdict, final, command=command,
-                                wall_s=time.perf_counter() - started)
+                                wall_s=state.elapsed_s())
     save_model(final, output, training=final.metadata.get("training"), metrics=final.metadata.get("metrics"),
                overwrite=overwrite or resume, card=card)
     logger.info("fit: model written to %s, report %s", output, report)

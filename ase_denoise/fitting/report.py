@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
@@ -120,7 +120,7 @@ _STOPPED = {"epochs": "the epoch budget", "time_budget": "the time budget", "ear
 
 
 def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, steps: Dict[str, Dict[str, Any]],
-                 verdict: str, model: DenoiserMACE, command: str = "", wall_s: float = 0.0) -> Tuple[str, str]:
+                 verdict: str, model: DenoiserMACE, command: str = "", wall_s: Optional[float] = 0.0) -> Tuple[str, str]:
     """Write ``report_dir/report.md`` and its plots; return its path and the card text (a summary)."""
     os.makedirs(report_dir, exist_ok=True)
     train = steps.get("train", {})
@@ -189,7 +189,8 @@ def write_report(report_dir: str, frames: Sequence[Atoms], plan: SystemPlan, ste
                                 plan.dihedrals, os.path.join(report_dir, "torsion_pairs.png"))
             lines += ["", "![the torsion pairs' joint distributions: the data's and the model's MD](torsion_pairs.png)"]
     lines += ["", "## Reproduce", "", f"    {command or 'ase-denoise fit ...'}", "",
-              f"({len(frames)} frames; the whole fit took {wall_s / 60:.0f} min.)"]
+              f"({len(frames)} frames; " + (f"the whole fit took {wall_s / 60:.0f} min.)" if wall_s is not None
+                                            else "the fit's time was not recorded by the run that started it.)")]
     summary.append(f"Reproduce: `{command}`." if command else "")
     path = os.path.join(report_dir, "report.md")
 
