@@ -94,6 +94,38 @@ def test_ewald_coulomb_forces_are_the_energy_gradient_and_do_not_depend_on_alpha
         EwaldCoulomb({11: 1.0}, 2.0, accuracy=2.0)
 
 
+def test_the_ewald_prior_in_torch_pme_is_the_numpy_sum_and_pme_approaches_it():
+    """``coulomb_torch.ewald_energy_and_forces`` (torch-pme's Ewald with the prior's own k-vectors) gives
+    the numpy prior's energy and forces to rounding in float64, for one system and for copies of it
+    (batched replicas), in a box small enough that atoms see their own images; in float32 to its
+    precision; particle-mesh Ewald approaches the sum as the mesh is refined."""
+    from ase_denoise.priors.coulomb_torch import ewald_energy_and_forces
+
+    atoms = bulk("NaCl", "rocksalt", a=5.64, cubic=True)  # 8 ions; r_cut 6 A > the 5.64-A box
+    atoms.positions += np.random.default_rng(1).normal(0, 0.2, atoms.positions.shape)
+    prior = EwaldCoulomb({11: 1.0, 17: -1.0}, 2.0, alpha=0.6, r_cut=6.0, accuracy=1e-10)
+    copies = np.stack([atoms.positions, atoms.positions + np.random.default_rng(2).normal(0, 0.1, (8, 3))])
+    e_np, f_np = prior.replicas_energy_and_forces(atoms.numbers, copies, atoms.cell.array, atoms.pbc)
+    assert np.abs(f_np).max() > 0.1  # something to get wrong
+    e_t, f_t = ewald_energy_and_forces(prior, atoms.numbers, torch.tensor(copies), atoms.cell.array)
+    assert e_t.shape == (2,) and f_t.shape == (2, 8, 3) and f_t.dtype == torch.float64
+    assert abs(float(e_t.sum()) - e_np) < 1e-10 * abs(e_np)
+    np.testing.assert_allclose(f_t.numpy(), f_np, atol=1e-10 * np.abs(f_np).max())
+    e1, f1 = ewald_energy_and_forces(prior, atoms.numbers, torch.tensor(copies[1]), atoms.cell)
+    assert e1.dim() == 0 and torch.allclose(f1, f_t[1], atol=1e-12)
+    e32, f32 = ewald_energy_and_forces(prior, atoms.numbers, torch.tensor(copies, dtype=torch.float32), atoms.cell.array)
+    assert f32.dtype == torch.float32
+    np.testing.assert_allclose(f32.double().numpy(), f_np, atol=1e-5 * np.abs(f_np).max())
+    errors = []
+    for spacing in (0.8, 0.4, 0.2):
+        _, f_pme = ewald_energy_and_forces(prior, atoms.numbers, torch.tensor(copies), atoms.cell.array, method="pme",
+                                           mesh_spacing=spacing)
+        errors.append(np.abs(f_pme.numpy() - f_np).max() / np.abs(f_np).max())
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-3, errors  # measured 1e-2, 1.5e-3, 2e-4
+    with pytest.raises(ValueError, match="method 'p3m'"):
+        ewald_energy_and_forces(prior, atoms.numbers, torch.tensor(copies), atoms.cell.array, method="p3m")
+
+
 def test_repulsive_wall_is_zero_where_data_are_and_steep_below(salt):
     wall = fit_repulsive_wall([salt], kT=0.02585)
     np.testing.assert_array_equal(wall.forces(salt), 0.0)  # the closest approach itself: zero force

@@ -33,7 +33,8 @@ card:
     coul/long`` + ``kspace_style pppm`` (or ``ewald``) + ``kspace_modify gewald alpha`` +
     ``dielectric eps_r``: the design paper's set-up for ionic CG systems, where LAMMPS brings the
     electrostatics. Also learned as a residual. :func:`ase_denoise.integrations.lammps.coulomb_commands`
-    writes the LAMMPS commands of the identical term.
+    writes the LAMMPS commands of the identical term; :mod:`ase_denoise.priors.coulomb_torch`
+    computes it in torch (torch-pme's Ewald or PME) on any device.
 :class:`HarmonicBonds`, :class:`HarmonicAngles`
     bonded terms of a molecule, on atom *indices* (the molecule's topology), fitted by Boltzmann
     inversion of each bond's length and each angle's distribution in the data (mean and ``kT /
