@@ -3,6 +3,7 @@ are stored with the model, are added by the calculator, can be left out for an M
 computes them itself, and a residual prior is subtracted from the training target at the noisy input."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +125,28 @@ def test_the_ewald_prior_in_torch_pme_is_the_numpy_sum_and_pme_approaches_it():
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-3, errors  # measured 1e-2, 1.5e-3, 2e-4
     with pytest.raises(ValueError, match="method 'p3m'"):
         ewald_energy_and_forces(prior, atoms.numbers, torch.tensor(copies), atoms.cell.array, method="p3m")
+
+
+def test_a_large_cell_sums_the_same_ewald_energy_split_more_cheaply():
+    """``EwaldCoulomb.split_for``: the 48-ion LiCl box keeps the prior's own split (alpha 0.3 /A, 10 A);
+    the box repeated to 576 ions is summed with a smaller alpha and a longer real-space cutoff (alpha x
+    cutoff and the accuracy unchanged), and gives the energy and forces of the prior's own split
+    (computed here by torch-pme's Ewald with the prior's own k-vectors) to the sum's truncation errors."""
+    from ase_denoise.priors.coulomb_torch import ewald_energy_and_forces
+
+    d = np.load(Path(__file__).resolve().parents[1] / "benchmarks" / "licl" / "licl_cg_300K.npz")
+    box = Atoms(numbers=d["numbers"], positions=d["positions"][0], cell=d["cell"], pbc=True)
+    prior = EwaldCoulomb({3: 1.0, 17: -1.0}, relative_permittivity=94.0, alpha=0.3, r_cut=10.0, accuracy=1e-6)
+    assert prior.split_for(box.cell.array, len(box)) is prior
+    large = box.repeat((2, 2, 3))
+    split = prior.split_for(large.cell.array, len(large))
+    assert split.alpha < prior.alpha and split.r_cut > prior.r_cut and split.accuracy == prior.accuracy
+    assert split.alpha * split.r_cut == pytest.approx(prior.alpha * prior.r_cut, rel=1e-12)
+    energy, forces = prior.energy_and_forces(large.numbers, large.positions, large.cell.array, large.pbc)
+    e_own, f_own = ewald_energy_and_forces(prior, large.numbers, torch.tensor(large.positions), large.cell.array)
+    assert np.abs(f_own.numpy()).max() > 0.01  # something to get wrong
+    np.testing.assert_allclose(forces, f_own.numpy(), atol=2e-4 * np.abs(f_own.numpy()).max())
+    assert abs(energy - float(e_own)) < 1e-5 * abs(float(e_own))
 
 
 def test_repulsive_wall_is_zero_where_data_are_and_steep_below(salt):
