@@ -233,8 +233,10 @@ def _keep_correction(a: Dict[str, Any], b: Dict[str, Any], mismatch_before: Mapp
     would throw it away on a good model about half the time for nothing."""
     if not np.mean(list(mismatch_after.values())) < np.mean(list(mismatch_before.values())):
         return False, "its mean-force mismatch did not drop"
-    if b["collapsed"] or not np.isfinite(b["systematic_error"]):
+    if b["collapsed"]:
         return False, f"{b['collapsed']} of its MD replicas collapsed"
+    if not np.isfinite(b["systematic_error"]):
+        return False, "its MD check gave no finite RDF error"
     if a["collapsed"] == 0 and np.isfinite(a["systematic_error"]):
         noise = float(np.hypot(a["rdf_error_noise"], b["rdf_error_noise"]))
         if b["systematic_error"] > a["systematic_error"] + noise:
