@@ -77,8 +77,6 @@ def measure(name: str, atoms, repeats: int) -> Dict[str, float]:
     dtype = next(model.parameters()).dtype
     mace = common.mace_energy_model(model.config, dtype, seed=0)
     copies = {key: atoms.copy() for key in ("mace", "one level", "default")}
-    for a in copies.values():
-        a.calc = None
     copies["default"].calc = DenoiseCalculator(model)
     copies["one level"].calc = DenoiseCalculator(model, forces=ForcesChoice(noise_std=min(model.noise_levels)))
     copies["mace"].calc = common.mace_calculator(mace, dtype)  # last: it edits ASE's class attribute

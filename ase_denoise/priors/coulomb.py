@@ -18,6 +18,12 @@ from .base import MAX_KVECTORS, MAX_PRIOR_CUTOFF, PairGeometry, Prior, check_ran
 COULOMB_EV_A = 14.399645478425668
 
 
+def first_nonzero_positive(n: np.ndarray) -> np.ndarray:
+    """Rows of the integer vectors ``n`` [m, 3] whose first non-zero component is positive: one of each
+    pair ``(n, -n)`` (reciprocal vectors, or a pair's periodic-image shifts)."""
+    return (n[:, 0] > 0) | ((n[:, 0] == 0) & (n[:, 1] > 0)) | ((n[:, 0] == 0) & (n[:, 1] == 0) & (n[:, 2] > 0))
+
+
 def _charges_of(charges: Dict[int, float], numbers: np.ndarray) -> np.ndarray:
     """Charge (e) of each atomic number in ``numbers`` (0 for elements without one)."""
     table = np.zeros(119)
@@ -199,9 +205,7 @@ class EwaldCoulomb(Prior):
         recip = 2.0 * math.pi * np.linalg.inv(cell).T  # rows b_i, a_i . b_j = 2 pi delta_ij
         n_max = self._grid(cell)
         n = np.stack(np.meshgrid(*[np.arange(-m, m + 1) for m in n_max], indexing="ij"), axis=-1).reshape(-1, 3)
-        # one of each pair (n, -n): the first non-zero component positive
-        half = (n[:, 0] > 0) | ((n[:, 0] == 0) & (n[:, 1] > 0)) | ((n[:, 0] == 0) & (n[:, 1] == 0) & (n[:, 2] > 0))
-        n = n[half]
+        n = n[first_nonzero_positive(n)]  # one of each pair (n, -n)
         k = n @ recip
         keep = (k**2).sum(axis=1) < self.k_cut**2
         self._kcache = (key, (n[keep], k[keep]))  # NVT: the same cell every call

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..data.neighbours import neighbour_graph
-from .coulomb import COULOMB_EV_A, EwaldCoulomb, _charges_of
+from .coulomb import COULOMB_EV_A, EwaldCoulomb, _charges_of, first_nonzero_positive
 
 METHODS = ("ewald", "pme")
 
@@ -78,9 +78,8 @@ def ewald_energy_and_forces(
         x = x.detach().clone().requires_grad_(True)
         (sender, receiver), shifts = neighbour_graph(x.detach().cpu().double().numpy(), cell_np, (True, True, True),
                                                      prior.r_cut)
-        s = shifts
-        positive = (s[:, 0] > 0) | ((s[:, 0] == 0) & (s[:, 1] > 0)) | ((s[:, 0] == 0) & (s[:, 1] == 0) & (s[:, 2] > 0))
-        half = (sender < receiver) | ((sender == receiver) & positive)  # each pair once (the graph holds both ways)
+        # each pair once (the graph holds both ways; an atom and its own image: one of the two shifts)
+        half = (sender < receiver) | ((sender == receiver) & first_nonzero_positive(shifts))
         pairs = torch.as_tensor(np.stack([sender[half], receiver[half]], axis=1), device=device)
         shift_vectors = torch.as_tensor(shifts[half] @ cell_np, dtype=dtype, device=device)
         distances = torch.linalg.norm(x[pairs[:, 1]] - x[pairs[:, 0]] + shift_vectors, dim=1)
