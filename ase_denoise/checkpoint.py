@@ -337,7 +337,10 @@ def load_model_file(
         raise CheckpointError(f"{path!r} has an invalid configuration: {exc}") from exc
     _check_sizes(path, config, shapes)
     saved_dtype = next((t.dtype for t in tensors.values() if t.is_floating_point()), torch.float32)
-    model = build_model(config, physics, dtype=saved_dtype, seed=0)  # the host's RNG is left alone
+    try:  # a config and physics that do not fit together (several levels and no way to take sigma, ...)
+        model = build_model(config, physics, dtype=saved_dtype, seed=0)  # the host's RNG is left alone
+    except ValueError as exc:
+        raise CheckpointError(f"{path!r} has an invalid configuration: {exc}") from exc
     saved_dtype = _check_tensors(path, model, tensors)
     model.load_state_dict(tensors, strict=True)
     model.metadata = meta
@@ -359,7 +362,10 @@ def describe_metadata(meta: Dict[str, Any], name: str = "model") -> str:
         f"- {config.head} head; cutoff {config.r_max:g} A; MACE {config.num_channels} channels, max_L {config.max_L}, "
         f"max_ell {config.max_ell}, {config.num_interactions} interactions, correlation {config.correlation}",
         f"- trained at {physics.temperature_K:g} K on noise level(s) {', '.join(f'{s:g}' for s in physics.noise_std)} A; "
-        f"default forces: {physics.describe_default_forces()}",
+        f"default forces: {physics.describe_default_forces()}"
+        + (f" (the sigma -> 0 term of the head's expansion of degree {config.noise_expansion} in sigma^2: one pass)"
+           if config.noise_expansion and physics.default_noise_std is None
+           and (physics.default_extrapolation_order or config.noise_expansion) >= config.noise_expansion else ""),
     ]
     lines += [f"- prior: {prior_from_dict(d).describe(names)}" for d in physics.priors]
     if training:

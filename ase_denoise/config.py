@@ -92,6 +92,7 @@ MAX_CUTOFF = 30.0
 MODEL_LIMITS = {"num_channels": (1, 256), "max_L": (0, 3), "max_ell": (1, 3), "num_interactions": (1, 4),
                 "correlation": (1, 3), "num_bessel": (1, 32), "num_polynomial_cutoff": (1, 12),
                 "radial_mlp": (1, 512), "edge_mlp": (1, 512), "energy_mlp": (1, 256), "noise_embedding": (0, 4),
+                "noise_expansion": (0, 4),
                 "avg_num_neighbors": (1e-3, 1e4)}
 MAX_MLP_LAYERS = 4
 #: the documented range of the physics fields: temperature (K), noise levels (Angstrom) and their number
@@ -119,6 +120,12 @@ class ModelConfig(_Dictable):
     weight network. ``"energy"``: MACE's own scalar readouts (linear per layer, a gated MLP of
     ``energy_mlp`` channels after the scalar last layer) summed over atoms into a free energy
     ``A(x)`` (eV); forces are ``-dA/dx`` by autograd, so they are conservative (docs/energy-head.md).
+    Several noise levels: ``noise_embedding = p`` conditions every element-indexed weight on sigma
+    (the node attributes are the one-hot times ``1, u, ..., u^p``, ``u`` the log of sigma), so each level
+    is its own pass; ``noise_expansion = K`` instead leaves the network blind to sigma and has every head
+    return K + 1 outputs, the coefficients of ``F_sigma = F_0 + s^2 F_1 + ... + s^2K F_K`` with
+    ``s = sigma / sigma_max`` (docs/noise-ladder.md, "The expansion head"): one pass gives every level and
+    the sigma -> 0 forces ``F_0``.
     """
 
     atomic_numbers: List[int]
@@ -149,6 +156,13 @@ class ModelConfig(_Dictable):
         default=0,
         metadata=_cli("--noise-embedding", "degree in log sigma of the noise conditioning (several levels; "
                       "0 with one level; default with several: min(levels - 1, 2))", type=int),
+    )
+    noise_expansion: int = field(
+        default=0,
+        metadata=_cli("--noise-expansion", "several levels: degree K in sigma^2 of an explicit expansion "
+                      "F_sigma = F_0 + s^2 F_1 + ... + s^2K F_K (s = sigma / the largest level) that the network "
+                      "returns in one pass, not conditioned on sigma, so the sigma -> 0 forces F_0 cost one "
+                      "level (0: condition on sigma with --noise-embedding)", type=int),
     )
     bead_names: Dict[int, str] = field(
         default_factory=dict, metadata=_cli("--bead-names", "coarse-grained beads: what each placeholder number is, "
@@ -183,6 +197,11 @@ class ModelConfig(_Dictable):
             _fail("energy_mlp", self.energy_mlp, "must be >= 1")
         if int(self.noise_embedding) < 0:
             _fail("noise_embedding", self.noise_embedding, "must be >= 0")
+        if int(self.noise_expansion) < 0:
+            _fail("noise_expansion", self.noise_expansion, "must be >= 0")
+        if int(self.noise_expansion) > 0 and int(self.noise_embedding) > 0:
+            _fail("noise_expansion", self.noise_expansion, f"an explicit expansion in sigma^2 replaces the noise "
+                  f"conditioning: give noise_embedding=0, not {self.noise_embedding}")
         if not (self.avg_num_neighbors > 0 and math.isfinite(self.avg_num_neighbors)):
             _fail("avg_num_neighbors", self.avg_num_neighbors, "must be finite and > 0")
         for name, (low, high) in MODEL_LIMITS.items():  # a model this library builds in seconds

@@ -124,7 +124,9 @@ def evaluation_levels(model: DenoiserMACE, forces: Optional[ForcesChoice] = None
     in sigma^2 (1 amplifies the levels' own errors less: weights 0.96 / 0.46 / -0.42 against 2.13 /
     -1.37 / 0.24 for the auto ladder). The default choice takes the model's stored default
     (``model.physics.default_forces``), else the extrapolation of degree :func:`default_order`.
-    Refuses a level the model was not trained at and an order its levels cannot carry."""
+    An expansion model (``ModelConfig.noise_expansion = K``) returns its sigma -> 0 term as the one level
+    ``0.0`` for the default and for any degree >= K. Refuses a level the model was not trained at and an
+    order its levels cannot carry."""
     forces = as_forces_choice(forces)
     if forces.is_default:  # what the model was validated with, if stored
         forces = model.physics.default_forces
@@ -137,7 +139,13 @@ def evaluation_levels(model: DenoiserMACE, forces: Optional[ForcesChoice] = None
         return [level], np.ones(1)
     if len(levels) == 1:
         return levels, np.ones(1)
-    return levels, extrapolation_weights(levels, extrapolation_order)
+    weights = extrapolation_weights(levels, extrapolation_order)  # refuses an order the levels cannot carry
+    degree = model.config.noise_expansion
+    if degree and (extrapolation_order is None or extrapolation_order >= degree):
+        # an expansion model's own sigma -> 0 term, one pass at sigma = 0: what any extrapolation of degree
+        # >= its own through its levels gives, since they are that polynomial
+        return [0.0], np.ones(1)
+    return levels, weights
 
 
 def forces_choices(model: DenoiserMACE) -> List[ForcesChoice]:
@@ -146,5 +154,6 @@ def forces_choices(model: DenoiserMACE) -> List[ForcesChoice]:
     levels = list(model.noise_levels)
     if len(levels) == 1:
         return [ForcesChoice()]
-    orders = range(min(len(levels) - 1, 2), 0, -1)
+    degree = model.config.noise_expansion  # every order above an expansion's own degree gives its F_0 again
+    orders = [k for k in range(min(len(levels) - 1, 2), 0, -1) if not degree or k <= degree]
     return [ForcesChoice(extrapolation_order=k) for k in orders] + [ForcesChoice(noise_std=min(levels))]

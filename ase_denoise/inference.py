@@ -162,7 +162,7 @@ def predict(
         raise ValueError(f"output={output!r}: choose one of {OUTPUTS}")
     frames = as_frames(model, frames)
     levels, weights, device = _setup(model, forces, device)
-    if output == "eps_hat" and len(levels) > 1:
+    if output == "eps_hat" and (len(levels) > 1 or levels[0] == 0.0):
         raise ValueError("eps_hat is the output at one noise level: pass forces=ForcesChoice(noise_std=...) with one "
                          f"of {model.noise_levels}")
     _, out = _network_outputs(model, frames, output, levels, weights, batch_size, neighbour_lists, device)

@@ -29,6 +29,14 @@ Two heads (``ModelConfig.head``):
     output is ``eps_hat = sigma * F / kT``. The network's sum is scaled by ``kT / sigma_ref``
     (eV/A), so its gradient is of order one like the other heads' outputs.
 
+Several noise levels (docs/noise-ladder.md): ``ModelConfig.noise_embedding = p`` conditions the
+network on sigma through its node attributes, so every level is a pass of its own and the sigma -> 0
+forces are extrapolated through them (:mod:`ase_denoise.forces`). ``ModelConfig.noise_expansion = K``
+keeps the network blind to sigma and has its head return K + 1 vectors per atom ``g_0 .. g_K``, the
+coefficients of ``F_sigma = kT / sigma_ref * (g_0 + s^2 g_1 + ... + s^2K g_K)``, ``s = sigma / sigma_max``
+(in a basis of polynomials orthonormal over the levels, :meth:`DenoiserMACE.expansion_basis`): one pass
+gives every level, and the sum at sigma = 0 is the sigma -> 0 limit.
+
 Batch format (MACE's conventions, built by :func:`ase_denoise.data.graphs.collate`): ``positions``
 [n_nodes, 3], ``node_attrs`` one-hot [n_nodes, n_elements], ``edge_index`` [2, n_edges] as
 (sender, receiver), ``shifts`` [n_edges, 3] (Cartesian, Angstrom) so that
@@ -42,8 +50,9 @@ import copy
 import math
 import warnings
 from dataclasses import replace
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,6 +83,19 @@ def forces_from_output(eps_hat: torch.Tensor, noise_std: Any, kT: float) -> torc
     return eps_hat * (kT / noise_std)
 
 
+def expansion_coefficients(levels: Sequence[float], degree: int) -> torch.Tensor:
+    """[degree + 1, degree + 1] float64: column j holds the coefficients (of ``1, s^2, ..., s^2K``,
+    ``s = sigma / max(levels)``) of ``p_j``, polynomials of degree j orthonormal over ``levels``
+    (``mean_levels p_i p_j = delta_ij``; Gram-Schmidt through a QR factorisation of the Vandermonde
+    matrix, with a positive diagonal so the basis is unique)."""
+    s2 = (np.asarray(levels, dtype=np.float64) / max(levels)) ** 2
+    if degree == 0:
+        return torch.ones(1, 1, dtype=torch.float64)
+    q, r = np.linalg.qr(np.vander(s2, degree + 1, increasing=True))
+    r = r * np.sign(np.diag(r))[:, None]  # the unique factor with a positive diagonal
+    return torch.from_numpy(np.linalg.inv(r) * np.sqrt(len(s2)))
+
+
 def hidden_irreps(num_channels: int, max_L: int) -> o3.Irreps:
     """MACE's hidden irreps ``Cx0e + Cx1o + Cx2e + ...`` up to ``max_L``."""
     return o3.Irreps(" + ".join(f"{num_channels}x{l}{'e' if l % 2 == 0 else 'o'}" for l in range(max_L + 1)))
@@ -84,12 +106,14 @@ class EdgeVectorHead(nn.Module):
 
     Inputs: per-node scalars ``s`` [n_nodes, n_scalars], radial features [n_edges, num_bessel],
     envelope [n_edges, 1], unit vectors [n_edges, 3] (pointing sender -> receiver), edge_index.
-    Output: [n_nodes, 3]. ``w_ij`` depends on ``s_i + s_j`` and ``s_i * s_j``, so ``w_ij = w_ji``.
+    Output: [n_nodes, 3], or [n_nodes, n_outputs, 3] for ``n_outputs > 1`` (one weight per output and
+    edge). ``w_ij`` depends on ``s_i + s_j`` and ``s_i * s_j``, so ``w_ij = w_ji``.
     """
 
-    def __init__(self, n_scalars: int, num_bessel: int, hidden: List[int], avg_num_neighbors: float):
+    def __init__(self, n_scalars: int, num_bessel: int, hidden: List[int], avg_num_neighbors: float,
+                 n_outputs: int = 1):
         super().__init__()
-        sizes = [2 * n_scalars + num_bessel] + list(hidden) + [1]
+        sizes = [2 * n_scalars + num_bessel] + list(hidden) + [n_outputs]
         layers: List[nn.Module] = []
         for i in range(len(sizes) - 1):
             layers.append(nn.Linear(sizes[i], sizes[i + 1]))
@@ -108,10 +132,12 @@ class EdgeVectorHead(nn.Module):
     ) -> torch.Tensor:
         sender, receiver = edge_index[0], edge_index[1]
         s_i, s_j = scalars[receiver], scalars[sender]
-        w = self.mlp(torch.cat([s_i + s_j, s_i * s_j, radial], dim=-1)) * envelope  # [n_edges, 1]
-        out = torch.zeros(scalars.shape[0], 3, dtype=unit_vectors.dtype, device=unit_vectors.device)
-        out.index_add_(0, receiver, w * unit_vectors)
-        return out / self.avg_num_neighbors  # [n_nodes, 3]
+        w = self.mlp(torch.cat([s_i + s_j, s_i * s_j, radial], dim=-1)) * envelope  # [n_edges, n_outputs]
+        n_outputs = w.shape[-1]
+        out = torch.zeros(scalars.shape[0], n_outputs, 3, dtype=unit_vectors.dtype, device=unit_vectors.device)
+        out.index_add_(0, receiver, w.unsqueeze(-1) * unit_vectors.unsqueeze(1))
+        out = out / self.avg_num_neighbors  # [n_nodes, n_outputs, 3]
+        return out[:, 0] if n_outputs == 1 else out
 
 
 class DenoiserMACE(nn.Module):
@@ -132,22 +158,29 @@ class DenoiserMACE(nn.Module):
         super().__init__()
         config.validate()
         physics.validate()
-        if len(physics.noise_std) > 1 and config.noise_embedding < 1:
+        if len(physics.noise_std) > 1 and config.noise_embedding < 1 and config.noise_expansion < 1:
             raise ValueError(
-                f"a model for several noise levels {physics.noise_std} A needs sigma as an input: "
-                "ModelConfig.noise_embedding must be >= 1"
+                f"a model for several noise levels {physics.noise_std} A needs sigma as an input "
+                "(ModelConfig.noise_embedding >= 1) or an expansion in sigma^2 (ModelConfig.noise_expansion >= 1)"
+            )
+        if config.noise_expansion >= len(physics.noise_std):
+            raise ValueError(
+                f"an expansion of degree {config.noise_expansion} in sigma^2 has {config.noise_expansion + 1} "
+                f"coefficients: it needs more than {config.noise_expansion} noise levels, got {list(physics.noise_std)}"
             )
         self.config = config
         self.physics = physics
         self.metadata: Dict[str, Any] = {}
         self.provenance: Dict[str, Any] = {}
         self.priors: List[Prior] = [prior_from_dict(d) for d in physics.priors]
+        self._expansion_coefficients = expansion_coefficients(physics.noise_std, config.noise_expansion)
         with warnings.catch_warnings(), eager_e3nn_codegen():  # scripting the kernels warned ~45 times; kept for other e3nn versions
             warnings.simplefilter("ignore")
             self._build_blocks(config)
 
     def _build_blocks(self, config: ModelConfig) -> None:
         n_elements = len(config.atomic_numbers) * (config.noise_embedding + 1)  # node_attrs width
+        n_terms = config.noise_expansion + 1  # outputs per head: the coefficients g_0 .. g_K of the expansion
         C = config.num_channels
         self.register_buffer("atomic_numbers", torch.tensor(config.atomic_numbers, dtype=torch.int64))
         node_attr_irreps = o3.Irreps(f"{n_elements}x0e")
@@ -195,11 +228,12 @@ class DenoiserMACE(nn.Module):
             make_contractions_contiguous(product)  # correlation 1 fails in mace 0.3.16 otherwise
             self.products.append(product)
             if config.head == "vector":
-                self.vector_readouts.append(LinearReadoutBlock(out_irreps, o3.Irreps("1x1o")))
+                self.vector_readouts.append(LinearReadoutBlock(out_irreps, o3.Irreps(f"{n_terms}x1o")))
             elif config.head == "energy":  # as mace.modules.MACE: linear readouts, a gated MLP last
                 self.energy_readouts.append(
-                    NonLinearReadoutBlock(out_irreps, o3.Irreps(f"{config.energy_mlp}x0e"), torch.nn.functional.silu)
-                    if last else LinearReadoutBlock(out_irreps, o3.Irreps("1x0e"))
+                    NonLinearReadoutBlock(out_irreps, o3.Irreps(f"{config.energy_mlp}x0e"), torch.nn.functional.silu,
+                                          irrep_out=o3.Irreps(f"{n_terms}x0e"))
+                    if last else LinearReadoutBlock(out_irreps, o3.Irreps(f"{n_terms}x0e"))
                 )
             self.layer_irreps.append(out_irreps)
             in_irreps = out_irreps
@@ -210,6 +244,7 @@ class DenoiserMACE(nn.Module):
                 num_bessel=config.num_bessel,
                 hidden=config.edge_mlp,
                 avg_num_neighbors=config.avg_num_neighbors,
+                n_outputs=n_terms,
             )
 
     @property
@@ -287,19 +322,50 @@ class DenoiserMACE(nn.Module):
         if self.config.head == "energy":
             _, forces = self.free_energy_and_forces(data)
             return forces * (self.node_noise_std(data) / self.kT)
+        out = self._reduced_output(data)
+        if self.config.noise_embedding or self.config.noise_expansion:
+            out = out * (self.node_noise_std(data) / self.noise_reference)
+        return out
+
+    def head_outputs(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """The vector or edge head's raw outputs [n_nodes, K + 1, 3] (``K = noise_expansion``; one output,
+        K = 0, for a single level or a conditioned ladder): for an expansion model the coefficients
+        ``g_0 .. g_K`` of ``F_sigma`` in units of ``kT / sigma_ref`` (in the basis of :meth:`expansion_basis`)."""
         layers, vectors, lengths, edge_feats = self._trunk(data, data["positions"])
+        n_nodes, n_terms = data["positions"].shape[0], self.config.noise_expansion + 1
         if self.config.head == "vector":
-            out = torch.zeros_like(data["positions"])
+            out = torch.zeros(n_nodes, 3 * n_terms, dtype=data["positions"].dtype, device=data["positions"].device)
             for readout, node_feats in zip(self.vector_readouts, layers):
-                out = out + readout(node_feats)  # [n_nodes, 3]
-        else:
+                out = out + readout(node_feats)  # [n_nodes, 3 (K + 1)]: K + 1 vectors, one after the other
+        elif self.config.head == "edge":
             C = self.config.num_channels
             scalars = torch.cat([node_feats[:, :C] for node_feats in layers], dim=-1)  # the Cx0e block comes first
             envelope = self.radial_embedding.cutoff_fn(lengths)  # [n_edges, 1]
             out = self.edge_head(scalars, edge_feats, envelope, vectors / lengths, data["edge_index"])
-        if self.config.noise_embedding:
-            out = out * (self.node_noise_std(data) / self.noise_reference)
-        return out
+        else:
+            raise ValueError("head_outputs is the vector or edge head's; the energy head's are free_energy_and_forces")
+        return out.reshape(n_nodes, n_terms, 3)
+
+    def _reduced_output(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """[n_nodes, 3]: ``eps_hat`` for one level, ``sigma_ref F_sigma / kT`` for a ladder (the unit
+        output divided by ``sigma / sigma_ref``; an expansion model's at sigma = 0 is the sigma -> 0 term)."""
+        terms = self.head_outputs(data)  # [n_nodes, K + 1, 3]
+        if not self.config.noise_expansion:
+            return terms[:, 0]
+        basis = self.expansion_basis(self.node_noise_std(data))  # [n_nodes, K + 1]
+        return (terms * basis.unsqueeze(-1)).sum(dim=1)
+
+    def expansion_basis(self, sigma: torch.Tensor) -> torch.Tensor:
+        """``p_0(s^2) .. p_K(s^2)`` [n, K + 1] for sigma [n, 1] (Angstrom), ``s = sigma / sigma_max``: the
+        weights of an expansion model's K + 1 outputs at noise level sigma (``noise_expansion = K``).
+        ``p_j`` is a polynomial of degree j in ``s^2``, the ``p_j`` orthonormal over the trained levels
+        (mean of ``p_i p_j`` over the levels = delta_ij), so the outputs are fitted as well-conditioned
+        least squares; with plain powers ``1, s^2, s^4`` the higher terms learn slowly and the sigma -> 0
+        term stays near the levels' mean (docs/noise-ladder.md, "The expansion head"). sigma = 0 gives
+        the basis at ``s = 0``: the sigma -> 0 forces are ``sum_j p_j(0) g_j``."""
+        s2 = (sigma / max(self.noise_levels)) ** 2
+        powers = torch.cat([s2**k for k in range(self.config.noise_expansion + 1)], dim=-1)  # [n, K + 1]
+        return powers @ torch.as_tensor(self._expansion_coefficients, dtype=powers.dtype, device=powers.device)
 
     @property
     def energy_scale(self) -> float:
@@ -327,7 +393,9 @@ class DenoiserMACE(nn.Module):
                 if not positions.requires_grad:
                     positions = positions.detach().requires_grad_(True)
                 layers, _, _, _ = self._trunk(data, positions)
-                node_energy = sum(readout(f) for readout, f in zip(self.energy_readouts, layers))  # [n_nodes, 1]
+                node_energy = sum(readout(f) for readout, f in zip(self.energy_readouts, layers))  # [n_nodes, K + 1]
+                if self.config.noise_expansion:  # A_sigma = A_0 + s^2 A_1 + ...: sigma = 0 gives A_0
+                    node_energy = (node_energy * self.expansion_basis(self.node_noise_std(data))).sum(-1, keepdim=True)
                 node_energy = node_energy.squeeze(-1) * self.energy_scale  # [n_nodes], eV
                 n_graphs = data["ptr"].shape[0] - 1
                 energy = torch.zeros(n_graphs, dtype=node_energy.dtype, device=node_energy.device)
@@ -357,12 +425,17 @@ class DenoiserMACE(nn.Module):
 
     def forces(self, data: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Forces in eV/Angstrom [n_nodes, 3], ``kT * eps_hat / sigma`` at each graph's noise level
-        (the energy head: ``-dA/dx`` itself)."""
+        (the energy head: ``-dA/dx`` itself). An expansion model (``noise_expansion``) also takes
+        ``noise_std`` 0: its sigma -> 0 forces ``F_0``."""
         if self.config.head == "energy":
             return self.free_energy_and_forces(data)[1]
         if "noise_std" not in data:  # one level: the scale is one number (bit-identical to format 1)
             self.node_noise_std(data)  # refuses a multi-level model
             return forces_from_output(self(data), self.noise_levels[0], self.kT)
+        if self.config.noise_expansion:
+            # kT * eps_hat / sigma with eps_hat = (sigma / sigma_ref) * reduced output: the sigma's cancel, so
+            # sigma = 0 is allowed and gives the sigma -> 0 forces, in one pass
+            return forces_from_output(self._reduced_output(data), self.noise_reference, self.kT)
         return forces_from_output(self(data), self.node_noise_std(data), self.kT)
 
 

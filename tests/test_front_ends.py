@@ -70,6 +70,18 @@ def test_every_front_end_returns_the_calculators_forces(model, box, choice):
     assert all(err <= tol for err in errors.values()), errors
 
 
+@pytest.mark.parametrize("choice", ["default", "linear"])
+def test_an_expansion_model_returns_the_calculators_forces_in_every_front_end(box, choice):
+    """``noise_expansion = 2``: the default forces are the sigma -> 0 term of one pass (the level 0), a linear
+    extrapolation still goes through the three levels; every engine must follow both."""
+    model = make_model([18], noise_std=LEVELS, pbc=True, seed=4, dtype=torch.float64,
+                       **dict(ARGON_TINY, noise_expansion=2))
+    assert np.abs(front_end_forces(model, box, CHOICES[choice], ["calculator"])["calculator"]).max() > 1e-6
+    errors = validate_front_ends(model, box, CHOICES[choice])
+    assert set(errors) == set(FRONT_ENDS) - {"calculator"}
+    assert all(err <= 1e-10 for err in errors.values()), errors
+
+
 def test_the_choices_are_different_force_fields_and_the_default_is_the_stored_one(box):
     """What makes the conformance test able to fail: each choice changes the forces, by more than
     the front-ends are allowed to differ, and the default is the stored level, not the extrapolation."""

@@ -76,7 +76,7 @@ def with_tensor(src, dst, name: str, change) -> Path:
 # ---------------------------------------------------------------- item 1: sizes a header may ask for
 HUGE_HEADERS = [
     ("num_channels", 10**6), ("num_interactions", 10**6), ("radial_mlp", [10**9]), ("correlation", 12),
-    ("noise_embedding", 10**7), ("max_L", 40), ("r_max", 1e4), ("radial_mlp", [64] * 50),
+    ("noise_embedding", 10**7), ("max_L", 40), ("r_max", 1e4), ("radial_mlp", [64] * 50), ("noise_expansion", 10**7),
 ]
 
 
@@ -105,6 +105,14 @@ def test_a_header_whose_tensors_do_not_hold_its_config_is_refused_from_the_shape
     """In range, but the tensors are those of a 4-channel model: the shapes say so before a build."""
     path = with_config(argon_model_file, tmp_path / "claims.safetensors", "model_config", **{field: value})
     with pytest.raises(CheckpointError, match=rf"weights do not match the architecture in its own config: .*{tensor}.*{field}="):
+        load_model(path)
+
+
+def test_an_expansion_its_levels_cannot_carry_is_refused_at_load(argon_model_file, tmp_path):
+    """A one-level file whose header claims an expansion in sigma^2: named, not a traceback from the build."""
+    path = with_config(argon_model_file, tmp_path / "expansion.safetensors", "model_config", noise_expansion=2)
+    with pytest.raises(CheckpointError, match=r"invalid configuration: an expansion of degree 2 .* needs more than 2 "
+                                              r"noise levels, got \[0.05\]"):
         load_model(path)
 
 

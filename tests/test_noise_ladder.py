@@ -26,7 +26,7 @@ from ase_denoise.data.reference import (
     smoothed_bond_force,
 )
 from ase_denoise.training.sampler import DuplicationSampler, validation_batches
-from ase_denoise.testing import equivariance_errors
+from ase_denoise.testing import equivariance_errors, random_rotation
 
 from _helpers import assert_same
 
@@ -155,6 +155,83 @@ def test_equivariance_holds_at_every_level(ladder_model, argon_frames):
     for level in LEVELS:
         errors = equivariance_errors(ladder_model, argon_frames[1], noise_std=level)
         assert max(errors.values()) < tol, (level, errors)
+
+
+@pytest.fixture(scope="module", params=[("vector", torch.float64), ("edge", torch.float64), ("energy", torch.float64),
+                                        ("vector", torch.float32)], ids=lambda p: f"{p[0]}-{str(p[1])[6:]}")
+def expansion_model(request):
+    head, dtype = request.param
+    config = ModelConfig([18], r_max=4.0, num_channels=8, head=head, noise_expansion=2, avg_num_neighbors=12.0)
+    model = build_model(config, PhysicsConfig(94.4, LEVELS, (True, True, True)), dtype, seed=0)
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(1)
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+    return model
+
+
+def test_an_expansion_model_returns_its_levels_and_their_sigma_to_zero_limit_in_one_pass(expansion_model, argon_frames,
+                                                                                       tmp_path):
+    """``noise_expansion = 2``: the head returns F_0, F_1, F_2 and level sigma is F_0 + s^2 F_1 + s^4 F_2
+    (s = sigma / sigma_max). The default forces are F_0 from one pass, which is exactly the quadratic
+    extrapolation through the three levels (the levels are that polynomial); a linear extrapolation through
+    them is not, and is still available. The forces are equivariant at every level and at sigma -> 0, and
+    survive saving."""
+    from ase_denoise import save_model
+    from ase_denoise.checkpoint import load_model_file
+    from ase_denoise.forces import evaluation_levels, forces_choices
+
+    model = expansion_model
+    dtype = next(model.parameters()).dtype
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    frames = [structure_frame(a, model) for a in argon_frames]
+    per_level = [predict(model, frames, forces=ForcesChoice(noise_std=s)) for s in LEVELS]
+    scale = np.abs(per_level[0]).max()
+    assert np.abs(per_level[0] - per_level[2]).max() > 1e-3 * scale  # the levels differ
+    assert evaluation_levels(model) == ([0.0], [1.0])  # one pass, at sigma = 0
+    corrected = predict(model, frames, batch_size=2)
+    quadratic = sum(w * f for w, f in zip(extrapolation_weights(LEVELS, 2), per_level))
+    assert np.abs(corrected - quadratic).max() <= tol * scale
+    np.testing.assert_array_equal(predict(model, frames, forces=ForcesChoice(extrapolation_order=2)), corrected)
+    linear = predict(model, frames, forces=ForcesChoice(extrapolation_order=1))
+    assert np.abs(linear - sum(w * f for w, f in zip(extrapolation_weights(LEVELS, 1), per_level))).max() <= tol * scale
+    assert np.abs(linear - corrected).max() > 1e-4 * scale
+    assert forces_choices(model) == [ForcesChoice(extrapolation_order=2), ForcesChoice(extrapolation_order=1),
+                                     ForcesChoice(noise_std=LEVELS[0])]
+    with pytest.raises(ValueError, match="eps_hat is the output at one noise level"):
+        predict(model, frames, output="eps_hat")
+    # equivariance of the sigma -> 0 forces (rotation, inversion, permutation) and of one level
+    atoms = argon_frames[1]
+    R = random_rotation(3)
+    for forces in (ForcesChoice(), ForcesChoice(noise_std=LEVELS[1])):
+        ref = DenoiseCalculator(model, forces=forces).get_forces(atoms)
+        turned = atoms.copy()
+        turned.set_cell(atoms.cell.array @ R.T, scale_atoms=False)
+        turned.positions = atoms.positions @ R.T
+        assert np.abs(DenoiseCalculator(model, forces=forces).get_forces(turned) - ref @ R.T).max() <= 10 * tol * scale
+        perm = np.random.default_rng(0).permutation(len(atoms))
+        assert np.abs(DenoiseCalculator(model, forces=forces).get_forces(atoms[perm]) - ref[perm]).max() <= 10 * tol * scale
+    loaded = load_model_file(save_model(model, tmp_path / "expansion.safetensors"))
+    assert loaded.config.noise_expansion == 2 and loaded.config.noise_embedding == 0
+    from ase_denoise.checkpoint import describe_metadata
+
+    assert "the sigma -> 0 term of the head's expansion of degree 2 in sigma^2: one pass" in describe_metadata(
+        loaded.metadata)
+    np.testing.assert_array_equal(predict(loaded, frames, batch_size=2), corrected)
+
+
+def test_an_expansion_is_refused_where_it_cannot_be_fitted():
+    physics = PhysicsConfig(94.4, LEVELS, (True, True, True))
+    with pytest.raises(ValueError, match="replaces the noise conditioning: give noise_embedding=0"):
+        ModelConfig([18], noise_expansion=2, noise_embedding=2)
+    with pytest.raises(ValueError, match="degree 3 in sigma.2 has 4 coefficients: it needs more than 3 noise levels"):
+        build_model(ModelConfig([18], noise_expansion=3), physics)
+    with pytest.raises(ValueError, match="needs more than 1 noise levels"):
+        build_model(ModelConfig([18], noise_expansion=1), PhysicsConfig(94.4, 0.05))
+    with pytest.raises(ValueError, match="noise_embedding >= 1.*or an expansion"):
+        build_model(ModelConfig([18]), physics)
+    with pytest.raises(ValueError, match="noise_expansion"):
+        ModelConfig([18], noise_expansion=5)
 
 
 def test_sampler_draws_every_level_and_restarts_identically(argon_frames):

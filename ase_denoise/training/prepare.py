@@ -44,7 +44,8 @@ def prepare_data(
 
     ``frames``: a path ASE can read, a list of ``Atoms`` or pymatgen structures.
     ``noise_std``: sigma (Angstrom), one level or several (a ladder: the model takes sigma as an
-    input and ``ModelConfig.noise_embedding`` defaults to ``min(levels - 1, 2)``), or ``"auto"``
+    input and ``ModelConfig.noise_embedding`` defaults to ``min(levels - 1, 2)`` unless
+    ``noise_expansion`` is given), or ``"auto"``
     (the default, ``None``): the ladder :func:`ase_denoise.training.suggest.suggest_settings` derives
     from the frames.
     ``temperature_K``: K, else the frames' ``info["temperature_K"]`` (one temperature per data set),
@@ -106,7 +107,7 @@ def prepare_data(
     if isinstance(noise_std, str):
         raise ValueError(f"noise_std={noise_std!r}: give sigma in Angstrom (one or several levels) or 'auto'")
     levels = (noise_std,) if isinstance(noise_std, (int, float)) else tuple(noise_std)
-    if len(levels) > 1 and not model_options.get("noise_embedding"):
+    if len(levels) > 1 and not model_options.get("noise_embedding") and not model_options.get("noise_expansion"):
         model_options["noise_embedding"] = min(len(levels) - 1, 2)
     r_max = float(model_options.get("r_max", ModelConfig.r_max))
     for i, atoms in enumerate(atoms_list):
