@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lj_ladder.py --seeds 0 1 2        # 14 min of training each
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lj_ladder.py --report-only
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lj_ladder.py --head energy --seeds 0 1 2  # the free-energy head
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lj_ladder.py --recipe expansion --seeds 0 1 2
 
 Data: the demo's (``ase-denoise demo``): 300 frames of the 108-atom LJ argon liquid at 94.4 K (seed 0)
 for training, 20 frames of an independent run (seed 1) held out. Each run trains the default
@@ -12,6 +13,11 @@ architecture on coordinates only with ``noise_std=LEVELS`` for at most ``--minut
 default), and with a linear extrapolation for comparison. Results go to ``lj_ladder.jsonl`` (one line
 per run; resumable: a seed already there is skipped) and the table to ``lj_ladder.md``; ``--head energy``
 trains the same recipe with the free-energy head (``lj_ladder_energy.jsonl``, ``lj_ladder_energy.md``).
+Recipes: ``conditioned`` (the default: the network takes sigma as an input, ``noise_embedding`` 2, so the
+corrected forces are three passes extrapolated) and ``expansion`` (the network is blind to sigma and
+returns the coefficients of ``F_0 + s^2 F_1 + s^4 F_2``, ``noise_expansion`` 2: the corrected forces are
+``F_0``, one pass) and ``linear-expansion`` (``F_0 + s^2 F_1`` fitted to the three levels); results go to
+``lj_ladder[_energy]_<recipe>.*``.
 """
 
 from __future__ import annotations
@@ -31,15 +37,20 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 HEADS = {"vector": "lj_ladder", "energy": "lj_ladder_energy"}  # head -> results file stem
+RECIPES = {"conditioned": {}, "expansion": {"noise_expansion": 2}, "linear-expansion": {"noise_expansion": 1}}  # -> model options
 LEVELS = (0.025, 0.04, 0.06)
 FIGURES = ("slope", "relative_rmse", "cosine")
 
 
-def results_file(head: str) -> Path:
-    return HERE / f"{HEADS[head]}.jsonl"
+def stem(head: str, recipe: str = "conditioned", tag: str = "") -> str:
+    return HEADS[head] + ("" if recipe == "conditioned" else f"_{recipe}") + (f"_{tag}" if tag else "")
 
 
-def run(seed: int, minutes: float, work: Path, head: str = "vector") -> dict:
+def results_file(head: str, recipe: str = "conditioned", tag: str = "") -> Path:
+    return HERE / f"{stem(head, recipe, tag)}.jsonl"
+
+
+def run(seed: int, minutes: float, work: Path, head: str = "vector", recipe: str = "conditioned", tag: str = "") -> dict:
     from ase_denoise import TrainConfig, train
     from ase_denoise.analysis import force_metrics
     from ase_denoise.data import to_frame
@@ -49,14 +60,18 @@ def run(seed: int, minutes: float, work: Path, head: str = "vector") -> dict:
 
     frames = lj_argon_frames(300, 94.4, cache_dir=work / "data", seed=0)
     test = lj_argon_frames(20, 94.4, cache_dir=work / "data", seed=1)
-    run_dir = work / (f"ladder_s{seed}" if head == "vector" else f"{head}_s{seed}")
+    run_dir = work / ((f"ladder_s{seed}" if head == "vector" else f"{head}_s{seed}")
+                      + ("" if recipe == "conditioned" else f"_{recipe}") + (f"_{tag}" if tag else ""))
     t0 = time.perf_counter()
     result = train(frames, str(run_dir), noise_std=LEVELS, temperature_K=94.4, head=head,
                    resume=(run_dir / "training_state.pt").exists(),
-                   train_config=TrainConfig(epochs=80, max_minutes=minutes, seed=seed))
+                   train_config=TrainConfig(epochs=80, max_minutes=minutes, seed=seed), **RECIPES[recipe])
     model = result.model
     frames_test = [to_frame(a, model.config.atomic_numbers) for a in test]
-    out = {"seed": seed, "head": head, "levels": list(LEVELS), "epochs": len(result.history), "train_s": round(time.perf_counter() - t0)}
+    sys.path.insert(0, str(HERE))
+    from study_kit import provenance
+
+    out = {**provenance(1), "seed": seed, "head": head, "recipe": recipe, "levels": list(LEVELS), "epochs": len(result.history), "train_s": round(time.perf_counter() - t0)}
     per_level = {}
     for s in list(LEVELS) + [None]:
         pred, ref = evaluate_forces(model, frames_test, forces=ForcesChoice(noise_std=s))
@@ -70,11 +85,11 @@ def run(seed: int, minutes: float, work: Path, head: str = "vector") -> dict:
     return out
 
 
-def report(head: str = "vector") -> str:
-    rows = [json.loads(line) for line in results_file(head).read_text().splitlines() if line.strip()]
+def report(head: str = "vector", recipe: str = "conditioned", tag: str = "") -> str:
+    rows = [json.loads(line) for line in results_file(head, recipe, tag).read_text().splitlines() if line.strip()]
     keys = [f"sigma {s}" for s in LEVELS] + ["linear extrapolation", "corrected"]
     lines = [
-        f"LJ argon, 94.4 K, {head} head, held-out forces (20 frames x 108 atoms) vs true LJ forces; levels {LEVELS} A; "
+        f"LJ argon, 94.4 K, {head} head, {recipe} recipe, held-out forces (20 frames x 108 atoms) vs true LJ forces; levels {LEVELS} A; "
         f"{len(rows)} training seeds ({', '.join(str(r['seed']) for r in rows)}): mean ± std (min - max).",
         "",
         "| forces | slope | relative RMSE | cosine |",
@@ -86,7 +101,9 @@ def report(head: str = "vector") -> str:
             v = np.array([r[key][fig] for r in rows])
             cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) if len(v) > 1 else 0:.3f} ({v.min():.3f} - {v.max():.3f})")
         lines.append(f"| {key}{' (the calculator default)' if key == 'corrected' else ''} | " + " | ".join(cells) + " |")
-    lines += ["", "Per run: " + "; ".join(f"seed {r['seed']}: {r['epochs']} epochs in {r['train_s']} s" for r in rows) + "."]
+    lines += ["", "Per run: " + "; ".join(f"seed {r['seed']}: {r['epochs']} epochs in {r['train_s']} s"
+                                          + (f" ({r['date']}, commit {r['commit']})" if "commit" in r else "")
+                                          for r in rows) + "."]
     return "\n".join(lines)
 
 
@@ -96,25 +113,32 @@ def main(argv=None) -> int:
     p.add_argument("--minutes", type=float, default=14.0, help="training budget per run (default: twice the demo's 7)")
     p.add_argument("--work-dir", default=str(HERE.parent / "runs" / "lj_ladder"))
     p.add_argument("--head", choices=sorted(HEADS), default="vector")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="conditioned",
+                   help="conditioned: sigma an input, corrected by extrapolation; expansion: the head returns the sigma^2 "
+                        "expansion's coefficients")
+    p.add_argument("--tag", default="", help="a word appended to the results' and runs' names (another protocol, "
+                   "e.g. another --minutes), so that they are kept apart from the default protocol's")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
-    results = results_file(args.head)
+    results = results_file(args.head, args.recipe, args.tag)
     done = {json.loads(line)["seed"] for line in results.read_text().splitlines() if line.strip()} if results.exists() else set()
     if not args.report_only:
         for seed in args.seeds:
             if seed in done:
                 continue
-            out = run(seed, args.minutes, Path(args.work_dir), args.head)
+            out = run(seed, args.minutes, Path(args.work_dir), args.head, args.recipe, args.tag)
             print(json.dumps(out))
             with open(results, "a") as fh:
                 fh.write(json.dumps(out) + "\n")
     sys.path.insert(0, str(HERE))
     from common import machine
 
-    table = report(args.head)
-    flag = "" if args.head == "vector" else f" --head {args.head}"
-    (HERE / f"{HEADS[args.head]}.md").write_text(
-        f"# LJ argon: noise ladder corrected to sigma -> 0 ({args.head} head)\n\nCommand: "
+    table = report(args.head, args.recipe, args.tag)
+    flag = ("" if args.head == "vector" else f" --head {args.head}") + (
+        "" if args.recipe == "conditioned" else f" --recipe {args.recipe}") + (
+        "" if args.minutes == 14.0 else f" --minutes {args.minutes:g}") + (f" --tag {args.tag}" if args.tag else "")
+    (HERE / f"{stem(args.head, args.recipe, args.tag)}.md").write_text(
+        f"# LJ argon: noise ladder corrected to sigma -> 0 ({args.head} head, {args.recipe} recipe)\n\nCommand: "
         f"`OMP_NUM_THREADS=1 .venv/bin/python benchmarks/lj_ladder.py{flag} --seeds 0 1 2` ({machine()})\n\n" + table + "\n")
     print(table)
     return 0
