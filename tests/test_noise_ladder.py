@@ -278,6 +278,17 @@ def _bond_forces(model, ds, noise_std):
     return predict(model, frames, forces=ForcesChoice(noise_std=noise_std))[1::2, 0]  # force on atom 2 along the bond
 
 
+def assert_harmonic_stiffnesses(model, k, d0, tolerance=0.05):
+    """Every level's bond stiffness within ``tolerance`` of ``k / (1 + 2 k sigma^2 / kT)`` and the default
+    forces' within ``tolerance`` of ``k`` (a line through 31 bond lengths over d0 +- 0.15 A)."""
+    ds = np.linspace(d0 - 0.15, d0 + 0.15, 31)
+    for s in model.noise_levels:
+        stiffness = -np.polyfit(ds - d0, _bond_forces(model, ds, s), 1)[0]
+        assert abs(stiffness / (k / (1 + 2 * k * s**2 / KT)) - 1) < tolerance, (s, stiffness)
+    corrected = -np.polyfit(ds - d0, _bond_forces(model, ds, None), 1)[0]
+    assert abs(corrected / k - 1) < tolerance, corrected
+
+
 @pytest.mark.slow
 def test_harmonic_dimer_levels_and_corrected_stiffness(tmp_path):
     """k = 2 eV/A^2 at 300 K: each level's stiffness within 5 % of k/(1 + 2 k sigma^2/kT), the corrected
@@ -285,14 +296,22 @@ def test_harmonic_dimer_levels_and_corrected_stiffness(tmp_path):
     k, d0 = 2.0, 1.5
     model = _train_dimer(sample_harmonic_dimer(4000, k=k, d0=d0, temperature_K=T, seed=0), tmp_path)
     assert model.noise_levels == tuple(float(s) for s in DIMER_LEVELS)
-    ds = np.linspace(d0 - 0.15, d0 + 0.15, 31)
-    for s in model.noise_levels:
-        stiffness = -np.polyfit(ds - d0, _bond_forces(model, ds, s), 1)[0]
-        expected = k / (1 + 2 * k * s**2 / KT)
-        assert abs(stiffness / expected - 1) < 0.05, (s, stiffness, expected)
-    corrected = -np.polyfit(ds - d0, _bond_forces(model, ds, None), 1)[0]
-    assert abs(corrected / k - 1) < 0.05, corrected
+    assert_harmonic_stiffnesses(model, k, d0)
     assert 1 - 1 / (1 + 2 * k * 0.025**2 / KT) > 0.08  # uncorrected smallest level: > 8 % below k
+
+
+@pytest.mark.slow
+def test_the_expansion_head_recovers_the_harmonic_dimer_in_one_pass(tmp_path):
+    """``--noise-expansion 2``: the same targets as the conditioned ladder above, each level within 5 % of
+    k/(1 + 2 k sigma^2/kT) and the sigma -> 0 term, one pass, within 5 % of k."""
+    from ase_denoise.forces import evaluation_levels
+
+    k, d0 = 2.0, 1.5
+    model = _train_dimer(sample_harmonic_dimer(4000, k=k, d0=d0, temperature_K=T, seed=0), tmp_path,
+                         "--noise-expansion", "2")
+    assert model.config.noise_expansion == 2 and model.config.noise_embedding == 0
+    assert evaluation_levels(model) == ([0.0], [1.0])
+    assert_harmonic_stiffnesses(model, k, d0)
 
 
 @pytest.mark.slow
@@ -311,12 +330,7 @@ def test_mixed_labels_with_noisy_forces_are_unbiased_on_the_harmonic_dimer(tmp_p
         atoms.arrays["ref_forces"] = np.array([-f2, f2])
     model = _train_dimer(frames, tmp_path, "--loss", "mixed")
     assert model.metadata["training"]["train_config"]["loss"] == "mixed"
-    ds = np.linspace(d0 - 0.15, d0 + 0.15, 31)
-    for s in model.noise_levels:
-        stiffness = -np.polyfit(ds - d0, _bond_forces(model, ds, s), 1)[0]
-        assert abs(stiffness / (k / (1 + 2 * k * s**2 / KT)) - 1) < 0.05, (s, stiffness)
-    corrected = -np.polyfit(ds - d0, _bond_forces(model, ds, None), 1)[0]
-    assert abs(corrected / k - 1) < 0.05, corrected
+    assert_harmonic_stiffnesses(model, k, d0)
 
 
 @pytest.mark.slow
