@@ -365,7 +365,8 @@ def describe_metadata(meta: Dict[str, Any], name: str = "model") -> str:
         f"default forces: {physics.describe_default_forces()}"
         + (f" (the sigma -> 0 term of the head's expansion of degree {config.noise_expansion} in sigma^2: one pass)"
            if config.noise_expansion and physics.default_noise_std is None
-           and (physics.default_extrapolation_order or config.noise_expansion) >= config.noise_expansion else ""),
+           and (physics.default_extrapolation_order is None or physics.default_extrapolation_order >= config.noise_expansion)
+           else ""),
     ]
     lines += [f"- prior: {prior_from_dict(d).describe(names)}" for d in physics.priors]
     if training:

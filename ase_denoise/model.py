@@ -91,7 +91,7 @@ def expansion_coefficients(levels: Sequence[float], degree: int) -> torch.Tensor
     s2 = (np.asarray(levels, dtype=np.float64) / max(levels)) ** 2
     if degree == 0:
         return torch.ones(1, 1, dtype=torch.float64)
-    q, r = np.linalg.qr(np.vander(s2, degree + 1, increasing=True))
+    _, r = np.linalg.qr(np.vander(s2, degree + 1, increasing=True))
     r = r * np.sign(np.diag(r))[:, None]  # the unique factor with a positive diagonal
     return torch.from_numpy(np.linalg.inv(r) * np.sqrt(len(s2)))
 
@@ -394,7 +394,7 @@ class DenoiserMACE(nn.Module):
                     positions = positions.detach().requires_grad_(True)
                 layers, _, _, _ = self._trunk(data, positions)
                 node_energy = sum(readout(f) for readout, f in zip(self.energy_readouts, layers))  # [n_nodes, K + 1]
-                if self.config.noise_expansion:  # A_sigma = A_0 + s^2 A_1 + ...: sigma = 0 gives A_0
+                if self.config.noise_expansion:  # A_sigma = sum_j p_j(s^2) A_j; at sigma = 0 the sigma -> 0 one
                     node_energy = (node_energy * self.expansion_basis(self.node_noise_std(data))).sum(-1, keepdim=True)
                 node_energy = node_energy.squeeze(-1) * self.energy_scale  # [n_nodes], eV
                 n_graphs = data["ptr"].shape[0] - 1
