@@ -33,6 +33,7 @@ from . import __version__
 from .config import ModelConfig, PhysicsConfig
 from .errors import CheckpointError
 from .files import PathLike, atomic_write
+from .forces import is_expansion_term
 from .model import DenoiserMACE, build_model
 from .priors import prior_from_dict
 
@@ -364,9 +365,7 @@ def describe_metadata(meta: Dict[str, Any], name: str = "model") -> str:
         f"- trained at {physics.temperature_K:g} K on noise level(s) {', '.join(f'{s:g}' for s in physics.noise_std)} A; "
         f"default forces: {physics.describe_default_forces()}"
         + (f" (the sigma -> 0 term of the head's expansion of degree {config.noise_expansion} in sigma^2: one pass)"
-           if config.noise_expansion and physics.default_noise_std is None
-           and (physics.default_extrapolation_order is None or physics.default_extrapolation_order >= config.noise_expansion)
-           else ""),
+           if is_expansion_term(config.noise_expansion, physics.default_forces) else ""),
     ]
     lines += [f"- prior: {prior_from_dict(d).describe(names)}" for d in physics.priors]
     if training:

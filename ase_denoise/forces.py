@@ -140,12 +140,18 @@ def evaluation_levels(model: DenoiserMACE, forces: Optional[ForcesChoice] = None
     if len(levels) == 1:
         return levels, np.ones(1)
     weights = extrapolation_weights(levels, extrapolation_order)  # refuses an order the levels cannot carry
-    degree = model.config.noise_expansion
-    if degree and (extrapolation_order is None or extrapolation_order >= degree):
-        # an expansion model's own sigma -> 0 term, one pass at sigma = 0: what any extrapolation of degree
-        # >= its own through its levels gives, since they are that polynomial
-        return [0.0], np.ones(1)
+    if is_expansion_term(model.config.noise_expansion, forces):
+        return [0.0], np.ones(1)  # one pass at sigma = 0
     return levels, weights
+
+
+def is_expansion_term(degree: int, forces: ForcesChoice) -> bool:
+    """Whether ``forces`` (a resolved choice, not the model's default) of a model whose head returns an
+    expansion of ``degree`` in sigma^2 (``ModelConfig.noise_expansion``; 0: none) is that expansion's
+    sigma -> 0 term: no single level and no extrapolation of lower degree. Any extrapolation of degree >=
+    its own through its levels gives that term, since the levels are that polynomial."""
+    return bool(degree) and forces.noise_std is None and (
+        forces.extrapolation_order is None or forces.extrapolation_order >= degree)
 
 
 def forces_choices(model: DenoiserMACE) -> List[ForcesChoice]:

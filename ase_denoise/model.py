@@ -106,8 +106,7 @@ class EdgeVectorHead(nn.Module):
 
     Inputs: per-node scalars ``s`` [n_nodes, n_scalars], radial features [n_edges, num_bessel],
     envelope [n_edges, 1], unit vectors [n_edges, 3] (pointing sender -> receiver), edge_index.
-    Output: [n_nodes, 3], or [n_nodes, n_outputs, 3] for ``n_outputs > 1`` (one weight per output and
-    edge). ``w_ij`` depends on ``s_i + s_j`` and ``s_i * s_j``, so ``w_ij = w_ji``.
+    Output: [n_nodes, n_outputs, 3] (one weight per output and edge). ``w_ij`` depends on ``s_i + s_j`` and ``s_i * s_j``, so ``w_ij = w_ji``.
     """
 
     def __init__(self, n_scalars: int, num_bessel: int, hidden: List[int], avg_num_neighbors: float,
@@ -133,11 +132,9 @@ class EdgeVectorHead(nn.Module):
         sender, receiver = edge_index[0], edge_index[1]
         s_i, s_j = scalars[receiver], scalars[sender]
         w = self.mlp(torch.cat([s_i + s_j, s_i * s_j, radial], dim=-1)) * envelope  # [n_edges, n_outputs]
-        n_outputs = w.shape[-1]
-        out = torch.zeros(scalars.shape[0], n_outputs, 3, dtype=unit_vectors.dtype, device=unit_vectors.device)
+        out = torch.zeros(scalars.shape[0], w.shape[-1], 3, dtype=unit_vectors.dtype, device=unit_vectors.device)
         out.index_add_(0, receiver, w.unsqueeze(-1) * unit_vectors.unsqueeze(1))
-        out = out / self.avg_num_neighbors  # [n_nodes, n_outputs, 3]
-        return out[:, 0] if n_outputs == 1 else out
+        return out / self.avg_num_neighbors  # [n_nodes, n_outputs, 3]
 
 
 class DenoiserMACE(nn.Module):
