@@ -72,16 +72,26 @@ class _Dictable:
         return cls(**d)
 
 
-def bead_names_arg(text: str) -> Dict[int, str]:
-    """``"1=C-ace,2=N"`` -> ``{1: "C-ace", 2: "N"}``; anything else is refused with the form."""
+def _pairs_arg(text: str, key: Any, value: Any, what: str, form: str) -> Dict[Any, Any]:
+    """``"a=1,b=2"`` -> ``{key(a): value(1), ...}``; anything else is refused with the expected ``form``."""
     try:
         pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-        names = {int(k): v.strip() for k, v in pairs}
+        parsed = {key(k.strip()): value(v.strip()) for k, v in pairs}
     except ValueError:
-        names = {}
-    if not names:
-        raise ValueError(f"bead names {text!r}: give number=name pairs, e.g. 1=C-ace,2=N,3=CA")
-    return names
+        parsed = {}
+    if not parsed:
+        raise ValueError(f"{what} {text!r}: give {form}")
+    return parsed
+
+
+def bead_names_arg(text: str) -> Dict[int, str]:
+    """``"1=C-ace,2=N"`` -> ``{1: "C-ace", 2: "N"}``; anything else is refused with the form."""
+    return _pairs_arg(text, int, str, "bead names", "number=name pairs, e.g. 1=C-ace,2=N,3=CA")
+
+
+def charges_arg(text: str) -> Dict[str, float]:
+    """``"Li=1,Cl=-1"`` -> ``{"Li": 1.0, "Cl": -1.0}`` (charges in e); anything else is refused."""
+    return _pairs_arg(text, str, float, "charges", "element=charge pairs in e, e.g. Li=1,Cl=-1")
 
 
 #: the largest cutoff (Angstrom) of the network and of any prior (a neighbour list's cost grows as its cube)
@@ -92,8 +102,7 @@ MAX_CUTOFF = 30.0
 MODEL_LIMITS = {"num_channels": (1, 256), "max_L": (0, 3), "max_ell": (1, 3), "num_interactions": (1, 4),
                 "correlation": (1, 3), "num_bessel": (1, 32), "num_polynomial_cutoff": (1, 12),
                 "radial_mlp": (1, 512), "edge_mlp": (1, 512), "energy_mlp": (1, 256), "noise_embedding": (0, 4),
-                "noise_expansion": (0, 4),
-                "avg_num_neighbors": (1e-3, 1e4)}
+                "noise_expansion": (0, 4), "avg_num_neighbors": (1e-3, 1e4)}
 MAX_MLP_LAYERS = 4
 #: the documented range of the physics fields: temperature (K), noise levels (Angstrom) and their number
 TEMPERATURE_RANGE_K = (1e-2, 1e5)
@@ -340,21 +349,25 @@ class PhysicsConfig(_Dictable):
 
 #: how the squared errors of a noise ladder's levels are weighted (TrainConfig.level_weighting)
 LEVEL_WEIGHTINGS = ("uniform", "inverse_square")
+#: which weights a training run returns and writes (TrainConfig.keep_weights)
+KEEP_WEIGHTS = ("auto", "last", "best")
 
 
 @dataclass
 class TrainConfig(_Dictable):
     """Training settings (saved with the checkpoint for provenance).
 
-    ``n_duplicates``: independent noise draws of every training frame per epoch
-    (docs/design.md, "Duplication sampler"). ``batch_size``: noisy samples (frame copies) per
-    optimiser step; by default as many as hold ``batch_atoms`` atoms (:meth:`frames_per_batch`: small
-    graphs are batched by the hundred, as MACE users size batches by graph size). ``lr``,
-    ``weight_decay``: AdamW. ``ema_decay``: exponential moving average of the weights (0 disables). ``lr_schedule``: "cosine" or "constant" (after ``warmup_steps``).
-    ``valid_fraction``: fraction of *frames* held out (split by frame, never by duplicate).
-    ``patience``: epochs without validation improvement before early stopping (0 disables).
-    ``max_minutes``: wall-clock budget of one call to fit(); training stops cleanly (resumable) when spent.
-    ``valid_duplicates``: fixed noise draws per validation frame (seeded once).
+    ``n_duplicates``: independent noise draws of every training frame per epoch (docs/design.md,
+    "Duplication sampler"). ``batch_size``: noisy samples (frame copies) per optimiser step; by default as
+    many as hold ``batch_atoms`` atoms (:meth:`frames_per_batch`: small graphs are batched by the hundred,
+    as MACE users size batches by graph size). ``lr``, ``weight_decay``: AdamW. ``ema_decay``: exponential
+    moving average of the weights (0 disables). ``lr_schedule``: "cosine" or "constant" (after ``warmup_steps``).
+    ``valid_fraction``: fraction of *frames* held out (split by frame, never by duplicate); ``valid_duplicates``:
+    fixed noise draws per validation frame (seeded once). ``patience``: epochs without validation improvement
+    before early stopping (0 disables). ``max_minutes``: wall-clock budget of one call to fit(); training
+    stops cleanly (resumable) when spent. ``keep_weights``: the (EMA) weights training returns and writes:
+    ``last`` (the end of the schedule), ``best`` (lowest validation loss) or ``auto`` (``best`` for force
+    matching, else ``last``: a denoising loss is dominated by noise no model predicts; docs/design.md).
     ``loss``: what the network learns from (:mod:`ase_denoise.training.losses`): "denoising" (noisy
     coordinates in, ``-N/sigma`` out; needs no labels), "force_matching" (clean coordinates in,
     per-atom force labels out; every training frame needs forces) or "hybrid" (the denoising term
@@ -395,6 +408,9 @@ class TrainConfig(_Dictable):
     patience: int = field(
         default=0, metadata=_cli("--patience", "early stopping after N epochs without improvement (0: off)", type=int)
     )
+    keep_weights: str = field(
+        default="auto", metadata=_cli("--keep-weights", "the weights written: last (end of the schedule), best (lowest "
+                                      "validation loss), auto (best for force matching, else last)", choices=KEEP_WEIGHTS))
     max_minutes: Optional[float] = field(
         default=None, metadata=_cli("--max-minutes", "wall-clock budget of this call, minutes; resumable", type=float)
     )
@@ -465,6 +481,8 @@ class TrainConfig(_Dictable):
             _fail("force_weight", self.force_weight, "must be a finite number >= 0")
         if self.max_minutes is not None and not self.max_minutes > 0:
             _fail("max_minutes", self.max_minutes, "must be > 0")
+        if self.keep_weights not in KEEP_WEIGHTS:
+            _fail("keep_weights", self.keep_weights, f"choose one of {KEEP_WEIGHTS}")
         if self.level_weighting not in LEVEL_WEIGHTINGS:
             _fail("level_weighting", self.level_weighting, f"choose one of {LEVEL_WEIGHTINGS}")
         if self.antithetic_noise and (int(self.n_duplicates) % 2 or (self.batch_size is not None and int(self.batch_size) % 2)):
@@ -474,18 +492,6 @@ class TrainConfig(_Dictable):
 
 #: the steps of ``ase-denoise fit`` after training that ``--skip`` can leave out
 FIT_STEPS = ("mean-force", "torsions", "torsion-pairs", "validate")
-
-
-def charges_arg(text: str) -> Dict[str, float]:
-    """``"Li=1,Cl=-1"`` -> ``{"Li": 1.0, "Cl": -1.0}`` (charges in e); anything else is refused."""
-    try:
-        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
-        charges = {k.strip(): float(v) for k, v in pairs}
-    except ValueError:
-        charges = {}
-    if not charges:
-        raise ValueError(f"charges {text!r}: give element=charge pairs in e, e.g. Li=1,Cl=-1")
-    return charges
 
 
 @dataclass
@@ -571,11 +577,9 @@ def cli_fields(cls: type, skip: Sequence[str] = ()) -> List[dataclasses.Field]:
 def add_arguments(
     parser: Union[argparse.ArgumentParser, Any], cls: type, skip: Sequence[str] = (), **overrides: Dict[str, Any]
 ) -> None:
-    """Add one option per CLI field of ``cls`` to ``parser`` (a parser or argument group).
-
-    The option's default is ``None`` (= not given, the dataclass default applies); the help text
-    shows the dataclass default. ``overrides``: per field name, argparse keywords to replace.
-    """
+    """Add one option per CLI field of ``cls`` to ``parser`` (a parser or argument group); its default is
+    ``None`` (not given: the dataclass default applies, shown in the help). ``overrides``: per field name,
+    argparse keywords to replace."""
     for f in cli_fields(cls, skip):
         kw = {k: v for k, v in f.metadata.items() if k != "cli"}
         kw.update(overrides.get(f.name, {}))

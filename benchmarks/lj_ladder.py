@@ -50,29 +50,44 @@ def results_file(head: str, recipe: str = "conditioned", tag: str = "") -> Path:
     return HERE / f"{stem(head, recipe, tag)}.jsonl"
 
 
+def run_dir_of(work: Path, seed: int, head: str = "vector", recipe: str = "conditioned", tag: str = "") -> Path:
+    return work / ((f"ladder_s{seed}" if head == "vector" else f"{head}_s{seed}")
+                   + ("" if recipe == "conditioned" else f"_{recipe}") + (f"_{tag}" if tag else ""))
+
+
+def test_frames(work: Path):
+    from ase_denoise.data.reference import lj_argon_frames
+
+    return lj_argon_frames(20, 94.4, cache_dir=work / "data", seed=1)
+
+
 def run(seed: int, minutes: float, work: Path, head: str = "vector", recipe: str = "conditioned", tag: str = "") -> dict:
     from ase_denoise import TrainConfig, train
-    from ase_denoise.analysis import force_metrics
-    from ase_denoise.data import to_frame
-    from ase_denoise.forces import ForcesChoice, extrapolation_weights
-    from ase_denoise.inference import evaluate_forces
     from ase_denoise.data.reference import lj_argon_frames
 
     frames = lj_argon_frames(300, 94.4, cache_dir=work / "data", seed=0)
-    test = lj_argon_frames(20, 94.4, cache_dir=work / "data", seed=1)
-    run_dir = work / ((f"ladder_s{seed}" if head == "vector" else f"{head}_s{seed}")
-                      + ("" if recipe == "conditioned" else f"_{recipe}") + (f"_{tag}" if tag else ""))
+    run_dir = run_dir_of(work, seed, head, recipe, tag)
     t0 = time.perf_counter()
     result = train(frames, str(run_dir), noise_std=LEVELS, temperature_K=94.4, head=head,
                    resume=(run_dir / "training_state.pt").exists(),
                    train_config=TrainConfig(epochs=80, max_minutes=minutes, seed=seed), **RECIPES[recipe])
-    model = result.model
-    frames_test = [to_frame(a, model.config.atomic_numbers) for a in test]
     sys.path.insert(0, str(HERE))
     from study_kit import provenance
 
-    out = {**provenance(1), "seed": seed, "head": head, "recipe": recipe, "levels": list(LEVELS), "epochs": len(result.history), "train_s": round(time.perf_counter() - t0)}
-    per_level = {}
+    out = {**provenance(1), "seed": seed, "head": head, "recipe": recipe, "levels": list(LEVELS), "epochs": len(result.history),
+           "train_s": round(time.perf_counter() - t0), "weights": result.kept}
+    return {**out, **score(result.model, test_frames(work))}
+
+
+def score(model, test) -> dict:
+    """The held-out forces at each level, the linear extrapolation through them and the default."""
+    from ase_denoise.analysis import force_metrics
+    from ase_denoise.data import to_frame
+    from ase_denoise.forces import ForcesChoice, extrapolation_weights
+    from ase_denoise.inference import evaluate_forces
+
+    frames_test = [to_frame(a, model.config.atomic_numbers) for a in test]
+    out, per_level = {}, {}
     for s in list(LEVELS) + [None]:
         pred, ref = evaluate_forces(model, frames_test, forces=ForcesChoice(noise_std=s))
         if s is not None:
@@ -83,6 +98,28 @@ def run(seed: int, minutes: float, work: Path, head: str = "vector", recipe: str
     m = force_metrics(linear, ref)
     out["linear extrapolation"] = {k: round(m[k], 4) for k in FIGURES}
     return out
+
+
+def rescore(results: Path, work: Path, head: str, recipe: str, tag: str) -> None:
+    """Score again, with the weights training keeps today (``TrainConfig.keep_weights``), the runs recorded
+    in ``results`` whose record names other weights (runs trained when the best epoch was kept); each record
+    keeps its training figures and says which weights and which commit scored it."""
+    from ase_denoise import TrainConfig
+    from ase_denoise.checkpoint import load_model_file
+    from ase_denoise.training.trainer import kept_weights
+
+    sys.path.insert(0, str(HERE))
+    from study_kit import provenance
+
+    weights = kept_weights(TrainConfig())
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    for row in rows:
+        if row.get("weights", "best") == weights:
+            continue
+        model = load_model_file(run_dir_of(work, row["seed"], head, recipe, tag) / f"{weights}.safetensors")
+        row.update(score(model, test_frames(work)), weights=weights, scored=provenance(1)["commit"])
+        print(f"seed {row['seed']}: {weights} weights, default forces {row['corrected']}")
+    results.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def report(head: str = "vector", recipe: str = "conditioned", tag: str = "") -> str:
@@ -103,6 +140,8 @@ def report(head: str = "vector", recipe: str = "conditioned", tag: str = "") -> 
         lines.append(f"| {key}{' (the calculator default)' if key == 'corrected' else ''} | " + " | ".join(cells) + " |")
     lines += ["", "Per run: " + "; ".join(f"seed {r['seed']}: {r['epochs']} epochs in {r['train_s']} s"
                                           + (f" ({r['date']}, commit {r['commit']})" if "commit" in r else "")
+                                          + f", {r.get('weights', 'best')} weights"
+                                          + (f" (scored at commit {r['scored']})" if "scored" in r else "")
                                           for r in rows) + "."]
     return "\n".join(lines)
 
@@ -119,10 +158,14 @@ def main(argv=None) -> int:
     p.add_argument("--tag", default="", help="a word appended to the results' and runs' names (another protocol, "
                    "e.g. another --minutes), so that they are kept apart from the default protocol's")
     p.add_argument("--report-only", action="store_true")
+    p.add_argument("--rescore", action="store_true", help="score the recorded runs again with the weights training "
+                   "keeps today (runs that kept the best epoch's: last.safetensors), then report")
     args = p.parse_args(argv)
     results = results_file(args.head, args.recipe, args.tag)
+    if args.rescore:
+        rescore(results, Path(args.work_dir), args.head, args.recipe, args.tag)
     done = {json.loads(line)["seed"] for line in results.read_text().splitlines() if line.strip()} if results.exists() else set()
-    if not args.report_only:
+    if not (args.report_only or args.rescore):
         for seed in args.seeds:
             if seed in done:
                 continue

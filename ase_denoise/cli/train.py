@@ -117,11 +117,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 2
     if rank != 0:
         return 0
-    best = load_model_file(result.best_path)
-    meta = best.metadata
-    save_model(best, args.output, training=meta["training"], metrics=meta["metrics"],
+    kept = load_model_file(result.path)
+    meta = kept.metadata
+    save_model(kept, args.output, training=meta["training"], metrics=meta["metrics"],
                overwrite=args.overwrite or args.resume)
     print(f"trained in {time.perf_counter() - t0:.0f} s ({result.stopped}); model written to {args.output}")
     if result.history:
-        print("best epoch:", json.dumps({k: _sig(v) for k, v in meta["metrics"].items()}))
+        print(f"{result.kept} epoch:", json.dumps({k: _sig(v) for k, v in meta["metrics"].items()}))
     return 0

@@ -11,6 +11,7 @@ Output directory layout::
 
     best.safetensors      EMA weights of the epoch with the lowest validation loss
     last.safetensors      EMA weights after the last completed epoch
+                          (``TrainConfig.keep_weights`` says which of the two training returns)
     training_state.pt     everything needed to resume (tensors and plain numbers only)
     log.csv               one row per epoch
 """
@@ -59,13 +60,29 @@ RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "n_duplicates", "
                  "level_weighting", "antithetic_noise")
 
 
+def kept_weights(cfg: TrainConfig) -> str:
+    """Which weights a run returns, "best" or "last" (``TrainConfig.keep_weights``). A denoising validation
+    loss is dominated by the noise no model can predict: past the first epochs its changes are noise and
+    the epoch it picks is random, while the weights at the end of the (decayed) schedule are the converged
+    ones (docs/design.md, "Which weights are kept"). Force labels rank epochs: there "auto" is "best"."""
+    if cfg.keep_weights != "auto":
+        return cfg.keep_weights
+    return "best" if cfg.loss == "force_matching" else "last"
+
+
 @dataclass
 class TrainResult:
-    model: DenoiserMACE  # best (EMA) weights, eval mode
+    model: DenoiserMACE  # the kept (EMA) weights, eval mode: ``path``
     best_path: str
     last_path: str
     history: List[Dict[str, float]] = field(default_factory=list)
     stopped: str = "epochs"  # "epochs" | "early_stopping" | "time_budget"
+    kept: str = "best"  # "best" | "last": which of the two files ``model`` is
+
+    @property
+    def path(self) -> str:
+        """The file of the kept weights (``best_path`` or ``last_path``)."""
+        return self.last_path if self.kept == "last" else self.best_path
 
 
 def _physics_of(state: Dict[str, Any]) -> Optional[PhysicsConfig]:
@@ -466,9 +483,13 @@ class Trainer:
                            "model written is the weights so far, never validated; give more time or fewer frames",
                            self.batch, len(self.sampler), self.cfg.max_minutes)
         if self.is_main and not os.path.exists(self.best_path):  # stopped before the first epoch ended
-            save_model(self.eval_model(), self.best_path, training=self.training_summary(), overwrite=True)
+            for path in (self.best_path, self.last_path):
+                save_model(self.eval_model(), path, training=self.training_summary(), overwrite=True)
         self._barrier()
-        return TrainResult(load_model_file(self.best_path), self.best_path, self.last_path, self.history, stopped)
+        kept = kept_weights(self.cfg)
+        result = TrainResult(None, self.best_path, self.last_path, self.history, stopped, kept)  # type: ignore[arg-type]
+        result.model = load_model_file(result.path)
+        return result
 
     def _plan_schedule(self, clock: Clock) -> None:
         """Fit the learning-rate cosine to the time budget: it ends where the budget does (at the pace of
