@@ -375,6 +375,6 @@ def describe_metadata(meta: Dict[str, Any], name: str = "model") -> str:
                      f"epochs, {training.get('steps', '?')} steps, loss {cfg.get('loss', '?')}, seed {cfg.get('seed', '?')}")
     shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and k != "lr"}
     if shown:
-        lines.append("- best epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+        lines.append("- validation at the saved epoch: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
     lines.append(f"- written by ase_denoise {meta.get('library_version')}, file format {meta.get('format_version')}")
     return "\n".join(lines) + "\n"

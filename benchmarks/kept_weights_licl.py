@@ -58,7 +58,8 @@ def run(seed: int) -> dict:
     fit_settings = fit["settings"]["fit"]
     check = dict(n_replicas=fit_settings["check_replicas"], equilibration_ps=fit_settings["equilibration_ps"],
                  production_ps=fit_settings["check_ps"], timestep_fs=fit_settings["timestep_fs"],
-                 seed=fit["settings"]["train"]["seed"], **fit["steps"].get("check-size", {}))
+                 seed=fit["settings"]["train"]["seed"])
+    check.update(fit["steps"].get("check-size", {}))  # the check as fit sized it (shortened to its time limit)
     last = check_structure(model, frames, reference=reference_structure(frames), friction_per_fs=0.01, **check)
     epoch, epochs = best_epoch(run_dir / "model.safetensors.fit" / "train" / "log.csv")
     return {**provenance(1), "seed": seed, "best_epoch": epoch, "epochs": epochs,

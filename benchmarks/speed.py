@@ -22,6 +22,11 @@ a = 5.26 Angstrom, rattled by 0.2 Angstrom, repeated to n atoms). For each dtype
   and a later phase cannot hide in memory kept from an earlier one. (``ru_maxrss`` is useless in
   a subprocess: Linux carries the parent's peak over fork+exec.)
 
+The report opens with a summary: the ratio to MACE's energy+forces of each head's force call (edge, vector,
+energy; and the vector head as a three-level ladder, sigma an input, and as the expansion head, each with its
+default sigma -> 0 forces) and training step (edge, vector, energy) at every size, and with ``--zoo`` the default
+forces of every zoo model (``zoo_speed.py``'s table): the figures the README's speed table quotes.
+
 Every timing is the median of several repeats after warm-up, with one torch thread (the harness,
 ``interleaved``, and the builders of the system and of the three models are in ``common.py``).
 The last line printed is machine-readable::
@@ -34,6 +39,7 @@ The last line printed is machine-readable::
 Usage::
 
     .venv/bin/python benchmarks/speed.py --quick
+    .venv/bin/python benchmarks/speed.py --zoo --no-memory --dtype float32 --output benchmarks/speed_summary.md
     .venv/bin/python benchmarks/speed.py --output benchmarks/full.md
 """
 
@@ -76,8 +82,18 @@ from ase_denoise.data.neighbours import average_num_neighbors  # noqa: E402
 
 TIMESTEP_FS = 2.0
 BATCH_FRAMES = 4
-MODELS = ("mace", "edge", "vector")
+MODELS = ("mace", "edge", "vector")  # timed in every section (calls, steps, MD, memory)
 LABEL = {"mace": "MACE (E, F by autograd)", "edge": "ours, edge head", "vector": "ours, vector head"}
+#: timed in the force calls of the summary table only: the energy head (forces by autograd) and the two
+#: ladders of three levels (docs/noise-ladder.md): sigma as an input (default forces: three levels
+#: extrapolated) and the expansion head (default forces: the expansion's sigma -> 0 term, one pass)
+SUMMARY_MODELS = ("energy", "ladder", "expansion")
+SUMMARY_LABEL = {"edge": "edge head, one level", "vector": "vector head, one level",
+                 "energy": "energy head, one level (forces by autograd)",
+                 "ladder": "vector head, 3-level ladder, sigma an input (default: 3 levels extrapolated)",
+                 "expansion": "vector head, 3-level expansion head (default: sigma -> 0 term, one pass)"}
+LADDER_LEVELS = (0.025, 0.04, 0.06)  # Angstrom, the LJ zoo model's
+TRAIN_HEADS = ("edge", "vector", "energy")
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,15 +106,27 @@ def hyperparameters(args) -> Dict:
                 correlation=args.correlation, num_interactions=args.num_interactions)
 
 
-def build_models(args, dtype: torch.dtype, avg_nn: float) -> Dict[str, torch.nn.Module]:
-    return common.benchmark_models(avg_nn, dtype, heads=("edge", "vector"), seed=0, **hyperparameters(args))
+def build_models(args, dtype: torch.dtype, avg_nn: float, summary: bool = False) -> Dict[str, torch.nn.Module]:
+    """MACE and our edge and vector heads; with ``summary`` also :data:`SUMMARY_MODELS`."""
+    from ase_denoise.config import PhysicsConfig
+    from ase_denoise.model import build_model
+
+    heads = ("edge", "vector", "energy") if summary else ("edge", "vector")
+    models = common.benchmark_models(avg_nn, dtype, heads=heads, seed=0, **hyperparameters(args))
+    if summary:
+        ladder = PhysicsConfig(common.ARGON_TEMPERATURE_K, LADDER_LEVELS, (True,) * 3)
+        for name, option in (("ladder", dict(noise_embedding=2)), ("expansion", dict(noise_expansion=2))):
+            config = common.argon_config("vector", avg_nn, **{**hyperparameters(args), **option})
+            models[name] = build_model(config, ladder, dtype=dtype, seed=0)
+    return models
 
 
 def make_calculators(models: Dict[str, torch.nn.Module], dtype: torch.dtype) -> Dict[str, object]:
     """Our calculators first; MACECalculator last (it extends ASE's class-level implemented_properties)."""
     from ase_denoise.calculator import DenoiseCalculator
 
-    calcs = {head: DenoiseCalculator(copy.deepcopy(models[head])) for head in ("edge", "vector")}
+    calcs = {head: DenoiseCalculator(copy.deepcopy(models[head])) for head in ("edge", "vector", *SUMMARY_MODELS)
+             if head in models}
     # the edge head again with a neighbour list rebuilt on every call (no Verlet reuse)
     calcs["edge_noskin"] = DenoiseCalculator(copy.deepcopy(models["edge"]), skin=0.0)
     # a copy: MACECalculator freezes the parameters (requires_grad=False) of the module it gets
@@ -113,7 +141,7 @@ def make_calculators(models: Dict[str, torch.nn.Module], dtype: torch.dtype) -> 
 def bench_inference(models, calcs, n: int, dtype: torch.dtype, repeats: int, budget_s: float) -> Dict:
     base = argon(n, seed=1)
     rng = np.random.default_rng(2)
-    names = [k for k in MODELS + ("edge_noskin",) if k in calcs]
+    names = [k for k in MODELS + ("edge_noskin",) + SUMMARY_MODELS if k in calcs]
     systems = {k: base.copy() for k in names}
     for k in names:
         systems[k].calc = calcs[k]
@@ -200,7 +228,7 @@ def bench_training(models, n: int, dtype: torch.dtype, repeats: int, budget_s: f
     rng = np.random.default_rng(3)
     fns = {}
     extra = {}
-    for head in ("edge", "vector"):
+    for head in [h for h in TRAIN_HEADS if h in models]:
         model = copy.deepcopy(models[head]).train()
         cfg = model.config
         fns[head], noisy, fr = common.denoiser_train_step(model, frames, dtype, NOISE_STD, rng)
@@ -418,6 +446,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         "atoms per frame: 4 x 4096 atoms would take the full run past 10 min; 0: no limit)")
     p.add_argument("--md-steps", dest="md_steps", type=int, default=None)
     p.add_argument("--no-memory", dest="memory", action="store_false")
+    p.add_argument("--zoo", action="store_true", help="also time the default forces of every zoo model against MACE "
+                   "with its hyperparameters (benchmarks/zoo_speed.py's table, in the summary)")
     p.add_argument("--output", help="also write the markdown report to this file")
     p.add_argument("--memory-worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -451,7 +481,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results: Dict[str, Dict] = {}
     for dname in dtypes:
         dtype = getattr(torch, dname)
-        models = build_models(args, dtype, avg_nn)
+        models = build_models(args, dtype, avg_nn, summary=True)
         calcs = make_calculators(models, dtype)
         r = results[dname] = {"infer": {}, "train": {}, "md": None, "memory": {}}
         for n in sizes:
@@ -476,8 +506,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results[dname]["memory"] = memory.get(dname, {})
         print(f"# memory done ({now() - t_start:.0f} s)", file=sys.stderr, flush=True)
 
+    zoo: List[str] = []
+    if args.zoo:
+        import zoo_speed
+        from ase_denoise.zoo import list_models
+
+        zoo_speed.table(sizes, list_models(), zoo.append)
+        print(f"# zoo models done ({now() - t_start:.0f} s)", file=sys.stderr, flush=True)
     report = render(args, results, memory.get("process", {}), sizes, train_sizes, dtypes, avg_nn, md_steps,
-                    now() - t_start)
+                    now() - t_start, zoo)
     print(report)
     if args.output:
         with open(args.output, "w") as f:
@@ -485,7 +522,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-def render(args, results, processes, sizes, train_sizes, dtypes, avg_nn, md_steps, wall) -> str:
+def summary(results, sizes, train_sizes, dtypes, zoo: List[str]) -> List[str]:
+    """The ratio to MACE's energy+forces of every head's force call and training step, and of the zoo models'
+    default forces: the table the README's speed section quotes."""
+    dname = "float32" if "float32" in dtypes else dtypes[0]
+    r = results[dname]
+    L = [f"### Summary: ours / MACE energy+forces ({dname}; < 1: ours faster)", "",
+         "| what | " + " | ".join(f"{n} atoms" for n in sizes) + " |", "| --- |" + " ---: |" * len(sizes)]
+    for k in ("edge", "vector", *SUMMARY_MODELS):
+        if k in r["infer"][sizes[0]]["calc"]:
+            L.append(f"| force call: {SUMMARY_LABEL[k]} | "
+                     + " | ".join(fmt(r["infer"][n]["calc"][k] / r["infer"][n]["calc"]["mace"]) for n in sizes) + " |")
+    for k in TRAIN_HEADS:
+        if r["train"] and k in r["train"][train_sizes[0]]["step"]:
+            L.append(f"| training step ({BATCH_FRAMES} frames): {k} head | "
+                     + " | ".join(fmt(r["train"][n]["step"][k] / r["train"][n]["step"]["mace"]) if n in r["train"] else "-"
+                                  for n in sizes) + " |")
+    L.append("")
+    if zoo:
+        L += ["Zoo models: their default forces (and their smallest level; and their architecture rebuilt with the "
+              "expansion head) against MACE with each model's hyperparameters, on each model's own system repeated to "
+              "about these sizes (`benchmarks/zoo_speed.py` says what is timed):", "", *zoo, ""]
+    return L
+
+
+def render(args, results, processes, sizes, train_sizes, dtypes, avg_nn, md_steps, wall, zoo=()) -> str:
     L: List[str] = []
     mode = "--quick" if args.quick else "full"
     L.append(f"## ase_denoise vs MACE speed ({mode})")
@@ -500,6 +561,7 @@ def render(args, results, processes, sizes, train_sizes, dtypes, avg_nn, md_step
              + f". Interaction target irreps: MACE {d0['mace_irreps']}, ours {d0['our_irreps']}.")
     L.append("Times are medians (ms) after warm-up, 1 torch thread; ratio = ours / MACE (< 1: ours faster).")
     L.append("")
+    L += summary(results, sizes, train_sizes, dtypes, list(zoo))
     for dname in dtypes:
         r = results[dname]
         L.append(f"### {dname}: force call through the ASE calculator")

@@ -106,6 +106,37 @@ def measure(name: str, atoms, repeats: int) -> Dict[str, float]:
     return times
 
 
+HEADER = ["| zoo model | atoms | MACE E+F | one level | default forces | expansion | one level / MACE | default / MACE | "
+          "expansion / MACE | default forces |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+
+
+def table(sizes: List[int], names: List[str], out=print) -> Tuple[Dict[str, Dict[int, float]], float]:
+    """Time every zoo model in ``names`` at about each of ``sizes`` atoms (a molecule at its own size), passing
+    each table row to ``out`` as it is measured; returns {name: {atoms: default/MACE}} and the largest
+    default/MACE ratio at the largest size of a periodic model."""
+    ratios: Dict[str, Dict[int, float]] = {}
+    worst = 0.0
+    for line in HEADER:
+        out(line)
+    for name in names:
+        base, periodic = base_structure(name)
+        targets = sizes if periodic else [len(base)]
+        for i, target in enumerate(targets):
+            atoms = base.repeat(_repeat_for(len(base), target)) if periodic else base
+            t = measure(name, atoms, repeats=11 if len(atoms) <= 600 else 5)
+            ratio = t["default"] / t["mace"]
+            ratios.setdefault(name, {})[len(atoms)] = ratio
+            if i == len(targets) - 1 and periodic:
+                worst = max(worst, ratio)
+            expansion_ms, expansion_ratio = "-", "-"  # a one-level model has no expansion
+            if "expansion" in t:
+                expansion_ms, expansion_ratio = f"{1e3 * t['expansion']:.1f}", f"{t['expansion'] / t['mace']:.2f}"
+            out(f"| {name} | {len(atoms)} | {1e3 * t['mace']:.1f} | {1e3 * t['one level']:.1f} | "
+                f"{1e3 * t['default']:.1f} | {expansion_ms} | {t['one level'] / t['mace']:.2f} | {ratio:.2f} | "
+                f"{expansion_ratio} | {t['describe']} ({t['dtype']}) |")
+    return ratios, worst
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from ase_denoise.zoo import list_models
 
@@ -132,25 +163,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     out("Medians (ms), 1 torch thread; ratios against MACE's energy+forces call with the model's hyperparameters "
         "(`benchmarks/zoo_speed.py` says what is timed).")
     out()
-    out("| zoo model | atoms | MACE E+F | one level | default forces | expansion | one level / MACE | default / MACE | "
-        "expansion / MACE | default forces |")
-    out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
-    worst = 0.0
-    for name in names:
-        base, periodic = base_structure(name)
-        targets = sizes if periodic else [len(base)]
-        for i, target in enumerate(targets):
-            atoms = base.repeat(_repeat_for(len(base), target)) if periodic else base
-            t = measure(name, atoms, repeats=11 if len(atoms) <= 600 else 5)
-            ratio = t["default"] / t["mace"]
-            if i == len(targets) - 1 and periodic:
-                worst = max(worst, ratio)
-            expansion_ms, expansion_ratio = "-", "-"  # a one-level model has no expansion
-            if "expansion" in t:
-                expansion_ms, expansion_ratio = f"{1e3 * t['expansion']:.1f}", f"{t['expansion'] / t['mace']:.2f}"
-            out(f"| {name} | {len(atoms)} | {1e3 * t['mace']:.1f} | {1e3 * t['one level']:.1f} | "
-                f"{1e3 * t['default']:.1f} | {expansion_ms} | {t['one level'] / t['mace']:.2f} | {ratio:.2f} | "
-                f"{expansion_ratio} | {t['describe']} ({t['dtype']}) |")
+    _, worst = table(sizes, names, out)
     if args.output:
         Path(args.output).write_text("\n".join(lines) + "\n")
     print(f"\nworst_default_over_mace={worst:.3f}")

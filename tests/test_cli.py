@@ -186,13 +186,13 @@ def test_train_writes_model_and_run_dir(trained):
     rows = read_log(run_dir)
     assert len(rows) == 1 and rows[0]["epoch"] == "0"
     assert math.isfinite(float(rows[0]["train_loss"])) and math.isfinite(float(rows[0]["valid_loss"]))
-    # the printed best-epoch figures are the logged ones, to 5 significant digits (the lr is ~1e-5 here)
-    printed = first_json(trained["stdout"].split("best epoch:", 1)[1])
+    # the printed figures of the kept (last) epoch are the logged ones, to 5 significant digits (the lr is ~1e-5 here)
+    printed = first_json(trained["stdout"].split("last epoch:", 1)[1])
     for key in ("lr", "train_loss", "valid_loss", "force_rmse", "force_cosine"):
         assert printed[key] == pytest.approx(float(rows[0][key]), rel=1e-4), key
-    # the written model holds the best-epoch weights of the run
-    best = load_model(run_dir / "best.safetensors")
-    for key, value in best.state_dict().items():
+    # the written model holds the weights training keeps for a denoising loss: the last epoch's
+    last = load_model(run_dir / "last.safetensors")
+    for key, value in last.state_dict().items():
         torch.testing.assert_close(model.state_dict()[key], value, rtol=0, atol=0)
 
 

@@ -50,6 +50,30 @@ def test_run_writes_checkpoints_and_log(dimers64, tmp_path):
         make_trainer(dimers64, tmp_path).fit()  # a finished run is never silently overwritten
 
 
+def test_training_keeps_the_last_weights_for_denoising_and_the_best_for_force_matching(dimers64, tmp_path):
+    """A denoising validation loss is dominated by noise no model predicts, so it does not rank epochs
+    (docs/design.md, "Which weights are kept"): by default the run returns and the CLI writes the last
+    epoch's weights; ``keep_weights="best"`` the lowest validation loss's; force labels rank epochs."""
+    from ase_denoise.training.trainer import kept_weights
+
+    def same(model, path):
+        saved = load_model(path).state_dict()
+        return all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+
+    default = make_trainer(dimers64, tmp_path / "a", lr=5e-2).fit()
+    assert default.kept == "last" and default.path == default.last_path
+    assert same(default.model, default.last_path)
+    chosen = make_trainer(dimers64, tmp_path / "b", lr=5e-2, keep_weights="best").fit()
+    assert chosen.kept == "best" and same(chosen.model, chosen.best_path)
+    losses = [row["valid_loss"] for row in chosen.history]
+    assert load_model(chosen.best_path).metadata["metrics"]["valid_loss"] == pytest.approx(min(losses), rel=1e-12)
+    assert kept_weights(TrainConfig(loss="force_matching")) == "best"
+    assert kept_weights(TrainConfig(loss="mixed")) == kept_weights(TrainConfig(loss="hybrid")) == "last"
+    assert kept_weights(TrainConfig(loss="force_matching", keep_weights="last")) == "last"
+    with pytest.raises(ValueError, match="keep_weights"):
+        TrainConfig(keep_weights="first")
+
+
 def test_interrupted_run_resumes_to_identical_weights(dimers64, tmp_path):
     reference = make_trainer(dimers64, tmp_path / "a").fit()
 

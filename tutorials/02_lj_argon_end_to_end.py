@@ -91,7 +91,7 @@ shutil.rmtree(run_dir, ignore_errors=True)
 t0 = time.perf_counter()
 result = train(frames, run_dir, noise_std=NOISE_STD, temperature_K=TEMPERATURE_K, train_config=TRAIN, **MODEL_OPTIONS)
 train_s = time.perf_counter() - t0
-print(f"trained {len(result.history)} epochs in {train_s:.0f} s (stopped: {result.stopped}); best model {result.best_path}")
+print(f"trained {len(result.history)} epochs in {train_s:.0f} s (stopped: {result.stopped}); kept the {result.kept} epoch's weights: {result.path}")
 print(" epoch  valid_loss  force_rel_rmse  cosine")
 for row in result.history:
     print(f"  {row['epoch']:4d}  {row['valid_loss']:10.4f}  {row['force_relative_rmse']:14.3f}  {row['force_cosine']:6.3f}")

@@ -251,5 +251,5 @@ plt.show()
 #   notebook (about 3.5 minutes on two cores) gave relative force errors of 0.05 for MACE, 0.17 for the
 #   fine-tuned and 0.16 for the from-scratch denoiser: the same within run-to-run noise. In fast mode
 #   both denoisers are far too short-trained to tell them apart.
-# * The adapted model saves and loads like any other (`finetuned.best_path`, safetensors, no pickle):
-#   `DenoiseCalculator.from_file(finetuned.best_path)`.
+# * The adapted model saves and loads like any other (`finetuned.path`, safetensors, no pickle):
+#   `DenoiseCalculator.from_file(finetuned.path)`.
