@@ -20,7 +20,7 @@ _EXPORTS = {
     "FitResult": "fitting.pipeline",
     "FitConfig": "config",
     "train": "training.trainer",
-    "TrainResult": "training.trainer",
+    "TrainResult": "training.result",
     "TrainConfig": "config",
     "ModelConfig": "config",
     "PhysicsConfig": "config",

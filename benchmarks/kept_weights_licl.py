@@ -64,7 +64,7 @@ def run(seed: int) -> dict:
     epoch, epochs = best_epoch(run_dir / "model.safetensors.fit" / "train" / "log.csv")
     return {**provenance(1), "seed": seed, "best_epoch": epoch, "epochs": epochs,
             "best": {k: before[k] for k in FIGURES},
-            "last": {k: float(getattr(last, k)) for k in FIGURES}}
+            "last": {k: (int if k == "collapsed" else float)(getattr(last, k)) for k in FIGURES}}
 
 
 def report(rows) -> str:
@@ -73,7 +73,7 @@ def report(rows) -> str:
     for r in rows:
         b, la = r["best"], r["last"]
         lines.append(f"| {r['seed']} | {r['best_epoch']} ({r['epochs']}) | {b['rdf_error']:.3f} | {la['rdf_error']:.3f} | "
-                     f"{b['rdf_error_noise']:.3f} / {la['rdf_error_noise']:.3f} | {b['collapsed']} / {la['collapsed']} |")
+                     f"{b['rdf_error_noise']:.3f} / {la['rdf_error_noise']:.3f} | {int(b['collapsed'])} / {int(la['collapsed'])} |")
     b = np.array([r["best"]["rdf_error"] for r in rows])
     la = np.array([r["last"]["rdf_error"] for r in rows])
     sd = (lambda v: v.std(ddof=1) if len(v) > 1 else 0.0)

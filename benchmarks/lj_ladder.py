@@ -106,7 +106,7 @@ def rescore(results: Path, work: Path, head: str, recipe: str, tag: str) -> None
     keeps its training figures and says which weights and which commit scored it."""
     from ase_denoise import TrainConfig
     from ase_denoise.checkpoint import load_model_file
-    from ase_denoise.training.trainer import kept_weights
+    from ase_denoise.training.result import kept_weights
 
     sys.path.insert(0, str(HERE))
     from study_kit import provenance

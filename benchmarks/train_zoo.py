@@ -177,7 +177,7 @@ def write_card(path: str, name: str, recipe: Dict[str, Any], model, figures: Dic
     n_params = sum(p.numel() for p in model.parameters())
     selected = int(model.metadata["metrics"].get("epoch", epochs_done - 1))  # type: ignore[attr-defined]
     from ase_denoise.config import TrainConfig
-    from ase_denoise.training.trainer import kept_weights
+    from ase_denoise.training.result import kept_weights
 
     kept = kept_weights(TrainConfig(**tc))
     f = figures

@@ -54,7 +54,7 @@ def test_training_keeps_the_last_weights_for_denoising_and_the_best_for_force_ma
     """A denoising validation loss is dominated by noise no model predicts, so it does not rank epochs
     (docs/design.md, "Which weights are kept"): by default the run returns and the CLI writes the last
     epoch's weights; ``keep_weights="best"`` the lowest validation loss's; force labels rank epochs."""
-    from ase_denoise.training.trainer import kept_weights
+    from ase_denoise.training.result import kept_weights
 
     def same(model, path):
         saved = load_model(path).state_dict()

@@ -9,6 +9,7 @@
   and the progress reports a bar or a log line is drawn from;
 * :mod:`ase_denoise.training.ema` - the moving average of the weights that is validated and saved
   (floats averaged, integer buffers copied);
+* :mod:`ase_denoise.training.result` - what a run returns: which checkpoint is kept, :class:`TrainResult`;
 * :mod:`ase_denoise.training.trainer` - the loop (:class:`Trainer`, :func:`train`): AdamW, EMA, schedule,
   validation, checkpoints, resume, data parallelism.
 """
@@ -16,7 +17,8 @@
 from .prepare import prepare_data
 from .suggest import suggest_settings
 from .progress import Progress
-from .trainer import STATE_FILE, Trainer, TrainResult, train
+from .result import TrainResult
+from .trainer import STATE_FILE, Trainer, train
 
 __all__ = ["STATE_FILE", "Progress", "TrainResult", "Trainer", "prepare_data", "suggest_settings", "train"]
 

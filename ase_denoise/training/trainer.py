@@ -23,7 +23,6 @@ import math
 import os
 import pickle
 import time
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -47,6 +46,7 @@ from .losses import (LabelMixing, Residual, inverse_square_level_weight, loss_in
                      term_weight)
 from .prepare import prepare_data
 from .progress import Clock, Progress, ProgressCallback, epoch_line, log_lines, lr_lambda, write_log
+from .result import TrainResult, kept_weights
 from .sampler import DuplicationSampler, NoisyBatch, split_frames, validation_batches
 
 logger = logging.getLogger(__name__)
@@ -58,31 +58,6 @@ OUTPUT_FILES = ("best.safetensors", "last.safetensors", STATE_FILE, "log.csv")
 # Settings that define the split and the noise stream: a resumed run must keep them.
 RESUME_FROZEN = ("seed", "valid_fraction", "valid_duplicates", "n_duplicates", "dtype", "loss", "force_weight",
                  "level_weighting", "antithetic_noise")
-
-
-def kept_weights(cfg: TrainConfig) -> str:
-    """Which weights a run returns, "best" or "last" (``TrainConfig.keep_weights``). A denoising validation
-    loss is dominated by the noise no model can predict: past the first epochs its changes are noise and
-    the epoch it picks is random, while the weights at the end of the (decayed) schedule are the converged
-    ones (docs/design.md, "Which weights are kept"). Force labels rank epochs: there "auto" is "best"."""
-    if cfg.keep_weights != "auto":
-        return cfg.keep_weights
-    return "best" if cfg.loss == "force_matching" else "last"
-
-
-@dataclass
-class TrainResult:
-    model: DenoiserMACE  # the kept (EMA) weights, eval mode: ``path``
-    best_path: str
-    last_path: str
-    history: List[Dict[str, float]] = field(default_factory=list)
-    stopped: str = "epochs"  # "epochs" | "early_stopping" | "time_budget"
-    kept: str = "best"  # "best" | "last": which of the two files ``model`` is
-
-    @property
-    def path(self) -> str:
-        """The file of the kept weights (``best_path`` or ``last_path``)."""
-        return self.last_path if self.kept == "last" else self.best_path
 
 
 def _physics_of(state: Dict[str, Any]) -> Optional[PhysicsConfig]:
@@ -487,9 +462,8 @@ class Trainer:
                 save_model(self.eval_model(), path, training=self.training_summary(), overwrite=True)
         self._barrier()
         kept = kept_weights(self.cfg)
-        result = TrainResult(None, self.best_path, self.last_path, self.history, stopped, kept)  # type: ignore[arg-type]
-        result.model = load_model_file(result.path)
-        return result
+        path = self.last_path if kept == "last" else self.best_path
+        return TrainResult(load_model_file(path), self.best_path, self.last_path, self.history, stopped, kept)
 
     def _plan_schedule(self, clock: Clock) -> None:
         """Fit the learning-rate cosine to the time budget: it ends where the budget does (at the pace of
