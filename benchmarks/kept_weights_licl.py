@@ -24,6 +24,7 @@ import csv  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -33,7 +34,8 @@ RESULTS = HERE / "kept_weights_licl.jsonl"
 FIGURES = ("rdf_error", "rdf_error_noise", "systematic_error", "collapsed")
 
 
-def best_epoch(log: Path) -> int:
+def best_epoch(log: Path) -> Tuple[int, int]:
+    """(the epoch of lowest validation loss, the epochs logged)"""
     rows = list(csv.DictReader(open(log)))
     losses = [float(r["valid_loss"]) for r in rows]
     return int(np.argmin(losses)), len(rows)

@@ -113,11 +113,12 @@ def rescore(results: Path, work: Path, head: str, recipe: str, tag: str) -> None
 
     weights = kept_weights(TrainConfig())
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    test = test_frames(work)  # read once, not per record
     for row in rows:
         if row.get("weights", "best") == weights:
             continue
         model = load_model_file(run_dir_of(work, row["seed"], head, recipe, tag) / f"{weights}.safetensors")
-        row.update(score(model, test_frames(work)), weights=weights, scored=provenance(1)["commit"])
+        row.update(score(model, test), weights=weights, scored=provenance(1)["commit"])
         print(f"seed {row['seed']}: {weights} weights, default forces {row['corrected']}")
     results.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
