@@ -71,3 +71,13 @@ def test_the_fit_table_regenerates_from_its_records():
         assert fit_systems.card_note(name) in card, f"models/{name}/README.md: its fit paragraph is out of date"
         if records:
             assert fit_systems.mean_std([r["score"] for r in records]) in card
+
+
+def test_the_morse_dimer_table_regenerates_from_its_records():
+    """``benchmarks/morse_dimer.md`` is what ``morse_dimer.py --table`` writes from ``morse_dimer.jsonl``."""
+    import json
+
+    morse = benchmark_module("morse_dimer.py")
+    records = [json.loads(line) for line in morse.RECORDS.read_text().splitlines() if line.strip()]
+    assert {r["recipe"] for r in records} == set(morse.RECIPES)
+    assert morse.TABLE.read_text() == morse.table(records), "run `python benchmarks/morse_dimer.py --table`"

@@ -335,12 +335,16 @@ def test_mixed_labels_with_noisy_forces_are_unbiased_on_the_harmonic_dimer(tmp_p
 
 @pytest.mark.slow
 def test_morse_dimer_corrected_force_matches_the_true_force(tmp_path):
-    """An anharmonic bond: the corrected force's RMS error over the sampled range (5-95 % of bond
-    lengths) is within 5 % of the true force's RMS there; each level is close to its exact smoothed
-    force (quadrature, no expansion in sigma). The margin depends on the data draw: with these 4000
-    frames (seed 1) the check holds, while draws 0 and 2 gave 7.1 % and 7.5 % (the smallest level's
-    learning error, 5-6 % against its exact smoothed force, is amplified by the extrapolation weights),
-    so a failure after a change to training is a reason to look, not necessarily a regression."""
+    """An anharmonic bond: each level within 8 % (of the true force's RMS over the sampled 5-95 % of bond
+    lengths) of its exact smoothed force (quadrature, no expansion in sigma), and the corrected force
+    closer to the true force than the smallest level could be even if learned exactly (8.2 % here).
+
+    How close it gets depends on the data draw more than on training: 4000 frames hold too little to pin
+    the smallest level (the exact denoiser of the drawn frames, what unlimited capacity would learn, is
+    itself 6-11 % off that level's smoothed force over draws 0-4), and the extrapolation weights
+    (2.07 / -1.36 / 0.29) amplify it. Over those five draws the trained model's corrected error was
+    0.052-0.100, under the smallest level's bias on four of them (``benchmarks/morse_dimer.md``); this
+    draw gives 0.052."""
     energy, force = morse_bond(D=1.0, a=1.0, d0=1.5)  # stiffness 2 eV/A^2 at the minimum
     frames = sample_bond_dimer(4000, energy, force, temperature_K=T, seed=1)
     model = _train_dimer(frames, tmp_path)
@@ -353,8 +357,28 @@ def test_morse_dimer_corrected_force_matches_the_true_force(tmp_path):
         assert np.sqrt(np.mean((_bond_forces(model, ds, s) - exact) ** 2)) < 0.08 * rms, s
     error = np.sqrt(np.mean((_bond_forces(model, ds, None) - true) ** 2))
     smallest = np.sqrt(np.mean((smoothed_bond_force(energy, ds, 0.025, KT) - true) ** 2))
-    assert error < 0.05 * rms, (error, rms)
-    assert error < smallest  # better than the least biased level could be even if learned perfectly
+    assert smallest > 0.08 * rms  # the bias the correction has to remove is not small
+    assert error < smallest, (error / rms, smallest / rms)
+
+
+def test_the_exact_denoiser_of_sampled_frames_approaches_the_smoothed_force():
+    """``sampled_smoothed_bond_force`` (the force of the exact denoiser of a set of frames) tends to the
+    exact smoothed force as the sample grows: at 40000 frames within 4 % of the force's RMS at sigma =
+    0.025 A and 2 % at 0.055 A (this draw: 2.6 % and 1.1 %; the smallest level's kernel sees the fewest
+    samples), and 4000 frames are further off than 40000 at the smallest level (6.0 % here)."""
+    from ase_denoise.data.reference import sampled_smoothed_bond_force
+
+    energy, force = morse_bond(D=1.0, a=1.0, d0=1.5)
+    lengths = np.array([a.get_distance(0, 1) for a in sample_bond_dimer(40000, energy, force, temperature_K=T, seed=7)])
+    ds = np.linspace(*np.quantile(lengths, [0.05, 0.95]), 31)
+    rms = np.sqrt(np.mean(force(ds) ** 2))
+    errors = {}
+    for n in (4000, 40000):
+        for s in (0.025, 0.055):
+            sampled = sampled_smoothed_bond_force(lengths[:n], ds, s, KT)
+            errors[n, s] = np.sqrt(np.mean((sampled - smoothed_bond_force(energy, ds, s, KT)) ** 2)) / rms
+    assert errors[40000, 0.025] < 0.04 and errors[40000, 0.055] < 0.02, errors
+    assert errors[4000, 0.025] > errors[40000, 0.025], errors
 
 
 def test_inverse_square_level_weighting_counts_each_level_in_network_units(argon_frames):

@@ -247,6 +247,25 @@ def smoothed_bond_force(bond_energy, dist, noise_std: float, kT: float, d_max: f
     return kT * (derivative / density - 1.0 / dist)
 
 
+def sampled_smoothed_bond_force(lengths, dist, noise_std: float, kT: float) -> np.ndarray:
+    """The sigma-smoothed force along the bond (eV/A, on the second atom) that the *samples* imply: the
+    same quadrature as ``smoothed_bond_force`` with the Boltzmann density replaced by the data's bond
+    lengths ``lengths`` (A), each spread uniformly over directions (an equivariant model cannot tell
+    directions apart). This is the force of the exact denoiser of those frames (Tweedie's formula on the
+    data's blurred density), the limit a denoiser of unlimited capacity trained on them approaches: its
+    distance from ``smoothed_bond_force`` is the error the finite sample itself puts into each level.
+    """
+    dist = np.asarray(dist, dtype=float)
+    a = np.asarray(lengths, dtype=float)
+    v = 2.0 * noise_std**2
+    x1, x2 = dist[:, None] - a, dist[:, None] + a
+    shift = np.min(x1**2, axis=1, keepdims=True)  # the nearest sample's exponent: no underflow for small sigma
+    g1, g2 = np.exp(-(x1**2 - shift) / (2 * v)), np.exp(-(x2**2 - shift) / (2 * v))
+    density = np.sum((g1 - g2) / a, axis=1)
+    derivative = np.sum((-x1 * g1 + x2 * g2) / (v * a), axis=1)
+    return kT * (derivative / density - 1.0 / dist)
+
+
 # --------------------------------------------------------------------------------------------------
 # Lennard-Jones argon
 # --------------------------------------------------------------------------------------------------
