@@ -183,6 +183,30 @@ def test_kl_divergence_of_phi_psi_samples(cg):
     assert cg.kl_divergence(coupled, product) > 0.5
 
 
+def test_js_divergence_and_pmf_rmse_of_phi_psi_samples(cg):
+    """The figures CG diffusion papers report beside KL, on 64 x 64 bins: zero for one sample against
+    itself, ln 2 (the JS maximum) for disjoint basins, and for a sample whose alpha basin counts twice
+    the exact free-energy difference: ln 1.5 kT in every beta bin and ln 0.75 in every alpha bin,
+    weighted by the bins' mean probability (5/12 and 7/12)."""
+    rng = np.random.default_rng(0)
+    def wrapped(phi, psi):  # angles as cg.dihedrals returns them, in [-180, 180)
+        return (np.column_stack([phi, psi]) + 180.0) % 360.0 - 180.0
+
+    beta = wrapped(rng.normal(-80, 20, 4000), rng.normal(150, 10, 4000))
+    alpha = wrapped(rng.normal(-80, 20, 4000), rng.normal(-40, 10, 4000))
+    assert cg.js_divergence(beta, beta) == pytest.approx(0.0, abs=1e-12)
+    assert cg.pmf_rmse(beta, beta) == pytest.approx(0.0, abs=1e-12)
+    assert cg.js_divergence(beta, alpha) == pytest.approx(np.log(2.0), abs=1e-12)
+    assert cg.js_divergence(beta, alpha) == pytest.approx(cg.js_divergence(alpha, beta), abs=1e-12)
+    assert cg.pmf_rmse(beta, alpha) > 5.0  # every visited bin empty on the other side: ln(p / 1e-6)
+    both = np.concatenate([beta, alpha])
+    alpha_twice = np.concatenate([beta, alpha, alpha])
+    expected = np.sqrt(5 / 12 * np.log(1.5) ** 2 + 7 / 12 * np.log(0.75) ** 2)
+    assert cg.pmf_rmse(both, alpha_twice) == pytest.approx(expected, rel=1e-9)
+    assert 0 < cg.js_divergence(both, alpha_twice) < cg.js_divergence(beta, alpha)
+    assert 0 < cg.js_divergence(beta[:2000], beta[2000:]) < 0.1  # sampling noise only, at 64 x 64 bins
+
+
 @pytest.mark.slow
 def test_cg_study_pipeline_quick(tmp_path, cg):
     """Trains denoising and force matching on the CG beads (tiny settings), runs batched replicas, writes

@@ -173,6 +173,44 @@ def kl_divergence(reference: np.ndarray, model: np.ndarray) -> float:
     return float((p * np.log(p / q)).sum())
 
 
+#: bins per angle of the figures CG diffusion papers report beside KL (64 x 64 on the Ramachandran plane)
+FIELD_BINS = 64
+#: the probability an empty bin is given before taking its free energy (as those papers' evaluation code does)
+EMPTY_BIN = 1e-6
+
+
+def _field_histograms(reference: np.ndarray, model: np.ndarray) -> tuple:
+    p = histogram(reference, 360.0 / FIELD_BINS).ravel()
+    q = histogram(model, 360.0 / FIELD_BINS).ravel()
+    return p / p.sum(), q / q.sum()
+
+
+def js_divergence(reference: np.ndarray, model: np.ndarray) -> float:
+    """Jensen-Shannon divergence (nats, between 0 and ln 2) of two phi/psi samples [n, 2] (degrees) over
+    64 x 64 bins: ``(KL(p || m) + KL(q || m)) / 2`` with ``m = (p + q) / 2``; empty bins add nothing, so
+    no pseudo-count is needed. Symmetric, unlike :func:`kl_divergence`."""
+    p, q = _field_histograms(reference, model)
+    m = 0.5 * (p + q)
+
+    def kl_to_m(x):
+        held = x > 0
+        return float(np.sum(x[held] * np.log(x[held] / m[held])))
+
+    return 0.5 * (kl_to_m(p) + kl_to_m(q))
+
+
+def pmf_rmse(reference: np.ndarray, model: np.ndarray) -> float:
+    """Root-mean-square difference (kT) of the two free-energy surfaces ``-ln p`` of two phi/psi samples
+    [n, 2] (degrees) over 64 x 64 bins, each bin weighted by the mean of its two probabilities (the bins
+    either sample visits count, the rest do not); an empty bin is given probability 1e-6. This is the
+    weighting of the PMF error in recent CG diffusion papers' evaluation; multiply by kT (2.49 kJ/mol at
+    300 K) for energy units."""
+    p, q = _field_histograms(reference, model)
+    weight = 0.5 * (p + q)
+    difference = np.log(np.maximum(p, EMPTY_BIN)) - np.log(np.maximum(q, EMPTY_BIN))
+    return float(np.sqrt(np.sum(weight * difference**2) / np.sum(weight)))
+
+
 def basin_populations(phi_psi: np.ndarray, n_blocks: int = 10, split_beta: bool = False) -> Dict[str, List[float]]:
     """``make_data.basin_populations`` under the basins' short names (``beta/C7eq/PII``, ``alpha_R``,
     ``alpha_L/C7ax``), or with ``split_beta`` its four regions (beta split into ``C7eq`` and ``PII``):
@@ -326,14 +364,16 @@ def marginal_figures(reference: np.ndarray, model: np.ndarray) -> Dict[str, floa
 
 
 def sample_figures(phi_psi: np.ndarray, frames: List[Atoms]) -> Dict[str, Any]:
-    """The figures of one model's MD samples (degrees) against the reference (all frames): KL, basin and
+    """The figures of one model's MD samples (degrees) against the reference (all frames): KL, the JS
+    divergence and PMF RMSE over 64 x 64 bins, basin and
     region populations (blocks: the samples in 10 pieces), the marginals' KL and mutual information, and
     the KL from the held-out last 20% alone."""
     if len(phi_psi) < 2:
         return dict(kl=float("nan"), populations={})
     ref = reference_phi_psi(frames)
     held_out = reference_phi_psi(split(frames)[1])
-    return dict(kl=kl_divergence(ref, phi_psi), populations=basin_populations(phi_psi),
+    return dict(kl=kl_divergence(ref, phi_psi), js=js_divergence(ref, phi_psi), pmf_rmse_kT=pmf_rmse(ref, phi_psi),
+                populations=basin_populations(phi_psi),
                 regions=basin_populations(phi_psi, split_beta=True), **marginal_figures(ref, phi_psi),
                 kl_held_out=kl_divergence(held_out, phi_psi))
 
@@ -513,7 +553,7 @@ def ensure_reference(summary, data: Path = None) -> Dict[str, Any]:
 
 def reference_figures(data: Path = None) -> Dict[str, Any]:
     """The reference (all frames, mapped) as the tables use it: populations of the basins and regions
-    (10 blocks), the KL between its halves, the KL of the product of the first 2000 training frames'
+    (10 blocks), the KL, JS divergence and PMF RMSE between its halves, the KL of the product of the first 2000 training frames'
     marginals; the marginal figures of the reference, of those training frames and of their product, each
     with the KL from the held-out last 500 frames -> the ``cg-reference`` record."""
     frames = map_frames(data or STUDY.data)
@@ -527,6 +567,8 @@ def reference_figures(data: Path = None) -> Dict[str, Any]:
         rows[label] = dict(marginal_figures(ref, sample), kl=kl_divergence(ref, sample), kl_held_out=kl_divergence(held_out, sample))
     return dict(kind="cg-reference", run="reference", populations=basin_populations(ref),
                 regions=basin_populations(ref, split_beta=True), kl_between_halves=kl_divergence(ref[:half], ref[half:]),
+                js_between_halves=js_divergence(ref[:half], ref[half:]),
+                pmf_rmse_kT_between_halves=pmf_rmse(ref[:half], ref[half:]),
                 n_frames=len(ref), n_training=len(train), kl_marginals_product=kl_divergence(ref, marginals_product(train)),
                 marginals=rows)
 
