@@ -81,6 +81,11 @@ def run(draw: int, recipe: str) -> dict:
     ds = np.linspace(*np.quantile(lengths, [0.05, 0.95]), 31)
     true = force(ds)
     rms = float(np.sqrt(np.mean(true**2)))
+    exact = {s: smoothed_bond_force(energy, ds, float(s), kT) for s in LEVELS}  # each level's smoothed force
+
+    def error(f, reference):  # RMS difference over the true force's RMS
+        return round(float(np.sqrt(np.mean((f - reference) ** 2))) / rms, 4)
+
     record = dict(draw=draw, recipe=recipe)
     with tempfile.TemporaryDirectory() as work:
         data, out = Path(work) / "dimer.extxyz", Path(work) / "dimer.safetensors"
@@ -89,21 +94,16 @@ def run(draw: int, recipe: str) -> dict:
                         "--output", str(out), *TRAIN, *RECIPES[recipe]], check=True, capture_output=True, text=True)
         for weights in ("last", "best"):
             model = load_model(out.with_name(out.name + ".run") / f"{weights}.safetensors")
-            levels = {f"{s:g}": round(float(np.sqrt(np.mean((bond_forces(model, ds, s)
-                                                              - smoothed_bond_force(energy, ds, s, kT)) ** 2))) / rms, 4)
-                      for s in model.noise_levels}
-            default = float(np.sqrt(np.mean((bond_forces(model, ds, None) - true) ** 2))) / rms
-            linear = float(np.sqrt(np.mean((bond_forces(model, ds, ForcesChoice(extrapolation_order=1)) - true) ** 2))) / rms
-            record[weights] = dict(level_error=levels, default_error=round(default, 4), linear_error=round(linear, 4))
-    smallest = float(np.sqrt(np.mean((smoothed_bond_force(energy, ds, 0.025, kT) - true) ** 2))) / rms
-    record["smallest_level_bias"] = round(smallest, 4)
+            record[weights] = dict(
+                level_error={f"{s:g}": error(bond_forces(model, ds, s), exact[f"{s:g}"]) for s in model.noise_levels},
+                default_error=error(bond_forces(model, ds, None), true),
+                linear_error=error(bond_forces(model, ds, ForcesChoice(extrapolation_order=1)), true))
+    record["smallest_level_bias"] = error(exact[LEVELS[0]], true)
     # the exact denoiser of these frames: what the sample itself allows, learned without error
     sampled = [sampled_smoothed_bond_force(lengths, ds, float(s), kT) for s in LEVELS]
-    record["exact_denoiser"] = dict(
-        level_error={s: round(float(np.sqrt(np.mean((f - smoothed_bond_force(energy, ds, float(s), kT)) ** 2))) / rms, 4)
-                     for s, f in zip(LEVELS, sampled)},
-        default_error=round(float(np.sqrt(np.mean((sum(w * f for w, f in zip(
-            extrapolation_weights([float(s) for s in LEVELS]), sampled)) - true) ** 2))) / rms, 4))
+    weights = extrapolation_weights([float(s) for s in LEVELS])
+    record["exact_denoiser"] = dict(level_error={s: error(f, exact[s]) for s, f in zip(LEVELS, sampled)},
+                                    default_error=error(sum(w * f for w, f in zip(weights, sampled)), true))
     record.update(provenance(os.environ.get("OMP_NUM_THREADS")))
     return record
 

@@ -236,15 +236,11 @@ def smoothed_bond_force(bond_energy, dist, noise_std: float, kT: float, d_max: f
     if noise_std == 0:
         h = 1e-6
         return -(bond_energy(dist + h) - bond_energy(dist - h)) / (2 * h)
-    v = 2.0 * noise_std**2
     R, _ = _bond_grid(lambda r: bond_energy(r), kT, d_max, n=20_001)
     log_w = np.log(R) - bond_energy(R) / kT
-    w = np.exp(log_w - log_w.max())
-    x1, x2 = dist[:, None] - R, dist[:, None] + R
-    g1, g2 = np.exp(-(x1**2) / (2 * v)), np.exp(-(x2**2) / (2 * v))
-    density = np.trapezoid(w * (g1 - g2), R, axis=1)
-    derivative = np.trapezoid(w * (-x1 * g1 + x2 * g2) / v, R, axis=1)
-    return kT * (derivative / density - 1.0 / dist)
+    trapezoid = np.full_like(R, R[1] - R[0])
+    trapezoid[[0, -1]] *= 0.5
+    return _blurred_shells_force(R, np.exp(log_w - log_w.max()) * trapezoid, dist, noise_std, kT)
 
 
 def sampled_smoothed_bond_force(lengths, dist, noise_std: float, kT: float) -> np.ndarray:
@@ -255,14 +251,22 @@ def sampled_smoothed_bond_force(lengths, dist, noise_std: float, kT: float) -> n
     data's blurred density), the limit a denoiser of unlimited capacity trained on them approaches: its
     distance from ``smoothed_bond_force`` is the error the finite sample itself puts into each level.
     """
-    dist = np.asarray(dist, dtype=float)
     a = np.asarray(lengths, dtype=float)
+    return _blurred_shells_force(a, 1.0 / a, np.asarray(dist, dtype=float), noise_std, kT)
+
+
+def _blurred_shells_force(radii: np.ndarray, weights: np.ndarray, dist: np.ndarray, noise_std: float,
+                          kT: float) -> np.ndarray:
+    """``kT d log rho_sigma / dd`` (eV/A) at bond lengths ``dist`` of a bond-vector density made of spherical
+    shells of radius ``radii``, each of weight ``weights`` (``R f(R) dR`` for a quadrature of a density
+    ``f``; ``1 / a`` for a sample of lengths ``a``), blurred with the Gaussian of variance ``2 sigma^2``:
+    ``rho_sigma(d) ∝ (1/d) sum w [G(d - R) - G(d + R)]``, ``G(x) = exp(-x^2 / 2v)``."""
     v = 2.0 * noise_std**2
-    x1, x2 = dist[:, None] - a, dist[:, None] + a
-    shift = np.min(x1**2, axis=1, keepdims=True)  # the nearest sample's exponent: no underflow for small sigma
+    x1, x2 = dist[:, None] - radii, dist[:, None] + radii
+    shift = np.min(x1**2, axis=1, keepdims=True)  # the nearest shell's exponent: no underflow for small sigma
     g1, g2 = np.exp(-(x1**2 - shift) / (2 * v)), np.exp(-(x2**2 - shift) / (2 * v))
-    density = np.sum((g1 - g2) / a, axis=1)
-    derivative = np.sum((-x1 * g1 + x2 * g2) / (v * a), axis=1)
+    density = np.sum(weights * (g1 - g2), axis=1)
+    derivative = np.sum(weights * (-x1 * g1 + x2 * g2), axis=1) / v
     return kT * (derivative / density - 1.0 / dist)
 
 
